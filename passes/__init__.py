@@ -1,0 +1,43 @@
+"""wrc's compiler passes, one per module; `PASSES` maps each name to a lazy loader.
+
+Importing this package imports no pass: `wrc-opt` and the pipeline load a pass only when it
+is used (the same scheme as `xdsl.transforms.get_all_passes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+
+def _const_to_var() -> type[ModulePass]:
+    from wrc.passes.ge_const_to_var import GeConstToVarPass
+
+    return GeConstToVarPass
+
+
+def _split() -> type[ModulePass]:
+    from wrc.passes.ge_split_weight_refreshable import GeSplitWeightRefreshablePass
+
+    return GeSplitWeightRefreshablePass
+
+
+def _to_linalg() -> type[ModulePass]:
+    from wrc.passes.convert_ge_to_linalg import ConvertGeToLinalgPass
+
+    return ConvertGeToLinalgPass
+
+
+def _bufferize() -> type[ModulePass]:
+    from wrc.passes.ge_bufferize import GeBufferizePass
+
+    return GeBufferizePass
+
+
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ge-const-to-var": _const_to_var,
+    "ge-split-weight-refreshable": _split,
+    "convert-ge-to-linalg": _to_linalg,
+    "ge-bufferize": _bufferize,
+}

@@ -1,0 +1,57 @@
+"""`wrc-opt`: xDSL's opt driver with the `ge` dialect and wrc's passes registered.
+
+It behaves like `mlir-opt`/`xdsl-opt` (`-p`, `-o`, `--split-input-file`,
+`--verify-diagnostics`, ...). Bad input is reported as a diagnostic on stderr with exit
+code 1, never as a Python traceback (set `WRC_DEBUG=1` to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from wrc.dialects.ge import GE
+from wrc.passes import PASSES
+
+
+class WrcOptMain(xDSLOptMain):
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        if "ge" not in self.ctx.registered_dialect_names:
+            self.ctx.register_dialect("ge", lambda: GE)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        for name, factory in PASSES.items():
+            self.register_pass(name, factory)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        WrcOptMain(
+            description="wrc-opt: run wrc's passes (ge-const-to-var, ge-split-weight-refreshable, "
+            "convert-ge-to-linalg, ge-bufferize, and all of xDSL's) over MLIR files.",
+            args=argv,
+        ).run()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as e:  # report every failure as a diagnostic, like mlir-opt
+        if os.environ.get("WRC_DEBUG"):
+            raise
+        message = str(e).strip() or type(e).__name__
+        if not isinstance(e, Exception) or type(e).__module__.startswith("builtins"):
+            message = f"internal error: {type(e).__name__}: {message}"
+        print(f"wrc-opt: error: {message}", file=sys.stderr)
+        for note in getattr(e, "__notes__", ()):  # xDSL attaches the IR around a verifier error
+            print(note, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

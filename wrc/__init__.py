@@ -1,0 +1,1 @@
+"""wrc: a weight-refreshable compiler."""
