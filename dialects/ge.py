@@ -18,10 +18,10 @@ from typing import ClassVar, Self
 
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
+    I64,
     AnyFloat,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
-    I64,
     IntegerAttr,
     IntegerType,
     StringAttr,
@@ -226,7 +226,7 @@ class ConstOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> Self:
-        name = parser.parse_str_literal("constant name")
+        name = parser.parse_str_literal(" for the constant name")
         value = None
         if parser.parse_optional_punctuation("="):
             attr = parser.parse_attribute()
@@ -581,7 +581,12 @@ class ReshapeOp(ComputeOp):
         out = self.output.type
         if any(d < 0 and d != DYNAMIC for d in out.get_shape()):
             raise _fail(self.name, f"invalid result shape {fmt_shape(out.get_shape())}")
-        return self.infer(self.name, _ranked(self, self.input), out.get_shape())
+        src = _ranked(self, self.input)
+        if 0 in out.get_shape():  # in a result *type* 0 is an empty dim, not ONNX's "copy"
+            if DYNAMIC not in src.get_shape() and 0 not in src.get_shape():
+                raise _fail(self.name, f"cannot reshape {fmt_shape(src.get_shape())} to the empty {fmt_shape(out.get_shape())}")
+            return TensorType(src.element_type, out.get_shape())
+        return self.infer(self.name, src, out.get_shape())
 
 
 @irdl_op_definition
@@ -697,6 +702,7 @@ class Pool2DOp(ComputeOp):
         if len(x) != 4:
             raise _fail(op, f"expects a 4-D NCHW input, got {fmt_shape(x)}")
         ElementwiseUnaryOp.infer(op, input)
+        _check_window_params(op, kernel, strides, pads, (1, 1))  # before indexing kernel below
         if len(pads) == 4 and (pads[0] >= kernel[0] or pads[1] >= kernel[1] or pads[2] >= kernel[0] or pads[3] >= kernel[1]):
             raise _fail(op, f"pads {list(pads)} must be smaller than the kernel {list(kernel)}")
         oh, ow = window_output_hw(op, x[2:], kernel, strides, pads, (1, 1))

@@ -11,10 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+from xdsl.utils.exceptions import ArgSpecParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from wrc.dialects.ge import GE
 from wrc.passes import PASSES
+
+
+class CommandLineError(Exception):
+    """A bad `-p` pipeline: xDSL reports it as ArgSpecParseError or a bare ValueError."""
 
 
 class WrcOptMain(xDSLOptMain):
@@ -31,11 +36,15 @@ class WrcOptMain(xDSLOptMain):
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        WrcOptMain(
-            description="wrc-opt: run wrc's passes (ge-const-to-var, ge-split-weight-refreshable, "
-            "convert-ge-to-linalg, ge-bufferize, and all of xDSL's) over MLIR files.",
-            args=argv,
-        ).run()
+        try:  # the constructor parses the arguments and the pass pipeline
+            opt = WrcOptMain(
+                description="wrc-opt: run wrc's passes (ge-const-to-var, ge-split-weight-refreshable, "
+                "convert-ge-to-linalg, ge-bufferize, and all of xDSL's) over MLIR files.",
+                args=argv,
+            )
+        except (ArgSpecParseError, ValueError) as e:
+            raise CommandLineError(str(e)) from e
+        opt.run()
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -44,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("WRC_DEBUG"):
             raise
         message = str(e).strip() or type(e).__name__
-        if not isinstance(e, Exception) or type(e).__module__.startswith("builtins"):
+        user_error = isinstance(e, OSError)  # e.g. an input file that does not exist
+        if not user_error and (not isinstance(e, Exception) or type(e).__module__.startswith("builtins")):
             message = f"internal error: {type(e).__name__}: {message}"
         print(f"wrc-opt: error: {message}", file=sys.stderr)
         for note in getattr(e, "__notes__", ()):  # xDSL attaches the IR around a verifier error

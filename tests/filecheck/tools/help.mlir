@@ -1,0 +1,9 @@
+// RUN: env COLUMNS=10000 wrc-opt --help | filecheck %s
+
+// --help lists wrc's passes among the available ones (COLUMNS keeps the list on one line).
+
+// CHECK: usage: wrc-opt
+// CHECK: -p PASSES, --passes PASSES
+// CHECK-NEXT: Available passes are:
+// CHECK-DAG: {{,ge-const-to-var(?=,|$)}}
+// CHECK-DAG: {{,ge-split-weight-refreshable(?=,|$)}}

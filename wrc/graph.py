@@ -1,0 +1,339 @@
+"""`wrc.Graph`: build a `ge` graph from Python, with shapes inferred as ops are added.
+
+The graph is xDSL IR from the first op on: a module holding one `func.func` whose body the
+builder methods append to. Weight bytes stay in `Graph.weights` (keyed by constant name),
+never in the IR text, unless a constant is created with `inline=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    FunctionType,
+    ModuleOp,
+    TensorType,
+    UnrankedTensorType,
+)
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import ParseError, VerifyException
+
+from wrc.context import make_context
+from wrc.dialects import ge
+from wrc.dtypes import to_element_type, to_numpy_dtype
+from wrc.errors import ShapeError, WrcError
+
+DimLike = int | None
+
+
+class GraphError(WrcError):
+    """A graph is built or parsed wrongly (duplicate names, bad arguments, bad IR)."""
+
+
+def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> TensorType:
+    dims = []
+    for d in shape:
+        if d is None or d == -1:
+            dims.append(ge.DYNAMIC)
+        elif isinstance(d, int | np.integer) and d >= 0:
+            dims.append(int(d))
+        else:
+            raise GraphError(f"invalid dimension {d!r} in shape {tuple(shape)} (use a non-negative int or None)")
+    return TensorType(to_element_type(np.dtype(dtype)), dims)
+
+
+def dense_attr(value: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """An inline `dense<...>` attribute holding `value` (for small constants only)."""
+    type = _tensor_type(value.shape, value.dtype)
+    return DenseIntOrFPElementsAttr.from_list(type, value.reshape(-1).tolist())
+
+
+class Tensor:
+    """A value of a graph: an op's result, with its static shape (None = dynamic) and dtype."""
+
+    __slots__ = ("graph", "value")
+
+    def __init__(self, graph: Graph, value: SSAValue):
+        self.graph = graph
+        self.value = value
+
+    @property
+    def type(self) -> TensorType:
+        assert isinstance(self.value.type, TensorType)
+        return self.value.type
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        return tuple(None if d == ge.DYNAMIC else d for d in self.type.get_shape())
+
+    @property
+    def dtype(self) -> np.dtype:
+        return to_numpy_dtype(self.type.element_type)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.value.owner.name}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Graph:
+    """A GE-style inference graph (GE `Graph` + `GenGraph`).
+
+    >>> g = Graph("mlp")
+    >>> x = g.data("x", (8, 64))
+    >>> w = g.const("const_1", np.zeros((64, 10), np.float32))
+    >>> g.output(g.softmax(g.matmul(x, w), axis=-1))
+    """
+
+    def __init__(self, name: str = "main"):
+        if not name:
+            raise GraphError("a graph needs a non-empty name")
+        body = Block()
+        body.add_op(func.ReturnOp())
+        self.func = func.FuncOp(name, ((), ()), Region(body))
+        self.module = ModuleOp([self.func])
+        self.weights: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_module(cls, module: ModuleOp, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
+        """Wrap a module holding one `func.func` (and maybe `ge.variable`s) as a Graph."""
+        funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
+        if len(funcs) != 1:
+            raise GraphError(f"a graph module must hold exactly one func.func, found {len(funcs)}")
+        try:
+            module.verify()
+        except VerifyException as e:
+            raise GraphError(f"invalid graph IR: {e}") from None
+        graph = cls.__new__(cls)
+        graph.func = funcs[0]
+        graph.module = module
+        graph.weights = dict(weights or {})
+        return graph
+
+    @classmethod
+    def from_mlir(cls, text: str, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
+        """Parse a graph printed by `to_mlir` (or written by hand); `weights` holds the bytes
+        of constants that have no inline value."""
+        try:
+            module = Parser(make_context(), text, "<graph>").parse_module()
+        except ParseError as e:
+            raise GraphError(f"cannot parse graph IR:\n{e}") from None
+        return cls.from_module(module, weights)
+
+    def to_mlir(self) -> str:
+        """The graph's IR in the ge dialect's custom syntax (weight bytes are not printed)."""
+        return _print(self.module)
+
+    def copy(self) -> Graph:
+        return Graph.from_module(self.module.clone(), self.weights)
+
+    @property
+    def name(self) -> str:
+        return self.func.sym_name.data
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, inputs={[n for n, _, _ in self.inputs]}, outputs={len(self.outputs)})"
+
+    # ------------------------------------------------------------------ introspection
+
+    def _ops(self) -> Iterable[Operation]:
+        return self.func.body.block.ops
+
+    @property
+    def inputs(self) -> list[tuple[str, tuple[int | None, ...] | None, np.dtype]]:
+        """(name, shape or None if unranked, dtype) of each `ge.data`, in index order."""
+        datas = sorted((op for op in self._ops() if isinstance(op, ge.DataOp)), key=lambda op: op.index.value.data)
+        out = []
+        for op in datas:
+            t = op.output.type
+            shape = None if isinstance(t, UnrankedTensorType) else Tensor(self, op.output).shape
+            out.append((op.data_name.data, shape, to_numpy_dtype(t.element_type)))
+        return out
+
+    @property
+    def outputs(self) -> list[TensorType]:
+        return list(self.func.function_type.outputs.data)
+
+    @property
+    def constants(self) -> dict[str, ge.ConstOp]:
+        """The graph's `ge.const` ops by name (the candidates for `const_names`)."""
+        return {op.const_name.data: op for op in self._ops() if isinstance(op, ge.ConstOp)}
+
+    def weight(self, name: str) -> np.ndarray:
+        """The value of constant `name`: from the weight table, else its inline value."""
+        if name in self.weights:
+            return self.weights[name]
+        op = self.constants.get(name)
+        if op is None:
+            raise GraphError(f"graph {self.name!r} has no constant named {name!r}")
+        if op.value is None:
+            raise GraphError(f"constant {name!r} of graph {self.name!r} has no value in the weight table")
+        return np.array(op.value.get_values(), dtype=to_numpy_dtype(op.output.type.element_type)).reshape(
+            op.output.type.get_shape()
+        )
+
+    # ------------------------------------------------------------------ builder
+
+    def _insert(self, op: Operation) -> Tensor:
+        self.func.body.block.insert_op_before(op, self.func.body.block.last_op)
+        return Tensor(self, op.results[0])
+
+    def _own(self, *tensors: Tensor) -> None:
+        for t in tensors:
+            if not isinstance(t, Tensor):
+                raise GraphError(f"expected a Tensor of graph {self.name!r}, got {type(t).__name__}")
+            if t.graph is not self:
+                raise GraphError(f"a Tensor of graph {t.graph.name!r} was used in graph {self.name!r}")
+
+    def data(self, name: str, shape: Sequence[DimLike], dtype: np.dtype | str | type = "float32",
+             index: int | None = None) -> Tensor:
+        """A graph input (GE `Data`); `None` in `shape` is a dynamic dimension."""
+        existing = self.inputs
+        if not name:
+            raise GraphError("an input needs a non-empty name")
+        if any(n == name for n, _, _ in existing):
+            raise GraphError(f"graph {self.name!r} already has an input named {name!r}")
+        index = len(existing) if index is None else index
+        if any(op.index.value.data == index for op in self._ops() if isinstance(op, ge.DataOp)):
+            raise GraphError(f"graph {self.name!r} already has an input with index {index}")
+        return self._insert(ge.DataOp(name, index, _tensor_type(shape, dtype)))
+
+    def const(self, name: str, value: np.ndarray | float | Sequence, dtype: np.dtype | str | None = None,
+              inline: bool = False) -> Tensor:
+        """A named constant (GE `Const`); its bytes go to `weights[name]` unless `inline`."""
+        if not name:
+            raise GraphError("a constant needs a non-empty name")
+        if name in self.constants:
+            raise GraphError(f"graph {self.name!r} already has a constant named {name!r}")
+        array = np.array(value, dtype=dtype, order="C")  # a copy: later edits of `value` don't leak in
+        if array.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
+            array = array.astype(np.float32)  # Python floats default to float32, like GE
+        type = _tensor_type(array.shape, array.dtype)
+        if inline:
+            return self._insert(ge.ConstOp(name, type, dense_attr(array)))
+        self.weights[name] = array
+        return self._insert(ge.ConstOp(name, type))
+
+    def _infer(self, fn, *args) -> TensorType:
+        try:
+            return fn(*args)
+        except ShapeError as e:
+            raise ShapeError(f"in graph {self.name!r}: {e}") from None
+
+    def _binary(self, cls: type[ge.ElementwiseBinaryOp], a: Tensor, b: Tensor) -> Tensor:
+        self._own(a, b)
+        out = self._infer(cls.infer, cls.name, a.type, b.type)
+        return self._insert(cls(a.value, b.value, out))
+
+    def add(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.AddOp, a, b)
+
+    def sub(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.SubOp, a, b)
+
+    def mul(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.MulOp, a, b)
+
+    def div(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.DivOp, a, b)
+
+    def _unary(self, cls: type[ge.ElementwiseUnaryOp], x: Tensor) -> Tensor:
+        self._own(x)
+        self._infer(cls.infer, cls.name, x.type)
+        return self._insert(cls(x.value))
+
+    def relu(self, x: Tensor) -> Tensor:
+        return self._unary(ge.ReluOp, x)
+
+    def sigmoid(self, x: Tensor) -> Tensor:
+        return self._unary(ge.SigmoidOp, x)
+
+    def tanh(self, x: Tensor) -> Tensor:
+        return self._unary(ge.TanhOp, x)
+
+    def exp(self, x: Tensor) -> Tensor:
+        return self._unary(ge.ExpOp, x)
+
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        self._own(x)
+        self._infer(ge.SoftmaxOp.infer, ge.SoftmaxOp.name, x.type, axis)
+        return self._insert(ge.SoftmaxOp(x.value, axis))
+
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        self._own(a, b)
+        out = self._infer(ge.MatMulOp.infer, ge.MatMulOp.name, a.type, b.type)
+        return self._insert(ge.MatMulOp(a.value, b.value, out))
+
+    def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor:
+        """NumPy/ONNX reshape: one -1 is inferred, a 0 copies the input's dimension."""
+        self._own(x)
+        out = self._infer(ge.ReshapeOp.infer, ge.ReshapeOp.name, x.type, [int(d) for d in shape])
+        return self._insert(ge.ReshapeOp(x.value, out))
+
+    def transpose(self, x: Tensor, perm: Sequence[int] | None = None) -> Tensor:
+        self._own(x)
+        perm = list(reversed(range(len(x.shape)))) if perm is None else [int(p) for p in perm]
+        out = self._infer(ge.TransposeOp.infer, ge.TransposeOp.name, x.type, perm)
+        return self._insert(ge.TransposeOp(x.value, perm, out))
+
+    def conv2d(self, x: Tensor, w: Tensor, strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
+               dilations: Sequence[int] = (1, 1), groups: int = 1) -> Tensor:
+        """NCHW convolution with an FCHW filter; `pads` = (top, left, bottom, right)."""
+        self._own(x, w)
+        out = self._infer(ge.Conv2DOp.infer, ge.Conv2DOp.name, x.type, w.type, strides, pads, dilations, groups)
+        return self._insert(ge.Conv2DOp(x.value, w.value, out, strides, pads, dilations, groups))
+
+    def max_pool2d(self, x: Tensor, kernel: Sequence[int], strides: Sequence[int] | None = None,
+                   pads: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
+        strides = kernel if strides is None else strides
+        self._own(x)
+        out = self._infer(ge.MaxPool2DOp.infer, ge.MaxPool2DOp.name, x.type, kernel, strides, pads)
+        return self._insert(ge.MaxPool2DOp(x.value, out, kernel, strides, pads))
+
+    def avg_pool2d(self, x: Tensor, kernel: Sequence[int], strides: Sequence[int] | None = None,
+                   pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False) -> Tensor:
+        strides = kernel if strides is None else strides
+        self._own(x)
+        out = self._infer(ge.AvgPool2DOp.infer, ge.AvgPool2DOp.name, x.type, kernel, strides, pads)
+        return self._insert(ge.AvgPool2DOp(x.value, out, kernel, strides, pads, count_include_pad))
+
+    def global_avg_pool(self, x: Tensor) -> Tensor:
+        self._own(x)
+        out = self._infer(ge.GlobalAvgPoolOp.infer, ge.GlobalAvgPoolOp.name, x.type)
+        return self._insert(ge.GlobalAvgPoolOp(x.value, out))
+
+    def _reduce(self, cls: type[ge.ReduceOp], x: Tensor, axes: int | Sequence[int], keepdims: bool) -> Tensor:
+        self._own(x)
+        axes = [axes] if isinstance(axes, int) else [int(a) for a in axes]
+        out = self._infer(cls.infer, cls.name, x.type, axes, keepdims)
+        return self._insert(cls(x.value, axes, keepdims, out))
+
+    def reduce_sum(self, x: Tensor, axes: int | Sequence[int], keepdims: bool = False) -> Tensor:
+        return self._reduce(ge.ReduceSumOp, x, axes, keepdims)
+
+    def reduce_mean(self, x: Tensor, axes: int | Sequence[int], keepdims: bool = False) -> Tensor:
+        return self._reduce(ge.ReduceMeanOp, x, axes, keepdims)
+
+    def output(self, *tensors: Tensor) -> None:
+        """Set the graph's outputs (GE NetOutput), replacing earlier ones."""
+        if not tensors:
+            raise GraphError("output() needs at least one tensor")
+        self._own(*tensors)
+        ret = self.func.body.block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        self.func.body.block.erase_op(ret)
+        self.func.body.block.add_op(func.ReturnOp(*(t.value for t in tensors)))
+        self.func.function_type = FunctionType.from_lists([], [t.type for t in tensors])
+
+
+def _print(module: ModuleOp) -> str:
+    import io
+
+    stream = io.StringIO()
+    Printer(stream=stream).print_op(module)
+    return stream.getvalue() + "\n"

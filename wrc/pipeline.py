@@ -1,0 +1,46 @@
+"""The one place where wrc's passes are put in order (used by the API, the backends and docs).
+
+Each stage is a pass pipeline string that `wrc-opt -p` accepts as it is, so every step the
+API takes can be replayed and inspected with `wrc-opt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.transforms import get_all_passes
+
+from wrc.context import make_context
+from wrc.passes import PASSES
+
+LOWER_TO_BUFFERS = "convert-ge-to-linalg,ge-bufferize"
+"""ge (level 1) → linalg on memrefs with module-level globals (level 3): what bundles hold."""
+
+LOWER_TO_LOOPS = "convert-linalg-to-loops"
+"""level 3 → scf/memref/arith loops (level 4): what the interpreter runs."""
+
+
+def conversion_passes(const_names: Sequence[str]) -> list[ModulePass]:
+    """`ge-const-to-var{names=...}` then `ge-split-weight-refreshable` (SPEC §2)."""
+    return [
+        PASSES["ge-const-to-var"]()(names=tuple(const_names)),
+        PASSES["ge-split-weight-refreshable"]()(),
+    ]
+
+
+def parse_pipeline(spec: str) -> list[ModulePass]:
+    """Instantiate a `wrc-opt -p` style pipeline string with wrc's and xDSL's passes."""
+    available = {**get_all_passes(), **PASSES}
+    return list(PassPipeline.parse_spec(available, spec).passes)
+
+
+def apply(module: ModuleOp, passes: str | Sequence[ModulePass]) -> ModuleOp:
+    """Run `passes` (a pipeline string or pass objects) over `module` in place."""
+    if isinstance(passes, str):
+        passes = parse_pipeline(passes)
+    ctx = make_context()
+    for p in passes:
+        p.apply(ctx, module)
+    return module
