@@ -1,0 +1,549 @@
+"""The bundle file format, version 1 (specified in docs/bundle-format.md).
+
+    prelude (56 B) | header (UTF-8 JSON) | IR section | weight sections (64-byte aligned)
+
+The writer streams sections straight from the arrays (nothing builds the whole file in
+memory) and replaces the target atomically. The reader never executes anything taken from
+the file, validates every size, offset and checksum before it allocates or parses, and turns
+every failure into `BundleFormatError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import stat
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+
+from wrc.context import make_context
+from wrc.dtypes import SUPPORTED_DTYPES
+from wrc.errors import BundleFormatError, WrcError
+from wrc.model_buffer import (
+    ModelBuffer,
+    c_array,
+    global_spec,
+    is_variable,
+    module_funcs,
+    module_globals,
+    stored_weight_names,
+)
+
+MAGIC = b"\x89WRC\r\n\x1a\n"
+"""PNG-style: a high byte (catches 7-bit transfers), CRLF and ^Z/LF (catch newline mangling)."""
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+ALIGN = 64
+assert len(MAGIC) == 8
+_PRELUDE = struct.Struct("<8sIIQ32s")  # magic, version, flags, header nbytes, sha256(header)
+PRELUDE_SIZE = _PRELUDE.size  # 56
+
+MAX_HEADER_BYTES = 64 << 20
+MAX_RANK = 32
+MAX_INLINE_ELEMENTS = 1 << 24
+"""Inline `dense<...>` constants are for small tensors; the cap stops a tampered splat such as
+`dense<0.0> : tensor<99999999999xf32>` from making the IR parser allocate its expansion."""
+
+DTYPES = frozenset(d.name for d in SUPPORTED_DTYPES)
+"""Weight dtypes a bundle may declare (stored little-endian)."""
+
+
+def _le(dtype: np.dtype) -> np.dtype:
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _fail(message: str) -> BundleFormatError:
+    return BundleFormatError(f"bundle: {message}")
+
+
+# --------------------------------------------------------------------------- model checks
+
+
+def check_model(model: ModelBuffer) -> None:
+    """The invariants of a bundle, checked before writing and after reading.
+
+    Graphs exist as functions; every global has a static shape and a supported dtype;
+    `weights` holds exactly the stored constants, each with the global's shape and dtype.
+    """
+    if not isinstance(model.module, ModuleOp):
+        raise _fail(f"module must be a ModuleOp, got {type(model.module).__name__}")
+    _check_ir(model.module, model.graphs, model.weights)
+    expected = stored_weight_names(model.module)
+    globals_ = module_globals(model.module)
+    for name in expected:
+        value = model.weights[name]
+        spec = global_spec(globals_[name])
+        assert spec is not None  # checked above
+        if not isinstance(value, np.ndarray):
+            raise _fail(f"weight {name!r} is a {type(value).__name__}, not a numpy array")
+        if value.shape != spec[0] or value.dtype.name != spec[1].name:
+            raise _fail(f"weight {name!r} is {value.dtype.name}{list(value.shape)} but the IR "
+                        f"declares {spec[1].name}{list(spec[0])}")
+
+
+def _check_ir(module: ModuleOp, graphs: Sequence[str], weight_names: Iterable[str]) -> None:
+    """Graphs are functions, globals have static shapes and supported dtypes, and
+    `weight_names` are exactly the stored constants."""
+    funcs = module_funcs(module)
+    if len(set(graphs)) != len(graphs):
+        raise _fail(f"graph names are not unique: {list(graphs)}")
+    for g in graphs:
+        if g not in funcs:
+            raise _fail(f"graph {g!r} is not a function of the IR (functions: {sorted(funcs)})")
+    for name, op in module_globals(module).items():
+        if global_spec(op) is None:
+            raise _fail(f"global {name!r} has type {op.type}: a bundle needs static shapes and one "
+                        f"of the dtypes {sorted(DTYPES)}")
+    expected, names = stored_weight_names(module), list(weight_names)
+    missing = [n for n in expected if n not in names]
+    extra = [n for n in names if n not in expected]
+    if missing or extra:
+        raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
+                    f"not constants of the IR: {extra})")
+
+
+def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, op in module_globals(module).items():
+        spec = global_spec(op)
+        if is_variable(op) and spec is not None:
+            out[name] = {"shape": list(spec[0]), "dtype": spec[1].name}
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _producer() -> dict[str, str]:
+    from importlib import metadata
+
+    info = {"name": "wrc"}
+    for dist in ("wrc", "xdsl"):
+        try:
+            info[dist if dist != "wrc" else "version"] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
+
+
+@dataclass
+class _Plan:
+    header: bytes
+    data_start: int
+    sections: list[tuple[int, Any]]  # (offset, buffer) in file order
+
+
+def _plan(model: ModelBuffer) -> _Plan:
+    """Lay the file out: hashes every section once, copies no weight (unless byte-swapped)."""
+    check_model(model)
+    ir = str(model.module).encode("utf-8")
+    blobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # name, array, its bytes as uint8
+    for name in stored_weight_names(model.module):
+        a = c_array(model.weights[name], _le(model.weights[name].dtype))
+        blobs.append((name, a, a.reshape(-1).view(np.uint8)))
+    hashes = [hashlib.sha256(ir).hexdigest()] + [hashlib.sha256(b).hexdigest() for _, _, b in blobs]
+
+    def header_for(data_start: int) -> tuple[bytes, list[int], int]:
+        offsets, pos = [], data_start
+        for size in [len(ir)] + [b.nbytes for _, _, b in blobs]:
+            pos = _align(pos)
+            offsets.append(pos)
+            pos += size
+        doc = {
+            "producer": _producer(),
+            "graphs": list(model.graphs),
+            "ir": {"offset": offsets[0], "nbytes": len(ir), "sha256": hashes[0]},
+            "weights": [
+                {"name": name, "dtype": a.dtype.name, "shape": list(a.shape),
+                 "offset": off, "nbytes": b.nbytes, "sha256": h}
+                for (name, a, b), off, h in zip(blobs, offsets[1:], hashes[1:], strict=True)
+            ],
+            "variables": _variables(model.module),
+            "file_size": pos,
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return text.encode("ascii"), offsets, pos
+
+    # Offsets are printed in the header, so its length moves them: iterate to a fixed point
+    # (offsets only grow, so this settles after a step or two).
+    data_start = _align(PRELUDE_SIZE)
+    for _ in range(16):
+        header, offsets, _size = header_for(data_start)
+        if _align(PRELUDE_SIZE + len(header)) == data_start:
+            break
+        data_start = _align(PRELUDE_SIZE + len(header))
+    else:  # pragma: no cover - offsets grow monotonically, so this cannot happen
+        raise WrcError("bundle: header layout did not converge")
+    return _Plan(header, data_start, list(zip(offsets, [ir] + [b for _, _, b in blobs], strict=True)))
+
+
+def _write_plan(f: BinaryIO, plan: _Plan) -> None:
+    f.write(_PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(plan.header),
+                          hashlib.sha256(plan.header).digest()))
+    f.write(plan.header)
+    pos = PRELUDE_SIZE + len(plan.header)
+    for offset, buf in plan.sections:
+        f.write(b"\0" * (offset - pos))
+        f.write(buf)
+        pos = offset + memoryview(buf).nbytes
+
+
+def bundle_bytes(model: ModelBuffer) -> bytes:
+    """The bundle file as bytes (for small models, tests and `load_bundle(bytes)`)."""
+    out = io.BytesIO()
+    _write_plan(out, _plan(model))
+    return out.getvalue()
+
+
+def write_bundle(path: str | os.PathLike[str], model: ModelBuffer) -> None:
+    """Write `model` to `path` crash-safely: the target is the old file or the new one, whole.
+
+    Writes a unique temporary file in the target's folder, fsyncs it, renames it over the
+    target and fsyncs the folder. On any error the temporary file is removed and the old
+    target is left as it was. Model errors raise `BundleFormatError`, I/O errors `OSError`.
+    """
+    plan = _plan(model)  # validate the model before touching the disk
+    target = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(target)
+    try:  # keep an existing file's permissions; new files get the usual 0644
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_plan(f, plan)
+            f.flush()
+            if hasattr(os, "fchmod"):  # POSIX only
+                os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename durable (POSIX); folders cannot be opened for fsync on some systems."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Source:
+    """Random access to the bundle's bytes: an in-memory buffer or an open file."""
+
+    def __init__(self, data: bytes | None = None, file: BinaryIO | None = None) -> None:
+        self.data, self.file = data, file
+        self.size = len(data) if data is not None else os.fstat(file.fileno()).st_size  # type: ignore[union-attr]
+
+    def read(self, offset: int, n: int, what: str) -> bytes:
+        if self.data is not None:
+            out = self.data[offset : offset + n]
+        else:
+            assert self.file is not None
+            self.file.seek(offset)
+            out = self.file.read(n)
+        if len(out) != n:
+            raise _fail(f"{what}: file truncated at offset {offset + len(out)} (wanted {n} bytes "
+                        f"at offset {offset})")
+        return out
+
+    def read_array(self, offset: int, nbytes: int, what: str) -> np.ndarray:
+        """`nbytes` at `offset` as a read-only uint8 array (a view of in-memory data)."""
+        if self.data is not None:
+            buf = np.frombuffer(self.data, np.uint8, nbytes, offset) if nbytes else np.empty(0, np.uint8)
+        else:
+            assert self.file is not None
+            buf = np.empty(nbytes, np.uint8)
+            self.file.seek(offset)
+            view, got = memoryview(buf), 0
+            while got < nbytes:
+                n = self.file.readinto(view[got:])
+                if not n:
+                    raise _fail(f"{what}: file truncated at offset {offset + got}")
+                got += n
+        buf.flags.writeable = False
+        return buf
+
+
+@contextmanager
+def _open(source: Any) -> Iterator[_Source]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        # Copy mutable buffers: the weights are views of these bytes and must not change.
+        yield _Source(data=source if isinstance(source, bytes) else bytes(source))
+        return
+    if not isinstance(source, str | os.PathLike):
+        raise _fail(f"expected a path or bytes, got {type(source).__name__}")
+    try:
+        f = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise _fail(f"cannot open {os.fspath(source)!r}: {e.strerror or e}") from e
+    try:
+        yield _Source(file=f)
+    except OSError as e:
+        raise _fail(f"cannot read {os.fspath(source)!r}: {e.strerror or e}") from e
+    finally:
+        f.close()
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _bad_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise _fail(f"header: {where} has no {key!r}")
+    value = obj[key]
+    # bool is an int in Python; JSON true/false is never a valid size or offset.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise _fail(f"header: {where}.{key} must be {getattr(kind, '__name__', kind)}, "
+                    f"got {type(value).__name__}")
+    return value
+
+
+def _uint(obj: Any, key: str, where: str) -> int:
+    value = _field(obj, key, int, where)
+    if value < 0 or value >= 1 << 63:
+        raise _fail(f"header: {where}.{key} = {value} is out of range")
+    return value
+
+
+def _digest(obj: Any, where: str) -> str:
+    value = _field(obj, "sha256", str, where)
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise _fail(f"header: {where}.sha256 is not a hex sha256 digest")
+    return value
+
+
+def _shape(obj: Any, where: str) -> tuple[int, ...]:
+    dims = _field(obj, "shape", list, where)
+    if len(dims) > MAX_RANK or not all(type(d) is int and 0 <= d < 1 << 63 for d in dims):
+        raise _fail(f"header: {where}.shape must be at most {MAX_RANK} integers >= 0, got "
+                    f"{str(dims)[:200]}")
+    return tuple(dims)
+
+
+def _dtype(obj: Any, where: str) -> np.dtype:
+    name = _field(obj, "dtype", str, where)
+    if name not in DTYPES:
+        raise _fail(f"header: {where}.dtype {name[:50]!r} is not one of {sorted(DTYPES)}")
+    return _le(np.dtype(name))
+
+
+@dataclass(frozen=True)
+class _Section:
+    what: str
+    offset: int
+    nbytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _WeightEntry:
+    section: _Section
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def _parse_header(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
+                         parse_constant=_bad_constant)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError too
+        raise _fail(f"header (offset {PRELUDE_SIZE}) is not valid UTF-8 JSON: {str(e)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise _fail("header must be a JSON object")
+    return doc
+
+
+def _weight_entries(doc: dict[str, Any]) -> list[_WeightEntry]:
+    out, seen = [], set()
+    for i, w in enumerate(_field(doc, "weights", list, "header")):
+        where = f"weights[{i}]"
+        name = _field(w, "name", str, where)
+        if not name or name in seen:
+            raise _fail(f"header: {where}.name {name!r} is empty or duplicated")
+        seen.add(name)
+        where = f"weight {name!r}"
+        dtype, shape = _dtype(w, where), _shape(w, where)
+        nbytes = _uint(w, "nbytes", where)
+        # Checked without forming a possibly enormous product: stop once past nbytes.
+        size = 0 if 0 in shape else dtype.itemsize
+        for i, d in enumerate(shape):
+            size *= d
+            if size > nbytes and i + 1 < len(shape):
+                raise _fail(f"{where}: shape {list(shape)} of {dtype.name} needs more than the "
+                            f"{nbytes} bytes declared (nbytes)")
+        if size != nbytes:
+            raise _fail(f"{where}: shape {list(shape)} of {dtype.name} needs {size} bytes but "
+                        f"nbytes is {nbytes}")
+        section = _Section(where, _uint(w, "offset", where), nbytes, _digest(w, where))
+        out.append(_WeightEntry(section, name, dtype, shape))
+    return out
+
+
+def _check_layout(src: _Source, data_start: int, sections: list[_Section]) -> None:
+    """Sections are aligned, inside the file, disjoint, and separated only by zero padding.
+
+    With the prelude and the checksummed header, that accounts for every byte of the file.
+    """
+    for s in sections:
+        if s.offset + s.nbytes > src.size:
+            raise _fail(f"{s.what}: bytes {s.offset}..{s.offset + s.nbytes} lie past the end of "
+                        f"the file ({src.size} bytes)")
+        if s.offset % ALIGN:
+            raise _fail(f"{s.what}: offset {s.offset} is not {ALIGN}-byte aligned")
+    pos = data_start
+    for s in sorted(sections, key=lambda s: (s.offset, s.nbytes)):
+        if s.offset < pos:
+            raise _fail(f"{s.what}: bytes {s.offset}..{s.offset + s.nbytes} overlap the header or "
+                        f"another section (which end at {pos})")
+        if s.offset - pos >= ALIGN:
+            raise _fail(f"{s.what}: {s.offset - pos} unexplained bytes before offset {s.offset}")
+        if any(src.read(pos, s.offset - pos, "padding")):
+            raise _fail(f"padding before {s.what} (offset {pos}) is not zero")
+        pos = s.offset + s.nbytes
+    if pos != src.size:
+        raise _fail(f"{src.size - pos} unexplained bytes after offset {pos} (end of the last section)")
+
+
+def _check_sha(data: Any, section: _Section) -> None:
+    if hashlib.sha256(data).hexdigest() != section.sha256:
+        raise _fail(f"{section.what} (offset {section.offset}, {section.nbytes} bytes): "
+                    f"sha256 mismatch (corrupted or tampered)")
+
+
+# `[^<>]*`, not `[^>]*`: keeps the scan linear on text like "dense<dense<dense<...".
+_DENSE = re.compile(rb"dense<[^<>]*>\s*:\s*(?:tensor|vector|memref)<([0-9x]*)")
+
+
+def _parse_ir(raw: bytes, section: _Section) -> ModuleOp:
+    for m in _DENSE.finditer(raw):  # before parsing: see MAX_INLINE_ELEMENTS
+        dims = [int(d) for d in m.group(1).split(b"x") if d]
+        if math.prod(dims) > MAX_INLINE_ELEMENTS:
+            raise _fail(f"IR section: inline constant at offset {section.offset + m.start()} has "
+                        f"{math.prod(dims)} elements (more than {MAX_INLINE_ELEMENTS})")
+    try:
+        text = raw.decode("utf-8")
+        module = Parser(make_context(), text, name="<bundle IR>").parse_module()
+        module.verify()
+    except Exception as e:  # any xDSL failure on untrusted text is a format error
+        raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
+                    f"{type(e).__name__}: {str(e)[:2000]}") from None
+    return module
+
+
+def read_bundle(source: str | os.PathLike[str] | bytes) -> ModelBuffer:
+    """Read and validate a bundle file (a path) or its bytes. Never executes file content.
+
+    Every problem raises `BundleFormatError` naming the section, offset or weight.
+    """
+    with _open(source) as src:
+        return _read(src)
+
+
+def _read(src: _Source) -> ModelBuffer:
+    if src.size < PRELUDE_SIZE:
+        raise _fail(f"file is {src.size} bytes, too short for the {PRELUDE_SIZE}-byte prelude")
+    magic, version, flags, header_len, header_sha = _PRELUDE.unpack(src.read(0, PRELUDE_SIZE, "prelude"))
+    if magic != MAGIC:
+        raise _fail(f"not a wrc bundle: bad magic {magic!r} at offset 0 (expected {MAGIC!r})")
+    if version not in SUPPORTED_VERSIONS:
+        raise _fail(f"format version {version} is not supported: this wrc reads version(s) "
+                    f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+    if flags:
+        raise _fail(f"unknown flags {flags:#x} at offset 12 (version {version} defines none)")
+    if not 0 < header_len <= min(MAX_HEADER_BYTES, src.size - PRELUDE_SIZE):
+        raise _fail(f"header length {header_len} (offset 16) does not fit the file "
+                    f"({src.size} bytes)")
+    raw = src.read(PRELUDE_SIZE, header_len, "header")
+    if hashlib.sha256(raw).digest() != header_sha:
+        raise _fail(f"header (offset {PRELUDE_SIZE}, {header_len} bytes): sha256 mismatch "
+                    f"(corrupted or tampered)")
+    doc = _parse_header(raw)
+
+    file_size = _uint(doc, "file_size", "header")
+    if file_size != src.size:
+        raise _fail(f"file is {src.size} bytes but its header says {file_size} (truncated or extended)")
+    graphs = _field(doc, "graphs", list, "header")
+    if not all(isinstance(g, str) for g in graphs):
+        raise _fail("header: graphs must be a list of strings")
+    ir_doc = _field(doc, "ir", dict, "header")
+    ir = _Section("IR section", _uint(ir_doc, "offset", "ir"), _uint(ir_doc, "nbytes", "ir"),
+                  _digest(ir_doc, "ir"))
+    weights = _weight_entries(doc)
+    variables = _field(doc, "variables", dict, "header")
+    for name, v in variables.items():
+        _shape(v, f"variable {name!r}")
+        _dtype(v, f"variable {name!r}")
+    _check_layout(src, PRELUDE_SIZE + header_len, [ir] + [w.section for w in weights])
+
+    raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
+    _check_sha(raw_ir, ir)
+    module = _parse_ir(raw_ir, ir)
+
+    # The header must describe the IR it carries: same stored weights, types and variables.
+    globals_, stored = module_globals(module), set(stored_weight_names(module))
+    for w in weights:
+        op = globals_.get(w.name)
+        spec = global_spec(op) if op is not None else None
+        if op is None or w.name not in stored:
+            raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
+                        f"of the IR")
+        if spec is None or spec[0] != w.shape or spec[1].name != w.dtype.name:
+            raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
+                        f"declares {op.type}")
+    if variables != _variables(module):
+        raise _fail(f"header variables {sorted(variables)} do not match the IR's "
+                    f"{sorted(_variables(module))}")
+    _check_ir(module, graphs, [w.name for w in weights])
+
+    values = {}
+    for w in weights:  # everything is validated: now allocate and read
+        buf = src.read_array(w.section.offset, w.section.nbytes, w.section.what)
+        _check_sha(buf, w.section)
+        values[w.name] = buf.view(w.dtype).reshape(w.shape)
+    return ModelBuffer(module=module, graphs=tuple(graphs), weights=values)
+

@@ -1,0 +1,464 @@
+"""Loaded bundles: run any graph GE-style, init / update / infer (SPEC §3).
+
+Everything about a graph (its inputs, which globals it reads and writes, under which
+update-graph flags) is derived from the level-3 IR once, at load.
+
+Concurrency (docs/internals.md "Runtime"): the variable snapshot is a dict name → array
+that is never mutated once published. A graph that writes variables runs on fresh arrays
+for exactly the variables it writes, in a new dict that is then published with one
+reference assignment; a lock serializes such writers. Read-only graphs (infer) take no
+lock: they read the snapshot reference once, so they see all-old or all-new weights.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func, memref, scf
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerType, MemRefType, StringAttr
+from xdsl.ir import Operation, SSAValue
+
+from wrc.bundle_format import check_model, read_bundle
+from wrc.errors import BundleFormatError, InputError, RuntimeStateError, WrcError
+from wrc.model_buffer import (
+    ModelBuffer,
+    Spec,
+    c_array,
+    element_dtype,
+    global_spec,
+    is_variable,
+    module_funcs,
+    module_globals,
+)
+
+INIT_GRAPH, UPDATE_GRAPH, INFER_GRAPH = "var_init_graph", "var_update_graph", "var_infer_graph"
+
+_VIEW_OPS = {"memref.collapse_shape", "memref.expand_shape", "memref.subview", "memref.cast",
+             "memref.reinterpret_cast"}
+"""Ops whose result aliases their memref operand: a write through them writes the global."""
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    initialized: bool
+
+
+@dataclass(frozen=True)
+class _Input:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    optional: bool  # an update-graph input: empty = keep; the IR takes an i1 "non-empty" flag after it
+
+
+@dataclass(frozen=True)
+class _Write:
+    var: str
+    full: bool  # a whole-buffer memref.copy into the global itself (else: partial, via a view)
+    guards: tuple[tuple[int, bool], ...] | None  # (input index, non-empty?) that enable it; None: unknown
+
+
+@dataclass(frozen=True)
+class _Call:
+    args: list[Any]  # backend arguments, flags included
+    flags: dict[int, bool]  # optional input index → non-empty
+
+
+@dataclass(frozen=True)
+class _GraphInfo:
+    name: str
+    inputs: tuple[_Input, ...]
+    reads: frozenset[str]  # variables whose value the graph reads
+    writes: tuple[_Write, ...]
+    constants: tuple[str, ...]  # constants it touches
+    targets: Mapping[int, str]  # optional input index → variable it is copied into
+
+
+def _bad(graph: str, message: str) -> BundleFormatError:
+    return BundleFormatError(f"bundle: graph {graph!r}: {message}")
+
+
+def _analyze(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> _GraphInfo:
+    """Signature and global reads/writes of one level-3 function."""
+    name = fn.sym_name.data
+    args = fn.body.blocks[0].args if fn.body.blocks else ()
+    arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs is not None else [None] * len(args)
+    if len(arg_attrs) != len(args):
+        raise _bad(name, f"has {len(args)} arguments but {len(arg_attrs)} argument attributes")
+    inputs: list[_Input] = []
+    arg_input: dict[SSAValue, int] = {}  # memref arg → input index
+    flag_input: dict[SSAValue, int] = {}  # i1 flag arg → the optional input it describes
+    i = 0
+    while i < len(args):
+        attrs = arg_attrs[i].data if arg_attrs[i] is not None else {}
+        t = args[i].type
+        spec = _memref_spec(t)
+        label = attrs.get("ge.name")
+        if spec is None or not isinstance(label, StringAttr):
+            raise _bad(name, f"argument {i} ({t}) is not a static memref with a ge.name")
+        optional = "ge.optional" in attrs
+        if optional and not (i + 1 < len(args) and args[i + 1].type == IntegerType(1)):
+            raise _bad(name, f"optional input {label.data!r} is not followed by its i1 flag")
+        idx = len(inputs)
+        inputs.append(_Input(label.data, spec[0], spec[1], optional))
+        arg_input[args[i]] = idx
+        if optional:
+            flag_input[args[i + 1]] = idx
+        i += 2 if optional else 1
+    if len({x.name for x in inputs}) != len(inputs):
+        raise _bad(name, f"input names are not unique: {[x.name for x in inputs]}")
+
+    reads: set[str] = set()
+    writes: list[_Write] = []
+    constants: set[str] = set()
+    targets: dict[int, str] = {}
+    for op in fn.walk():
+        if isinstance(op, func.CallOp):  # its callee's global accesses would escape this analysis
+            raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
+        if not isinstance(op, memref.GetGlobalOp):
+            continue
+        sym = op.name_.root_reference.data
+        g = globals_.get(sym)
+        if g is None:
+            raise _bad(name, f"reads global @{sym}, which the bundle does not define")
+        if g.type != op.memref.type:
+            raise _bad(name, f"uses @{sym} as {op.memref.type} but it is {g.type}")
+        for use_op, index, direct in _uses(op.memref):
+            if isinstance(use_op, memref.CopyOp) and index == 1:
+                writes.append(_Write(sym, direct, _guards(use_op, fn, flag_input)))
+                src = use_op.source
+                if direct and src in arg_input and inputs[arg_input[src]].optional:
+                    targets[arg_input[src]] = sym
+            elif _is_output(use_op, index):  # a linalg op writing into (part of) the global
+                writes.append(_Write(sym, False, None))
+            else:
+                reads.add(sym)
+        if not is_variable(g):
+            constants.add(sym)
+    for w in writes:
+        if not is_variable(globals_[w.var]):
+            raise _bad(name, f"writes the constant @{w.var}")
+        if not w.full:
+            reads.add(w.var)  # the part not written keeps the old value
+    variables_read = frozenset(r for r in reads if is_variable(globals_[r]))
+    return _GraphInfo(name, tuple(inputs), variables_read, tuple(writes), tuple(sorted(constants)),
+                      targets)
+
+
+def _memref_spec(t: Any) -> Spec | None:
+    if not isinstance(t, MemRefType):
+        return None
+    shape, dtype = tuple(t.get_shape()), element_dtype(t.element_type)
+    return None if dtype is None or any(d < 0 for d in shape) else (shape, dtype)
+
+
+def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:
+    """(op, operand index, through no view) for every use of a global, following views."""
+    for use in list(value.uses):
+        if use.operation.name in _VIEW_OPS:
+            for r in use.operation.results:
+                yield from _uses(r, False)
+        else:
+            yield use.operation, use.index, direct
+
+
+def _is_output(op: Operation, index: int) -> bool:
+    """Whether operand `index` of `op` is written: a linalg `outs` or a `memref.store` target."""
+    if op.name == "memref.store":
+        return index == 1
+    outputs = getattr(op, "outputs", None)
+    return outputs is not None and any(v is op.operands[index] for v in outputs)
+
+
+def _guards(
+    op: Operation, fn: func.FuncOp, flags: Mapping[SSAValue, int]
+) -> tuple[tuple[int, bool], ...] | None:
+    """The flag conditions under which `op` runs, or None if anything else decides."""
+    guards = []
+    child, parent = op, op.parent_op()
+    while parent is not None and parent is not fn:
+        if isinstance(parent, scf.IfOp) and parent.cond in flags:
+            guards.append((flags[parent.cond], child.parent_region() is parent.true_region))
+        else:  # a loop, or a condition computed in the graph: cannot tell before running
+            return None
+        child, parent = parent, parent.parent_op()
+    return tuple(guards)
+
+
+def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
+    """The value of an inline `dense<...>` global (stored little-endian by xDSL)."""
+    attr = op.initial_value
+    assert isinstance(attr, DenseIntOrFPElementsAttr)
+    raw = attr.data.data
+    dtype = spec[1].newbyteorder("<")
+    count = int(np.prod(spec[0], dtype=np.int64))
+    if spec[1] == np.bool_:  # xDSL packs i1 as one byte per value
+        values = np.frombuffer(raw, np.uint8).astype(np.bool_)
+    else:
+        values = np.frombuffer(raw, dtype)
+    if values.size == 1 and count != 1:
+        values = np.full(count, values[0], dtype)
+    if values.size != count:
+        raise BundleFormatError(f"bundle: constant @{op.sym_name.data} has {values.size} values, "
+                                f"its type {op.type} needs {count}")
+    out = c_array(values.reshape(spec[0]), spec[1])
+    out.flags.writeable = False
+    return out
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{what} must be a numpy array, got {type(value).__name__}")
+    return value
+
+
+def _check(value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, what: str) -> str | None:
+    """Strict checks (no silent casts); the problem as text, or None."""
+    if value.dtype != dtype:
+        return f"{what}: expected dtype {dtype}, got {value.dtype}"
+    if value.shape != shape:
+        return f"{what}: expected shape {list(shape)}, got {list(value.shape)}"
+    return None
+
+
+class Bundle:
+    """A loaded bundle: its compiled graphs, constants and its own variables."""
+
+    def __init__(self, model: ModelBuffer, backend: str = "numpy") -> None:
+        from wrc.backends import get_backend
+
+        if not isinstance(model, ModelBuffer):
+            raise InputError(f"Bundle() takes a ModelBuffer, got {type(model).__name__}")
+        check_model(model)  # cheap (no pass over weight bytes); read_bundle did it for files
+        globals_ = module_globals(model.module)
+        funcs = module_funcs(model.module)
+        self.model = model
+        self.backend = backend
+        self._graphs = {g: _analyze(funcs[g], globals_) for g in model.graphs}
+        self._specs: dict[str, Spec] = {}
+        self._constants: dict[str, np.ndarray] = {}
+        initial: dict[str, np.ndarray] = {}
+        for name, op in globals_.items():
+            spec = global_spec(op)
+            if spec is None:
+                raise BundleFormatError(f"bundle: global @{name} has unsupported type {op.type}")
+            self._specs[name] = spec
+            if isinstance(op.initial_value, DenseIntOrFPElementsAttr):
+                (initial if is_variable(op) else self._constants)[name] = _constant_value(op, spec)
+            elif not is_variable(op):
+                # A read-only view: the caller's array (of an in-memory model) keeps its flags.
+                value = c_array(model.weights[name], spec[1]).view()
+                value.flags.writeable = False
+                self._constants[name] = value
+        self._variables = [n for n, op in globals_.items() if is_variable(op)]
+        self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
+        self._write_lock = threading.Lock()
+        self._compiled = get_backend(backend).compile(model.module)
+
+        # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
+        # Derived from the IR (the variable each optional input is copied into), the input
+        # name as a fallback.
+        self._update_keys: dict[str, int] = {}
+        upd = self._graphs.get(UPDATE_GRAPH)
+        for idx, x in enumerate(upd.inputs if upd is not None else ()):
+            if not x.optional:
+                continue
+            var = upd.targets.get(idx)  # type: ignore[union-attr]
+            key = (var.removesuffix("_var") if var is not None
+                   else x.name.removesuffix("_data").removesuffix("_var"))
+            if key in self._update_keys:
+                raise _bad(UPDATE_GRAPH, f"two inputs update the weight {key!r}")
+            self._update_keys[key] = idx
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return self.model.graphs
+
+    @property
+    def variables(self) -> dict[str, VariableInfo]:
+        snap = self._snapshot
+        return {n: VariableInfo(self._specs[n][0], self._specs[n][1], n in snap) for n in self._variables}
+
+    def inputs(self, graph: str) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+        """(name, shape, dtype) of a graph's inputs, in positional order."""
+        return [(x.name, x.shape, x.dtype) for x in self._graph(graph).inputs]
+
+    def source(self, graph: str) -> str:
+        """The code the backend generated for `graph` (backends that generate code only)."""
+        self._graph(graph)
+        source = getattr(self._compiled, "source", None)
+        if source is None:
+            raise WrcError(f"backend {self.backend!r} does not expose generated source")
+        return source(graph)
+
+    def __repr__(self) -> str:
+        return f"<wrc.Bundle graphs={list(self.graphs)} backend={self.backend!r}>"
+
+    # ------------------------------------------------------------------ running
+
+    def init(self) -> None:
+        """Set every variable to its original value (runs `var_init_graph`)."""
+        if INIT_GRAPH not in self._graphs:
+            raise RuntimeStateError(
+                f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
+                f"all weights ({', '.join(self._update_keys)}) before infer()")
+        self.run(INIT_GRAPH)
+
+    def update(self, weights: Mapping[str, Any]) -> None:
+        """Replace the named weights atomically (keys: the original constant names).
+
+        Missing keys and empty arrays leave a weight unchanged. Every entry is checked
+        before anything changes; any problem raises `InputError` and changes nothing.
+        """
+        upd = self._graphs.get(UPDATE_GRAPH)
+        if upd is None:
+            raise RuntimeStateError(f"this bundle has no {UPDATE_GRAPH!r}: its weights cannot be updated")
+        if not isinstance(weights, Mapping):
+            raise InputError(f"update() takes a mapping from weight name to array, got "
+                             f"{type(weights).__name__}")
+        problems, values = [], {}
+        for key, value in weights.items():
+            idx = self._update_keys.get(key) if isinstance(key, str) else None
+            if idx is None:
+                problems.append(f"unknown weight {key!r} (weights: {', '.join(self._update_keys)})")
+                continue
+            x = upd.inputs[idx]
+            try:
+                arr = _as_array(value, f"weight {key!r}")
+            except InputError as e:
+                problems.append(str(e))
+                continue
+            if arr.size == 0:
+                continue  # empty = keep (SPEC §2)
+            problem = _check(arr, x.shape, x.dtype, f"weight {key!r}")
+            if problem:
+                problems.append(problem)
+            values[x.name] = arr
+        if problems:
+            raise InputError("update() changed nothing: " + "; ".join(problems))
+        self._execute(upd, self._bind_named(upd, values))
+
+    def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None) -> list[np.ndarray]:
+        """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs."""
+        return self.run(INFER_GRAPH, inputs)
+
+    def run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None = None) -> list[np.ndarray]:
+        """Run any graph of the bundle, GE style (`aclmdlExecute`)."""
+        info = self._graph(graph)
+        if inputs is None:
+            inputs = {}
+        if isinstance(inputs, Mapping):
+            unknown = [k for k in inputs if k not in {x.name for x in info.inputs}]
+            if unknown:
+                raise InputError(f"{graph}: unknown input(s) {unknown} (inputs: "
+                                 f"{[x.name for x in info.inputs]})")
+            return self._execute(info, self._bind_named(info, dict(inputs)))
+        if isinstance(inputs, list | tuple):
+            if len(inputs) != len(info.inputs):
+                raise InputError(f"{graph}: expected {len(info.inputs)} input(s) "
+                                 f"{[x.name for x in info.inputs]}, got {len(inputs)}")
+            return self._execute(info, self._bind_named(
+                info, {x.name: v for x, v in zip(info.inputs, inputs, strict=True)}))
+        raise InputError(f"{graph}: inputs must be a dict by name or a list, got {type(inputs).__name__}")
+
+    def _graph(self, graph: str) -> _GraphInfo:
+        info = self._graphs.get(graph) if isinstance(graph, str) else None
+        if info is None:
+            raise InputError(f"no graph {graph!r} in this bundle (graphs: {', '.join(self.graphs)})")
+        return info
+
+    def _bind_named(self, info: _GraphInfo, values: Mapping[str, Any]) -> _Call:
+        """Checked backend arguments: arrays, plus each optional input's non-empty flag."""
+        call = _Call([], {})
+        problems = []
+        for idx, x in enumerate(info.inputs):
+            what = f"{info.name}: input {x.name!r}"
+            if x.name not in values:
+                if not x.optional:
+                    problems.append(f"{what} is missing")
+                    continue
+                value = None
+            else:
+                try:
+                    value = _as_array(values[x.name], what)
+                except InputError as e:
+                    problems.append(str(e))
+                    continue
+                if x.optional and value.size == 0:
+                    value = None
+            if value is not None:
+                problem = _check(value, x.shape, x.dtype, what)
+                if problem:
+                    problems.append(problem)
+                    continue
+                call.args.append(c_array(value))
+            else:  # skipped: a zero-stride stand-in, never read because its flag is False
+                call.args.append(np.broadcast_to(np.zeros((), x.dtype), x.shape))
+            if x.optional:
+                call.flags[idx] = value is not None
+                call.args.append(value is not None)
+        if problems:
+            raise InputError("; ".join(problems))
+        return call
+
+    def _execute(self, info: _GraphInfo, call: _Call) -> list[np.ndarray]:
+        if not info.writes:  # readers: no lock, one snapshot for the whole run
+            snap = self._snapshot
+            return self._compiled.run(info.name, self._globals(info, snap, {}), call.args)
+        with self._write_lock:
+            snap = self._snapshot
+            self._globals(info, snap, {})  # uninitialized reads fail before any allocation
+            fresh: dict[str, np.ndarray] = {}
+            certain: set[str] = set()
+            for w in info.writes:
+                will = None if w.guards is None else all(call.flags[i] == on for i, on in w.guards)
+                if will is False:
+                    continue
+                if w.var not in fresh:
+                    spec = self._specs[w.var]
+                    # A sure, whole-buffer write needs no old value: no copy of it either.
+                    keep_old = not (will and w.full) or w.var in info.reads
+                    fresh[w.var] = (snap[w.var].copy() if keep_old and w.var in snap
+                                    else np.empty(spec[0], spec[1]))
+                if will and w.full:
+                    certain.add(w.var)
+            outs = self._compiled.run(info.name, self._globals(info, snap, fresh), call.args)
+            new = dict(snap)
+            for var, arr in fresh.items():
+                if var in certain or var in snap:  # otherwise maybe still unset: stays so
+                    arr.flags.writeable = False
+                    new[var] = arr
+            self._snapshot = new  # the one publishing assignment
+            return outs
+
+    def _globals(self, info: _GraphInfo, snap: Mapping[str, np.ndarray],
+                 fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = sorted(v for v in info.reads if v not in snap)
+        if missing:
+            hint = ("call init()" if INIT_GRAPH in self._graphs
+                    else "this bundle is weight-stripped: call update() with all weights")
+            raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {', '.join(missing)}; {hint}")
+        g = {c: self._constants[c] for c in info.constants}
+        g.update({v: snap[v] for v in info.reads})
+        g.update(fresh)
+        return g
+
+
+def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: str = "numpy") -> Bundle:
+    """Load a bundle file (path), its bytes, or an in-memory `ModelBuffer`, on `backend`.
+
+    Each call returns a bundle with its own variables (never shared with another bundle).
+    """
+    model = source if isinstance(source, ModelBuffer) else read_bundle(source)
+    return Bundle(model, backend=backend)
