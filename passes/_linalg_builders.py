@@ -1,0 +1,215 @@
+"""Builders of tensor-level linalg IR shared by `convert-ge-to-linalg` (docs/internals.md, level 2).
+
+Every helper inserts its ops through a `Builder` (a `PatternRewriter` is one) and returns
+the tensor value it produced. Only `tensor.empty`, `linalg.fill`, `linalg.generic` and the
+`tensor` reshapes are emitted; generic bodies hold `arith`/`math` ops only.
+
+Indexing maps follow one rule so that `convert-linalg-to-loops` (which reads loop ranges
+off operand shapes) accepts them: every loop dimension appears **alone** as a result of
+some map, and other results are `dim * c + ... + offset` sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from xdsl.builder import Builder
+from xdsl.dialects import arith, tensor
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    AnyFloat,
+    ArrayAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    TensorType,
+    i64,
+)
+from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
+from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
+from xdsl.ir import Attribute, BlockArgument, SSAValue
+from xdsl.ir.affine import AffineExpr, AffineMap
+
+Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
+"""Builds a generic's body from its block arguments (ins, then outs); returns the yielded values."""
+
+PARALLEL = IteratorTypeAttr(IteratorType.PARALLEL)
+REDUCTION = IteratorTypeAttr(IteratorType.REDUCTION)
+
+
+def dim(i: int) -> AffineExpr:
+    return AffineExpr.dimension(i)
+
+
+def const_expr(c: int) -> AffineExpr:
+    return AffineExpr.constant(c)
+
+
+def amap(num_dims: int, results: Sequence[AffineExpr]) -> AffineMap:
+    return AffineMap(num_dims, 0, tuple(results))
+
+
+def identity(rank: int) -> AffineMap:
+    return AffineMap.identity(rank)
+
+
+def shape_of(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return value.type.get_shape()
+
+
+def element_type_of(value: SSAValue) -> Attribute:
+    assert isinstance(value.type, TensorType)
+    return value.type.element_type
+
+
+def scalar_attr(value: float, element_type: Attribute) -> FloatAttr | IntegerAttr:
+    if isinstance(element_type, AnyFloat):
+        return FloatAttr(value, element_type)
+    assert isinstance(element_type, IntegerType)
+    return IntegerAttr(int(value), element_type)
+
+
+def scalar(value: float, element_type: Attribute) -> SSAValue:
+    """An `arith.constant` created where the caller's implicit builder is (inside a body)."""
+    return arith.ConstantOp(scalar_attr(value, element_type)).result
+
+
+def empty(b: Builder, shape: Sequence[int], element_type: Attribute) -> SSAValue:
+    return b.insert(tensor.EmptyOp((), TensorType(element_type, shape))).tensor
+
+
+def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: float) -> SSAValue:
+    """`tensor.empty` + `linalg.fill` with a scalar `arith.constant`."""
+    init = empty(b, shape, element_type)
+    cst = b.insert(arith.ConstantOp(scalar_attr(value, element_type))).result
+    return b.insert(FillOp((cst,), (init,), (init.type,))).results[0]
+
+
+def generic(
+    b: Builder,
+    inputs: Sequence[SSAValue],
+    init: SSAValue,
+    maps: Sequence[AffineMap],
+    iterators: Sequence[IteratorTypeAttr],
+    body: Body,
+) -> SSAValue:
+    """One `linalg.generic` on tensors writing `init` (maps: one per input, then the output's)."""
+    arg_types = [element_type_of(v) for v in (*inputs, init)]
+
+    @Builder.implicit_region(arg_types)
+    def region(args: tuple[BlockArgument, ...]) -> None:
+        YieldOp(*body(args))
+
+    op = GenericOp(
+        inputs, (init,), region, [AffineMapAttr(m) for m in maps],
+        ArrayAttr(iterators), (init.type,),
+    )
+    return b.insert(op).results[0]
+
+
+def broadcast_map(in_shape: Sequence[int], out_shape: Sequence[int]) -> AffineMap:
+    """The map reading an operand of `in_shape` broadcast (NumPy rules) to `out_shape`.
+
+    Leading missing dims are dropped from the map; a size-1 dim facing a larger one is
+    read at constant index 0.
+    """
+    lead = len(out_shape) - len(in_shape)
+    return amap(
+        len(out_shape),
+        [
+            const_expr(0) if size == 1 and out_shape[lead + i] != 1 else dim(lead + i)
+            for i, size in enumerate(in_shape)
+        ],
+    )
+
+
+def drop_dims_map(rank: int, dropped: Sequence[int]) -> AffineMap:
+    """The map of a value reduced over `dropped` (e.g. softmax's max), read over `rank` loops."""
+    return amap(rank, [dim(i) for i in range(rank) if i not in dropped])
+
+
+def elementwise(
+    b: Builder,
+    inputs: Sequence[SSAValue],
+    out_shape: Sequence[int],
+    element_type: Attribute,
+    body: Body,
+    maps: Sequence[AffineMap] | None = None,
+) -> SSAValue:
+    """A parallel generic over `out_shape`; inputs are broadcast unless `maps` are given."""
+    if maps is None:
+        maps = [broadcast_map(shape_of(v), out_shape) for v in inputs]
+    rank = len(out_shape)
+    return generic(
+        b, inputs, empty(b, out_shape, element_type), [*maps, identity(rank)],
+        [PARALLEL] * rank, body,
+    )
+
+
+def reduce(
+    b: Builder,
+    x: SSAValue,
+    axes: Sequence[int],
+    keepdims: bool,
+    init_value: float,
+    combine: Callable[[SSAValue, SSAValue], SSAValue],
+) -> SSAValue:
+    """Reduce `x` over `axes` into a buffer filled with `init_value`: `acc = combine(acc, x)`.
+
+    With `keepdims` the reduced dims stay as size-1 dims, written at constant index 0.
+    """
+    shape = shape_of(x)
+    rank = len(shape)
+    out_shape = [1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes]
+    out_map = amap(
+        rank,
+        [const_expr(0) if i in axes else dim(i) for i in range(rank) if keepdims or i not in axes],
+    )
+    init = filled(b, out_shape, element_type_of(x), init_value)
+    return generic(
+        b, [x], init, [identity(rank), out_map],
+        [REDUCTION if i in axes else PARALLEL for i in range(rank)],
+        lambda a: [combine(a[1], a[0])],
+    )
+
+
+def pad(
+    b: Builder, x: SSAValue, low: Sequence[int], high: Sequence[int], value: float
+) -> tuple[SSAValue, list[int]]:
+    """`x` padded with `value`: a filled buffer and a copy generic whose output map has offsets.
+
+    Returns the padded tensor and, per dim, an extra offset readers must add to their
+    indices. A dim padded only at its high end gets one more low cell (offset 1): its
+    output-map result must be `d + c` with c > 0, because a bare `d` would tell linalg the
+    buffer is exactly as large as the input.
+    """
+    shift = [1 if lo == 0 and hi > 0 else 0 for lo, hi in zip(low, high, strict=True)]
+    if not any(low) and not any(high):
+        return x, shift
+    shape = shape_of(x)
+    rank = len(shape)
+    low = [lo + s for lo, s in zip(low, shift, strict=True)]
+    padded = [d + lo + hi for d, lo, hi in zip(shape, low, high, strict=True)]
+    init = filled(b, padded, element_type_of(x), value)
+    out_map = amap(rank, [dim(i) + const_expr(lo) if lo else dim(i) for i, lo in enumerate(low)])
+    y = generic(b, [x], init, [identity(rank), out_map], [PARALLEL] * rank, lambda a: [a[0]])
+    return y, shift
+
+
+def reassociation(groups: Sequence[Sequence[int]]) -> ArrayAttr[ArrayAttr[IntegerAttr]]:
+    return ArrayAttr([ArrayAttr([IntegerAttr(i, i64) for i in g]) for g in groups])
+
+
+def collapse(b: Builder, x: SSAValue, groups: Sequence[Sequence[int]], shape: Sequence[int]) -> SSAValue:
+    op = tensor.CollapseShapeOp(
+        operands=[x],
+        result_types=[TensorType(element_type_of(x), shape)],
+        properties={"reassociation": reassociation(groups)},
+    )
+    return b.insert(op).result
+
+
+def expand(b: Builder, x: SSAValue, groups: Sequence[Sequence[int]], shape: Sequence[int]) -> SSAValue:
+    op = tensor.ExpandShapeOp(x, (), reassociation(groups), shape, TensorType(element_type_of(x), shape))
+    return b.insert(op).result

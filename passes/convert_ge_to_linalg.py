@@ -1,0 +1,396 @@
+"""`convert-ge-to-linalg`: lower the `ge` compute ops to tensor-level linalg (docs/internals.md, level 2).
+
+Each compute op becomes `tensor.empty` + optional `linalg.fill` + `linalg.generic`s whose bodies
+use `arith`/`math` only (NumPy/ONNX semantics); reshapes become `tensor.collapse_shape` /
+`tensor.expand_shape`. Graph structure ops (`ge.data`, `ge.const`, `ge.variable`,
+`ge.read_variable`, `ge.assign`, `ge.assign_if_nonempty`) are left untouched for
+`ge-bufferize`. Dynamic dimensions are rejected up front with a `LoweringError` naming the op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, math
+from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, ModuleOp, TensorType
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from wrc.dialects import ge
+from wrc.errors import LoweringError
+from wrc.passes import _linalg_builders as B
+from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
+
+NEG_INF = float("-inf")
+
+
+def _result(op: Operation) -> TensorType:
+    out = op.results[0].type
+    assert isinstance(out, TensorType)
+    return out
+
+
+def _is_float(t: Attribute) -> bool:
+    return isinstance(t, AnyFloat)
+
+
+def _ints(attr: DenseArrayBase) -> list[int]:
+    return [int(v) for v in attr.get_values()]
+
+
+# Scalar arithmetic for generic bodies, picking the float or integer arith op by type. These
+# run while `B.generic` builds a body (an implicit builder is open), so the ops constructed
+# here are inserted into that body.
+
+
+def _add(a: SSAValue, b: SSAValue) -> SSAValue:
+    return (arith.AddfOp(a, b) if _is_float(a.type) else arith.AddiOp(a, b)).result
+
+
+def _mul(a: SSAValue, b: SSAValue) -> SSAValue:
+    return (arith.MulfOp(a, b) if _is_float(a.type) else arith.MuliOp(a, b)).result
+
+
+def _max(a: SSAValue, b: SSAValue) -> SSAValue:
+    return arith.MaximumfOp(a, b).result
+
+
+def _mac(args: Sequence[SSAValue]) -> list[SSAValue]:
+    """Body of a multiply-accumulate generic: ins (x, w), out acc."""
+    return [_add(args[2], _mul(args[0], args[1]))]
+
+
+_BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Operation]]] = {
+    ge.AddOp: (arith.AddfOp, arith.AddiOp),
+    ge.SubOp: (arith.SubfOp, arith.SubiOp),
+    ge.MulOp: (arith.MulfOp, arith.MuliOp),
+    ge.DivOp: (arith.DivfOp, arith.DivSIOp),  # integer division truncates (ONNX Div)
+}
+
+
+class LowerElementwiseBinary(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ElementwiseBinaryOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        float_op, int_op = _BINARY[type(op)]
+        kind = float_op if _is_float(out.element_type) else int_op
+        y = B.elementwise(
+            rewriter, [op.lhs, op.rhs], out.get_shape(), out.element_type,
+            lambda a: [kind(a[0], a[1]).results[0]],
+        )
+        rewriter.replace(op, [], [y])
+
+
+def _relu(x: SSAValue) -> SSAValue:
+    return arith.MaximumfOp(x, B.scalar(0.0, x.type)).result
+
+
+def _sigmoid(x: SSAValue) -> SSAValue:
+    one = B.scalar(1.0, x.type)
+    e = math.ExpOp(arith.NegfOp(x).result).result
+    return arith.DivfOp(one, arith.AddfOp(one, e).result).result
+
+
+_UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
+    ge.ReluOp: _relu,
+    ge.SigmoidOp: _sigmoid,
+    ge.TanhOp: lambda x: math.TanhOp(x).result,
+    ge.ExpOp: lambda x: math.ExpOp(x).result,
+}
+
+
+class LowerElementwiseUnary(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ElementwiseUnaryOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        fn = _UNARY[type(op)]
+        y = B.elementwise(rewriter, [op.input], out.get_shape(), out.element_type, lambda a: [fn(a[0])])
+        rewriter.replace(op, [], [y])
+
+
+class LowerSoftmax(RewritePattern):
+    """Numerically stable: `e = exp(x - max(x))`, `y = e / sum(e)` along the axis."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.SoftmaxOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        shape, elt = out.get_shape(), out.element_type
+        rank = len(shape)
+        axis = op.axis.value.data % rank
+        maps = [identity(rank), B.drop_dims_map(rank, [axis])]
+        m = B.reduce(rewriter, op.input, [axis], False, NEG_INF, _max)
+        e = B.elementwise(
+            rewriter, [op.input, m], shape, elt,
+            lambda a: [math.ExpOp(arith.SubfOp(a[0], a[1]).result).result], maps,
+        )
+        s = B.reduce(rewriter, e, [axis], False, 0.0, _add)
+        y = B.elementwise(rewriter, [e, s], shape, elt, lambda a: [arith.DivfOp(a[0], a[1]).result], maps)
+        rewriter.replace(op, [], [y])
+
+
+class LowerMatMul(RewritePattern):
+    """Loops (batch..., m, n, k); `acc += lhs[b, m, k] * rhs[b, k, n]` into a zero-filled buffer."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.MatMulOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        rank = out.get_num_dims()
+        nb = rank - 2
+        batch = [dim(i) for i in range(nb)]
+        m, n, k = dim(nb), dim(nb + 1), dim(nb + 2)
+        init = B.filled(rewriter, out.get_shape(), out.element_type, 0)
+        y = B.generic(
+            rewriter, [op.lhs, op.rhs], init,
+            [amap(rank + 1, [*batch, m, k]), amap(rank + 1, [*batch, k, n]), amap(rank + 1, [*batch, m, n])],
+            [PARALLEL] * rank + [REDUCTION], _mac,
+        )
+        rewriter.replace(op, [], [y])
+
+
+class LowerReshape(RewritePattern):
+    """`collapse_shape` to rank 1, then `expand_shape`; identity steps are skipped.
+
+    A rank-0 source is broadcast by a copy generic instead (xDSL's `expand_shape` verifier
+    rejects expanding a 0-d tensor).
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ReshapeOp, rewriter: PatternRewriter) -> None:
+        src, dst = B.shape_of(op.input), _result(op).get_shape()
+        x: SSAValue = op.input
+        if src == dst:
+            pass
+        elif not src:
+            x = B.elementwise(rewriter, [x], dst, B.element_type_of(x), lambda a: [a[0]])
+        elif not dst:
+            x = B.collapse(rewriter, x, [], dst)
+        else:
+            total = 1
+            for d in src:
+                total *= d
+            if len(src) != 1:
+                x = B.collapse(rewriter, x, [list(range(len(src)))], [total])
+            if len(dst) != 1:
+                x = B.expand(rewriter, x, [list(range(len(dst)))], dst)
+        rewriter.replace(op, [], [x])
+
+
+class LowerTranspose(RewritePattern):
+    """Loops over the output; output dim i reads input dim perm[i]."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.TransposeOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        perm = _ints(op.perm)
+        rank = len(perm)
+        in_map = amap(rank, [dim(perm.index(j)) for j in range(rank)])
+        y = B.elementwise(rewriter, [op.input], out.get_shape(), out.element_type, lambda a: [a[0]], [in_map])
+        rewriter.replace(op, [], [y])
+
+
+class LowerConv2D(RewritePattern):
+    """NCHW x FCHW convolution as one multiply-accumulate generic over a padded input.
+
+    Loops (n, g, fg, oh, ow, c, kh, kw); the input is read at
+    `(n, g, c, oh * sh + kh * dh, ow * sw + kw * dw)`. With groups > 1 the channel dims are
+    split by `expand_shape` ((N, G, C/G, H, W), (G, F/G, C/G, KH, KW)) so that every loop
+    is a plain dimension of some operand, which is how linalg finds the loop ranges; the
+    (N, G, F/G, OH, OW) result is collapsed back. With groups = 1 the g loop is left out.
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.Conv2DOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        elt = out.element_type
+        n_, f_, oh_, ow_ = out.get_shape()
+        _, cg, kh_, kw_ = B.shape_of(op.filter)
+        groups = op.groups.value.data
+        (sh, sw), (dh, dw) = _ints(op.strides), _ints(op.dilations)
+        pt, pl, pb, pr = _ints(op.pads)
+        x, shift = B.pad(rewriter, op.input, [0, 0, pt, pl], [0, 0, pb, pr], 0)
+        w: SSAValue = op.filter
+        _, _, hp, wp = B.shape_of(x)
+        fg = f_ // groups
+        if groups > 1:
+            x = B.expand(rewriter, x, [[0], [1, 2], [3], [4]], [n_, groups, cg, hp, wp])
+            w = B.expand(rewriter, w, [[0, 1], [2], [3], [4]], [groups, fg, cg, kh_, kw_])
+            out_shape = [n_, groups, fg, oh_, ow_]
+        else:
+            out_shape = [n_, f_, oh_, ow_]
+        # loop dims: n, [g,] f|fg, oh, ow, c, kh, kw
+        g = [dim(1)] if groups > 1 else []
+        o = len(g)
+        n, f, oh, ow, c, kh, kw = (dim(0), dim(1 + o), dim(2 + o), dim(3 + o), dim(4 + o), dim(5 + o), dim(6 + o))
+        loops = 7 + o
+        init = B.filled(rewriter, out_shape, elt, 0)
+        y = B.generic(
+            rewriter, [x, w], init,
+            [
+                amap(loops, [n, *g, c, oh * sh + kh * dh + shift[2], ow * sw + kw * dw + shift[3]]),
+                amap(loops, [*g, f, c, kh, kw]),
+                amap(loops, [n, *g, f, oh, ow]),
+            ],
+            [PARALLEL] * (4 + o) + [REDUCTION] * 3, _mac,
+        )
+        if groups > 1:
+            y = B.collapse(rewriter, y, [[0], [1, 2], [3], [4]], out.get_shape())
+        rewriter.replace(op, [], [y])
+
+
+def _window(
+    b: PatternRewriter, padded: tuple[SSAValue, list[int]], kernel: list[int], strides: list[int],
+    out_hw: tuple[int, int], init_value: float, combine: Callable[[SSAValue, SSAValue], SSAValue],
+) -> SSAValue:
+    """Reduce every (kh, kw) window of a (..., H, W) tensor padded by `B.pad`.
+
+    Loops (lead..., oh, ow, kh, kw). The kh/kw loops get their range from an extra input of
+    the kernel's shape (`tensor.empty`, never read: its block argument is unused), the way
+    MLIR's pooling ops take a window operand.
+    """
+    x, shift = padded
+    shape = B.shape_of(x)
+    lead = len(shape) - 2
+    loops = lead + 4
+    ds = [dim(i) for i in range(lead)]
+    oh, ow, kh, kw = dim(lead), dim(lead + 1), dim(lead + 2), dim(lead + 3)
+    out_shape = [*shape[:lead], *out_hw]
+    window = B.empty(b, kernel, B.element_type_of(x))
+    init = B.filled(b, out_shape, B.element_type_of(x), init_value)
+    return B.generic(
+        b, [x, window], init,
+        [
+            amap(loops, [*ds, oh * strides[0] + kh + shift[-2], ow * strides[1] + kw + shift[-1]]),
+            amap(loops, [kh, kw]),
+            amap(loops, [*ds, oh, ow]),
+        ],
+        [PARALLEL] * (lead + 2) + [REDUCTION] * 2,
+        lambda a: [combine(a[2], a[0])],
+    )
+
+
+class LowerMaxPool2D(RewritePattern):
+    """Pad with -inf, then a maximumf window reduction into a -inf-filled buffer."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.MaxPool2DOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        pt, pl, pb, pr = _ints(op.pads)
+        x = B.pad(rewriter, op.input, [0, 0, pt, pl], [0, 0, pb, pr], NEG_INF)
+        hw = (out.get_shape()[2], out.get_shape()[3])
+        y = _window(rewriter, x, _ints(op.kernel), _ints(op.strides), hw, NEG_INF, _max)
+        rewriter.replace(op, [], [y])
+
+
+class LowerAvgPool2D(RewritePattern):
+    """Window sums of the zero-padded input divided by the window cell count.
+
+    The count is the kernel size when nothing is padded or `count_include_pad`; otherwise it
+    varies by position and is computed the same way, as window sums of a zero-padded tensor
+    of ones (OH x OW, broadcast over N and C).
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.AvgPool2DOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        shape, elt = out.get_shape(), out.element_type
+        kernel, strides, pads = _ints(op.kernel), _ints(op.strides), _ints(op.pads)
+        low, high = [0, 0, pads[0], pads[1]], [0, 0, pads[2], pads[3]]
+        hw = (shape[2], shape[3])
+        x = B.pad(rewriter, op.input, low, high, 0)
+        sums = _window(rewriter, x, kernel, strides, hw, 0, _add)
+        if op.count_include_pad.value.data or not any(pads):
+            count = float(kernel[0] * kernel[1])
+            y = B.elementwise(
+                rewriter, [sums], shape, elt, lambda a: [arith.DivfOp(a[0], B.scalar(count, elt)).result]
+            )
+        else:
+            ones = B.filled(rewriter, B.shape_of(op.input)[2:], elt, 1)
+            counts = _window(rewriter, B.pad(rewriter, ones, low[2:], high[2:], 0), kernel, strides, hw, 0, _add)
+            y = B.elementwise(rewriter, [sums, counts], shape, elt, lambda a: [arith.DivfOp(a[0], a[1]).result])
+        rewriter.replace(op, [], [y])
+
+
+def _mean(b: PatternRewriter, sums: SSAValue, count: int) -> SSAValue:
+    elt = B.element_type_of(sums)
+    return B.elementwise(
+        b, [sums], B.shape_of(sums), elt, lambda a: [arith.DivfOp(a[0], B.scalar(float(count), elt)).result]
+    )
+
+
+class LowerGlobalAvgPool(RewritePattern):
+    """Sum over the spatial dims (kept as size-1 dims), divided by their product."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.GlobalAvgPoolOp, rewriter: PatternRewriter) -> None:
+        shape = B.shape_of(op.input)
+        axes = list(range(2, len(shape)))
+        count = 1
+        for a in axes:
+            count *= shape[a]
+        sums = B.reduce(rewriter, op.input, axes, True, 0, _add)
+        rewriter.replace(op, [], [_mean(rewriter, sums, count)])
+
+
+class LowerReduce(RewritePattern):
+    """`reduce_sum`: a reduction generic (keepdims via constant-0 output indices); `reduce_mean` divides."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ReduceOp, rewriter: PatternRewriter) -> None:
+        axes = op.reduced_axes()
+        shape = B.shape_of(op.input)
+        is_mean = isinstance(op, ge.ReduceMeanOp)
+        y = B.reduce(rewriter, op.input, axes, bool(op.keepdims.value.data), 0, _add)
+        if is_mean:
+            count = 1
+            for a in axes:
+                count *= shape[a]
+            y = _mean(rewriter, y, count)
+        rewriter.replace(op, [], [y])
+
+
+PATTERNS: tuple[RewritePattern, ...] = (
+    LowerElementwiseBinary(), LowerElementwiseUnary(), LowerSoftmax(), LowerMatMul(),
+    LowerReshape(), LowerTranspose(), LowerConv2D(), LowerMaxPool2D(), LowerAvgPool2D(),
+    LowerGlobalAvgPool(), LowerReduce(),
+)
+
+
+def check_lowerable(module: ModuleOp) -> None:
+    """Reject what the patterns cannot lower before rewriting anything (clean diagnostics)."""
+    for op in module.walk():
+        if not isinstance(op, ge.ComputeOp):
+            continue
+        for value in (*op.operands, *op.results):
+            t = value.type
+            if not isinstance(t, TensorType):
+                raise LoweringError(f"{op.name}: operand type {t} is not a ranked tensor type")
+            if ge.DYNAMIC in t.get_shape():
+                raise LoweringError(
+                    f"{op.name}: dynamic dimension in {t} not supported; give the graph inputs static shapes"
+                )
+        if isinstance(op, ge.ReduceMeanOp) and not _is_float(B.element_type_of(op.input)):
+            raise LoweringError(f"{op.name}: integer element type {B.element_type_of(op.input)} is not supported")
+
+
+@dataclass(frozen=True)
+class ConvertGeToLinalgPass(ModulePass):
+    """Lower `ge` compute ops to `linalg.generic`/`linalg.fill` on tensors (level 2)."""
+
+    name = "convert-ge-to-linalg"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        check_lowerable(op)
+        # No DCE: an unused op is lowered too (a later `dce` may drop it), so that what runs is
+        # what the graph said.
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(list(PATTERNS), dce_enabled=False), apply_recursively=False
+        ).rewrite_module(op)

@@ -1,0 +1,446 @@
+"""`ge-bufferize`: tensors to memrefs, variables and constants to globals (docs/internals.md, level 3).
+
+xDSL 0.74 has no bufferization pass, and wrc only needs to bufferize the IR that
+`convert-ge-to-linalg` produces, so this is a small one:
+
+* `ge.variable` → public `memref.global {ge.variable}` without initial value;
+  `ge.const` → private constant `memref.global {ge.constant}` (inline value kept) read with
+  `memref.get_global`; `ge.read_variable` → `memref.get_global`; `ge.assign` → `memref.copy`
+  into the global; `ge.assign_if_nonempty` → the same under `scf.if %flag`.
+* `ge.data` → function arguments in index order (arg attr `ge.name`); an input feeding
+  `ge.assign_if_nonempty` gets the variable's memref type, `ge.optional`, and an `i1` flag
+  argument right after it.
+* `tensor.empty` → `memref.alloc`; linalg ops write their `outs` buffers (destination-passing
+  style, no results); `tensor.collapse_shape`/`expand_shape` → the memref views.
+* Function results that alias an argument, a global or another result are copied.
+
+In-place rule for a linalg `outs` tensor `t` (decided on the tensor IR before rewriting):
+write into `t`'s buffer when `t` comes from `tensor.empty` or from a linalg op and has no
+other use; a `tensor.empty` with other uses gets a fresh buffer; anything else (an input, a
+global, a view, a value read again later) is copied into a fresh buffer first.
+
+The patterns run in program order and each waits until the values it uses are memrefs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from xdsl.context import Context
+from xdsl.dialects import func, memref, scf, tensor
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    UnrankedTensorType,
+    i1,
+)
+from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
+from xdsl.dialects.linalg.ops import FillOp, GenericOp
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import Rewriter
+
+from wrc.dialects import ge
+from wrc.errors import LoweringError
+
+Mode = Literal["reuse", "fresh", "copy"]
+"""How a linalg op gets its output buffer: "reuse", "fresh" (new alloc) or "copy"."""
+
+
+def memref_of(t: TensorType, what: str) -> MemRefType:
+    if ge.DYNAMIC in t.get_shape():
+        raise LoweringError(f"{what}: dynamic dimension in {t} not supported; give the graph inputs static shapes")
+    return MemRefType(t.element_type, t.get_shape())
+
+
+def _is_buffer(value: SSAValue) -> bool:
+    return not isinstance(value.type, TensorType | UnrankedTensorType)
+
+
+def _ready(op: Operation) -> bool:
+    """Every operand is already bufferized (its producer was rewritten)."""
+    return all(_is_buffer(v) for v in op.operands)
+
+
+def _parent_func(op: Operation) -> func.FuncOp | None:
+    parent = op.parent_op()
+    while parent is not None and not isinstance(parent, func.FuncOp):
+        parent = parent.parent_op()
+    return parent
+
+
+def _alloc(b: PatternRewriter, t: Attribute) -> SSAValue:
+    assert isinstance(t, MemRefType)
+    return b.insert(memref.AllocOp((), (), t)).memref
+
+
+def _copy_to_alloc(b: PatternRewriter, value: SSAValue) -> SSAValue:
+    fresh = _alloc(b, value.type)
+    b.insert(memref.CopyOp(value, fresh))
+    return fresh
+
+
+@dataclass
+class _State:
+    """Facts gathered on the tensor IR before rewriting, shared by the patterns."""
+
+    out_mode: dict[tuple[Operation, int], Mode] = field(default_factory=dict)
+    data_args: dict[Operation, BlockArgument] = field(default_factory=dict)
+    flags: dict[BlockArgument, BlockArgument] = field(default_factory=dict)
+    written: set[tuple[Operation, str]] = field(default_factory=set)
+    """(function, variable) pairs: reads of a variable its function also writes are snapshotted."""
+
+
+# --------------------------------------------------------------------------- module-level
+
+
+class VariableToGlobal(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.VariableOp, rewriter: PatternRewriter) -> None:
+        name = op.sym_name.data
+        glob = memref.GlobalOp.get(
+            StringAttr(name), memref_of(op.type, f"ge.variable @{name}"), UnitAttr(), StringAttr("public")
+        )
+        glob.attributes["ge.variable"] = UnitAttr()
+        rewriter.replace(op, glob)
+
+
+def _const_globals(module: ModuleOp) -> list[memref.GlobalOp]:
+    """One constant global per distinct `ge.const` name; conflicting names are errors."""
+    symbols: dict[str, Operation] = {}
+    for op in module.ops:
+        sym = op.properties.get("sym_name")
+        if isinstance(sym, StringAttr):
+            symbols[sym.data] = op
+    consts: dict[str, ge.ConstOp] = {}
+    for op in module.walk():
+        if not isinstance(op, ge.ConstOp):
+            continue
+        name = op.const_name.data
+        if isinstance(symbols.get(name), ge.VariableOp):
+            raise LoweringError(f'ge.const "{name}": a ge.variable of the same name exists')
+        if name in symbols:
+            raise LoweringError(f'ge.const "{name}": the name is already a symbol of the module ({symbols[name].name})')
+        first = consts.setdefault(name, op)
+        if first.output.type != op.output.type:
+            raise LoweringError(
+                f'ge.const "{name}": defined with two types, {first.output.type} and {op.output.type}'
+            )
+        if first.value is None:
+            consts[name] = op
+        elif op.value is not None and op.value != first.value:
+            raise LoweringError(f'ge.const "{name}": defined with two different inline values')
+    globals_: list[memref.GlobalOp] = []
+    for name, op in consts.items():
+        glob = memref.GlobalOp.get(
+            StringAttr(name), memref_of(op.output.type, f'ge.const "{name}"'),
+            op.value if op.value is not None else UnitAttr(), StringAttr("private"), UnitAttr(),
+        )
+        glob.attributes["ge.constant"] = UnitAttr()
+        globals_.append(glob)
+    return globals_
+
+
+# --------------------------------------------------------------------------- graph ops
+
+
+@dataclass
+class DataToArgument(RewritePattern):
+    state: _State
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.DataOp, rewriter: PatternRewriter) -> None:
+        rewriter.replace(op, [], [self.state.data_args[op]])
+
+
+class ConstToGetGlobal(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ConstOp, rewriter: PatternRewriter) -> None:
+        rewriter.replace(op, memref.GetGlobalOp(op.const_name.data, memref_of(op.output.type, op.name)))
+
+
+@dataclass
+class ReadVariableToGetGlobal(RewritePattern):
+    state: _State
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ReadVariableOp, rewriter: PatternRewriter) -> None:
+        name = op.variable.string_value()
+        value = rewriter.insert(memref.GetGlobalOp(name, memref_of(op.output.type, op.name))).memref
+        if (_parent_func(op), name) in self.state.written:
+            value = _copy_to_alloc(rewriter, value)  # keep the value read, not a later write
+        rewriter.replace(op, [], [value])
+
+
+def _assign(b: PatternRewriter, variable: str, value: SSAValue) -> None:
+    target = b.insert(memref.GetGlobalOp(variable, value.type)).memref
+    b.insert(memref.CopyOp(value, target))
+
+
+class AssignToCopy(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.AssignOp, rewriter: PatternRewriter) -> None:
+        if not _ready(op):
+            return
+        _assign(rewriter, op.variable.string_value(), op.value)
+        rewriter.erase(op)
+
+
+@dataclass
+class AssignIfNonEmptyToIf(RewritePattern):
+    """`scf.if %flag { copy }` for an optional input; a static operand is non-empty unless size 0."""
+
+    state: _State
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.AssignIfNonEmptyOp, rewriter: PatternRewriter) -> None:
+        if not _ready(op):
+            return
+        variable = op.variable.string_value()
+        flag = self.state.flags.get(op.value) if isinstance(op.value, BlockArgument) else None
+        if flag is not None:
+            target = memref.GetGlobalOp(variable, op.value.type)
+            body = [target, memref.CopyOp(op.value, target.memref), scf.YieldOp()]
+            rewriter.insert(scf.IfOp(flag, [], body))
+        else:
+            assert isinstance(op.value.type, MemRefType)
+            if 0 not in op.value.type.get_shape():
+                _assign(rewriter, variable, op.value)
+        rewriter.erase(op)
+
+
+# --------------------------------------------------------------------------- tensor and linalg ops
+
+
+class EmptyToAlloc(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tensor.EmptyOp, rewriter: PatternRewriter) -> None:
+        rewriter.replace(op, memref.AllocOp((), (), memref_of(op.tensor.type, op.name)))
+
+
+def _out_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _State) -> list[SSAValue]:
+    buffers: list[SSAValue] = []
+    for i, out in enumerate(op.outputs):
+        mode = state.out_mode.get((op, i), "copy")
+        if mode == "fresh":
+            out = _alloc(b, out.type)
+        elif mode == "copy":
+            out = _copy_to_alloc(b, out)
+        buffers.append(out)
+    return buffers
+
+
+@dataclass
+class GenericOnBuffers(RewritePattern):
+    state: _State
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: GenericOp, rewriter: PatternRewriter) -> None:
+        if not op.res or not _ready(op):
+            return
+        outs = _out_buffers(rewriter, op, self.state)
+        new = GenericOp(
+            op.inputs, outs, rewriter.move_region_contents_to_new_regions(op.body),
+            op.indexing_maps, op.iterator_types, (), op.doc, op.library_call,
+        )
+        new.attributes |= op.attributes
+        rewriter.replace(op, new, outs)
+
+
+@dataclass
+class FillOnBuffers(RewritePattern):
+    state: _State
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: FillOp, rewriter: PatternRewriter) -> None:
+        if not op.res or not _ready(op):
+            return
+        outs = _out_buffers(rewriter, op, self.state)
+        rewriter.replace(op, FillOp(op.inputs, outs, ()), outs)
+
+
+class CollapseShapeToView(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tensor.CollapseShapeOp, rewriter: PatternRewriter) -> None:
+        if not _ready(op):
+            return
+        view = memref.CollapseShapeOp(
+            operands=[op.src], result_types=[memref_of(op.result.type, op.name)],
+            properties={"reassociation": op.reassociation},
+        )
+        rewriter.replace(op, view)
+
+
+class ExpandShapeToView(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tensor.ExpandShapeOp, rewriter: PatternRewriter) -> None:
+        if not _ready(op):
+            return
+        view = memref.ExpandShapeOp(
+            operands=[op.src, []], result_types=[memref_of(op.result.type, op.name)],
+            properties={"reassociation": op.reassociation, "static_output_shape": op.static_output_shape},
+        )
+        rewriter.replace(op, view)
+
+
+def _root(value: SSAValue) -> SSAValue:
+    """The buffer a view was taken of."""
+    while isinstance(value.owner, memref.CollapseShapeOp | memref.ExpandShapeOp):
+        value = value.owner.src
+    return value
+
+
+class CopyAliasedResults(RewritePattern):
+    """Outputs never alias inputs, weights, or each other: copy those that would."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: func.ReturnOp, rewriter: PatternRewriter) -> None:
+        if not _ready(op):
+            return
+        seen: set[SSAValue] = set()
+        results: list[SSAValue] = []
+        for value in op.arguments:
+            root = _root(value)
+            if isinstance(root, BlockArgument) or isinstance(root.owner, memref.GetGlobalOp) or root in seen:
+                value = _copy_to_alloc(rewriter, value)
+            seen.add(root)
+            results.append(value)
+        if results != list(op.arguments):
+            rewriter.replace(op, func.ReturnOp(*results))
+
+
+# --------------------------------------------------------------------------- analysis and driver
+
+
+def _plan_outputs(module: ModuleOp, state: _State) -> None:
+    """Decide, on the tensor IR, which linalg `outs` can be written in place (see module doc)."""
+    for op in module.walk():
+        if not isinstance(op, LinalgStructuredOperation) or not op.res:
+            continue
+        for i, out in enumerate(op.outputs):
+            single = out.has_one_use()
+            if isinstance(out.owner, tensor.EmptyOp):
+                state.out_mode[(op, i)] = "reuse" if single else "fresh"
+            elif isinstance(out.owner, LinalgStructuredOperation) and single:
+                state.out_mode[(op, i)] = "reuse"
+            else:
+                state.out_mode[(op, i)] = "copy"
+
+
+def _arg_attrs(fn: func.FuncOp) -> list[dict[str, Attribute]]:
+    if fn.arg_attrs is None:
+        return [{} for _ in fn.args]
+    return [dict(d.data) for d in fn.arg_attrs.data]
+
+
+def _make_arguments(fn: func.FuncOp, state: _State) -> None:
+    """Turn the `ge.data` ops of `fn` into block arguments (plus flags for optional inputs)."""
+    block = fn.body.blocks[0]
+    attrs = _arg_attrs(fn)
+    for arg in list(fn.args):  # a level-2 function normally has none; convert any tensor ones
+        if isinstance(arg.type, TensorType):
+            Rewriter.replace_value_with_new_type(arg, memref_of(arg.type, f"func @{fn.sym_name.data}"))
+    datas = sorted((op for op in block.ops if isinstance(op, ge.DataOp)), key=lambda d: d.index.value.data)
+    indices = [d.index.value.data for d in datas]
+    if indices != list(range(len(datas))):
+        raise LoweringError(
+            f"func @{fn.sym_name.data}: ge.data indices {indices} must be 0..{len(datas) - 1}, each once"
+        )
+    for data in datas:
+        what = f'ge.data "{data.data_name.data}"'
+        users = [use.operation for use in data.output.uses]
+        assigns = [u for u in users if isinstance(u, ge.AssignIfNonEmptyOp)]
+        entry: dict[str, Attribute] = {"ge.name": data.data_name}
+        if assigns:
+            if len(assigns) != len(users):
+                raise LoweringError(f"{what}: an input of ge.assign_if_nonempty may be empty and has no other use")
+            types = {ge.lookup_variable(a, a.variable).type for a in assigns}
+            if len(types) != 1:
+                raise LoweringError(f"{what}: assigned to variables of different types {sorted(map(str, types))}")
+            arg = block.insert_arg(memref_of(types.pop(), what), len(block.args))
+            entry["ge.optional"] = UnitAttr()
+            flag = state.flags[arg] = block.insert_arg(i1, len(block.args))
+            if data.output.name_hint:
+                flag.name_hint = f"{data.output.name_hint}_nonempty"
+            attrs += [entry, {}]
+        else:
+            t = data.output.type
+            if not isinstance(t, TensorType):
+                raise LoweringError(f"{what}: unranked input {t} only allowed as an input of ge.assign_if_nonempty")
+            arg = block.insert_arg(memref_of(t, what), len(block.args))
+            attrs.append(entry)
+        state.data_args[data] = arg
+    if any(attrs):
+        fn.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in attrs])
+
+
+def _check_lowered(module: ModuleOp) -> None:
+    for op in module.walk():
+        if isinstance(op, ge.ComputeOp):
+            raise LoweringError(f"{op.name}: not lowered; run convert-ge-to-linalg before ge-bufferize")
+
+
+def _check_bufferized(module: ModuleOp) -> None:
+    for op in module.walk():
+        values = [*op.operands, *op.results]
+        for region in op.regions:
+            for block in region.blocks:
+                values += block.args
+        for value in values:
+            if isinstance(value.type, TensorType | UnrankedTensorType):
+                raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
+
+
+@dataclass(frozen=True)
+class GeBufferizePass(ModulePass):
+    """Level 2 → level 3: linalg on memrefs, globals for variables and constants, inputs as arguments."""
+
+    name = "ge-bufferize"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        _check_lowered(op)
+        state = _State()
+        consts = _const_globals(op)
+        funcs = [f for f in op.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
+        for fn in funcs:
+            _make_arguments(fn, state)
+            for inner in fn.walk():
+                if isinstance(inner, ge.AssignOp | ge.AssignIfNonEmptyOp):
+                    state.written.add((fn, inner.variable.string_value()))
+        _plan_outputs(op, state)
+        if consts and funcs:
+            op.body.block.insert_ops_before(consts, funcs[0])
+        elif consts:
+            op.body.block.add_ops(consts)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [
+                    VariableToGlobal(), DataToArgument(state), ConstToGetGlobal(),
+                    ReadVariableToGetGlobal(state), AssignToCopy(), AssignIfNonEmptyToIf(state),
+                    EmptyToAlloc(), GenericOnBuffers(state), FillOnBuffers(state),
+                    CollapseShapeToView(), ExpandShapeToView(), CopyAliasedResults(),
+                ],
+                dce_enabled=False,
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)
+        for fn in funcs:
+            fn.update_function_type()
+        for dead in [o for o in op.walk() if isinstance(o, memref.AllocOp) and not o.memref.uses]:
+            dead.detach()  # e.g. a tensor.empty whose every user got a fresh buffer
+            dead.erase()
+        _check_bufferized(op)
+
