@@ -1,0 +1,100 @@
+"""Backends: run level-3 IR (linalg on memrefs + memref globals; see docs/internals.md).
+
+```python
+backend = get_backend("numpy")          # or "interp"; default: "numpy"
+compiled = backend.compile(module)      # level-3 ModuleOp, not modified
+outs = compiled.run("var_infer_graph", globals_, args)
+```
+* `globals_`: name -> C-contiguous array for every global the graph touches; writes to
+  globals (`memref.copy` into a `memref.get_global`) go into these arrays in place.
+* `args`: one per function argument, in order: an array for a memref, a `bool` for an `i1`.
+  Inputs are never written.
+* `run` returns fresh arrays, one per function result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
+from wrc.errors import WrcError
+
+DEFAULT_BACKEND = "numpy"
+
+
+class UnknownBackendError(WrcError, ValueError):
+    """`get_backend` was given a name that is not a backend."""
+
+
+class CompiledModule(Protocol):
+    """A compiled level-3 module: its functions can be run by name, from several threads."""
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """Names of the module's functions, in module order."""
+        ...
+
+    def run(
+        self,
+        graph_name: str,
+        globals_: Mapping[str, np.ndarray],
+        args: Sequence[np.ndarray | bool],
+    ) -> list[np.ndarray]: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def compile(self, module: ModuleOp) -> CompiledModule: ...
+
+
+def _numpy() -> Backend:
+    from wrc.backends.numpy_jit import NumpyBackend
+
+    return NumpyBackend()
+
+
+def _interp() -> Backend:
+    from wrc.backends.interp import InterpBackend
+
+    return InterpBackend()
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": _numpy, "interp": _interp}
+"""Backend name -> factory (imports are lazy: the interpreter pulls in more of xDSL)."""
+
+
+def get_backend(name: str = DEFAULT_BACKEND) -> Backend:
+    """The backend called `name`; an `UnknownBackendError` listing the choices otherwise."""
+    factory = BACKENDS.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
+        )
+    return factory()
+
+
+def check_call(graph_name: str, n_params: int | None, args: Sequence[Any]) -> None:
+    """Shared argument checks of `CompiledModule.run` (unknown graph, wrong arity)."""
+    from wrc.errors import InputError
+
+    if n_params is None:
+        raise InputError(f"the module has no graph {graph_name!r}")
+    if len(args) != n_params:
+        raise InputError(
+            f"graph {graph_name!r} takes {n_params} arguments, {len(args)} given"
+        )
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "Backend",
+    "CompiledModule",
+    "UnknownBackendError",
+    "check_call",
+    "get_backend",
+]
