@@ -43,6 +43,7 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
@@ -807,6 +808,256 @@ class ReduceMeanOp(ReduceOp):
     name = "ge.reduce_mean"
 
 
+# --------------------------------------------------------------------------- ops for ONNX models
+# (added for `wrc.onnx`; each owns its shape rule like the ops above)
+
+
+@irdl_op_definition
+class SqrtOp(ElementwiseUnaryOp):
+    name = "ge.sqrt"
+
+
+@irdl_op_definition
+class LogOp(ElementwiseUnaryOp):
+    name = "ge.log"
+
+
+@irdl_op_definition
+class NegOp(ElementwiseUnaryOp):
+    name = "ge.neg"
+
+
+@irdl_op_definition
+class AbsOp(ElementwiseUnaryOp):
+    name = "ge.abs"
+
+
+@irdl_op_definition
+class ErfOp(ElementwiseUnaryOp):
+    name = "ge.erf"
+
+
+class FloatBinaryOp(ElementwiseBinaryOp):
+    """An elementwise binary op defined on floating-point tensors only."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if not isinstance(out.element_type, AnyFloat):
+            raise _fail(op, f"expects floating-point tensors, got {out.element_type}")
+        return out
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.lhs), _ranked(self, self.rhs))
+
+
+@irdl_op_definition
+class PowOp(FloatBinaryOp):
+    """`x ** y` elementwise (float), NumPy broadcasting."""
+
+    name = "ge.pow"
+
+
+@irdl_op_definition
+class MaximumOp(ElementwiseBinaryOp):
+    """Elementwise max (NaN-propagating for floats, as ONNX Max)."""
+
+    name = "ge.maximum"
+
+
+@irdl_op_definition
+class MinimumOp(ElementwiseBinaryOp):
+    name = "ge.minimum"
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReduceOp):
+    name = "ge.reduce_max"
+
+
+@irdl_op_definition
+class CastOp(ComputeOp):
+    """`%y = ge.cast %x : tensor<2x3xi64> -> tensor<2x3xf32>` (ONNX Cast: float->int truncates)."""
+
+    name = "ge.cast"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def __init__(self, input: SSAValue, result_type: TensorType):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    @staticmethod
+    def infer(op: str, input: TensorType, element_type: Attribute) -> TensorType:
+        if not isinstance(element_type, AnyFloat | IntegerType):
+            raise _fail(op, f"cannot cast to {element_type}")
+        return TensorType(element_type, input.get_shape())
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), self.output.type.element_type)
+
+
+@irdl_op_definition
+class WhereOp(ComputeOp):
+    """`%y = ge.where %c, %a, %b : (tensor<4xi1>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>`.
+
+    `c ? a : b` elementwise with NumPy broadcasting of all three; `c` is `i1`.
+    """
+
+    name = "ge.where"
+    condition = operand_def(TensorType)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$condition `,` $lhs `,` $rhs attr-dict `:` `(` type($condition) `,` type($lhs) `,` type($rhs) `)` `->` type($output)"
+    )
+
+    def __init__(self, condition: SSAValue, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+        super().__init__(operands=[condition, lhs, rhs], result_types=[result_type])
+
+    @staticmethod
+    def infer(op: str, condition: TensorType, lhs: TensorType, rhs: TensorType) -> TensorType:
+        if condition.element_type != IntegerType(1):
+            raise _fail(op, f"the condition must be an i1 tensor, got {condition}")
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        return TensorType(out.element_type, broadcast_shapes(op, condition.get_shape(), out.get_shape()))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.condition), _ranked(self, self.lhs), _ranked(self, self.rhs))
+
+
+@irdl_op_definition
+class ConcatOp(ComputeOp):
+    """`%y = ge.concat %a, %b {axis = 1 : i64} : (tensor<2x3xf32>, tensor<2x1xf32>) -> tensor<2x4xf32>`."""
+
+    name = "ge.concat"
+    inputs = var_operand_def(TensorType)
+    output = result_def(TensorType)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$inputs attr-dict `:` `(` type($inputs) `)` `->` type($output)"
+
+    def __init__(self, inputs: Sequence[SSAValue], axis: int, result_type: Attribute):
+        super().__init__(operands=[list(inputs)], result_types=[result_type], properties={"axis": IntegerAttr(axis, i64)})
+
+    @staticmethod
+    def infer(op: str, inputs: Sequence[TensorType], axis: int) -> TensorType:
+        if not inputs:
+            raise _fail(op, "expects at least one input")
+        first = inputs[0].get_shape()
+        ax = normalize_axis(op, axis, len(first))
+        total = 0
+        for t in inputs:
+            s = t.get_shape()
+            if t.element_type != inputs[0].element_type:
+                raise _fail(op, f"element types {inputs[0].element_type} and {t.element_type} differ")
+            if len(s) != len(first) or not all(dims_compatible(a, b) for i, (a, b) in enumerate(zip(s, first)) if i != ax):
+                raise _fail(op, f"shapes {fmt_shape(first)} and {fmt_shape(s)} differ outside axis {ax}")
+            total = DYNAMIC if DYNAMIC in (total, s[ax]) else total + s[ax]
+        return TensorType(inputs[0].element_type, [total if i == ax else d for i, d in enumerate(first)])
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, [_ranked(self, v) for v in self.inputs], self.axis.value.data)
+
+
+@irdl_op_definition
+class SliceOp(ComputeOp):
+    """A strided slice with every dim given: `y[i...] = x[starts + i * steps]`.
+
+    `%y = ge.slice %x {starts = array<i64: 0, 1>, steps = array<i64: 1, 2>} : tensor<4x5xf32> -> tensor<4x2xf32>`;
+    starts are non-negative, steps positive, the result shape says how many elements each dim keeps.
+    """
+
+    name = "ge.slice"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    starts = prop_def(DenseArrayBase)
+    steps = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def __init__(self, input: SSAValue, starts: Sequence[int], steps: Sequence[int], result_type: Attribute):
+        super().__init__(
+            operands=[input], result_types=[result_type], properties={"starts": _array(starts), "steps": _array(steps)}
+        )
+
+    @staticmethod
+    def infer(op: str, input: TensorType, starts: Sequence[int], steps: Sequence[int], sizes: Sequence[int]) -> TensorType:
+        shape = input.get_shape()
+        if not len(starts) == len(steps) == len(sizes) == len(shape):
+            raise _fail(op, f"expects one start, step and size per dim of {fmt_shape(shape)}")
+        for d, st, sp, n in zip(shape, starts, steps, sizes):
+            if st < 0 or sp <= 0 or n < 0:
+                raise _fail(op, f"starts {list(starts)} must be >= 0 and steps {list(steps)} > 0")
+            if d != DYNAMIC and n > 0 and st + (n - 1) * sp >= d:
+                raise _fail(op, f"slice of {n} elements from {st} by {sp} exceeds dim size {d} of {fmt_shape(shape)}")
+        return TensorType(input.element_type, sizes)
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), _ints(self.starts), _ints(self.steps), self.output.type.get_shape())
+
+
+@irdl_op_definition
+class GatherOp(ComputeOp):
+    """ONNX Gather: `%y = ge.gather %data, %idx {axis = 0 : i64} : (tensor<10x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>`.
+
+    The result is `data.shape[:axis] + indices.shape + data.shape[axis+1:]`; negative indices
+    count from the end; an index out of range gives zeros (checked by nothing at run time).
+    """
+
+    name = "ge.gather"
+    data = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    output = result_def(TensorType)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$data `,` $indices attr-dict `:` `(` type($data) `,` type($indices) `)` `->` type($output)"
+
+    def __init__(self, data: SSAValue, indices: SSAValue, axis: int, result_type: Attribute):
+        super().__init__(operands=[data, indices], result_types=[result_type], properties={"axis": IntegerAttr(axis, i64)})
+
+    @staticmethod
+    def infer(op: str, data: TensorType, indices: TensorType, axis: int) -> TensorType:
+        d = data.get_shape()
+        ax = normalize_axis(op, axis, len(d))
+        if indices.element_type not in (IntegerType(32), IntegerType(64)):
+            raise _fail(op, f"indices must be i32 or i64, got {indices.element_type}")
+        return TensorType(data.element_type, (*d[:ax], *indices.get_shape(), *d[ax + 1:]))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.data), _ranked(self, self.indices), self.axis.value.data)
+
+
+@irdl_op_definition
+class ExpandOp(ComputeOp):
+    """Broadcast to a larger shape (NumPy rules): `%y = ge.expand %x : tensor<3x1xf32> -> tensor<2x3x4xf32>`."""
+
+    name = "ge.expand"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def __init__(self, input: SSAValue, result_type: TensorType):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    @staticmethod
+    def infer(op: str, input: TensorType, shape: Sequence[int]) -> TensorType:
+        out = broadcast_shapes(op, input.get_shape(), tuple(shape))
+        if not shapes_compatible(out, shape):
+            raise _fail(op, f"{fmt_shape(input.get_shape())} does not broadcast to {fmt_shape(shape)}")
+        return TensorType(input.element_type, shape)
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), self.output.type.get_shape())
+
+
 GE = Dialect(
     "ge",
     [
@@ -814,6 +1065,8 @@ GE = Dialect(
         AddOp, SubOp, MulOp, DivOp, ReluOp, SigmoidOp, TanhOp, ExpOp, SoftmaxOp,
         MatMulOp, ReshapeOp, TransposeOp, Conv2DOp, MaxPool2DOp, AvgPool2DOp,
         GlobalAvgPoolOp, ReduceSumOp, ReduceMeanOp,
+        SqrtOp, LogOp, NegOp, AbsOp, ErfOp, PowOp, MaximumOp, MinimumOp, ReduceMaxOp,
+        CastOp, WhereOp, ConcatOp, SliceOp, GatherOp, ExpandOp,
     ],
 )
 

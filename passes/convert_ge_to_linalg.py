@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, ModuleOp, TensorType
+from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, IntegerType, ModuleOp, TensorType, i1
+from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -74,6 +76,9 @@ _BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Ope
     ge.SubOp: (arith.SubfOp, arith.SubiOp),
     ge.MulOp: (arith.MulfOp, arith.MuliOp),
     ge.DivOp: (arith.DivfOp, arith.DivSIOp),  # integer division truncates (ONNX Div)
+    ge.PowOp: (math.PowFOp, math.PowFOp),  # float only (verifier)
+    ge.MaximumOp: (arith.MaximumfOp, arith.MaxSIOp),
+    ge.MinimumOp: (arith.MinimumfOp, arith.MinSIOp),
 }
 
 
@@ -105,6 +110,11 @@ _UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
     ge.SigmoidOp: _sigmoid,
     ge.TanhOp: lambda x: math.TanhOp(x).result,
     ge.ExpOp: lambda x: math.ExpOp(x).result,
+    ge.SqrtOp: lambda x: math.SqrtOp(x).result,
+    ge.LogOp: lambda x: math.LogOp(x).result,
+    ge.NegOp: lambda x: arith.NegfOp(x).result,
+    ge.AbsOp: lambda x: math.AbsFOp(x).result,
+    ge.ErfOp: lambda x: math.ErfOp(x).result,
 }
 
 
@@ -345,6 +355,8 @@ class LowerReduce(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.ReduceOp, rewriter: PatternRewriter) -> None:
+        if isinstance(op, ge.ReduceMaxOp):
+            return  # LowerReduceMax
         axes = op.reduced_axes()
         shape = B.shape_of(op.input)
         is_mean = isinstance(op, ge.ReduceMeanOp)
@@ -357,10 +369,169 @@ class LowerReduce(RewritePattern):
         rewriter.replace(op, [], [y])
 
 
+# --------------------------------------------------------------------------- ops for ONNX models
+
+
+class LowerReduceMax(RewritePattern):
+    """A `maximumf` (integers: `maxsi`) reduction into a buffer filled with the type's lowest value."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ReduceMaxOp, rewriter: PatternRewriter) -> None:
+        elt = B.element_type_of(op.input)
+        if _is_float(elt):
+            low, comb = NEG_INF, _max
+        else:
+            assert isinstance(elt, IntegerType)
+            low, comb = -(1 << (elt.width.data - 1)), lambda a, b: arith.MaxSIOp(a, b).result
+        y = B.reduce(rewriter, op.input, op.reduced_axes(), bool(op.keepdims.value.data), low, comb)
+        rewriter.replace(op, [], [y])
+
+
+def _cast(x: SSAValue, to: Attribute) -> SSAValue:
+    """Scalar ONNX Cast: floats widen/narrow, float -> int truncates, bool is `x != 0` / `b ? 1 : 0`."""
+    src = x.type
+    if src == to:
+        return x
+    if to == i1:
+        zero = B.scalar(0, src)
+        if _is_float(src):
+            return arith.CmpfOp(x, zero, "une").result
+        return arith.CmpiOp(x, zero, "ne").result
+    if src == i1:
+        return arith.SelectOp(x, B.scalar(1, to), B.scalar(0, to)).result
+    assert isinstance(src, AnyFloat | IntegerType) and isinstance(to, AnyFloat | IntegerType)
+    if _is_float(src) and _is_float(to):
+        wider = to.bitwidth > src.bitwidth  # type: ignore[union-attr]
+        return (arith.ExtFOp(x, to) if wider else arith.TruncFOp(x, to)).result
+    if _is_float(src):
+        return arith.FPToSIOp(x, to).result
+    if _is_float(to):
+        return arith.SIToFPOp(x, to).result
+    assert isinstance(src, IntegerType) and isinstance(to, IntegerType)
+    return (arith.ExtSIOp(x, to) if to.width.data > src.width.data else arith.TruncIOp(x, to)).result
+
+
+class LowerCast(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.CastOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        y = B.elementwise(rewriter, [op.input], out.get_shape(), out.element_type, lambda a: [_cast(a[0], out.element_type)])
+        rewriter.replace(op, [], [y])
+
+
+class LowerWhere(RewritePattern):
+    """One broadcasting generic with body `select(c, a, b)`."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.WhereOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        y = B.elementwise(
+            rewriter, [op.condition, op.lhs, op.rhs], out.get_shape(), out.element_type,
+            lambda a: [arith.SelectOp(a[0], a[1], a[2]).result],
+        )
+        rewriter.replace(op, [], [y])
+
+
+class LowerConcat(RewritePattern):
+    """One copy generic per input into a buffer, at an offset along the axis, then one copy out.
+
+    Loops range over the input (identity map); the output map is `d_axis + offset`, the form
+    `pad` uses. The buffer has one extra low cell along the axis so that every offset is
+    positive (a bare `d_axis` would tell linalg the buffer is as large as that input); a
+    final copy generic reads it at `d_axis + 1`.
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ConcatOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        shape, rank = out.get_shape(), out.get_num_dims()
+        axis = op.axis.value.data % rank
+
+        def shifted(offset: int) -> AffineMap:
+            return amap(rank, [dim(i) + B.const_expr(offset) if i == axis else dim(i) for i in range(rank)])
+
+        buf = B.empty(rewriter, [d + 1 if i == axis else d for i, d in enumerate(shape)], out.element_type)
+        offset = 1
+        for x in op.inputs:
+            size = B.shape_of(x)[axis]
+            if size:
+                buf = B.generic(rewriter, [x], buf, [identity(rank), shifted(offset)], [PARALLEL] * rank, lambda a: [a[0]])
+            offset += size
+        y = B.elementwise(rewriter, [buf], shape, out.element_type, lambda a: [a[0]], [shifted(1)])
+        rewriter.replace(op, [], [y])
+
+
+class LowerSlice(RewritePattern):
+    """A copy generic over the result reading `x[d * step + start]`.
+
+    A dim read from 0 with step 1 but shorter than the input would be a bare `d` in the input
+    map (linalg would take the input's size as the loop range), so such dims are first
+    padded with one low cell (`B.pad`) and read at `d + 1`.
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.SliceOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        shape, rank = out.get_shape(), out.get_num_dims()
+        starts, steps = _ints(op.starts), _ints(op.steps)
+        low = [int((st, sp) == (0, 1) and n != d) for st, sp, n, d in zip(starts, steps, shape, B.shape_of(op.input))]
+        x, _ = B.pad(rewriter, op.input, low, [0] * rank, 0)
+        starts = [st + lo for st, lo in zip(starts, low)]
+        in_map = amap(rank, [dim(i) * steps[i] + B.const_expr(starts[i]) for i in range(rank)])
+        y = B.elementwise(rewriter, [x], shape, out.element_type, lambda a: [a[0]], [in_map])
+        rewriter.replace(op, [], [y])
+
+
+class LowerGather(RewritePattern):
+    """A one-hot reduction: `y[pre, i, post] = sum_k (idx[i] == k ? data[pre, k, post] : 0)`.
+
+    Affine maps cannot read at a data-dependent index, so the gathered axis becomes a
+    reduction loop `k` compared (via `linalg.index`) with the index; negative indices are
+    shifted by the axis size first. Loops: (pre..., i..., post..., k).
+    """
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.GatherOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        dshape, ishape = B.shape_of(op.data), B.shape_of(op.indices)
+        axis = op.axis.value.data % len(dshape)
+        n_idx, rank = len(ishape), out.get_num_dims()
+        k = dim(rank)
+        data_map = amap(rank + 1, [k if j == axis else dim(j if j < axis else j + n_idx - 1) for j in range(len(dshape))])
+        idx_map = amap(rank + 1, [dim(axis + j) for j in range(n_idx)])
+        init = B.filled(rewriter, out.get_shape(), out.element_type, 0)
+        size, elt = dshape[axis], out.element_type
+
+        def body(a: Sequence[SSAValue]) -> list[SSAValue]:
+            data, idx, acc = a
+            ity = idx.type
+            pos = arith.IndexCastOp(linalg.IndexOp(rank).result, ity).result
+            neg = arith.CmpiOp(idx, B.scalar(0, ity), "slt").result
+            norm = arith.SelectOp(neg, arith.AddiOp(idx, B.scalar(size, ity)).result, idx).result
+            hit = arith.CmpiOp(norm, pos, "eq").result
+            return [_add(acc, arith.SelectOp(hit, data, B.scalar(0, elt)).result)]
+
+        y = B.generic(rewriter, [op.data, op.indices], init, [data_map, idx_map, amap(rank + 1, [dim(i) for i in range(rank)])],
+                      [PARALLEL] * rank + [REDUCTION], body)
+        rewriter.replace(op, [], [y])
+
+
+class LowerExpand(RewritePattern):
+    """A copy generic with the broadcast input map."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.ExpandOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        y = B.elementwise(rewriter, [op.input], out.get_shape(), out.element_type, lambda a: [a[0]])
+        rewriter.replace(op, [], [y])
+
+
 PATTERNS: tuple[RewritePattern, ...] = (
     LowerElementwiseBinary(), LowerElementwiseUnary(), LowerSoftmax(), LowerMatMul(),
     LowerReshape(), LowerTranspose(), LowerConv2D(), LowerMaxPool2D(), LowerAvgPool2D(),
     LowerGlobalAvgPool(), LowerReduce(),
+    LowerReduceMax(), LowerCast(), LowerWhere(), LowerConcat(), LowerSlice(), LowerGather(),
+    LowerExpand(),
 )
 
 

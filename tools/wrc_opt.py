@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import IO
 
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import ArgSpecParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from wrc.dialects.ge import GE
+from wrc.ir_text import SafeParser
 from wrc.passes import PASSES
 
 
@@ -32,6 +35,17 @@ class WrcOptMain(xDSLOptMain):
         super().register_all_passes()
         for name, factory in PASSES.items():
             self.register_pass(name, factory)
+
+    def register_all_frontends(self) -> None:
+        """xDSL's MLIR frontend, with the parser of `wrc.ir_text` (linear-time string lexing;
+        non-ASCII names read back)."""
+        super().register_all_frontends()
+
+        def parse_mlir(io: IO[bytes]) -> ModuleOp:
+            return SafeParser(self.ctx, io.read(), self.get_input_name()).parse_module(
+                not self.args.no_implicit_module)
+
+        self.available_frontends["mlir"] = parse_mlir
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,15 +25,18 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.parser import Parser
+from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, VectorType
+from xdsl.dialects.memref import GlobalOp
+from xdsl.ir import Attribute
 
 from wrc.context import make_context
 from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
+from wrc.ir_text import parse_module
 from wrc.model_buffer import (
     ModelBuffer,
     c_array,
+    element_dtype,
     global_spec,
     is_variable,
     module_funcs,
@@ -56,6 +59,17 @@ MAX_RANK = 32
 MAX_INLINE_ELEMENTS = 1 << 24
 """Inline `dense<...>` constants are for small tensors; the cap stops a tampered splat such as
 `dense<0.0> : tensor<99999999999xf32>` from making the IR parser allocate its expansion."""
+MAX_IR_BYTES = 256 << 20
+"""The IR holds no weight bytes (only small inline constants), so real IR sections are far
+smaller; the cap bounds what xDSL's parser (~1 µs and a few hundred bytes per character) is
+ever given."""
+MAX_IR_NESTING = 256
+"""Deepest `{ ( [ <` nesting the IR may have. xDSL's parser recurses per level; the cap keeps
+it far from Python's recursion limit (a deep stack is slow and, in C code, unsafe)."""
+MAX_TENSOR_BYTES = 1 << 34
+"""Largest buffer (variable, constant, intermediate or argument) a bundle may declare: 16 GiB.
+Variables and intermediates have no bytes in the file, so without a cap a 100-byte IR edit
+could make the runtime allocate a terabyte. `WRC_MAX_TENSOR_BYTES` (bytes) overrides it."""
 
 DTYPES = frozenset(d.name for d in SUPPORTED_DTYPES)
 """Weight dtypes a bundle may declare (stored little-endian)."""
@@ -67,6 +81,40 @@ def _le(dtype: np.dtype) -> np.dtype:
 
 def _fail(message: str) -> BundleFormatError:
     return BundleFormatError(f"bundle: {message}")
+
+
+def max_tensor_bytes() -> int:
+    """`MAX_TENSOR_BYTES`, or the `WRC_MAX_TENSOR_BYTES` environment variable when set."""
+    value = os.environ.get("WRC_MAX_TENSOR_BYTES", "")
+    return int(value) if value.isdigit() else MAX_TENSOR_BYTES
+
+
+def _buffer_bytes(t: Attribute) -> int:
+    """Bytes of a static shaped type (elements of unknown width count 8 bytes); 0 otherwise."""
+    if not isinstance(t, MemRefType | TensorType | VectorType):
+        return 0
+    shape = t.get_shape()
+    if any(d < 0 for d in shape):
+        return 0
+    dtype = element_dtype(t.get_element_type())
+    return math.prod(shape) * (dtype.itemsize if dtype is not None else 8)
+
+
+def _check_buffer_sizes(module: ModuleOp) -> None:
+    """No global, argument or op result is larger than `max_tensor_bytes()` (nothing is
+    allocated here: types only)."""
+    limit = max_tensor_bytes()
+    for op in module.walk():
+        typed: list[tuple[str, Attribute]] = [(f"result of {op.name}", r.type) for r in op.results]
+        if isinstance(op, GlobalOp):
+            typed.append((f"global @{op.sym_name.data}", op.type))
+        for region in op.regions:
+            for block in region.blocks:
+                typed += [(f"argument of {op.name}", a.type) for a in block.args]
+        for what, t in typed:
+            if _buffer_bytes(t) > limit:
+                raise _fail(f"{what} is {t} ({_buffer_bytes(t)} bytes), more than the "
+                            f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
 
 
 # --------------------------------------------------------------------------- model checks
@@ -81,6 +129,7 @@ def check_model(model: ModelBuffer) -> None:
     if not isinstance(model.module, ModuleOp):
         raise _fail(f"module must be a ModuleOp, got {type(model.module).__name__}")
     _check_ir(model.module, model.graphs, model.weights)
+    _check_buffer_sizes(model.module)
     expected = stored_weight_names(model.module)
     globals_ = module_globals(model.module)
     for name in expected:
@@ -212,21 +261,29 @@ def bundle_bytes(model: ModelBuffer) -> bytes:
     return out.getvalue()
 
 
+TEMP_SUFFIX = ".wrctmp"
+"""Temporary files of a save are `.<target name>.<writer pid>.<random>.wrctmp` in the target's
+folder: recognizable, so that the next save of the same target removes those a killed writer
+left behind (see `_remove_stale_temps`)."""
+
+
 def write_bundle(path: str | os.PathLike[str], model: ModelBuffer) -> None:
     """Write `model` to `path` crash-safely: the target is the old file or the new one, whole.
 
     Writes a unique temporary file in the target's folder, fsyncs it, renames it over the
     target and fsyncs the folder. On any error the temporary file is removed and the old
-    target is left as it was. Model errors raise `BundleFormatError`, I/O errors `OSError`.
+    target is left as it was; temporary files of earlier saves that were killed are removed.
+    Model errors raise `BundleFormatError`, I/O errors `OSError`.
     """
     plan = _plan(model)  # validate the model before touching the disk
     target = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(target)
+    folder, base = os.path.split(target)
     try:  # keep an existing file's permissions; new files get the usual 0644
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    _remove_stale_temps(folder, base)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             _write_plan(f, plan)
@@ -242,6 +299,45 @@ def write_bundle(path: str | os.PathLike[str], model: ModelBuffer) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+def _remove_stale_temps(folder: str, base: str) -> None:
+    """Remove temporary files of saves of `base` whose writing process no longer exists.
+
+    A SIGKILLed save cannot clean up after itself; its file never replaced the target, so
+    it is garbage. Files of live writers (another process or thread saving the same target
+    right now) are left alone. The check is by process id, so it is skipped where it cannot
+    be made safely (not POSIX) or is meaningless (a folder shared between hosts: a file of
+    another host's writer whose pid is free here would be removed; its rename then fails
+    with `FileNotFoundError` and that save must be retried).
+    """
+    if os.name != "posix":
+        return
+    prefix = f".{base}."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _process_exists(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass  # another save removed it first, or no permission: harmless either way
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent (POSIX)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(folder: str) -> None:
@@ -455,19 +551,48 @@ def _check_sha(data: Any, section: _Section) -> None:
                     f"sha256 mismatch (corrupted or tampered)")
 
 
-# `[^<>]*`, not `[^>]*`: keeps the scan linear on text like "dense<dense<dense<...".
-_DENSE = re.compile(rb"dense<[^<>]*>\s*:\s*(?:tensor|vector|memref)<([0-9x]*)")
+_IR_TOKENS = re.compile(
+    # A string literal (names may hold anything), matched to its end of line when unclosed so
+    # that no match ever fails after its quote: one pass, linear time.
+    rb'"(?:[^"\\\n]|\\[^\n])*(?:"|\\?(?=\n)|\\?\Z)'
+    rb"|->"  # not a closing `>`
+    rb"|[{(\[<})\]>]"
+    # An inline constant's element count, looked ahead at (its brackets are counted too).
+    # `[^<>]*`, not `[^>]*`: keeps the scan linear on text like "dense<dense<dense<...".
+    rb"|(?=dense<[^<>]*>\s*:\s*(?:tensor|vector|memref)<([0-9x]*))"
+)
+
+
+def parse_ir(text: str, name: str = "<bundle IR>") -> ModuleOp:
+    """Parse a level-3 module printed by `str(module)` (not verified) with `wrc.ir_text`'s
+    parser: linear-time on hostile text, and any name round-trips."""
+    return parse_module(make_context(), text, name)
+
+
+def _check_ir_text(raw: bytes, section: _Section) -> None:
+    """Bounds on what the parser is given, checked on the bytes in one linear pass: no inline
+    constant over `MAX_INLINE_ELEMENTS`, no nesting deeper than `MAX_IR_NESTING`."""
+    depth = 0
+    for m in _IR_TOKENS.finditer(raw):
+        token, dims = m.group(), m.group(1)
+        if dims is not None:
+            count = math.prod(int(d) for d in dims.split(b"x") if d)
+            if count > MAX_INLINE_ELEMENTS:
+                raise _fail(f"IR section: inline constant at offset {section.offset + m.start()} "
+                            f"has {count} elements (more than {MAX_INLINE_ELEMENTS})")
+        elif token in (b"{", b"(", b"[", b"<"):
+            depth += 1
+            if depth > MAX_IR_NESTING:
+                raise _fail(f"IR section: nesting deeper than {MAX_IR_NESTING} levels at offset "
+                            f"{section.offset + m.start()}")
+        elif token in (b"}", b")", b"]", b">"):
+            depth = max(depth - 1, 0)  # unbalanced text is the parser's to report
 
 
 def _parse_ir(raw: bytes, section: _Section) -> ModuleOp:
-    for m in _DENSE.finditer(raw):  # before parsing: see MAX_INLINE_ELEMENTS
-        dims = [int(d) for d in m.group(1).split(b"x") if d]
-        if math.prod(dims) > MAX_INLINE_ELEMENTS:
-            raise _fail(f"IR section: inline constant at offset {section.offset + m.start()} has "
-                        f"{math.prod(dims)} elements (more than {MAX_INLINE_ELEMENTS})")
+    _check_ir_text(raw, section)
     try:
-        text = raw.decode("utf-8")
-        module = Parser(make_context(), text, name="<bundle IR>").parse_module()
+        module = parse_ir(raw.decode("utf-8"))
         module.verify()
     except Exception as e:  # any xDSL failure on untrusted text is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
@@ -513,11 +638,17 @@ def _read(src: _Source) -> ModelBuffer:
     ir_doc = _field(doc, "ir", dict, "header")
     ir = _Section("IR section", _uint(ir_doc, "offset", "ir"), _uint(ir_doc, "nbytes", "ir"),
                   _digest(ir_doc, "ir"))
+    if ir.nbytes > MAX_IR_BYTES:
+        raise _fail(f"IR section (offset {ir.offset}) is {ir.nbytes} bytes, more than the "
+                    f"{MAX_IR_BYTES} a bundle may hold")
     weights = _weight_entries(doc)
     variables = _field(doc, "variables", dict, "header")
-    for name, v in variables.items():
-        _shape(v, f"variable {name!r}")
-        _dtype(v, f"variable {name!r}")
+    for name, v in variables.items():  # fail fast, before parsing, on absurd variables
+        where = f"variable {name[:200]!r}"
+        shape, dtype = _shape(v, where), _dtype(v, where)
+        if math.prod(shape) * dtype.itemsize > max_tensor_bytes():
+            raise _fail(f"header: {where} declares {dtype.name}{list(shape)}, more than the "
+                        f"{max_tensor_bytes()}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
     _check_layout(src, PRELUDE_SIZE + header_len, [ir] + [w.section for w in weights])
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
@@ -539,6 +670,7 @@ def _read(src: _Source) -> ModelBuffer:
         raise _fail(f"header variables {sorted(variables)} do not match the IR's "
                     f"{sorted(_variables(module))}")
     _check_ir(module, graphs, [w.name for w in weights])
+    _check_buffer_sizes(module)
 
     values = {}
     for w in weights:  # everything is validated: now allocate and read

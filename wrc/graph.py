@@ -319,6 +319,78 @@ class Graph:
     def reduce_mean(self, x: Tensor, axes: int | Sequence[int], keepdims: bool = False) -> Tensor:
         return self._reduce(ge.ReduceMeanOp, x, axes, keepdims)
 
+    def reduce_max(self, x: Tensor, axes: int | Sequence[int], keepdims: bool = False) -> Tensor:
+        return self._reduce(ge.ReduceMaxOp, x, axes, keepdims)
+
+    # ops added for ONNX models (wrc.onnx)
+
+    def sqrt(self, x: Tensor) -> Tensor:
+        return self._unary(ge.SqrtOp, x)
+
+    def log(self, x: Tensor) -> Tensor:
+        return self._unary(ge.LogOp, x)
+
+    def neg(self, x: Tensor) -> Tensor:
+        return self._unary(ge.NegOp, x)
+
+    def abs(self, x: Tensor) -> Tensor:
+        return self._unary(ge.AbsOp, x)
+
+    def erf(self, x: Tensor) -> Tensor:
+        return self._unary(ge.ErfOp, x)
+
+    def pow(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.PowOp, a, b)
+
+    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.MaximumOp, a, b)
+
+    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.MinimumOp, a, b)
+
+    def cast(self, x: Tensor, dtype: np.dtype | str | type) -> Tensor:
+        self._own(x)
+        out = self._infer(ge.CastOp.infer, ge.CastOp.name, x.type, to_element_type(np.dtype(dtype)))
+        return self._insert(ge.CastOp(x.value, out))
+
+    def where(self, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        """`cond ? a : b` elementwise (broadcasting); `cond` is a bool tensor."""
+        self._own(cond, a, b)
+        out = self._infer(ge.WhereOp.infer, ge.WhereOp.name, cond.type, a.type, b.type)
+        return self._insert(ge.WhereOp(cond.value, a.value, b.value, out))
+
+    def concat(self, tensors: Sequence[Tensor], axis: int) -> Tensor:
+        self._own(*tensors)
+        out = self._infer(ge.ConcatOp.infer, ge.ConcatOp.name, [t.type for t in tensors], axis)
+        return self._insert(ge.ConcatOp([t.value for t in tensors], axis, out))
+
+    def slice(self, x: Tensor, starts: Sequence[int], ends: Sequence[int], steps: Sequence[int] | None = None) -> Tensor:
+        """`x[s0:e0:k0, s1:e1:k1, ...]` with every dim given and positive steps (Python rules
+        for negative and out-of-range starts/ends)."""
+        self._own(x)
+        steps = [1] * len(starts) if steps is None else list(steps)
+        if not len(starts) == len(ends) == len(steps) == len(x.shape) or None in x.shape:
+            raise GraphError(f"slice needs one start, end and step per dim of the static shape {x.shape}")
+        if any(k <= 0 for k in steps):
+            raise GraphError(f"slice steps must be positive, got {list(steps)}")
+        ranges = [range(*slice(s, e, k).indices(d)) for s, e, k, d in zip(starts, ends, steps, x.shape)]
+        norm = [r.start if len(r) else 0 for r in ranges]
+        sizes = [len(r) for r in ranges]
+        out = self._infer(ge.SliceOp.infer, ge.SliceOp.name, x.type, norm, steps, sizes)
+        return self._insert(ge.SliceOp(x.value, norm, steps, out))
+
+    def expand(self, x: Tensor, shape: Sequence[int]) -> Tensor:
+        """Broadcast `x` to `shape` (NumPy rules; ONNX Expand with the final shape)."""
+        self._own(x)
+        out = self._infer(ge.ExpandOp.infer, ge.ExpandOp.name, x.type, [int(d) for d in shape])
+        return self._insert(ge.ExpandOp(x.value, out))
+
+    def gather(self, data: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
+        """ONNX Gather (`np.take(data, indices, axis)`), e.g. an embedding lookup."""
+        self._own(data, indices)
+        out = self._infer(ge.GatherOp.infer, ge.GatherOp.name, data.type, indices.type, axis)
+        return self._insert(ge.GatherOp(data.value, indices.value, axis, out))
+
     def output(self, *tensors: Tensor) -> None:
         """Set the graph's outputs (GE NetOutput), replacing earlier ones."""
         if not tensors:

@@ -12,7 +12,9 @@ lock: they read the snapshot reference once, so they see all-old or all-new weig
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -221,6 +223,19 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _blank(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only, C-contiguous stand-in for a skipped update input.
+
+    Contiguous, so a backend takes it as it is (a zero-stride view would be copied on every
+    call: a partial update would cost a full one); `np.zeros` maps untouched zero pages, so
+    it occupies no memory until read, and it never is.
+    """
+    out = np.zeros(shape, dtype)
+    out.flags.writeable = False
+    return out
+
+
 def _check(value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, what: str) -> str | None:
     """Strict checks (no silent casts); the problem as text, or None."""
     if value.dtype != dtype:
@@ -262,6 +277,7 @@ class Bundle:
         self._variables = [n for n, op in globals_.items() if is_variable(op)]
         self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
         self._write_lock = threading.Lock()
+        self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
         self._compiled = get_backend(backend).compile(model.module)
 
         # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
@@ -278,6 +294,11 @@ class Bundle:
             if key in self._update_keys:
                 raise _bad(UPDATE_GRAPH, f"two inputs update the weight {key!r}")
             self._update_keys[key] = idx
+        # update()'s call template: every input skipped (a stand-in and a False flag); update
+        # fills in only the weights it is given, so weights left out cost nothing.
+        self._update_template: list[Any] | None = None
+        if upd is not None and all(x.optional for x in upd.inputs):
+            self._update_template = [v for x in upd.inputs for v in (_blank(x.shape, x.dtype), False)]
 
     # ------------------------------------------------------------------ introspection
 
@@ -344,10 +365,16 @@ class Bundle:
             problem = _check(arr, x.shape, x.dtype, f"weight {key!r}")
             if problem:
                 problems.append(problem)
-            values[x.name] = arr
+            values[idx] = arr
         if problems:
             raise InputError("update() changed nothing: " + "; ".join(problems))
-        self._execute(upd, self._bind_named(upd, values))
+        if self._update_template is None:
+            self._execute(upd, self._bind_named(upd, {upd.inputs[i].name: a for i, a in values.items()}))
+            return
+        call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
+        for idx, arr in values.items():  # input idx is argument 2*idx, its flag 2*idx + 1
+            call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = c_array(arr), True, True
+        self._execute(upd, call)
 
     def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None) -> list[np.ndarray]:
         """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs."""
@@ -403,8 +430,8 @@ class Bundle:
                     problems.append(problem)
                     continue
                 call.args.append(c_array(value))
-            else:  # skipped: a zero-stride stand-in, never read because its flag is False
-                call.args.append(np.broadcast_to(np.zeros((), x.dtype), x.shape))
+            else:  # skipped: a stand-in, never read because its flag is False
+                call.args.append(_blank(x.shape, x.dtype))
             if x.optional:
                 call.flags[idx] = value is not None
                 call.args.append(value is not None)
@@ -422,15 +449,17 @@ class Bundle:
             fresh: dict[str, np.ndarray] = {}
             certain: set[str] = set()
             for w in info.writes:
-                will = None if w.guards is None else all(call.flags[i] == on for i, on in w.guards)
+                g = w.guards  # (one guard is the update graph's case: no generator for it)
+                will = (None if g is None else call.flags[g[0][0]] == g[0][1] if len(g) == 1
+                        else all(call.flags[i] == on for i, on in g))
                 if will is False:
                     continue
                 if w.var not in fresh:
-                    spec = self._specs[w.var]
                     # A sure, whole-buffer write needs no old value: no copy of it either.
                     keep_old = not (will and w.full) or w.var in info.reads
-                    fresh[w.var] = (snap[w.var].copy() if keep_old and w.var in snap
-                                    else np.empty(spec[0], spec[1]))
+                    fresh[w.var] = buf = self._buffer(w.var)
+                    if keep_old and w.var in snap:
+                        np.copyto(buf, snap[w.var])
                 if will and w.full:
                     certain.add(w.var)
             outs = self._compiled.run(info.name, self._globals(info, snap, fresh), call.args)
@@ -440,7 +469,26 @@ class Bundle:
                     arr.flags.writeable = False
                     new[var] = arr
             self._snapshot = new  # the one publishing assignment
+            for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
+                old = snap.get(var)
+                if old is not None and new.get(var) is not old and old.base is None:
+                    self._spare[var] = old
             return outs
+
+    def _buffer(self, var: str) -> np.ndarray:
+        """A writable array for a new value of `var`: the one it replaced last time when
+        nothing can reach it any more, else a new one.
+
+        Reusing it saves the page faults of fresh memory, which cost more than the copy into
+        it. It is safe when its only references are ours: an `infer` that may still read it
+        holds it (or the old snapshot dict holding it), and so does a caller of `weights()`.
+        """
+        old = self._spare.pop(var, None)
+        if old is not None and sys.getrefcount(old) == 2:  # `old` and getrefcount's argument
+            old.flags.writeable = True
+            return old
+        spec = self._specs[var]
+        return np.empty(spec[0], spec[1])
 
     def _globals(self, info: _GraphInfo, snap: Mapping[str, np.ndarray],
                  fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -453,6 +501,43 @@ class Bundle:
         g.update({v: snap[v] for v in info.reads})
         g.update(fresh)
         return g
+
+    # ------------------------------------------------------------------ weight files (wrc/weight_files.py)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current values of the refreshable weights, by weight name (the keys `update` takes).
+
+        Read-only arrays of one snapshot (no copy); weights never set are absent.
+        """
+        snap = self._snapshot
+        upd = self._graphs.get(UPDATE_GRAPH)
+        out = {}
+        for key, idx in self._update_keys.items():
+            var = upd.targets.get(idx, f"{key}_var") if upd is not None else f"{key}_var"
+            if var in snap:
+                out[key] = snap[var]
+        return out
+
+    def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:
+        """`update` with the weights of a `.safetensors` or `.npz` file (same atomic checks)."""
+        from wrc.weight_files import read_weights
+
+        values = read_weights(path, format)
+        try:
+            self.update(values)
+        except InputError as e:
+            raise InputError(f"{os.fspath(path)}: {e}") from None
+
+    def export_weights(self, path: str | os.PathLike[str], format: str | None = None) -> None:
+        """Write every refreshable weight's current value to a `.safetensors` or `.npz` file."""
+        from wrc.weight_files import write_weights
+
+        values = self.weights()
+        unset = [k for k in self._update_keys if k not in values]
+        if unset:
+            raise RuntimeStateError(f"export_weights: weight(s) {', '.join(unset)} were never set "
+                                    f"(call init() or update() first)")
+        write_weights(path, values, format)
 
 
 def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: str = "numpy") -> Bundle:

@@ -13,7 +13,7 @@ fills what xDSL 0.74 lacks or gets wrong for wrc's IR:
 * `memref.store` of a float too large for its type stores ±inf (NumPy's result) instead of
   failing in `struct.pack`;
 * `arith.divf/negf/maxnumf/minnumf/maxsi/minsi`, float/int casts, IEEE `math.exp/log/sqrt`
-  (no Python OverflowError/ValueError), `math.tanh/absf`.
+  (no Python OverflowError/ValueError), `math.tanh/absf/erf/powf`.
 
 Values are Python floats/ints (double precision inside a body, rounded at each store).
 """
@@ -247,6 +247,18 @@ class WrcFunctions(InterpreterFunctions):
     @impl(xmath.AbsFOp)
     def run_absf(self, interpreter: Interpreter, op: xmath.AbsFOp, args: PythonValues) -> PythonValues:
         return (abs(args[0]),)
+
+    @impl(xmath.ErfOp)
+    def run_erf(self, interpreter: Interpreter, op: xmath.ErfOp, args: PythonValues) -> PythonValues:
+        return (math.erf(args[0]),)
+
+    @impl(xmath.PowFOp)
+    def run_powf(self, interpreter: Interpreter, op: xmath.PowFOp, args: PythonValues) -> PythonValues:
+        a, b = args
+        try:
+            return (a ** b if a >= 0 or float(b).is_integer() else math.nan,)
+        except (OverflowError, ZeroDivisionError):  # IEEE results, as NumPy's power
+            return (math.inf if a == 0 or abs(a) > 1 else 0.0,)
 
 
 _STOCK: tuple[type[InterpreterFunctions], ...] = (

@@ -3,14 +3,18 @@
 A function is compiled once into a Python function (readable with
 `compiled.source(graph)`) that does no per-element Python work:
 
-* `memref.alloc` → `np.empty` (per call: no buffer is shared between calls or threads);
+* `memref.alloc` → `np.empty` (per call: no buffer is shared between calls or threads), or
+  the array of a temporary that is dead by the new buffer's first use (same type), so
+  `matmul → +bias → relu` runs in one buffer, in place;
   `memref.get_global` → a lookup in the caller's `globals_`; `memref.copy` → `np.copyto`;
   `collapse_shape`/`expand_shape` → `reshape` views; `scf.if` → `if`.
 * `linalg.generic`: every operand becomes a strided view over the loop space, built from its
   affine map (a result `Σ dim·coef + const` gives the view a stride per loop dim and a base
   offset; dims the operand does not use get extent 1, so NumPy broadcasts them). Then
   - a multiply-accumulate (`yield addf(out, mulf(a, b))`) is one batched GEMM (`np.matmul`
-    on views regrouped as [batch, M, K] x [batch, K, N]; BLAS does the work),
+    on views regrouped as [batch, M, K] x [batch, K, N]; BLAS does the work; a row or
+    column dim may become a batch dim with the other operand broadcast, so a convolution
+    writes [N, F, OH*OW] straight into its output),
   - another reduction `yield comb(out, expr)` is `expr` over the views then `comb.reduce`,
   - an all-parallel body is a few ufunc calls, the last one writing into the output (`out=`).
   A `linalg.fill` whose buffer is next fully overwritten (or reduced into with the fill
@@ -36,6 +40,7 @@ from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
     FloatAttr,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     ModuleOp,
     NoneAttr,
@@ -53,6 +58,9 @@ from xdsl.ir.affine import (
 from wrc.backends import check_call
 from wrc.dtypes import UnsupportedDtypeError, to_numpy_dtype
 from wrc.errors import InputError, LoweringError
+
+REUSE_BUFFERS = True
+"""Let an alloc take the array of a temporary that is dead by then (off: for benchmarks)."""
 
 # ---------------------------------------------------------------------------- op tables
 
@@ -83,7 +91,21 @@ _UFUNCS: dict[str, str] = {
 }
 """Body ops that are exactly one NumPy ufunc (NaN-propagating max/min included)."""
 
-_CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.extsi", "arith.trunci"}
+_CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.extsi", "arith.trunci",
+          "arith.index_cast"}
+
+
+def _erf(x: Any) -> Any:
+    """`math.erf` elementwise (NumPy has no erf ufunc): SciPy's when installed, else Python's."""
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy is optional
+        return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
+    return np.asarray(erf(x), dtype=np.asarray(x).dtype)
+
+
+_FUNCS: dict[str, Any] = {"math.erf": _erf}
+"""Body ops computed by a Python function over whole arrays (no ufunc exists)."""
 
 # arith.cmpf predicates by number: ordered ones are NumPy's comparisons (false on NaN);
 # unordered ones are the negation of the opposite ordered comparison (true on NaN).
@@ -475,13 +497,21 @@ def _plan_gemm(g: _Generic) -> _Gemm | None:
         n, k = groups.pop((False, True, True), []), groups.pop((True, True, False), [])
         if groups or not k:
             return None  # a dim summed in only one operand, or no contraction: not a GEMM
-        for ob, om, on, ok in itertools.product((oa, a), (oa, a), (oa, b), (a, b)):
-            b_, m_, n_, k_ = order(batch, ob), order(m, om), order(n, on), order(k, ok)
-            grp = [b_] if b_ else []
-            cost = (_copy_cost(a, grp + [m_, k_], ext) + _copy_cost(b, grp + [k_, n_], ext)
-                    + _copy_cost(oa, grp + [m_, n_], ext))
-            if best is None or cost < best.cost:
-                best = _Gemm(swap, b_, m_, n_, k_, cost)
+        # A row or column dim may also go to the batch, the other operand broadcast along it
+        # (stride 0): a convolution's image dim then writes its output in place, one GEMM
+        # per image, instead of a [F, N*OH*OW] result transposed into [N, F, OH, OW].
+        for extra in [None, *m, *n]:
+            if best is not None and best.cost == 0:
+                return best  # no copy at all: nothing to improve
+            bb = batch + ([] if extra is None else [extra])
+            mm, nn = [d for d in m if d != extra], [d for d in n if d != extra]
+            for ob, om, on, ok in itertools.product((oa, a), (oa, a), (oa, b), (a, b)):
+                b_, m_, n_, k_ = order(bb, ob), order(mm, om), order(nn, on), order(k, ok)
+                grp = [b_] if b_ else []
+                cost = (_copy_cost(a, grp + [m_, k_], ext) + _copy_cost(b, grp + [k_, n_], ext)
+                        + _copy_cost(oa, grp + [m_, n_], ext))
+                if best is None or cost < best.cost:
+                    best = _Gemm(swap, b_, m_, n_, k_, cost)
     return best
 
 
@@ -531,6 +561,10 @@ class _FuncCompiler:
         self.generics: dict[Operation, _Generic] = {}
         self.skip: set[Operation] = set()  # fills made useless (by the next generic, or np.zeros)
         self.fresh: set[Operation] = set()  # generics whose output needs no initial value
+        # Buffer reuse (top-level allocs only): use span of each alloc, and which alloc
+        # occupies each array variable the generated code allocated so far.
+        self.span: dict[SSAValue, tuple[int, int, Operation]] = {}  # alloc → (first, last use, first user)
+        self.occupant: dict[str, SSAValue] = {}
 
     # -- entry
 
@@ -543,15 +577,25 @@ class _FuncCompiler:
             self.names[arg] = name
         self.src.emit(0, f"def graph(G{''.join(', ' + p for p in params)}):")
         c = self.src.const
+        attrs = list(self.fn.arg_attrs.data) if self.fn.arg_attrs is not None else []
         for arg in block.args:
             if isinstance(arg.type, MemRefType):
                 shape, dtype = _buffer(self.fn, arg.type)
-                a = self.names[arg]
+                a, ind = self.names[arg], 1
+                # An optional update input is read only when its i1 flag (the next argument)
+                # is set: check it only then, so a partial update costs nothing per weight
+                # that was left out.
+                nxt = block.args[arg.index + 1] if arg.index + 1 < len(block.args) else None
+                if (arg.index < len(attrs) and "ge.optional" in attrs[arg.index].data
+                        and nxt is not None and nxt.type == IntegerType(1)):
+                    self.src.emit(1, f"if {self.names[nxt]}:")
+                    ind = 2
                 # Views are built on the argument's buffer, which must be contiguous; a wrong
                 # shape or dtype would be misread, not just slow: checked (~0.2 µs).
-                self.src.emit(1, f"{a} = np.asarray({a}, order={c('C')})")
-                self.src.emit(1, f"if {a}.shape != {c(shape)} or {a}.dtype != {c(dtype)}:")
-                self.src.emit(2, f"_bad_arg({c(arg.index)}, {a}, {c(shape)}, {c(dtype)})")
+                self.src.emit(ind, f"{a} = np.asarray({a}, order={c('C')})")
+                self.src.emit(ind, f"if {a}.shape != {c(shape)} or {a}.dtype != {c(dtype)}:")
+                self.src.emit(ind + 1, f"_bad_arg({c(arg.index)}, {a}, {c(shape)}, {c(dtype)})")
+        self.spans(block)
         self.block(block, 1)
         return "\n".join(self.src.lines) + "\n"
 
@@ -581,11 +625,18 @@ class _FuncCompiler:
             if op.dynamic_sizes or op.symbol_operands:
                 raise _fail(op, "dynamic sizes")
             shape, dtype = _buffer(op, op.memref.type)
+            reuse = self.dead_buffer(op.memref) if REUSE_BUFFERS else None
+            if reuse is not None:  # a dead temporary's array: no allocation, no page faults
+                emit(ind, f"{self.define(op.memref)} = {reuse}")
+                self.occupant[reuse] = op.memref
+                return
             # Zero-filled right away: calloc'd pages come zeroed, cheaper than empty + fill.
             fill = self.first_user(op, op.memref)
             zero = (isinstance(fill, linalg.FillOp) and fill.outputs[0] is op.memref
                     and _const_value(fill.inputs[0]) == 0 and self.overwriter(fill) is None)
             emit(ind, f"{self.define(op.memref)} = np.{'zeros' if zero else 'empty'}({src.const(shape)}, {src.const(dtype)})")
+            if op.memref in self.span:
+                self.occupant[self.names[op.memref]] = op.memref
             if zero:
                 assert fill is not None
                 self.skip.add(fill)
@@ -623,6 +674,54 @@ class _FuncCompiler:
             for r in op.results:
                 self.names[r] = self.src.var()
             emit(ind, f"{', '.join(self.names[r] for r in op.results)} = {expr}")
+
+    # -- buffer reuse
+
+    def spans(self, block: Block) -> None:
+        """First and last use (top-level op index, views included) of each top-level alloc."""
+        index = {op: i for i, op in enumerate(block.ops)}
+        uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
+        for op in self.fn.walk():
+            top: Operation | None = op
+            while top is not None and top not in index:
+                top = top.parent_op()
+            if top is None or isinstance(op, memref.AllocOp):
+                continue
+            for v in op.operands:
+                root = _root(v) if isinstance(v.type, MemRefType) else None
+                if isinstance(root, SSAValue) and isinstance(root.owner, memref.AllocOp):
+                    uses.setdefault(root, []).append((index[top], top))
+        for root, us in uses.items():
+            if root.owner in index:
+                first = min(us, key=lambda u: u[0])
+                self.span[root] = (first[0], max(i for i, _ in us), first[1])
+
+    def dead_buffer(self, new: SSAValue) -> str | None:
+        """An array variable whose occupant is dead when `new` is first used, same type.
+
+        Dead means last used before `new`'s first use, or by that very op when it is an
+        elementwise generic reading the old buffer exactly as it writes `new` (in place:
+        each element is read before it is written, as in `np.add(x, b, out=x)`).
+        """
+        if new not in self.span:
+            return None
+        first, _, user = self.span[new]
+        for name, occ in self.occupant.items():
+            if occ.type != new.type:
+                continue
+            last = self.span[occ][1]
+            if last < first or (last == first and self.in_place(user, occ, new)):
+                return name
+        return None
+
+    def in_place(self, op: Operation, old: SSAValue, new: SSAValue) -> bool:
+        if not isinstance(op, linalg.GenericOp) or len(op.outputs) != 1 or op.outputs[0] is not new:
+            return False
+        g = self.analyze(op)
+        out = g.accesses[g.n_in]
+        reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and _root(a.value) == old]
+        return g.kind == "parallel" and all(
+            a.value is old and (a.strides, a.offset) == (out.strides, out.offset) for a in reads)
 
     def region_block(self, block: Block, ind: int, results: list[str]) -> None:
         start = len(self.src.lines)
@@ -667,6 +766,8 @@ class _FuncCompiler:
             return f"np.{_UFUNCS[name]}({', '.join(args)}{tail})"
         if name in _INT_DIV:
             return _INT_DIV[name].format(a=args[0], b=args[1])
+        if name in _FUNCS:
+            return f"{self.src.const(_FUNCS[name])}({args[0]})"
         if name == "arith.select":
             return f"np.where({args[0]}, {args[1]}, {args[2]})"
         if name in ("arith.cmpf", "arith.cmpi"):

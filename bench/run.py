@@ -1,0 +1,320 @@
+"""wrc's benchmarks: one command, one table, one JSON file.
+
+    .venv/bin/python bench/run.py [--quick] [--json bench.json] [--only infer,update,...]
+
+Sections (docs/performance.md explains each and records a run):
+  infer    wrc numpy (refreshable) vs wrc with weights frozen as constants vs onnxruntime
+           (weights as initializers, and as graph inputs), 1 and 2 threads
+  interp   xDSL interpreter vs the NumPy JIT on a small MLP
+  update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
+           bundle vs a new onnxruntime session with the new weights
+  compile  convert + lower + JIT for graphs of 100, 500, 2000 ops
+  bundle   save / load time, file size vs raw weight bytes (normal and weight-stripped)
+  rss      peak RSS growth when loading a bundle, in a fresh subprocess each
+
+Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
+each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
+(threadpoolctl) is logged with every result. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are
+dropped from this process's environment before NumPy loads (they make OpenBLAS pick slower
+kernels); tests never do this.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_var, None)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models  # noqa: E402
+
+import wrc  # noqa: E402
+from wrc.backends import numpy_jit  # noqa: E402
+
+ROWS: list[dict[str, Any]] = []
+
+
+def blas() -> list[dict[str, Any]]:
+    return [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for i in threadpool_info()]
+
+
+def record(section: str, case: str, what: str, med: float, mn: float | None = None,
+           unit: str = "ms", **extra: Any) -> None:
+    ROWS.append({"section": section, "case": case, "what": what, "median": med, "min": mn,
+                 "unit": unit, "blas": blas(), **extra})
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, tuple[float, float]]:
+    """{name: (median ms, min ms)} over `rounds` rounds of `calls` calls of each fn."""
+    samples: dict[str, list[float]] = {n: [] for n in fns}
+    names = list(fns)
+    for f in fns.values():  # warm-up
+        f()
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            f = fns[n]
+            for _ in range(calls):
+                t = time.perf_counter()
+                f()
+                samples[n].append(time.perf_counter() - t)
+    return {n: (1e3 * float(np.median(s)), 1e3 * min(s)) for n, s in samples.items()}
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def build_bundle(m: models.Model, init: bool = True) -> wrc.ModelBuffer:
+    g = m.build(m.weights)
+    with wrc.BuildSession():
+        gs = wrc.convert_to_weight_refreshable_graphs(g, list(m.weights))
+        parts = [gs.infer_graph, gs.var_update_graph] + ([gs.var_init_graph] if init else [])
+        return wrc.bundle_build_model(parts)
+
+
+def frozen_bundle(m: models.Model) -> tuple[wrc.Bundle, str]:
+    """The same model with every weight a constant (no variables): the 'frozen' reference."""
+    g = m.build(m.weights)
+    dummy = wrc.Graph("unused")
+    dummy.output(dummy.relu(dummy.data("z", (1,))))
+    with wrc.BuildSession():
+        mb = wrc.bundle_build_model([g, dummy])
+    return wrc.load_bundle(mb), g.name
+
+
+def ort_session(m: models.Model, threads: int, as_inputs: bool, weights: dict[str, np.ndarray] | None = None,
+                proto: bytes | None = None) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if proto is None:
+        proto = m.onnx(weights or m.weights, as_inputs).SerializeToString()
+    return ort.InferenceSession(proto, so, providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def bench_infer(quick: bool) -> None:
+    cases = [models.mlp(1), models.mlp(32), models.cnn(1), models.cnn(8), models.transformer()]
+    rounds, calls = (3, 5) if quick else (7, 20)
+    for m in cases:
+        mb = build_bundle(m)
+        b = wrc.load_bundle(mb)
+        b.init()
+        numpy_jit.REUSE_BUFFERS = False  # the JIT before buffer reuse, for its measured effect
+        b_noreuse = wrc.load_bundle(mb)
+        numpy_jit.REUSE_BUFFERS = True
+        b_noreuse.init()
+        fb, fname = frozen_bundle(m)
+        ref = ort_session(m, 1, False).run(None, m.inputs)[0]
+        for name, got in (("wrc", b.infer(m.inputs)[0]), ("wrc frozen", fb.run(fname, m.inputs)[0])):
+            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
+            if err > 1e-4:
+                raise SystemExit(f"{m.name}: {name} differs from onnxruntime (relative error {err:.2e})")
+        feeds = {**m.inputs, **m.weights}
+        for threads in (1, 2):
+            s_init = ort_session(m, threads, False)
+            s_in = ort_session(m, threads, True)
+            extra = {"wrc, no buffer reuse": lambda b=b_noreuse, m=m: b.infer(m.inputs)} if threads == 1 else {}
+            with threadpool_limits(threads):
+                res = interleaved({
+                    **extra,
+                    "wrc": lambda b=b, m=m: b.infer(m.inputs),
+                    "wrc frozen": lambda fb=fb, m=m, fname=fname: fb.run(fname, m.inputs),
+                    "ort": lambda s=s_init, m=m: s.run(None, m.inputs),
+                    "ort weights-as-inputs": lambda s=s_in, f=feeds: s.run(None, f),
+                }, rounds, calls)
+                for what, (med, mn) in res.items():
+                    record("infer", m.name, what, med, mn, threads=threads, note=m.note)
+
+
+def bench_interp(quick: bool) -> None:
+    m = models.small_mlp()
+    mb = build_bundle(m)
+    bi, bn = wrc.load_bundle(mb, backend="interp"), wrc.load_bundle(mb)
+    bi.init()
+    bn.init()
+    np.testing.assert_allclose(bi.infer(m.inputs)[0], bn.infer(m.inputs)[0], rtol=1e-5, atol=1e-5)
+    res = interleaved({"interp": lambda: bi.infer(m.inputs), "numpy": lambda: bn.infer(m.inputs)},
+                      2 if quick else 3, 1)
+    for what, (med, mn) in res.items():
+        record("interp", m.name, what, med, mn)
+
+
+def bench_update(quick: bool) -> None:
+    cases = [models.mlp(1), models.cnn(1), models.transformer(), models.wide_chain()]
+    rounds, calls = (3, 5) if quick else (7, 20)
+    for m in cases:
+        mb = build_bundle(m)
+        b = wrc.load_bundle(mb)
+        b.init()
+        rng = np.random.default_rng(1)
+        new = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in m.weights.items()}
+        big = max(m.weights, key=lambda k: m.weights[k].nbytes)
+        dst = {k: np.empty_like(v) for k, v in new.items()}
+
+        def copy_all(new: dict[str, np.ndarray] = new, dst: dict[str, np.ndarray] = dst) -> None:
+            for k, v in new.items():
+                np.copyto(dst[k], v)
+
+        one = {big: new[big]}
+        fns: dict[str, Callable[[], object]] = {
+            "update all": lambda b=b, new=new: b.update(new),
+            "np.copyto all": copy_all,
+            f"update 1 ({big})": lambda b=b, one=one: b.update(one),
+            f"np.copyto 1 ({big})": lambda d=dst[big], v=new[big]: np.copyto(d, v),
+        }
+        if m.onnx_ok:
+            proto = m.onnx(new, False).SerializeToString()
+            fns["new ort session"] = lambda m=m, p=proto: ort_session(m, 1, False, proto=p)
+        with threadpool_limits(1):
+            res = interleaved(fns, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("update", m.name, what, med, mn, weight_bytes=m.weight_bytes)
+        # Rebuilding from the graph: convert + lower + load + init (seconds; a few rounds).
+        res = interleaved({"rebuild bundle": lambda m=m: wrc.load_bundle(build_bundle(m)).init()},
+                          1 if quick else 3, 1)
+        record("update", m.name, "rebuild bundle", *res["rebuild bundle"], weight_bytes=m.weight_bytes)
+        # A->B->A gives back A's results bit for bit.
+        b.update(m.weights)
+        ref = b.infer(m.inputs)[0]
+        b.update(new)
+        b.update(m.weights)
+        if not np.array_equal(ref, b.infer(m.inputs)[0]):
+            raise SystemExit(f"{m.name}: update A, B, A is not bit-identical to A")
+
+
+def bench_compile(quick: bool) -> None:
+    for n in (100, 500) if quick else (100, 500, 2000):
+        g = models.chain(n)
+        names = list(g.constants)
+        ops = sum(1 for op in g.func.walk() if op.name.startswith("ge.") and op.name not in ("ge.const", "ge.data"))
+        t0 = time.perf_counter()
+        with wrc.BuildSession():
+            gs = wrc.convert_to_weight_refreshable_graphs(g, names)
+            t1 = time.perf_counter()
+            mb = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
+        t2 = time.perf_counter()
+        wrc.load_bundle(mb)
+        t3 = time.perf_counter()
+        for what, sec in (("convert", t1 - t0), ("lower (bundle_build_model)", t2 - t1),
+                          ("load + JIT", t3 - t2), ("total", t3 - t0)):
+            record("compile", f"chain {ops} ops", what, 1e3 * sec, None, ops=ops)
+
+
+def bench_bundle(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in (models.mlp(1), models.cnn(1), models.transformer(), models.wide_chain()):
+            for stripped in (False, True):
+                mb = build_bundle(m, init=not stripped)
+                path = Path(tmp) / "b.wrcb"
+                kind = "stripped" if stripped else "normal"
+
+                def save(mb: wrc.ModelBuffer = mb, path: Path = path) -> None:
+                    with wrc.BuildSession():
+                        wrc.bundle_save_model(path, mb)
+
+                save()
+                res = interleaved({"save": save, "load": lambda path=path: wrc.load_bundle(path)},
+                                  2 if quick else 5, 1)
+                for what, (med, mn) in res.items():
+                    record("bundle", m.name, f"{what} ({kind})", med, mn)
+                size = path.stat().st_size
+                record("bundle", m.name, f"file size ({kind})", size / 1e6, None, unit="MB",
+                       ratio_to_weights=size / m.weight_bytes)
+
+
+_RSS_CHILD = """
+import sys
+import numpy, wrc
+from wrc.backends import numpy_jit
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+base = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+b = wrc.load_bundle(sys.argv[1])
+loaded = status("VmHWM")
+if sys.argv[2] == "init":
+    b.init()
+print(base, loaded, status("VmHWM"))
+"""
+
+
+def bench_rss(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in (models.mlp(1), models.wide_chain()):
+            for stripped in (False, True):
+                path = Path(tmp) / "b.wrcb"
+                mb = build_bundle(m, init=not stripped)
+                with wrc.BuildSession():
+                    wrc.bundle_save_model(path, mb)
+                out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), "load" if stripped else "init"],
+                                     check=True, capture_output=True, text=True).stdout.split()
+                base, loaded, after = map(int, out)
+                kind = "stripped" if stripped else "normal"
+                record("rss", m.name, f"peak RSS growth at load ({kind})", (loaded - base) / 1e6, None,
+                       unit="MB", weight_mb=m.weight_bytes / 1e6, ratio_to_weights=(loaded - base) / m.weight_bytes)
+                if not stripped:
+                    record("rss", m.name, "peak RSS growth at load + init", (after - base) / 1e6, None,
+                           unit="MB", ratio_to_weights=(after - base) / m.weight_bytes)
+
+
+SECTIONS = {"infer": bench_infer, "interp": bench_interp, "update": bench_update,
+            "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss}
+
+
+def table() -> str:
+    lines = [f"{'section':8} {'case':16} {'what':44} {'thr':>3} {'median':>10} {'min':>10}  unit  note"]
+    for r in ROWS:
+        mn = "" if r["min"] is None else f"{r['min']:10.3f}"
+        note = r.get("note", "")
+        if "ratio_to_weights" in r:
+            note = f"{r['ratio_to_weights']:.2f}x weight bytes"
+        lines.append(f"{r['section']:8} {r['case']:16} {r['what']:44} {r.get('threads', 1):>3} "
+                     f"{r['median']:10.3f} {mn:>10}  {r['unit']:4}  {note}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, no 2000-op compile")
+    ap.add_argument("--json", type=Path, help="write every result (with BLAS info) here")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    args = ap.parse_args()
+    for name in args.only.split(","):
+        if name not in SECTIONS:
+            ap.error(f"unknown section {name!r} (sections: {', '.join(SECTIONS)})")
+        SECTIONS[name](args.quick)
+    machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+               "numpy": np.__version__, "onnxruntime": ort.__version__, "blas": threadpool_info()}
+    print(f"# {machine['platform']}, {machine['cpus']} cpus, numpy {np.__version__}, onnxruntime {ort.__version__}")
+    for i in blas():
+        print(f"# BLAS: {i['internal_api']} {i['version']} {i['architecture']} (max threads {i['num_threads']})")
+    print(table())
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "command": sys.argv, "results": ROWS}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,514 @@
+"""Fuzzers for wrc's untrusted inputs: bundle files and `wrc-opt` input (docs/SECURITY.md).
+
+The test suite runs each with a small, fixed budget (tests/test_security_fuzz.py); run them
+longer locally:
+
+    python -m wrc.tools.wrc_fuzz bundle --seconds 600       # mutation fuzzing of .wrcb files
+    python -m wrc.tools.wrc_fuzz hypothesis --seconds 600   # property-based (hypothesis)
+    python -m wrc.tools.wrc_fuzz wrc-opt --seconds 600      # mutated .mlir through wrc-opt
+    python -m wrc.tools.wrc_fuzz save-kill --seconds 600    # SIGKILL during saves
+
+Each prints what it ran and exits 1 with the first findings (and the input, saved under
+`--out`) if any: a bundle that fails with anything but `BundleFormatError`, takes longer
+than `--case-seconds`, or a `wrc-opt` run that prints a traceback or exits with another code
+than 0/1. Cases are drawn from `random.Random(seed)`, so `--seed` replays a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import wrc
+from wrc import bundle_format as bf
+from wrc.errors import BundleFormatError, WrcError
+
+# --------------------------------------------------------------------------- seed inputs
+
+
+def seed_model(hidden: int = 8, names: tuple[str, str] = ("w1", "b1")) -> wrc.ModelBuffer:
+    """A small real bundle (init/update/infer graphs, several ops, an inline constant)."""
+    rng = np.random.default_rng(0)
+    g = wrc.Graph("seed")
+    x = g.data("x", (2, 4))
+    h = g.add(g.matmul(x, g.const(names[0], rng.standard_normal((4, hidden)).astype(np.float32))),
+              g.const(names[1], rng.standard_normal(hidden).astype(np.float32)))
+    h = g.relu(h)
+    scale = g.const("scale", np.array([0.5], np.float32), inline=True)
+    g.output(g.softmax(g.mul(h, scale)), g.reduce_sum(h, axes=[1]))
+    with wrc.BuildSession():
+        graphs = wrc.convert_to_weight_refreshable_graphs(g, list(names))
+        return wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
+                                       (graphs.var_update_graph, {})])
+
+
+def seed_bundles() -> list[bytes]:
+    return [bf.bundle_bytes(seed_model()),
+            bf.bundle_bytes(seed_model(3, ('w "1"\n}', "b.ü")))]
+
+
+# --------------------------------------------------------------------------- bundle mutations
+
+
+def _align(n: int) -> int:
+    return -(-n // bf.ALIGN) * bf.ALIGN
+
+
+def _encode(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()  # as the writer does
+
+
+def _prelude(header: bytes) -> bytes:
+    return struct.pack("<8sIIQ32s", bf.MAGIC, 1, 0, len(header), hashlib.sha256(header).digest())
+
+
+def _split(data: bytes) -> tuple[dict, bytes, list[bytes]] | None:
+    """(header, IR, weight blobs) of a bundle written by `bundle_bytes`, or None."""
+    try:
+        n = struct.unpack_from("<Q", data, 16)[0]
+        doc = json.loads(data[bf.PRELUDE_SIZE:bf.PRELUDE_SIZE + n])
+        ir = data[doc["ir"]["offset"]:doc["ir"]["offset"] + doc["ir"]["nbytes"]]
+        blobs = [data[w["offset"]:w["offset"] + w["nbytes"]] for w in doc["weights"]]
+        return doc, ir, blobs
+    except Exception:
+        return None
+
+
+def reseal_header(doc: object, data: bytes) -> bytes:
+    """`data` with header `doc`, its checksum correct. The sections keep their bytes; if the
+    header's padded length changes, every integer offset and `file_size` shift with them,
+    so a mutation of one field stays the only defect."""
+    old_len = struct.unpack_from("<Q", data, 16)[0]
+    old_start = _align(bf.PRELUDE_SIZE + old_len)
+    h = _encode(doc)
+    delta = _align(bf.PRELUDE_SIZE + len(h)) - old_start
+    if delta and isinstance(doc, dict):
+        doc = json.loads(json.dumps(doc))
+        for section in [doc.get("ir"), *(doc.get("weights") or [])] if isinstance(doc.get("weights"), list) else [doc.get("ir")]:
+            if isinstance(section, dict) and type(section.get("offset")) is int:
+                section["offset"] += delta
+        if type(doc.get("file_size")) is int:
+            doc["file_size"] += delta
+        h = _encode(doc)
+    body = data[old_start:]
+    head = _prelude(h) + h
+    return head + b"\0" * (_align(len(head)) - len(head)) + body
+
+
+def relayout(doc: dict, ir: bytes, blobs: list[bytes]) -> bytes:
+    """A consistent bundle of `doc` with a new IR section (offsets, sizes, checksums redone)."""
+    doc = json.loads(json.dumps(doc))
+    start = _align(bf.PRELUDE_SIZE + len(_encode(doc)))
+    for _ in range(8):
+        pos, offsets = start, []
+        for blob in [ir, *blobs]:
+            offsets.append(_align(pos))
+            pos = offsets[-1] + len(blob)
+        doc["ir"].update(offset=offsets[0], nbytes=len(ir), sha256=hashlib.sha256(ir).hexdigest())
+        for w, off in zip(doc["weights"], offsets[1:], strict=True):
+            w["offset"] = off
+        doc["file_size"] = pos
+        h = _encode(doc)
+        if _align(bf.PRELUDE_SIZE + len(h)) == start:
+            break
+        start = _align(bf.PRELUDE_SIZE + len(h))
+    out = bytearray(_prelude(h) + h)
+    for blob, off in zip([ir, *blobs], offsets, strict=True):
+        out += b"\0" * (off - len(out)) + blob
+    return bytes(out)
+
+
+_ABSURD = [0, 1, -1, 63, 64, 2**31, 2**32, 2**40, 2**62, 2**63, 2**64, 10**30, 0.5, True, None,
+           "", "x" * 300, [], {}, [2**40], [1] * 40, "float32", "object", "NaN"]
+
+
+def _mutate_json(rng: random.Random, value: object) -> object:
+    """`value` with one leaf or container replaced, deleted or duplicated (a fresh copy)."""
+    value = json.loads(json.dumps(value))
+    path: list[tuple[object, object]] = []
+    node = value
+    while isinstance(node, dict | list) and node and (not path or rng.random() < 0.8):
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        path.append((node, key))
+        node = node[key]  # type: ignore[index]
+    if not path:
+        return rng.choice(_ABSURD)
+    parent, key = path[-1]
+    r = rng.random()
+    if r < 0.15:
+        del parent[key]  # type: ignore[arg-type]
+    elif r < 0.25 and isinstance(node, int) and not isinstance(node, bool):
+        parent[key] = node + rng.choice([-64, -1, 1, 64, 2**32])  # type: ignore[index]
+    elif r < 0.35 and isinstance(node, str):
+        parent[key] = node[: rng.randrange(len(node) + 1)] + rng.choice(["", "_var", "é", '"', "\n"])  # type: ignore[index]
+    elif r < 0.45 and isinstance(parent, list):
+        parent.append(json.loads(json.dumps(node)))
+    else:
+        parent[key] = rng.choice(_ABSURD)  # type: ignore[index]
+    return value
+
+
+_IR_EDITS = [b"f32", b"f64", b"i1", b"i64", b"bf16", b"x", b"?", b"0", b"99999999999", b"-1",
+             b"{", b"}", b"(", b")", b"<", b">", b'"', b"\\", b"\n", b"@", b"%", b"^bb0",
+             b"ge.variable", b"constant", b"initial_value", b"memref.copy", b"func.call @var_infer_graph() : () -> ()",
+             b"scf.for", b"dense<1.0>", b"\xc3", b"\xff", b"linalg.yield", b"affine_map<(d0) -> (d0 * 4)>"]
+
+
+def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
+    """One random mutation of a bundle: raw (truncate, flip, overwrite, insert, delete,
+    append, absurd integers) or structured and resealed (header JSON, IR text)."""
+    kind = rng.randrange(10)
+    n = len(data)
+    if kind == 0:
+        return data[: rng.randrange(n)]
+    if kind == 1:
+        out = bytearray(data)
+        for _ in range(rng.choice([1, 1, 2, 8])):
+            out[rng.randrange(n)] ^= 1 << rng.randrange(8)
+        return bytes(out)
+    if kind == 2:
+        i = rng.randrange(n)
+        return data[:i] + rng.randbytes(rng.randrange(1, 16)) + data[i + rng.randrange(0, 16):]
+    if kind == 3:
+        return data + rng.choice([b"\0", b"\0" * 64, rng.randbytes(rng.randrange(1, 200)), data])
+    if kind == 4:  # an absurd little-endian integer in the prelude or anywhere
+        i = rng.choice([8, 12, 16]) if rng.random() < 0.5 else rng.randrange(n - 8)
+        v = rng.choice([0, 1, 2**31, 2**32 - 1, 2**63 - 1, 2**64 - 1, n, n + 1])
+        width = 4 if i in (8, 12) else 8
+        return data[:i] + v.to_bytes(8, "little")[:width] + data[i + width:]
+    parts = _split(data)
+    if parts is None:
+        return data[::-1]
+    doc, ir, blobs = parts
+    if kind in (5, 6, 7):  # structured header damage, checksums resealed
+        return reseal_header(_mutate_json(rng, doc), data)
+    # IR text damage, resealed: insert, delete or replace a piece at a random place.
+    out = bytearray(ir)
+    for _ in range(rng.choice([1, 1, 3])):
+        i, j = sorted(rng.randrange(len(out) + 1) for _ in range(2))
+        j = min(j, i + rng.choice([0, 1, 4, 40]))
+        piece = rng.choice(_IR_EDITS) if rng.random() < 0.8 else bytes(out[j:j + 30])
+        out[i:j] = piece
+    return relayout(doc, bytes(out), blobs)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@dataclass
+class Report:
+    name: str
+    cases: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> None:
+        self.cases += 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __str__(self) -> str:
+        top = sorted(self.outcomes.items(), key=lambda kv: -kv[1])[:8]
+        return (f"{self.name}: {self.cases} cases, {len(self.findings)} findings; outcomes: "
+                + ", ".join(f"{k} x{v}" for k, v in top))
+
+
+def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
+    """Load `data` (as bytes) and report the outcome; raises AssertionError on a finding.
+
+    A file that loads is also run (init, infer on zeros) on the numpy backend: a tampered
+    but self-consistent file is a different valid model, and may fail with any `WrcError`.
+    """
+    start = time.monotonic()
+    try:
+        model = bf.read_bundle(data)
+    except BundleFormatError as e:
+        outcome = "rejected: " + re.sub(r"[0-9]+", "N", str(e))[:60]
+    except BaseException as e:
+        raise AssertionError(f"read_bundle raised {type(e).__name__}: {e}"[:2000]) from e
+    else:
+        outcome = "loaded"
+        try:
+            b = wrc.load_bundle(model)
+            if "var_init_graph" in b.graphs:
+                b.init()
+            inputs = {n: np.zeros(s, d) for n, s, d in b.inputs("var_infer_graph")
+                      if int(np.prod(s)) < 1 << 20} if "var_infer_graph" in b.graphs else {}
+            if "var_infer_graph" in b.graphs:
+                b.infer(inputs)
+            outcome = "loaded and ran"
+        except WrcError as e:
+            outcome = f"loaded, then {type(e).__name__}"
+        except Exception as e:  # a backend/runtime robustness problem, not a format one
+            raise AssertionError(f"a loaded bundle failed to run with {type(e).__name__}: "
+                                 f"{e}"[:2000]) from e
+    elapsed = time.monotonic() - start
+    if elapsed > case_seconds:
+        raise AssertionError(f"took {elapsed:.1f} s (limit {case_seconds} s)")
+    return outcome
+
+
+def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: int = 0,
+                 out: Path | None = None, case_seconds: float = 10.0) -> Report:
+    """Random mutations of the seed bundles until `seconds` pass or `cases` are done."""
+    rng, seeds, report = random.Random(seed), seed_bundles(), Report("bundle mutation fuzz")
+    for _ in _until(seconds, cases):
+        base = rng.choice(seeds)
+        mutated = base
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            mutated = mutate_bundle(rng, mutated)
+        try:
+            report.count(check_bundle_bytes(mutated, case_seconds))
+        except AssertionError as e:
+            report.findings.append(str(e))
+            _save(out, "bundle", mutated)
+    return report
+
+
+def _until(seconds: float | None, cases: int | None) -> Iterator[int]:
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    i = 0
+    while (cases is None or i < cases) and (deadline is None or time.monotonic() < deadline):
+        yield i
+        i += 1
+
+
+def _save(out: Path | None, kind: str, data: bytes) -> None:
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}").write_bytes(data)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+
+def hypothesis_property(max_examples: int, seed: int | None = None) -> Callable[[], None]:
+    """A hypothesis test: any list of mutations of a seed bundle loads or is rejected with
+    `BundleFormatError` (hypothesis shrinks a failure to a minimal list of mutations)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hseed
+    from hypothesis import strategies as st
+
+    seeds = seed_bundles()
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=seed is not None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(range(len(seeds))), st.lists(st.integers(0, 2**32), min_size=1, max_size=4))
+    def prop(which: int, mutation_seeds: list[int]) -> None:
+        data = seeds[which]
+        for s in mutation_seeds:
+            data = mutate_bundle(random.Random(s), data)
+        check_bundle_bytes(data)
+
+    return hseed(seed)(prop) if seed is not None else prop
+
+
+# --------------------------------------------------------------------------- wrc-opt
+
+
+def filecheck_inputs(root: Path) -> list[tuple[str, list[str]]]:
+    """(text, extra wrc-opt arguments) for every file of tests/filecheck: its text and each
+    `-p` pipeline its RUN lines use."""
+    out = []
+    for path in sorted(root.rglob("*.mlir")):
+        text = path.read_text()
+        pipelines = sorted(set(re.findall(r"-p\s+'([^']*)'|-p\s+(\S+)", text)))
+        args = [["-p", a or b] for a, b in pipelines] or [[]]
+        for extra in args + [[]]:
+            out.append((text, extra))
+    return out
+
+
+def mutate_text(rng: random.Random, text: str) -> str:
+    """Random edits: delete, duplicate or swap spans, insert MLIR punctuation or junk."""
+    out = text
+    for _ in range(rng.choice([1, 1, 2, 4])):
+        i, j = sorted(rng.randrange(len(out) + 1) for _ in range(2))
+        j = min(j, i + rng.choice([1, 3, 10, 80]))
+        r = rng.random()
+        if r < 0.3:
+            out = out[:i] + out[j:]
+        elif r < 0.5:
+            out = out[:i] + out[i:j] * rng.choice([2, 30]) + out[j:]
+        elif r < 0.8:
+            piece = rng.choice(["{", "}", "(", ")", "<", ">", "[", "]", '"', "%", "@", "^", ":",
+                                "->", "?", "0", "-1", "99999999999", "f32", "i1", "x", "\n",
+                                "// -----\n", "\\", "é", "\x00", "#map", "!foo", "dense<1.0>",
+                                "tensor<*xf32>", "memref<?xf32>", "ge.const", "ge.data"])
+            out = out[:i] + piece + out[j:]
+        else:
+            out = out[:i] + "".join(rng.choice("{}()<>[]\"%@:,=0x ") for _ in range(j - i + 1)) + out[j:]
+    return out
+
+
+def run_wrc_opt(text: str, extra: list[str], folder: Path) -> tuple[int, str]:
+    """Run `wrc-opt` in this process on `text`; (exit code, stderr)."""
+    from wrc.tools.wrc_opt import main
+
+    path = folder / "input.mlir"
+    path.write_text(text, errors="surrogateescape")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            rc = main([str(path), "--split-input-file", *extra])
+        except SystemExit as e:  # argparse
+            rc = e.code if isinstance(e.code, int) else 1
+    return rc, stderr.getvalue()
+
+
+def check_wrc_opt(rc: int, stderr: str) -> str:
+    if "Traceback (most recent call last)" in stderr or rc not in (0, 1) or (rc == 1 and "error" not in stderr.lower()):
+        raise AssertionError(f"exit code {rc}, stderr:\n{stderr[-3000:]}")
+    if rc == 0:
+        return "accepted"
+    return "internal error" if "internal error" in stderr else "diagnostic"
+
+
+def fuzz_wrc_opt(root: Path, seconds: float | None = None, cases: int | None = None, seed: int = 0,
+                 out: Path | None = None, case_seconds: float = 20.0) -> Report:
+    rng, inputs, report = random.Random(seed), filecheck_inputs(root), Report("wrc-opt fuzz")
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in _until(seconds, cases):
+            text, extra = rng.choice(inputs)
+            if rng.random() < 0.05:  # pure junk now and then
+                text = "".join(rng.choice("{}()<>\"%@:=,-x0123456789abcfgilmnrst. \n") for _ in range(200))
+            else:
+                text = mutate_text(rng, text)
+            start = time.monotonic()
+            rc, err = run_wrc_opt(text, extra, Path(tmp))
+            try:
+                report.count(check_wrc_opt(rc, err))
+                if time.monotonic() - start > case_seconds:
+                    raise AssertionError(f"took {time.monotonic() - start:.1f} s")
+            except AssertionError as e:
+                report.findings.append(f"{e} (args {extra})")
+                _save(out, "wrc-opt", text.encode(errors="surrogateescape"))
+    return report
+
+
+# --------------------------------------------------------------------------- SIGKILL during save
+
+_SAVER = """
+import sys, wrc
+from wrc.bundle_format import read_bundle
+old, new = read_bundle(sys.argv[1]), read_bundle(sys.argv[2])
+print("ready", flush=True)
+with wrc.BuildSession():
+    while True:  # save the two models over the target, alternately, until killed
+        wrc.bundle_save_model(sys.argv[3], new)
+        wrc.bundle_save_model(sys.argv[3], old)
+"""
+
+
+def large_model_files(folder: Path, megabytes: int) -> tuple[Path, Path]:
+    """Two bundles of one large model (two weights of `megabytes` / 2 each), weights differ."""
+    n = max(1, megabytes * (1 << 20) // 8 // 1024)
+    out = []
+    for i, sign in enumerate((1.0, -1.0)):
+        g = wrc.Graph("big")
+        x = g.data("x", (1, 1024))
+        w = np.full((1024, n), sign, np.float32)
+        h = g.matmul(x, g.const("w1", w))
+        g.output(g.matmul(h, g.const("w2", np.full((n, 1024), sign * 0.5, np.float32))))
+        with wrc.BuildSession():
+            graphs = wrc.convert_to_weight_refreshable_graphs(g, ["w1", "w2"])
+            model = wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
+                                            (graphs.var_update_graph, {})])
+            path = folder / f"model{i}.wrcb"
+            wrc.bundle_save_model(path, model)
+        out.append(path)
+    return out[0], out[1]
+
+
+def kill_during_saves(folder: Path, kills: int, megabytes: int = 64, seed: int = 0,
+                      seconds: float | None = None) -> Report:
+    """SIGKILL a process saving two versions of a large bundle over one target, at random
+    moments; after each kill the target is byte-identical to one of them, and only temporary
+    files of dead writers are left, which the next save removes."""
+    rng, report = random.Random(seed), Report("SIGKILL during save")
+    old, new = large_model_files(folder, megabytes)
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest(): name for p, name in ((old, "old"), (new, "new"))}
+    target = folder / "target.wrcb"
+    target.write_bytes(old.read_bytes())
+    script = folder / "saver.py"
+    script.write_text(_SAVER)
+    for _ in _until(seconds, kills):
+        proc = subprocess.Popen([sys.executable, str(script), str(old), str(new), str(target)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready", \
+                proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(rng.uniform(0.0, 1.0))  # somewhere inside a save (each takes ~0.1-1 s)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        state = digests.get(hashlib.sha256(target.read_bytes()).hexdigest())
+        temps = [p.name for p in folder.iterdir() if p.name.endswith(bf.TEMP_SUFFIX)]
+        if state is None:
+            report.findings.append("target is neither the old nor the new bundle")
+        report.count(f"{state}, {len(temps)} temp file(s) left")
+    # A later save removes the dead writers' temporary files and replaces the target.
+    with wrc.BuildSession():
+        wrc.bundle_save_model(target, bf.read_bundle(new))
+    left = [p.name for p in folder.iterdir() if p.name.endswith(bf.TEMP_SUFFIX)]
+    if left or hashlib.sha256(target.read_bytes()).hexdigest() not in digests:
+        report.findings.append(f"after a clean save: temp files {left}")
+    return report
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", choices=["bundle", "hypothesis", "wrc-opt", "save-kill"])
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
+    parser.add_argument("--case-seconds", type=float, default=30.0)
+    parser.add_argument("--megabytes", type=int, default=256, help="save-kill: model size")
+    parser.add_argument("--out", type=Path, default=Path("fuzz-findings"))
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else int(time.time())
+    start = time.monotonic()
+    if args.target == "bundle":
+        report = fuzz_bundles(args.seconds, seed=seed, out=args.out, case_seconds=args.case_seconds)
+    elif args.target == "wrc-opt":
+        root = Path(__file__).resolve().parent.parent / "tests" / "filecheck"
+        report = fuzz_wrc_opt(root, args.seconds, seed=seed, out=args.out, case_seconds=args.case_seconds)
+    elif args.target == "save-kill":
+        with tempfile.TemporaryDirectory() as tmp:
+            report = kill_during_saves(Path(tmp), None, args.megabytes, seed, args.seconds)  # type: ignore[arg-type]
+    else:
+        report = Report("hypothesis")
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline:
+            try:
+                hypothesis_property(200, seed)()
+            except Exception as e:  # hypothesis re-raises the shrunk failure
+                report.findings.append(f"{type(e).__name__}: {e}"[:3000])
+                break
+            report.count("200 examples passed")
+            seed = seed + 1
+    print(f"{report} (seed {seed}, {time.monotonic() - start:.0f} s)")
+    for f in report.findings[:5]:
+        print("FINDING:", f[:3000])
+    return 1 if report.findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""`wrc compile` and `wrc run`: ONNX models in, bundles out, bundles run (registered by wrc/cli.py).
+
+    wrc compile model.onnx -o model.wrcb [--weights a,b | --all-weights] [--no-init] [--input-shape x=1,3,224,224]
+    wrc run model.wrcb --input x=x.npy [--update weights.safetensors] [--output out.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from wrc.errors import InputError
+
+
+class _Progress:
+    """One line per compile stage on stderr, with its time (silenced by --quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def stage(self, what: str, fn: Callable[[], Any]) -> Any:
+        if not self.quiet:
+            print(f"wrc: {what} ...", end="", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        result = fn()
+        if not self.quiet:
+            print(f" {time.monotonic() - start:.2f}s", file=sys.stderr, flush=True)
+        return result
+
+
+def _shape_arg(text: str) -> tuple[str, tuple[int | None, ...]]:
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... (e.g. x=1,3,224,224), got {text!r}")
+    try:
+        return name, tuple(None if d in ("?", "-1") else int(d) for d in dims.split(",") if d)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dimensions must be integers (or ?) in {text!r}") from None
+
+
+def add_compile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile an ONNX model into a weight-refreshable bundle",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Import MODEL (ONNX, opsets 13-21; docs/onnx.md), make its weights refreshable and write the
+bundle OUT. By default every initializer is a refreshable weight (--all-weights); --weights
+picks some by their ONNX names. --no-init leaves out the init graph: a weight-stripped bundle
+whose weights must be set with `wrc run --update` (or Bundle.update) before inference.
+Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile.""")
+    p.add_argument("model", help="an .onnx file (external data is read from its folder)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the bundle file to write (.wrcb)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--weights", metavar="NAMES", help="comma-separated initializer names to make refreshable")
+    which.add_argument("--all-weights", action="store_true", help="every initializer (the default)")
+    p.add_argument("--no-init", action="store_true", help="write a weight-stripped bundle (no var_init_graph)")
+    p.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME=DIMS",
+                   help="pin an input's shape, e.g. x=1,3,224,224 (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(run=_compile)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from wrc.onnx import compile_graph, import_onnx, weight_names
+    from wrc.workflow import BuildSession, bundle_save_model
+
+    progress = _Progress(args.quiet)
+    graph = progress.stage(f"importing {args.model}", lambda: import_onnx(args.model, dict(args.input_shape)))
+    names = weight_names(graph)
+    if args.weights:
+        chosen = [n.strip() for n in args.weights.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in graph.constants]
+        if unknown:
+            raise InputError(f"--weights: {', '.join(map(repr, unknown))} not initializer(s) of {args.model} "
+                             f"(it has {len(names)}: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+        names = chosen
+    with BuildSession():
+        model = progress.stage(f"compiling ({len(names)} refreshable weights)",
+                               lambda: compile_graph(graph, names, init=not args.no_init))
+        progress.stage(f"writing {args.output}", lambda: bundle_save_model(args.output, model))
+    print(f"wrote {args.output}: {len(names)} refreshable weight(s)"
+          + (", weight-stripped" if args.no_init else ""))
+    return 0
+
+
+def _input_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy, got {text!r}")
+    return name, path
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a bundle's inference on .npy inputs",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Load BUNDLE, set its weights (the init graph when it has one, then --update FILE: a
+.safetensors or .npz file of weights by name), run inference on the --input arrays (.npy, by
+input name) and write the outputs to --output (.npz: output_0, output_1, ...) or print a
+summary of them.""")
+    p.add_argument("bundle", help="a .wrcb bundle")
+    p.add_argument("--input", type=_input_arg, action="append", default=[], metavar="NAME=FILE.npy",
+                   help="an input array (repeat for each input)")
+    p.add_argument("--update", metavar="WEIGHTS", help="a .safetensors or .npz file of new weights by name")
+    p.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
+    p.add_argument("--backend", default="numpy", choices=("numpy", "interp"), help="default: numpy")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wrc.runtime import load_bundle
+
+    bundle = load_bundle(args.bundle, backend=args.backend)
+    inputs: dict[str, np.ndarray] = {}
+    for name, path in args.input:
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--input {name}={path}: cannot read a .npy array: {e}") from None
+    if "var_init_graph" in bundle.graphs:
+        bundle.init()
+    if args.update:
+        bundle.update_from_file(args.update)
+    outputs = bundle.infer(inputs)
+    if args.output:
+        np.savez(args.output, **{f"output_{i}": y for i, y in enumerate(outputs)})
+        print(f"wrote {len(outputs)} output(s) to {args.output}")
+    for i, y in enumerate(outputs):
+        print(f"output_{i}: {y.dtype}{list(y.shape)}" + (f" {np.array2string(y, threshold=8)}" if y.size <= 8 else ""))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compile, add_run]
+"""Added to `wrc`'s subcommands by wrc/cli.py."""

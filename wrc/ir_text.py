@@ -1,0 +1,58 @@
+"""Parsing IR text that may be hostile (bundle files, `wrc-opt` input): xDSL's parser with two
+of its xDSL 0.74 flaws fixed for wrc's use. Use `parse_module` (or `SafeParser`) instead of
+`xdsl.parser.Parser` for text that did not come from this process.
+
+1. **Exponential string lexing.** xDSL lexes a string literal with
+   `"(?:[^"\\\n\v\f]+|\\(?:...))*"`: a `+` inside a `*`, so a literal that never closes (a
+   quote followed by a few dozen characters and a newline) backtracks exponentially — a
+   40-character line hangs the parser for hours. `_STRING` accepts the same language with
+   one character per repetition, which backtracks linearly.
+2. **Non-ASCII strings do not round-trip.** xDSL prints a non-ASCII string as escaped UTF-8
+   bytes (`"\\C3\\A9"` for "é") but lexes an escaped literal that is not pure ASCII as a
+   *bytes* literal, so a `sym_name` or `ge.name` holding such a name comes back as a
+   `BytesAttr` and fails to verify. Here a literal whose bytes are valid UTF-8 is a string,
+   as MLIR reads it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+from xdsl.parser.generic_parser import ParserState
+from xdsl.utils.lexer import Input
+from xdsl.utils.mlir_lexer import MLIRLexer, MLIRTokenKind, StringLiteral
+
+_STRING = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*"')
+"""xDSL's string-literal grammar, one character (or escape) per repetition: linear time."""
+
+
+class _Lexer(MLIRLexer):
+    _unescaped_characters_regex = _STRING
+
+
+class SafeParser(Parser):
+    """`xdsl.parser.Parser` with a linear-time string lexer that reads non-ASCII strings back."""
+
+    def __init__(self, ctx: Context, input: str | bytes, name: str = "<unknown>") -> None:
+        super().__init__(ctx, "", name)  # sets up the parser's tables; the lexer is replaced:
+        text = input.decode("utf-8") if isinstance(input, bytes) else input
+        self._parser_state = ParserState(_Lexer(Input(text, name)))
+
+    def parse_optional_str_literal(self) -> str | None:
+        token = self._current_token
+        if token.kind == MLIRTokenKind.BYTES_LIT:
+            try:
+                value = StringLiteral.from_span(token.span).bytes_contents.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            self._consume_token(MLIRTokenKind.BYTES_LIT)
+            return value
+        return super().parse_optional_str_literal()
+
+
+def parse_module(ctx: Context, text: str | bytes, name: str = "<unknown>") -> ModuleOp:
+    """Parse a module (not verified) with `SafeParser`."""
+    return SafeParser(ctx, text, name).parse_module()
