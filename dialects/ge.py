@@ -13,6 +13,7 @@ it, and `wrc.Graph` uses the very same function to infer types while a graph is 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import ClassVar, Self
 
@@ -290,8 +291,25 @@ class VariableOp(IRDLOperation):
             )
 
 
+_VARIABLES: weakref.WeakKeyDictionary[Operation, dict[str, VariableOp]] = weakref.WeakKeyDictionary()
+"""Per symbol-table op: its variables by name. `SymbolTable.lookup_symbol` scans the module
+on every call, which made verifying a graph with many variables quadratic."""
+
+
 def lookup_variable(op: Operation, ref: SymbolRefAttr) -> VariableOp:
-    found = SymbolTable.lookup_symbol(op, ref)
+    table_op: Operation | None = op
+    while table_op is not None and not table_op.has_trait(SymbolTable):
+        table_op = table_op.parent_op()
+    name = ref.root_reference.data
+    found = None
+    if table_op is not None and not ref.nested_references:
+        table = _VARIABLES.get(table_op)
+        found = table.get(name) if table is not None else None
+        # A stale entry (the variable was erased, moved or renamed) rebuilds the table.
+        if found is None or found.parent_op() is not table_op or found.sym_name.data != name:
+            table = {v.sym_name.data: v for v in table_op.regions[0].block.ops if isinstance(v, VariableOp)}
+            _VARIABLES[table_op] = table
+            found = table.get(name)
     if not isinstance(found, VariableOp):
         raise VerifyException(f"{op.name}: '@{ref.string_value()}' is not a ge.variable")
     return found

@@ -53,6 +53,13 @@ def dense_attr(value: np.ndarray) -> DenseIntOrFPElementsAttr:
     return DenseIntOrFPElementsAttr.from_list(type, value.reshape(-1).tolist())
 
 
+def inline_value(op: ge.ConstOp) -> np.ndarray:
+    """The inline `dense<...>` value of a constant, as an array of its type."""
+    assert op.value is not None
+    type = op.output.type
+    return np.array(op.value.get_values(), dtype=to_numpy_dtype(type.element_type)).reshape(type.get_shape())
+
+
 class Tensor:
     """A value of a graph: an op's result, with its static shape (None = dynamic) and dtype."""
 
@@ -173,9 +180,7 @@ class Graph:
             raise GraphError(f"graph {self.name!r} has no constant named {name!r}")
         if op.value is None:
             raise GraphError(f"constant {name!r} of graph {self.name!r} has no value in the weight table")
-        return np.array(op.value.get_values(), dtype=to_numpy_dtype(op.output.type.element_type)).reshape(
-            op.output.type.get_shape()
-        )
+        return inline_value(op)
 
     # ------------------------------------------------------------------ builder
 

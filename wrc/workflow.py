@@ -22,7 +22,7 @@ from wrc.bundle_format import write_bundle
 from wrc.dialects import ge
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BuildError
-from wrc.graph import Graph
+from wrc.graph import Graph, inline_value
 from wrc.model_buffer import ModelBuffer, c_array
 
 Options = Mapping[str, str]
@@ -179,12 +179,15 @@ def _merged_module(graphs: list[Graph]) -> ModuleOp:
 def _weights(module: ModuleOp, graphs: list[Graph]) -> dict[str, np.ndarray]:
     """Values of the constant globals that have no inline value, looked up in the graphs."""
     weights: dict[str, np.ndarray] = {}
+    constants = [(g, g.constants) for g in graphs]  # one walk per graph, not one per weight
     for op in module.ops:
         if not (isinstance(op, GlobalOp) and "ge.constant" in op.attributes and isinstance(op.initial_value, UnitAttr)):
             continue
         name = op.sym_name.data
-        owners = [g for g in graphs if name in g.constants]
-        values = [g.weight(name) for g in owners if name in g.weights or g.constants[name].value is not None]
+        owners = [g for g, consts in constants if name in consts]
+        values = [g.weights[name] if name in g.weights else inline_value(consts[name])
+                  for g, consts in constants
+                  if name in consts and (name in g.weights or consts[name].value is not None)]
         if not values:
             raise BuildError(f"bundle_build_model: constant {name!r} has no value in the weight table of graph(s) "
                              f"{', '.join(repr(g.name) for g in owners)}")
