@@ -8,7 +8,7 @@ Sections (docs/performance.md explains each and records a run):
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
-  compile  convert + lower + JIT for graphs of 100, 500, 2000 ops
+  compile  convert + lower + JIT (and load from bytes) for graphs of 100, 500, 1000, 2000 ops
   bundle   save / load time, file size vs raw weight bytes (normal and weight-stripped)
   rss      peak RSS growth when loading a bundle, in a fresh subprocess each
 
@@ -204,7 +204,8 @@ def bench_update(quick: bool) -> None:
 
 
 def bench_compile(quick: bool) -> None:
-    for n in (100, 500) if quick else (100, 500, 2000):
+    """Scaling: time(2000)/time(500) ≈ 4 when every stage is linear (docs/performance.md)."""
+    for n in (100, 500) if quick else (100, 500, 1000, 2000):
         g = models.chain(n)
         names = list(g.constants)
         ops = sum(1 for op in g.func.walk() if op.name.startswith("ge.") and op.name not in ("ge.const", "ge.data"))
@@ -216,8 +217,13 @@ def bench_compile(quick: bool) -> None:
         t2 = time.perf_counter()
         wrc.load_bundle(mb)
         t3 = time.perf_counter()
+        data = mb.to_bytes()
+        t4 = time.perf_counter()
+        wrc.load_bundle(data)
+        t5 = time.perf_counter()
         for what, sec in (("convert", t1 - t0), ("lower (bundle_build_model)", t2 - t1),
-                          ("load + JIT", t3 - t2), ("total", t3 - t0)):
+                          ("load + JIT", t3 - t2), ("total", t3 - t0),
+                          ("load from bytes (parse + verify + JIT)", t5 - t4)):
             record("compile", f"chain {ops} ops", what, 1e3 * sec, None, ops=ops)
 
 
@@ -298,7 +304,7 @@ def table() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, no 2000-op compile")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, no 1000- and 2000-op compile")
     ap.add_argument("--json", type=Path, help="write every result (with BLAS info) here")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     args = ap.parse_args()

@@ -24,6 +24,7 @@ The patterns run in program order and each waits until the values it uses are me
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +64,13 @@ Mode = Literal["reuse", "fresh", "copy"]
 def memref_of(t: TensorType, what: str) -> MemRefType:
     if ge.DYNAMIC in t.get_shape():
         raise LoweringError(f"{what}: dynamic dimension in {t} not supported; give the graph inputs static shapes")
+    return _memref_type(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _memref_type(t: TensorType) -> MemRefType:
+    """Attributes are immutable values: build each memref type once (xDSL's constructor checks
+    its parameters against their constraints, a large part of this pass's time)."""
     return MemRefType(t.element_type, t.get_shape())
 
 

@@ -282,3 +282,15 @@ def test_opset_and_dtype_errors():
         import_onnx(make([node("Relu", ["x"])], [("x", F, [2])], [Y], opset=11))
     with pytest.raises(OnnxImportError, match="input 'x'.*UINT8"):
         import_onnx(make([node("Identity", ["x"])], [("x", TensorProto.UINT8, [2])], [Y]))
+
+
+def test_conv_transpose_lrn_pad():
+    nodes = [
+        node("ConvTranspose", ["x", "w", "b"], ["y0"], strides=[2, 2], pads=[1, 0, 0, 1], output_padding=[1, 0]),
+        node("LRN", ["x"], ["y1"], size=3, alpha=0.01, beta=0.5, bias=2.0),
+        node("Pad", ["x", "pads", "v"], ["y2"]),
+    ]
+    inits = {"w": rand(2, 3, 3, 2), "b": rand(3), "pads": np.array([0, 1, -1, 2, 0, 0, 1, 0], np.int64),
+             "v": np.array(1.5, np.float32)}
+    m = make(nodes, [("x", F, [1, 2, 4, 3])], [(f"y{i}", F, None) for i in range(3)], inits)
+    check_model(m, {"x": rand(1, 2, 4, 3)})

@@ -217,6 +217,7 @@ class Report:
     cases: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # worth a look, not a broken promise
 
     def count(self, outcome: str) -> None:
         self.cases += 1
@@ -276,7 +277,7 @@ def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: i
             report.count(check_bundle_bytes(mutated, case_seconds))
         except AssertionError as e:
             report.findings.append(str(e))
-            _save(out, "bundle", mutated)
+            _save(out, "bundle", mutated, str(e))
     return report
 
 
@@ -288,10 +289,13 @@ def _until(seconds: float | None, cases: int | None) -> Iterator[int]:
         i += 1
 
 
-def _save(out: Path | None, kind: str, data: bytes) -> None:
+def _save(out: Path | None, kind: str, data: bytes, finding: str) -> None:
+    """Keep a finding's input (and what went wrong, in a `.txt` next to it) for replay."""
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}").write_bytes(data)
+        name = f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}"
+        (out / name).write_bytes(data)
+        (out / f"{name}.txt").write_text(finding)
 
 
 # --------------------------------------------------------------------------- hypothesis
@@ -392,12 +396,16 @@ def fuzz_wrc_opt(root: Path, seconds: float | None = None, cases: int | None = N
             start = time.monotonic()
             rc, err = run_wrc_opt(text, extra, Path(tmp))
             try:
-                report.count(check_wrc_opt(rc, err))
+                outcome = check_wrc_opt(rc, err)
+                report.count(outcome)
+                if outcome == "internal error":  # a diagnostic, but from a non-wrc exception
+                    line = re.sub(r"[0-9]+", "N", err.splitlines()[0])[:150]
+                    report.notes[line] = report.notes.get(line, 0) + 1
                 if time.monotonic() - start > case_seconds:
                     raise AssertionError(f"took {time.monotonic() - start:.1f} s")
             except AssertionError as e:
                 report.findings.append(f"{e} (args {extra})")
-                _save(out, "wrc-opt", text.encode(errors="surrogateescape"))
+                _save(out, "wrc-opt", text.encode(errors="surrogateescape"), report.findings[-1])
     return report
 
 
@@ -505,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
             report.count("200 examples passed")
             seed = seed + 1
     print(f"{report} (seed {seed}, {time.monotonic() - start:.0f} s)")
+    for note, n in sorted(report.notes.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"note x{n}: {note}")
     for f in report.findings[:5]:
         print("FINDING:", f[:3000])
     return 1 if report.findings else 0

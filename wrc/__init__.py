@@ -43,3 +43,12 @@ __all__ = [
     "build_initialize", "bundle_build_model", "bundle_save_model",
     "convert_to_weight_refreshable_graphs", "load_bundle",
 ]
+
+
+def __getattr__(name: str):
+    # `wrc.onnx` imports the onnx package (slow): load it on first use, so `import wrc` stays light.
+    if name == "onnx":
+        import importlib
+
+        return importlib.import_module("wrc.onnx")
+    raise AttributeError(f"module 'wrc' has no attribute {name!r}")

@@ -61,8 +61,7 @@ MAX_INLINE_ELEMENTS = 1 << 24
 `dense<0.0> : tensor<99999999999xf32>` from making the IR parser allocate its expansion."""
 MAX_IR_BYTES = 256 << 20
 """The IR holds no weight bytes (only small inline constants), so real IR sections are far
-smaller; the cap bounds what xDSL's parser (~1 µs and a few hundred bytes per character) is
-ever given."""
+smaller; the cap bounds the time and memory xDSL's parser can be made to spend."""
 MAX_IR_NESTING = 256
 """Deepest `{ ( [ <` nesting the IR may have. xDSL's parser recurses per level; the cap keeps
 it far from Python's recursion limit (a deep stack is slow and, in C code, unsafe)."""
@@ -107,7 +106,7 @@ def _check_buffer_sizes(module: ModuleOp) -> None:
     for op in module.walk():
         typed: list[tuple[str, Attribute]] = [(f"result of {op.name}", r.type) for r in op.results]
         if isinstance(op, GlobalOp):
-            typed.append((f"global @{op.sym_name.data}", op.type))
+            typed.append((f"global @{op.sym_name.data[:200]}", op.type))
         for region in op.regions:
             for block in region.blocks:
                 typed += [(f"argument of {op.name}", a.type) for a in block.args]

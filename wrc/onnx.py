@@ -510,6 +510,61 @@ def _conv(n: _Node) -> list[Value]:
     return [y]
 
 
+def _upsample_zeros(n: _Node, x: Tensor, axis: int, stride: int) -> Tensor:
+    """Insert `stride - 1` zeros between the elements of `x` along `axis` (reshape, concat, slice)."""
+    if stride == 1:
+        return x
+    g, shape = n.g, n.shape(x)
+    split = [*shape[:axis + 1], 1, *shape[axis + 1:]]
+    y = g.reshape(x, split)
+    zeros = g.expand(n.scalar(0, x), [*shape[:axis + 1], stride - 1, *shape[axis + 1:]])
+    y = g.concat([y, zeros], axis + 1)
+    y = g.reshape(y, [*shape[:axis], shape[axis] * stride, *shape[axis + 1:]])
+    return g.slice(y, [0] * len(shape), [(shape[axis] - 1) * stride + 1 if i == axis else d for i, d in enumerate(shape)])
+
+
+@handles("ConvTranspose")
+def _conv_transpose(n: _Node) -> list[Value]:
+    """A convolution of the zero-upsampled, padded input with the flipped, transposed kernel.
+
+    The flip is a `ge.gather` with reversed constant indices (affine maps cannot run backwards),
+    so the kernel stays a refreshable weight. groups = 1 and 2-D (or 1-D) only."""
+    g = n.g
+    x, w = n.t(0), n.t(1)
+    if int(n.attr("group", 1)) != 1:  # type: ignore[arg-type]
+        raise _Unsupported("ConvTranspose with groups")
+    x, one_d = _to_2d(n, x, "ConvTranspose")
+    if one_d:
+        w = g.reshape(w, [*n.shape(w)[:2], 1, n.shape(w)[2]])
+    c, f, kh, kw = n.shape(w)
+    nd = 1 if one_d else 2
+    strides = list(n.attr("strides", [1] * nd))  # type: ignore[arg-type]
+    dil = list(n.attr("dilations", [1] * nd))  # type: ignore[arg-type]
+    outpad = list(n.attr("output_padding", [0] * nd))  # type: ignore[arg-type]
+    if n.attr("output_shape") is not None or str(n.attr("auto_pad", "NOTSET")) not in ("NOTSET", ""):
+        raise _Unsupported("ConvTranspose with output_shape or auto_pad")
+    pads = list(n.attr("pads", [0] * 2 * nd))  # type: ignore[arg-type]
+    if one_d:
+        strides, dil, outpad, pads = [1, *strides], [1, *dil], [0, *outpad], [0, pads[0], 0, pads[1]]
+    for axis, s in ((2, strides[0]), (3, strides[1])):
+        x = _upsample_zeros(n, x, axis, s)
+    # full padding (k - 1) * d minus the given pads, plus output_padding at the end
+    lo = [(k - 1) * d - p for k, d, p in zip((kh, kw), dil, pads[:2])]
+    hi = [(k - 1) * d - p + o for k, d, p, o in zip((kh, kw), dil, pads[2:], outpad)]
+    if any(v < 0 for v in lo + hi):
+        raise _Unsupported("ConvTranspose pads larger than the kernel extent")
+    flip = [n.g.const(f"{n.node.output[0]}__flip{axis}", np.arange(k - 1, -1, -1, dtype=np.int64), inline=True)
+            for axis, k in ((2, kh), (3, kw))]
+    wf = g.transpose(g.gather(g.gather(w, flip[0], 2), flip[1], 3), [1, 0, 2, 3])
+    y = g.conv2d(x, wf, (1, 1), [lo[0], lo[1], hi[0], hi[1]], dil, 1)
+    if n.has(2):
+        y = g.add(y, g.reshape(n.t(2), [f, 1, 1]))
+    if one_d:
+        s = n.shape(y)
+        y = g.reshape(y, [s[0], s[1], s[3]])
+    return [y]
+
+
 def _pool(kind: str) -> Handler:
     def fn(n: _Node) -> list[Value]:
         if len([o for o in n.node.output if o]) > 1:

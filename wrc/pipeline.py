@@ -6,7 +6,10 @@ API takes can be replayed and inspected with `wrc-opt`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
@@ -20,6 +23,35 @@ LOWER_TO_BUFFERS = "convert-ge-to-linalg,ge-bufferize"
 
 LOWER_TO_LOOPS = "convert-linalg-to-loops"
 """level 3 → scf/memref/arith loops (level 4): what the interpreter runs."""
+
+
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = 0
+_GC_WAS_ENABLED = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run a compile step with Python's cyclic garbage collector paused (nestable, thread-safe).
+
+    xDSL IR is made of reference cycles (parents, uses), so a compile allocates millions of
+    tracked objects; each automatic full collection walks all of them, which made building a
+    graph of n ops take O(n²) time (docs/performance.md). Nothing is leaked: the collector
+    is re-enabled (if it was on) when the outermost pause ends and reclaims the cycles then.
+    """
+    global _GC_PAUSES, _GC_WAS_ENABLED
+    with _GC_LOCK:
+        if _GC_PAUSES == 0:
+            _GC_WAS_ENABLED = gc.isenabled()
+            gc.disable()
+        _GC_PAUSES += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_PAUSES -= 1
+            if _GC_PAUSES == 0 and _GC_WAS_ENABLED:
+                gc.enable()
 
 
 def conversion_passes(const_names: Sequence[str]) -> list[ModulePass]:
@@ -41,6 +73,7 @@ def apply(module: ModuleOp, passes: str | Sequence[ModulePass]) -> ModuleOp:
     if isinstance(passes, str):
         passes = parse_pipeline(passes)
     ctx = make_context()
-    for p in passes:
-        p.apply(ctx, module)
+    with paused_gc():
+        for p in passes:
+            p.apply(ctx, module)
     return module

@@ -250,6 +250,7 @@ class Bundle:
 
     def __init__(self, model: ModelBuffer, backend: str = "numpy") -> None:
         from wrc.backends import get_backend
+        from wrc.pipeline import paused_gc
 
         if not isinstance(model, ModelBuffer):
             raise InputError(f"Bundle() takes a ModelBuffer, got {type(model).__name__}")
@@ -258,7 +259,8 @@ class Bundle:
         funcs = module_funcs(model.module)
         self.model = model
         self.backend = backend
-        self._graphs = {g: _analyze(funcs[g], globals_) for g in model.graphs}
+        with paused_gc():  # linear time in the graph size (docs/performance.md)
+            self._graphs = {g: _analyze(funcs[g], globals_) for g in model.graphs}
         self._specs: dict[str, Spec] = {}
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
@@ -278,7 +280,8 @@ class Bundle:
         self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
-        self._compiled = get_backend(backend).compile(model.module)
+        with paused_gc():
+            self._compiled = get_backend(backend).compile(model.module)
 
         # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
         # Derived from the IR (the variable each optional input is copied into), the input

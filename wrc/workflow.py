@@ -124,16 +124,17 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
     if isinstance(const_names, str) or not all(isinstance(n, str) for n in const_names):
         raise BuildError("convert_to_weight_refreshable_graphs: const_names must be a list of str "
                          f"(got {const_names!r})")
-    module = graph.module.clone()
-    pipeline.apply(module, pipeline.conversion_passes(list(const_names)))
-    variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
-    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    with pipeline.paused_gc():  # linear time (docs/performance.md, compile time)
+        module = graph.module.clone()
+        pipeline.apply(module, pipeline.conversion_passes(list(const_names)))
+        variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
+        funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
 
-    def part(name: str) -> Graph:
-        body = [v.clone() for v in variables] + [funcs[name].clone()]
-        return Graph.from_module(ModuleOp(body), graph.weights)
+        def part(name: str) -> Graph:
+            body = [v.clone() for v in variables] + [funcs[name].clone()]
+            return Graph.from_module(ModuleOp(body), graph.weights)
 
-    return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH))
+        return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH))
 
 
 def _graph_list(graphs_and_options: Sequence) -> list[Graph]:
@@ -213,13 +214,14 @@ def bundle_build_model(graphs_and_options: Sequence) -> ModelBuffer:
     """
     _require_session("bundle_build_model")
     graphs = _graph_list(graphs_and_options)
-    module = _merged_module(graphs)
-    try:
-        module.verify()
-    except VerifyException as e:
-        raise BuildError(f"bundle_build_model: the merged graphs do not verify: {e}") from None
-    pipeline.apply(module, pipeline.LOWER_TO_BUFFERS)
-    return ModelBuffer(module=module, graphs=tuple(g.name for g in graphs), weights=_weights(module, graphs))
+    with pipeline.paused_gc():  # linear time (docs/performance.md, compile time)
+        module = _merged_module(graphs)
+        try:
+            module.verify()
+        except VerifyException as e:
+            raise BuildError(f"bundle_build_model: the merged graphs do not verify: {e}") from None
+        pipeline.apply(module, pipeline.LOWER_TO_BUFFERS)
+        return ModelBuffer(module=module, graphs=tuple(g.name for g in graphs), weights=_weights(module, graphs))
 
 
 def bundle_save_model(path: str | os.PathLike, model: ModelBuffer) -> None:

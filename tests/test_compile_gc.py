@@ -1,0 +1,81 @@
+"""`pipeline.paused_gc`: compiles run with the cyclic GC paused (linear compile time, see
+docs/performance.md), and the collector's state is always given back."""
+
+import gc
+import threading
+
+from wrc import pipeline
+
+
+def test_paused_gc_nests_and_restores():
+    assert gc.isenabled()
+    with pipeline.paused_gc():
+        assert not gc.isenabled()
+        with pipeline.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+
+
+def test_paused_gc_keeps_a_disabled_collector_disabled():
+    gc.disable()
+    try:
+        with pipeline.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_paused_gc_restores_on_error():
+    try:
+        with pipeline.paused_gc():
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    assert gc.isenabled()
+
+
+def test_paused_gc_overlapping_threads():
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def work():
+        with pipeline.paused_gc():
+            inside.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    inside.wait()
+    assert not gc.isenabled()
+    release.set()
+    for t in threads:
+        t.join()
+    assert gc.isenabled()
+
+
+def test_build_and_load_pause_the_collector_and_give_it_back(monkeypatch):
+    import numpy as np
+
+    import wrc
+
+    seen: list[bool] = []
+    real = pipeline.paused_gc
+
+    def spy():
+        seen.append(gc.isenabled())
+        return real()
+
+    monkeypatch.setattr(pipeline, "paused_gc", spy)
+    g = wrc.Graph("g")
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    g.output(g.relu(g.matmul(g.data("x", (1, 2)), g.const("w", w))))
+    with wrc.BuildSession():
+        gs = wrc.convert_to_weight_refreshable_graphs(g, ["w"])
+        model = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
+    bundle = wrc.load_bundle(model.to_bytes())
+    bundle.init()
+    out = bundle.infer([np.ones((1, 2), np.float32)])[0]
+    np.testing.assert_array_equal(out, np.maximum(np.ones((1, 2), np.float32) @ w, 0))
+    assert seen and gc.isenabled()  # convert, build and load each paused it
