@@ -128,3 +128,17 @@ def test_python_scalars_become_float32_constants():
     c = g.const("s", 0.5)
     assert c.shape == () and c.dtype == np.float32
     assert isinstance(c.value.owner, ge.ConstOp)
+
+
+def test_from_mlir_uses_the_safe_parser():
+    """Hostile text cannot hang the parser (xDSL 0.74's string lexer is exponential), and
+    non-ASCII names survive a round trip."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(wrc.GraphError, match="cannot parse graph IR"):
+        wrc.Graph.from_mlir('func.func @f() { %x = ge.data "' + "a" * 60 + "\n")
+    assert time.perf_counter() - start < 5
+    g = wrc.Graph("g")
+    g.output(g.relu(g.data('é漢"x', (2,))))
+    assert wrc.Graph.from_mlir(g.to_mlir()).inputs[0][0] == 'é漢"x'

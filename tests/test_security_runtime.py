@@ -211,8 +211,8 @@ def test_update_validates_every_entry_before_copying(monkeypatch: pytest.MonkeyP
 
 
 def test_update_while_serving() -> None:
-    """One thread alternates two full weight sets; three threads infer: each result is
-    exactly the all-old or the all-new one (never a mix), and nothing deadlocks."""
+    """One thread alternates two full weight sets; three threads infer: each result is the
+    all-old or the all-new one (never a mix), and nothing deadlocks."""
     model = mlp(256)
     b = wrc.load_bundle(model)
     sets = [weight_sets(model, 1), weight_sets(model, -0.5)]
@@ -222,7 +222,9 @@ def test_update_while_serving() -> None:
         expected.append(b.infer({"x": X})[0])
     mixed = {**sets[0], "w2": sets[1]["w2"]}
     b.update(mixed)
-    assert not any(np.array_equal(b.infer({"x": X})[0], e) for e in expected)
+    # Mixed weights give a result far from both; concurrent BLAS calls may round differently
+    # (OpenBLAS splits work by the threads it gets), so results are matched with a tolerance.
+    assert not any(np.allclose(b.infer({"x": X})[0], e, rtol=1e-2, atol=1e-2) for e in expected)
 
     stop, failures, counts = threading.Event(), [], [0, 0]
     deadline = time.monotonic() + 3.0
@@ -242,7 +244,7 @@ def test_update_while_serving() -> None:
         try:
             while not stop.is_set():
                 y = b.infer({"x": X})[0]
-                hits = [k for k, e in enumerate(expected) if np.array_equal(y, e)]
+                hits = [k for k, e in enumerate(expected) if np.allclose(y, e, rtol=1e-5, atol=1e-5)]
                 if not hits:
                     failures.append("a result from mixed weights")
                     return
@@ -329,3 +331,22 @@ def test_security_md_cites_existing_tests() -> None:
     for path in (root / "tests").glob("test_*.py"):
         defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
     assert len(cited) > 20 and cited <= defined, sorted(cited - defined)
+
+
+def test_a_well_formed_file_the_backend_cannot_run_is_a_format_error() -> None:
+    """A tampered but self-consistent file (here: a body op no backend implements) fails at load
+    with BundleFormatError, like any other bad file, not with a backend's own error."""
+    from wrc.context import make_context
+    from wrc.ir_text import parse_module
+    from wrc.model_buffer import ModelBuffer
+
+    model = mlp()
+    text = str(model.module)
+    assert "arith.maximumf" in text
+    tampered = parse_module(make_context(), text.replace("arith.maximumf", "math.atan2", 1))
+    data = bf.bundle_bytes(ModelBuffer(tampered, model.graphs, model.weights))
+    for backend in BACKENDS:
+        with pytest.raises(wrc.BundleFormatError, match="cannot be run on backend"):
+            wrc.load_bundle(data, backend=backend)
+    with pytest.raises(wrc.WrcError, match="unknown backend"):  # still the caller's mistake
+        wrc.load_bundle(data, backend="tpu")

@@ -91,12 +91,11 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _graph_modules(path: str, convert: str | None) -> list:
-    from xdsl.parser import Parser
-
     from wrc import pipeline
     from wrc.bundle_format import MAGIC, read_bundle
     from wrc.context import make_context
     from wrc.graph import GraphError
+    from wrc.ir_text import parse_module
 
     with open(path, "rb") as f:
         is_bundle = f.read(len(MAGIC)) == MAGIC
@@ -106,7 +105,7 @@ def _graph_modules(path: str, convert: str | None) -> list:
                            "already converted")
         return [("", read_bundle(path).module)]
     try:
-        module = Parser(make_context(), Path(path).read_text(encoding="utf-8"), name=path).parse_module()
+        module = parse_module(make_context(), Path(path).read_text(encoding="utf-8"), name=path)
         module.verify()
     except (UnicodeDecodeError, Exception) as e:  # xDSL reports bad IR with several exception types
         if isinstance(e, WrcError):

@@ -19,7 +19,6 @@ from xdsl.dialects.builtin import (
     UnrankedTensorType,
 )
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
@@ -27,6 +26,7 @@ from wrc.context import make_context
 from wrc.dialects import ge
 from wrc.dtypes import to_element_type, to_numpy_dtype
 from wrc.errors import ShapeError, WrcError
+from wrc.ir_text import parse_module
 
 DimLike = int | None
 
@@ -127,9 +127,11 @@ class Graph:
         """Parse a graph printed by `to_mlir` (or written by hand); `weights` holds the bytes
         of constants that have no inline value."""
         try:
-            module = Parser(make_context(), text, "<graph>").parse_module()
+            module = parse_module(make_context(), text, "<graph>")
         except ParseError as e:
             raise GraphError(f"cannot parse graph IR:\n{e}") from None
+        except (ValueError, OverflowError) as e:  # xDSL's own checks on some malformed attributes
+            raise GraphError(f"cannot parse graph IR: {type(e).__name__}: {e}") from None
         return cls.from_module(module, weights)
 
     def to_mlir(self) -> str:

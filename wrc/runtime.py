@@ -548,5 +548,15 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
 
     Each call returns a bundle with its own variables (never shared with another bundle).
     """
-    model = source if isinstance(source, ModelBuffer) else read_bundle(source)
-    return Bundle(model, backend=backend)
+    from wrc.backends import get_backend
+
+    get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
+    if isinstance(source, ModelBuffer):
+        return Bundle(source, backend=backend)
+    model = read_bundle(source)
+    try:
+        return Bundle(model, backend=backend)
+    except BundleFormatError:
+        raise
+    except WrcError as e:  # a well-formed container whose IR is not a runnable wrc bundle
+        raise BundleFormatError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
