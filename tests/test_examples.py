@@ -13,6 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = {
     "mlp_builder.py": ["matches NumPy with the new weights"],
     "finetune_loop.py": ["hour 3: train loss", "every answer came from exactly one version"],
+    "onnx_cnn.py": ["infer matches onnx.reference", "after update_from_file(retrained.safetensors)"],
     "adapter_swap.py": ["before any weights: RuntimeStateError", "adapter swaps",
                         "bundles loaded side by side keep their own heads"],
 }
@@ -25,7 +26,7 @@ def test_every_example_is_tested() -> None:
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs(script: str, tmp_path) -> None:
     args = [sys.executable, str(EXAMPLES / script)]
-    if script == "mlp_builder.py":
+    if script in ("mlp_builder.py", "onnx_cnn.py"):
         args += ["--out", str(tmp_path)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"

@@ -98,8 +98,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
 Load BUNDLE, set its weights (the init graph when it has one, then --update FILE: a
 .safetensors or .npz file of weights by name), run inference on the --input arrays (.npy, by
-input name) and write the outputs to --output (.npz: output_0, output_1, ...) or print a
-summary of them.""")
+input name) and write the outputs to --output (.npz: output_0, output_1, ...) or print them (large outputs
+elided).""")
     p.add_argument("bundle", help="a .wrcb bundle")
     p.add_argument("--input", type=_input_arg, action="append", default=[], metavar="NAME=FILE.npy",
                    help="an input array (repeat for each input)")
@@ -128,7 +128,9 @@ def _run(args: argparse.Namespace) -> int:
         np.savez(args.output, **{f"output_{i}": y for i, y in enumerate(outputs)})
         print(f"wrote {len(outputs)} output(s) to {args.output}")
     for i, y in enumerate(outputs):
-        print(f"output_{i}: {y.dtype}{list(y.shape)}" + (f" {np.array2string(y, threshold=8)}" if y.size <= 8 else ""))
+        # Values in full for small outputs, NumPy's elided form (first/last items) for large ones.
+        values = np.array2string(y, threshold=64, edgeitems=3, precision=5, separator=", ")
+        print(f"output_{i}: {y.dtype}{list(y.shape)}\n{values}")
     return 0
 
 
