@@ -111,3 +111,20 @@ def test_unreadable_files(tmp_path) -> None:
     with pytest.raises(wrc.InputError, match="bf16.safetensors"):
         bundle.update_from_file(tmp_path / "bf16.safetensors")
     assert issubclass(WeightFileError, wrc.InputError)
+
+
+def test_safetensors_weights_are_memory_mapped_not_copied(tmp_path) -> None:
+    """Reading maps the file: the arrays are read-only views of its pages (the one copy an
+    update makes is into the bundle), and a bundle's weights do not alias the file after."""
+    from safetensors.numpy import save_file
+
+    from wrc.weight_files import read_weights
+
+    w = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, np.int64),
+         "empty": np.zeros((0, 3), np.float32)}
+    save_file(w, str(tmp_path / "w.safetensors"))
+    got = read_weights(tmp_path / "w.safetensors")
+    assert isinstance(got["a"], np.memmap) and not got["a"].flags.writeable
+    for key, value in w.items():
+        np.testing.assert_array_equal(got[key], value)
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape

@@ -4,9 +4,9 @@ Files map weight names (the original constant names that `Bundle.update` takes, 
 `const_1`) to arrays. Reading only produces arrays; the checks (unknown name, shape, dtype)
 are `Bundle.update`'s, done on every entry before any weight changes.
 
-* safetensors (`.safetensors`): read with `safetensors.safe_open`, which memory-maps the
-  file; each tensor is copied once out of the mapping, then once into the bundle's storage
-  (the file is never read whole into memory first). Written with `safetensors.numpy.save_file`.
+* safetensors (`.safetensors`): validated with `safetensors.safe_open`, then memory-mapped:
+  each tensor is copied once, from the file's pages into the bundle's storage (the file is
+  never read whole into memory first). Written with `safetensors.numpy.save_file`.
 * NumPy (`.npz`): read with `np.load(..., allow_pickle=False)` (never executes file content);
   written uncompressed with `np.savez`.
 
@@ -16,6 +16,7 @@ rename over the target.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from wrc.errors import InputError
-from wrc.model_buffer import ModelBuffer, c_array
+from wrc.model_buffer import ModelBuffer
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
 """File suffix → format name."""
@@ -56,10 +57,7 @@ def read_weights(path: str | os.PathLike[str], format: str | None = None) -> dic
         raise WeightFileError(f"{name}: no such weight file")
     try:
         if fmt == "safetensors":
-            from safetensors import safe_open
-
-            with safe_open(name, framework="numpy") as f:
-                return {key: f.get_tensor(key) for key in f.keys()}
+            return _map_safetensors(name)
         npz = np.load(name, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise WeightFileError(f"{name}: a single .npy array, not an .npz archive of named weights")
@@ -72,6 +70,39 @@ def read_weights(path: str | os.PathLike[str], format: str | None = None) -> dic
         # such as bfloat16); np.load raises ValueError/OSError/BadZipFile on bad archives.
         raise WeightFileError(f"{name}: cannot read this {fmt} file: {type(e).__name__}: "
                               f"{str(e)[:300]}") from None
+
+
+_SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8,
+                       "I16": np.int16, "I32": np.int32, "I64": np.int64, "BOOL": np.bool_}
+"""safetensors dtype names wrc supports (the format stores little-endian values)."""
+
+
+def _map_safetensors(name: str) -> dict[str, np.ndarray]:
+    """Read-only memory-mapped arrays over the file's tensors: no copy here, so an update from
+    the file copies each weight once (into the bundle). `safe_open` validates the file first
+    (header, offsets within the file, no overlaps); the offsets come from its JSON header."""
+    from safetensors import safe_open
+
+    with safe_open(name, framework="numpy") as f:
+        keys = list(f.keys())
+    with open(name, "rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+    arrays = {}
+    for key in keys:
+        info = header[key]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise WeightFileError(f"{name}: weight {key!r} has dtype {info['dtype']}, which wrc does not "
+                                  f"support ({', '.join(_SAFETENSORS_DTYPES)})")
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end == begin:  # np.memmap cannot map zero bytes
+            arrays[key] = np.zeros(shape, dtype)
+        else:
+            arrays[key] = np.memmap(name, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
+                                    offset=8 + size + begin, shape=shape)
+    return arrays
 
 
 def write_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray],
@@ -127,5 +158,5 @@ def bake_weights(model: ModelBuffer, path: str | os.PathLike[str], what: str = "
         if const not in weights:
             raise InputError(f"{what}: the initial value of weight {key!r} is not a stored weight "
                              "of the file (inline in the IR or computed): it cannot be replaced")
-        weights[const] = c_array(value)
+        weights[const] = np.array(value, order="C")  # a copy: never a view of the (mapped) file
     return ModelBuffer(module=model.module, graphs=model.graphs, weights=weights)
