@@ -556,18 +556,24 @@ class MatMulOp(ComputeOp):
         return self.infer(self.name, _ranked(self, self.lhs), _ranked(self, self.rhs))
 
 
-@irdl_op_definition
-class ReshapeOp(ComputeOp):
-    """`%y = ge.reshape %x : tensor<2x6xf32> -> tensor<3x4xf32>` (the result type is the new shape)."""
+class RetypeOp(ComputeOp):
+    """One operand and one result whose type is printed (for reshape, cast and expand it *is*
+    the op's parameter): `%y = ge.<op> %x : tensor<...> -> tensor<...>`; `infer` checks it."""
 
-    name = "ge.reshape"
     input = operand_def(TensorType)
     output = result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
 
-    def __init__(self, input: SSAValue, result_type: TensorType):
+    def __init__(self, input: SSAValue, result_type: Attribute):
         super().__init__(operands=[input], result_types=[result_type])
+
+
+@irdl_op_definition
+class ReshapeOp(RetypeOp):
+    """`%y = ge.reshape %x : tensor<2x6xf32> -> tensor<3x4xf32>` (the result type is the new shape)."""
+
+    name = "ge.reshape"
 
     @staticmethod
     def infer(op: str, input: TensorType, shape: Sequence[int]) -> TensorType:
@@ -755,17 +761,10 @@ class AvgPool2DOp(Pool2DOp):
 
 
 @irdl_op_definition
-class GlobalAvgPoolOp(ComputeOp):
+class GlobalAvgPoolOp(RetypeOp):
     """`%y = ge.global_avg_pool %x : tensor<1x64x8x8xf32> -> tensor<1x64x1x1xf32>`."""
 
     name = "ge.global_avg_pool"
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(self, input: SSAValue, result_type: Attribute):
-        super().__init__(operands=[input], result_types=[result_type])
 
     @staticmethod
     def infer(op: str, input: TensorType) -> TensorType:
@@ -894,17 +893,10 @@ class ReduceMaxOp(ReduceOp):
 
 
 @irdl_op_definition
-class CastOp(ComputeOp):
+class CastOp(RetypeOp):
     """`%y = ge.cast %x : tensor<2x3xi64> -> tensor<2x3xf32>` (ONNX Cast: float->int truncates)."""
 
     name = "ge.cast"
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(self, input: SSAValue, result_type: TensorType):
-        super().__init__(operands=[input], result_types=[result_type])
 
     @staticmethod
     def infer(op: str, input: TensorType, element_type: Attribute) -> TensorType:
@@ -1053,17 +1045,10 @@ class GatherOp(ComputeOp):
 
 
 @irdl_op_definition
-class ExpandOp(ComputeOp):
+class ExpandOp(RetypeOp):
     """Broadcast to a larger shape (NumPy rules): `%y = ge.expand %x : tensor<3x1xf32> -> tensor<2x3x4xf32>`."""
 
     name = "ge.expand"
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(self, input: SSAValue, result_type: TensorType):
-        super().__init__(operands=[input], result_types=[result_type])
 
     @staticmethod
     def infer(op: str, input: TensorType, shape: Sequence[int]) -> TensorType:
