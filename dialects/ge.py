@@ -291,9 +291,10 @@ class VariableOp(IRDLOperation):
             )
 
 
-_VARIABLES: weakref.WeakKeyDictionary[Operation, dict[str, VariableOp]] = weakref.WeakKeyDictionary()
+_VARIABLES: weakref.WeakKeyDictionary[Operation, dict[str, weakref.ref[VariableOp]]] = weakref.WeakKeyDictionary()
 """Per symbol-table op: its variables by name. `SymbolTable.lookup_symbol` scans the module
-on every call, which made verifying a graph with many variables quadratic."""
+on every call, which made verifying a graph with many variables quadratic. The variables are
+held weakly: a strong reference would keep the key (their parent module) alive forever."""
 
 
 def lookup_variable(op: Operation, ref: SymbolRefAttr) -> VariableOp:
@@ -304,12 +305,15 @@ def lookup_variable(op: Operation, ref: SymbolRefAttr) -> VariableOp:
     found = None
     if table_op is not None and not ref.nested_references:
         table = _VARIABLES.get(table_op)
-        found = table.get(name) if table is not None else None
+        entry = table.get(name) if table is not None else None
+        found = entry() if entry is not None else None
         # A stale entry (the variable was erased, moved or renamed) rebuilds the table.
         if found is None or found.parent_op() is not table_op or found.sym_name.data != name:
-            table = {v.sym_name.data: v for v in table_op.regions[0].block.ops if isinstance(v, VariableOp)}
+            table = {v.sym_name.data: weakref.ref(v) for v in table_op.regions[0].block.ops
+                     if isinstance(v, VariableOp)}
             _VARIABLES[table_op] = table
-            found = table.get(name)
+            entry = table.get(name)
+            found = entry() if entry is not None else None
     if not isinstance(found, VariableOp):
         raise VerifyException(f"{op.name}: '@{ref.string_value()}' is not a ge.variable")
     return found

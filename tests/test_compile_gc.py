@@ -79,3 +79,27 @@ def test_build_and_load_pause_the_collector_and_give_it_back(monkeypatch):
     out = bundle.infer([np.ones((1, 2), np.float32)])[0]
     np.testing.assert_array_equal(out, np.maximum(np.ones((1, 2), np.float32) @ w, 0))
     assert seen and gc.isenabled()  # convert, build and load each paused it
+
+
+def test_builds_do_not_keep_modules_alive():
+    """`ge.lookup_variable`'s per-module cache must not keep its modules alive (a leak that
+    made every later compile in the process slower)."""
+    import numpy as np
+
+    import wrc
+    from wrc.dialects import ge
+
+    def build_once() -> None:
+        g = wrc.Graph("g")
+        g.output(g.relu(g.matmul(g.data("x", (1, 2)), g.const("w", np.ones((2, 3), np.float32)))))
+        with wrc.BuildSession():
+            gs = wrc.convert_to_weight_refreshable_graphs(g, ["w"])
+            wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
+
+    build_once()
+    gc.collect()
+    before = len(ge._VARIABLES)
+    build_once()
+    build_once()
+    gc.collect()
+    assert len(ge._VARIABLES) <= before

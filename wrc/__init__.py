@@ -19,6 +19,7 @@ from wrc.errors import (
     LoweringError,
     RuntimeStateError,
     ShapeError,
+    UnrunnableBundleError,
     WrcError,
 )
 from wrc.graph import Graph, GraphError, Tensor
@@ -39,7 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BuildError", "BuildSession", "Bundle", "BundleFormatError", "ConversionError", "Graph",
     "GraphError", "InputError", "LoweringError", "ModelBuffer", "RuntimeStateError", "ShapeError",
-    "Tensor", "VariableInfo", "WeightRefreshableGraphs", "WrcError", "build_finalize",
+    "Tensor", "UnrunnableBundleError", "VariableInfo", "WeightRefreshableGraphs", "WrcError", "build_finalize",
     "build_initialize", "bundle_build_model", "bundle_save_model",
     "convert_to_weight_refreshable_graphs", "load_bundle",
 ]

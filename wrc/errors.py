@@ -29,6 +29,11 @@ class BundleFormatError(WrcError):
     """A bundle file is malformed, truncated, tampered with or of an unknown version."""
 
 
+class UnrunnableBundleError(BundleFormatError, LoweringError):
+    """A well-formed bundle file whose IR the chosen backend cannot run (tampered, or using an
+    op this backend does not implement): a `BundleFormatError`, and a `LoweringError` too."""
+
+
 class RuntimeStateError(WrcError):
     """A bundle was asked to run in a state that does not allow it (e.g. uninitialized weights)."""
 

@@ -26,7 +26,14 @@ from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerType, MemRefT
 from xdsl.ir import Operation, SSAValue
 
 from wrc.bundle_format import check_model, read_bundle
-from wrc.errors import BundleFormatError, InputError, RuntimeStateError, WrcError
+from wrc.errors import (
+    BundleFormatError,
+    InputError,
+    LoweringError,
+    RuntimeStateError,
+    UnrunnableBundleError,
+    WrcError,
+)
 from wrc.model_buffer import (
     ModelBuffer,
     Spec,
@@ -558,5 +565,7 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
         return Bundle(model, backend=backend)
     except BundleFormatError:
         raise
-    except WrcError as e:  # a well-formed container whose IR is not a runnable wrc bundle
+    except LoweringError as e:  # a well-formed container whose IR this backend cannot run
+        raise UnrunnableBundleError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
+    except WrcError as e:  # a well-formed container whose IR is not a valid wrc bundle
         raise BundleFormatError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
