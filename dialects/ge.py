@@ -868,9 +868,6 @@ class FloatBinaryOp(ElementwiseBinaryOp):
             raise _fail(op, f"expects floating-point tensors, got {out.element_type}")
         return out
 
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.lhs), _ranked(self, self.rhs))
-
 
 @irdl_op_definition
 class PowOp(FloatBinaryOp):

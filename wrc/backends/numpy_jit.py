@@ -143,16 +143,9 @@ _CMPI: dict[int, str] = {
 }
 
 _COMBINERS: dict[str, str] = {
-    "arith.addf": "add",
-    "arith.addi": "add",
-    "arith.mulf": "multiply",
-    "arith.muli": "multiply",
-    "arith.maximumf": "maximum",
-    "arith.minimumf": "minimum",
-    "arith.maxnumf": "fmax",
-    "arith.minnumf": "fmin",
-    "arith.maxsi": "maximum",
-    "arith.minsi": "minimum",
+    op: _UFUNCS[op]
+    for op in ("arith.addf", "arith.addi", "arith.mulf", "arith.muli", "arith.maximumf", "arith.minimumf",
+               "arith.maxnumf", "arith.minnumf", "arith.maxsi", "arith.minsi")
 }
 """Reduction combiners `out = comb(out, expr)` and the ufunc whose `.reduce` they are."""
 
