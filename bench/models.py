@@ -108,6 +108,49 @@ def mlp(batch: int, seed: int = 0) -> Model:
     return Model(f"MLP b{batch}", {"x": _rand(rng, batch, 784)}, w, build, to_onnx)
 
 
+def mlp_bn(batch: int, seed: int = 0) -> Model:
+    """The MLP as PyTorch exports it: `Linear` weights stored [out, in] (ONNX `Gemm
+    transB=1`) and a `BatchNorm1d` after each hidden layer: the weight-only work (transposes,
+    `gamma / sqrt(var + eps)`) that `ge-hoist-weight-only` moves out of inference."""
+    rng = np.random.default_rng(seed)
+    dims, eps = (784, 1024, 1024, 10), 1e-5
+    w: dict[str, np.ndarray] = {}
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        w[f"w{i}"] = _rand(rng, b, a, scale=a ** -0.5)
+        w[f"b{i}"] = _rand(rng, b, scale=0.1)
+        if i < 2:
+            w[f"gamma{i}"] = (1 + _rand(rng, b, scale=0.1))
+            w[f"beta{i}"] = _rand(rng, b, scale=0.1)
+            w[f"mean{i}"] = _rand(rng, b, scale=0.1)
+            w[f"var{i}"] = rng.uniform(0.5, 1.5, b).astype(np.float32)
+
+    def build(w: dict[str, np.ndarray]) -> wrc.Graph:
+        g = wrc.Graph("mlp_bn")
+        h = g.data("x", (batch, 784))
+        for i in range(3):
+            h = g.add(g.matmul(h, g.transpose(g.const(f"w{i}", w[f"w{i}"]), [1, 0])), g.const(f"b{i}", w[f"b{i}"]))
+            if i < 2:
+                scale = g.div(g.const(f"gamma{i}", w[f"gamma{i}"]),
+                              g.sqrt(g.add(g.const(f"var{i}", w[f"var{i}"]), g.const(f"eps{i}", np.float32(eps)))))
+                h = g.add(g.mul(g.sub(h, g.const(f"mean{i}", w[f"mean{i}"])), scale), g.const(f"beta{i}", w[f"beta{i}"]))
+                h = g.relu(h)
+        g.output(h)
+        return g
+
+    def to_onnx(w: dict[str, np.ndarray], as_inputs: bool) -> onnx.ModelProto:
+        o = _Onnx(w, as_inputs)
+        h = "x"
+        for i in range(3):
+            h = o.op("Gemm", h, f"w{i}", f"b{i}", transB=1)
+            if i < 2:
+                h = o.op("Relu", o.op("BatchNormalization", h, f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}",
+                                      epsilon=eps))
+        return o.model({"x": np.zeros((batch, 784), np.float32)}, h)
+
+    return Model(f"MLP-BN b{batch}", {"x": _rand(rng, batch, 784)}, w, build, to_onnx,
+                 note="Gemm transB=1 + BatchNorm")
+
+
 def small_mlp(seed: int = 0) -> Model:
     """For interp vs numpy: the interpreter costs ~50 µs per multiply-add."""
     rng = np.random.default_rng(seed)

@@ -5,6 +5,8 @@
 Sections (docs/performance.md explains each and records a run):
   infer    wrc numpy (refreshable) vs wrc with weights frozen as constants vs onnxruntime
            (weights as initializers, and as graph inputs), 1 and 2 threads
+  hoist    a model with weight-only work (Gemm transB=1 + BatchNorm): wrc with and without
+           ge-hoist-weight-only vs frozen vs onnxruntime; update cost with derived values
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
@@ -80,9 +82,9 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -
 # ---------------------------------------------------------------------------- building
 
 
-def build_bundle(m: models.Model, init: bool = True) -> wrc.ModelBuffer:
+def build_bundle(m: models.Model, init: bool = True, hoist: bool = True) -> wrc.ModelBuffer:
     g = m.build(m.weights)
-    with wrc.BuildSession():
+    with wrc.BuildSession({"wrc.hoist_weight_only": "true" if hoist else "false"}):
         gs = wrc.convert_to_weight_refreshable_graphs(g, list(m.weights))
         parts = [gs.infer_graph, gs.var_update_graph] + ([gs.var_init_graph] if init else [])
         return wrc.bundle_build_model(parts)
@@ -145,6 +147,47 @@ def bench_infer(quick: bool) -> None:
                 }, rounds, calls)
                 for what, (med, mn) in res.items():
                     record("infer", m.name, what, med, mn, threads=threads, note=m.note)
+
+
+def bench_hoist(quick: bool) -> None:
+    """A model with weight-only work: hoisted, not hoisted, frozen (folded), onnxruntime."""
+    rounds, calls = (3, 5) if quick else (7, 20)
+    for m in (models.mlp_bn(1), models.mlp_bn(32)):
+        b = wrc.load_bundle(build_bundle(m))
+        b.init()
+        b_plain = wrc.load_bundle(build_bundle(m, hoist=False))
+        b_plain.init()
+        fb, fname = frozen_bundle(m)
+        s_init, s_in = ort_session(m, 1, False), ort_session(m, 1, True)
+        ref = s_init.run(None, m.inputs)[0]
+        for name, got in (("wrc", b.infer(m.inputs)[0]), ("wrc, no hoisting", b_plain.infer(m.inputs)[0]),
+                          ("wrc frozen", fb.run(fname, m.inputs)[0])):
+            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
+            if err > 1e-4:
+                raise SystemExit(f"{m.name}: {name} differs from onnxruntime (relative error {err:.2e})")
+        feeds = {**m.inputs, **m.weights}
+        with threadpool_limits(1):
+            res = interleaved({
+                "wrc": lambda b=b, m=m: b.infer(m.inputs),
+                "wrc, no hoisting": lambda b=b_plain, m=m: b.infer(m.inputs),
+                "wrc frozen": lambda fb=fb, m=m, fname=fname: fb.run(fname, m.inputs),
+                "ort": lambda s=s_init, m=m: s.run(None, m.inputs),
+                "ort weights-as-inputs": lambda s=s_in, f=feeds: s.run(None, f),
+            }, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("hoist", m.name, what, med, mn, note=m.note)
+        if m.name.endswith("b1"):  # what an update costs with the derived values recomputed
+            w2 = {k: v.copy() for k, v in m.weights.items()}
+            total = sum(v.nbytes for v in w2.values())
+            dst = {k: np.empty_like(v) for k, v in w2.items()}
+            with threadpool_limits(1):
+                res = interleaved({
+                    "update all (+ recompute derived)": lambda b=b, w=w2: b.update(w),
+                    "update all, no hoisting": lambda b=b_plain, w=w2: b.update(w),
+                    "np.copyto all": lambda w=w2, d=dst: [np.copyto(d[k], v) for k, v in w.items()],
+                }, rounds, calls)
+            for what, (med, mn) in res.items():
+                record("hoist", m.name, what, med, mn, note=f"{total / 1e6:.2f} MB")
 
 
 def bench_interp(quick: bool) -> None:
@@ -286,7 +329,7 @@ def bench_rss(quick: bool) -> None:
                            unit="MB", ratio_to_weights=(after - base) / m.weight_bytes)
 
 
-SECTIONS = {"infer": bench_infer, "interp": bench_interp, "update": bench_update,
+SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss}
 
 

@@ -23,6 +23,12 @@ def _split() -> type[ModulePass]:
     return GeSplitWeightRefreshablePass
 
 
+def _hoist() -> type[ModulePass]:
+    from wrc.passes.ge_hoist_weight_only import GeHoistWeightOnlyPass
+
+    return GeHoistWeightOnlyPass
+
+
 def _to_linalg() -> type[ModulePass]:
     from wrc.passes.convert_ge_to_linalg import ConvertGeToLinalgPass
 
@@ -38,6 +44,7 @@ def _bufferize() -> type[ModulePass]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ge-const-to-var": _const_to_var,
     "ge-split-weight-refreshable": _split,
+    "ge-hoist-weight-only": _hoist,
     "convert-ge-to-linalg": _to_linalg,
     "ge-bufferize": _bufferize,
 }

@@ -20,6 +20,7 @@ from xdsl.ir import Operation
 from wrc.bundle_format import PRELUDE_SIZE, read_bundle
 from wrc.model_buffer import (
     ModelBuffer,
+    derive_funcs,
     element_dtype,
     global_spec,
     is_variable,
@@ -82,6 +83,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     init_sources = {var: src for src, var in _copies(funcs.get(INIT_GRAPH))}
     updated = {var for _, var in _copies(funcs.get(UPDATE_GRAPH))}
+    derived = {var: fn.sym_name.data for fn in derive_funcs(module, model.graphs) for _, var in _copies(fn)}
     variables = []
     for name, op in globals_.items():
         if not is_variable(op):
@@ -89,7 +91,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         spec = global_spec(op)
         assert spec is not None  # read_bundle checked static shapes and dtypes
         src = init_sources.get(name)
-        if isinstance(op.initial_value, DenseIntOrFPElementsAttr):
+        if name in derived:
+            initial = f"derived by @{derived[name]}"
+        elif isinstance(op.initial_value, DenseIntOrFPElementsAttr):
             initial = "inline"
         elif isinstance(src, memref.GetGlobalOp):
             const = src.name_.root_reference.data

@@ -61,6 +61,16 @@ def module_funcs(module: ModuleOp) -> dict[str, func.FuncOp]:
     return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
 
 
+DERIVE_ATTR = "ge.derive"
+"""Marks a function of `ge-hoist-weight-only` that computes derived variables from weights;
+the runtime runs it when one of the variables it reads changed (not a graph of the bundle)."""
+
+
+def derive_funcs(module: ModuleOp, graphs: tuple[str, ...]) -> list[func.FuncOp]:
+    """The module's derive functions, in module order (a graph is never one)."""
+    return [f for name, f in module_funcs(module).items() if DERIVE_ATTR in f.attributes and name not in graphs]
+
+
 def is_variable(op: GlobalOp) -> bool:
     """Non-constant globals are variables: storage the runtime owns (SPEC §2 `<const>_var`)."""
     return op.constant is None

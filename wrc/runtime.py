@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from wrc.model_buffer import (
     ModelBuffer,
     Spec,
     c_array,
+    derive_funcs,
     element_dtype,
     global_spec,
     is_variable,
@@ -201,6 +202,23 @@ def _guards(
     return tuple(guards)
 
 
+def _derived_sources(derives: Sequence[_GraphInfo]) -> dict[str, frozenset[str]]:
+    """Derived variable → the variables it is computed from; checks the derive functions'
+    shape: no inputs, whole writes of variables no graph may write, sources not derived."""
+    derived: dict[str, frozenset[str]] = {}
+    for d in derives:
+        if d.inputs:
+            raise _bad(d.name, "a derive function takes no inputs")
+        for w in d.writes:
+            if not w.full or w.guards != () or w.var in derived:
+                raise _bad(d.name, f"derived variable @{w.var} must be written whole, once, by one derive function")
+            derived[w.var] = d.reads
+    for d in derives:
+        if not d.reads.isdisjoint(derived):
+            raise _bad(d.name, "a derive function must read weights only (not derived variables)")
+    return derived
+
+
 def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
     """The value of an inline `dense<...>` global (stored little-endian by xDSL)."""
     attr = op.initial_value
@@ -268,6 +286,12 @@ class Bundle:
         self.backend = backend
         with paused_gc():  # linear time in the graph size (docs/performance.md)
             self._graphs = {g: _analyze(funcs[g], globals_) for g in model.graphs}
+            self._derives = tuple(_analyze(f, globals_) for f in derive_funcs(model.module, model.graphs))
+        self._derived = _derived_sources(self._derives)
+        for info in self._graphs.values():
+            clash = sorted({w.var for w in info.writes} & self._derived.keys())
+            if clash:
+                raise _bad(info.name, f"writes the derived variable(s) {', '.join(clash)}")
         self._specs: dict[str, Spec] = {}
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
@@ -283,12 +307,13 @@ class Bundle:
                 value = c_array(model.weights[name], spec[1]).view()
                 value.flags.writeable = False
                 self._constants[name] = value
-        self._variables = [n for n, op in globals_.items() if is_variable(op)]
+        self._variables = [n for n, op in globals_.items() if is_variable(op) and n not in self._derived]
         self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
         with paused_gc():
             self._compiled = get_backend(backend).compile(model.module)
+        self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
 
         # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
         # Derived from the IR (the variable each optional input is copied into), the input
@@ -478,12 +503,32 @@ class Bundle:
                 if var in certain or var in snap:  # otherwise maybe still unset: stays so
                     arr.flags.writeable = False
                     new[var] = arr
+            fresh.update(self._derive(new, fresh.keys() & new.keys()))
             self._snapshot = new  # the one publishing assignment
             for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
                 old = snap.get(var)
                 if old is not None and new.get(var) is not old and old.base is None:
                     self._spare[var] = old
             return outs
+
+    def _derive(self, state: dict[str, np.ndarray], changed: Iterable[str],
+                loading: bool = False) -> dict[str, np.ndarray]:
+        """Run the derive functions reading a variable in `changed` (and nothing unset) into
+        new arrays, added to `state`; returns them. Only what depends on a change is redone;
+        those of constants alone run when `loading`."""
+        changed = set(changed)
+        made: dict[str, np.ndarray] = {}
+        for d in self._derives:
+            due = not d.reads.isdisjoint(changed) or (loading and not d.reads)
+            if not due or not d.reads <= state.keys():
+                continue
+            out = {w.var: self._buffer(w.var) for w in d.writes}
+            self._compiled.run(d.name, self._globals(d, state, out), [])
+            for arr in out.values():
+                arr.flags.writeable = False
+            state.update(out)
+            made.update(out)
+        return made
 
     def _buffer(self, var: str) -> np.ndarray:
         """A writable array for a new value of `var`: the one it replaced last time when
@@ -502,7 +547,8 @@ class Bundle:
 
     def _globals(self, info: _GraphInfo, snap: Mapping[str, np.ndarray],
                  fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted(v for v in info.reads if v not in snap)
+        missing = sorted({s for v in info.reads if v not in snap
+                          for s in self._derived.get(v, (v,)) if s not in snap})
         if missing:
             hint = ("call init()" if INIT_GRAPH in self._graphs
                     else "this bundle is weight-stripped: call update() with all weights")

@@ -27,8 +27,14 @@ from wrc.model_buffer import ModelBuffer, c_array
 
 Options = Mapping[str, str]
 
-SUPPORTED_GLOBAL_OPTIONS: frozenset[str] = frozenset()
-"""Keys accepted by `build_initialize` (none yet: an unknown key is an error, not ignored)."""
+HOIST_OPTION = "wrc.hoist_weight_only"
+"""`build_initialize` option: "true" (default) runs `ge-hoist-weight-only` when building
+bundles (weight-only work moves out of inference); "false" keeps the graphs as they are."""
+
+SUPPORTED_GLOBAL_OPTIONS: frozenset[str] = frozenset({HOIST_OPTION})
+"""Keys accepted by `build_initialize` (an unknown key is an error, not ignored)."""
+
+_BOOLEAN_OPTIONS = frozenset({HOIST_OPTION})
 
 SUPPORTED_GRAPH_OPTIONS: frozenset[str] = frozenset()
 """Keys accepted per graph by `bundle_build_model`."""
@@ -59,6 +65,8 @@ def _check_options(options: Options | None, supported: frozenset[str], where: st
         if key not in supported:
             known = ", ".join(sorted(supported)) or "none yet"
             raise BuildError(f"{where}: unknown option {key!r} (supported: {known})")
+        if key in _BOOLEAN_OPTIONS and value not in ("true", "false"):
+            raise BuildError(f"{where}: option {key!r} must be \"true\" or \"false\", got {value!r}")
     return dict(options)
 
 
@@ -220,7 +228,8 @@ def bundle_build_model(graphs_and_options: Sequence) -> ModelBuffer:
             module.verify()
         except VerifyException as e:
             raise BuildError(f"bundle_build_model: the merged graphs do not verify: {e}") from None
-        pipeline.apply(module, pipeline.LOWER_TO_BUFFERS)
+        hoist = _SESSION.options.get(HOIST_OPTION, "true") == "true"
+        pipeline.apply(module, pipeline.BUILD if hoist else pipeline.LOWER_TO_BUFFERS)
         return ModelBuffer(module=module, graphs=tuple(g.name for g in graphs), weights=_weights(module, graphs))
 
 
