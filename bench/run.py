@@ -7,6 +7,7 @@ Sections (docs/performance.md explains each and records a run):
            (weights as initializers, and as graph inputs), 1 and 2 threads
   hoist    a model with weight-only work (Gemm transB=1 + BatchNorm): wrc with and without
            ge-hoist-weight-only vs frozen vs onnxruntime; update cost with derived values
+  onnx     the ResNet- and BERT-style PyTorch exports of tests/models vs onnxruntime
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
@@ -190,6 +191,73 @@ def bench_hoist(quick: bool) -> None:
                 record("hoist", m.name, what, med, mn, note=f"{total / 1e6:.2f} MB")
 
 
+REAL_MODELS = Path(__file__).resolve().parent.parent / "tests" / "models"
+
+
+def _weights_as_inputs(proto: Any) -> bytes:
+    """The ONNX model with every float initializer turned into a graph input."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    keep = []
+    for init in m.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            m.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        else:
+            keep.append(init)
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    return m.SerializeToString()
+
+
+def bench_onnx(quick: bool) -> None:
+    """The checked-in PyTorch exports (tests/models): wrc (all weights refreshable, with and
+    without hoisting) vs onnxruntime, one thread."""
+    import onnx
+    from onnx import numpy_helper
+
+    from wrc.onnx import import_onnx, weight_names
+
+    rng = np.random.default_rng(0)
+    cases = {"resnet": {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)},
+             "bert": {"input_ids": rng.integers(0, 64, (1, 8))}}
+    rounds, calls = (3, 5) if quick else (7, 20)
+    for name, feeds in cases.items():
+        path = REAL_MODELS / f"{name}.onnx"
+        if not path.exists():
+            continue
+        proto = onnx.load(str(path))
+        graph = import_onnx(proto)
+        bundles = {}
+        for label, hoist in (("wrc", "true"), ("wrc, no hoisting", "false")):
+            with wrc.BuildSession({"wrc.hoist_weight_only": hoist}):
+                parts = wrc.convert_to_weight_refreshable_graphs(graph, weight_names(graph))
+                bundles[label] = wrc.load_bundle(wrc.bundle_build_model(
+                    [parts.infer_graph, parts.var_update_graph, parts.var_init_graph]))
+            bundles[label].init()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        s_init = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        s_in = ort.InferenceSession(_weights_as_inputs(proto), so, providers=["CPUExecutionProvider"])
+        floats = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+                  if i.data_type == onnx.TensorProto.FLOAT}
+        ref = s_init.run(None, feeds)[0]
+        for label, b in bundles.items():
+            got = b.infer(feeds)[0]
+            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
+            if err > 1e-4:
+                raise SystemExit(f"{name}: {label} differs from onnxruntime (relative error {err:.2e})")
+        with threadpool_limits(1):
+            res = interleaved({
+                **{label: lambda b=b, f=feeds: b.infer(f) for label, b in bundles.items()},
+                "ort": lambda s=s_init, f=feeds: s.run(None, f),
+                "ort weights-as-inputs": lambda s=s_in, f={**feeds, **floats}: s.run(None, f),
+            }, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("onnx", f"{name}.onnx", what, med, mn, note="tests/models, PyTorch export")
+
+
 def bench_interp(quick: bool) -> None:
     m = models.small_mlp()
     mb = build_bundle(m)
@@ -329,7 +397,7 @@ def bench_rss(quick: bool) -> None:
                            unit="MB", ratio_to_weights=(after - base) / m.weight_bytes)
 
 
-SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "interp": bench_interp, "update": bench_update,
+SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss}
 
 

@@ -23,6 +23,12 @@ def _split() -> type[ModulePass]:
     return GeSplitWeightRefreshablePass
 
 
+def _fold_scales() -> type[ModulePass]:
+    from wrc.passes.ge_fold_weight_scales import GeFoldWeightScalesPass
+
+    return GeFoldWeightScalesPass
+
+
 def _hoist() -> type[ModulePass]:
     from wrc.passes.ge_hoist_weight_only import GeHoistWeightOnlyPass
 
@@ -44,6 +50,7 @@ def _bufferize() -> type[ModulePass]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ge-const-to-var": _const_to_var,
     "ge-split-weight-refreshable": _split,
+    "ge-fold-weight-scales": _fold_scales,
     "ge-hoist-weight-only": _hoist,
     "convert-ge-to-linalg": _to_linalg,
     "ge-bufferize": _bufferize,

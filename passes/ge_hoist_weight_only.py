@@ -31,6 +31,7 @@ they are, so running the pass twice changes nothing the second time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ from wrc.model_buffer import DERIVE_ATTR
 DERIVE_PREFIX = "wrc.derive."
 
 
-def _writes_variables(fn: FuncOp) -> bool:
+def writes_variables(fn: FuncOp) -> bool:
     return any(isinstance(op, ge.AssignOp | ge.AssignIfNonEmptyOp) for op in fn.walk())
 
 
@@ -151,8 +152,10 @@ class GeHoistWeightOnlyPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = [f for f in op.ops if isinstance(f, FuncOp) and not f.is_declaration
-                 and DERIVE_ATTR not in f.attributes and not _writes_variables(f)]
+                 and DERIVE_ATTR not in f.attributes and not writes_variables(f)]
         names = _Names(op)
+        # A derived variable is named after its largest source (e.g. the weight a scale is folded into).
+        size = {v.sym_name.data: math.prod(v.type.get_shape()) for v in op.ops if isinstance(v, ge.VariableOp)}
         declarations: list[Operation] = []
         derives: list[Operation] = []
         for fn in funcs:
@@ -160,7 +163,7 @@ class GeHoistWeightOnlyPass(ModulePass):
             groups: dict[frozenset[str], list[tuple[SSAValue, str]]] = {}
             for value in weights.frontier(fn):
                 sources = weights.sources[value]
-                stem = f"{min(sources)}.hoisted" if sources else "folded"
+                stem = f"{max(sorted(sources), key=lambda v: size.get(v, 0))}.hoisted" if sources else "folded"
                 groups.setdefault(sources, []).append((value, names.fresh(stem)))
             # The derive functions first, while the original ops are still in place.
             for sources in sorted(groups, key=sorted):

@@ -96,8 +96,10 @@ def test_infer_reads_no_weight_only_work(model: ModelBuffer) -> None:
             # Each linalg op reads an input or a computed value, not globals alone.
             assert not all(isinstance(v.owner, memref.GetGlobalOp) for v in op.inputs), op
     derives = derive_funcs(model.module, model.graphs)
-    # {w, lora_a, lora_b}, {gamma, var} and the folded constants: one function each.
-    assert len(derives) == 3
+    # The BatchNorm scale is folded into the LoRA-merged weight (ge-fold-weight-scales), so:
+    # W' = (W.T + A @ B * s) * k from {w, lora_a, lora_b, gamma, var}, and one shift
+    # k1 * k2 - mean * k from {gamma, var}: one derive function each.
+    assert len(derives) == 2
     assert all(DERIVE_ATTR in f.attributes for f in derives)
     plain = build(hoist=False)
     assert not derive_funcs(plain.module, plain.graphs)
@@ -111,7 +113,7 @@ def test_inspect_marks_derived_variables(model: ModelBuffer, tmp_path) -> None:
     rows = {v["name"]: v for v in describe(path)["variables"]}
     assert rows["w_var"]["weight"] == "w"
     derived = [v for v in rows.values() if v["initial_value"].startswith("derived by @wrc.derive.")]
-    assert len(derived) == 3 and all(v["weight"] is None for v in derived)
+    assert len(derived) == 2 and all(v["weight"] is None for v in derived)
 
 
 def test_derived_variables_are_not_weights(model: ModelBuffer) -> None:
@@ -144,16 +146,20 @@ def test_update_recomputes_only_what_changed(model: ModelBuffer) -> None:
     b.init()
     calls = _spy(b)
     w = weights(0)
+    reads = {f.sym_name.data: {op.name_.root_reference.data for op in f.walk() if isinstance(op, memref.GetGlobalOp)}
+             for f in derive_funcs(model.module, model.graphs)}
+    weight_group = next(n for n, r in reads.items() if "lora_b_var" in r)
+    assert all("gamma_var" in r for r in reads.values())
 
-    w["gamma"] = weights(2)["gamma"]
-    b.update({"gamma": w["gamma"]})
-    assert calls[0] == UPDATE_GRAPH and len(calls) == 2, calls  # the BatchNorm group only
+    w["lora_b"] = weights(3)["lora_b"]
+    b.update({"lora_b": w["lora_b"]})
+    assert calls == [UPDATE_GRAPH, weight_group]  # the shift does not depend on lora_b
     np.testing.assert_allclose(b.infer({"x": X})[0], reference(X, w), rtol=1e-5, atol=1e-5)
 
     calls.clear()
-    w["lora_b"] = weights(3)["lora_b"]
-    b.update({"lora_b": w["lora_b"]})
-    assert len(calls) == 2, calls  # the W / LoRA group only
+    w["gamma"] = weights(2)["gamma"]
+    b.update({"gamma": w["gamma"]})
+    assert calls[0] == UPDATE_GRAPH and sorted(calls[1:]) == sorted(reads), calls  # both, once
     np.testing.assert_allclose(b.infer({"x": X})[0], reference(X, w), rtol=1e-5, atol=1e-5)
 
     calls.clear()
@@ -161,7 +167,7 @@ def test_update_recomputes_only_what_changed(model: ModelBuffer) -> None:
     assert calls == [UPDATE_GRAPH]
     calls.clear()
     b.update(weights(4))
-    assert len(calls) == 3, calls  # both groups once; the folded constants never again
+    assert len(calls) == 1 + len(reads), calls  # each group once
 
 
 def test_a_b_a_is_bit_identical(model: ModelBuffer) -> None:
@@ -265,4 +271,33 @@ def test_malformed_derive_functions_are_format_errors(
 
 
 def test_pipeline_exposes_the_build_stage() -> None:
-    assert pipeline.BUILD == f"{pipeline.HOIST},{pipeline.LOWER_TO_BUFFERS}"
+    assert pipeline.BUILD == f"{pipeline.WEIGHT_ONLY},{pipeline.LOWER_TO_BUFFERS}"
+
+
+def test_batchnorm_folds_into_the_convolutions_of_resnet() -> None:
+    """tests/models/resnet.onnx (PyTorch export): every BatchNorm's scale goes into its conv's
+    weights; results agree with the unfolded build (and, in test_onnx_models, with onnxruntime)."""
+    from pathlib import Path
+
+    from wrc.onnx import import_onnx, weight_names
+
+    path = Path(__file__).parent / "models" / "resnet.onnx"
+    graph = import_onnx(path)
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(F32)
+    generics, outs = {}, {}
+    for hoist in ("true", "false"):
+        with wrc.BuildSession({"wrc.hoist_weight_only": hoist}):
+            parts = wrc.convert_to_weight_refreshable_graphs(graph, weight_names(graph))
+            mb = wrc.bundle_build_model([parts.infer_graph, parts.var_update_graph, parts.var_init_graph])
+        generics[hoist] = sum(isinstance(op, GenericOp) for op in module_funcs(mb.module)[INFER_GRAPH].walk())
+        b = load_bundle(mb)
+        b.init()
+        outs[hoist] = b.infer({"x": x})[0]
+    np.testing.assert_allclose(outs["true"], outs["false"], rtol=1e-5, atol=1e-5)
+    import onnx
+
+    batchnorms = sum(n.op_type == "BatchNormalization" for n in onnx.load(str(path)).graph.node)
+    assert batchnorms >= 3
+    # Each BatchNorm was a multiply and an add on activations; folded, its add merges with
+    # the conv's bias add: at least two ops per BatchNorm fewer.
+    assert generics["true"] <= generics["false"] - 2 * batchnorms, generics

@@ -626,7 +626,10 @@ def _batch_norm(n: _Node) -> list[Value]:
 
     scale, bias, mean, var = (per_channel(i) for i in (1, 2, 3, 4))
     std = g.sqrt(g.add(var, n.scalar(float(n.attr("epsilon", 1e-5)), var)))  # type: ignore[arg-type]
-    return [g.add(g.div(g.mul(g.sub(x, mean), scale), std), bias)]
+    # x * k + (bias - mean * k): two ops on activations; k and the shift depend on weights
+    # only, so ge-hoist-weight-only computes them once per update, not per inference.
+    k = g.div(scale, std)
+    return [g.add(g.mul(x, k), g.sub(bias, g.mul(mean, k)))]
 
 
 @handles("LayerNormalization")

@@ -18,13 +18,14 @@ from xdsl.transforms import get_all_passes
 from wrc.context import make_context
 from wrc.passes import PASSES
 
-HOIST = "ge-hoist-weight-only"
-"""Weight-only work of read-only graphs → derive functions (level 1 → level 1)."""
+WEIGHT_ONLY = "ge-fold-weight-scales,ge-hoist-weight-only"
+"""Level 1 → level 1: scales and shifts folded into the weights before them, then the
+weight-only work of read-only graphs moved into derive functions."""
 
 LOWER_TO_BUFFERS = "convert-ge-to-linalg,ge-bufferize"
 """ge (level 1) → linalg on memrefs with module-level globals (level 3)."""
 
-BUILD = f"{HOIST},{LOWER_TO_BUFFERS}"
+BUILD = f"{WEIGHT_ONLY},{LOWER_TO_BUFFERS}"
 """What `bundle_build_model` runs: level 1 → the level 3 that bundles hold."""
 
 LOWER_TO_LOOPS = "convert-linalg-to-loops"

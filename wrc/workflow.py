@@ -28,8 +28,9 @@ from wrc.model_buffer import ModelBuffer, c_array
 Options = Mapping[str, str]
 
 HOIST_OPTION = "wrc.hoist_weight_only"
-"""`build_initialize` option: "true" (default) runs `ge-hoist-weight-only` when building
-bundles (weight-only work moves out of inference); "false" keeps the graphs as they are."""
+"""`build_initialize` option: "true" (default) runs `ge-fold-weight-scales` and
+`ge-hoist-weight-only` when building bundles (weight-only work moves out of inference);
+"false" keeps the graphs as they are."""
 
 SUPPORTED_GLOBAL_OPTIONS: frozenset[str] = frozenset({HOIST_OPTION})
 """Keys accepted by `build_initialize` (an unknown key is an error, not ignored)."""

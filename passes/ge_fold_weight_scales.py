@@ -1,0 +1,244 @@
+"""`ge-fold-weight-scales`: fold per-channel scales and shifts into the weights before them.
+
+BatchNorm at inference, `Gemm` with `alpha`, LoRA scaling and friends multiply the output of
+a matmul or convolution by a weight-only factor `k` and add weight-only shifts. Done as
+written, that is two or three extra passes over every activation. Rewritten on the weights,
+it costs nothing per inference once `ge-hoist-weight-only` (which runs next) has moved the
+weight-only parts into derive functions:
+
+* `mul(add|sub(y, c), k)` → `add|sub(mul(y, k), mul(c, k))` (either operand order), when `c`
+  and `k` are weight-only and `y` is not: distributes the scale towards the producer of `y`;
+* `mul(matmul(x, W), k)` → `matmul(x, mul(W, k'))` when `W` and `k` are weight-only and `k`
+  scales the output columns only (`k'` = `k` as a vector);
+* `mul(conv2d(x, W), k)` → `conv2d(x, mul(W, k'))` when `k` scales output channels only
+  (`k'` = `k` reshaped to `[F, 1, 1, 1]`);
+* `add|sub(add|sub(y, c1), c2)` → `add|sub(y, c1 ± c2)`: one shift instead of two.
+
+Each rewrite needs the intermediate value (`add`, `matmul`, `conv2d` result) to have no other
+use, keeps every result type, and only touches functions that write no variable (the infer
+graph). Results differ from the unfolded graph by rounding only (the reassociation that
+onnxruntime's BatchNorm fusions make as well). "Weight-only" = computed from
+`ge.read_variable` and `ge.const` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.func import FuncOp
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from wrc.dialects import ge
+from wrc.passes.ge_hoist_weight_only import writes_variables
+
+
+@dataclass
+class _Facts:
+    """Memoized per pass run: which values are weight-only, which functions may be rewritten."""
+
+    weight_only: dict[SSAValue, bool] = field(default_factory=dict)
+    writable: dict[Operation, bool] = field(default_factory=dict)
+
+    def is_weight(self, value: SSAValue) -> bool:
+        known = self.weight_only.get(value)
+        if known is not None:
+            return known
+        # Iterative (graphs are deep): settle operands first, then the op.
+        stack = [value]
+        while stack:
+            v = stack[-1]
+            owner = v.owner
+            if isinstance(owner, ge.ReadVariableOp | ge.ConstOp):
+                self.weight_only[v] = True
+            elif not isinstance(owner, ge.ComputeOp) or not owner.operands:
+                self.weight_only[v] = False
+            else:
+                pending = [o for o in owner.operands if o not in self.weight_only]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                self.weight_only[v] = all(self.weight_only[o] for o in owner.operands)
+            stack.pop()
+        return self.weight_only[value]
+
+    def in_scope(self, op: Operation) -> bool:
+        fn = op.parent_op()
+        while fn is not None and not isinstance(fn, FuncOp):
+            fn = fn.parent_op()
+        if fn is None:
+            return False
+        if fn not in self.writable:
+            self.writable[fn] = not writes_variables(fn)
+        return self.writable[fn]
+
+    def split(self, a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue, bool] | None:
+        """(activation, weight-only operand, weight was on the left) or None."""
+        wa, wb = self.is_weight(a), self.is_weight(b)
+        if wb and not wa:
+            return a, b, False
+        if wa and not wb:
+            return b, a, True
+        return None
+
+
+def _tensor(value: SSAValue) -> TensorType:
+    t = value.type
+    assert isinstance(t, TensorType)
+    return t
+
+
+def _single_use(value: SSAValue) -> bool:
+    return len(list(value.uses)) == 1
+
+
+def _reshaped(value: SSAValue, shape: list[int], new: list[Operation]) -> SSAValue:
+    t = _tensor(value)
+    if list(t.get_shape()) == shape:
+        return value
+    op = ge.ReshapeOp(value, TensorType(t.element_type, shape))
+    new.append(op)
+    return op.output
+
+
+def _binary(cls: type[ge.ElementwiseBinaryOp], a: SSAValue, b: SSAValue, new: list[Operation]) -> SSAValue:
+    op = cls(a, b, cls.infer(cls.name, _tensor(a), _tensor(b)))
+    new.append(op)
+    return op.output
+
+
+@dataclass
+class DistributeScale(RewritePattern):
+    """mul(add|sub(y, c), k) → add|sub(mul(y, k), mul(c, k))."""
+
+    facts: _Facts
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.MulOp, rewriter: PatternRewriter) -> None:
+        parts = self.facts.split(op.lhs, op.rhs) if self.facts.in_scope(op) else None
+        if parts is None:
+            return
+        y, k, _ = parts
+        inner = y.owner
+        if not isinstance(inner, ge.AddOp | ge.SubOp) or not _single_use(y):
+            return
+        if self.facts.split(inner.lhs, inner.rhs) is None:
+            return
+        new: list[Operation] = []
+        result = _binary(type(inner), _binary(ge.MulOp, inner.lhs, k, new), _binary(ge.MulOp, inner.rhs, k, new), new)
+        if result.type != op.output.type:
+            return
+        rewriter.replace(op, new, [result])
+        rewriter.erase(inner)
+
+
+@dataclass
+class ScaleIntoWeights(RewritePattern):
+    """mul(matmul(x, W), k) → matmul(x, W * k); mul(conv2d(x, W), k) → conv2d(x, W * k)."""
+
+    facts: _Facts
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.MulOp, rewriter: PatternRewriter) -> None:
+        parts = self.facts.split(op.lhs, op.rhs) if self.facts.in_scope(op) else None
+        if parts is None:
+            return
+        y, k, _ = parts
+        producer = y.owner
+        if not _single_use(y) or op.output.type != y.type:
+            return
+        out = list(_tensor(y).get_shape())
+        kshape = list(_tensor(k).get_shape())
+        padded = [1] * (len(out) - len(kshape)) + kshape
+        if len(padded) != len(out):
+            return
+        new: list[Operation] = []
+        if isinstance(producer, ge.MatMulOp) and self.facts.is_weight(producer.rhs) \
+                and not self.facts.is_weight(producer.lhs):
+            if any(d != 1 for d in padded[:-1]):
+                return  # not a per-column scale
+            w = producer.rhs
+            scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[-1]], new), new)
+            if scaled.type != w.type:
+                return
+            replacement = ge.MatMulOp(producer.lhs, scaled, producer.output.type)
+        elif isinstance(producer, ge.Conv2DOp) and self.facts.is_weight(producer.filter) \
+                and not self.facts.is_weight(producer.input):
+            if padded[0] != 1 or padded[2:] != [1, 1]:
+                return  # not a per-output-channel scale
+            w = producer.filter
+            scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[1], 1, 1, 1], new), new)
+            if scaled.type != w.type:
+                return
+            replacement = producer.clone()
+            replacement.operands = [producer.input, scaled]
+        else:
+            return
+        new.append(replacement)
+        rewriter.replace(op, new, [replacement.results[0]])
+        rewriter.erase(producer)
+
+
+@dataclass
+class MergeShifts(RewritePattern):
+    """add|sub(add|sub(y, c1), c2) → add|sub(y, c1 ± c2), y not weight-only."""
+
+    facts: _Facts
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.AddOp | ge.SubOp, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, ge.AddOp | ge.SubOp) or not self.facts.in_scope(op):
+            return
+        parts = self.facts.split(op.lhs, op.rhs)
+        if parts is None:
+            return
+        inner_value, c2, c2_left = parts
+        if isinstance(op, ge.SubOp) and c2_left:
+            return  # c2 - (...): the activation is negated; left alone
+        inner = inner_value.owner
+        if not isinstance(inner, ge.AddOp | ge.SubOp) or not _single_use(inner_value):
+            return
+        inner_parts = self.facts.split(inner.lhs, inner.rhs)
+        if inner_parts is None:
+            return
+        y, c1, c1_left = inner_parts
+        if isinstance(inner, ge.SubOp) and c1_left:
+            return
+        # y ± c1 ± c2 = y + (s1 c1 + s2 c2): one shift, its sign folded into the op.
+        s1 = -1 if isinstance(inner, ge.SubOp) else 1
+        s2 = -1 if isinstance(op, ge.SubOp) else 1
+        new: list[Operation] = []
+        if s1 == s2:
+            shift, cls = _binary(ge.AddOp, c1, c2, new), (ge.AddOp if s1 > 0 else ge.SubOp)
+        else:
+            shift = _binary(ge.SubOp, c1, c2, new) if s1 > 0 else _binary(ge.SubOp, c2, c1, new)
+            cls = ge.AddOp
+        result = _binary(cls, y, shift, new)
+        if result.type != op.output.type:
+            return
+        rewriter.replace(op, new, [result])
+        rewriter.erase(inner)
+
+
+@dataclass(frozen=True)
+class GeFoldWeightScalesPass(ModulePass):
+    """Fold weight-only scales into matmul/conv weights and merge weight-only shifts."""
+
+    name = "ge-fold-weight-scales"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        facts = _Facts()
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [DistributeScale(facts), ScaleIntoWeights(facts), MergeShifts(facts)], dce_enabled=False
+            ),
+        ).rewrite_module(op)
