@@ -11,7 +11,8 @@ Sections (docs/performance.md explains each and records a run):
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
-  compile  convert + lower + JIT (and load from bytes) for graphs of 100, 500, 1000, 2000 ops
+  compile  convert + lower + JIT (and load from bytes) for graphs of 100, 500, 1000, 2000 ops,
+           3 times each (median, min)
   bundle   save / load time, file size vs raw weight bytes (normal and weight-stripped)
   rss      peak RSS growth when loading a bundle, in a fresh subprocess each
 
@@ -315,27 +316,35 @@ def bench_update(quick: bool) -> None:
 
 
 def bench_compile(quick: bool) -> None:
-    """Scaling: time(2000)/time(500) ≈ 4 when every stage is linear (docs/performance.md)."""
+    """Scaling: time(2000)/time(500) ≈ 4 when every stage is linear (docs/performance.md).
+
+    Each size is compiled `reps` times (fresh graph each time); the median and the minimum
+    are reported: one run on a shared 2-core machine varies by up to 1.5×."""
+    reps = 1 if quick else 3
     for n in (100, 500) if quick else (100, 500, 1000, 2000):
-        g = models.chain(n)
-        names = list(g.constants)
-        ops = sum(1 for op in g.func.walk() if op.name.startswith("ge.") and op.name not in ("ge.const", "ge.data"))
-        t0 = time.perf_counter()
-        with wrc.BuildSession():
-            gs = wrc.convert_to_weight_refreshable_graphs(g, names)
-            t1 = time.perf_counter()
-            mb = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
-        t2 = time.perf_counter()
-        wrc.load_bundle(mb)
-        t3 = time.perf_counter()
-        data = mb.to_bytes()
-        t4 = time.perf_counter()
-        wrc.load_bundle(data)
-        t5 = time.perf_counter()
-        for what, sec in (("convert", t1 - t0), ("lower (bundle_build_model)", t2 - t1),
-                          ("load + JIT", t3 - t2), ("total", t3 - t0),
-                          ("load from bytes (parse + verify + JIT)", t5 - t4)):
-            record("compile", f"chain {ops} ops", what, 1e3 * sec, None, ops=ops)
+        times: dict[str, list[float]] = {}
+        for _ in range(reps):
+            g = models.chain(n)
+            names = list(g.constants)
+            ops = sum(1 for op in g.func.walk() if op.name.startswith("ge.") and op.name not in ("ge.const", "ge.data"))
+            t0 = time.perf_counter()
+            with wrc.BuildSession():
+                gs = wrc.convert_to_weight_refreshable_graphs(g, names)
+                t1 = time.perf_counter()
+                mb = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
+            t2 = time.perf_counter()
+            wrc.load_bundle(mb)
+            t3 = time.perf_counter()
+            data = mb.to_bytes()
+            t4 = time.perf_counter()
+            wrc.load_bundle(data)
+            t5 = time.perf_counter()
+            for what, sec in (("convert", t1 - t0), ("lower (bundle_build_model)", t2 - t1),
+                              ("load + JIT", t3 - t2), ("total", t3 - t0),
+                              ("load from bytes (parse + verify + JIT)", t5 - t4)):
+                times.setdefault(what, []).append(1e3 * sec)
+        for what, ts in times.items():
+            record("compile", f"chain {ops} ops", what, float(np.median(ts)), min(ts), ops=ops, reps=reps)
 
 
 def bench_bundle(quick: bool) -> None:

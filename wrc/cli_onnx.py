@@ -105,7 +105,8 @@ elided).""")
                    help="an input array (repeat for each input)")
     p.add_argument("--update", metavar="WEIGHTS", help="a .safetensors or .npz file of new weights by name")
     p.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
-    p.add_argument("--backend", default="numpy", choices=("numpy", "interp"), help="default: numpy")
+    p.add_argument("--backend", default="numpy", choices=("numpy", "interp", "cupy"),
+                   help="numpy (default), interp (the reference interpreter) or cupy (a CUDA GPU, needs CuPy)")
     p.set_defaults(run=_run)
 
 

@@ -12,7 +12,6 @@ lock: they read the snapshot reference once, so they see all-old or all-new weig
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import threading
@@ -25,6 +24,7 @@ from xdsl.dialects import func, memref, scf
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerType, MemRefType, StringAttr
 from xdsl.ir import Operation, SSAValue
 
+from wrc.backends.arrays import NUMPY, ArrayModule
 from wrc.bundle_format import check_model, read_bundle
 from wrc.errors import (
     BundleFormatError,
@@ -240,25 +240,18 @@ def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
     return out
 
 
-def _as_array(value: Any, what: str) -> np.ndarray:
+def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
+    """A host (NumPy) array, or an array of the backend's own (e.g. on its GPU)."""
     if isinstance(value, np.generic):
         value = np.asarray(value)
-    if not isinstance(value, np.ndarray):
-        raise InputError(f"{what} must be a numpy array, got {type(value).__name__}")
+    if not arrays.is_array(value):
+        kinds = " or ".join(["a numpy array", *(f"a {t.__module__}.{t.__name__}" for t in arrays.array_types)])
+        raise InputError(f"{what} must be {kinds}, got {type(value).__name__}")
     return value
 
 
-@functools.lru_cache(maxsize=256)
-def _blank(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A read-only, C-contiguous stand-in for a skipped update input.
-
-    Contiguous, so a backend takes it as it is (a zero-stride view would be copied on every
-    call: a partial update would cost a full one); `np.zeros` maps untouched zero pages, so
-    it occupies no memory until read, and it never is.
-    """
-    out = np.zeros(shape, dtype)
-    out.flags.writeable = False
-    return out
+OUTPUTS = ("numpy", "device")
+"""`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
 
 
 def _check(value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, what: str) -> str | None:
@@ -313,6 +306,11 @@ class Bundle:
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
         with paused_gc():
             self._compiled = get_backend(backend).compile(model.module)
+        # Where the backend's arrays live (the host for numpy/interp; no copy there).
+        self._arrays: ArrayModule = getattr(self._compiled, "arrays", NUMPY)
+        for table in (self._constants, self._snapshot):
+            for name, value in table.items():
+                table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
 
         # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
@@ -333,7 +331,7 @@ class Bundle:
         # fills in only the weights it is given, so weights left out cost nothing.
         self._update_template: list[Any] | None = None
         if upd is not None and all(x.optional for x in upd.inputs):
-            self._update_template = [v for x in upd.inputs for v in (_blank(x.shape, x.dtype), False)]
+            self._update_template = [v for x in upd.inputs for v in (self._arrays.blank(x.shape, x.dtype), False)]
 
     # ------------------------------------------------------------------ introspection
 
@@ -351,8 +349,10 @@ class Bundle:
         return [(x.name, x.shape, x.dtype) for x in self._graph(graph).inputs]
 
     def source(self, graph: str) -> str:
-        """The code the backend generated for `graph` (backends that generate code only)."""
-        self._graph(graph)
+        """The code the backend generated for `graph` or a derive function of
+        `ge-hoist-weight-only` (backends that generate code only)."""
+        if graph not in {d.name for d in self._derives}:
+            self._graph(graph)
         source = getattr(self._compiled, "source", None)
         if source is None:
             raise WrcError(f"backend {self.backend!r} does not expose generated source")
@@ -391,7 +391,7 @@ class Bundle:
                 continue
             x = upd.inputs[idx]
             try:
-                arr = _as_array(value, f"weight {key!r}")
+                arr = _as_array(value, f"weight {key!r}", self._arrays)
             except InputError as e:
                 problems.append(str(e))
                 continue
@@ -408,15 +408,23 @@ class Bundle:
             return
         call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
         for idx, arr in values.items():  # input idx is argument 2*idx, its flag 2*idx + 1
-            call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = c_array(arr), True, True
+            call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
         self._execute(upd, call)
 
-    def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None) -> list[np.ndarray]:
-        """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs."""
-        return self.run(INFER_GRAPH, inputs)
+    def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None, output: str = "numpy") -> list[Any]:
+        """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs as
+        NumPy arrays (`output="numpy"`) or as the backend's own arrays (`"device"`)."""
+        return self.run(INFER_GRAPH, inputs, output)
 
-    def run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None = None) -> list[np.ndarray]:
+    def run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None = None,
+            output: str = "numpy") -> list[Any]:
         """Run any graph of the bundle, GE style (`aclmdlExecute`)."""
+        if output not in OUTPUTS:
+            raise InputError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
+        outs = self._run(graph, inputs)
+        return [self._arrays.to_host(o) for o in outs] if output == "numpy" else outs
+
+    def _run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
         info = self._graph(graph)
         if inputs is None:
             inputs = {}
@@ -453,7 +461,7 @@ class Bundle:
                 value = None
             else:
                 try:
-                    value = _as_array(values[x.name], what)
+                    value = _as_array(values[x.name], what, self._arrays)
                 except InputError as e:
                     problems.append(str(e))
                     continue
@@ -464,9 +472,9 @@ class Bundle:
                 if problem:
                     problems.append(problem)
                     continue
-                call.args.append(c_array(value))
+                call.args.append(self._arrays.to_device(value))
             else:  # skipped: a stand-in, never read because its flag is False
-                call.args.append(_blank(x.shape, x.dtype))
+                call.args.append(self._arrays.blank(x.shape, x.dtype))
             if x.optional:
                 call.flags[idx] = value is not None
                 call.args.append(value is not None)
@@ -494,15 +502,14 @@ class Bundle:
                     keep_old = not (will and w.full) or w.var in info.reads
                     fresh[w.var] = buf = self._buffer(w.var)
                     if keep_old and w.var in snap:
-                        np.copyto(buf, snap[w.var])
+                        self._arrays.copy_into(buf, snap[w.var])
                 if will and w.full:
                     certain.add(w.var)
             outs = self._compiled.run(info.name, self._globals(info, snap, fresh), call.args)
             new = dict(snap)
             for var, arr in fresh.items():
                 if var in certain or var in snap:  # otherwise maybe still unset: stays so
-                    arr.flags.writeable = False
-                    new[var] = arr
+                    new[var] = self._frozen(arr)
             fresh.update(self._derive(new, fresh.keys() & new.keys()))
             self._snapshot = new  # the one publishing assignment
             for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
@@ -525,7 +532,7 @@ class Bundle:
             out = {w.var: self._buffer(w.var) for w in d.writes}
             self._compiled.run(d.name, self._globals(d, state, out), [])
             for arr in out.values():
-                arr.flags.writeable = False
+                self._frozen(arr)
             state.update(out)
             made.update(out)
         return made
@@ -540,10 +547,15 @@ class Bundle:
         """
         old = self._spare.pop(var, None)
         if old is not None and sys.getrefcount(old) == 2:  # `old` and getrefcount's argument
-            old.flags.writeable = True
+            self._arrays.thaw(old)
             return old
         spec = self._specs[var]
-        return np.empty(spec[0], spec[1])
+        return self._arrays.empty(spec[0], spec[1])
+
+    def _frozen(self, a: Any) -> Any:
+        """`a`, read-only where its array type can be (what the snapshot publishes)."""
+        self._arrays.freeze(a)
+        return a
 
     def _globals(self, info: _GraphInfo, snap: Mapping[str, np.ndarray],
                  fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -563,7 +575,8 @@ class Bundle:
     def weights(self) -> dict[str, np.ndarray]:
         """Current values of the refreshable weights, by weight name (the keys `update` takes).
 
-        Read-only arrays of one snapshot (no copy); weights never set are absent.
+        NumPy arrays of one snapshot: read-only views of the bundle's own arrays on the `numpy`
+        backend (no copy), host copies on a device backend; weights never set are absent.
         """
         snap = self._snapshot
         upd = self._graphs.get(UPDATE_GRAPH)
@@ -571,7 +584,7 @@ class Bundle:
         for key, idx in self._update_keys.items():
             var = upd.targets.get(idx, f"{key}_var") if upd is not None else f"{key}_var"
             if var in snap:
-                out[key] = snap[var]
+                out[key] = self._arrays.to_host(snap[var])
         return out
 
     def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:

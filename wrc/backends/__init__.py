@@ -1,7 +1,7 @@
 """Backends: run level-3 IR (linalg on memrefs + memref globals; see docs/internals.md).
 
 ```python
-backend = get_backend("numpy")          # or "interp"; default: "numpy"
+backend = get_backend("numpy")          # or "interp", "cupy" (GPU); default: "numpy"
 compiled = backend.compile(module)      # level-3 ModuleOp, not modified
 outs = compiled.run("var_infer_graph", globals_, args)
 ```
@@ -27,6 +27,10 @@ DEFAULT_BACKEND = "numpy"
 
 class UnknownBackendError(WrcError, ValueError):
     """`get_backend` was given a name that is not a backend."""
+
+
+class BackendUnavailableError(WrcError):
+    """A known backend that cannot run on this machine (a library or a device is missing)."""
 
 
 class CompiledModule(Protocol):
@@ -63,7 +67,13 @@ def _interp() -> Backend:
     return InterpBackend()
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": _numpy, "interp": _interp}
+def _cupy() -> Backend:
+    from wrc.backends.cupy_backend import CupyBackend
+
+    return CupyBackend()
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": _numpy, "interp": _interp, "cupy": _cupy}
 """Backend name -> factory (imports are lazy: the interpreter pulls in more of xDSL)."""
 
 
@@ -92,6 +102,7 @@ def check_call(graph_name: str, n_params: int | None, args: Sequence[Any]) -> No
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "BackendUnavailableError",
     "Backend",
     "CompiledModule",
     "UnknownBackendError",

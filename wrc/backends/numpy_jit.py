@@ -20,6 +20,10 @@ A function is compiled once into a Python function (readable with
   A `linalg.fill` whose buffer is next fully overwritten (or reduced into with the fill
   value as the combiner's identity) is skipped and the generic writes with `out=`.
 
+`np` in the generated code is the `ArrayModule.xp` the module was compiled for
+(`wrc/backends/arrays.py`): NumPy here, CuPy for a GPU backend; views come from
+`ArrayModule.strided` and constants that are arrays are put where that module's arrays live.
+
 Identifiers in the generated code are generated (`a0`, `v1`, `k2`, ...). Every name, shape,
 dtype, stride and value comes from a constants namespace, never from IR text spliced in.
 Anything unsupported raises a `LoweringError` naming the op when the module is compiled.
@@ -56,6 +60,7 @@ from xdsl.ir.affine import (
 )
 
 from wrc.backends import check_call
+from wrc.backends.arrays import NUMPY, ArrayModule
 from wrc.dtypes import UnsupportedDtypeError, to_numpy_dtype
 from wrc.errors import InputError, LoweringError
 
@@ -95,17 +100,8 @@ _CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.e
           "arith.index_cast"}
 
 
-def _erf(x: Any) -> Any:
-    """`math.erf` elementwise (NumPy has no erf ufunc): SciPy's when installed, else Python's."""
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is optional
-        return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
-    return np.asarray(erf(x), dtype=np.asarray(x).dtype)
-
-
-_FUNCS: dict[str, Any] = {"math.erf": _erf}
-"""Body ops computed by a Python function over whole arrays (no ufunc exists)."""
+_FUNCS: dict[str, str] = {"math.erf": "erf"}
+"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists)."""
 
 # arith.cmpf predicates by number: ordered ones are NumPy's comparisons (false on NaN);
 # unordered ones are the negation of the opposite ordered comparison (true on NaN).
@@ -518,9 +514,9 @@ def _bad_arg(index: int, value: np.ndarray, shape: tuple[int, ...], dtype: np.dt
 class _Source:
     """Generated lines plus the namespace of constants they refer to (k0, k1, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, arrays: ArrayModule) -> None:
         self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {"np": np, "_nd": np.ndarray, "_bad_arg": _bad_arg}
+        self.namespace: dict[str, Any] = {"np": arrays.xp, "_nd": arrays.strided, "_bad_arg": _bad_arg}
         self._keys: dict[tuple[str, str], str] = {}
         self._n = itertools.count()
 
@@ -547,9 +543,10 @@ class _Source:
 class _FuncCompiler:
     """Compiles one `func.func` into the source of `def graph(G, a0, a1, ...)`."""
 
-    def __init__(self, fn: func.FuncOp) -> None:
+    def __init__(self, fn: func.FuncOp, arrays: ArrayModule) -> None:
         self.fn = fn
-        self.src = _Source()
+        self.arrays = arrays
+        self.src = _Source(arrays)
         self.names: dict[SSAValue, str] = {}
         self.generics: dict[Operation, _Generic] = {}
         self.skip: set[Operation] = set()  # fills made useless (by the next generic, or np.zeros)
@@ -760,7 +757,7 @@ class _FuncCompiler:
         if name in _INT_DIV:
             return _INT_DIV[name].format(a=args[0], b=args[1])
         if name in _FUNCS:
-            return f"{self.src.const(_FUNCS[name])}({args[0]})"
+            return f"{self.src.const(getattr(self.arrays, _FUNCS[name]))}({args[0]})"
         if name == "arith.select":
             return f"np.where({args[0]}, {args[1]}, {args[2]})"
         if name in ("arith.cmpf", "arith.cmpi"):
@@ -924,7 +921,7 @@ class _FuncCompiler:
                 assert isinstance(d, IntegerAttr)
                 k = d.value.data
                 shape = tuple(g.extents[k] if i == k else 1 for i in range(n))
-                env[body_op.results[0]] = self.src.const(np.arange(g.extents[k]).reshape(shape))
+                env[body_op.results[0]] = self.src.const(self.arrays.to_device(np.arange(g.extents[k]).reshape(shape)))
                 shapes[body_op.results[0]] = shape
                 continue
             expr = self.scalar_expr(body_op, args, outs[0] if body_op is final else None)
@@ -1004,7 +1001,8 @@ _Fn = Callable[..., list[np.ndarray]]
 class NumpyCompiledModule:
     """The module's functions as compiled Python functions (see `source`)."""
 
-    def __init__(self, module: ModuleOp) -> None:
+    def __init__(self, module: ModuleOp, arrays: ArrayModule = NUMPY) -> None:
+        self.arrays = arrays
         self._fns: dict[str, tuple[_Fn, int]] = {}
         self._sources: dict[str, str] = {}
         for op in module.ops:
@@ -1013,7 +1011,7 @@ class NumpyCompiledModule:
             name = op.sym_name.data
             if not op.body.blocks:
                 raise LoweringError(f"numpy backend: function {name!r} has no body")
-            compiler = _FuncCompiler(op)
+            compiler = _FuncCompiler(op, arrays)
             source = compiler.compile()
             namespace = dict(compiler.src.namespace)
             exec(compile(source, "<wrc numpy jit>", "exec"), namespace)
@@ -1035,8 +1033,7 @@ class NumpyCompiledModule:
         fn, n = self._fns.get(graph_name, (None, None))
         check_call(graph_name, n, args)
         assert fn is not None
-        # Overflow to inf / NaN is IEEE behaviour the interpreter also has: no warnings.
-        with np.errstate(all="ignore"):
+        with self.arrays.errstate():
             try:
                 return fn(globals_, *args)
             except KeyError as e:
