@@ -81,6 +81,14 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -
     return {n: (1e3 * float(np.median(s)), 1e3 * min(s)) for n, s in samples.items()}
 
 
+def agree(model: str, ref: np.ndarray, results: dict[str, np.ndarray]) -> None:
+    """Stop before timing anything that does not compute what onnxruntime computes."""
+    for name, got in results.items():
+        err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
+        if err > 1e-4:
+            raise SystemExit(f"{model}: {name} differs from onnxruntime (relative error {err:.2e})")
+
+
 # ---------------------------------------------------------------------------- building
 
 
@@ -130,10 +138,7 @@ def bench_infer(quick: bool) -> None:
         b_noreuse.init()
         fb, fname = frozen_bundle(m)
         ref = ort_session(m, 1, False).run(None, m.inputs)[0]
-        for name, got in (("wrc", b.infer(m.inputs)[0]), ("wrc frozen", fb.run(fname, m.inputs)[0])):
-            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
-            if err > 1e-4:
-                raise SystemExit(f"{m.name}: {name} differs from onnxruntime (relative error {err:.2e})")
+        agree(m.name, ref, {"wrc": b.infer(m.inputs)[0], "wrc frozen": fb.run(fname, m.inputs)[0]})
         feeds = {**m.inputs, **m.weights}
         for threads in (1, 2):
             s_init = ort_session(m, threads, False)
@@ -162,11 +167,8 @@ def bench_hoist(quick: bool) -> None:
         fb, fname = frozen_bundle(m)
         s_init, s_in = ort_session(m, 1, False), ort_session(m, 1, True)
         ref = s_init.run(None, m.inputs)[0]
-        for name, got in (("wrc", b.infer(m.inputs)[0]), ("wrc, no hoisting", b_plain.infer(m.inputs)[0]),
-                          ("wrc frozen", fb.run(fname, m.inputs)[0])):
-            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
-            if err > 1e-4:
-                raise SystemExit(f"{m.name}: {name} differs from onnxruntime (relative error {err:.2e})")
+        agree(m.name, ref, {"wrc": b.infer(m.inputs)[0], "wrc, no hoisting": b_plain.infer(m.inputs)[0],
+                            "wrc frozen": fb.run(fname, m.inputs)[0]})
         feeds = {**m.inputs, **m.weights}
         with threadpool_limits(1):
             res = interleaved({
@@ -244,11 +246,7 @@ def bench_onnx(quick: bool) -> None:
         floats = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
                   if i.data_type == onnx.TensorProto.FLOAT}
         ref = s_init.run(None, feeds)[0]
-        for label, b in bundles.items():
-            got = b.infer(feeds)[0]
-            err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
-            if err > 1e-4:
-                raise SystemExit(f"{name}: {label} differs from onnxruntime (relative error {err:.2e})")
+        agree(name, ref, {label: b.infer(feeds)[0] for label, b in bundles.items()})
         with threadpool_limits(1):
             res = interleaved({
                 **{label: lambda b=b, f=feeds: b.infer(f) for label, b in bundles.items()},

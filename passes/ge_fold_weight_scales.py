@@ -81,6 +81,11 @@ class _Facts:
             self.writable[fn] = not writes_variables(fn)
         return self.writable[fn]
 
+    def scaled(self, op: ge.MulOp) -> tuple[SSAValue, SSAValue] | None:
+        """(activation, weight-only factor) of a multiply this pass may rewrite, or None."""
+        parts = self.split(op.lhs, op.rhs) if self.in_scope(op) else None
+        return None if parts is None else parts[:2]
+
     def split(self, a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue, bool] | None:
         """(activation, weight-only operand, weight was on the left) or None."""
         wa, wb = self.is_weight(a), self.is_weight(b)
@@ -124,10 +129,9 @@ class DistributeScale(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.MulOp, rewriter: PatternRewriter) -> None:
-        parts = self.facts.split(op.lhs, op.rhs) if self.facts.in_scope(op) else None
-        if parts is None:
+        if (parts := self.facts.scaled(op)) is None:
             return
-        y, k, _ = parts
+        y, k = parts
         inner = y.owner
         if not isinstance(inner, ge.AddOp | ge.SubOp) or not _single_use(y):
             return
@@ -149,10 +153,9 @@ class ScaleIntoWeights(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.MulOp, rewriter: PatternRewriter) -> None:
-        parts = self.facts.split(op.lhs, op.rhs) if self.facts.in_scope(op) else None
-        if parts is None:
+        if (parts := self.facts.scaled(op)) is None:
             return
-        y, k, _ = parts
+        y, k = parts
         producer = y.owner
         if not _single_use(y) or op.output.type != y.type:
             return
