@@ -8,6 +8,11 @@ that is never mutated once published. A graph that writes variables runs on fres
 for exactly the variables it writes, in a new dict that is then published with one
 reference assignment; a lock serializes such writers. Read-only graphs (infer) take no
 lock: they read the snapshot reference once, so they see all-old or all-new weights.
+Before publishing, the derive functions of `ge-hoist-weight-only` that read a variable just
+written recompute their derived variables into the same new dict.
+
+Arrays are created, copied and converted only through the compiled module's `ArrayModule`
+(`wrc/backends/arrays.py`), so the same runtime serves host and device backends.
 """
 
 from __future__ import annotations
