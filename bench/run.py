@@ -184,11 +184,13 @@ def bench_hoist(quick: bool) -> None:
             w2 = {k: v.copy() for k, v in m.weights.items()}
             total = sum(v.nbytes for v in w2.values())
             dst = {k: np.empty_like(v) for k, v in w2.items()}
+            proto = m.onnx(w2, False).SerializeToString()
             with threadpool_limits(1):
                 res = interleaved({
                     "update all (+ recompute derived)": lambda b=b, w=w2: b.update(w),
                     "update all, no hoisting": lambda b=b_plain, w=w2: b.update(w),
                     "np.copyto all": lambda w=w2, d=dst: [np.copyto(d[k], v) for k, v in w.items()],
+                    "new ort session": lambda m=m, p=proto: ort_session(m, 1, False, proto=p),
                 }, rounds, calls)
             for what, (med, mn) in res.items():
                 record("hoist", m.name, what, med, mn, note=f"{total / 1e6:.2f} MB")
