@@ -644,6 +644,20 @@ class TransposeOp(ComputeOp):
         return self.infer(self.name, _ranked(self, self.input), _ints(self.perm))
 
 
+def is_matmul_transpose(op: Operation) -> bool:
+    """A `ge.transpose` of the last two dims whose every use is a `ge.matmul` operand.
+
+    It costs nothing: `convert-ge-to-linalg` folds it into the matmuls' indexing maps (BLAS
+    reads the operand transposed, no copy), so `ge-hoist-weight-only` leaves it in place.
+    """
+    if not isinstance(op, TransposeOp):
+        return False
+    perm = _ints(op.perm)
+    rank = len(perm)
+    return (rank >= 2 and perm == (*range(rank - 2), rank - 1, rank - 2)
+            and all(isinstance(u.operation, MatMulOp) for u in op.output.uses))
+
+
 @irdl_op_definition
 class Conv2DOp(ComputeOp):
     """2-D convolution, NCHW input, FCHW filter (C = input channels / groups).

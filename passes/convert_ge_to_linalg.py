@@ -148,7 +148,11 @@ class LowerSoftmax(RewritePattern):
 
 
 class LowerMatMul(RewritePattern):
-    """Loops (batch..., m, n, k); `acc += lhs[b, m, k] * rhs[b, k, n]` into a zero-filled buffer."""
+    """Loops (batch..., m, n, k); `acc += lhs[b, m, k] * rhs[b, k, n]` into a zero-filled buffer.
+
+    An operand that is a transpose of the last two dims used only by matmuls
+    (`ge.is_matmul_transpose`) is read through a swapped map instead: no copy is made.
+    """
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.MatMulOp, rewriter: PatternRewriter) -> None:
@@ -157,13 +161,21 @@ class LowerMatMul(RewritePattern):
         nb = rank - 2
         batch = [dim(i) for i in range(nb)]
         m, n, k = dim(nb), dim(nb + 1), dim(nb + 2)
+        operands, maps, folded = [], [], []
+        for value, rows, cols in ((op.lhs, m, k), (op.rhs, k, n)):
+            if ge.is_matmul_transpose(value.owner):
+                folded.append(value.owner)
+                value, rows, cols = value.owner.input, cols, rows
+            operands.append(value)
+            maps.append(amap(rank + 1, [*batch, rows, cols]))
         init = B.filled(rewriter, out.get_shape(), out.element_type, 0)
         y = B.generic(
-            rewriter, [op.lhs, op.rhs], init,
-            [amap(rank + 1, [*batch, m, k]), amap(rank + 1, [*batch, k, n]), amap(rank + 1, [*batch, m, n])],
-            [PARALLEL] * rank + [REDUCTION], _mac,
+            rewriter, operands, init, [*maps, amap(rank + 1, [*batch, m, n])], [PARALLEL] * rank + [REDUCTION], _mac,
         )
         rewriter.replace(op, [], [y])
+        for t in folded:
+            if not t.output.uses:  # its last matmul is lowered
+                rewriter.erase(t)
 
 
 class LowerReshape(RewritePattern):
@@ -199,6 +211,8 @@ class LowerTranspose(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.TransposeOp, rewriter: PatternRewriter) -> None:
+        if ge.is_matmul_transpose(op):
+            return  # folded into its matmuls (LowerMatMul)
         out = _result(op)
         perm = _ints(op.perm)
         rank = len(perm)

@@ -9,7 +9,9 @@ weight-only parts into derive functions:
 * `mul(add|sub(y, c), k)` → `add|sub(mul(y, k), mul(c, k))` (either operand order), when `c`
   and `k` are weight-only and `y` is not: distributes the scale towards the producer of `y`;
 * `mul(matmul(x, W), k)` → `matmul(x, mul(W, k'))` when `W` and `k` are weight-only and `k`
-  scales the output columns only (`k'` = `k` as a vector);
+  scales the output columns only (`k'` = `k` as a vector); when `W = transpose(V)` (a
+  transpose the matmul reads for free, `ge.is_matmul_transpose`), `V`'s rows are scaled
+  instead and the transpose stays: `matmul(x, transpose(mul(V, k'')))`;
 * `mul(conv2d(x, W), k)` → `conv2d(x, mul(W, k'))` when `k` scales output channels only
   (`k'` = `k` reshaped to `[F, 1, 1, 1]`);
 * `add|sub(add|sub(y, c1), c2)` → `add|sub(y, c1 ± c2)`: one shift instead of two.
@@ -170,9 +172,21 @@ class ScaleIntoWeights(RewritePattern):
             if any(d != 1 for d in padded[:-1]):
                 return  # not a per-column scale
             w = producer.rhs
-            scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[-1]], new), new)
-            if scaled.type != w.type:
-                return
+            t = w.owner
+            if isinstance(t, ge.TransposeOp) and ge.is_matmul_transpose(t) and _single_use(w):
+                # W = transpose(V): scale V's rows and keep the transpose, which the matmul
+                # reads for free; only the elementwise product is then a derived weight.
+                src = _binary(ge.MulOp, t.input, _reshaped(k, [padded[-1], 1], new), new)
+                if src.type != t.input.type:
+                    return
+                transposed = t.clone()
+                transposed.operands = [src]
+                new.append(transposed)
+                scaled = transposed.results[0]
+            else:
+                scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[-1]], new), new)
+                if scaled.type != w.type:
+                    return
             replacement = ge.MatMulOp(producer.lhs, scaled, producer.output.type)
         elif isinstance(producer, ge.Conv2DOp) and self.facts.is_weight(producer.filter) \
                 and not self.facts.is_weight(producer.input):
@@ -188,7 +202,10 @@ class ScaleIntoWeights(RewritePattern):
             return
         new.append(replacement)
         rewriter.replace(op, new, [replacement.results[0]])
+        old_weight = producer.operands[1].owner
         rewriter.erase(producer)
+        if isinstance(old_weight, ge.TransposeOp) and not old_weight.output.uses:
+            rewriter.erase(old_weight)  # replaced by the scaled transpose
 
 
 @dataclass

@@ -8,8 +8,11 @@ inference is waste; they only change when a weight does. This pass (like TVM's
 
 * finds, in each read-only function, the *weight-only* values: results of compute ops whose
   operands all come, transitively, from `ge.read_variable` and `ge.const` only;
-* keeps the *frontier* ones (used by an op that is not weight-only, or returned) with a
-  static shape;
+* keeps the *frontier* ones (used by an op that is not hoisted, or returned) with a static
+  shape. A transpose of the last two dims that only feeds matmuls is not hoisted
+  (`ge.is_matmul_transpose`): the lowering folds it into the matmuls, BLAS reads the weight
+  transposed for free, and a stored transposed copy would only cost memory and update time
+  (the weight-only value under it is hoisted if it is computed);
 * declares a *derived variable* per frontier value, `ge.variable @<source>.hoisted<k>`
   (`@folded<k>` for a value of constants alone), and replaces the value by a
   `ge.read_variable` of it; the ops left dead are erased;
@@ -80,15 +83,19 @@ class _Weights:
     def is_weight_only(self, op: Operation) -> bool:
         return isinstance(op, ge.ComputeOp) and all(r in self.sources for r in op.results)
 
+    def is_hoisted(self, op: Operation) -> bool:
+        """Weight-only, and not a transpose its matmuls read for free (`ge.is_matmul_transpose`):
+        storing that one transposed would only add memory and update time."""
+        return self.is_weight_only(op) and not ge.is_matmul_transpose(op)
+
     def frontier(self, fn: FuncOp) -> list[SSAValue]:
-        """Weight-only compute results depending on a variable, used outside weight-only work."""
+        """Hoisted compute results used by work that is not hoisted (or returned)."""
         out = []
         for op in fn.body.block.ops:
-            if not self.is_weight_only(op):
+            if not self.is_hoisted(op):
                 continue
             for r in op.results:
-                if _static(r) and any(
-                        not self.is_weight_only(u.operation) for u in r.uses):
+                if _static(r) and any(not self.is_hoisted(u.operation) for u in r.uses):
                     out.append(r)
         return out
 

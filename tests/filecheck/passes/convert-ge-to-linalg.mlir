@@ -130,6 +130,29 @@ builtin.module {
     func.return %y, %by : tensor<8x10xf32>, tensor<3x8x10xf32>
   }
 
+  // A transpose of the last two dims that only feeds matmuls is folded into their maps
+  // (rhs read as (n, k), lhs as (k, m)): no copy; another transpose is a copy generic.
+  // CHECK-LABEL: func.func @matmul_transposed()
+  // CHECK-NOT:     ge.transpose
+  // CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>], {{.*}} ins(%x, %tw : tensor<2x4xf32>, tensor<3x4xf32>)
+  // CHECK:         %y2 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>], {{.*}} ins(%x, %tw : tensor<2x4xf32>, tensor<3x4xf32>)
+  // CHECK:         %y3 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], {{.*}} ins(%tv, %tz : tensor<3x2xf32>, tensor<3x3xf32>)
+  // CHECK:         %ut = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
+  // LOOPS-LABEL: func.func @matmul_transposed(
+  func.func @matmul_transposed() -> (tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>) {
+    %x = ge.data "x" index 0 : tensor<2x4xf32>
+    %tw = ge.const "tw" = dense<1.0> : tensor<3x4xf32>
+    %wt = ge.transpose %tw {perm = array<i64: 1, 0>} : tensor<3x4xf32> -> tensor<4x3xf32>
+    %y = ge.matmul %x, %wt : (tensor<2x4xf32>, tensor<4x3xf32>) -> tensor<2x3xf32>
+    %y2 = ge.matmul %x, %wt : (tensor<2x4xf32>, tensor<4x3xf32>) -> tensor<2x3xf32>
+    %tv = ge.const "tv" = dense<2.0> : tensor<3x2xf32>
+    %vt = ge.transpose %tv {perm = array<i64: 1, 0>} : tensor<3x2xf32> -> tensor<2x3xf32>
+    %tz = ge.const "tz" = dense<3.0> : tensor<3x3xf32>
+    %y3 = ge.matmul %vt, %tz : (tensor<2x3xf32>, tensor<3x3xf32>) -> tensor<2x3xf32>
+    %ut = ge.transpose %tv {perm = array<i64: 1, 0>} : tensor<3x2xf32> -> tensor<2x3xf32>
+    func.return %y, %y2, %y3, %ut : tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>
+  }
+
   // Collapse to rank 1 then expand, skipping identity steps; a 0-d source is broadcast by a
   // copy generic (xDSL cannot expand a 0-d tensor); collapsing to 0-d has no reassociation.
   // CHECK-LABEL: func.func @reshape()

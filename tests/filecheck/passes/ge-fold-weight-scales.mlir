@@ -118,3 +118,36 @@ builtin.module {
 // CHECK-NEXT:     func.return %yr, %y2k, %y2t, %wk : tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<4x3xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
+
+// -----
+
+// A Gemm with transB (W stored [out, in]): the scale goes into W's rows and the transpose,
+// which the matmul reads for free, stays.
+builtin.module {
+  ge.variable @v_var : tensor<3x4xf32>
+  ge.variable @k_var : tensor<3xf32>
+  func.func @var_infer_graph() -> tensor<2x3xf32> {
+    %x = ge.data "x" index 0 : tensor<2x4xf32>
+    %v = ge.read_variable @v_var : tensor<3x4xf32>
+    %k = ge.read_variable @k_var : tensor<3xf32>
+    %vt = ge.transpose %v {perm = array<i64: 1, 0>} : tensor<3x4xf32> -> tensor<4x3xf32>
+    %y = ge.matmul %x, %vt : (tensor<2x4xf32>, tensor<4x3xf32>) -> tensor<2x3xf32>
+    %yk = ge.mul %y, %k : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>
+    func.return %yk : tensor<2x3xf32>
+  }
+}
+
+// CHECK: builtin.module {
+// CHECK-NEXT:   ge.variable @v_var : tensor<3x4xf32>
+// CHECK-NEXT:   ge.variable @k_var : tensor<3xf32>
+// CHECK-NEXT:   func.func @var_infer_graph() -> tensor<2x3xf32> {
+// CHECK-NEXT:     %x = ge.data "x" index 0 : tensor<2x4xf32>
+// CHECK-NEXT:     %v = ge.read_variable @v_var : tensor<3x4xf32>
+// CHECK-NEXT:     %k = ge.read_variable @k_var : tensor<3xf32>
+// CHECK-NEXT:     %yk = ge.reshape %k : tensor<3xf32> -> tensor<3x1xf32>
+// CHECK-NEXT:     %yk_1 = ge.mul %v, %yk : (tensor<3x4xf32>, tensor<3x1xf32>) -> tensor<3x4xf32>
+// CHECK-NEXT:     %vt = ge.transpose %yk_1 {perm = array<i64: 1, 0>} : tensor<3x4xf32> -> tensor<4x3xf32>
+// CHECK-NEXT:     %yk_2 = ge.matmul %x, %vt : (tensor<2x4xf32>, tensor<4x3xf32>) -> tensor<2x3xf32>
+// CHECK-NEXT:     func.return %yk_2 : tensor<2x3xf32>
+// CHECK-NEXT:   }
+// CHECK-NEXT: }
