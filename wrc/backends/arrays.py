@@ -75,7 +75,8 @@ class ArrayModule:
     * `to_device(host_or_device)`: a C-contiguous array of this backend holding the value
       (no copy when it already is one); `to_host(a)`: a NumPy array;
     * `empty`, `copy_into(dst, src)` (src host or device), `blank(shape, dtype)` (a stand-in
-      that is never read), `freeze`/`thaw` (read-only flag where the array type has one),
+      that is never read), `host` (arrays are host NumPy arrays: no conversion needed),
+      `freeze`/`thaw` (read-only flag where the array type has one),
       `errstate()` (a context for running generated code).
     """
 
@@ -89,6 +90,8 @@ class ArrayModule:
     empty: Callable[[tuple[int, ...], np.dtype], Any]
     copy_into: Callable[[Any, Any], None]
     blank: Callable[[tuple[int, ...], np.dtype], Any]
+    host: bool = False
+    """Its arrays are NumPy arrays in host memory: `to_host` is the identity."""
     freeze: Callable[[Any], None] = field(default=lambda a: None)
     thaw: Callable[[Any], None] = field(default=lambda a: None)
     errstate: Callable[[], contextlib.AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
@@ -100,7 +103,7 @@ class ArrayModule:
 NUMPY = ArrayModule(
     name="numpy", xp=np, strided=_numpy_strided, erf=_numpy_erf, array_types=(),
     to_device=_c_array, to_host=np.asarray, empty=np.empty, copy_into=np.copyto, blank=_numpy_blank,
-    freeze=_freeze, thaw=_thaw,
+    host=True, freeze=_freeze, thaw=_thaw,
     # Overflow to inf / NaN is IEEE behaviour the interpreter also has: no warnings.
     errstate=lambda: np.errstate(all="ignore"),
 )
