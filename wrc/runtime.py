@@ -404,6 +404,10 @@ class Bundle:
                 problems.append(f"unknown weight {key!r} (weights: {', '.join(self._update_keys)})")
                 continue
             x = upd.inputs[idx]
+            if type(value) is np.ndarray and value.dtype == x.dtype and value.shape == x.shape \
+                    and value.size:  # the common case, without building check messages
+                values[idx] = value
+                continue
             try:
                 arr = _as_array(value, f"weight {key!r}", self._arrays)
             except InputError as e:
@@ -517,7 +521,7 @@ class Bundle:
             return self._compiled.run(info.name, cached[2], call.args)
         with self._write_lock:
             snap = self._snapshot
-            self._globals(info, snap, {})  # uninitialized reads fail before any allocation
+            globals_ = self._globals(info, snap, {})  # uninitialized reads fail before any allocation
             fresh: dict[str, np.ndarray] = {}
             certain: set[str] = set()
             for w in info.writes:
@@ -534,7 +538,8 @@ class Bundle:
                         self._arrays.copy_into(buf, snap[w.var])
                 if will and w.full:
                     certain.add(w.var)
-            outs = self._compiled.run(info.name, self._globals(info, snap, fresh), call.args)
+            globals_.update(fresh)
+            outs = self._compiled.run(info.name, globals_, call.args)
             new = dict(snap)
             for var, arr in fresh.items():
                 if var in certain or var in snap:  # otherwise maybe still unset: stays so
