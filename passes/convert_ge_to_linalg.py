@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, IntegerType, ModuleOp, TensorType, i1
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseArrayBase,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    i1,
+    i64,
+)
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.ir.affine import AffineMap
@@ -29,6 +39,7 @@ from xdsl.pattern_rewriter import (
 
 from wrc.dialects import ge
 from wrc.errors import LoweringError
+from wrc.model_buffer import GATHER_AXIS, GATHER_CALL
 from wrc.passes import _linalg_builders as B
 from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
 
@@ -527,6 +538,12 @@ class LowerGather(RewritePattern):
 
         y = B.generic(rewriter, [op.data, op.indices], init, [data_map, idx_map, amap(rank + 1, [dim(i) for i in range(rank)])],
                       [PARALLEL] * rank + [REDUCTION], body)
+        # MLIR's hint that a library routine computes the op: the NumPy JIT then takes the
+        # rows (`np.take`, O(1) per element) instead of running the O(size) reduction.
+        generic = y.owner
+        assert isinstance(generic, Operation)
+        generic.properties["library_call"] = StringAttr(GATHER_CALL)
+        generic.attributes[GATHER_AXIS] = IntegerAttr(axis, i64)
         rewriter.replace(op, [], [y])
 
 

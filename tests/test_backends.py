@@ -868,3 +868,49 @@ def test_pipeline_integers_and_scalars() -> None:
     np.testing.assert_array_equal(d, a * b - a)
     assert r.shape == () and r == s
     close(e, np.exp(s))
+
+
+GATHER_L1 = """
+builtin.module {
+  func.func @g() -> tensor<2x3x4xf32> {
+    %i = ge.data "i" index 0 : tensor<2x3xi64>
+    %d = ge.const "d" : tensor<5x4xf32>
+    %y = ge.gather %d, %i {axis = 0 : i64} : (tensor<5x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+    func.return %y : tensor<2x3x4xf32>
+  }
+}
+"""
+
+
+def _gather_module() -> ModuleOp:
+    from wrc import pipeline
+
+    return pipeline.apply(parse(GATHER_L1), pipeline.LOWER_TO_BUFFERS)
+
+
+def test_gather_is_np_take_in_the_jit_with_the_one_hot_semantics() -> None:
+    """The lowered gather carries `library_call = "wrc_gather"`: the JIT takes rows (no
+    O(vocabulary) reduction) and must agree with the interpreter, which runs the one-hot body,
+    on negative and out-of-range indices too."""
+    module = _gather_module()
+    data = rand(5, 4)
+    idx = np.array([[0, -1, 4], [2, 7, -6]], np.int64)  # 7 and -6 are out of range: zeros
+    norm = np.where(idx < 0, idx + 5, idx)
+    ok = (norm >= 0) & (norm < 5)
+    expected = np.where(ok[..., None], data[np.where(ok, norm, 0)], 0).astype(np.float32)
+    compiled = get_backend("numpy").compile(module)
+    assert "np.take(" in compiled.source("g")
+    for backend in HOST_BACKENDS:
+        (y,) = get_backend(backend).compile(module).run("g", {"d": data}, [idx])
+        np.testing.assert_array_equal(y, expected, err_msg=backend)
+
+
+def test_a_gather_call_that_does_not_fit_its_operands_is_a_lowering_error() -> None:
+    from xdsl.dialects.builtin import IntegerAttr, i64
+    from xdsl.dialects.linalg.ops import GenericOp
+
+    module = _gather_module()
+    generic = next(op for op in module.walk() if isinstance(op, GenericOp) and op.library_call is not None)
+    generic.attributes["wrc.gather_axis"] = IntegerAttr(1, i64)  # a file claiming another axis
+    with pytest.raises(LoweringError, match="along axis 1 are not a gather"):
+        get_backend("numpy").compile(module)

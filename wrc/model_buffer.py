@@ -66,6 +66,11 @@ DERIVE_ATTR = "ge.derive"
 the runtime runs it when one of the variables it reads changed (not a graph of the bundle)."""
 
 
+GATHER_CALL, GATHER_AXIS = "wrc_gather", "wrc.gather_axis"
+"""`library_call` and axis attribute of the `linalg.generic` a `ge.gather` becomes: the
+generic's body is a one-hot reduction (what the interpreter runs), the NumPy JIT takes rows."""
+
+
 def derive_funcs(module: ModuleOp, graphs: tuple[str, ...]) -> list[func.FuncOp]:
     """The module's derive functions, in module order (a graph is never one)."""
     return [f for name, f in module_funcs(module).items() if DERIVE_ATTR in f.attributes and name not in graphs]

@@ -63,6 +63,7 @@ from wrc.backends import check_call
 from wrc.backends.arrays import NUMPY, ArrayModule
 from wrc.dtypes import UnsupportedDtypeError, to_numpy_dtype
 from wrc.errors import InputError, LoweringError
+from wrc.model_buffer import GATHER_AXIS, GATHER_CALL
 
 REUSE_BUFFERS = True
 """Let an alloc take the array of a temporary that is dead by then (off: for benchmarks)."""
@@ -306,8 +307,8 @@ def _analyze(op: linalg.GenericOp) -> _Generic:
     operands = list(op.inputs) + list(op.outputs)
     if op.res:
         raise _fail(op, "tensor results (level 3 needs memref operands)")
-    if op.library_call is not None:
-        raise _fail(op, "library_call is not supported")
+    if op.library_call is not None and op.library_call.data != GATHER_CALL:
+        raise _fail(op, f"library_call {op.library_call.data!r} is not supported (only {GATHER_CALL!r})")
     if len(maps) != len(operands) or any(m.num_dims != n or m.num_symbols for m in maps):
         raise _fail(op, "indexing maps do not match the operands and iterators")
     if any(it not in ("parallel", "reduction") for it in iters):
@@ -876,6 +877,9 @@ class _FuncCompiler:
         return v
 
     def generic(self, op: linalg.GenericOp, ind: int) -> None:
+        if op.library_call is not None and op.library_call.data == GATHER_CALL:
+            self.gather(op, ind)
+            return
         g = self.analyze(op)
         if g.kind == "contract":
             self.contract(g, ind)
@@ -955,6 +959,30 @@ class _FuncCompiler:
             self.src.emit(ind, f"{red}, out={outs[0]})")
         else:
             self.src.emit(ind, f"np.{g.combiner}({outs[0]}, {red}), out={outs[0]})")
+
+    def gather(self, op: linalg.GenericOp, ind: int) -> None:
+        """`library_call = "wrc_gather"` (a lowered `ge.gather`): `np.take` of the rows, with
+        the one-hot body's semantics (a negative index counts from the end; one still out
+        of range gives zeros). Checked against the operand shapes, not trusted."""
+        axis_attr = op.attributes.get(GATHER_AXIS)
+        if len(op.inputs) != 2 or len(op.outputs) != 1 or not isinstance(axis_attr, IntegerAttr):
+            raise _fail(op, f"{GATHER_CALL} takes data and indices, one output and an integer {GATHER_AXIS}")
+        data, idx, out = op.inputs[0], op.inputs[1], op.outputs[0]
+        (dshape, ddt), (ishape, idt), (oshape, odt) = (_buffer(op, v.type) for v in (data, idx, out))
+        axis = axis_attr.value.data
+        if not 0 <= axis < len(dshape) or oshape != dshape[:axis] + ishape + dshape[axis + 1:] \
+                or idt.kind not in "iu" or ddt != odt:
+            raise _fail(op, f"{GATHER_CALL}: data {ddt}{list(dshape)}, indices {idt}{list(ishape)} and output "
+                            f"{odt}{list(oshape)} along axis {axis} are not a gather")
+        c, e = self.src.const, self.src.emit
+        d, i, o = self.name(data), self.name(idx), self.name(out)
+        t, ok = self.src.var(), self.src.var()
+        size = c(dshape[axis])
+        mask_shape = (1,) * axis + ishape + (1,) * (len(dshape) - axis - 1)
+        e(ind, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
+        e(ind, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
+        e(ind, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
+               f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
 
     def contract(self, g: _Generic, ind: int) -> None:
         """`out (+)= Σ x*y` as one (batched) matmul over regrouped views."""

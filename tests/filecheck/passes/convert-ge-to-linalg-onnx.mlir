@@ -21,9 +21,10 @@
 // CHECK:       affine_map<(d0, d1) -> ((d0 + 1), d1)>
 // CHECK:       %z = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> ((d0 + 1), ((d1 * 2) + 1))>, affine_map<(d0, d1) -> (d0, d1)>]
 
-// gather: a one-hot reduction over the gathered axis (loop d3), negative indices shifted by 10.
+// gather: a one-hot reduction over the gathered axis (loop d3), negative indices shifted by 10,
+// tagged `library_call = "wrc_gather"` with its axis (the NumPy JIT takes rows instead).
 // CHECK-LABEL: func.func @gather()
-// CHECK:       %z = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+// CHECK:       %z = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"], library_call = "wrc_gather"} {{.*}} attrs =  {wrc.gather_axis = 0 : i64}
 // CHECK:         linalg.index 3 : index
 // CHECK-NEXT:    arith.index_cast {{.*}} : index to i64
 // CHECK:         arith.cmpi slt
