@@ -8,6 +8,7 @@ Sections (docs/performance.md explains each and records a run):
   hoist    a model with weight-only work (Gemm transB=1 + BatchNorm): wrc with and without
            ge-hoist-weight-only vs frozen vs onnxruntime; update cost with derived values
   onnx     the ResNet- and BERT-style PyTorch exports of tests/models vs onnxruntime
+  gather   an embedding lookup at BERT-base vocabulary size: np.take vs the one-hot reduction
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
@@ -259,6 +260,46 @@ def bench_onnx(quick: bool) -> None:
             record("onnx", f"{name}.onnx", what, med, mn, note="tests/models, PyTorch export")
 
 
+def bench_gather(quick: bool) -> None:
+    """A BERT-base-sized embedding lookup (vocabulary 30522 × 256, 128 tokens): wrc's `np.take`
+    path vs the one-hot reduction it replaced (the same IR without its `library_call`) vs ort."""
+    from onnx import TensorProto, helper, numpy_helper
+    from xdsl.dialects.linalg.ops import GenericOp
+
+    from wrc import pipeline
+    from wrc.backends import get_backend
+
+    vocab, dim, tokens = 30522, 256, 128
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((vocab, dim)).astype(np.float32)
+    ids = rng.integers(0, vocab, (1, tokens))
+    g = wrc.Graph("embedding")
+    g.output(g.gather(g.const("table", table), g.data("ids", (1, tokens), "int64"), 0))
+    module = pipeline.apply(g.copy().module, pipeline.BUILD)
+    take = get_backend("numpy").compile(module)
+    for op in module.walk():
+        if isinstance(op, GenericOp) and op.library_call is not None:
+            op.properties.pop("library_call")
+    one_hot = get_backend("numpy").compile(module)
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["y"], axis=0)], "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, tokens])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(table, "table")]), opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"ids": ids})[0]
+    agree("embedding", ref, {"wrc": take.run(g.name, {"table": table}, [ids])[0]})
+    with threadpool_limits(1):
+        res = interleaved({"wrc (np.take)": lambda: take.run(g.name, {"table": table}, [ids]),
+                           "ort": lambda: sess.run(None, {"ids": ids})}, 3 if quick else 7, 5 if quick else 20)
+        res |= interleaved({"one-hot reduction (before)": lambda: one_hot.run(g.name, {"table": table}, [ids])}, 1, 1)
+    for what, (med, mn) in res.items():
+        record("gather", "embedding 30522x256", what, med, mn, note="128 tokens")
+
+
 def bench_interp(quick: bool) -> None:
     m = models.small_mlp()
     mb = build_bundle(m)
@@ -406,7 +447,7 @@ def bench_rss(quick: bool) -> None:
                            unit="MB", ratio_to_weights=(after - base) / m.weight_bytes)
 
 
-SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "interp": bench_interp, "update": bench_update,
+SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss}
 
 
