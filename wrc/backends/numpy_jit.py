@@ -616,6 +616,12 @@ class _FuncCompiler:
             if op.dynamic_sizes or op.symbol_operands:
                 raise _fail(op, "dynamic sizes")
             shape, dtype = _buffer(op, op.memref.type)
+            sink = self.global_sink(op)
+            if sink is not None:  # computed straight into the global it is finally copied to
+                copy, name = sink
+                emit(ind, f"{self.define(op.memref)} = G[{src.const(name)}]")
+                self.skip.add(copy)
+                return
             reuse = self.dead_buffer(op.memref) if REUSE_BUFFERS else None
             if reuse is not None:  # a dead temporary's array: no allocation, no page faults
                 emit(ind, f"{self.define(op.memref)} = {reuse}")
@@ -686,6 +692,27 @@ class _FuncCompiler:
             if root.owner in index:
                 first = min(us, key=lambda u: u[0])
                 self.span[root] = (first[0], max(i for i, _ in us), first[1])
+
+    def global_sink(self, alloc: memref.AllocOp) -> tuple[memref.CopyOp, str] | None:
+        """(copy, global) when `alloc`'s buffer ends, unconditionally, in a whole-buffer copy
+        into a global that the function touches nowhere else (a derived variable of
+        `ge-hoist-weight-only`, a computed `ge.assign`): the buffer may then be that global's
+        array, and the copy is dropped. The runtime gives such a write a buffer of its own."""
+        buf = alloc.memref
+        if buf not in self.span:
+            return None
+        copy = list(self.fn.body.block.ops)[self.span[buf][1]]
+        if not isinstance(copy, memref.CopyOp) or copy.source is not buf:
+            return None
+        dst = copy.destination.owner
+        if not isinstance(dst, memref.GetGlobalOp) or copy.destination.type != buf.type:
+            return None
+        name = dst.name_.string_value()
+        for other in self.fn.walk():
+            if isinstance(other, memref.GetGlobalOp) and other.name_.string_value() == name and any(
+                    use.operation is not copy or use.index != 1 for use in other.memref.uses):
+                return None
+        return copy, name
 
     def dead_buffer(self, new: SSAValue) -> str | None:
         """An array variable whose occupant is dead when `new` is first used, same type.
