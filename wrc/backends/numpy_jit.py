@@ -555,6 +555,7 @@ class _FuncCompiler:
         # Buffer reuse (top-level allocs only): use span of each alloc, and which alloc
         # occupies each array variable the generated code allocated so far.
         self.span: dict[SSAValue, tuple[int, int, Operation]] = {}  # alloc → (first, last use, first user)
+        self.top: list[Operation] = []  # the function's top-level ops, by the indices of `span`
         self.occupant: dict[str, SSAValue] = {}
 
     # -- entry
@@ -676,7 +677,8 @@ class _FuncCompiler:
 
     def spans(self, block: Block) -> None:
         """First and last use (top-level op index, views included) of each top-level alloc."""
-        index = {op: i for i, op in enumerate(block.ops)}
+        self.top = list(block.ops)
+        index = {op: i for i, op in enumerate(self.top)}
         uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
         for op in self.fn.walk():
             top: Operation | None = op
@@ -701,7 +703,7 @@ class _FuncCompiler:
         buf = alloc.memref
         if buf not in self.span:
             return None
-        copy = list(self.fn.body.block.ops)[self.span[buf][1]]
+        copy = self.top[self.span[buf][1]]
         if not isinstance(copy, memref.CopyOp) or copy.source is not buf:
             return None
         dst = copy.destination.owner
