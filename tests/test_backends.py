@@ -951,3 +951,17 @@ def test_a_value_copied_whole_into_an_untouched_global_is_computed_in_place() ->
     compiled.run("bump_u", {"u": u}, [x])
     np.testing.assert_allclose(v, np.exp(x), rtol=1e-6)
     np.testing.assert_allclose(u, 1 + x, rtol=1e-6)
+
+
+def test_gather_calls_without_their_axis_and_unknown_library_calls_are_lowering_errors() -> None:
+    from xdsl.dialects.builtin import StringAttr
+    from xdsl.dialects.linalg.ops import GenericOp
+
+    module = _gather_module()
+    generic = next(op for op in module.walk() if isinstance(op, GenericOp) and op.library_call is not None)
+    del generic.attributes["wrc.gather_axis"]
+    with pytest.raises(LoweringError, match="wrc_gather takes data and indices, one output and an integer wrc.gather_axis"):
+        get_backend("numpy").compile(module)
+    generic.properties["library_call"] = StringAttr("my_blas_gemm")
+    with pytest.raises(LoweringError, match="library_call 'my_blas_gemm' is not supported \\(only 'wrc_gather'\\)"):
+        get_backend("numpy").compile(module)

@@ -161,3 +161,24 @@ def test_cupy_backend_without_cupy_names_what_is_missing(monkeypatch: pytest.Mon
     with pytest.raises(BackendUnavailableError, match="needs CuPy"):
         wrc.load_bundle(path, backend="cupy")
     assert "cupy" in wrc.backends.BACKENDS  # a known backend, not an unknown name
+
+
+@pytest.mark.parametrize(("count", "message"), [
+    (RuntimeError("cudaErrorInsufficientDriver"), r"CuPy 99\.0 is installed but CUDA is not usable: cudaErrorInsufficientDriver"),
+    (0, r"CuPy 99\.0 finds no CUDA device"),
+])
+def test_cupy_backend_without_a_usable_gpu_says_so(monkeypatch: pytest.MonkeyPatch, count: Any, message: str) -> None:
+    from wrc.backends import cupy_backend
+
+    def device_count() -> int:
+        if isinstance(count, Exception):
+            raise count
+        return count
+
+    fake = types.SimpleNamespace(__version__="99.0", cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=device_count)))
+    cupy_backend.cupy_arrays.cache_clear()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(BackendUnavailableError, match=message):
+        wrc.backends.get_backend("cupy")
+    cupy_backend.cupy_arrays.cache_clear()

@@ -73,6 +73,12 @@ class _Input:
     dtype: np.dtype
     optional: bool  # an update-graph input: empty = keep; the IR takes an i1 "non-empty" flag after it
 
+    def takes(self, value: Any) -> bool:
+        """A host array that passes every check as it is, and is not an empty "keep": the
+        common case, which update() and run() accept without building check messages."""
+        return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape
+                and (value.size > 0 or not self.optional))
+
 
 @dataclass(frozen=True)
 class _Write:
@@ -404,8 +410,7 @@ class Bundle:
                 problems.append(f"unknown weight {key!r} (weights: {', '.join(self._update_keys)})")
                 continue
             x = upd.inputs[idx]
-            if type(value) is np.ndarray and value.dtype == x.dtype and value.shape == x.shape \
-                    and value.size:  # the common case, without building check messages
+            if x.takes(value):
                 values[idx] = value
                 continue
             try:
@@ -474,10 +479,7 @@ class Bundle:
         problems = []
         for idx, x in enumerate(info.inputs):
             value = values.get(x.name)
-            # Fast path (a host array of the right type and shape, the common case): the
-            # same outcome as the checks below, without building their messages.
-            if type(value) is np.ndarray and value.dtype == x.dtype and value.shape == x.shape \
-                    and not (x.optional and value.size == 0):
+            if x.takes(value):  # the same outcome as the checks below, without their messages
                 call.args.append(self._arrays.to_device(value))
                 if x.optional:
                     call.flags[idx] = True

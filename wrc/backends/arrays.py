@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from wrc.model_buffer import c_array
+
 
 def _numpy_erf(x: Any) -> Any:
     """`math.erf` elementwise (NumPy has no erf ufunc): SciPy's when installed, else Python's."""
@@ -56,11 +58,6 @@ def _numpy_blank(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     out = np.zeros(shape, dtype)
     out.flags.writeable = False
     return out
-
-
-def _c_array(a: np.ndarray) -> np.ndarray:
-    """`a` C-contiguous, copied only if needed (0-d arrays stay 0-d)."""
-    return a if a.flags.c_contiguous else np.array(a, order="C")
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ class ArrayModule:
 
 NUMPY = ArrayModule(
     name="numpy", xp=np, strided=_numpy_strided, erf=_numpy_erf, array_types=(),
-    to_device=_c_array, to_host=np.asarray, empty=np.empty, copy_into=np.copyto, blank=_numpy_blank,
+    to_device=c_array, to_host=np.asarray, empty=np.empty, copy_into=np.copyto, blank=_numpy_blank,
     host=True, freeze=_freeze, thaw=_thaw,
     # Overflow to inf / NaN is IEEE behaviour the interpreter also has: no warnings.
     errstate=lambda: np.errstate(all="ignore"),
