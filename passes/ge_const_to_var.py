@@ -1,6 +1,6 @@
 """`ge-const-to-var{names=...}`: turn named constants of a graph into variables.
 
-The first half of GE's `aclgrphConvertToWeightRefreshableGraphs` (SPEC §2): each
+The first half of GE's `aclgrphConvertToWeightRefreshableGraphs` (docs/spec.md §2): each
 `ge.const "c" : T` whose name is listed becomes `ge.read_variable @c_var : T`, and a
 module-level `ge.variable @c_var : T {init = "c"}` (plus `init_value` when the constant
 was inline) records where the variable's first value comes from, for

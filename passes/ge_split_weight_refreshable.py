@@ -1,6 +1,6 @@
 """`ge-split-weight-refreshable`: split a converted graph into GE's three graphs.
 
-The second half of `aclgrphConvertToWeightRefreshableGraphs` (SPEC §2). Input: the output
+The second half of `aclgrphConvertToWeightRefreshableGraphs` (docs/spec.md §2). Input: the output
 of `ge-const-to-var` (one `func.func` + `ge.variable` symbols carrying `init`). Output, in
 this order: the variables (`init`/`init_value` stripped: the init graph now holds them),
 

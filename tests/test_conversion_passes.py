@@ -1,4 +1,4 @@
-"""The conversion passes applied from Python (SPEC §2): structure of the result, and errors.
+"""The conversion passes applied from Python (docs/spec.md §2): structure of the result, and errors.
 
 Every error must be a `ConversionError` (a `WrcError`) naming the culprit, raised before
 anything is modified: the printed module is compared before and after.
@@ -43,7 +43,7 @@ builtin.module {
 }
 """
 
-# SPEC §2: a scalar weight is a variable like any other (and is updated even to 0).
+# docs/spec.md §2: a scalar weight is a variable like any other (and is updated even to 0).
 SCALAR = """
 builtin.module {
   func.func @main() -> tensor<2xf32> {

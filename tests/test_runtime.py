@@ -1,4 +1,4 @@
-"""The runtime contract (SPEC §3): init / update / infer / run, atomicity, concurrency.
+"""The runtime contract (docs/spec.md §3): init / update / infer / run, atomicity, concurrency.
 
 The bundles are hand-written level-3 IR (docs/internals.md): y = (x @ const_1_var) * const_2_var + b
 with a 4x3 weight, a scalar weight and an inline constant `b`. Every test runs on each real

@@ -1,4 +1,4 @@
-"""The GE workflow API end to end, SPEC §1–§3 point by point, on both backends."""
+"""The GE workflow API end to end, docs/spec.md §1–§3 point by point, on both backends."""
 
 from __future__ import annotations
 

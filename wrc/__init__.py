@@ -1,6 +1,6 @@
 """wrc: a weight-refreshable compiler — compile a graph once, replace its weights at run time.
 
-The workflow of the CANN Graph Engine, in Python on xDSL (see README.md and SPEC):
+The workflow of the CANN Graph Engine, in Python on xDSL (see README.md and docs/spec.md, the product contract):
 
     with wrc.BuildSession():
         graphs = wrc.convert_to_weight_refreshable_graphs(graph, ["const_1", "const_2"])

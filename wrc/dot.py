@@ -20,7 +20,7 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import BlockArgument, Operation, OpResult, SSAValue
 
-from wrc.errors import WrcError
+from wrc.errors import RenderError
 
 FORMATS = ("dot", "svg", "png")
 
@@ -36,10 +36,6 @@ _STYLE = {
 }
 _WRITE_EDGE = 'color="#d32f2f", penwidth=2'
 _READ_EDGE = 'color="#1976d2"'
-
-
-class RenderError(WrcError):
-    """A graph cannot be rendered: no Graphviz `dot` for SVG/PNG, or `dot` failed."""
 
 
 def quote(text: str) -> str:

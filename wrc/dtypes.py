@@ -28,12 +28,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute
 
-from wrc.errors import WrcError
-
-
-class UnsupportedDtypeError(WrcError, TypeError):
-    """A NumPy dtype or xDSL element type that wrc does not support."""
-
+from wrc.errors import UnsupportedDtypeError
 
 _PAIRS: tuple[tuple[np.dtype[Any], Attribute], ...] = (
     (np.dtype(np.float16), f16),

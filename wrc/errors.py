@@ -1,8 +1,14 @@
-"""The exceptions users can hit. Every one is a `WrcError`."""
+"""The exceptions users can hit: every class wrc raises on bad input or misuse, all `WrcError`s.
+
+The modules that raise them import them from here (and so still export them under the names
+they had: `wrc.graph.GraphError`, `wrc.onnx.OnnxImportError`, ...).
+"""
 
 from __future__ import annotations
 
-from xdsl.utils.exceptions import DiagnosticException, VerifyException
+from collections.abc import Sequence
+
+from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 
 class WrcError(Exception):
@@ -13,11 +19,19 @@ class ShapeError(WrcError, VerifyException):
     """Operand shapes or dtypes an op cannot accept (names the op and the shapes)."""
 
 
-class ConversionError(WrcError, DiagnosticException):
+class GraphError(WrcError):
+    """A graph is built or parsed wrongly (duplicate names, bad arguments, bad IR)."""
+
+
+class UnsupportedDtypeError(WrcError, TypeError):
+    """A NumPy dtype or xDSL element type that wrc does not support."""
+
+
+class ConversionError(WrcError, PassFailedException):
     """`convert_to_weight_refreshable_graphs` / the conversion passes rejected their input."""
 
 
-class LoweringError(WrcError, DiagnosticException):
+class LoweringError(WrcError, PassFailedException):
     """The compiler cannot lower a graph (e.g. an unsupported dynamic dimension)."""
 
 
@@ -40,3 +54,31 @@ class RuntimeStateError(WrcError):
 
 class InputError(WrcError):
     """Inputs or weights given to a bundle have wrong names, shapes or dtypes."""
+
+
+class WeightFileError(InputError):
+    """A weight file cannot be read or written: unknown format, malformed or unreadable content."""
+
+
+class UnknownBackendError(WrcError, ValueError):
+    """`get_backend` was given a name that is not a backend."""
+
+
+class BackendUnavailableError(WrcError):
+    """A known backend that cannot run on this machine (a library or a device is missing)."""
+
+
+class RenderError(WrcError):
+    """A graph cannot be rendered: no Graphviz `dot` for SVG/PNG, or `dot` failed."""
+
+
+class OnnxImportError(WrcError):
+    """An ONNX model that cannot be read or imported (names the file, node or input)."""
+
+
+class UnsupportedOpError(OnnxImportError):
+    """The model uses operators (or operator forms) wrc does not support; lists every one."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__(f"{len(problems)} unsupported node(s):\n  " + "\n  ".join(problems))

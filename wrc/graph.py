@@ -25,14 +25,10 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 from wrc.context import make_context
 from wrc.dialects import ge
 from wrc.dtypes import to_element_type, to_numpy_dtype
-from wrc.errors import ShapeError, WrcError
+from wrc.errors import GraphError, ShapeError
 from wrc.ir_text import parse_module
 
 DimLike = int | None
-
-
-class GraphError(WrcError):
-    """A graph is built or parsed wrongly (duplicate names, bad arguments, bad IR)."""
 
 
 def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> TensorType:

@@ -77,7 +77,7 @@ def derive_funcs(module: ModuleOp, graphs: tuple[str, ...]) -> list[func.FuncOp]
 
 
 def is_variable(op: GlobalOp) -> bool:
-    """Non-constant globals are variables: storage the runtime owns (SPEC §2 `<const>_var`)."""
+    """Non-constant globals are variables: storage the runtime owns (docs/spec.md §2 `<const>_var`)."""
     return op.constant is None
 
 

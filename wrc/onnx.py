@@ -24,7 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from wrc.dtypes import UnsupportedDtypeError, to_element_type
-from wrc.errors import WrcError
+from wrc.errors import OnnxImportError, UnsupportedOpError, WrcError
 from wrc.graph import Graph, Tensor
 from wrc.model_buffer import ModelBuffer
 
@@ -34,18 +34,6 @@ TESTED_OPSETS = (13, 21)
 semantics; the conformance table runs ONNX's node tests at their own, often newer, opsets)."""
 INLINE_LIMIT = 64
 """Static values created by the importer with at most this many elements are printed inline."""
-
-
-class OnnxImportError(WrcError):
-    """An ONNX model that cannot be read or imported (names the file, node or input)."""
-
-
-class UnsupportedOpError(OnnxImportError):
-    """The model uses operators (or operator forms) wrc does not support; lists every one."""
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__(f"{len(problems)} unsupported node(s):\n  " + "\n  ".join(problems))
 
 
 class _Unsupported(Exception):

@@ -62,7 +62,7 @@ def paused_gc() -> Iterator[None]:
 
 
 def conversion_passes(const_names: Sequence[str]) -> list[ModulePass]:
-    """`ge-const-to-var{names=...}` then `ge-split-weight-refreshable` (SPEC §2)."""
+    """`ge-const-to-var{names=...}` then `ge-split-weight-refreshable` (docs/spec.md §2)."""
     return [
         PASSES["ge-const-to-var"]()(names=tuple(const_names)),
         PASSES["ge-split-weight-refreshable"]()(),

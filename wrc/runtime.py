@@ -1,4 +1,4 @@
-"""Loaded bundles: run any graph GE-style, init / update / infer (SPEC §3).
+"""Loaded bundles: run any graph GE-style, init / update / infer (docs/spec.md §3).
 
 Everything about a graph (its inputs, which globals it reads and writes, under which
 update-graph flags) is derived from the level-3 IR once, at load.
@@ -333,7 +333,7 @@ class Bundle:
                 table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
 
-        # update() keys: the original constant names (SPEC §2: `<const>` → `<const>_var`).
+        # update() keys: the original constant names (docs/spec.md §2: `<const>` → `<const>_var`).
         # Derived from the IR (the variable each optional input is copied into), the input
         # name as a fallback.
         self._update_keys: dict[str, int] = {}
@@ -419,7 +419,7 @@ class Bundle:
                 problems.append(str(e))
                 continue
             if arr.size == 0:
-                continue  # empty = keep (SPEC §2)
+                continue  # empty = keep (docs/spec.md §2)
             problem = _check(arr, x.shape, x.dtype, f"weight {key!r}")
             if problem:
                 problems.append(problem)

@@ -24,15 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wrc.errors import InputError
+from wrc.errors import InputError, WeightFileError
 from wrc.model_buffer import ModelBuffer
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
 """File suffix → format name."""
-
-
-class WeightFileError(InputError):
-    """A weight file cannot be read or written: unknown format, malformed or unreadable content."""
 
 
 def file_format(path: str | os.PathLike[str], format: str | None = None) -> str:
@@ -152,7 +148,7 @@ def bake_weights(model: ModelBuffer, path: str | os.PathLike[str], what: str = "
         raise InputError(f"{os.fspath(path)}: {e}") from None
     sources, weights = initial_value_sources(model), dict(model.weights)
     for key, value in values.items():
-        const = sources.get(f"{key}_var")  # SPEC §2: weight `c` is variable `c_var`
+        const = sources.get(f"{key}_var")  # docs/spec.md §2: weight `c` is variable `c_var`
         if value.size == 0:
             continue  # empty = keep, as in update()
         if const not in weights:

@@ -1,4 +1,4 @@
-"""The GE build workflow in Python (SPEC §1):
+"""The GE build workflow in Python (docs/spec.md §1):
 
 build_initialize → convert_to_weight_refreshable_graphs → bundle_build_model →
 bundle_save_model → build_finalize.

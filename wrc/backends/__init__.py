@@ -20,17 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from wrc.errors import WrcError
+from wrc.errors import BackendUnavailableError, UnknownBackendError
 
 DEFAULT_BACKEND = "numpy"
-
-
-class UnknownBackendError(WrcError, ValueError):
-    """`get_backend` was given a name that is not a backend."""
-
-
-class BackendUnavailableError(WrcError):
-    """A known backend that cannot run on this machine (a library or a device is missing)."""
 
 
 class CompiledModule(Protocol):

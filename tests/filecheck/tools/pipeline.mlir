@@ -2,7 +2,7 @@
 // RUN: wrc-opt %s -p 'ge-const-to-var{names=const_1,const_2}' | wrc-opt -p ge-split-weight-refreshable | filecheck %s
 
 // The two conversion passes in one pipeline, or one after the other through text, give
-// the same three graphs (SPEC §2: GE's aclgrphConvertToWeightRefreshableGraphs).
+// the same three graphs (docs/spec.md §2: GE's aclgrphConvertToWeightRefreshableGraphs).
 
 // CHECK: builtin.module {
 // CHECK-NEXT:   ge.variable @const_1_var : tensor<4x3xf32>
