@@ -51,6 +51,7 @@ import models  # noqa: E402
 
 import wrc  # noqa: E402
 from wrc.backends import numpy_jit  # noqa: E402
+from wrc.bundle_format import bundle_bytes  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
 
@@ -376,7 +377,7 @@ def bench_compile(quick: bool) -> None:
             t2 = time.perf_counter()
             wrc.load_bundle(mb)
             t3 = time.perf_counter()
-            data = mb.to_bytes()
+            data = bundle_bytes(mb)
             t4 = time.perf_counter()
             wrc.load_bundle(data)
             t5 = time.perf_counter()

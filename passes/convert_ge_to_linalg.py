@@ -37,9 +37,9 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from wrc.abi import GATHER_AXIS, GATHER_CALL
 from wrc.dialects import ge
 from wrc.errors import LoweringError
-from wrc.model_buffer import GATHER_AXIS, GATHER_CALL
 from wrc.passes import _linalg_builders as B
 from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
 

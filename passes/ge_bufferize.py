@@ -54,6 +54,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import Rewriter
 
+from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
 
@@ -122,7 +123,7 @@ class VariableToGlobal(RewritePattern):
         glob = memref.GlobalOp.get(
             StringAttr(name), memref_of(op.type, f"ge.variable @{name}"), UnitAttr(), StringAttr("public")
         )
-        glob.attributes["ge.variable"] = UnitAttr()
+        glob.attributes[VARIABLE_ATTR] = UnitAttr()
         rewriter.replace(op, glob)
 
 
@@ -157,7 +158,7 @@ def _const_globals(module: ModuleOp) -> list[memref.GlobalOp]:
             StringAttr(name), memref_of(op.output.type, f'ge.const "{name}"'),
             op.value if op.value is not None else UnitAttr(), StringAttr("private"), UnitAttr(),
         )
-        glob.attributes["ge.constant"] = UnitAttr()
+        glob.attributes[CONSTANT_ATTR] = UnitAttr()
         globals_.append(glob)
     return globals_
 
@@ -371,7 +372,7 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
         what = f'ge.data "{data.data_name.data}"'
         users = [use.operation for use in data.output.uses]
         assigns = [u for u in users if isinstance(u, ge.AssignIfNonEmptyOp)]
-        entry: dict[str, Attribute] = {"ge.name": data.data_name}
+        entry: dict[str, Attribute] = {NAME_ATTR: data.data_name}
         if assigns:
             if len(assigns) != len(users):
                 raise LoweringError(f"{what}: an input of ge.assign_if_nonempty may be empty and has no other use")
@@ -379,7 +380,7 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
             if len(types) != 1:
                 raise LoweringError(f"{what}: assigned to variables of different types {sorted(map(str, types))}")
             arg = block.insert_arg(memref_of(types.pop(), what), len(block.args))
-            entry["ge.optional"] = UnitAttr()
+            entry[OPTIONAL_ATTR] = UnitAttr()
             flag = state.flags[arg] = block.insert_arg(i1, len(block.args))
             if data.output.name_hint:
                 flag.name_hint = f"{data.output.name_hint}_nonempty"

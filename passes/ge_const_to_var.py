@@ -26,6 +26,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
+from wrc.abi import variable_name
 from wrc.dialects.ge import ConstOp, ReadVariableOp, VariableOp
 from wrc.errors import ConversionError
 
@@ -89,7 +90,7 @@ def _plan(module: ModuleOp, names: tuple[str, ...]) -> dict[str, _Weight]:
                 )
             if other.value != first.value:
                 raise ConversionError(f'{PASS}: ge.const "{name}" is used with different values')
-        var = f"{name}_var"
+        var = variable_name(name)
         if SymbolTable.lookup_symbol(module, var) is not None:
             raise ConversionError(
                 f'{PASS}: symbol @{var} (the variable for "{name}") already exists'

@@ -45,10 +45,8 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from wrc.abi import DERIVE_ATTR, DERIVE_PREFIX
 from wrc.dialects import ge
-from wrc.model_buffer import DERIVE_ATTR
-
-DERIVE_PREFIX = "wrc.derive."
 
 
 def writes_variables(fn: FuncOp) -> bool:

@@ -27,12 +27,12 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
+from wrc.abi import ASSIGN_SUFFIX, INFER_GRAPH, INIT_GRAPH, UPDATE_GRAPH, UPDATE_INPUT_SUFFIX
 from wrc.dialects.ge import AssignIfNonEmptyOp, AssignOp, ConstOp, DataOp, VariableOp
 from wrc.errors import ConversionError
 from wrc.passes.ge_const_to_var import the_graph
 
 PASS = "ge-split-weight-refreshable"
-INIT, UPDATE, INFER = "var_init_graph", "var_update_graph", "var_infer_graph"
 
 
 def _validate(module: ModuleOp) -> tuple[FuncOp, list[VariableOp]]:
@@ -48,7 +48,7 @@ def _validate(module: ModuleOp) -> tuple[FuncOp, list[VariableOp]]:
                 f"{PASS}: ge.variable @{var.sym_name.data} has no `init` (the constant it "
                 "replaced); run ge-const-to-var to create variables"
             )
-    for name in (INIT, UPDATE, INFER):
+    for name in (INIT_GRAPH, UPDATE_GRAPH, INFER_GRAPH):
         found = SymbolTable.lookup_symbol(module, name)
         # The graph may already be called var_infer_graph: renaming it is then a no-op.
         if found is not None and found is not graph:
@@ -77,11 +77,11 @@ class GeSplitWeightRefreshablePass(ModulePass):
             sym = var.sym_name.data
             init_name = var.init.data if var.init is not None else ""  # set: _validate checked
             const = init.insert(ConstOp(init_name, var.type, var.init_value))
-            init.insert(AssignOp(sym, const.output, f"{init_name}_assign"))
+            init.insert(AssignOp(sym, const.output, init_name + ASSIGN_SUFFIX))
 
             # Unranked: the input may be empty ("keep"); a non-empty one is checked at run time.
             data = update.insert(
-                DataOp(f"{sym}_data", index, UnrankedTensorType(var.type.element_type))
+                DataOp(sym + UPDATE_INPUT_SUFFIX, index, UnrankedTensorType(var.type.element_type))
             )
             update.insert(AssignIfNonEmptyOp(sym, data.output))
 
@@ -93,6 +93,6 @@ class GeSplitWeightRefreshablePass(ModulePass):
             Rewriter.insert_op(var, InsertPoint.before(graph))
 
         Rewriter.insert_op(
-            [_graph(INIT, init_body), _graph(UPDATE, update_body)], InsertPoint.before(graph)
+            [_graph(INIT_GRAPH, init_body), _graph(UPDATE_GRAPH, update_body)], InsertPoint.before(graph)
         )
-        graph.sym_name = StringAttr(INFER)
+        graph.sym_name = StringAttr(INFER_GRAPH)

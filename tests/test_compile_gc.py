@@ -5,6 +5,7 @@ import gc
 import threading
 
 from wrc import pipeline
+from wrc.bundle_format import bundle_bytes
 
 
 def test_paused_gc_nests_and_restores():
@@ -74,7 +75,7 @@ def test_build_and_load_pause_the_collector_and_give_it_back(monkeypatch):
     with wrc.BuildSession():
         gs = wrc.convert_to_weight_refreshable_graphs(g, ["w"])
         model = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
-    bundle = wrc.load_bundle(model.to_bytes())
+    bundle = wrc.load_bundle(bundle_bytes(model))
     bundle.init()
     out = bundle.infer([np.ones((1, 2), np.float32)])[0]
     np.testing.assert_array_equal(out, np.maximum(np.ones((1, 2), np.float32) @ w, 0))

@@ -24,6 +24,7 @@ import wrc.backends
 from wrc.backends import BackendUnavailableError
 from wrc.backends.arrays import ArrayModule
 from wrc.backends.numpy_jit import NumpyCompiledModule
+from wrc.bundle_format import bundle_bytes
 from wrc.errors import InputError
 
 CASES = {c.name: c for c in cases()}
@@ -157,7 +158,7 @@ def test_cupy_backend_without_cupy_names_what_is_missing(monkeypatch: pytest.Mon
     with pytest.raises(BackendUnavailableError, match=r"backend 'cupy' needs CuPy, which is not installed.*pip install cupy-cuda12x"):
         wrc.backends.get_backend("cupy")
     path = tmp_path / "m.wrcb"
-    path.write_bytes(build(CASES["mlp"]).to_bytes())
+    path.write_bytes(bundle_bytes(build(CASES["mlp"])))
     with pytest.raises(BackendUnavailableError, match="needs CuPy"):
         wrc.load_bundle(path, backend="cupy")
     assert "cupy" in wrc.backends.BACKENDS  # a known backend, not an unknown name

@@ -15,8 +15,7 @@ from xdsl.dialects import func as func_dialect
 from xdsl.dialects.linalg.ops import GenericOp
 
 import wrc
-from wrc.model_buffer import module_funcs
-from wrc.runtime import INFER_GRAPH
+from wrc.abi import INFER_GRAPH, module_funcs
 
 F32 = np.float32
 RNG = np.random.default_rng(42)

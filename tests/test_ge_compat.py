@@ -9,6 +9,7 @@ import pytest
 
 import wrc
 import wrc.ge as ge
+from wrc.bundle_format import bundle_bytes
 
 RNG = np.random.default_rng(3)
 W1 = RNG.standard_normal((4, 3)).astype(np.float32)
@@ -116,7 +117,7 @@ def test_execute_input_mismatch(tmp_path) -> None:
     with wrc.BuildSession():
         out = wrc.convert_to_weight_refreshable_graphs(g, ["const_1", "const_2"])
         model = wrc.bundle_build_model([(out.infer_graph, {}), (out.var_init_graph, {})])
-    bundle_id, _ = ge.aclmdlBundleLoadFromMem(model.to_bytes())
+    bundle_id, _ = ge.aclmdlBundleLoadFromMem(bundle_bytes(model))
     infer, _ = ge.aclmdlBundleGetModelId(bundle_id, 0)
     assert ge.aclmdlBundleGetModelId(bundle_id, 2) == (0, ge.ACL_ERROR_INVALID_PARAM)
     assert ge.aclmdlExecute(infer, [np.zeros((3, 4), np.float32)])[1] == ge.ACL_ERROR_MODEL_INPUT_NOT_MATCH

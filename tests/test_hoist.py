@@ -18,12 +18,14 @@ from xdsl.dialects.linalg.ops import GenericOp
 
 import wrc
 from wrc import pipeline
+from wrc.abi import DERIVE_ATTR, INFER_GRAPH, UPDATE_GRAPH, derive_funcs, module_funcs
+from wrc.bundle_format import bundle_bytes
 from wrc.bundle_info import describe
 from wrc.context import make_context
 from wrc.errors import BuildError, BundleFormatError, InputError, RuntimeStateError
 from wrc.ir_text import parse_module
-from wrc.model_buffer import DERIVE_ATTR, ModelBuffer, derive_funcs, module_funcs
-from wrc.runtime import INFER_GRAPH, UPDATE_GRAPH, Bundle, load_bundle
+from wrc.model_buffer import ModelBuffer
+from wrc.runtime import Bundle, load_bundle
 
 F32 = np.float32
 BATCH, IN, OUT, RANK, EPS = 4, 6, 5, 2, 1e-5
@@ -109,7 +111,7 @@ def test_infer_reads_no_weight_only_work(model: ModelBuffer) -> None:
 
 def test_inspect_marks_derived_variables(model: ModelBuffer, tmp_path) -> None:
     path = tmp_path / "m.wrcb"
-    path.write_bytes(model.to_bytes())
+    path.write_bytes(bundle_bytes(model))
     rows = {v["name"]: v for v in describe(path)["variables"]}
     assert rows["w_var"]["weight"] == "w"
     derived = [v for v in rows.values() if v["initial_value"].startswith("derived by @wrc.derive.")]
@@ -182,7 +184,7 @@ def test_a_b_a_is_bit_identical(model: ModelBuffer) -> None:
 
 
 def test_stripped_bundle_names_the_source_weights(tmp_path) -> None:
-    b = load_bundle(build(stripped=True).to_bytes())
+    b = load_bundle(bundle_bytes(build(stripped=True)))
     with pytest.raises(RuntimeStateError) as e:
         b.infer({"x": X})
     assert "gamma_var" in str(e.value) and "hoisted" not in str(e.value)

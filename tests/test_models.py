@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import wrc
+from wrc.bundle_format import bundle_bytes
 
 RNG = np.random.default_rng(7)
 
@@ -74,7 +75,7 @@ def compile_bundles(graph: wrc.Graph, names: list[str]) -> dict[str, wrc.Bundle]
     with wrc.BuildSession():
         graphs = wrc.convert_to_weight_refreshable_graphs(graph, names)
         model = wrc.bundle_build_model([graphs.infer_graph, graphs.var_init_graph, graphs.var_update_graph])
-    data = model.to_bytes()
+    data = bundle_bytes(model)
     bundles = {backend: wrc.load_bundle(data, backend=backend) for backend in ("numpy", "interp")}
     for b in bundles.values():
         b.init()

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import wrc
+from wrc.bundle_format import bundle_bytes
 from wrc.onnx import OnnxImportError, UnsupportedOpError, compile_graph, import_onnx, weight_names
 
 RNG = np.random.default_rng(3)
@@ -59,7 +60,7 @@ def check_model(model, feeds, backends=("numpy",), tol=1e-4, input_shapes=None, 
     after updating every float weight to new random values."""
     graph = import_onnx(model, input_shapes)
     names = weight_names(graph)
-    data = compile_graph(graph, names).to_bytes()
+    data = bundle_bytes(compile_graph(graph, names))
     new = {n: rng.standard_normal(graph.weights[n].shape).astype(graph.weights[n].dtype)
            for n in names if graph.weights[n].dtype.kind == "f"}
     before, after = ort_run(model, feeds), ort_run(with_initializers(model, new), feeds)

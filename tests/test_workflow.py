@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import wrc
+from wrc.bundle_format import bundle_bytes
 
 RNG = np.random.default_rng(42)
 
@@ -267,7 +268,7 @@ def test_load_from_bytes_equals_file(session, tmp_path):
     g, w = mlp_graph()
     model = build(g, ["const_1", "const_2"], path=tmp_path / "m.wrcb")
     b = wrc.load_bundle((tmp_path / "m.wrcb").read_bytes())
-    b2 = wrc.load_bundle(model.to_bytes())
+    b2 = wrc.load_bundle(bundle_bytes(model))
     x = rand(3, 5)
     for bundle in (b, b2):
         bundle.init()

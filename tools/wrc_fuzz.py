@@ -37,6 +37,7 @@ import numpy as np
 
 import wrc
 from wrc import bundle_format as bf
+from wrc.abi import INFER_GRAPH, INIT_GRAPH
 from wrc.errors import BundleFormatError, WrcError
 
 # --------------------------------------------------------------------------- seed inputs
@@ -246,11 +247,11 @@ def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
         outcome = "loaded"
         try:
             b = wrc.load_bundle(model)
-            if "var_init_graph" in b.graphs:
+            if INIT_GRAPH in b.graphs:
                 b.init()
-            inputs = {n: np.zeros(s, d) for n, s, d in b.inputs("var_infer_graph")
-                      if int(np.prod(s)) < 1 << 20} if "var_infer_graph" in b.graphs else {}
-            if "var_infer_graph" in b.graphs:
+            inputs = {n: np.zeros(s, d) for n, s, d in b.inputs(INFER_GRAPH)
+                      if int(np.prod(s)) < 1 << 20} if INFER_GRAPH in b.graphs else {}
+            if INFER_GRAPH in b.graphs:
                 b.infer(inputs)
             outcome = "loaded and ran"
         except WrcError as e:

@@ -29,13 +29,7 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, VectorType
 from xdsl.dialects.memref import GlobalOp
 from xdsl.ir import Attribute
 
-from wrc.context import make_context
-from wrc.dtypes import SUPPORTED_DTYPES
-from wrc.errors import BundleFormatError, WrcError
-from wrc.ir_text import parse_module
-from wrc.model_buffer import (
-    ModelBuffer,
-    c_array,
+from wrc.abi import (
     element_dtype,
     global_spec,
     is_variable,
@@ -43,6 +37,11 @@ from wrc.model_buffer import (
     module_globals,
     stored_weight_names,
 )
+from wrc.context import make_context
+from wrc.dtypes import SUPPORTED_DTYPES
+from wrc.errors import BundleFormatError, WrcError
+from wrc.ir_text import parse_module
+from wrc.model_buffer import ModelBuffer, c_array
 
 MAGIC = b"\x89WRC\r\n\x1a\n"
 """PNG-style: a high byte (catches 7-bit transfers), CRLF and ^Z/LF (catch newline mangling)."""
@@ -198,15 +197,19 @@ class _Plan:
     sections: list[tuple[int, Any]]  # (offset, buffer) in file order
 
 
-def _plan(model: ModelBuffer) -> _Plan:
-    """Lay the file out: hashes every section once, copies no weight (unless byte-swapped)."""
+def _plan(model: ModelBuffer, digests: bool = True) -> _Plan:
+    """Lay the file out: hashes every section once (unless not `digests`: then the header has
+    placeholders of the same length), copies no weight (unless byte-swapped)."""
     check_model(model)
     ir = str(model.module).encode("utf-8")
     blobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # name, array, its bytes as uint8
     for name in stored_weight_names(model.module):
         a = c_array(model.weights[name], _le(model.weights[name].dtype))
         blobs.append((name, a, a.reshape(-1).view(np.uint8)))
-    hashes = [hashlib.sha256(ir).hexdigest()] + [hashlib.sha256(b).hexdigest() for _, _, b in blobs]
+    if digests:
+        hashes = [hashlib.sha256(ir).hexdigest()] + [hashlib.sha256(b).hexdigest() for _, _, b in blobs]
+    else:
+        hashes = ["0" * 64] * (1 + len(blobs))
 
     def header_for(data_start: int) -> tuple[bytes, list[int], int]:
         offsets, pos = [], data_start
@@ -258,6 +261,13 @@ def bundle_bytes(model: ModelBuffer) -> bytes:
     out = io.BytesIO()
     _write_plan(out, _plan(model))
     return out.getvalue()
+
+
+def bundle_size(model: ModelBuffer) -> int:
+    """The size in bytes of the bundle file of `model`, computed from its layout: no weight
+    is hashed or written."""
+    offset, last = _plan(model, digests=False).sections[-1]
+    return offset + memoryview(last).nbytes
 
 
 TEMP_SUFFIX = ".wrctmp"

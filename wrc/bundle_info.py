@@ -1,7 +1,8 @@
 """`wrc inspect`: what a bundle file holds, as a JSON-able dict and as text.
 
 Everything is derived from the validated file (`read_bundle` checks every byte first) and
-its level-3 IR (docs/internals.md): no backend is compiled and no graph is run.
+the plan of its level-3 IR (`wrc.abi.plan`, which `load_bundle` checks too): no backend is
+compiled and no graph is run.
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from xdsl.dialects import func, memref
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerType, MemRefType, StringAttr
-from xdsl.ir import Operation
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType
 
-from wrc.bundle_format import PRELUDE_SIZE, read_bundle
-from wrc.model_buffer import (
-    ModelBuffer,
-    derive_funcs,
+from wrc.abi import (
+    INIT_GRAPH,
+    FunctionPlan,
     element_dtype,
-    global_spec,
     is_variable,
     module_funcs,
     module_globals,
+    plan,
 )
-
-INIT_GRAPH, UPDATE_GRAPH = "var_init_graph", "var_update_graph"
+from wrc.bundle_format import PRELUDE_SIZE, read_bundle
+from wrc.model_buffer import ModelBuffer
 
 
 def _tensor(t: Any) -> dict[str, Any]:
@@ -38,37 +37,16 @@ def _tensor(t: Any) -> dict[str, Any]:
     return {"shape": None, "dtype": str(t)}
 
 
-def _graph_signature(fn: func.FuncOp) -> dict[str, Any]:
-    args = fn.body.blocks[0].args if fn.body.blocks else ()
-    attrs = list(fn.arg_attrs.data) if fn.arg_attrs is not None else [None] * len(args)
-    inputs = []
-    for arg, a in zip(args, attrs, strict=False):
-        d = a.data if a is not None else {}
-        if arg.type == IntegerType(1) and "ge.name" not in d:
-            continue  # the "non-empty" flag of the optional input before it (the runtime sets it)
-        label = d.get("ge.name")
-        inputs.append({"name": label.data if isinstance(label, StringAttr) else None,
-                       **_tensor(arg.type), "optional": "ge.optional" in d})
+def _graph_signature(fn: func.FuncOp, info: FunctionPlan) -> dict[str, Any]:
+    inputs = [{"name": x.name, "shape": list(x.shape), "dtype": x.dtype.name, "optional": x.optional}
+              for x in info.inputs]
     outputs = [_tensor(t) for t in fn.function_type.outputs.data]
-    return {"name": fn.sym_name.data, "inputs": inputs, "outputs": outputs}
-
-
-def _copies(fn: func.FuncOp | None) -> list[tuple[Operation | None, str]]:
-    """(source op, target variable) of each `memref.copy` into a global in `fn`."""
-    out: list[tuple[Operation | None, str]] = []
-    for op in fn.walk() if fn is not None else ():
-        if isinstance(op, memref.CopyOp) and isinstance(op.destination.owner, memref.GetGlobalOp):
-            src = op.source.owner
-            out.append((src if isinstance(src, Operation) else None,
-                        op.destination.owner.name_.root_reference.data))
-    return out
+    return {"name": info.name, "inputs": inputs, "outputs": outputs}
 
 
 def initial_value_sources(model: ModelBuffer) -> dict[str, str]:
     """variable → the constant global whose value `var_init_graph` copies into it."""
-    return {var: src.name_.root_reference.data
-            for src, var in _copies(module_funcs(model.module).get(INIT_GRAPH))
-            if isinstance(src, memref.GetGlobalOp)}
+    return {var: src for var, src in plan(model.module, model.graphs).initial.items() if src is not None}
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -79,31 +57,28 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         version, header_len = struct.unpack_from("<I", prelude, 8)[0], struct.unpack_from("<Q", prelude, 16)[0]
         header = json.loads(f.read(header_len))
     module = model.module
-    funcs, globals_ = module_funcs(module), module_globals(module)
-
-    init_sources = {var: src for src, var in _copies(funcs.get(INIT_GRAPH))}
-    updated = {var for _, var in _copies(funcs.get(UPDATE_GRAPH))}
-    derived = {var: fn.sym_name.data for fn in derive_funcs(module, model.graphs) for _, var in _copies(fn)}
+    p = plan(module, model.graphs)  # the checks load_bundle makes (e.g. each optional input's flag)
+    funcs = module_funcs(module)
+    weight_of = {w.variable: w.name for w in p.weights}
+    derived = {w.var: d.name for d in p.derives for w in d.writes}
     variables = []
-    for name, op in globals_.items():
+    for name, op in module_globals(module).items():
         if not is_variable(op):
             continue
-        spec = global_spec(op)
-        assert spec is not None  # read_bundle checked static shapes and dtypes
-        src = init_sources.get(name)
+        spec = p.specs[name]
+        src = p.initial.get(name)
         if name in derived:
             initial = f"derived by @{derived[name]}"
         elif isinstance(op.initial_value, DenseIntOrFPElementsAttr):
             initial = "inline"
-        elif isinstance(src, memref.GetGlobalOp):
-            const = src.name_.root_reference.data
-            initial = f"stored ({const})" if const in model.weights else f"inline ({const})"
-        elif name in init_sources:
+        elif src is not None:
+            initial = f"stored ({src})" if src in model.weights else f"inline ({src})"
+        elif name in p.initial:
             initial = "computed by the init graph"
         else:
             initial = "stripped"
         nbytes = spec[1].itemsize * math.prod(spec[0])
-        variables.append({"name": name, "weight": name.removesuffix("_var") if name in updated else None,
+        variables.append({"name": name, "weight": weight_of.get(name),
                           "shape": list(spec[0]), "dtype": spec[1].name, "bytes": nbytes,
                           "initial_value": initial})
     weights = [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name, "bytes": int(a.nbytes)}
@@ -115,7 +90,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {
         "file": os.fspath(path), "format_version": version, "file_size": size, "sections": sections,
         "producer": header.get("producer", {}),
-        "graphs": [_graph_signature(funcs[g]) for g in model.graphs],
+        "graphs": [_graph_signature(funcs[g], p.graphs[g]) for g in model.graphs],
         "variables": variables, "stored_weights": weights,
         "weight_stripped": INIT_GRAPH not in model.graphs,
     }

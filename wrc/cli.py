@@ -134,11 +134,12 @@ A weight-stripped bundle holds no values: there is nothing to export.""")
 
 
 def _export_weights(args: argparse.Namespace) -> int:
+    from wrc.abi import INIT_GRAPH
     from wrc.runtime import load_bundle
 
     bundle = load_bundle(args.bundle)
-    if "var_init_graph" not in bundle.graphs:
-        raise WrcError(f"{args.bundle} is weight-stripped (no var_init_graph): it holds no weight "
+    if INIT_GRAPH not in bundle.graphs:
+        raise WrcError(f"{args.bundle} is weight-stripped (no {INIT_GRAPH}): it holds no weight "
                        "values to export")
     bundle.init()
     bundle.export_weights(args.output)

@@ -111,6 +111,7 @@ elided).""")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from wrc.abi import INIT_GRAPH
     from wrc.runtime import load_bundle
 
     bundle = load_bundle(args.bundle, backend=args.backend)
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
             inputs[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError(f"--input {name}={path}: cannot read a .npy array: {e}") from None
-    if "var_init_graph" in bundle.graphs:
+    if INIT_GRAPH in bundle.graphs:
         bundle.init()
     if args.update:
         bundle.update_from_file(args.update)

@@ -20,6 +20,7 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import BlockArgument, Operation, OpResult, SSAValue
 
+from wrc.abi import arguments, copy_into_global, writes_operand
 from wrc.errors import RenderError
 
 FORMATS = ("dot", "svg", "png")
@@ -52,14 +53,7 @@ def _symbol(op: Operation) -> str | None:
 
 def _writes_target(value: SSAValue) -> bool:
     """Whether a `memref.get_global` result is written (copied into, or a linalg `outs`)."""
-    for use in value.uses:
-        op = use.operation
-        if isinstance(op, memref.CopyOp) and use.index == 1:
-            return True
-        outs = getattr(op, "outputs", None)
-        if outs is not None and any(v is value for v in outs):
-            return True
-    return False
+    return any(writes_operand(use.operation, use.index) for use in value.uses)
 
 
 class _Writer:
@@ -104,17 +98,14 @@ def _function(w: _Writer, m: int, label: str, fn: func.FuncOp, variables: dict[s
     w.lines.append(f"  subgraph {quote(f'cluster_{m}_{fname}')} {{")
     w.lines.append(f"    label={quote(f'{label}: @{fname}' if label else f'@{fname}')};")
     if fn.body.blocks:
-        attrs = list(fn.arg_attrs.data) if fn.arg_attrs is not None else []
-        previous = None  # the optional update input an i1 flag belongs to (docs/internals.md)
+        roles = arguments(fn)  # an optional update input is followed by its i1 flag
         for i, arg in enumerate(fn.body.blocks[0].args):
-            d = attrs[i].data if i < len(attrs) and attrs[i] is not None else {}
-            name = d.get("ge.name")
-            text = name.data if isinstance(name, StringAttr) else f"argument {i}"
-            if previous is not None and "ge.name" not in d:
-                text = f"{previous} is non-empty"
-            previous = None
-            if "ge.optional" in d:
-                previous = text
+            role = roles[i]
+            text = role.name if role.name is not None else f"argument {i}"
+            if role.flag_of is not None:
+                of = roles[role.flag_of].name
+                text = f"{of if of is not None else f'argument {role.flag_of}'} is non-empty"
+            elif role.optional:
                 text += " (empty = keep)"
             w.node(arg, f"{text}\n{arg.type}", _STYLE["input"], "    ")
         _block(w, fn.body.blocks[0].ops, variables, constants, "    ")
@@ -158,14 +149,13 @@ def _block(w: _Writer, ops, variables: dict[str, str], constants: set[str], inde
                         w.ids[arg] = nid
                     _block(w, block.ops, variables, constants, indent + "  ")
                     w.lines.append(f"{indent}}}")
-        elif isinstance(op, memref.CopyOp) and _symbol_of(op.destination) in variables:
+        elif copy_into_global(op) in variables:
             nid = w.node(op, op.name, _STYLE["write"], indent)
         else:  # linalg ops are one node: their bodies are scalar arithmetic
             nid = w.node(op, op.name + (f"\n{types}" if types else ""), _STYLE["op"], indent)
         for value in op.operands:
             src = value.owner if isinstance(value, OpResult) else value
-            into_write = op.name.startswith("ge.assign") or (
-                isinstance(op, memref.CopyOp) and _symbol_of(op.destination) in variables)
+            into_write = op.name.startswith("ge.assign") or copy_into_global(op) in variables
             if value in w.writer:  # level 3: the op that last wrote this buffer produced it
                 w.edge(w.writer[value], nid, _WRITE_EDGE if into_write else "")
             elif src in w.ids and isinstance(src, Operation | BlockArgument):
@@ -176,10 +166,6 @@ def _block(w: _Writer, ops, variables: dict[str, str], constants: set[str], inde
             written.append(op.destination)
         for value in written:
             w.writer[value] = nid
-
-
-def _symbol_of(value: SSAValue) -> str | None:
-    return _symbol(value.owner) if isinstance(value.owner, memref.GetGlobalOp) else None
 
 
 def to_dot(modules: Sequence[tuple[str, ModuleOp]], title: str = "wrc",

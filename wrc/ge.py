@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from wrc import workflow
+from wrc.bundle_format import bundle_size
 from wrc.errors import ConversionError, InputError, ShapeError, WrcError
 from wrc.graph import Graph, GraphError
 from wrc.model_buffer import ModelBuffer
@@ -139,7 +140,7 @@ def aclgrphBundleBuildModel(graph_and_options: Sequence[GraphWithOptions], model
                      "(did aclgrphConvertToWeightRefreshableGraphs succeed?)")
             pairs.append((item.graph, dict(item.build_options)))
         built = workflow.bundle_build_model(pairs)
-        model.data, model.length = built, len(built.to_bytes())
+        model.data, model.length = built, bundle_size(built)
     return _call("aclgrphBundleBuildModel", run)
 
 

@@ -17,19 +17,27 @@ Arrays are created, copied and converted only through the compiled module's `Arr
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func, memref, scf
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerType, MemRefType, StringAttr
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects import memref
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
 
+from wrc.abi import (
+    INFER_GRAPH,
+    INIT_GRAPH,
+    UPDATE_GRAPH,
+    FunctionPlan,
+    Spec,
+    is_variable,
+    module_globals,
+    plan,
+)
 from wrc.backends.arrays import NUMPY, ArrayModule
 from wrc.bundle_format import check_model, read_bundle
 from wrc.errors import (
@@ -40,23 +48,7 @@ from wrc.errors import (
     UnrunnableBundleError,
     WrcError,
 )
-from wrc.model_buffer import (
-    ModelBuffer,
-    Spec,
-    c_array,
-    derive_funcs,
-    element_dtype,
-    global_spec,
-    is_variable,
-    module_funcs,
-    module_globals,
-)
-
-INIT_GRAPH, UPDATE_GRAPH, INFER_GRAPH = "var_init_graph", "var_update_graph", "var_infer_graph"
-
-_VIEW_OPS = {"memref.collapse_shape", "memref.expand_shape", "memref.subview", "memref.cast",
-             "memref.reinterpret_cast"}
-"""Ops whose result aliases their memref operand: a write through them writes the global."""
+from wrc.model_buffer import ModelBuffer, c_array
 
 
 @dataclass(frozen=True)
@@ -67,172 +59,9 @@ class VariableInfo:
 
 
 @dataclass(frozen=True)
-class _Input:
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    optional: bool  # an update-graph input: empty = keep; the IR takes an i1 "non-empty" flag after it
-
-    def takes(self, value: Any) -> bool:
-        """A host array that passes every check as it is, and is not an empty "keep": the
-        common case, which update() and run() accept without building check messages."""
-        return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape
-                and (value.size > 0 or not self.optional))
-
-
-@dataclass(frozen=True)
-class _Write:
-    var: str
-    full: bool  # a whole-buffer memref.copy into the global itself (else: partial, via a view)
-    guards: tuple[tuple[int, bool], ...] | None  # (input index, non-empty?) that enable it; None: unknown
-
-
-@dataclass(frozen=True)
 class _Call:
     args: list[Any]  # backend arguments, flags included
     flags: dict[int, bool]  # optional input index → non-empty
-
-
-@dataclass(frozen=True)
-class _GraphInfo:  # not slotted: `names` is cached in the instance dict
-    name: str
-    inputs: tuple[_Input, ...]
-    reads: frozenset[str]  # variables whose value the graph reads
-    writes: tuple[_Write, ...]
-    constants: tuple[str, ...]  # constants it touches
-    targets: Mapping[int, str]  # optional input index → variable it is copied into
-
-    @functools.cached_property
-    def names(self) -> frozenset[str]:
-        return frozenset(x.name for x in self.inputs)
-
-
-def _bad(graph: str, message: str) -> BundleFormatError:
-    return BundleFormatError(f"bundle: graph {graph!r}: {message}")
-
-
-def _analyze(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> _GraphInfo:
-    """Signature and global reads/writes of one level-3 function."""
-    name = fn.sym_name.data
-    args = fn.body.blocks[0].args if fn.body.blocks else ()
-    arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs is not None else [None] * len(args)
-    if len(arg_attrs) != len(args):
-        raise _bad(name, f"has {len(args)} arguments but {len(arg_attrs)} argument attributes")
-    inputs: list[_Input] = []
-    arg_input: dict[SSAValue, int] = {}  # memref arg → input index
-    flag_input: dict[SSAValue, int] = {}  # i1 flag arg → the optional input it describes
-    i = 0
-    while i < len(args):
-        attrs = arg_attrs[i].data if arg_attrs[i] is not None else {}
-        t = args[i].type
-        spec = _memref_spec(t)
-        label = attrs.get("ge.name")
-        if spec is None or not isinstance(label, StringAttr):
-            raise _bad(name, f"argument {i} ({t}) is not a static memref with a ge.name")
-        optional = "ge.optional" in attrs
-        if optional and not (i + 1 < len(args) and args[i + 1].type == IntegerType(1)):
-            raise _bad(name, f"optional input {label.data!r} is not followed by its i1 flag")
-        idx = len(inputs)
-        inputs.append(_Input(label.data, spec[0], spec[1], optional))
-        arg_input[args[i]] = idx
-        if optional:
-            flag_input[args[i + 1]] = idx
-        i += 2 if optional else 1
-    if len({x.name for x in inputs}) != len(inputs):
-        raise _bad(name, f"input names are not unique: {[x.name for x in inputs]}")
-
-    reads: set[str] = set()
-    writes: list[_Write] = []
-    constants: set[str] = set()
-    targets: dict[int, str] = {}
-    for op in fn.walk():
-        if isinstance(op, func.CallOp):  # its callee's global accesses would escape this analysis
-            raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
-        if not isinstance(op, memref.GetGlobalOp):
-            continue
-        sym = op.name_.root_reference.data
-        g = globals_.get(sym)
-        if g is None:
-            raise _bad(name, f"reads global @{sym}, which the bundle does not define")
-        if g.type != op.memref.type:
-            raise _bad(name, f"uses @{sym} as {op.memref.type} but it is {g.type}")
-        for use_op, index, direct in _uses(op.memref):
-            if isinstance(use_op, memref.CopyOp) and index == 1:
-                writes.append(_Write(sym, direct, _guards(use_op, fn, flag_input)))
-                src = use_op.source
-                if direct and src in arg_input and inputs[arg_input[src]].optional:
-                    targets[arg_input[src]] = sym
-            elif _is_output(use_op, index):  # a linalg op writing into (part of) the global
-                writes.append(_Write(sym, False, None))
-            else:
-                reads.add(sym)
-        if not is_variable(g):
-            constants.add(sym)
-    for w in writes:
-        if not is_variable(globals_[w.var]):
-            raise _bad(name, f"writes the constant @{w.var}")
-        if not w.full:
-            reads.add(w.var)  # the part not written keeps the old value
-    variables_read = frozenset(r for r in reads if is_variable(globals_[r]))
-    return _GraphInfo(name, tuple(inputs), variables_read, tuple(writes), tuple(sorted(constants)),
-                      targets)
-
-
-def _memref_spec(t: Any) -> Spec | None:
-    if not isinstance(t, MemRefType):
-        return None
-    shape, dtype = tuple(t.get_shape()), element_dtype(t.element_type)
-    return None if dtype is None or any(d < 0 for d in shape) else (shape, dtype)
-
-
-def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:
-    """(op, operand index, through no view) for every use of a global, following views."""
-    for use in list(value.uses):
-        if use.operation.name in _VIEW_OPS:
-            for r in use.operation.results:
-                yield from _uses(r, False)
-        else:
-            yield use.operation, use.index, direct
-
-
-def _is_output(op: Operation, index: int) -> bool:
-    """Whether operand `index` of `op` is written: a linalg `outs` or a `memref.store` target."""
-    if op.name == "memref.store":
-        return index == 1
-    outputs = getattr(op, "outputs", None)
-    return outputs is not None and any(v is op.operands[index] for v in outputs)
-
-
-def _guards(
-    op: Operation, fn: func.FuncOp, flags: Mapping[SSAValue, int]
-) -> tuple[tuple[int, bool], ...] | None:
-    """The flag conditions under which `op` runs, or None if anything else decides."""
-    guards = []
-    child, parent = op, op.parent_op()
-    while parent is not None and parent is not fn:
-        if isinstance(parent, scf.IfOp) and parent.cond in flags:
-            guards.append((flags[parent.cond], child.parent_region() is parent.true_region))
-        else:  # a loop, or a condition computed in the graph: cannot tell before running
-            return None
-        child, parent = parent, parent.parent_op()
-    return tuple(guards)
-
-
-def _derived_sources(derives: Sequence[_GraphInfo]) -> dict[str, frozenset[str]]:
-    """Derived variable → the variables it is computed from; checks the derive functions'
-    shape: no inputs, whole writes of variables no graph may write, sources not derived."""
-    derived: dict[str, frozenset[str]] = {}
-    for d in derives:
-        if d.inputs:
-            raise _bad(d.name, "a derive function takes no inputs")
-        for w in d.writes:
-            if not w.full or w.guards != () or w.var in derived:
-                raise _bad(d.name, f"derived variable @{w.var} must be written whole, once, by one derive function")
-            derived[w.var] = d.reads
-    for d in derives:
-        if not d.reads.isdisjoint(derived):
-            raise _bad(d.name, "a derive function must read weights only (not derived variables)")
-    return derived
 
 
 def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
@@ -270,15 +99,6 @@ OUTPUTS = ("numpy", "device")
 """`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
 
 
-def _check(value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, what: str) -> str | None:
-    """Strict checks (no silent casts); the problem as text, or None."""
-    if value.dtype != dtype:
-        return f"{what}: expected dtype {dtype}, got {value.dtype}"
-    if value.shape != shape:
-        return f"{what}: expected shape {list(shape)}, got {list(value.shape)}"
-    return None
-
-
 class Bundle:
     """A loaded bundle: its compiled graphs, constants and its own variables."""
 
@@ -289,26 +109,17 @@ class Bundle:
         if not isinstance(model, ModelBuffer):
             raise InputError(f"Bundle() takes a ModelBuffer, got {type(model).__name__}")
         check_model(model)  # cheap (no pass over weight bytes); read_bundle did it for files
-        globals_ = module_globals(model.module)
-        funcs = module_funcs(model.module)
         self.model = model
         self.backend = backend
         with paused_gc():  # linear time in the graph size (docs/performance.md)
-            self._graphs = {g: _analyze(funcs[g], globals_) for g in model.graphs}
-            self._derives = tuple(_analyze(f, globals_) for f in derive_funcs(model.module, model.graphs))
-        self._derived = _derived_sources(self._derives)
-        for info in self._graphs.values():
-            clash = sorted({w.var for w in info.writes} & self._derived.keys())
-            if clash:
-                raise _bad(info.name, f"writes the derived variable(s) {', '.join(clash)}")
-        self._specs: dict[str, Spec] = {}
+            p = plan(model.module, model.graphs)
+        self._graphs, self._derives, self._derived = dict(p.graphs), p.derives, p.derived
+        self._specs: Mapping[str, Spec] = p.specs
+        self._weights = p.weights  # update() keys: the original constant names (docs/spec.md §2)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
-        for name, op in globals_.items():
-            spec = global_spec(op)
-            if spec is None:
-                raise BundleFormatError(f"bundle: global @{name} has unsupported type {op.type}")
-            self._specs[name] = spec
+        for name, op in module_globals(model.module).items():
+            spec = p.specs[name]
             if isinstance(op.initial_value, DenseIntOrFPElementsAttr):
                 (initial if is_variable(op) else self._constants)[name] = _constant_value(op, spec)
             elif not is_variable(op):
@@ -316,14 +127,14 @@ class Bundle:
                 value = c_array(model.weights[name], spec[1]).view()
                 value.flags.writeable = False
                 self._constants[name] = value
-        self._variables = [n for n, op in globals_.items() if is_variable(op) and n not in self._derived]
+        self._variables = p.variables
         self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
         # The last reader's globals, for its snapshot: (snapshot, graph info, globals).
         # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
         # the reuse of the old arrays in _buffer), never a wrong read.
-        self._reader_globals: tuple[dict[str, Any], _GraphInfo, dict[str, Any]] | None = None
+        self._reader_globals: tuple[dict[str, Any], FunctionPlan, dict[str, Any]] | None = None
         with paused_gc():
             self._compiled = get_backend(backend).compile(model.module)
         # Where the backend's arrays live (the host for numpy/interp; no copy there).
@@ -332,23 +143,9 @@ class Bundle:
             for name, value in table.items():
                 table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
-
-        # update() keys: the original constant names (docs/spec.md §2: `<const>` → `<const>_var`).
-        # Derived from the IR (the variable each optional input is copied into), the input
-        # name as a fallback.
-        self._update_keys: dict[str, int] = {}
-        upd = self._graphs.get(UPDATE_GRAPH)
-        for idx, x in enumerate(upd.inputs if upd is not None else ()):
-            if not x.optional:
-                continue
-            var = upd.targets.get(idx)  # type: ignore[union-attr]
-            key = (var.removesuffix("_var") if var is not None
-                   else x.name.removesuffix("_data").removesuffix("_var"))
-            if key in self._update_keys:
-                raise _bad(UPDATE_GRAPH, f"two inputs update the weight {key!r}")
-            self._update_keys[key] = idx
         # update()'s call template: every input skipped (a stand-in and a False flag); update
         # fills in only the weights it is given, so weights left out cost nothing.
+        upd = self._graphs.get(UPDATE_GRAPH)
         self._update_template: list[Any] | None = None
         if upd is not None and all(x.optional for x in upd.inputs):
             self._update_template = [v for x in upd.inputs for v in (self._arrays.blank(x.shape, x.dtype), False)]
@@ -388,7 +185,7 @@ class Bundle:
         if INIT_GRAPH not in self._graphs:
             raise RuntimeStateError(
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
-                f"all weights ({', '.join(self._update_keys)}) before infer()")
+                f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
 
     def update(self, weights: Mapping[str, Any]) -> None:
@@ -403,34 +200,13 @@ class Bundle:
         if not isinstance(weights, Mapping):
             raise InputError(f"update() takes a mapping from weight name to array, got "
                              f"{type(weights).__name__}")
-        problems, values = [], {}
-        for key, value in weights.items():
-            idx = self._update_keys.get(key) if isinstance(key, str) else None
-            if idx is None:
-                problems.append(f"unknown weight {key!r} (weights: {', '.join(self._update_keys)})")
-                continue
-            x = upd.inputs[idx]
-            if x.takes(value):
-                values[idx] = value
-                continue
-            try:
-                arr = _as_array(value, f"weight {key!r}", self._arrays)
-            except InputError as e:
-                problems.append(str(e))
-                continue
-            if arr.size == 0:
-                continue  # empty = keep (docs/spec.md §2)
-            problem = _check(arr, x.shape, x.dtype, f"weight {key!r}")
-            if problem:
-                problems.append(problem)
-            values[idx] = arr
-        if problems:
-            raise InputError("update() changed nothing: " + "; ".join(problems))
+        values = self._weights.check(weights, self._as_array)
         if self._update_template is None:
-            self._execute(upd, self._bind_named(upd, {upd.inputs[i].name: a for i, a in values.items()}))
+            self._execute(upd, self._bind_named(upd, {w.input.name: a for w, a in values}))
             return
         call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
-        for idx, arr in values.items():  # input idx is argument 2*idx, its flag 2*idx + 1
+        for w, arr in values:  # input idx is argument 2*idx, its flag 2*idx + 1
+            idx = w.index
             call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
         self._execute(upd, call)
 
@@ -467,13 +243,16 @@ class Bundle:
                 info, {x.name: v for x, v in zip(info.inputs, inputs, strict=True)}))
         raise InputError(f"{graph}: inputs must be a dict by name or a list, got {type(inputs).__name__}")
 
-    def _graph(self, graph: str) -> _GraphInfo:
+    def _as_array(self, value: Any, what: str) -> Any:
+        return _as_array(value, what, self._arrays)
+
+    def _graph(self, graph: str) -> FunctionPlan:
         info = self._graphs.get(graph) if isinstance(graph, str) else None
         if info is None:
             raise InputError(f"no graph {graph!r} in this bundle (graphs: {', '.join(self.graphs)})")
         return info
 
-    def _bind_named(self, info: _GraphInfo, values: Mapping[str, Any]) -> _Call:
+    def _bind_named(self, info: FunctionPlan, values: Mapping[str, Any]) -> _Call:
         """Checked backend arguments: arrays, plus each optional input's non-empty flag."""
         call = _Call([], {})
         problems = []
@@ -500,7 +279,7 @@ class Bundle:
                 if x.optional and value.size == 0:
                     value = None
             if value is not None:
-                problem = _check(value, x.shape, x.dtype, what)
+                problem = x.problem(value, what)
                 if problem:
                     problems.append(problem)
                     continue
@@ -514,7 +293,7 @@ class Bundle:
             raise InputError("; ".join(problems))
         return call
 
-    def _execute(self, info: _GraphInfo, call: _Call) -> list[np.ndarray]:
+    def _execute(self, info: FunctionPlan, call: _Call) -> list[np.ndarray]:
         if not info.writes:  # readers: no lock, one snapshot for the whole run
             snap = self._snapshot
             cached = self._reader_globals
@@ -594,7 +373,7 @@ class Bundle:
         self._arrays.freeze(a)
         return a
 
-    def _globals(self, info: _GraphInfo, snap: Mapping[str, np.ndarray],
+    def _globals(self, info: FunctionPlan, snap: Mapping[str, np.ndarray],
                  fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = sorted({s for v in info.reads if v not in snap
                           for s in self._derived.get(v, (v,)) if s not in snap})
@@ -616,13 +395,7 @@ class Bundle:
         backend (no copy), host copies on a device backend; weights never set are absent.
         """
         snap = self._snapshot
-        upd = self._graphs.get(UPDATE_GRAPH)
-        out = {}
-        for key, idx in self._update_keys.items():
-            var = upd.targets.get(idx, f"{key}_var") if upd is not None else f"{key}_var"
-            if var in snap:
-                out[key] = self._arrays.to_host(snap[var])
-        return out
+        return {w.name: self._arrays.to_host(snap[w.variable]) for w in self._weights if w.variable in snap}
 
     def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """`update` with the weights of a `.safetensors` or `.npz` file (same atomic checks)."""
@@ -639,7 +412,7 @@ class Bundle:
         from wrc.weight_files import write_weights
 
         values = self.weights()
-        unset = [k for k in self._update_keys if k not in values]
+        unset = [k for k in self._weights.weights if k not in values]
         if unset:
             raise RuntimeStateError(f"export_weights: weight(s) {', '.join(unset)} were never set "
                                     f"(call init() or update() first)")

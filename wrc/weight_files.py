@@ -2,7 +2,8 @@
 
 Files map weight names (the original constant names that `Bundle.update` takes, e.g.
 `const_1`) to arrays. Reading only produces arrays; the checks (unknown name, shape, dtype)
-are `Bundle.update`'s, done on every entry before any weight changes.
+are the model's weight signature's (`wrc.abi.WeightSignature.check`, what `Bundle.update`
+runs), done on every entry before any weight changes.
 
 * safetensors (`.safetensors`): validated with `safetensors.safe_open`, then memory-mapped:
   each tensor is copied once, from the file's pages into the bundle's storage (the file is
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wrc.abi import INIT_GRAPH, plan
+from wrc.bundle_format import check_model
 from wrc.errors import InputError, WeightFileError
 from wrc.model_buffer import ModelBuffer
 
@@ -132,27 +135,23 @@ def bake_weights(model: ModelBuffer, path: str | os.PathLike[str], what: str = "
     """`model` with the initial values of the weights in the file `path` replaced.
 
     The stored constants that `var_init_graph` copies into the variables get the file's
-    values; nothing is recompiled. The entries are checked by `Bundle.update` first (unknown
-    name, shape, dtype), so a bad file changes nothing.
+    values; nothing is compiled or run. The entries are checked against the model's weight
+    signature first (unknown name, shape, dtype: what `Bundle.update` checks), so a bad file
+    changes nothing.
     """
-    from wrc.bundle_info import INIT_GRAPH, initial_value_sources
-    from wrc.runtime import Bundle
-
     if INIT_GRAPH not in model.graphs:
         raise InputError(f"{what} is weight-stripped (no {INIT_GRAPH}): it stores no initial weights "
                          "to replace; give it weights at run time with Bundle.update_from_file")
+    check_model(model)
     values = read_weights(path, format)
     try:
-        Bundle(model).update(values)  # the one place weights are validated
+        new = plan(model.module, model.graphs).weights.check(values)
     except InputError as e:
         raise InputError(f"{os.fspath(path)}: {e}") from None
-    sources, weights = initial_value_sources(model), dict(model.weights)
-    for key, value in values.items():
-        const = sources.get(f"{key}_var")  # docs/spec.md §2: weight `c` is variable `c_var`
-        if value.size == 0:
-            continue  # empty = keep, as in update()
-        if const not in weights:
-            raise InputError(f"{what}: the initial value of weight {key!r} is not a stored weight "
+    weights = dict(model.weights)
+    for w, value in new:
+        if w.initial not in weights:
+            raise InputError(f"{what}: the initial value of weight {w.name!r} is not a stored weight "
                              "of the file (inline in the IR or computed): it cannot be replaced")
-        weights[const] = np.array(value, order="C")  # a copy: never a view of the (mapped) file
+        weights[w.initial] = np.array(value, order="C")  # a copy: never a view of the (mapped) file
     return ModelBuffer(module=model.module, graphs=model.graphs, weights=weights)

@@ -12,12 +12,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects import func
-from xdsl.dialects.builtin import MemRefType, ModuleOp, UnitAttr
-from xdsl.dialects.memref import GlobalOp
+from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.utils.exceptions import VerifyException
 
 from wrc import pipeline
+from wrc.abi import (
+    INFER_GRAPH,
+    INIT_GRAPH,
+    UPDATE_GRAPH,
+    module_funcs,
+    module_globals,
+    stored_weight_names,
+)
 from wrc.bundle_format import write_bundle
 from wrc.dialects import ge
 from wrc.dtypes import to_numpy_dtype
@@ -39,9 +45,6 @@ _BOOLEAN_OPTIONS = frozenset({HOIST_OPTION})
 
 SUPPORTED_GRAPH_OPTIONS: frozenset[str] = frozenset()
 """Keys accepted per graph by `bundle_build_model`."""
-
-INIT_GRAPH, UPDATE_GRAPH, INFER_GRAPH = "var_init_graph", "var_update_graph", "var_infer_graph"
-
 
 class _Session:
     """Process-wide build state between build_initialize and build_finalize (as in GE)."""
@@ -137,7 +140,7 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
         module = graph.module.clone()
         pipeline.apply(module, pipeline.conversion_passes(list(const_names)))
         variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
-        funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+        funcs = module_funcs(module)
 
         def part(name: str) -> Graph:
             body = [v.clone() for v in variables] + [funcs[name].clone()]
@@ -190,10 +193,9 @@ def _weights(module: ModuleOp, graphs: list[Graph]) -> dict[str, np.ndarray]:
     """Values of the constant globals that have no inline value, looked up in the graphs."""
     weights: dict[str, np.ndarray] = {}
     constants = [(g, g.constants) for g in graphs]  # one walk per graph, not one per weight
-    for op in module.ops:
-        if not (isinstance(op, GlobalOp) and "ge.constant" in op.attributes and isinstance(op.initial_value, UnitAttr)):
-            continue
-        name = op.sym_name.data
+    globals_ = module_globals(module)
+    for name in stored_weight_names(module):
+        op = globals_[name]
         owners = [g for g, consts in constants if name in consts]
         values = [g.weights[name] if name in g.weights else inline_value(consts[name])
                   for g, consts in constants

@@ -44,7 +44,6 @@ from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
     FloatAttr,
     IntegerAttr,
-    IntegerType,
     MemRefType,
     ModuleOp,
     NoneAttr,
@@ -59,11 +58,11 @@ from xdsl.ir.affine import (
     AffineExpr,
 )
 
+from wrc.abi import GATHER_AXIS, GATHER_CALL, arguments
 from wrc.backends import check_call
 from wrc.backends.arrays import NUMPY, ArrayModule
 from wrc.dtypes import UnsupportedDtypeError, to_numpy_dtype
 from wrc.errors import InputError, LoweringError
-from wrc.model_buffer import GATHER_AXIS, GATHER_CALL
 
 REUSE_BUFFERS = True
 """Let an alloc take the array of a temporary that is dead by then (off: for benchmarks)."""
@@ -569,7 +568,7 @@ class _FuncCompiler:
             self.names[arg] = name
         self.src.emit(0, f"def graph(G{''.join(', ' + p for p in params)}):")
         c = self.src.const
-        attrs = list(self.fn.arg_attrs.data) if self.fn.arg_attrs is not None else []
+        roles = arguments(self.fn)
         for arg in block.args:
             if isinstance(arg.type, MemRefType):
                 shape, dtype = _buffer(self.fn, arg.type)
@@ -577,10 +576,9 @@ class _FuncCompiler:
                 # An optional update input is read only when its i1 flag (the next argument)
                 # is set: check it only then, so a partial update costs nothing per weight
                 # that was left out.
-                nxt = block.args[arg.index + 1] if arg.index + 1 < len(block.args) else None
-                if (arg.index < len(attrs) and "ge.optional" in attrs[arg.index].data
-                        and nxt is not None and nxt.type == IntegerType(1)):
-                    self.src.emit(1, f"if {self.names[nxt]}:")
+                flag = roles[arg.index].flag
+                if flag is not None:
+                    self.src.emit(1, f"if {self.names[block.args[flag]]}:")
                     ind = 2
                 # Views are built on the argument's buffer, which must be contiguous; a wrong
                 # shape or dtype would be misread, not just slow: checked (~0.2 µs).
