@@ -132,7 +132,7 @@ def derive_funcs(module: ModuleOp, graphs: Sequence[str]) -> list[func.FuncOp]:
 
 # --------------------------------------------------------------------------- writes to globals
 
-VIEW_OPS = frozenset({"memref.collapse_shape", "memref.expand_shape", "memref.subview", "memref.cast",
+_VIEW_OPS = frozenset({"memref.collapse_shape", "memref.expand_shape", "memref.subview", "memref.cast",
                       "memref.reinterpret_cast"})
 """Ops whose result aliases their memref operand: a write through them writes the global."""
 
@@ -161,7 +161,7 @@ def writes_operand(op: Operation, index: int) -> bool:
 def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:
     """(op, operand index, through no view) for every use of a global, following views."""
     for use in list(value.uses):
-        if use.operation.name in VIEW_OPS:
+        if use.operation.name in _VIEW_OPS:
             for r in use.operation.results:
                 yield from _uses(r, False)
         else:
@@ -171,7 +171,7 @@ def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int
 # --------------------------------------------------------------------------- one function
 
 
-def bad(function: str, message: str) -> BundleFormatError:
+def _bad(function: str, message: str) -> BundleFormatError:
     """The error of a function that breaks the contract."""
     return BundleFormatError(f"bundle: graph {function!r}: {message}")
 
@@ -244,19 +244,19 @@ def signature(fn: func.FuncOp) -> tuple[Input, ...]:
     name = fn.sym_name.data
     args = _args(fn)
     if fn.arg_attrs is not None and len(fn.arg_attrs.data) != len(args):
-        raise bad(name, f"has {len(args)} arguments but {len(fn.arg_attrs.data)} argument attributes")
+        raise _bad(name, f"has {len(args)} arguments but {len(fn.arg_attrs.data)} argument attributes")
     inputs: list[Input] = []
     for i, a in enumerate(arguments(fn)):
         if a.flag_of is not None:
             continue
         spec = memref_spec(args[i].type)
         if spec is None or a.name is None:
-            raise bad(name, f"argument {i} ({args[i].type}) is not a static memref with a {NAME_ATTR}")
+            raise _bad(name, f"argument {i} ({args[i].type}) is not a static memref with a {NAME_ATTR}")
         if a.optional and a.flag is None:
-            raise bad(name, f"optional input {a.name!r} is not followed by its i1 flag")
+            raise _bad(name, f"optional input {a.name!r} is not followed by its i1 flag")
         inputs.append(Input(a.name, spec[0], spec[1], a.optional, i))
     if len({x.name for x in inputs}) != len(inputs):
-        raise bad(name, f"input names are not unique: {[x.name for x in inputs]}")
+        raise _bad(name, f"input names are not unique: {[x.name for x in inputs]}")
     return tuple(inputs)
 
 
@@ -286,13 +286,12 @@ class FunctionPlan:  # not slotted: `names` is cached in the instance dict
         return frozenset(x.name for x in self.inputs)
 
 
-def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp],
-            inputs: Sequence[Input] | None = None) -> FunctionPlan:
-    """`fn`'s signature (`inputs`, read if not given) and the globals it reads and writes:
-    every global exists with the type it is used as, constants are never written, and no
-    function is called (its accesses would escape this analysis)."""
+def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> FunctionPlan:
+    """`fn`'s signature and the globals it reads and writes: every global exists with the
+    type it is used as, constants are never written, and no function is called (its
+    accesses would escape this analysis)."""
     name = fn.sym_name.data
-    inputs = signature(fn) if inputs is None else tuple(inputs)
+    inputs = signature(fn)
     args = _args(fn)
     arg_input = {args[x.argument]: idx for idx, x in enumerate(inputs)}
     flag_input = {args[x.argument + 1]: idx for idx, x in enumerate(inputs) if x.optional}
@@ -302,15 +301,15 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp],
     targets: dict[int, str] = {}
     for op in fn.walk():
         if isinstance(op, func.CallOp):
-            raise bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
+            raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
         if not isinstance(op, memref.GetGlobalOp):
             continue
         sym = op.name_.root_reference.data
         g = globals_.get(sym)
         if g is None:
-            raise bad(name, f"reads global @{sym}, which the bundle does not define")
+            raise _bad(name, f"reads global @{sym}, which the bundle does not define")
         if g.type != op.memref.type:
-            raise bad(name, f"uses @{sym} as {op.memref.type} but it is {g.type}")
+            raise _bad(name, f"uses @{sym} as {op.memref.type} but it is {g.type}")
         for use_op, index, direct in _uses(op.memref):
             if isinstance(use_op, memref.CopyOp) and index == 1:
                 src = use_op.source
@@ -326,7 +325,7 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp],
             constants.add(sym)
     for w in writes:
         if not is_variable(globals_[w.var]):
-            raise bad(name, f"writes the constant @{w.var}")
+            raise _bad(name, f"writes the constant @{w.var}")
         if not w.full:
             reads.add(w.var)  # the part not written keeps the old value
     variables_read = frozenset(r for r in reads if is_variable(globals_[r]))
@@ -349,7 +348,7 @@ def _guards(op: Operation, fn: func.FuncOp, flags: Mapping[SSAValue, int]) -> tu
 # --------------------------------------------------------------------------- a model
 
 
-def host_array(value: Any, what: str) -> np.ndarray:
+def _host_array(value: Any, what: str) -> np.ndarray:
     """`value` as a NumPy array (a NumPy scalar becomes one), else an `InputError`."""
     if isinstance(value, np.generic):
         value = np.asarray(value)
@@ -390,7 +389,7 @@ class WeightSignature:
         return len(self.weights)
 
     def check(self, values: Mapping[str, Any],
-              as_array: Callable[[Any, str], Any] = host_array) -> list[tuple[Weight, Any]]:
+              as_array: Callable[[Any, str], Any] = _host_array) -> list[tuple[Weight, Any]]:
         """The entries of `values` to apply (empty arrays mean "keep" and are left out), after
         checking every one: unknown name, not an array (`as_array` converts or raises
         `InputError`), wrong dtype or shape. Any problem raises one `InputError` naming all."""
@@ -437,7 +436,7 @@ def _weight_signature(graphs: Mapping[str, FunctionPlan], initial: Mapping[str, 
         var = upd.targets.get(idx)  # type: ignore[union-attr]
         key = weight_name(var if var is not None else x.name.removesuffix(UPDATE_INPUT_SUFFIX))
         if key in weights:
-            raise bad(UPDATE_GRAPH, f"two inputs update the weight {key!r}")
+            raise _bad(UPDATE_GRAPH, f"two inputs update the weight {key!r}")
         var = var if var is not None else variable_name(key)
         weights[key] = Weight(key, var, x, idx, initial.get(var))
     return WeightSignature(weights)
@@ -449,14 +448,14 @@ def _derived_sources(derives: Sequence[FunctionPlan]) -> dict[str, frozenset[str
     derived: dict[str, frozenset[str]] = {}
     for d in derives:
         if d.inputs:
-            raise bad(d.name, "a derive function takes no inputs")
+            raise _bad(d.name, "a derive function takes no inputs")
         for w in d.writes:
             if not w.full or w.guards != () or w.var in derived:
-                raise bad(d.name, f"derived variable @{w.var} must be written whole, once, by one derive function")
+                raise _bad(d.name, f"derived variable @{w.var} must be written whole, once, by one derive function")
             derived[w.var] = d.reads
     for d in derives:
         if not d.reads.isdisjoint(derived):
-            raise bad(d.name, "a derive function must read weights only (not derived variables)")
+            raise _bad(d.name, "a derive function must read weights only (not derived variables)")
     return derived
 
 
@@ -486,7 +485,7 @@ def plan(module: ModuleOp, graphs: Sequence[str]) -> Plan:
     for info in infos.values():
         clash = sorted({w.var for w in info.writes} & derived.keys())
         if clash:
-            raise bad(info.name, f"writes the derived variable(s) {', '.join(clash)}")
+            raise _bad(info.name, f"writes the derived variable(s) {', '.join(clash)}")
     specs: dict[str, Spec] = {}
     for name, op in globals_.items():
         spec = global_spec(op)
