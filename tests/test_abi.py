@@ -31,15 +31,14 @@ W = np.arange(12, dtype=F32).reshape(4, 3) / 8
 B = np.array([1, -2, 3], F32)
 
 
-def build(init: bool = True) -> ModelBuffer:
+def build() -> ModelBuffer:
     """y = relu(x @ w + b) with the weights w (refreshable, stored) and b (refreshable)."""
     g = wrc.Graph("g")
     x = g.data("x", (2, 4))
     g.output(g.relu(g.add(g.matmul(x, g.const("w", W)), g.const("b", B))))
     with wrc.BuildSession({"wrc.hoist_weight_only": "false"}):
         graphs = wrc.convert_to_weight_refreshable_graphs(g, ["w", "b"])
-        parts = [graphs.infer_graph, graphs.var_update_graph] + ([graphs.var_init_graph] if init else [])
-        return wrc.bundle_build_model(parts)
+        return wrc.bundle_build_model([graphs.infer_graph, graphs.var_update_graph, graphs.var_init_graph])
 
 
 def test_plan_of_a_built_model() -> None:
@@ -87,7 +86,7 @@ def test_weight_signature_check_lists_every_problem() -> None:
         sig.check({"w": [[0.0] * 3] * 4})
 
 
-def test_names_and_keys_written_by_the_passes_are_the_contract_s() -> None:
+def test_passes_write_the_contract_names_and_keys() -> None:
     module = build().module
     globals_ = abi.module_globals(module)
     assert abi.VARIABLE_ATTR in globals_["w_var"].attributes and abi.CONSTANT_ATTR in globals_["w"].attributes
