@@ -159,13 +159,18 @@ def writes_operand(op: Operation, index: int) -> bool:
 
 
 def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:
-    """(op, operand index, through no view) for every use of a global, following views."""
+    """(op, operand index, through no view) for every use of a memref, following views and
+    the results an `scf.yield` makes it (both alias it)."""
     for use in list(value.uses):
-        if use.operation.name in _VIEW_OPS:
-            for r in use.operation.results:
+        op = use.operation
+        if op.name in _VIEW_OPS:
+            for r in op.results:
                 yield from _uses(r, False)
+        elif isinstance(op, scf.YieldOp) and (parent := op.parent_op()) is not None \
+                and use.index < len(parent.results):
+            yield from _uses(parent.results[use.index], False)
         else:
-            yield use.operation, use.index, direct
+            yield op, use.index, direct
 
 
 # --------------------------------------------------------------------------- one function
@@ -288,12 +293,16 @@ class FunctionPlan:  # not slotted: `names` is cached in the instance dict
 
 def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> FunctionPlan:
     """`fn`'s signature and the globals it reads and writes: every global exists with the
-    type it is used as, constants are never written, and no function is called (its
-    accesses would escape this analysis)."""
+    type it is used as, constants and arguments are never written (through views and
+    `scf.yield` too), and no function is called (its accesses would escape this analysis)."""
     name = fn.sym_name.data
     inputs = signature(fn)
     args = _args(fn)
     arg_input = {args[x.argument]: idx for idx, x in enumerate(inputs)}
+    for value, idx in arg_input.items():
+        # Arguments are the caller's arrays, handed to generated code without a copy.
+        if any(writes_operand(op, index) for op, index, _ in _uses(value)):
+            raise _bad(name, f"writes its input {inputs[idx].name!r}; inputs are read-only")
     flag_input = {args[x.argument + 1]: idx for idx, x in enumerate(inputs) if x.optional}
     reads: set[str] = set()
     writes: list[Write] = []
