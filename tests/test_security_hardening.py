@@ -13,9 +13,10 @@ import wrc
 from wrc import bundle_format as bf
 from wrc.bundle_info import describe
 from wrc.context import make_context
-from wrc.errors import BundleFormatError
+from wrc.errors import BundleFormatError, WeightFileError
 from wrc.ir_text import parse_module
 from wrc.model_buffer import ModelBuffer
+from wrc.weight_files import read_weights, write_weights
 
 F32 = np.float32
 W = np.arange(12, dtype=F32).reshape(4, 3) / 8
@@ -85,3 +86,259 @@ def test_ir_that_writes_an_argument_is_rejected_at_load(case: str, tmp_path: Pat
     b.update({"w": w})
     b.infer({"x": x})
     assert np.array_equal(x, np.ones((2, 4), F32)) and np.array_equal(w, W + 1)
+
+
+# --------------------------------------------------------------------------- weight files
+
+
+def weights_bundle(names: dict[str, np.ndarray], n: int = 2) -> wrc.Bundle:
+    """y = x + sum of the weights `names` (each broadcast to x's shape [n])."""
+    g = wrc.Graph("g")
+    y = g.data("x", (n,))
+    for name, value in names.items():
+        y = g.add(y, g.const(name, value))
+    g.output(y)
+    with wrc.BuildSession({"wrc.hoist_weight_only": "false"}):
+        graphs = wrc.convert_to_weight_refreshable_graphs(g, list(names))
+        return wrc.load_bundle(wrc.bundle_build_model(
+            [graphs.infer_graph, graphs.var_update_graph, graphs.var_init_graph]))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_weights_named_like_format_keywords_round_trip(suffix: str, tmp_path: Path) -> None:
+    """Row 2: names that were `np.savez` keyword arguments, and a 0-d weight (row 4), are
+    written under their names and read back unchanged; export then update is the identity."""
+    values = {"allow_pickle": np.array([1, 2], F32), "file": np.array([3, 4], F32),
+              "scalar": np.array(5, F32), "args": np.array([6, 7], F32)}
+    b = weights_bundle(values)
+    b.init()
+    path = tmp_path / f"w{suffix}"
+    b.export_weights(path)
+    back = read_weights(path)
+    assert sorted(back) == sorted(values)
+    for k, v in values.items():
+        assert back[k].shape == v.shape and back[k].dtype == v.dtype and np.array_equal(back[k], v)
+    b.update({"allow_pickle": np.zeros(2, F32), "scalar": np.array(-1, F32)})
+    b.update_from_file(path)  # the bundle's own file: the identity
+    assert all(np.array_equal(b.weights()[k], v) for k, v in values.items())
+    assert np.array_equal(b.infer({"x": np.zeros(2, F32)})[0], np.array([15, 18], F32))
+
+
+def test_a_weight_named_like_safetensors_metadata_is_refused_by_name(tmp_path: Path) -> None:
+    """Row 2: `__metadata__` cannot be a safetensors tensor: a `WeightFileError` naming it,
+    and no file; `.npz` stores it."""
+    b = weights_bundle({"__metadata__": np.array([1, 2], F32)})
+    b.init()
+    with pytest.raises(WeightFileError, match="cannot write weight '__metadata__' to a safetensors file"):
+        b.export_weights(tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    b.export_weights(tmp_path / "w.npz")
+    assert list(read_weights(tmp_path / "w.npz")) == ["__metadata__"]
+    with pytest.raises(WeightFileError, match="holds a NUL character"):
+        write_weights(tmp_path / "n.npz", {"a\0b": np.zeros(2, F32)})
+
+
+def test_scalar_weight_through_the_cli(tmp_path: Path, capsys) -> None:
+    """Row 4: `wrc export-weights` of a 0-d weight, then `wrc update` and `wrc run --update`
+    with that file."""
+    from wrc.cli import main
+
+    g = wrc.Graph("g")
+    g.output(g.add(g.data("x", (2,)), g.const("s", np.array(2, F32))))
+    with wrc.BuildSession():
+        graphs = wrc.convert_to_weight_refreshable_graphs(g, ["s"])
+        model = wrc.bundle_build_model([graphs.infer_graph, graphs.var_update_graph, graphs.var_init_graph])
+    bf.write_bundle(tmp_path / "m.wrcb", model)
+    np.save(tmp_path / "x.npy", np.ones(2, F32))
+    for suffix in (".npz", ".safetensors"):
+        w = tmp_path / f"s{suffix}"
+        assert main(["export-weights", str(tmp_path / "m.wrcb"), str(w)]) == 0
+        assert read_weights(w)["s"].shape == ()
+        assert main(["update", str(tmp_path / "m.wrcb"), str(w), "-o", str(tmp_path / "m2.wrcb")]) == 0
+        assert main(["run", str(tmp_path / "m2.wrcb"), "--input", f"x={tmp_path / 'x.npy'}",
+                     "--update", str(w)]) == 0
+        assert "[3., 3.]" in capsys.readouterr().out
+
+
+def zeros_npz(path: Path, members: list[tuple[str, tuple[int, ...]]]) -> None:
+    """An .npz of deflated zero arrays: tiny files that decompress to the shapes given."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, shape in members:
+            with z.open(name + ".npy", "w", force_zip64=True) as f:
+                header = np.lib.format.header_data_from_array_1_0(np.zeros(0, F32))
+                header["shape"] = shape
+                np.lib.format.write_array_header_1_0(f, header)
+                left = int(np.prod(shape)) * 4
+                chunk = bytes(1 << 20)
+                while left:
+                    f.write(chunk[:min(left, len(chunk))])
+                    left -= min(left, len(chunk))
+
+
+@pytest.mark.parametrize(("members", "message"), [
+    ([("nope", (4096, 4096))], "unknown weight 'nope'"),
+    ([("w", (4096, 4096))], r"weight 'w': expected shape \[2\], got \[4096, 4096\]"),
+])
+def test_npz_members_are_checked_from_their_headers_before_decompressing(
+        members, message, tmp_path: Path) -> None:
+    """Row 5: a small `.npz` whose member inflates to 64 MiB is refused from its name or
+    header: nothing near its size is allocated (traced peak under 1 MiB)."""
+    import tracemalloc
+
+    b = weights_bundle({"w": np.array([1, 2], F32)})
+    b.init()
+    path = tmp_path / "bomb.npz"
+    zeros_npz(path, members)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(wrc.InputError, match=message):
+            b.update_from_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert np.array_equal(b.weights()["w"], [1, 2])
+
+
+def test_npz_member_with_more_data_than_its_header_or_twice_is_refused(tmp_path: Path) -> None:
+    """Rows 5 and 11: a member whose data is longer than its header says, and an archive
+    holding one name twice (np.load: the last wins), are `WeightFileError`s."""
+    import warnings
+    import zipfile
+
+    b = weights_bundle({"w": np.array([1, 2], F32)})
+    b.init()
+    path = tmp_path / "long.npz"
+    with zipfile.ZipFile(path, "w") as z, z.open("w.npy", "w") as f:
+        np.lib.format.write_array(f, np.array([5, 6], F32))
+        f.write(bytes(4096))
+    with pytest.raises(WeightFileError, match="weight 'w': the header says float32\\[2\\] but the member holds"):
+        b.update_from_file(path)
+    path = tmp_path / "twice.npz"
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate: that is the point
+        for v in ([5, 6], [7, 8]):
+            with z.open("w.npy", "w") as f:
+                np.lib.format.write_array(f, np.array(v, F32))
+    with pytest.raises(WeightFileError, match="weight 'w' is in the archive twice"):
+        b.update_from_file(path)
+    assert np.array_equal(b.weights()["w"], [1, 2])
+
+
+def test_empty_arrays_keep_a_weight_only_with_its_dtype(tmp_path: Path) -> None:
+    """Row 14: a zero-size array of another shape ([0, 2] for [2]) or dtype is an error, in
+    `update` and `update_from_file`; shape [0] and the weight's dtype still means "keep"."""
+    b = weights_bundle({"w": np.array([1, 2], F32), "v": np.array([3, 4], F32)})
+    b.init()
+    for bad in (np.zeros((0, 2), F32), np.zeros(0, np.float64)):
+        with pytest.raises(wrc.InputError, match="weight 'w': an empty array keeps the weight only with "
+                                                 "shape \\[0\\] and dtype float32"):
+            b.update({"w": bad, "v": np.array([0, 0], F32)})
+        write_weights(tmp_path / "e.npz", {"w": bad})
+        with pytest.raises(wrc.InputError, match="e.npz: .*an empty array keeps"):
+            b.update_from_file(tmp_path / "e.npz")
+    assert np.array_equal(b.weights()["v"], [3, 4])
+    b.update({"w": np.zeros(0, F32), "v": np.array([0, 0], F32)})
+    assert np.array_equal(b.weights()["w"], [1, 2]) and np.array_equal(b.weights()["v"], [0, 0])
+
+
+def test_safetensors_file_changed_while_being_read(tmp_path: Path) -> None:
+    """Row 3, deterministic: truncated after its header was read, or rewritten between the
+    reads of two tensors: a `WeightFileError` and no update."""
+    import os
+
+    from wrc import weight_files
+
+    b = weights_bundle({"w": np.array([1, 2], F32), "v": np.array([3, 4], F32)})
+    b.init()
+    path = tmp_path / "w.safetensors"
+    write_weights(path, {"w": np.array([5, 6], F32), "v": np.array([7, 8], F32)})
+    with weight_files.WeightFile(path) as f:
+        os.truncate(path, 20)
+        with pytest.raises(WeightFileError, match="the data ends early"):
+            f.read("w")
+    write_weights(path, {"w": np.array([5, 6], F32), "v": np.array([7, 8], F32)})
+    real_read = weight_files.WeightFile.read
+
+    def read_then_rewrite(self, key: str) -> np.ndarray:
+        out = real_read(self, key)
+        with open(path, "r+b") as g:  # in place, same size: only the mtime tells
+            g.seek(-8, os.SEEK_END)
+            g.write(np.array([9, 9], F32).tobytes())
+        return out
+
+    weight_files.WeightFile.read = read_then_rewrite
+    try:
+        with pytest.raises(WeightFileError, match="changed while being read: nothing was updated"):
+            b.update_from_file(path)
+    finally:
+        weight_files.WeightFile.read = real_read
+    assert np.array_equal(b.weights()["w"], [1, 2]) and np.array_equal(b.weights()["v"], [3, 4])
+
+
+_REWRITER = r'''
+import os, sys, threading, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_security_hardening import weights_bundle
+from wrc.weight_files import write_weights
+from wrc.errors import WeightFileError
+
+path = sys.argv[1]
+n = 1 << 18
+versions = []
+for v in (1, 2):
+    write_weights(path, {"w": np.full(n, v, np.float32), "v": np.full(n, -v, np.float32)})
+    versions.append(open(path, "rb").read())
+b = weights_bundle({"w": np.zeros(n, np.float32), "v": np.zeros(n, np.float32)}, n)
+b.init()
+stop, rng = time.monotonic() + float(sys.argv[3]), np.random.default_rng(0)
+
+def rewrite():
+    while time.monotonic() < stop:
+        data = versions[rng.integers(2)]
+        with open(path, "r+b") as f:  # in place: truncate (maybe half way), then write it all
+            f.truncate(int(rng.integers(0, len(data))))
+            f.seek(0)
+            f.write(data)
+            f.truncate(len(data))
+        time.sleep(rng.uniform(0, 0.06))
+
+t = threading.Thread(target=rewrite)
+t.start()
+counts = {"v1": 0, "v2": 0, "changed": 0}
+while time.monotonic() < stop:
+    try:
+        b.update_from_file(path)
+    except WeightFileError:
+        counts["changed"] += 1
+        continue
+    w, v = b.weights()["w"], b.weights()["v"]
+    for k in (1, 2):
+        if (w == k).all() and (v == -k).all():
+            counts[f"v{k}"] += 1
+            break
+    else:
+        print("MIXED", np.unique(w), np.unique(v))
+        sys.exit(3)
+t.join()
+print(counts)
+'''
+
+
+def test_safetensors_file_rewritten_in_place_during_updates(tmp_path: Path) -> None:
+    """Row 3: a thread truncates and rewrites the file in place while `update_from_file`
+    reads it in a loop (the memory-mapped reader died with SIGBUS within 2 s): the process
+    lives, and every update applied one whole version of the file."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.safetensors"
+    r = subprocess.run([sys.executable, "-c", _REWRITER, str(path), str(Path(__file__).parent), "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+    counts = eval(r.stdout.strip().splitlines()[-1], {})  # the dict the script printed
+    assert sum(counts.values()) >= 10 and counts["v1"] + counts["v2"] >= 1, counts

@@ -401,7 +401,9 @@ class WeightSignature:
               as_array: Callable[[Any, str], Any] = _host_array) -> list[tuple[Weight, Any]]:
         """The entries of `values` to apply (empty arrays mean "keep" and are left out), after
         checking every one: unknown name, not an array (`as_array` converts or raises
-        `InputError`), wrong dtype or shape. Any problem raises one `InputError` naming all."""
+        `InputError`), wrong dtype or shape; a "keep" is an empty array of the weight's dtype
+        and shape [0] (or the weight's own shape, when that is empty). Any problem raises one
+        `InputError` naming all."""
         problems, out = [], []
         for key, value in values.items():
             w = self.weights.get(key) if isinstance(key, str) else None
@@ -416,8 +418,12 @@ class WeightSignature:
             except InputError as e:
                 problems.append(str(e))
                 continue
-            if arr.size == 0:
+            if arr.size == 0 and arr.dtype == w.dtype and arr.shape in ((0,), w.shape):
                 continue  # empty = keep (docs/spec.md §2)
+            if arr.size == 0:  # e.g. a [0, 8] checkpoint tensor for an [8, 8] weight: a mistake
+                problems.append(f"weight {key!r}: an empty array keeps the weight only with shape [0] "
+                                f"and dtype {w.dtype}, got {arr.dtype}{list(arr.shape)}")
+                continue
             problem = w.input.problem(arr, f"weight {key!r}")
             if problem:
                 problems.append(problem)

@@ -399,13 +399,9 @@ class Bundle:
 
     def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """`update` with the weights of a `.safetensors` or `.npz` file (same atomic checks)."""
-        from wrc.weight_files import read_weights
+        from wrc.weight_files import checked_weights
 
-        values = read_weights(path, format)
-        try:
-            self.update(values)
-        except InputError as e:
-            raise InputError(f"{os.fspath(path)}: {e}") from None
+        self.update(checked_weights(path, self._weights, format))  # checked from the headers first
 
     def export_weights(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """Write every refreshable weight's current value to a `.safetensors` or `.npz` file."""
