@@ -4,6 +4,7 @@ read, scalar weights, hostile `.npz`/`.npy` headers, non-regular files, hostile 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +343,71 @@ def test_safetensors_file_rewritten_in_place_during_updates(tmp_path: Path) -> N
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     counts = eval(r.stdout.strip().splitlines()[-1], {})  # the dict the script printed
     assert sum(counts.values()) >= 10 and counts["v1"] + counts["v2"] >= 1, counts
+
+
+# --------------------------------------------------------------------------- the command line and files
+
+
+def test_npy_input_claiming_terabytes_is_refused_before_allocating(tmp_path: Path, capsys) -> None:
+    """Row 8: `wrc run --input x=f.npy` where the header claims 2^20 x 2^20 floats: one
+    line naming the file, no `MemoryError`; the data must be exactly what the header says."""
+    from wrc.cli import main
+
+    bf.write_bundle(tmp_path / "m.wrcb", build())
+    huge = tmp_path / "huge.npy"
+    with open(huge, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1 << 20, 1 << 20)})
+    assert huge.stat().st_size < 200
+    short = tmp_path / "short.npy"
+    np.save(short, np.ones((2, 4), F32))
+    short.write_bytes(short.read_bytes()[:-4])
+    for path, message in ((huge, r"header says float32\[1048576, 1048576\] \(4398046511104 bytes\) but the "
+                                 r"file holds 0 bytes"), (short, "but the file holds 28 bytes")):
+        assert main(["run", str(tmp_path / "m.wrcb"), "--input", f"x={path}"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and "--input x" in err, err
+        assert re.search(message, err), err
+    good = tmp_path / "x.npy"
+    np.save(good, np.asfortranarray(np.arange(8, dtype=F32).reshape(2, 4)))
+    out = tmp_path / "out" / "o.txt"
+    out.parent.mkdir()
+    assert main(["run", str(tmp_path / "m.wrcb"), "--input", f"x={good}", "--output", str(out)]) == 0
+    # Row 13: the outputs go to the name reported, not o.txt.npz.
+    assert f"to {out}\n" in capsys.readouterr().out and sorted(p.name for p in out.parent.iterdir()) == ["o.txt"]
+    x = np.arange(8, dtype=F32).reshape(2, 4)
+    np.testing.assert_allclose(read_weights(out, format="npz")["output_0"], np.maximum(x @ W + B, 0), rtol=1e-6)
+
+
+def test_fifos_are_refused_not_waited_on(tmp_path: Path, capsys) -> None:
+    """Row 10: a FIFO given as a bundle (`load_bundle`, `read_bundle`, `wrc inspect`, `wrc
+    graph`), a weight file or an `.npy` input is refused at once (the reader used to block
+    forever waiting for a writer)."""
+    import os
+    import threading
+
+    from wrc.cli import main
+
+    fifo = tmp_path / "f.wrcb"
+    os.mkfifo(fifo)
+    results: list[object] = []
+
+    def attempts() -> None:
+        for read in (wrc.load_bundle, bf.read_bundle, describe):
+            with pytest.raises(BundleFormatError, match="not a regular file"):
+                read(fifo)
+        for args in (["inspect", str(fifo)], ["graph", str(fifo)]):
+            assert main(args) == 1 and "not a regular file" in capsys.readouterr().err
+        for suffix in (".npz", ".safetensors"):
+            os.mkfifo(tmp_path / f"w{suffix}")
+            with pytest.raises(WeightFileError, match="not a regular file"):
+                read_weights(tmp_path / f"w{suffix}")
+        bf.write_bundle(tmp_path / "m.wrcb", build())
+        assert main(["run", str(tmp_path / "m.wrcb"), "--input", f"x={fifo}"]) == 1
+        assert "not a regular file" in capsys.readouterr().err
+        results.append("done")
+
+    t = threading.Thread(target=attempts, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "a reader blocked on the FIFO"
+    assert results == ["done"], "an attempt failed (see the thread's exception above)"

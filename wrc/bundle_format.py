@@ -40,6 +40,7 @@ from wrc.abi import (
 from wrc.context import make_context
 from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
+from wrc.files import open_regular
 from wrc.ir_text import parse_module
 from wrc.model_buffer import ModelBuffer, c_array
 
@@ -412,7 +413,7 @@ def _open(source: Any) -> Iterator[_Source]:
     if not isinstance(source, str | os.PathLike):
         raise _fail(f"expected a path or bytes, got {type(source).__name__}")
     try:
-        f = open(source, "rb")  # noqa: SIM115 - closed below
+        f = open_regular(source)  # a FIFO or device would block or never end
     except OSError as e:
         raise _fail(f"cannot open {os.fspath(source)!r}: {e.strerror or e}") from e
     try:

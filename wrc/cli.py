@@ -94,10 +94,11 @@ def _graph_modules(path: str, convert: str | None) -> list:
     from wrc import pipeline
     from wrc.bundle_format import MAGIC, read_bundle
     from wrc.context import make_context
+    from wrc.files import open_regular
     from wrc.graph import GraphError
     from wrc.ir_text import parse_module
 
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO would block
         is_bundle = f.read(len(MAGIC)) == MAGIC
     if is_bundle:
         if convert:

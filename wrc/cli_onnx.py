@@ -113,21 +113,22 @@ elided).""")
 def _run(args: argparse.Namespace) -> int:
     from wrc.abi import INIT_GRAPH
     from wrc.runtime import load_bundle
+    from wrc.weight_files import read_npy, write_weights
 
     bundle = load_bundle(args.bundle, backend=args.backend)
     inputs: dict[str, np.ndarray] = {}
-    for name, path in args.input:
+    for name, path in args.input:  # sizes checked against the file before allocating
         try:
-            inputs[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"--input {name}={path}: cannot read a .npy array: {e}") from None
+            inputs[name] = read_npy(path)
+        except InputError as e:
+            raise InputError(f"--input {name}: cannot read a .npy array: {e}") from None
     if INIT_GRAPH in bundle.graphs:
         bundle.init()
     if args.update:
         bundle.update_from_file(args.update)
     outputs = bundle.infer(inputs)
-    if args.output:
-        np.savez(args.output, **{f"output_{i}": y for i, y in enumerate(outputs)})
+    if args.output:  # under exactly that name (np.savez would append .npz to a name without it)
+        write_weights(args.output, {f"output_{i}": y for i, y in enumerate(outputs)}, format="npz")
         print(f"wrote {len(outputs)} output(s) to {args.output}")
     for i, y in enumerate(outputs):
         # Values in full for small outputs, NumPy's elided form (first/last items) for large ones.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import tempfile
 import time
 import zipfile
@@ -35,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from wrc import files
 from wrc.abi import INIT_GRAPH, WeightSignature, plan
 from wrc.bundle_format import check_model
 from wrc.errors import InputError, WeightFileError
@@ -58,22 +58,16 @@ def file_format(path: str | os.PathLike[str], format: str | None = None) -> str:
     return format
 
 
-def open_regular(path: str | os.PathLike[str], what: str) -> IO[bytes]:
-    """`path` opened for reading if it is a regular file, else a `WeightFileError`: a FIFO or
-    device would block or never end (opened non-blocking, so a FIFO cannot hang the open)."""
+def _open_regular(path: str | os.PathLike[str], what: str) -> IO[bytes]:
+    """`path` opened unbuffered (every read sees the file as it is now) if it is a regular
+    file, else a `WeightFileError` (a FIFO would block forever)."""
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return files.open_regular(path, buffering=0)
     except FileNotFoundError:
         raise WeightFileError(f"{name}: no such {what}") from None
     except OSError as e:
-        raise WeightFileError(f"{name}: cannot open this {what}: {e.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise WeightFileError(f"{name}: not a regular file (a {what} must be one)")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb", buffering=0)  # unbuffered: every read sees the file as it is now
+        raise WeightFileError(f"{name}: cannot open this {what}: {e.strerror or e}") from None
 
 
 FRESH_WRITE_NS = 25_000_000
@@ -136,11 +130,11 @@ def _nbytes(spec: Spec) -> int:
     return math.prod(spec[0]) * spec[1].itemsize
 
 
-def read_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
+def read_npy(path: str | os.PathLike[str], what: str = "array") -> np.ndarray:
     """The array of the `.npy` file `path`, after checking that its header's size is exactly
     the bytes the file holds (a 144-byte file claiming terabytes allocates nothing)."""
     name = os.fspath(path)
-    with open_regular(path, ".npy file") as f:
+    with _open_regular(path, ".npy file") as f:
         (shape, dtype), fortran = read_npy_header(f, name, what)
         left = os.fstat(f.fileno()).st_size - f.tell()
         if _nbytes((shape, dtype)) != left:
@@ -179,7 +173,7 @@ class WeightFile:
     def __init__(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         self.format = file_format(path, format)
         self.name = os.fspath(path)
-        self._file = open_regular(path, "weight file")
+        self._file = _open_regular(path, "weight file")
         self._zip: zipfile.ZipFile | None = None
         self._where: dict[str, Any] = {}
         self.specs: dict[str, Spec] = {}
