@@ -411,3 +411,45 @@ def test_fifos_are_refused_not_waited_on(tmp_path: Path, capsys) -> None:
     t.join(30)
     assert not t.is_alive(), "a reader blocked on the FIFO"
     assert results == ["done"], "an attempt failed (see the thread's exception above)"
+
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\u202e"
+
+
+@pytest.mark.parametrize("producer", [{"name": ESCAPES, "version": "\ud800"}, "wrc", ["wrc"], 7, None,
+                                      {"name": 1, "version": {"a": ESCAPES}}])
+def test_hostile_names_and_producer_are_escaped_in_human_output(producer, tmp_path: Path, capsys) -> None:
+    """Rows 6 and 9: weight, input and producer names holding terminal escapes or a lone
+    surrogate, and a `producer` header field of any JSON type: `wrc inspect` and `wrc graph`
+    print them escaped (valid UTF-8, no ESC/BEL byte) and exit 0; `load_bundle` ignores the
+    informational field."""
+    from wrc.cli import main
+    from wrc.tools.wrc_fuzz import _split, reseal_header
+
+    name = "w" + ESCAPES
+    g = wrc.Graph("g")
+    g.output(g.add(g.data("x" + ESCAPES, (2,)), g.const(name, np.array([1, 2], F32))))
+    with wrc.BuildSession():
+        graphs = wrc.convert_to_weight_refreshable_graphs(g, [name])
+        model = wrc.bundle_build_model([graphs.infer_graph, graphs.var_update_graph, graphs.var_init_graph])
+    data = bf.bundle_bytes(model)
+    doc = _split(data)[0]
+    doc["producer"] = producer
+    path = tmp_path / "m.wrcb"
+    path.write_bytes(reseal_header(doc, data))
+    b = wrc.load_bundle(path)
+    b.init()
+    assert np.array_equal(b.infer([np.zeros(2, F32)])[0], [1, 2])
+    for args in (["inspect", str(path)], ["graph", str(path)]):
+        assert main(args) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        out.encode("utf-8")  # no lone surrogate left
+        assert not set(out) & {"\x1b", "\x07", "\u202e"}, args
+        assert "\\x1b[2J" in out and "\\u202e" in out, args
+        if args[0] == "inspect" and isinstance(producer, dict) and producer["name"] == ESCAPES:
+            assert "\\ud800" in out
+    assert main(["inspect", "--json", str(path)]) == 0
+    info = __import__("json").loads(capsys.readouterr().out)
+    assert info["producer"] == ({"name": ESCAPES, "version": "\ud800"} if isinstance(producer, dict)
+                                and producer["name"] == ESCAPES else {})
+    assert info["variables"][0]["weight"] == name

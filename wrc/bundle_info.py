@@ -28,6 +28,7 @@ from wrc.abi import (
 )
 from wrc.bundle_format import PRELUDE_SIZE, read_bundle
 from wrc.model_buffer import ModelBuffer
+from wrc.terminal import printable
 
 
 def _tensor(t: Any) -> dict[str, Any]:
@@ -89,11 +90,19 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     sections["padding"] = size - sum(sections.values())
     return {
         "file": os.fspath(path), "format_version": version, "file_size": size, "sections": sections,
-        "producer": header.get("producer", {}),
+        "producer": _producer(header.get("producer")),
         "graphs": [_graph_signature(funcs[g], p.graphs[g]) for g in model.graphs],
         "variables": variables, "stored_weights": weights,
         "weight_stripped": INIT_GRAPH not in model.graphs,
     }
+
+
+def _producer(value: Any) -> dict[str, str]:
+    """The header's informational `producer` (no reader depends on it): its string entries,
+    whatever else a tampered file put there left out."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _t(d: dict[str, Any]) -> str:
@@ -101,12 +110,14 @@ def _t(d: dict[str, Any]) -> str:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def format_text(info: dict[str, Any]) -> str:
-    """`describe`'s summary as the text `wrc inspect` prints."""
+    """`describe`'s summary as the text `wrc inspect` prints (non-printable characters of
+    names escaped)."""
     producer = info["producer"]
     lines = [f"bundle {info['file']}: format version {info['format_version']}, {info['file_size']:,} bytes"
              + (f" (written by {producer.get('name', '?')} {producer.get('version', '?')})" if producer else "")]
@@ -128,4 +139,4 @@ def format_text(info: dict[str, Any]) -> str:
         rows = [["name", "shape", "dtype", "bytes"]]
         rows += [[w["name"], str(w["shape"]), w["dtype"], f"{w['bytes']:,}"] for w in info["stored_weights"]]
         lines += _table(rows)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names may hold terminal escapes

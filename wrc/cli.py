@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wrc.errors import WrcError
+from wrc.terminal import printable
 
 
 def _parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
@@ -207,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WrcError, OSError) as e:
         if os.environ.get("WRC_DEBUG"):
             raise
-        print(f"wrc: error: {e}", file=sys.stderr)
+        print(f"wrc: error: {printable(str(e), keep=chr(10))}", file=sys.stderr)
         return 1
 
 

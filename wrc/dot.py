@@ -22,6 +22,7 @@ from xdsl.ir import BlockArgument, Operation, OpResult, SSAValue
 
 from wrc.abi import arguments, copy_into_global, writes_operand
 from wrc.errors import RenderError
+from wrc.terminal import printable
 
 FORMATS = ("dot", "svg", "png")
 
@@ -40,8 +41,9 @@ _READ_EDGE = 'color="#1976d2"'
 
 
 def quote(text: str) -> str:
-    """`text` as a DOT double-quoted string (backslashes, quotes and newlines escaped)."""
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    """`text` as a DOT double-quoted string (backslashes, quotes and newlines escaped; other
+    non-printable characters, e.g. terminal escapes, shown as Python escapes)."""
+    text = printable(text, keep="\r\n").replace("\\", "\\\\").replace('"', '\\"')
     return '"' + text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n") + '"'
 
 
