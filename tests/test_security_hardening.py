@@ -453,3 +453,88 @@ def test_hostile_names_and_producer_are_escaped_in_human_output(producer, tmp_pa
     assert info["producer"] == ({"name": ESCAPES, "version": "\ud800"} if isinstance(producer, dict)
                                 and producer["name"] == ESCAPES else {})
     assert info["variables"][0]["weight"] == name
+
+
+# --------------------------------------------------------------------------- GE status codes
+
+
+def test_ge_calls_return_status_codes_that_match_the_cause(tmp_path: Path) -> None:
+    """Rows 7 and 12: malformed build options and a NUL in a path are GRAPH_PARAM_INVALID
+    (were ValueError); a bytes path is a path (was read as the file's content); a missing
+    backend is FEATURE_UNSUPPORTED (was PARSE_MODEL); a model size past the data is
+    MODEL_SIZE_INVALID (was a success)."""
+    import wrc.ge as ge
+
+    g = wrc.Graph("g")
+    g.output(g.add(g.data("x", (2,)), g.const("w", np.array([1, 2], F32))))
+    assert ge.aclgrphBuildInitialize({}) == ge.GRAPH_SUCCESS
+    try:
+        graphs = ge.WeightRefreshableGraphs()
+        assert ge.aclgrphConvertToWeightRefreshableGraphs(g, ["w"], graphs) == ge.GRAPH_SUCCESS
+        model = ge.ModelBufferData()
+        for bad_options in (["not", "a", "map"], 5):
+            entries = [ge.GraphWithOptions(graphs.infer_graph, bad_options)]
+            assert ge.aclgrphBundleBuildModel(entries, model) == ge.GRAPH_PARAM_INVALID
+        assert model.data is None
+        entries = [ge.GraphWithOptions(x) for x in (graphs.infer_graph, graphs.var_init_graph, graphs.var_update_graph)]
+        assert ge.aclgrphBundleBuildModel(entries, model) == ge.GRAPH_SUCCESS
+        assert ge.aclgrphBundleSaveModel(str(tmp_path / "a\0b.wrcb"), model) == ge.GRAPH_PARAM_INVALID
+        path = tmp_path / "m.wrcb"
+        assert ge.aclgrphBundleSaveModel(str(path), model) == ge.GRAPH_SUCCESS
+    finally:
+        assert ge.aclgrphBuildFinalize() == ge.GRAPH_SUCCESS
+    bundle_id, ret = ge.aclmdlBundleLoadFromFile(bytes(path))
+    assert ret == ge.ACL_SUCCESS and ge.aclmdlBundleGetModelNum(bundle_id) == (3, ge.ACL_SUCCESS)
+    assert ge.aclmdlBundleUnload(bundle_id) == ge.ACL_SUCCESS
+    assert ge.aclmdlBundleLoadFromFile(bytes(tmp_path / "missing")) == (0, ge.ACL_ERROR_INVALID_FILE)
+    assert ge.aclmdlBundleLoadFromFile(str(path), backend="nope") == (0, ge.ACL_ERROR_INVALID_PARAM)
+    try:
+        __import__("cupy")
+    except ImportError:  # the machine this suite runs on: no CuPy
+        assert ge.aclmdlBundleLoadFromFile(str(path), backend="cupy") == (0, ge.ACL_ERROR_FEATURE_UNSUPPORTED)
+    data = path.read_bytes()
+    for size in (10**20, len(data) + 1, 0, -1, 2.0):
+        assert ge.aclmdlBundleLoadFromMem(data, size) == (0, ge.ACL_ERROR_MODEL_SIZE_INVALID), size
+    assert ge.aclmdlBundleLoadFromMem(data, len(data) - 1)[1] == ge.ACL_ERROR_PARSE_MODEL
+    bundle_id, ret = ge.aclmdlBundleLoadFromMem(bytearray(data), len(data))
+    assert ret == ge.ACL_SUCCESS and ge.aclmdlBundleUnload(bundle_id) == ge.ACL_SUCCESS
+
+
+def test_ge_execute_racing_unload_says_invalid_model_id(monkeypatch) -> None:
+    """Row 12: an `aclmdlExecute` whose bundle another thread unloads right after the call
+    looked the model id up returns ACL_SUCCESS (it ran first) or INVALID_MODEL_ID, never
+    INVALID_PARAM or a `KeyError`. The unload is started from inside the lookup and given
+    0.5 s: it completes there unless the lookup holds the tables' lock."""
+    import threading
+
+    import wrc.ge as ge
+
+    bundle_id, _ = ge.aclmdlBundleLoadFromMem(bf.bundle_bytes(build()))
+    infer = ge.aclmdlBundleGetModelId(bundle_id, 0)[0]
+    assert ge.aclmdlGetModelName(ge.aclmdlBundleGetModelId(bundle_id, 2)[0])[0] == "var_init_graph"
+    assert ge.aclmdlExecute(ge.aclmdlBundleGetModelId(bundle_id, 2)[0], [])[1] == ge.ACL_SUCCESS
+    unloads: list[threading.Thread] = []
+
+    class UnloadOnLookup(dict):
+        def _race(self) -> None:
+            if not unloads:
+                unloads.append(threading.Thread(target=ge.aclmdlBundleUnload, args=(bundle_id,)))
+                unloads[0].start()
+                unloads[0].join(0.5)
+
+        def __contains__(self, key: object) -> bool:
+            found = super().__contains__(key)
+            self._race()
+            return found
+
+        def get(self, key, default=None):
+            found = super().get(key, default)
+            self._race()
+            return found
+
+    monkeypatch.setattr(ge, "_models", UnloadOnLookup(ge._models))
+    outputs, ret = ge.aclmdlExecute(infer, [np.zeros((2, 4), F32)])
+    unloads[0].join()
+    assert ret in (ge.ACL_SUCCESS, ge.ACL_ERROR_INVALID_MODEL_ID), ret
+    assert ge.aclmdlExecute(infer, []) == ([], ge.ACL_ERROR_INVALID_MODEL_ID)
+    assert ge.aclmdlBundleGetModelNum(bundle_id) == (0, ge.ACL_ERROR_INVALID_PARAM)

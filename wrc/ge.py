@@ -2,9 +2,9 @@
 
 For code ported from the CANN Graph Engine (see docs/ge-porting.md). Each call returns a
 status code instead of raising: on failure it logs the reason on the `wrc.ge` logger (the
-`logging` module) and returns `GRAPH_PARAM_INVALID` (bad arguments: wrong types, unknown or
-duplicated constant names, wrong input shapes) or `GRAPH_FAILED` (anything else: no build
-session, a bundle conflict, an I/O error). New code should use the Pythonic API
+`logging` module) and returns `GRAPH_PARAM_INVALID` (bad arguments: wrong types, malformed
+options, unknown or duplicated constant names, wrong input shapes) or `GRAPH_FAILED` (anything
+else: no build session, a bundle conflict, an I/O error); no call raises. New code should use the Pythonic API
 (`wrc.build_initialize`, ... which raise `wrc.WrcError`).
 
 Out-parameters, modelled two ways, after GE's own two APIs:
@@ -32,7 +32,7 @@ import numpy as np
 
 from wrc import workflow
 from wrc.bundle_format import bundle_size
-from wrc.errors import ConversionError, InputError, ShapeError, WrcError
+from wrc.errors import BackendUnavailableError, ConversionError, InputError, ShapeError, WrcError
 from wrc.graph import Graph, GraphError
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import Bundle, load_bundle
@@ -51,10 +51,13 @@ ACL_ERROR_INVALID_FILE = 100003
 ACL_ERROR_INVALID_MODEL_ID = 100011
 ACL_ERROR_PARSE_MODEL = 100013
 ACL_ERROR_READ_MODEL_FAILURE = 100014
+ACL_ERROR_MODEL_SIZE_INVALID = 100015
 ACL_ERROR_MODEL_INPUT_NOT_MATCH = 100017
+ACL_ERROR_FEATURE_UNSUPPORTED = 200006
 ACL_ERROR_FAILURE = 500001
 
-_PARAM_ERRORS = (ConversionError, InputError, ShapeError, GraphError, TypeError)
+_PARAM_ERRORS = (ConversionError, InputError, ShapeError, GraphError, TypeError, ValueError)
+"""Bad arguments: ValueError too (malformed options, a NUL in a path)."""
 
 
 @dataclass
@@ -94,6 +97,9 @@ def _call(api: str, fn: Callable[[], Any]) -> int:
         return GRAPH_PARAM_INVALID
     except (WrcError, OSError) as e:
         log.error("%s failed (GRAPH_FAILED): %s", api, e)
+        return GRAPH_FAILED
+    except Exception:  # the contract is a status code, never an exception: log the traceback
+        log.exception("%s failed (GRAPH_FAILED) unexpectedly", api)
         return GRAPH_FAILED
     return GRAPH_SUCCESS
 
@@ -173,12 +179,18 @@ def _acl(api: str, fn: Callable[[], Any], default: Any, failure: int) -> tuple[A
     except _AclError as e:
         log.error("%s failed (%d): %s", api, e.code, e)
         return default, e.code
-    except (TypeError, ValueError) as e:  # arguments of the wrong kind
+    except BackendUnavailableError as e:  # e.g. backend="cupy" without CuPy or a GPU
+        log.error("%s failed (%d): %s", api, ACL_ERROR_FEATURE_UNSUPPORTED, e)
+        return default, ACL_ERROR_FEATURE_UNSUPPORTED
+    except (TypeError, ValueError) as e:  # arguments of the wrong kind (an unknown backend too)
         log.error("%s failed (%d): %s", api, ACL_ERROR_INVALID_PARAM, e)
         return default, ACL_ERROR_INVALID_PARAM
     except (WrcError, OSError) as e:
         log.error("%s failed (%d): %s", api, failure, e)
         return default, failure
+    except Exception:  # a status code, never an exception: log the traceback
+        log.exception("%s failed (%d) unexpectedly", api, ACL_ERROR_FAILURE)
+        return default, ACL_ERROR_FAILURE
 
 
 class _AclError(Exception):
@@ -207,9 +219,12 @@ def _bundle(bundle_id: int) -> Bundle:
 def aclmdlBundleLoadFromFile(model_path: str | os.PathLike[str], backend: str = "numpy") -> tuple[int, int]:
     """`bundle_id, ret = aclmdlBundleLoadFromFile(path)`: load a bundle file (bundle_id 0 on failure)."""
     def run() -> int:
-        if not os.path.isfile(model_path):
-            raise _AclError(ACL_ERROR_INVALID_FILE, f"{os.fspath(model_path)}: no such file")
-        return _load(model_path, backend)
+        if not isinstance(model_path, str | bytes | os.PathLike):
+            raise _AclError(ACL_ERROR_INVALID_PARAM, f"model_path must be a path, got {type(model_path).__name__}")
+        path = os.fsdecode(model_path)  # bytes are a path here (C's const char*), never file content
+        if not os.path.isfile(path):
+            raise _AclError(ACL_ERROR_INVALID_FILE, f"{path}: no such file")
+        return _load(path, backend)
     return _acl("aclmdlBundleLoadFromFile", run, 0, ACL_ERROR_PARSE_MODEL)
 
 
@@ -219,7 +234,10 @@ def aclmdlBundleLoadFromMem(model: bytes, model_size: int | None = None,
     def run() -> int:
         if not isinstance(model, bytes | bytearray | memoryview):
             raise _AclError(ACL_ERROR_INVALID_PARAM, f"model must be bytes, got {type(model).__name__}")
-        data = bytes(model if model_size is None else memoryview(model)[:model_size])
+        if model_size is not None and (type(model_size) is not int or not 0 < model_size <= memoryview(model).nbytes):
+            raise _AclError(ACL_ERROR_MODEL_SIZE_INVALID, f"model_size {model_size!r} is not the size of "
+                                                          f"the {memoryview(model).nbytes} bytes given")
+        data = bytes(model if model_size is None else memoryview(model).cast("B")[:model_size])
         return _load(data, backend)
     return _acl("aclmdlBundleLoadFromMem", run, 0, ACL_ERROR_PARSE_MODEL)
 
@@ -258,11 +276,13 @@ def aclmdlExecute(model_id: int, inputs: Sequence[np.ndarray] | Mapping[str, np.
     output dataset is returned. For the update graph an empty array leaves that weight as it is.
     """
     def run() -> list[np.ndarray]:
-        if model_id not in _models:
+        with _lock:  # one look at both tables: an unload racing this call unloads the model id too
+            bundle_id, graph = _models.get(model_id, (None, ""))
+            bundle = _bundles.get(bundle_id)  # type: ignore[arg-type]
+        if bundle is None:
             raise _AclError(ACL_ERROR_INVALID_MODEL_ID, f"no loaded model has id {model_id!r}")
-        bundle_id, graph = _models[model_id]
         try:
-            return _bundle(bundle_id).run(graph, inputs)
+            return bundle.run(graph, inputs)
         except InputError as e:
             raise _AclError(ACL_ERROR_MODEL_INPUT_NOT_MATCH, str(e)) from None
     return _acl("aclmdlExecute", run, [], ACL_ERROR_FAILURE)
