@@ -390,9 +390,9 @@ def test_tampered_ir_section() -> None:
         (b"builtin.module {", "does not parse"),
         (b"this is not IR", "does not parse"),
         (b"builtin.module {}", "not a stored constant"),
-        (b"{" * 5000, "nesting deeper than 256 levels at offset"),
-        (b"builtin.module {" + b'"test.op"() ({' * 3000, "nesting deeper than 256"),
-        (b"builtin.module {" + b'"test.op"() ({' * 120, "does not parse"),  # under the cap
+        (b"{" * 5000, "nesting deeper than 64 levels at offset"),
+        (b"builtin.module {" + b'"test.op"() ({' * 3000, "nesting deeper than 64"),
+        (b"builtin.module {" + b'"test.op"() ({' * 31, "does not parse"),  # under the cap
         (good.replace(b'"c_i8"', b'"' + b"{([<" * 100 + b'"'),  # brackets in strings don't nest
          "weight 'c_i8' (offset"),
         (good.replace(b"memref<4x3xf32>, constant", b"memref<4x3xf64>, constant"), "declares memref<4x3xf64>"),

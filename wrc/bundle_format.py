@@ -62,9 +62,11 @@ MAX_INLINE_ELEMENTS = 1 << 24
 MAX_IR_BYTES = 256 << 20
 """The IR holds no weight bytes (only small inline constants), so real IR sections are far
 smaller; the cap bounds the time and memory xDSL's parser can be made to spend."""
-MAX_IR_NESTING = 256
-"""Deepest `{ ( [ <` nesting the IR may have. xDSL's parser recurses per level; the cap keeps
-it far from Python's recursion limit (a deep stack is slow and, in C code, unsafe)."""
+MAX_IR_NESTING = 64
+"""Deepest `{ ( [ <` nesting the IR may have (wrc's own IR needs about 10). xDSL's parser
+recurses several frames per level and hit Python's recursion limit from about 97 nested
+`{`: the cap keeps every nesting the check admits parseable, with room for the caller's
+stack (tests/test_security_fuzz.py checks each bracket at the cap)."""
 MAX_TENSOR_BYTES = 1 << 34
 """Largest buffer (variable, constant, intermediate or argument) a bundle may declare: 16 GiB.
 Variables and intermediates have no bytes in the file, so without a cap a 100-byte IR edit
