@@ -89,7 +89,7 @@ def test_round_trip_bytes_and_file(tmp_path: Path) -> None:
     assert_same(m, loaded)
     assert_same(m, read_bundle(str(path)))
     assert_same(m, read_bundle(bytearray(data)))
-    assert str(loaded.module) == IR.rstrip("\n") or str(loaded.module) == str(m.module)
+    assert str(loaded.module) == IR.rstrip("\n")  # the IR as written, printed back the same
     # Sections are 64-byte aligned and the header describes the file.
     doc = header(data)
     assert doc["file_size"] == len(data)

@@ -80,9 +80,10 @@ def test_hostile_names_through_build_save_load_run(name: str, tmp_path: Path) ->
 @pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_onnx_names(name: str) -> None:
     """The same names as ONNX input, initializer, node and output names, through import."""
-    onnx = pytest.importorskip("onnx")
-    import_onnx = pytest.importorskip("wrc.onnx").import_onnx
+    onnx = pytest.importorskip("onnx")  # an optional package; wrc.onnx must then import
     from onnx import TensorProto, helper, numpy_helper
+
+    from wrc.onnx import import_onnx
 
     x_name, w_name, y_name = "in:" + name, "w:" + name, "out:" + name
     w = np.arange(6, dtype=F32).reshape(3, 2)
