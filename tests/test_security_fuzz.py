@@ -50,6 +50,16 @@ def test_bundle_mutation_fuzz() -> None:
     assert len(report.outcomes) > 20  # many different checks were reached
 
 
+def test_weight_file_mutation_fuzz() -> None:
+    """Truncated, bit-flipped and re-headed .safetensors / .npz files (names that are format
+    keywords, duplicates, absurd shapes, object dtypes): each updates or raises a `WrcError`
+    and changes nothing."""
+    report = wrc_fuzz.fuzz_weight_files(**budget(300), case_seconds=10)
+    assert_clean(report)
+    assert report.cases >= (1 if LONG else 300)
+    assert len(report.outcomes) > 12, report.outcomes  # many different checks were reached
+
+
 def test_bundle_hypothesis() -> None:
     """Property-based: any list of mutations of a seed bundle (hypothesis shrinks failures)."""
     if LONG:

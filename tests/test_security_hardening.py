@@ -226,6 +226,16 @@ def test_npz_member_with_more_data_than_its_header_or_twice_is_refused(tmp_path:
                 np.lib.format.write_array(f, np.array(v, F32))
     with pytest.raises(WeightFileError, match="weight 'w' is in the archive twice"):
         b.update_from_file(path)
+    # The same in a safetensors header: two "w" keys (json.loads keeps the last).
+    path = tmp_path / "twice.safetensors"
+    write_weights(path, {"w": np.array([5, 6], F32)})
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = data[8:8 + n].rstrip(b" ")
+    header = header[:-1] + b"," + header[1:]  # {"w": ...,"w": ...}
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + n:])
+    with pytest.raises(WeightFileError, match="weight 'w' is in the header twice"):
+        b.update_from_file(path)
     assert np.array_equal(b.weights()["w"], [1, 2])
 
 

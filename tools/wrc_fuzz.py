@@ -7,11 +7,14 @@ longer locally:
     python -m wrc.tools.wrc_fuzz hypothesis --seconds 600   # property-based (hypothesis)
     python -m wrc.tools.wrc_fuzz wrc-opt --seconds 600      # mutated .mlir through wrc-opt
     python -m wrc.tools.wrc_fuzz save-kill --seconds 600    # SIGKILL during saves
+    python -m wrc.tools.wrc_fuzz weights --seconds 600      # mutated .safetensors / .npz updates
 
 Each prints what it ran and exits 1 with the first findings (and the input, saved under
 `--out`) if any: a bundle that fails with anything but `BundleFormatError`, takes longer
-than `--case-seconds`, or a `wrc-opt` run that prints a traceback or exits with another code
-than 0/1. Cases are drawn from `random.Random(seed)`, so `--seed` replays a run.
+than `--case-seconds`, a loaded bundle that writes its (read-only) inputs or whose `wrc
+inspect` text holds a raw escape, a weight file that makes `update_from_file` fail with
+anything but a `WrcError`, or a `wrc-opt` run that prints a traceback or exits with another
+code than 0/1. Cases are drawn from `random.Random(seed)`, so `--seed` replays a run.
 """
 
 from __future__ import annotations
@@ -251,8 +254,13 @@ def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
                 b.init()
             inputs = {n: np.zeros(s, d) for n, s, d in b.inputs(INFER_GRAPH)
                       if int(np.prod(s)) < 1 << 20} if INFER_GRAPH in b.graphs else {}
+            for a in inputs.values():  # a graph writing its inputs must have been refused
+                a.flags.writeable = False
             if INFER_GRAPH in b.graphs:
                 b.infer(inputs)
+            if any(a.any() for a in inputs.values()):
+                raise AssertionError("infer wrote into its input arrays")
+            _check_inspect_text(data)
             outcome = "loaded and ran"
         except WrcError as e:
             outcome = f"loaded, then {type(e).__name__}"
@@ -263,6 +271,20 @@ def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
     if elapsed > case_seconds:
         raise AssertionError(f"took {elapsed:.1f} s (limit {case_seconds} s)")
     return outcome
+
+
+def _check_inspect_text(data: bytes) -> None:
+    """`wrc inspect`'s text of a bundle: valid UTF-8 with no terminal control character."""
+    from wrc.bundle_info import describe, format_text
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b.wrcb"
+        path.write_bytes(data)
+        text = format_text(describe(path))
+    text.encode("utf-8")
+    bad = sorted({c for c in text if not c.isprintable() and c != "\n"})
+    if bad:
+        raise AssertionError(f"wrc inspect printed raw control characters {bad!r}")
 
 
 def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: int = 0,
@@ -279,6 +301,134 @@ def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: i
         except AssertionError as e:
             report.findings.append(str(e))
             _save(out, "bundle", mutated, str(e))
+    return report
+
+
+# --------------------------------------------------------------------------- weight files
+
+_WEIGHT_NAMES = ["w1", "b1", "__metadata__", "allow_pickle", "file", "w1.npy", "", "é\x1b[2J", "b1" * 200]
+"""Names a mutated weight file may use: the bundle's own, format keywords, odd ones."""
+
+
+def seed_weight_files(model: wrc.ModelBuffer, folder: Path) -> list[Path]:
+    """The model's weights as .safetensors and .npz (written by wrc), one with a 0-d extra."""
+    from wrc.weight_files import write_weights
+
+    b = wrc.load_bundle(model)
+    b.init()
+    out = []
+    for suffix in (".safetensors", ".npz"):
+        out.append(folder / f"seed{suffix}")
+        write_weights(out[-1], b.weights())
+    out.append(folder / "extra.npz")
+    write_weights(out[-1], {**b.weights(), "allow_pickle": np.array(1.0, np.float32)})
+    return out
+
+
+def _mutate_weight_file(rng: random.Random, data: bytes, npz: bool) -> bytes:
+    """Raw damage (truncate, flip, overwrite, absurd integers), or for safetensors a header
+    JSON edit with a correct length prefix, or for .npz a member renamed, duplicated or given
+    another .npy header."""
+    kind = rng.randrange(6)
+    n = len(data)
+    if n < 16:
+        return data + rng.randbytes(16)
+    if kind == 0:
+        return data[: rng.randrange(n)]
+    if kind == 1:
+        out = bytearray(data)
+        for _ in range(rng.choice([1, 2, 8])):
+            out[rng.randrange(n)] ^= 1 << rng.randrange(8)
+        return bytes(out)
+    if kind == 2:
+        i = rng.randrange(n - 8)
+        v = rng.choice([0, 1, 2**31, 2**32 - 1, 2**63 - 1, 2**64 - 1, n, n + 1])
+        return data[:i] + v.to_bytes(8, "little") + data[i + 8:]
+    if npz:
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                members = [(i.filename, z.read(i)) for i in z.infolist()]
+        except Exception:
+            return data[::-1]
+        if not members:
+            return data[::-1]
+        name, body = rng.choice(members)
+        r = rng.random()
+        if r < 0.3:
+            members.append((rng.choice(_WEIGHT_NAMES) + ".npy", body))
+        elif r < 0.6:
+            members = [((rng.choice(_WEIGHT_NAMES) + rng.choice([".npy", ""])) or ".npy" if m == name else m, b)
+                       for m, b in members]
+        else:  # another shape or dtype in the .npy header, the data left as it was
+            header = {"descr": rng.choice(["<f4", "<f8", "|b1", "<i8", "|O", ">f4"]),
+                      "fortran_order": rng.random() < 0.2,
+                      "shape": rng.choice([(), (0,), (4, 8), (8,), (2**20, 2**20), (1,) * 40])}
+            head = io.BytesIO()
+            np.lib.format.write_array_header_1_0(head, header)
+            members = [(m, head.getvalue() + b[128:] if m == name else b) for m, b in members]
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])) as z, \
+                __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")  # duplicate names are the point
+            for m, b in members:
+                z.writestr(m, b)
+        return out.getvalue()
+    try:
+        size = struct.unpack_from("<Q", data)[0]
+        doc = json.loads(data[8:8 + size])
+        body = data[8 + size:]
+    except Exception:
+        return data[::-1]
+    if rng.random() < 0.3 and doc:
+        key = rng.choice([k for k in doc if k != "__metadata__"] or ["x"])
+        doc[rng.choice(_WEIGHT_NAMES)] = doc.get(key, {})
+        header = json.dumps(doc).encode()
+    elif rng.random() < 0.2 and doc:  # every name twice in the JSON text
+        header = json.dumps(doc).encode()
+        header = header[:-1] + b"," + header[1:]
+    else:
+        header = json.dumps(_mutate_json(rng, doc)).encode()
+    return struct.pack("<Q", len(header)) + header + body
+
+
+def fuzz_weight_files(seconds: float | None = None, cases: int | None = None, seed: int = 0,
+                      out: Path | None = None, case_seconds: float = 10.0) -> Report:
+    """`update_from_file` of mutated weight files: each updates or raises a `WrcError`
+    (bundle unchanged), quickly, never allocating much beyond the file's declared weights."""
+    rng, report = random.Random(seed), Report("weight file mutation fuzz")
+    model = seed_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        seeds = [(p.read_bytes(), p.suffix) for p in seed_weight_files(model, folder)]
+        b = wrc.load_bundle(model)
+        b.init()
+        for _ in _until(seconds, cases):
+            data, suffix = rng.choice(seeds)
+            for _ in range(rng.choice([1, 1, 2])):
+                data = _mutate_weight_file(rng, data, suffix == ".npz")
+            path = folder / f"case{suffix}"
+            path.write_bytes(data)
+            before = {k: v.copy() for k, v in b.weights().items()}
+            start = time.monotonic()
+            try:
+                b.update_from_file(path)
+                outcome = "updated"
+            except WrcError as e:
+                outcome = f"{type(e).__name__}: " + re.sub(r"[0-9]+", "N", str(e).replace(str(path), "F"))[:50]
+                changed = [k for k, v in b.weights().items() if not np.array_equal(v, before[k], equal_nan=True)]
+                if changed:
+                    report.findings.append(f"a failed update changed {changed}")
+                    _save(out, "weights" + suffix, data, report.findings[-1])
+            except BaseException as e:
+                report.findings.append(f"update_from_file raised {type(e).__name__}: {e}"[:2000])
+                _save(out, "weights" + suffix, data, report.findings[-1])
+                continue
+            if time.monotonic() - start > case_seconds:
+                report.findings.append(f"took {time.monotonic() - start:.1f} s")
+                _save(out, "weights" + suffix, data, report.findings[-1])
+            report.count(outcome)
     return report
 
 
@@ -485,7 +635,7 @@ def kill_during_saves(folder: Path, kills: int, megabytes: int = 64, seed: int =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", choices=["bundle", "hypothesis", "wrc-opt", "save-kill"])
+    parser.add_argument("target", choices=["bundle", "hypothesis", "wrc-opt", "save-kill", "weights"])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--case-seconds", type=float, default=30.0)
@@ -496,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     if args.target == "bundle":
         report = fuzz_bundles(args.seconds, seed=seed, out=args.out, case_seconds=args.case_seconds)
+    elif args.target == "weights":
+        report = fuzz_weight_files(args.seconds, seed=seed, out=args.out, case_seconds=args.case_seconds)
     elif args.target == "wrc-opt":
         root = Path(__file__).resolve().parent.parent / "tests" / "filecheck"
         report = fuzz_wrc_opt(root, args.seconds, seed=seed, out=args.out, case_seconds=args.case_seconds)

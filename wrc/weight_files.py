@@ -205,6 +205,14 @@ class WeightFile:
     def _bad(self, message: str) -> WeightFileError:
         return WeightFileError(f"{self.name}: {message}")
 
+    def _unique(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """A JSON object without repeated keys (json.loads would keep the last silently)."""
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+            raise self._bad(f"weight {twice!r} is in the header twice")
+        return out
+
     def _safetensors_header(self) -> None:
         """The checks `safetensors.safe_open` makes: a bounded JSON object of tensors with
         known dtypes, sizes matching shapes, offsets that tile the data section exactly."""
@@ -215,7 +223,7 @@ class WeightFile:
             raise self._bad("cannot read this safetensors file: bad header length")
         raw = np.empty(n, np.uint8)
         _fill(self._file, raw, self.name, "header")
-        header = json.loads(raw.tobytes().decode("utf-8"))
+        header = json.loads(raw.tobytes().decode("utf-8"), object_pairs_hook=self._unique)
         if not isinstance(header, dict):
             raise self._bad("cannot read this safetensors file: the header is not a JSON object")
         meta = header.pop(SAFETENSORS_METADATA, None)
