@@ -411,5 +411,5 @@ def bake_weights(model: ModelBuffer, path: str | os.PathLike[str], what: str = "
         if w.initial not in weights:
             raise InputError(f"{what}: the initial value of weight {w.name!r} is not a stored weight "
                              "of the file (inline in the IR or computed): it cannot be replaced")
-        weights[w.initial] = value  # a private array, read for this model
+        weights[w.initial] = np.require(value, requirements="C")  # private; a Fortran-order .npy is copied
     return ModelBuffer(module=model.module, graphs=model.graphs, weights=weights)
