@@ -138,7 +138,6 @@ builtin.module {
   // CHECK:         %y2 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>], {{.*}} ins(%x, %tw : tensor<2x4xf32>, tensor<3x4xf32>)
   // CHECK:         %y3 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], {{.*}} ins(%tv, %tz : tensor<3x2xf32>, tensor<3x3xf32>)
   // CHECK:         %ut = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
-  // LOOPS-LABEL: func.func @matmul_transposed(
   func.func @matmul_transposed() -> (tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>) {
     %x = ge.data "x" index 0 : tensor<2x4xf32>
     %tw = ge.const "tw" = dense<1.0> : tensor<3x4xf32>
