@@ -1,6 +1,9 @@
-"""The bundle file format, version 1 (specified in docs/bundle-format.md).
+"""The bundle file format, version 2 (specified in docs/bundle-format.md).
 
     prelude (56 B) | header (UTF-8 JSON) | IR section | weight sections (64-byte aligned)
+
+The IR section is binary IR (`wrc.ir_binary`) in version 2 and the printed module in
+version 1, which is still read (and written on request, for older readers).
 
 The writer streams sections straight from the arrays (nothing builds the whole file in
 memory) and replaces the target atomically. The reader never executes anything taken from
@@ -32,6 +35,7 @@ from xdsl.ir import Attribute
 from wrc.context import make_context
 from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
+from wrc.ir_binary import decode_module, encode_module
 from wrc.ir_text import parse_module
 from wrc.model_buffer import (
     ModelBuffer,
@@ -47,8 +51,10 @@ from wrc.model_buffer import (
 MAGIC = b"\x89WRC\r\n\x1a\n"
 """PNG-style: a high byte (catches 7-bit transfers), CRLF and ^Z/LF (catch newline mangling)."""
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+TEXT_IR_VERSION = 1
+"""The last version whose IR section is text (xDSL's printed module)."""
 ALIGN = 64
 assert len(MAGIC) == 8
 _PRELUDE = struct.Struct("<8sIIQ32s")  # magic, version, flags, header nbytes, sha256(header)
@@ -193,15 +199,19 @@ def _producer() -> dict[str, str]:
 
 @dataclass
 class _Plan:
+    version: int
     header: bytes
     data_start: int
     sections: list[tuple[int, Any]]  # (offset, buffer) in file order
 
 
-def _plan(model: ModelBuffer) -> _Plan:
+def _plan(model: ModelBuffer, version: int = FORMAT_VERSION) -> _Plan:
     """Lay the file out: hashes every section once, copies no weight (unless byte-swapped)."""
+    if version not in SUPPORTED_VERSIONS:
+        raise _fail(f"cannot write format version {version}: this wrc writes version(s) "
+                    f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
     check_model(model)
-    ir = str(model.module).encode("utf-8")
+    ir = str(model.module).encode("utf-8") if version == TEXT_IR_VERSION else encode_module(model.module)
     blobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # name, array, its bytes as uint8
     for name in stored_weight_names(model.module):
         a = c_array(model.weights[name], _le(model.weights[name].dtype))
@@ -239,11 +249,11 @@ def _plan(model: ModelBuffer) -> _Plan:
         data_start = _align(PRELUDE_SIZE + len(header))
     else:  # pragma: no cover - offsets grow monotonically, so this cannot happen
         raise WrcError("bundle: header layout did not converge")
-    return _Plan(header, data_start, list(zip(offsets, [ir] + [b for _, _, b in blobs], strict=True)))
+    return _Plan(version, header, data_start, list(zip(offsets, [ir] + [b for _, _, b in blobs], strict=True)))
 
 
 def _write_plan(f: BinaryIO, plan: _Plan) -> None:
-    f.write(_PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(plan.header),
+    f.write(_PRELUDE.pack(MAGIC, plan.version, 0, len(plan.header),
                           hashlib.sha256(plan.header).digest()))
     f.write(plan.header)
     pos = PRELUDE_SIZE + len(plan.header)
@@ -253,10 +263,11 @@ def _write_plan(f: BinaryIO, plan: _Plan) -> None:
         pos = offset + memoryview(buf).nbytes
 
 
-def bundle_bytes(model: ModelBuffer) -> bytes:
-    """The bundle file as bytes (for small models, tests and `load_bundle(bytes)`)."""
+def bundle_bytes(model: ModelBuffer, version: int = FORMAT_VERSION) -> bytes:
+    """The bundle file as bytes (for small models, tests and `load_bundle(bytes)`); `version`
+    1 writes the text IR section that wrc before format version 2 reads."""
     out = io.BytesIO()
-    _write_plan(out, _plan(model))
+    _write_plan(out, _plan(model, version))
     return out.getvalue()
 
 
@@ -588,12 +599,16 @@ def _check_ir_text(raw: bytes, section: _Section) -> None:
             depth = max(depth - 1, 0)  # unbalanced text is the parser's to report
 
 
-def _parse_ir(raw: bytes, section: _Section) -> ModuleOp:
-    _check_ir_text(raw, section)
+def _parse_ir(raw: bytes, section: _Section, version: int) -> ModuleOp:
+    if version == TEXT_IR_VERSION:
+        _check_ir_text(raw, section)
+    else:  # binary IR: raises its own errors, naming the byte at fault
+        module = decode_module(raw, make_context(), MAX_INLINE_ELEMENTS, section.offset)
     try:
-        module = parse_ir(raw.decode("utf-8"))
+        if version == TEXT_IR_VERSION:
+            module = parse_ir(raw.decode("utf-8"))
         module.verify()
-    except Exception as e:  # any xDSL failure on untrusted text is a format error
+    except Exception as e:  # any xDSL failure on untrusted IR is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
                     f"{type(e).__name__}: {str(e)[:2000]}") from None
     return module
@@ -652,7 +667,7 @@ def _read(src: _Source) -> ModelBuffer:
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
     _check_sha(raw_ir, ir)
-    module = _parse_ir(raw_ir, ir)
+    module = _parse_ir(raw_ir, ir, version)
 
     # The header must describe the IR it carries: same stored weights, types and variables.
     globals_, stored = module_globals(module), set(stored_weight_names(module))
