@@ -286,3 +286,23 @@ def test_bundle_level_mutations_of_binary_ir() -> None:
         mutated = wrc_fuzz.relayout(doc, wrc_fuzz.mutate_binary_ir(rng, ir), blobs)
         outcomes.add(wrc_fuzz.check_bundle_bytes(mutated)[:40])
     assert len(outcomes) > 8, outcomes
+
+
+def test_a_generic_yielding_the_wrong_type_is_a_format_error() -> None:
+    """Found by the bundle fuzzer: a value index moved by one made a `linalg.yield` yield a
+    whole buffer; xDSL verifies no yield types, and the NumPy JIT failed at run time."""
+    from xdsl.dialects.linalg.ops import GenericOp
+
+    data = wrc_fuzz.seed_bundles()[0]
+    doc, _, blobs = wrc_fuzz._split(data)  # type: ignore[misc]
+    mb = bf.read_bundle(data)
+    generic = next(op for op in mb.module.walk() if isinstance(op, GenericOp))
+    term = generic.body.block.last_op
+    assert term is not None
+    term.operands = [generic.outputs[0]]
+    message = r"body takes \['f32'.*and yields \['memref<"
+    with pytest.raises(BundleFormatError, match=message):
+        bf.bundle_bytes(mb)
+    for version, ir in ((2, ib.encode_module(mb.module)), (1, str(mb.module).encode())):
+        with pytest.raises(BundleFormatError, match=message):
+            bf.read_bundle(wrc_fuzz.relayout(doc, ir, blobs, version))

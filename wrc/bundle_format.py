@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, VectorType
+from xdsl.dialects.builtin import MemRefType, ModuleOp, ShapedType, TensorType, VectorType
+from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.dialects.memref import GlobalOp
 from xdsl.ir import Attribute
 
 from wrc.context import make_context
 from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
-from wrc.ir_binary import decode_module, encode_module
+from wrc.ir_binary import decode_module, encode_module, gc_paused
 from wrc.ir_text import parse_module
 from wrc.model_buffer import (
     ModelBuffer,
@@ -161,12 +162,31 @@ def _check_ir(module: ModuleOp, graphs: Sequence[str], weight_names: Iterable[st
         if global_spec(op) is None:
             raise _fail(f"global {name!r} has type {op.type}: a bundle needs static shapes and one "
                         f"of the dtypes {sorted(DTYPES)}")
+    _check_generic_bodies(module)
     expected, names = stored_weight_names(module), list(weight_names)
     missing = [n for n in expected if n not in names]
     extra = [n for n in names if n not in expected]
     if missing or extra:
         raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
                     f"not constants of the IR: {extra})")
+
+
+def _check_generic_bodies(module: ModuleOp) -> None:
+    """Each `linalg.generic`'s body takes and yields the element types of its operands, which
+    xDSL 0.74 does not verify (the fuzzer made one yield a whole buffer, a crash at run time)."""
+    for op in module.walk():
+        if not isinstance(op, GenericOp):
+            continue
+        elements = [v.type.get_element_type() if isinstance(v.type, ShapedType) else v.type
+                    for v in op.operands]
+        blocks = list(op.body.blocks)
+        term = blocks[0].last_op if len(blocks) == 1 else None
+        takes = [str(t) for t in blocks[0].arg_types] if len(blocks) == 1 else "not one block"
+        yields = [str(v.type) for v in term.operands] if isinstance(term, YieldOp) else "no linalg.yield"
+        want = [str(t) for t in elements]
+        if takes != want or yields != want[len(op.inputs):]:
+            raise _fail(f"a linalg.generic's body takes {takes} and yields {yields}, but its "
+                        f"operands' element types are {want} (the last {len(op.outputs)} yielded)")
 
 
 def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
@@ -605,9 +625,10 @@ def _parse_ir(raw: bytes, section: _Section, version: int) -> ModuleOp:
     else:  # binary IR: raises its own errors, naming the byte at fault
         module = decode_module(raw, make_context(), MAX_INLINE_ELEMENTS, section.offset)
     try:
-        if version == TEXT_IR_VERSION:
-            module = parse_ir(raw.decode("utf-8"))
-        module.verify()
+        with gc_paused():
+            if version == TEXT_IR_VERSION:
+                module = parse_ir(raw.decode("utf-8"))
+            module.verify()
     except Exception as e:  # any xDSL failure on untrusted IR is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
                     f"{type(e).__name__}: {str(e)[:2000]}") from None
