@@ -454,6 +454,8 @@ def bench_load(quick: bool) -> None:
     against a new onnxruntime session of the same model (one thread) and against reading the
     file's bytes; then a chain of 2,000 ops (500 with --quick) end to end, each step once."""
     from wrc import bundle_format as bf
+    from wrc import ir_binary
+    from wrc.context import make_context
     from wrc.onnx import import_onnx, weight_names
 
     cases = []
@@ -475,11 +477,22 @@ def bench_load(quick: bool) -> None:
         for case, mb, proto in cases:
             for v, path in paths.items():
                 path.write_bytes(bf.bundle_bytes(mb, v))
+            module, raw_ir, text_ir = mb.module, ir_binary.encode_module(mb.module), str(mb.module)
+
+            def verify(module: Any = module) -> None:
+                with ir_binary.gc_paused():
+                    module.verify()
+
             res = interleaved({
                 "load_bundle, format 2 (binary IR)": lambda: wrc.load_bundle(paths[2]),
                 "load_bundle, format 1 (text IR)": lambda: wrc.load_bundle(paths[1]),
                 "  read_bundle, format 2 (no JIT)": lambda: bf.read_bundle(paths[2]),
                 "  read the file's bytes": lambda: paths[2].read_bytes(),
+                "  decode the IR (format 2)": lambda r=raw_ir: ir_binary.decode_module(
+                    r, make_context(), bf.MAX_INLINE_ELEMENTS),
+                "  parse the IR text (format 1)": lambda t=text_ir: bf.parse_ir(t),
+                "  verify the IR": verify,
+                "  Bundle(model): analysis, derive, JIT": lambda m=mb: wrc.load_bundle(m),
                 "new ort session": lambda p=proto: ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]),
             }, rounds, 1)
             ops = sum(1 for _ in mb.module.walk())
