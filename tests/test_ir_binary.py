@@ -171,6 +171,10 @@ def test_hand_written_sections() -> None:
         ([b"builtin.module"], [1, 7, 1, 0, 1, 1, 0, 5, *MODULE], "affine dimension 5 of a map with 1"),
         ([b"builtin.module"], [1, 7, 0, 0, 2, 1, 2, 1, 1, *MODULE], "declares 2 results but its nodes make 1"),
         ([b"builtin.module"], [1, 7, 0, 0, 1, 1, 9, *MODULE], "bad affine expression node 9"),
+        # Found by the fuzzer: xDSL names every symbol when it prints a map (2^32 took all memory).
+        ([b"builtin.module"], [1, 7, 0, 2**32 - 1, 0, 0, *MODULE], "0 dims and 4294967295 symbols"),
+        ([b"builtin.module", b"integer_type", b"builtin.signedness", b"SIGNLESS"],
+         [3, 1, 1, 4096, 8, 2, 1, 3, 0, 1, 2, 0, 1, *MODULE], "integer type of 4096 bits"),
         ([b"builtin.module", b"builtin.signedness", b"SIGNISH"], [1, 8, 1, 1, 2, *MODULE],
          "'SIGNISH' is not a member of builtin.signedness"),
     ],

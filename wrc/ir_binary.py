@@ -43,6 +43,7 @@ from xdsl.dialects.builtin import (
     DictionaryAttr,
     FloatData,
     IntAttr,
+    IntegerType,
     MemRefType,
     ModuleOp,
     Signedness,
@@ -79,6 +80,12 @@ MAX_AFFINE_DEPTH = 64
 """Deepest affine expression tree (xDSL prints and simplifies them recursively)."""
 MAX_INT_LIMBS = 8
 """Integers are stored as 1-8 32-bit two's-complement limbs (up to 256 bits)."""
+MAX_AFFINE_DIMS = 256
+"""Most dims or symbols of an affine map: xDSL makes a name for each when it prints one (in
+verifier messages too), so 2^32 of them took all memory (found by the bundle fuzzer)."""
+MAX_INT_WIDTH = 128
+"""Widest integer type (level-3 IR uses i1 to i64 and index); xDSL computes value ranges as
+`1 << width`."""
 
 PARAMETRIZED: dict[str, type[ParametrizedAttribute]] = {
     cls.name: cls
@@ -384,6 +391,8 @@ class _Decoder:
 
     def check_param_attr(self, a: Attribute) -> None:
         """What the text grammar guarantees and IRDL does not verify."""
+        if isinstance(a, IntegerType) and a.width.data > MAX_INT_WIDTH:
+            raise _Malformed(f"integer type of {a.width.data} bits (at most {MAX_INT_WIDTH})")
         if isinstance(a, MemRefType | TensorType | VectorType):
             if any(d < -1 for d in a.get_shape()):
                 raise _Malformed(f"{a} has a negative dimension")
@@ -420,6 +429,8 @@ class _Decoder:
 
     def affine_map(self) -> AffineMap:
         dims, syms, n_results = self.next(), self.next(), self.next()
+        if dims > MAX_AFFINE_DIMS or syms > MAX_AFFINE_DIMS:
+            raise _Malformed(f"affine map of {dims} dims and {syms} symbols (at most {MAX_AFFINE_DIMS} each)")
         stack: list[tuple[AffineExpr, int]] = []  # (expression, depth)
         for _ in range(self.count("affine node")):
             tag = self.next()
