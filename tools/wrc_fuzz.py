@@ -218,6 +218,8 @@ def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
     version 1, word edits in binary IR)."""
     kind = rng.randrange(10)
     n = len(data)
+    if n < 16:  # an earlier mutation truncated it: only junk can follow
+        return data + rng.randbytes(rng.randrange(1, 64))
     if kind == 0:
         return data[: rng.randrange(n)]
     if kind == 1:
