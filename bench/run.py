@@ -15,6 +15,8 @@ Sections (docs/performance.md explains each and records a run):
   compile  convert + lower + JIT (and load from bytes) for graphs of 100, 500, 1000, 2000 ops,
            3 times each (median, min)
   bundle   save / load time, file size vs raw weight bytes (normal and weight-stripped)
+  load     load_bundle from a file, format 2 (binary IR) vs format 1 (text IR) vs a new
+           onnxruntime session of the same model; a 2,000-op chain compiled, saved and loaded
   rss      peak RSS growth when loading a bundle, in a fresh subprocess each
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
@@ -448,8 +450,88 @@ def bench_rss(quick: bool) -> None:
                            unit="MB", ratio_to_weights=(after - base) / m.weight_bytes)
 
 
+def bench_load(quick: bool) -> None:
+    """`load_bundle(path)` (read, decode or parse the IR, verify, JIT) by bundle format version,
+    against a new onnxruntime session of the same model (one thread) and against reading the
+    file's bytes; then a chain of 2,000 ops (500 with --quick) end to end, each step once."""
+    from wrc import bundle_format as bf
+    from wrc import ir_binary
+    from wrc.context import make_context
+    from wrc.onnx import import_onnx, weight_names
+
+    cases = []
+    for name in ("resnet", "bert"):
+        path = REAL_MODELS / f"{name}.onnx"
+        if path.exists():
+            graph = import_onnx(path)
+            with wrc.BuildSession():
+                gs = wrc.convert_to_weight_refreshable_graphs(graph, weight_names(graph))
+                mb = wrc.bundle_build_model([gs.infer_graph, gs.var_update_graph, gs.var_init_graph])
+            cases.append((f"{name}.onnx", mb, path.read_bytes()))
+    for m in (models.transformer(), models.cnn(1)):
+        cases.append((m.name, build_bundle(m), m.onnx(m.weights, False).SerializeToString()))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    rounds = 2 if quick else 5
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        paths = {v: Path(tmp) / f"v{v}.wrcb" for v in (1, 2)}
+        for case, mb, proto in cases:
+            for v, path in paths.items():
+                path.write_bytes(bf.bundle_bytes(mb, v))
+            module, raw_ir, text_ir = mb.module, ir_binary.encode_module(mb.module), str(mb.module)
+
+            def verify(module: Any = module) -> None:
+                with ir_binary.gc_paused():
+                    module.verify()
+
+            res = interleaved({
+                "load_bundle, format 2 (binary IR)": lambda: wrc.load_bundle(paths[2]),
+                "load_bundle, format 1 (text IR)": lambda: wrc.load_bundle(paths[1]),
+                "  read_bundle, format 2 (no JIT)": lambda: bf.read_bundle(paths[2]),
+                "  read the file's bytes": lambda: paths[2].read_bytes(),
+                "  decode the IR (format 2)": lambda r=raw_ir: ir_binary.decode_module(
+                    r, make_context(), bf.MAX_INLINE_ELEMENTS),
+                "  parse the IR text (format 1)": lambda t=text_ir: bf.parse_ir(t),
+                "  verify the IR": verify,
+                "  Bundle(model): analysis, derive, JIT": lambda m=mb: wrc.load_bundle(m),
+                "new ort session": lambda p=proto: ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]),
+            }, rounds, 1)
+            ops = sum(1 for _ in mb.module.walk())
+            for what, (med, mn) in res.items():
+                record("load", case, what, med, mn, ops=ops, note=f"{ops} level-3 ops")
+            ort_ms = res["new ort session"][0]
+            for v in (2, 1):
+                what = f"load_bundle, format {v} ({'binary' if v == 2 else 'text'} IR)"
+                record("load", case, f"format {v} load / ort session", res[what][0] / ort_ms, None, unit="x")
+
+        n = 500 if quick else 2000
+        g = models.chain(n)
+        steps: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with wrc.BuildSession():
+            gs = wrc.convert_to_weight_refreshable_graphs(g, list(g.constants))
+            mb = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
+        t1 = time.perf_counter()
+        bf.write_bundle(paths[2], mb)
+        t2 = time.perf_counter()
+        wrc.load_bundle(paths[2])
+        t3 = time.perf_counter()
+        steps.update({"compile (convert + bundle_build_model)": t1 - t0, "save, format 2": t2 - t1,
+                      "load_bundle, format 2 (binary IR)": t3 - t2, "compile + save + load, format 2": t3 - t0})
+        t4 = time.perf_counter()
+        bf.read_bundle(paths[2])
+        steps["  read_bundle, format 2 (no JIT)"] = time.perf_counter() - t4
+        paths[1].write_bytes(bf.bundle_bytes(mb, 1))
+        t5 = time.perf_counter()
+        wrc.load_bundle(paths[1])
+        steps["load_bundle, format 1 (text IR)"] = time.perf_counter() - t5
+        ops = sum(1 for _ in mb.module.walk())
+        for what, sec in steps.items():
+            record("load", f"chain {n}", what, 1e3 * sec, None, note=f"{ops} level-3 ops, once")
+
+
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "interp": bench_interp, "update": bench_update,
-            "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss}
+            "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "load": bench_load}
 
 
 def table() -> str:

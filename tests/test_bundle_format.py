@@ -238,9 +238,9 @@ def parts(data: bytes) -> tuple[bytes, dict[str, bytes], dict[str, Any]]:
 
 
 def tampered(mutate: Callable[[dict[str, Any]], None] | None = None, ir: bytes | None = None,
-             **kw: Any) -> bytes:
-    good_ir, weights, doc = parts(bundle_bytes(model()))
-    return assemble(good_ir if ir is None else ir, weights, doc, mutate, **kw)
+             version: int = bf.FORMAT_VERSION, **kw: Any) -> bytes:
+    good_ir, weights, doc = parts(bundle_bytes(model(), version if version in bf.SUPPORTED_VERSIONS else bf.FORMAT_VERSION))
+    return assemble(good_ir if ir is None else ir, weights, doc, mutate, version, **kw)
 
 
 def test_independent_writer_matches() -> None:
@@ -294,7 +294,7 @@ def test_prelude_errors() -> None:
     data = bundle_bytes(model())
     expect_error(b"", "too short")
     expect_error(b"PK\x03\x04" + data[4:], "not a wrc bundle: bad magic")
-    expect_error(tampered(version=2), "format version 2 is not supported: this wrc reads version(s) 1")
+    expect_error(tampered(version=3), "format version 3 is not supported: this wrc reads version(s) 1, 2")
     expect_error(tampered(version=0), "format version 0")
     expect_error(tampered(flags=1), "unknown flags 0x1")
     for n in (0, 2**63, 2**64 - 1, len(data)):
@@ -383,8 +383,9 @@ def test_malformed_header_json() -> None:
         expect_error(with_header(h), message)
 
 
-def test_tampered_ir_section() -> None:
-    good = parts(bundle_bytes(model()))[0]
+def test_tampered_text_ir_section() -> None:
+    """Version 1 files hold the IR as text (binary IR: tests/test_ir_binary.py)."""
+    good = parts(bundle_bytes(model(), version=1))[0]
     for ir, message in [
         (b"\xff\xfe", "does not parse"),
         (b"builtin.module {", "does not parse"),
@@ -405,7 +406,7 @@ def test_tampered_ir_section() -> None:
                       b"dense<0.0> : tensor<99999999999xf32>"), "inline constant"),
     ]:
         start = time.monotonic()
-        expect_error(tampered(ir=ir), message)
+        expect_error(tampered(ir=ir, version=1), message)
         assert time.monotonic() - start < 30
 
 

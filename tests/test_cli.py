@@ -49,7 +49,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_inspect_text_json_and_alias(files, capsys) -> None:
     code, out, _ = run(capsys, "inspect", files["full"])
     assert code == 0
-    assert "format version 1" in out
+    assert "format version 2" in out
     assert "var_update_graph(const_1_var_data: float32[4, 3] optional" in out
     assert re.search(r"const_1_var\s+const_1\s+\[4, 3\]\s+float32\s+48\s+stored \(const_1\)", out)
     assert re.search(r"bias\s+\[3\]\s+float32\s+12", out)

@@ -76,23 +76,36 @@ def test_every_seed_bundle_mutation_kind_reaches_deep_checks() -> None:
     """The resealing mutators keep checksums right, so the structural checks are exercised."""
     import random
 
-    data = wrc_fuzz.seed_bundles()[1]
+    seeds = wrc_fuzz.seed_bundles()
+    data = seeds[3]  # version 1: text IR
     doc, ir, blobs = wrc_fuzz._split(data)  # type: ignore[misc]
-    assert wrc_fuzz.relayout(doc, ir, blobs) == data and wrc_fuzz.reseal_header(doc, data) == data
+    assert wrc_fuzz.relayout(doc, ir, blobs, 1) == data and wrc_fuzz.reseal_header(doc, data) == data
     rng = random.Random(3)
     messages = set()
     for _ in range(60):
         try:
             bf.read_bundle(wrc_fuzz.relayout(doc, wrc_fuzz.mutate_text(rng, ir.decode()).encode(),
-                                             blobs))
+                                             blobs, 1))
         except BundleFormatError as e:
             messages.add(str(e)[:40])
     assert any("does not parse" in m or "IR section" in m for m in messages), messages
 
+    data = seeds[1]  # binary IR
+    doc, ir, blobs = wrc_fuzz._split(data)  # type: ignore[misc]
+    assert wrc_fuzz.relayout(doc, ir, blobs) == data and wrc_fuzz.reseal_header(doc, data) == data
+    messages = set()
+    for _ in range(200):
+        try:
+            bf.read_bundle(wrc_fuzz.relayout(doc, wrc_fuzz.mutate_binary_ir(rng, ir), blobs))
+        except BundleFormatError as e:
+            messages.add(str(e).split("(at byte")[0][:60])
+    assert sum("IR section:" in m for m in messages) > 10, messages
+
 
 def _with_ir(ir: bytes) -> bytes:
-    doc, _, blobs = wrc_fuzz._split(wrc_fuzz.seed_bundles()[0])  # type: ignore[misc]
-    return wrc_fuzz.relayout(doc, ir, blobs)
+    """A version 1 bundle (text IR) holding `ir`."""
+    doc, _, blobs = wrc_fuzz._split(wrc_fuzz.seed_bundles()[2])  # type: ignore[misc]
+    return wrc_fuzz.relayout(doc, ir, blobs, version=1)
 
 
 def test_ir_strings_lex_in_linear_time() -> None:
@@ -154,7 +167,7 @@ def test_absurd_declared_sizes_fail_fast_without_allocating() -> None:
                  f'func.func @g(%x: {tb} {{ge.name = "x"}}) {{\n    func.return\n  }}']:
         ir = f"builtin.module {{\n  {body}\n}}".encode()
         with pytest.raises(BundleFormatError, match=f"is {tb} \\(4398046511104 bytes\\), more than"):
-            bf.read_bundle(wrc_fuzz.relayout(bare, ir, []))
+            bf.read_bundle(wrc_fuzz.relayout(bare, ir, [], version=1))
     assert time.monotonic() - start < 10
 
 

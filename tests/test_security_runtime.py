@@ -112,7 +112,7 @@ def test_no_code_from_data_in_the_reader() -> None:
     only: identifiers it makes up, values passed as data)."""
     import inspect
 
-    for module in (bf, wrc.runtime, wrc.model_buffer, wrc.abi, wrc.ir_text):
+    for module in (bf, wrc.runtime, wrc.model_buffer, wrc.abi, wrc.ir_text, wrc.ir_binary):
         text = inspect.getsource(module)
         for banned in ("pickle", "eval(", "exec(", "marshal", "allow_pickle=True"):
             assert banned not in text, (module.__name__, banned)

@@ -40,6 +40,7 @@ import numpy as np
 
 import wrc
 from wrc import bundle_format as bf
+from wrc import ir_binary
 from wrc.abi import INFER_GRAPH, INIT_GRAPH
 from wrc.errors import BundleFormatError, WrcError
 
@@ -63,8 +64,9 @@ def seed_model(hidden: int = 8, names: tuple[str, str] = ("w1", "b1")) -> wrc.Mo
 
 
 def seed_bundles() -> list[bytes]:
-    return [bf.bundle_bytes(seed_model()),
-            bf.bundle_bytes(seed_model(3, ('w "1"\n}', "b.ü")))]
+    """Bundles of the current format version (binary IR), then of version 1 (text IR)."""
+    models = [seed_model(), seed_model(3, ('w "1"\n}', "b.ü"))]
+    return [bf.bundle_bytes(m) for m in models] + [bf.bundle_bytes(m, version=1) for m in models]
 
 
 # --------------------------------------------------------------------------- bundle mutations
@@ -78,8 +80,12 @@ def _encode(doc: object) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()  # as the writer does
 
 
-def _prelude(header: bytes) -> bytes:
-    return struct.pack("<8sIIQ32s", bf.MAGIC, 1, 0, len(header), hashlib.sha256(header).digest())
+def _prelude(header: bytes, version: int) -> bytes:
+    return struct.pack("<8sIIQ32s", bf.MAGIC, version, 0, len(header), hashlib.sha256(header).digest())
+
+
+def _version(data: bytes) -> int:
+    return struct.unpack_from("<I", data, 8)[0] if len(data) >= 12 else bf.FORMAT_VERSION
 
 
 def _split(data: bytes) -> tuple[dict, bytes, list[bytes]] | None:
@@ -111,12 +117,13 @@ def reseal_header(doc: object, data: bytes) -> bytes:
             doc["file_size"] += delta
         h = _encode(doc)
     body = data[old_start:]
-    head = _prelude(h) + h
+    head = _prelude(h, _version(data)) + h
     return head + b"\0" * (_align(len(head)) - len(head)) + body
 
 
-def relayout(doc: dict, ir: bytes, blobs: list[bytes]) -> bytes:
-    """A consistent bundle of `doc` with a new IR section (offsets, sizes, checksums redone)."""
+def relayout(doc: dict, ir: bytes, blobs: list[bytes], version: int = bf.FORMAT_VERSION) -> bytes:
+    """A consistent bundle of `doc` with a new IR section (offsets, sizes, checksums redone):
+    text IR for `version` 1, binary IR for later versions."""
     doc = json.loads(json.dumps(doc))
     start = _align(bf.PRELUDE_SIZE + len(_encode(doc)))
     for _ in range(8):
@@ -132,7 +139,7 @@ def relayout(doc: dict, ir: bytes, blobs: list[bytes]) -> bytes:
         if _align(bf.PRELUDE_SIZE + len(h)) == start:
             break
         start = _align(bf.PRELUDE_SIZE + len(h))
-    out = bytearray(_prelude(h) + h)
+    out = bytearray(_prelude(h, version) + h)
     for blob, off in zip([ir, *blobs], offsets, strict=True):
         out += b"\0" * (off - len(out)) + blob
     return bytes(out)
@@ -174,11 +181,49 @@ _IR_EDITS = [b"f32", b"f64", b"i1", b"i64", b"bf16", b"x", b"?", b"0", b"9999999
              b"scf.for", b"dense<1.0>", b"\xc3", b"\xff", b"linalg.yield", b"affine_map<(d0) -> (d0 * 4)>"]
 
 
+_WORDS = [0, 1, 2, 3, 8, 9, 63, 64, 255, 2**16, 2**31, 2**32 - 1]
+
+
+def mutate_binary_ir(rng: random.Random, ir: bytes) -> bytes:
+    """One edit of a binary IR section (`wrc.ir_binary`): words set to small or absurd values
+    or moved by one, words inserted or deleted (the word count in its prefix kept or fixed),
+    string bytes changed; the section's checksum is the caller's to reseal."""
+    prefix = ir_binary.PREFIX_SIZE
+    if len(ir) <= prefix:
+        return ir + rng.randbytes(rng.randrange(1, 16))
+    n_words = (len(ir) - prefix) // 4
+    out = bytearray(ir)
+    kind = rng.randrange(4)
+    if kind < 2 and n_words:
+        for _ in range(rng.choice([1, 1, 2, 5])):
+            i = prefix + 4 * rng.randrange(n_words)
+            old = struct.unpack_from("<I", out, i)[0]
+            new = rng.choice(_WORDS) if kind == 0 else (old + rng.choice([-1, 1])) % 2**32
+            struct.pack_into("<I", out, i, new)
+        return bytes(out)
+    if kind == 2 and n_words:  # insert or delete a few words
+        i = prefix + 4 * rng.randrange(n_words)
+        if rng.random() < 0.5:
+            out[i:i] = b"".join(struct.pack("<I", rng.choice(_WORDS)) for _ in range(rng.randrange(1, 4)))
+        else:
+            del out[i:i + 4 * rng.randrange(1, 4)]
+        if rng.random() < 0.8:  # keep the prefix consistent so that the decoder goes deeper
+            words = (len(out) - prefix - (len(ir) - prefix - 4 * n_words)) // 4
+            struct.pack_into("<I", out, 8, max(words, 0))
+        return bytes(out)
+    i = rng.randrange(prefix + 4 * n_words, len(out)) if len(out) > prefix + 4 * n_words else rng.randrange(len(out))
+    out[i] = rng.choice([0, ord('"'), ord("%"), 0xC3, 0xFF, rng.randrange(256)])
+    return bytes(out)
+
+
 def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
     """One random mutation of a bundle: raw (truncate, flip, overwrite, insert, delete,
-    append, absurd integers) or structured and resealed (header JSON, IR text)."""
+    append, absurd integers) or structured and resealed (header JSON, the IR: text edits in
+    version 1, word edits in binary IR)."""
     kind = rng.randrange(10)
     n = len(data)
+    if n < 16:  # an earlier mutation truncated it: only junk can follow
+        return data + rng.randbytes(rng.randrange(1, 64))
     if kind == 0:
         return data[: rng.randrange(n)]
     if kind == 1:
@@ -202,6 +247,9 @@ def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
     doc, ir, blobs = parts
     if kind in (5, 6, 7):  # structured header damage, checksums resealed
         return reseal_header(_mutate_json(rng, doc), data)
+    version = _version(data)
+    if version != bf.TEXT_IR_VERSION:
+        return relayout(doc, mutate_binary_ir(rng, ir), blobs, version)
     # IR text damage, resealed: insert, delete or replace a piece at a random place.
     out = bytearray(ir)
     for _ in range(rng.choice([1, 1, 3])):
@@ -209,7 +257,7 @@ def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
         j = min(j, i + rng.choice([0, 1, 4, 40]))
         piece = rng.choice(_IR_EDITS) if rng.random() < 0.8 else bytes(out[j:j + 30])
         out[i:j] = piece
-    return relayout(doc, bytes(out), blobs)
+    return relayout(doc, bytes(out), blobs, version)
 
 
 # --------------------------------------------------------------------------- checks

@@ -1,6 +1,9 @@
-"""The bundle file format, version 1 (specified in docs/bundle-format.md).
+"""The bundle file format, version 2 (specified in docs/bundle-format.md).
 
     prelude (56 B) | header (UTF-8 JSON) | IR section | weight sections (64-byte aligned)
+
+The IR section is binary IR (`wrc.ir_binary`) in version 2 and the printed module in
+version 1, which is still read (and written on request, for older readers).
 
 The writer streams sections straight from the arrays (nothing builds the whole file in
 memory) and replaces the target atomically. The reader never executes anything taken from
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, VectorType
+from xdsl.dialects.builtin import MemRefType, ModuleOp, ShapedType, TensorType, VectorType
+from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.dialects.memref import GlobalOp
 from xdsl.ir import Attribute
 
@@ -41,14 +45,17 @@ from wrc.context import make_context
 from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
 from wrc.files import open_regular
+from wrc.ir_binary import decode_module, encode_module, gc_paused
 from wrc.ir_text import parse_module
 from wrc.model_buffer import ModelBuffer, c_array
 
 MAGIC = b"\x89WRC\r\n\x1a\n"
 """PNG-style: a high byte (catches 7-bit transfers), CRLF and ^Z/LF (catch newline mangling)."""
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+TEXT_IR_VERSION = 1
+"""The last version whose IR section is text (xDSL's printed module)."""
 ALIGN = 64
 assert len(MAGIC) == 8
 _PRELUDE = struct.Struct("<8sIIQ32s")  # magic, version, flags, header nbytes, sha256(header)
@@ -157,12 +164,31 @@ def _check_ir(module: ModuleOp, graphs: Sequence[str], weight_names: Iterable[st
         if global_spec(op) is None:
             raise _fail(f"global {name!r} has type {op.type}: a bundle needs static shapes and one "
                         f"of the dtypes {sorted(DTYPES)}")
+    _check_generic_bodies(module)
     expected, names = stored_weight_names(module), list(weight_names)
     missing = [n for n in expected if n not in names]
     extra = [n for n in names if n not in expected]
     if missing or extra:
         raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
                     f"not constants of the IR: {extra})")
+
+
+def _check_generic_bodies(module: ModuleOp) -> None:
+    """Each `linalg.generic`'s body takes and yields the element types of its operands, which
+    xDSL 0.74 does not verify (the fuzzer made one yield a whole buffer, a crash at run time)."""
+    for op in module.walk():
+        if not isinstance(op, GenericOp):
+            continue
+        elements = [v.type.get_element_type() if isinstance(v.type, ShapedType) else v.type
+                    for v in op.operands]
+        blocks = list(op.body.blocks)
+        term = blocks[0].last_op if len(blocks) == 1 else None
+        takes = [str(t) for t in blocks[0].arg_types] if len(blocks) == 1 else "not one block"
+        yields = [str(v.type) for v in term.operands] if isinstance(term, YieldOp) else "no linalg.yield"
+        want = [str(t) for t in elements]
+        if takes != want or yields != want[len(op.inputs):]:
+            raise _fail(f"a linalg.generic's body takes {takes} and yields {yields}, but its "
+                        f"operands' element types are {want} (the last {len(op.outputs)} yielded)")
 
 
 def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
@@ -195,16 +221,20 @@ def _producer() -> dict[str, str]:
 
 @dataclass
 class _Plan:
+    version: int
     header: bytes
     data_start: int
     sections: list[tuple[int, Any]]  # (offset, buffer) in file order
 
 
-def _plan(model: ModelBuffer, digests: bool = True) -> _Plan:
+def _plan(model: ModelBuffer, version: int = FORMAT_VERSION, digests: bool = True) -> _Plan:
     """Lay the file out: hashes every section once (unless not `digests`: then the header has
     placeholders of the same length), copies no weight (unless byte-swapped)."""
+    if version not in SUPPORTED_VERSIONS:
+        raise _fail(f"cannot write format version {version}: this wrc writes version(s) "
+                    f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
     check_model(model)
-    ir = str(model.module).encode("utf-8")
+    ir = str(model.module).encode("utf-8") if version == TEXT_IR_VERSION else encode_module(model.module)
     blobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # name, array, its bytes as uint8
     for name in stored_weight_names(model.module):
         a = c_array(model.weights[name], _le(model.weights[name].dtype))
@@ -245,11 +275,11 @@ def _plan(model: ModelBuffer, digests: bool = True) -> _Plan:
         data_start = _align(PRELUDE_SIZE + len(header))
     else:  # pragma: no cover - offsets grow monotonically, so this cannot happen
         raise WrcError("bundle: header layout did not converge")
-    return _Plan(header, data_start, list(zip(offsets, [ir] + [b for _, _, b in blobs], strict=True)))
+    return _Plan(version, header, data_start, list(zip(offsets, [ir] + [b for _, _, b in blobs], strict=True)))
 
 
 def _write_plan(f: BinaryIO, plan: _Plan) -> None:
-    f.write(_PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(plan.header),
+    f.write(_PRELUDE.pack(MAGIC, plan.version, 0, len(plan.header),
                           hashlib.sha256(plan.header).digest()))
     f.write(plan.header)
     pos = PRELUDE_SIZE + len(plan.header)
@@ -259,10 +289,11 @@ def _write_plan(f: BinaryIO, plan: _Plan) -> None:
         pos = offset + memoryview(buf).nbytes
 
 
-def bundle_bytes(model: ModelBuffer) -> bytes:
-    """The bundle file as bytes (for small models, tests and `load_bundle(bytes)`)."""
+def bundle_bytes(model: ModelBuffer, version: int = FORMAT_VERSION) -> bytes:
+    """The bundle file as bytes (for small models, tests and `load_bundle(bytes)`); `version`
+    1 writes the text IR section that wrc before format version 2 reads."""
     out = io.BytesIO()
-    _write_plan(out, _plan(model))
+    _write_plan(out, _plan(model, version))
     return out.getvalue()
 
 
@@ -601,12 +632,17 @@ def _check_ir_text(raw: bytes, section: _Section) -> None:
             depth = max(depth - 1, 0)  # unbalanced text is the parser's to report
 
 
-def _parse_ir(raw: bytes, section: _Section) -> ModuleOp:
-    _check_ir_text(raw, section)
+def _parse_ir(raw: bytes, section: _Section, version: int) -> ModuleOp:
+    if version == TEXT_IR_VERSION:
+        _check_ir_text(raw, section)
+    else:  # binary IR: raises its own errors, naming the byte at fault
+        module = decode_module(raw, make_context(), MAX_INLINE_ELEMENTS, section.offset)
     try:
-        module = parse_ir(raw.decode("utf-8"))
-        module.verify()
-    except Exception as e:  # any xDSL failure on untrusted text is a format error
+        with gc_paused():
+            if version == TEXT_IR_VERSION:
+                module = parse_ir(raw.decode("utf-8"))
+            module.verify()
+    except Exception as e:  # any xDSL failure on untrusted IR is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
                     f"{type(e).__name__}: {str(e)[:2000]}") from None
     return module
@@ -665,7 +701,7 @@ def _read(src: _Source) -> ModelBuffer:
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
     _check_sha(raw_ir, ir)
-    module = _parse_ir(raw_ir, ir)
+    module = _parse_ir(raw_ir, ir, version)
 
     # The header must describe the IR it carries: same stored weights, types and variables.
     globals_, stored = module_globals(module), set(stored_weight_names(module))
