@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from wrc.backends.erf import erf as numpy_erf
 from wrc.model_buffer import c_array
-
-
-def _numpy_erf(x: Any) -> Any:
-    """`math.erf` elementwise (NumPy has no erf ufunc): SciPy's when installed, else Python's."""
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is optional
-        return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
-    return np.asarray(erf(x), dtype=np.asarray(x).dtype)
 
 
 def _numpy_strided(shape: tuple[int, ...], dtype: np.dtype, base: np.ndarray, offset: int,
@@ -98,7 +89,7 @@ class ArrayModule:
 
 
 NUMPY = ArrayModule(
-    name="numpy", xp=np, strided=_numpy_strided, erf=_numpy_erf, array_types=(),
+    name="numpy", xp=np, strided=_numpy_strided, erf=numpy_erf, array_types=(),
     to_device=c_array, to_host=np.asarray, empty=np.empty, copy_into=np.copyto, blank=_numpy_blank,
     host=True, freeze=_freeze, thaw=_thaw,
     # Overflow to inf / NaN is IEEE behaviour the interpreter also has: no warnings.
