@@ -81,3 +81,26 @@ def test_gelu_graph_on_both_backends() -> None:
                                    g.const("one", np.float32(1))))))
     ref = (x * 0.5 * (1 + _exact(x / np.float32(math.sqrt(2))))).astype(np.float32)
     check(compile_bundles(g, ["half"]), {"x": x}, [ref], tol=2e-6)
+
+
+def test_out_argument_in_place_and_broadcast() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 7)).astype(np.float32)
+    ref = _exact(x)
+    y = x.copy()
+    assert erf(y, out=y) is y  # in place
+    assert np.abs(y - ref).max() < 5e-7
+    row = x[:1]
+    out = np.empty((3, 7), np.float32)
+    assert erf(row, out=out) is out  # the input broadcast to out's shape
+    assert np.abs(out - np.broadcast_to(ref[:1], (3, 7))).max() < 5e-7
+    out64 = np.empty((3, 7))
+    erf(row.astype(np.float64), out=out64)
+    np.testing.assert_array_equal(out64, np.broadcast_to(_exact(row), (3, 7)))
+    half = np.empty((5, 7), np.float16)
+    erf(x.astype(np.float16), out=half)
+    np.testing.assert_allclose(half, ref, atol=1e-3)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        erf(x, out=np.empty((7, 5), np.float32).T)
+    with pytest.raises(ValueError, match="float32"):
+        erf(x, out=np.empty((5, 7)))

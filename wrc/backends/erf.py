@@ -32,17 +32,33 @@ _DEN = np.array([-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203
 _erf64 = np.frompyfunc(math.erf, 1, 1)
 
 
-def erf(x: Any) -> np.ndarray:
-    """erf(x) elementwise, a new C-contiguous array of `x`'s (floating) dtype."""
+def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """erf(x) elementwise: a new C-contiguous array of `x`'s (floating) dtype, or `out`.
+
+    `out` (optional): a C-contiguous array of that dtype and `x`'s broadcast shape; it may
+    be `x` itself (in place).
+    """
     a = np.asarray(x)
-    if a.dtype == np.float64:
-        return _erf64(a).astype(np.float64) if a.ndim else np.float64(math.erf(a))
     if a.dtype.kind != "f":
         raise TypeError(f"erf of {a.dtype} (a floating-point type is needed)")
-    out = np.empty(a.shape, np.float32)
-    src = a if a.dtype == np.float32 and a.flags.c_contiguous else np.ascontiguousarray(a, np.float32)
-    _erf32(src.reshape(-1), out.reshape(-1))
-    return out if a.dtype == np.float32 else out.astype(a.dtype)
+    if out is not None and (out.dtype != a.dtype or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"erf: out must be a writeable C-contiguous {a.dtype} array")
+    shape = a.shape if out is None else out.shape
+    if a.dtype == np.float64:
+        y = _erf64(np.broadcast_to(a, shape))
+        if out is None:
+            return y.astype(np.float64) if a.ndim else np.float64(math.erf(a))
+        np.copyto(out, y, casting="unsafe")
+        return out
+    if out is None:
+        out = np.empty(shape, a.dtype)
+    dst = out if out.dtype == np.float32 else np.empty(shape, np.float32)
+    src = a if a.dtype == np.float32 and a.flags.c_contiguous and a.shape == shape else \
+        np.ascontiguousarray(np.broadcast_to(a, shape), np.float32)
+    _erf32(src.reshape(-1), dst.reshape(-1))
+    if dst is not out:
+        np.copyto(out, dst, casting="same_kind")
+    return out
 
 
 def _erf32(src: np.ndarray, dst: np.ndarray) -> None:
