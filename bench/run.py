@@ -16,9 +16,9 @@ Sections (docs/performance.md explains each and records a run):
            3 times each (median, min)
   bundle   save / load time, file size vs raw weight bytes (normal and weight-stripped)
   rss      peak RSS growth when loading a bundle, in a fresh subprocess each
-  gelu     the exact GELU x/2 (1 + erf(x / sqrt 2)) and erf alone on a ViT-B FFN activation
-           (197 x 3072): wrc vs hand-written NumPy (same erf) vs onnxruntime vs the old
-           np.vectorize(math.erf)
+  gelu     the exact GELU x/2 (1 + erf(x / sqrt 2)), erf alone and x ** 3 on a ViT-B FFN
+           activation (197 x 3072): wrc vs hand-written NumPy (same erf) vs onnxruntime vs
+           the old np.vectorize(math.erf) / np.power
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
@@ -472,10 +472,10 @@ def bench_gelu(quick: bool) -> None:
                    g.add(g.erf(g.mul(a, g.const("r", root_half, inline=True))), g.const("one", np.float32(1), inline=True))))
     e = wrc.Graph("erf")
     e.output(e.erf(e.data("x", shape)))
-    dummy = wrc.Graph("unused")
-    dummy.output(dummy.relu(dummy.data("z", (1,))))
+    cube = wrc.Graph("cube")  # x ** 3, as in the tanh GELU: multiplications since the pow lowering
+    cube.output(cube.pow(cube.data("x", shape), cube.const("three", np.float32(3), inline=True)))
     with wrc.BuildSession():
-        b = wrc.load_bundle(wrc.bundle_build_model([g, e, dummy]))
+        b = wrc.load_bundle(wrc.bundle_build_model([g, e, cube]))
 
     def session(nodes: list[Any], consts: dict[str, np.ndarray]) -> ort.InferenceSession:
         proto = helper.make_model(helper.make_graph(
@@ -518,6 +518,15 @@ def bench_gelu(quick: bool) -> None:
         res |= interleaved({"np.vectorize(math.erf) (before)": lambda: np.vectorize(math.erf, otypes=[np.float32])(x)}, 1, 1)
         for what, (med, mn) in res.items():
             record("gelu", "erf 197x3072", what, med, mn)
+        three = np.float32(3)
+        ort_pow = session([helper.make_node("Pow", ["x", "three"], ["y"])], {"three": three})
+        agree("pow", ort_pow.run(None, {"x": x})[0], {"wrc": b.run("cube", {"x": x})[0]})
+        res = interleaved({"wrc": lambda: b.run("cube", {"x": x}),
+                           "np.power(x, 3, out=)": lambda: np.power(x, three, out=buf),
+                           "x * x * x (out=)": lambda: np.multiply(np.multiply(x, x, out=buf), x, out=buf),
+                           "ort": lambda: ort_pow.run(None, {"x": x})}, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("gelu", "x**3 197x3072", what, med, mn)
 
 
 _FIRST_CHILD = """
