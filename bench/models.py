@@ -4,6 +4,7 @@ ONNX model (onnx.helper API) computing the same function.
 Every model is `(name, inputs, weights, build_wrc, build_onnx)`; weight names are the
 refreshable constants. The transformer block uses ReLU in its FFN and no LayerNorm: the
 `ge` dialect has neither GELU nor LayerNorm (yet); the ONNX twin does the same.
+`encoder_ln_gelu` has both: its wrc graph is its ONNX model imported by `wrc.onnx`.
 """
 
 from __future__ import annotations
