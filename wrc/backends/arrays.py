@@ -57,7 +57,8 @@ class ArrayModule:
 
     * `xp`: the module generated code calls as `np` (NumPy, or CuPy on a GPU);
     * `strided(shape, dtype, base, byte_offset, byte_strides)`: a view of `base`'s memory;
-    * `erf(x, out=None)`: elementwise error function (no NumPy ufunc exists; `out` may be `x`);
+    * `erf(x, out=None)`: elementwise error function (no NumPy ufunc exists; `out`, any
+      writeable array of the result's dtype and shape, may be `x`);
     * `array_types`: what `update`/`infer` accept as this backend's own arrays (besides
       host `np.ndarray`s, which every backend accepts);
     * `to_device(host_or_device)`: a C-contiguous array of this backend holding the value

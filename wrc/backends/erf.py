@@ -35,14 +35,14 @@ _erf64 = np.frompyfunc(math.erf, 1, 1)
 def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
     """erf(x) elementwise: a new C-contiguous array of `x`'s (floating) dtype, or `out`.
 
-    `out` (optional): a C-contiguous array of that dtype and `x`'s broadcast shape; it may
-    be `x` itself (in place).
+    `out` (optional): a writeable array of that dtype and a shape `x` broadcasts to; it may
+    be `x` itself (in place). A strided one is filled from a contiguous temporary.
     """
     a = np.asarray(x)
     if a.dtype.kind != "f":
         raise TypeError(f"erf of {a.dtype} (a floating-point type is needed)")
-    if out is not None and (out.dtype != a.dtype or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"erf: out must be a writeable C-contiguous {a.dtype} array")
+    if out is not None and (out.dtype != a.dtype or not out.flags.writeable):
+        raise ValueError(f"erf: out must be a writeable {a.dtype} array")
     shape = a.shape if out is None else out.shape
     if a.dtype == np.float64:
         y = _erf64(np.broadcast_to(a, shape))
@@ -52,7 +52,7 @@ def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
         return out
     if out is None:
         out = np.empty(shape, a.dtype)
-    dst = out if out.dtype == np.float32 else np.empty(shape, np.float32)
+    dst = out if out.dtype == np.float32 and out.flags.c_contiguous else np.empty(shape, np.float32)
     src = a if a.dtype == np.float32 and a.flags.c_contiguous and a.shape == shape else \
         np.ascontiguousarray(np.broadcast_to(a, shape), np.float32)
     _erf32(src.reshape(-1), dst.reshape(-1))
