@@ -4,6 +4,7 @@ ONNX model (onnx.helper API) computing the same function.
 Every model is `(name, inputs, weights, build_wrc, build_onnx)`; weight names are the
 refreshable constants. The transformer block uses ReLU in its FFN and no LayerNorm: the
 `ge` dialect has neither GELU nor LayerNorm (yet); the ONNX twin does the same.
+`encoder_ln_gelu` has both: its wrc graph is its ONNX model imported by `wrc.onnx`.
 """
 
 from __future__ import annotations
@@ -298,3 +299,95 @@ def wide_chain(layers: int = 50, width: int = 256) -> Model:
         return o.model({"x": np.zeros((1, width), np.float32)}, h)
 
     return Model(f"chain {2 * layers}w", {"x": _rand(rng, 1, width)}, w, build, to_onnx)
+
+
+def encoder_ln_gelu(seq: int = 128, d: int = 256, heads: int = 4, ffn: int = 1024, seed: int = 0) -> Model:
+    """Pre-LN encoder block as PyTorch exports it (ViT / BERT style): LayerNormalization,
+    softmax attention, FFN with the exact (Erf) GELU written as Div / Erf / Add / Mul / Mul:
+    h = x + attn(LN1(x)) Wo + bo;  y = h + gelu(LN2(h) W1 + b1) W2 + b2. The wrc graph is the
+    ONNX model imported by `wrc.onnx` (ge has no LayerNorm / GELU op of its own)."""
+    rng = np.random.default_rng(seed)
+    dh = d // heads
+    w: dict[str, np.ndarray] = {}
+    for n in ("q", "k", "v", "o"):
+        w[f"w{n}"] = _rand(rng, d, d, scale=d ** -0.5)
+        w[f"b{n}"] = _rand(rng, d, scale=0.1)
+    w["w1"], w["b1"] = _rand(rng, d, ffn, scale=d ** -0.5), _rand(rng, ffn, scale=0.1)
+    w["w2"], w["b2"] = _rand(rng, ffn, d, scale=ffn ** -0.5), _rand(rng, d, scale=0.1)
+    for i in (1, 2):
+        w[f"ln{i}_g"], w[f"ln{i}_b"] = 1 + _rand(rng, d, scale=0.1), _rand(rng, d, scale=0.1)
+
+    def to_onnx(w: dict[str, np.ndarray], as_inputs: bool) -> onnx.ModelProto:
+        o = _Onnx(w, as_inputs)
+
+        def lin(h: str, n: str) -> str:
+            return o.op("Add", o.op("MatMul", h, f"w{n}"), f"b{n}")
+
+        shape = o.const(np.array([seq, heads, dh], np.int64))
+
+        def split(t: str, perm: list[int]) -> str:
+            return o.op("Transpose", o.op("Reshape", t, shape), perm=perm)
+
+        a = o.op("LayerNormalization", "x", "ln1_g", "ln1_b", axis=-1, epsilon=1e-5)
+        q, kt, v = split(lin(a, "q"), [1, 0, 2]), split(lin(a, "k"), [1, 2, 0]), split(lin(a, "v"), [1, 0, 2])
+        s = o.op("Mul", o.op("MatMul", q, kt), o.const(np.array(1 / np.sqrt(dh), np.float32)))
+        a = o.op("MatMul", o.op("Softmax", s, axis=-1), v)
+        a = o.op("Reshape", o.op("Transpose", a, perm=[1, 0, 2]), o.const(np.array([seq, d], np.int64)))
+        h = o.op("Add", "x", lin(a, "o"))
+        f = lin(o.op("LayerNormalization", h, "ln2_g", "ln2_b", axis=-1, epsilon=1e-5), "1")
+        erf = o.op("Erf", o.op("Div", f, o.const(np.array(np.sqrt(2), np.float32))))
+        f = o.op("Mul", o.op("Mul", f, o.op("Add", erf, o.const(np.array(1, np.float32)))),
+                 o.const(np.array(0.5, np.float32)))
+        return o.model({"x": np.zeros((seq, d), np.float32)}, o.op("Add", h, lin(f, "2")))
+
+    def build(w: dict[str, np.ndarray]) -> wrc.Graph:
+        from wrc.onnx import import_onnx
+
+        return import_onnx(to_onnx(w, False))
+
+    return Model(f"encoder LN+GELU s{seq}", {"x": _rand(rng, seq, d)}, w, build, to_onnx,
+                 note="pre-LN, Erf GELU, imported from ONNX")
+
+
+def vit_stack(layers: int = 12, seq: int = 197, d: int = 768, heads: int = 12, ffn: int = 3072,
+              seed: int = 0) -> Model:
+    """A ViT-B/16-sized stack (12 layers: 85 M weights, 340 MB) of encoder blocks built with
+    `wrc.Graph`: attention as in `transformer`, FFN with the exact (erf) GELU, no LayerNorm.
+    For first-call and memory measurements; no ONNX twin."""
+    rng = np.random.default_rng(seed)
+    dh = d // heads
+    w: dict[str, np.ndarray] = {}
+    for i in range(layers):
+        for n in ("q", "k", "v", "o"):
+            w[f"w{n}{i}"] = _rand(rng, d, d, scale=d ** -0.5)
+            w[f"b{n}{i}"] = _rand(rng, d, scale=0.1)
+        w[f"w1_{i}"], w[f"b1_{i}"] = _rand(rng, d, ffn, scale=d ** -0.5), _rand(rng, ffn, scale=0.1)
+        w[f"w2_{i}"], w[f"b2_{i}"] = _rand(rng, ffn, d, scale=ffn ** -0.5), _rand(rng, d, scale=0.1)
+
+    def build(w: dict[str, np.ndarray]) -> wrc.Graph:
+        g = wrc.Graph("vit")
+        h = g.data("x", (seq, d))
+        scale = g.const("scale", np.float32(1 / np.sqrt(dh)), inline=True)
+        half, one = g.const("half", np.float32(0.5), inline=True), g.const("one", np.float32(1), inline=True)
+        root2 = g.const("root2", np.float32(np.sqrt(0.5)), inline=True)
+        for i in range(layers):
+            def lin(t: wrc.Tensor, n: str) -> wrc.Tensor:
+                return g.add(g.matmul(t, g.const(f"w{n}", w[f"w{n}"])), g.const(f"b{n}", w[f"b{n}"]))
+
+            def split(t: wrc.Tensor, perm: tuple[int, ...]) -> wrc.Tensor:
+                return g.transpose(g.reshape(t, (seq, heads, dh)), perm)
+
+            q, kt, v = split(lin(h, f"q{i}"), (1, 0, 2)), split(lin(h, f"k{i}"), (1, 2, 0)), split(lin(h, f"v{i}"), (1, 0, 2))
+            a = g.matmul(g.softmax(g.mul(g.matmul(q, kt), scale), axis=-1), v)
+            h = g.add(h, lin(g.reshape(g.transpose(a, (1, 0, 2)), (seq, d)), f"o{i}"))
+            f = lin(h, f"1_{i}")
+            f = g.mul(g.mul(f, half), g.add(g.erf(g.mul(f, root2)), one))
+            h = g.add(h, lin(f, f"2_{i}"))
+        g.output(h)
+        return g
+
+    def to_onnx(w: dict[str, np.ndarray], as_inputs: bool) -> onnx.ModelProto:
+        raise NotImplementedError
+
+    return Model(f"ViT-B stack {layers}L", {"x": _rand(rng, seq, d)}, w, build, to_onnx,
+                 note="ViT-B/16 sizes, erf GELU, no LayerNorm", onnx_ok=False)

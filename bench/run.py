@@ -18,6 +18,12 @@ Sections (docs/performance.md explains each and records a run):
   load     load_bundle from a file, format 2 (binary IR) vs format 1 (text IR) vs a new
            onnxruntime session of the same model; a 2,000-op chain compiled, saved and loaded
   rss      peak RSS growth when loading a bundle, in a fresh subprocess each
+  gelu     the exact GELU x/2 (1 + erf(x / sqrt 2)), erf alone and x ** 3 on a ViT-B FFN
+           activation (197 x 3072): wrc vs hand-written NumPy (same erf) vs onnxruntime vs
+           the old np.vectorize(math.erf) / np.power
+  first    first vs steady infer and update, load and init time, peak RSS after each step
+           (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
+           stack of 340 MB); peak RSS of building that stack
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -130,7 +136,8 @@ def ort_session(m: models.Model, threads: int, as_inputs: bool, weights: dict[st
 
 
 def bench_infer(quick: bool) -> None:
-    cases = [models.mlp(1), models.mlp(32), models.cnn(1), models.cnn(8), models.transformer()]
+    cases = [models.mlp(1), models.mlp(32), models.cnn(1), models.cnn(8), models.transformer(),
+             models.encoder_ln_gelu()]
     rounds, calls = (3, 5) if quick else (7, 20)
     for m in cases:
         mb = build_bundle(m)
@@ -530,8 +537,181 @@ def bench_load(quick: bool) -> None:
             record("load", f"chain {n}", what, 1e3 * sec, None, note=f"{ops} level-3 ops, once")
 
 
+
+def bench_gelu(quick: bool) -> None:
+    """The exact GELU (ViT-B FFN activation, 197 x 3072 float32) and erf alone: wrc vs the
+    same chain hand-written with `out=` buffers and wrc's erf vs onnxruntime."""
+    import math
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from wrc.backends.erf import erf
+
+    shape = (197, 3072)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    root_half = np.float32(math.sqrt(0.5))
+    g = wrc.Graph("gelu")
+    a = g.data("x", shape)
+    g.output(g.mul(g.mul(a, g.const("half", np.float32(0.5), inline=True)),
+                   g.add(g.erf(g.mul(a, g.const("r", root_half, inline=True))), g.const("one", np.float32(1), inline=True))))
+    e = wrc.Graph("erf")
+    e.output(e.erf(e.data("x", shape)))
+    cube = wrc.Graph("cube")  # x ** 3, as in the tanh GELU: multiplications since the pow lowering
+    cube.output(cube.pow(cube.data("x", shape), cube.const("three", np.float32(3), inline=True)))
+    with wrc.BuildSession():
+        b = wrc.load_bundle(wrc.bundle_build_model([g, e, cube]))
+
+    def session(nodes: list[Any], consts: dict[str, np.ndarray]) -> ort.InferenceSession:
+        proto = helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()]), opset_imports=[helper.make_opsetid("", 17)])
+        proto.ir_version = 8
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    # as PyTorch exports nn.GELU(): Div, Erf, Add, Mul, Mul (onnxruntime fuses it into one Gelu)
+    ort_gelu = session([helper.make_node("Div", ["x", "s"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+                        helper.make_node("Add", ["e", "one"], ["p"]), helper.make_node("Mul", ["x", "p"], ["m"]),
+                        helper.make_node("Mul", ["m", "half"], ["y"])],
+                       {"s": np.float32(math.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)})
+    ort_erf = session([helper.make_node("Erf", ["x"], ["y"])], {})
+    buf = np.empty(shape, np.float32)
+
+    def numpy_gelu(t: np.ndarray = buf) -> np.ndarray:
+        np.multiply(x, root_half, out=t)
+        erf(t, out=t)
+        t += 1
+        t *= x
+        t *= 0.5
+        return t
+
+    ref = ort_gelu.run(None, {"x": x})[0]
+    agree("gelu", ref, {"wrc": b.run("gelu", {"x": x})[0], "numpy": numpy_gelu().copy()})
+    agree("erf", ort_erf.run(None, {"x": x})[0], {"wrc": b.run("erf", {"x": x})[0]})
+    rounds, calls = (3, 5) if quick else (7, 20)
+    with threadpool_limits(1):
+        res = interleaved({"wrc": lambda: b.run("gelu", {"x": x}), "hand-written NumPy (wrc's erf, out=)": numpy_gelu,
+                           "ort": lambda: ort_gelu.run(None, {"x": x})}, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("gelu", "GELU 197x3072", what, med, mn)
+        res = interleaved({"wrc": lambda: b.run("erf", {"x": x}), "wrc erf(x, out=)": lambda: erf(x, out=buf),
+                           "np.tanh (for scale)": lambda: np.tanh(x, out=buf),
+                           "ort": lambda: ort_erf.run(None, {"x": x})}, rounds, calls)
+        res |= interleaved({"np.vectorize(math.erf) (before)": lambda: np.vectorize(math.erf, otypes=[np.float32])(x)}, 1, 1)
+        for what, (med, mn) in res.items():
+            record("gelu", "erf 197x3072", what, med, mn)
+        three = np.float32(3)
+        ort_pow = session([helper.make_node("Pow", ["x", "three"], ["y"])], {"three": three})
+        agree("pow", ort_pow.run(None, {"x": x})[0], {"wrc": b.run("cube", {"x": x})[0]})
+        res = interleaved({"wrc": lambda: b.run("cube", {"x": x}),
+                           "np.power(x, 3, out=)": lambda: np.power(x, three, out=buf),
+                           "x * x * x (out=)": lambda: np.multiply(np.multiply(x, x, out=buf), x, out=buf),
+                           "ort": lambda: ort_pow.run(None, {"x": x})}, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("gelu", "x**3 197x3072", what, med, mn)
+
+
+_FIRST_CHILD = """
+import json, sys, time
+import numpy as np
+import wrc
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+def ms(f):
+    t = time.perf_counter()
+    f()
+    return 1e3 * (time.perf_counter() - t)
+path, steady = sys.argv[1], int(sys.argv[2])
+out, box = {}, {}
+base = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+out["load"] = ms(lambda: box.setdefault("b", wrc.load_bundle(path)))
+b = box["b"]
+out["rss load"] = status("VmHWM") - base
+out["init"] = ms(b.init)
+out["rss init"] = status("VmHWM") - base
+rng = np.random.default_rng(0)
+feeds = {n: rng.standard_normal(s).astype(d) if d.kind == "f" else np.zeros(s, d) for n, s, d in b.inputs("var_infer_graph")}
+out["first infer"] = ms(lambda: b.infer(feeds))
+out["steady infer"] = float(np.median([ms(lambda: b.infer(feeds)) for _ in range(steady)]))
+out["rss infer"] = status("VmHWM") - base
+def update():  # the current values, as views: the caller holds no copy of the weights
+    w = b.weights()
+    b.update(w)
+out["first update"] = ms(update)
+out["rss first update"] = status("VmHWM") - base
+times = [ms(update) for _ in range(max(4, steady))]
+out["second update"] = times[0]
+out["steady update"] = float(np.median(times[1:]))
+out["rss updates"] = status("VmHWM") - base
+out["weight bytes"] = sum(v.nbytes for v in b.weights().values())
+print(json.dumps(out))
+"""
+
+_BUILD_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import models, wrc
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+base = status("VmRSS")
+m = models.vit_stack(int(sys.argv[2]))
+g = m.build(m.weights)  # the graph holds its own copy of each weight (Graph.const copies)
+with wrc.BuildSession():
+    gs = wrc.convert_to_weight_refreshable_graphs(g, list(m.weights))
+    wrc.bundle_save_model(sys.argv[3], wrc.bundle_build_model([gs.infer_graph, gs.var_update_graph, gs.var_init_graph]))
+print(json.dumps({"rss build": status("VmHWM") - base, "weight bytes": m.weight_bytes}))
+"""
+
+
+def bench_first(quick: bool) -> None:
+    """First calls and memory, each model in a fresh process (one BLAS thread)."""
+    from wrc.onnx import import_onnx, weight_names
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    layers = 4 if quick else 12
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name in ("resnet", "bert"):
+            g = import_onnx(str(REAL_MODELS / f"{name}.onnx"))
+            paths[f"{name}.onnx"] = (g, weight_names(g))
+        m = models.encoder_ln_gelu()
+        paths[m.name] = (m.build(m.weights), list(m.weights))
+        for i, (case, (g, names)) in enumerate(list(paths.items())):
+            with wrc.BuildSession():
+                gs = wrc.convert_to_weight_refreshable_graphs(g, names)
+                path = str(Path(tmp) / f"{i}.wrcb")
+                wrc.bundle_save_model(path, wrc.bundle_build_model([gs.infer_graph, gs.var_update_graph, gs.var_init_graph]))
+            paths[case] = path  # type: ignore[assignment]
+        vit = f"ViT-B stack {layers}L"
+        paths[vit] = str(Path(tmp) / "vit.wrcb")  # type: ignore[assignment]
+        out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(Path(__file__).resolve().parent), str(layers),
+                              paths[vit]], env=env, check=True, capture_output=True, text=True).stdout
+        built = json.loads(out)
+        record("first", vit, "peak RSS growth: build + save", built["rss build"] / 1e6, None, unit="MB",
+               ratio_to_weights=built["rss build"] / built["weight bytes"])
+        for case, path in paths.items():
+            out = subprocess.run([sys.executable, "-c", _FIRST_CHILD, str(path), "5" if case == vit else "20"],
+                                 env=env, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out)
+            wb = r.pop("weight bytes")
+            for what, v in r.items():
+                if what.startswith("rss"):
+                    record("first", case, f"peak RSS growth after {what[4:]}", v / 1e6, None, unit="MB",
+                           ratio_to_weights=v / wb)
+                else:
+                    record("first", case, what, v, None, weight_mb=wb / 1e6)
+
+
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "interp": bench_interp, "update": bench_update,
-            "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "load": bench_load}
+            "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
+            "first": bench_first, "load": bench_load}
 
 
 def table() -> str:

@@ -311,9 +311,15 @@ def _neg(n: _Node) -> list[Value]:
 
 @handles("Pow")
 def _pow(n: _Node) -> list[Value]:
-    x, y = n.t(0), n.t(1)
+    x = n.t(0)
     if x.dtype.kind != "f":
         raise _Unsupported("Pow of an integer base")
+    exponent = n.vals[1]
+    if isinstance(exponent, Static) and not exponent.weight and exponent.array.size <= INLINE_LIMIT:
+        # cast now: an inline exponent of x's type lowers to multiplications when small
+        y = n.g.const(f"{n.node.output[0]}__c{len(n.g.constants)}", exponent.array.astype(x.dtype), inline=True)
+    else:
+        y = n.t(1)
     if y.dtype != x.dtype:
         y = n.g.cast(y, x.dtype)
     return [n.g.pow(x, y)]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import memref
+from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
 
 from wrc.abi import (
@@ -35,6 +35,7 @@ from wrc.abi import (
     FunctionPlan,
     Spec,
     is_variable,
+    module_funcs,
     module_globals,
     plan,
 )
@@ -62,6 +63,29 @@ class VariableInfo:
 class _Call:
     args: list[Any]  # backend arguments, flags included
     flags: dict[int, bool]  # optional input index → non-empty
+
+
+def _constant_copies(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> dict[str, str] | None:
+    """{variable: constant} when `fn` does nothing but copy whole constants into variables
+    (an init graph), else None: running it may then publish the constants' own (read-only)
+    arrays as the variables' values, without a copy or a second copy's memory."""
+    block = fn.body.blocks[0] if fn.body.blocks else None
+    if block is None or block.args or fn.function_type.outputs.data:
+        return None
+    copies: dict[str, str] = {}
+    for op in block.ops:
+        if isinstance(op, memref.GetGlobalOp) or (isinstance(op, func.ReturnOp) and not op.operands):
+            continue
+        if not isinstance(op, memref.CopyOp) or op.source.type != op.destination.type:
+            return None
+        src, dst = op.source.owner, op.destination.owner
+        if not isinstance(src, memref.GetGlobalOp) or not isinstance(dst, memref.GetGlobalOp):
+            return None
+        const, var = src.name_.root_reference.data, dst.name_.root_reference.data
+        if is_variable(globals_[const]) or not is_variable(globals_[var]) or var in copies:
+            return None
+        copies[var] = const
+    return copies or None
 
 
 def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
@@ -116,6 +140,9 @@ class Bundle:
         self._graphs, self._derives, self._derived = dict(p.graphs), p.derives, p.derived
         self._specs: Mapping[str, Spec] = p.specs
         self._weights = p.weights  # update() keys: the original constant names (docs/spec.md §2)
+        funcs, globals_ = module_funcs(model.module), module_globals(model.module)
+        self._shared = {g: c for g in model.graphs if (c := _constant_copies(funcs[g], globals_)) is not None}
+        self._warm = False  # an infer has run once (see _warm_up)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
         for name, op in module_globals(model.module).items():
@@ -143,6 +170,7 @@ class Bundle:
             for name, value in table.items():
                 table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
+        self._constant_ids = {id(a) for a in self._constants.values()}
         # update()'s call template: every input skipped (a stand-in and a False flag); update
         # fills in only the weights it is given, so weights left out cost nothing.
         upd = self._graphs.get(UPDATE_GRAPH)
@@ -187,6 +215,7 @@ class Bundle:
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
+        self._warm_up()
 
     def update(self, weights: Mapping[str, Any]) -> None:
         """Replace the named weights atomically (keys: the original constant names).
@@ -203,12 +232,14 @@ class Bundle:
         values = self._weights.check(weights, self._as_array)
         if self._update_template is None:
             self._execute(upd, self._bind_named(upd, {w.input.name: a for w, a in values}))
-            return
-        call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
-        for w, arr in values:  # input idx is argument 2*idx, its flag 2*idx + 1
-            idx = w.index
-            call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
-        self._execute(upd, call)
+        else:
+            call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
+            for w, arr in values:  # input idx is argument 2*idx, its flag 2*idx + 1
+                idx = w.index
+                call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
+            self._execute(upd, call)
+        if not self._warm:  # a weight-stripped bundle: its first complete update
+            self._warm_up()
 
     def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None, output: str = "numpy") -> list[Any]:
         """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs as
@@ -302,37 +333,65 @@ class Bundle:
             return self._compiled.run(info.name, cached[2], call.args)
         with self._write_lock:
             snap = self._snapshot
-            globals_ = self._globals(info, snap, {})  # uninitialized reads fail before any allocation
-            fresh: dict[str, np.ndarray] = {}
-            certain: set[str] = set()
-            for w in info.writes:
-                g = w.guards  # (one guard is the update graph's case: no generator for it)
-                will = (None if g is None else call.flags[g[0][0]] == g[0][1] if len(g) == 1
-                        else all(call.flags[i] == on for i, on in g))
-                if will is False:
-                    continue
-                if w.var not in fresh:
-                    # A sure, whole-buffer write needs no old value: no copy of it either.
-                    keep_old = not (will and w.full) or w.var in info.reads
-                    fresh[w.var] = buf = self._buffer(w.var)
-                    if keep_old and w.var in snap:
-                        self._arrays.copy_into(buf, snap[w.var])
-                if will and w.full:
-                    certain.add(w.var)
-            globals_.update(fresh)
-            outs = self._compiled.run(info.name, globals_, call.args)
-            new = dict(snap)
-            for var, arr in fresh.items():
-                if var in certain or var in snap:  # otherwise maybe still unset: stays so
-                    new[var] = self._frozen(arr)
+            shared = self._shared.get(info.name)
+            if shared is not None:  # init: the constants' arrays become the variables' values
+                fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
+                new = {**snap, **fresh}
+                outs: list[np.ndarray] = []
+            else:
+                outs, fresh, new = self._write(info, call, snap)
             fresh.update(self._derive(new, fresh.keys() & new.keys()))
             self._snapshot = new  # the one publishing assignment
             self._reader_globals = None  # it holds the old arrays (see _buffer)
             for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
                 old = snap.get(var)
-                if old is not None and new.get(var) is not old and old.base is None:
+                if (old is not None and new.get(var) is not old and old.base is None
+                        and id(old) not in self._constant_ids):  # (a shared constant stays one)
                     self._spare[var] = old
             return outs
+
+    def _warm_up(self) -> None:
+        """Run the infer graph once on zeros (outputs dropped) as soon as every variable it
+        reads is set: the first real `infer` then finds BLAS started and its temporaries'
+        memory mapped (fresh pages cost more than the work done in them; docs/performance.md)."""
+        info = self._graphs.get(INFER_GRAPH)
+        if self._warm or info is None or info.writes or not getattr(self._compiled, "warm_up", True):
+            return
+        zeros = {x.name: self._arrays.to_device(np.zeros(x.shape, x.dtype)) for x in info.inputs}
+        try:
+            self._execute(info, self._bind_named(info, zeros))
+        except RuntimeStateError:  # some weight is still unset: the update that sets it warms
+            return
+        self._warm = True
+
+    def _write(self, info: FunctionPlan, call: _Call, snap: dict[str, np.ndarray]
+               ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Run a graph that writes variables on fresh arrays: (outputs, the arrays written,
+        the new snapshot to publish)."""
+        globals_ = self._globals(info, snap, {})  # uninitialized reads fail before any allocation
+        fresh: dict[str, np.ndarray] = {}
+        certain: set[str] = set()
+        for w in info.writes:
+            g = w.guards  # (one guard is the update graph's case: no generator for it)
+            will = (None if g is None else call.flags[g[0][0]] == g[0][1] if len(g) == 1
+                    else all(call.flags[i] == on for i, on in g))
+            if will is False:
+                continue
+            if w.var not in fresh:
+                # A sure, whole-buffer write needs no old value: no copy of it either.
+                keep_old = not (will and w.full) or w.var in info.reads
+                fresh[w.var] = buf = self._buffer(w.var)
+                if keep_old and w.var in snap:
+                    self._arrays.copy_into(buf, snap[w.var])
+            if will and w.full:
+                certain.add(w.var)
+        globals_.update(fresh)
+        outs = self._compiled.run(info.name, globals_, call.args)
+        new = dict(snap)
+        for var, arr in fresh.items():
+            if var in certain or var in snap:  # otherwise maybe still unset: stays so
+                new[var] = self._frozen(arr)
+        return outs, fresh, new
 
     def _derive(self, state: dict[str, np.ndarray], changed: Iterable[str],
                 loading: bool = False) -> dict[str, np.ndarray]:

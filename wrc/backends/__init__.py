@@ -10,6 +10,8 @@ outs = compiled.run("var_infer_graph", globals_, args)
 * `args`: one per function argument, in order: an array for a memref, a `bool` for an `i1`.
   Inputs are never written.
 * `run` returns fresh arrays, one per function result.
+* optional `warm_up` (default true): whether `Bundle` runs the infer graph once on zeros
+  when its weights are first set, so that the first real call is not the slow one.
 """
 
 from __future__ import annotations

@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from wrc.backends.erf import erf as numpy_erf
 from wrc.model_buffer import c_array
-
-
-def _numpy_erf(x: Any) -> Any:
-    """`math.erf` elementwise (NumPy has no erf ufunc): SciPy's when installed, else Python's."""
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is optional
-        return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
-    return np.asarray(erf(x), dtype=np.asarray(x).dtype)
 
 
 def _numpy_strided(shape: tuple[int, ...], dtype: np.dtype, base: np.ndarray, offset: int,
@@ -66,7 +57,8 @@ class ArrayModule:
 
     * `xp`: the module generated code calls as `np` (NumPy, or CuPy on a GPU);
     * `strided(shape, dtype, base, byte_offset, byte_strides)`: a view of `base`'s memory;
-    * `erf`: elementwise error function (no NumPy ufunc exists);
+    * `erf(x, out=None)`: elementwise error function (no NumPy ufunc exists; `out`, any
+      writeable array of the result's dtype and shape, may be `x`);
     * `array_types`: what `update`/`infer` accept as this backend's own arrays (besides
       host `np.ndarray`s, which every backend accepts);
     * `to_device(host_or_device)`: a C-contiguous array of this backend holding the value
@@ -98,7 +90,7 @@ class ArrayModule:
 
 
 NUMPY = ArrayModule(
-    name="numpy", xp=np, strided=_numpy_strided, erf=_numpy_erf, array_types=(),
+    name="numpy", xp=np, strided=_numpy_strided, erf=numpy_erf, array_types=(),
     to_device=c_array, to_host=np.asarray, empty=np.empty, copy_into=np.copyto, blank=_numpy_blank,
     host=True, freeze=_freeze, thaw=_thaw,
     # Overflow to inf / NaN is IEEE behaviour the interpreter also has: no warnings.

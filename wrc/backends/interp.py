@@ -278,6 +278,9 @@ _SUPPORTED: frozenset[type] = frozenset(
 class InterpCompiledModule:
     """The module lowered to loops; each `run` interprets one function."""
 
+    warm_up = False
+    """No first-call costs worth a warm-up run (`Bundle` reads it; seconds per run here)."""
+
     def __init__(self, module: ModuleOp) -> None:
         self._module = module.clone()
         ConvertLinalgToLoopsPass().apply(make_context(), self._module)

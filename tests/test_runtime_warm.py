@@ -1,0 +1,89 @@
+"""init() shares the stored constants instead of copying them, and a bundle warms its infer
+graph once when its weights are first set (wrc/runtime.py; docs/performance.md, first calls
+and memory). Uses the hand-written bundle of test_runtime.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_runtime import W1, W2, X, backend, check, model  # noqa: F401 - backend: a fixture
+
+from wrc.abi import module_funcs, module_globals
+from wrc.bundle_format import write_bundle
+from wrc.runtime import Bundle, _constant_copies, load_bundle
+
+F32 = np.float32
+
+
+def test_constant_copies_recognizes_only_pure_init_graphs() -> None:
+    module = model().module
+    funcs, globals_ = module_funcs(module), module_globals(module)
+    assert _constant_copies(funcs["var_init_graph"], globals_) == {"const_1_var": "const_1", "const_2_var": "const_2"}
+    assert _constant_copies(funcs["var_update_graph"], globals_) is None  # arguments, scf.if
+    assert _constant_copies(funcs["var_infer_graph"], globals_) is None  # computes
+
+
+def test_init_shares_the_constants_and_updates_never_write_them(backend: str) -> None:  # noqa: F811
+    mb = model()
+    original = W1.copy()
+    b = Bundle(mb, backend=backend)
+    b.init()
+    assert np.shares_memory(b.weights()["const_1"], mb.weights["const_1"])  # no copy made
+    check(b.infer({"x": X}), W1, W2)
+    for k in range(4):  # more updates than buffers per variable: the spare ones rotate
+        w = W1 * (k + 2)
+        b.update({"const_1": w})
+        check(b.infer({"x": X}), w, W2)
+    np.testing.assert_array_equal(W1, original)
+    b.init()
+    check(b.infer({"x": X}), W1, W2)
+    b.update({"const_2": np.array(-1.0, F32)})  # a partial update copies the shared old value
+    check(b.infer({"x": X}), W1, np.array(-1.0, F32))
+
+
+def test_init_after_updates_restores_a_bundle_file(backend: str, tmp_path) -> None:  # noqa: F811
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    b = load_bundle(path, backend=backend)
+    b.init()
+    for k in range(3):
+        b.update({"const_1": -W1 * k, "const_2": np.array(k, F32)})
+    b.init()
+    check(b.infer({"x": X}), W1, W2)
+    assert not b.weights()["const_1"].flags.writeable
+
+
+def _count_runs(b: Bundle) -> list[str]:
+    calls: list[str] = []
+    run = b._compiled.run
+
+    def counting(graph: str, *args):  # type: ignore[no-untyped-def]
+        calls.append(graph)
+        return run(graph, *args)
+
+    b._compiled.run = counting  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("name, warms", [("numpy", True), ("interp", False)])
+def test_init_warms_the_infer_graph_once(name: str, warms: bool) -> None:
+    b = Bundle(model(), backend=name)
+    calls = _count_runs(b)
+    b.init()
+    assert calls == (["var_infer_graph"] if warms else [])  # the init graph itself is not run
+    b.update({"const_1": -W1})
+    b.init()
+    check(b.infer({"x": X}), W1, W2)
+    assert calls.count("var_infer_graph") == (2 if warms else 1)
+
+
+def test_weight_stripped_bundle_warms_at_its_first_complete_update() -> None:
+    b = Bundle(model(init=False), backend="numpy")
+    calls = _count_runs(b)
+    b.update({"const_1": W1})  # const_2 still unset: infer cannot run yet
+    assert "var_infer_graph" not in calls
+    b.update({"const_2": W2})
+    assert calls.count("var_infer_graph") == 1
+    b.update({"const_2": W2})
+    check(b.infer({"x": X}), W1, W2)
+    assert calls.count("var_infer_graph") == 2

@@ -1,0 +1,86 @@
+"""The error function over NumPy arrays (NumPy has no erf ufunc), without SciPy.
+
+float32 (and narrower floats, computed in float32): the rational minimax approximation that
+Eigen and XLA use for float32 erf, `x * P(x²) / Q(x²)` on x clamped to [-4, 4] (beyond it
+erf rounds to ±1 in float32): within 5e-7 of the exact value (7 ulp) over the whole line,
+±0, ±inf and NaN as `math.erf`. It runs in blocks of `BLOCK` elements so that its 24 passes
+(clamp, square, two Horner chains, quotient, product) stay in the L2 cache: ~3.5 ns per
+element on one core, 3× faster than SciPy's float32 `erf` and ~150× `np.vectorize(math.erf)`.
+
+float64 is exact: Python's `math.erf`, element by element (slow; float32 is the model dtype).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+BLOCK = 1 << 15
+"""Elements per block: four float32 blocks (512 KiB) fit a core's L2 cache; measured best
+among 2^12..2^17 (bench/run.py --only erf)."""
+
+_CLAMP = np.float32(4.0)
+_NUM = np.array([-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02], np.float32)
+"""P's coefficients, highest power of x² first."""
+_DEN = np.array([-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                 -1.42647390514189e-02], np.float32)
+"""Q's coefficients, highest power of x² first."""
+
+_erf64 = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """erf(x) elementwise: a new C-contiguous array of `x`'s (floating) dtype, or `out`.
+
+    `out` (optional): a writeable array of that dtype and a shape `x` broadcasts to; it may
+    be `x` itself (in place). A strided one is filled from a contiguous temporary.
+    """
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        raise TypeError(f"erf of {a.dtype} (a floating-point type is needed)")
+    if out is not None and (out.dtype != a.dtype or not out.flags.writeable):
+        raise ValueError(f"erf: out must be a writeable {a.dtype} array")
+    shape = a.shape if out is None else out.shape
+    if a.dtype == np.float64:
+        y = _erf64(np.broadcast_to(a, shape))
+        if out is None:
+            return y.astype(np.float64) if a.ndim else np.float64(math.erf(a))
+        np.copyto(out, y, casting="unsafe")
+        return out
+    if out is None:
+        out = np.empty(shape, a.dtype)
+    dst = out if out.dtype == np.float32 and out.flags.c_contiguous else np.empty(shape, np.float32)
+    src = a if a.dtype == np.float32 and a.flags.c_contiguous and a.shape == shape else \
+        np.ascontiguousarray(np.broadcast_to(a, shape), np.float32)
+    _erf32(src.reshape(-1), dst.reshape(-1))
+    if dst is not out:
+        np.copyto(out, dst, casting="same_kind")
+    return out
+
+
+def _erf32(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst = erf(src), both flat float32; `dst` may be `src`."""
+    n = src.size
+    size = min(n, BLOCK)
+    x2, p, q = (np.empty(size, np.float32) for _ in range(3))
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        m = stop - start
+        x, xx, pp, qq = dst[start:stop], x2[:m], p[:m], q[:m]
+        np.clip(src[start:stop], -_CLAMP, _CLAMP, out=x)
+        np.multiply(x, x, out=xx)
+        np.multiply(xx, _NUM[0], out=pp)
+        pp += _NUM[1]
+        for c in _NUM[2:]:
+            pp *= xx
+            pp += c
+        np.multiply(xx, _DEN[0], out=qq)
+        qq += _DEN[1]
+        for c in _DEN[2:]:
+            qq *= xx
+            qq += c
+        pp /= qq  # before the product with x: p * x would underflow for tiny x
+        np.multiply(pp, x, out=x)
