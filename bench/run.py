@@ -50,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 
 import wrc  # noqa: E402
-from wrc.backends import numpy_jit  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
 
@@ -133,9 +132,7 @@ def bench_infer(quick: bool) -> None:
         mb = build_bundle(m)
         b = wrc.load_bundle(mb)
         b.init()
-        numpy_jit.REUSE_BUFFERS = False  # the JIT before buffer reuse, for its measured effect
-        b_noreuse = wrc.load_bundle(mb)
-        numpy_jit.REUSE_BUFFERS = True
+        b_noreuse = wrc.load_bundle(mb, "numpy{reuse-buffers=false}")  # reuse's measured effect
         b_noreuse.init()
         fb, fname = frozen_bundle(m)
         ref = ort_session(m, 1, False).run(None, m.inputs)[0]
