@@ -41,7 +41,9 @@ class Generic:
 
     `kind`: "parallel" (no reduction dim of extent > 1) or "reduce" (`yield comb(out, expr)`);
     `mac`: for an additive reduction of a product of two inputs (a multiply-accumulate),
-    the indices of those inputs (a GEMM candidate).
+    the indices of those inputs (a GEMM candidate); `windowed`: a reduction over sliding
+    windows (an input index is a sum of a parallel and a reduction dim, as `oh * s + kh` in
+    a pool or a convolution).
     """
 
     op: linalg.GenericOp
@@ -52,6 +54,7 @@ class Generic:
     combiner: str | None = None  # ufunc name of the reduction combiner
     expr: SSAValue | None = None  # reduce: the value combined into the output
     mac: tuple[int, int] | None = None
+    windowed: bool = False
 
     @property
     def n_in(self) -> int:
@@ -158,6 +161,9 @@ def analyze(op: linalg.GenericOp) -> Generic:
 
     if not reduction:
         return Generic(op, ext, reduction, tuple(accesses), "parallel")
+    windowed = any(
+        any(coefs[k] for k in reduction) and any(coefs[k] and ext[k] > 1 and k not in reduction for k in range(n))
+        for lin in lin_maps[:n_in] for coefs, _ in lin)
 
     # A reduction: `yield comb(out, expr)` where `out` is read only there.
     block = op.body.block
@@ -189,4 +195,4 @@ def analyze(op: linalg.GenericOp) -> Generic:
     ):
         x, y = (a.index for a in e.operands if isinstance(a, BlockArgument))
         mac = (x, y)
-    return Generic(op, ext, reduction, tuple(accesses), "reduce", ufunc, expr, mac)
+    return Generic(op, ext, reduction, tuple(accesses), "reduce", ufunc, expr, mac, windowed)

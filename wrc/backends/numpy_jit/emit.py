@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import singledispatchmethod
 
 import numpy as np
@@ -18,7 +20,7 @@ from wrc.backends.numpy_jit.access import Access
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
-from wrc.backends.numpy_jit.kernels import Elementwise, Gather, Kernel, Reduce
+from wrc.backends.numpy_jit.kernels import Elementwise, Gather, Kernel, Reduce, WindowReduce
 from wrc.backends.numpy_jit.plan import MemoryPlan
 from wrc.backends.numpy_jit.scalar import is_ufunc, scalar_expr
 from wrc.backends.numpy_jit.source import Source
@@ -283,6 +285,110 @@ class FuncEmitter:
             self.src.emit(ind, f"{red}, out={outs[0]})")
         else:
             self.src.emit(ind, f"np.{g.combiner}({outs[0]}, {red}), out={outs[0]})")
+
+    @kernel.register
+    def _(self, kernel: WindowReduce, op: linalg.GenericOp, ind: int) -> None:
+        """Per window point: the inputs as views shifted to that point, the body's ops over
+        them, combined into the output in place. A fresh output takes the first point's
+        value (the first two points' combination when that value is an input as it is)."""
+        g = self.plan.analyses[op]
+        assert g.expr is not None and g.combiner is not None
+        block = op.body.block
+        comb_op = block.last_op.operands[0].owner if block.last_op is not None else None
+        body = [o for o in block.ops if o is not comb_op and not isinstance(o, linalg.YieldOp)]
+        # The value combined at each point: an input itself, or written by the body's last
+        # ufunc into the output (first point, fresh) or into one scratch array.
+        last = g.expr.owner if isinstance(g.expr.owner, Operation) else None
+        direct = last is not None and last in body and is_ufunc(last) and last.results[0].uses.get_length() == 1
+        points = list(itertools.product(*(range(g.extents[k]) for k in g.reduction)))
+        comb, c = f"np.{g.combiner}", self.src.const
+        fresh = op in self.plan.fresh
+        n = len(g.extents)
+        red = set(g.reduction)
+
+        # The space the ufuncs run over: the loop space, or with wide rows its dims a and b
+        # merged into one of `span` elements (stride 1 in the inputs, `pitch` per row).
+        space = list(range(n))
+        if kernel.rows is not None:
+            a, b, pitch = kernel.rows
+            span = (g.extents[a] - 1) * pitch + g.extents[b]
+            space.remove(b)
+
+        def layout(acc: Access) -> tuple[tuple[int, ...], tuple[int, ...]]:
+            """Shape and element strides of an operand over `space` (reduction dims fixed)."""
+            if kernel.rows is None:
+                return (tuple(g.extents[k] if acc.uses(k) and k not in red else 1 for k in space),
+                        tuple(0 if k in red else acc.strides[k] for k in space))
+            return (tuple((span if acc.uses(a) else 1) if k == a else g.extents[k] if acc.uses(k) and k not in red
+                          else 1 for k in space),
+                    tuple((1 if acc.uses(a) else 0) if k == a else 0 if k in red else acc.strides[k] for k in space))
+
+        def shifted(point: tuple[int, ...]) -> dict[SSAValue, str]:
+            env: dict[SSAValue, str] = {}
+            for arg, acc in zip(block.args[:g.n_in], g.accesses[:g.n_in], strict=True):
+                if arg.uses:
+                    shift = sum(acc.strides[k] * p for k, p in zip(g.reduction, point, strict=True))
+                    shape, strides = layout(acc)
+                    env[arg] = self.view(replace(acc, offset=acc.offset + shift), g.extents, ind,
+                                         shape=shape, strides=strides)
+            return env
+
+        out_shape = layout(g.out)[0]
+        if kernel.rows is None:
+            out = self.view(g.out, g.extents, ind)
+        else:  # a scratch array of wide rows; its first `ext[b]` columns are the output
+            out = self.src.var()
+            self.src.emit(ind, f"{out} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
+
+        if g.expr in block.args:  # pools: the window's elements themselves
+            views = [shifted(p)[g.expr] for p in points]
+            if fresh and len(views) > 1:
+                self.src.emit(ind, f"{comb}({views[0]}, {views[1]}, out={out})")
+                views = views[2:]
+            elif fresh:
+                self.src.emit(ind, f"np.copyto({out}, {views[0]})")
+                views = []
+            for v in views:
+                self.src.emit(ind, f"{comb}({out}, {v}, out={out})")
+        else:
+            scratch = None
+            for i, point in enumerate(points):
+                env = shifted(point)
+                if fresh and i == 0:
+                    value = self.body_ops(body, env, last if direct else None, out, ind)[g.expr]
+                    if value != out:
+                        self.src.emit(ind, f"np.copyto({out}, {value})")
+                    continue
+                if direct and scratch is None:
+                    scratch = self.src.var()
+                    self.src.emit(ind, f"{scratch} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
+                value = self.body_ops(body, env, last if direct else None, scratch, ind)[g.expr]
+                self.src.emit(ind, f"{comb}({out}, {value}, out={out})")
+        if kernel.rows is not None:  # the kept columns of the wide rows into the output
+            isz, cs = g.out.dtype.itemsize, c_strides(out_shape)
+            at = {k: cs[i] for i, k in enumerate(space)}
+            at[b], at[a] = at[a], at[a] * pitch
+            shape = tuple(g.extents[k] if g.out.uses(k) else 1 for k in range(n))
+            self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
+                               f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
+
+    def body_ops(self, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
+                 final_out: str | None, ind: int) -> dict[SSAValue, str]:
+        """The body ops' values over the views of `env`; `final` writes into `final_out`."""
+        for body_op in ops:
+            args = [env[v] if v in env else self.name(v) for v in body_op.operands]
+            out = final_out if body_op is final else None
+            expr = scalar_expr(body_op, args, out, self.src, self.arrays)
+            res = body_op.results[0]
+            if out is not None:
+                self.src.emit(ind, expr)
+                env[res] = out
+            elif body_op.name == "arith.constant":
+                env[res] = expr
+            else:
+                env[res] = self.src.var("t")
+                self.src.emit(ind, f"{env[res]} = {expr}")
+        return env
 
     @kernel.register
     def _(self, kernel: Gather, op: linalg.GenericOp, ind: int) -> None:

@@ -42,6 +42,10 @@ class JitOptions(ArgSpecConvertible):
     reuse_buffers: bool = True
     """Let an alloc take the array of a temporary that is dead by then (off: to measure it)."""
 
+    window_kernels: bool = True
+    """Run reductions over small windows point by point (`kernels.WindowReduce`; off: the
+    strided `.reduce` and im2col GEMMs they replace, to measure them)."""
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -82,8 +86,9 @@ class _Planner:
         fresh: set[Operation] = set()
         occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
         for op in self.fn.walk():
-            if isinstance(op, linalg.GenericOp):
-                kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op))
+            if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
+                kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
+                                            self.options.window_kernels, op in fresh)
             elif isinstance(op, linalg.FillOp):
                 check_fill(op)
                 if op not in elided and (nxt := self.overwriter(op)) is not None:
