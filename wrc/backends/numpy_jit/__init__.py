@@ -11,7 +11,8 @@ steps, each in its own module:
 2. **Plan** (`plan.py`, `kernels.py`, `gemm.py`): before any code is written, a frozen
    `MemoryPlan` fixes how each generic runs — elementwise ufuncs writing with `out=`, a
    `comb.reduce`, one batched GEMM (`np.matmul` on views regrouped as [batch, M, K] x
-   [batch, K, N]), `np.take` for a gather — and where every buffer lives: global sinks,
+   [batch, K, N]), one ufunc per point of a small sliding window (pools, depthwise
+   convolutions), `np.take` for a gather — and where every buffer lives: global sinks,
    reuse of dead temporaries, zero-filled allocations, fills made useless by the next write.
 3. **Emission** (`emit.py`): one emitter per op kind and per kernel, looking those decisions
    up in the plan. `memref.alloc` → `np.empty`/`np.zeros` (per call: no buffer is shared
