@@ -16,7 +16,7 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Block, Operation, SSAValue
 
 from wrc.backends.arrays import ArrayModule
-from wrc.backends.numpy_jit.access import Access
+from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
@@ -238,36 +238,8 @@ class FuncEmitter:
                     final = owner
 
         comb_op = yield_op.operands[0].owner if not parallel else None
-        for body_op in block.ops:
-            if body_op is yield_op or body_op is comb_op:
-                continue
-            args = []
-            for v in body_op.operands:
-                if v in env:
-                    args.append(env[v])
-                else:
-                    args.append(self.name(v))
-                    shapes[v] = (1,) * n
-            if body_op.name == "linalg.index":
-                d = body_op.properties["dim"]
-                assert isinstance(d, IntegerAttr)
-                k = d.value.data
-                shape = tuple(g.extents[k] if i == k else 1 for i in range(n))
-                env[body_op.results[0]] = self.src.const(self.arrays.to_device(np.arange(g.extents[k]).reshape(shape)))
-                shapes[body_op.results[0]] = shape
-                continue
-            expr = scalar_expr(body_op, args, outs[0] if body_op is final else None, self.src, self.arrays)
-            res = body_op.results[0]
-            shapes[res] = (tuple(max(s) for s in zip(*(shapes[v] for v in body_op.operands), strict=True))
-                           if body_op.operands else (1,) * n)
-            if body_op is final:
-                self.src.emit(ind, expr)
-                env[res] = outs[0]
-            elif body_op.name == "arith.constant":
-                env[res] = expr
-            else:
-                env[res] = self.src.var("t")
-                self.src.emit(ind, f"{env[res]} = {expr}")
+        body = [o for o in block.ops if o is not yield_op and o is not comb_op]
+        self.body_ops(g, body, env, final, outs[0] if final else None, ind, shapes)
 
         if parallel:
             for j, v in enumerate(yield_op.operands):
@@ -355,14 +327,14 @@ class FuncEmitter:
             for i, point in enumerate(points):
                 env = shifted(point)
                 if fresh and i == 0:
-                    value = self.body_ops(body, env, last if direct else None, out, ind)[g.expr]
+                    value = self.body_ops(g, body, env, last if direct else None, out, ind)[g.expr]
                     if value != out:
                         self.src.emit(ind, f"np.copyto({out}, {value})")
                     continue
                 if direct and scratch is None:
                     scratch = self.src.var()
                     self.src.emit(ind, f"{scratch} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
-                value = self.body_ops(body, env, last if direct else None, scratch, ind)[g.expr]
+                value = self.body_ops(g, body, env, last if direct else None, scratch, ind)[g.expr]
                 self.src.emit(ind, f"{comb}({out}, {value}, out={out})")
         if kernel.rows is not None:  # the kept columns of the wide rows into the output
             isz, cs = g.out.dtype.itemsize, c_strides(out_shape)
@@ -372,14 +344,36 @@ class FuncEmitter:
             self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
                                f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
 
-    def body_ops(self, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
-                 final_out: str | None, ind: int) -> dict[SSAValue, str]:
-        """The body ops' values over the views of `env`; `final` writes into `final_out`."""
+    def body_ops(self, g: Generic, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
+                 final_out: str | None, ind: int,
+                 shapes: dict[SSAValue, tuple[int, ...]] | None = None) -> dict[SSAValue, str]:
+        """The values of a generic's body ops over the views of `env` (`final` writes into
+        `final_out`); `shapes`, when given, gets each value's loop-space shape."""
+        n = len(g.extents)
         for body_op in ops:
-            args = [env[v] if v in env else self.name(v) for v in body_op.operands]
+            args = []
+            for v in body_op.operands:
+                if v in env:
+                    args.append(env[v])
+                else:  # defined outside the body: a scalar
+                    args.append(self.name(v))
+                    if shapes is not None:
+                        shapes[v] = (1,) * n
+            res = body_op.results[0]
+            if body_op.name == "linalg.index":
+                d = body_op.properties["dim"]
+                assert isinstance(d, IntegerAttr)
+                k = d.value.data
+                shape = tuple(g.extents[k] if i == k else 1 for i in range(n))
+                env[res] = self.src.const(self.arrays.to_device(np.arange(g.extents[k]).reshape(shape)))
+                if shapes is not None:
+                    shapes[res] = shape
+                continue
             out = final_out if body_op is final else None
             expr = scalar_expr(body_op, args, out, self.src, self.arrays)
-            res = body_op.results[0]
+            if shapes is not None:
+                shapes[res] = (tuple(max(s) for s in zip(*(shapes[v] for v in body_op.operands), strict=True))
+                               if body_op.operands else (1,) * n)
             if out is not None:
                 self.src.emit(ind, expr)
                 env[res] = out
