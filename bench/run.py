@@ -9,6 +9,8 @@ Sections (docs/performance.md explains each and records a run):
            ge-hoist-weight-only vs frozen vs onnxruntime; update cost with derived values
   onnx     the ResNet- and BERT-style PyTorch exports of tests/models vs onnxruntime
   gather   an embedding lookup at BERT-base vocabulary size: np.take vs the one-hot reduction
+  kernels  pools and (depthwise) convolutions of real CNNs, one op each: wrc's window kernels
+           vs the kernels they replaced vs hand-written NumPy vs onnxruntime
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
@@ -40,6 +42,7 @@ for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_var, None)
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -58,7 +61,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 
 import wrc  # noqa: E402
-from wrc.backends import numpy_jit  # noqa: E402
 from wrc.bundle_format import bundle_bytes  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -143,9 +145,7 @@ def bench_infer(quick: bool) -> None:
         mb = build_bundle(m)
         b = wrc.load_bundle(mb)
         b.init()
-        numpy_jit.REUSE_BUFFERS = False  # the JIT before buffer reuse, for its measured effect
-        b_noreuse = wrc.load_bundle(mb)
-        numpy_jit.REUSE_BUFFERS = True
+        b_noreuse = wrc.load_bundle(mb, "numpy{reuse-buffers=false}")  # reuse's measured effect
         b_noreuse.init()
         fb, fname = frozen_bundle(m)
         ref = ort_session(m, 1, False).run(None, m.inputs)[0]
@@ -308,6 +308,130 @@ def bench_gather(quick: bool) -> None:
         res |= interleaved({"one-hot reduction (before)": lambda: one_hot.run(g.name, {"table": table}, [ids])}, 1, 1)
     for what, (med, mn) in res.items():
         record("gather", "embedding 30522x256", what, med, mn, note="128 tokens")
+
+
+def _kernel_cases() -> list[tuple[str, Callable[..., Any], Any, Callable[..., np.ndarray], tuple[int, ...], dict[str, np.ndarray]]]:
+    """(name, wrc builder, ONNX node, hand-written NumPy, input shape, weights): layers of
+    SqueezeNet, ResNet-18, Inception and MobileNet/EfficientNet at batch 1."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+
+    def padded(x: np.ndarray, p: int, value: float) -> np.ndarray:
+        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=value) if p else x
+
+    def shifted(x: np.ndarray, k: int, s: int, oh: int, ow: int):  # (i, j, view) per window point
+        return [(i, j, x[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]) for i in range(k) for j in range(k)]
+
+    def max_pool(k: int, s: int, p: int) -> Callable[[np.ndarray], np.ndarray]:
+        def f(x: np.ndarray) -> np.ndarray:
+            xp = padded(x, p, -np.inf)
+            oh, ow = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+            views = shifted(xp, k, s, oh, ow)
+            out = np.maximum(views[0][2], views[1][2])
+            for _, _, v in views[2:]:
+                np.maximum(out, v, out=out)
+            return out
+        return f
+
+    def avg_pool(x: np.ndarray) -> np.ndarray:  # 3x3, stride 1, pad 1, count_include_pad=0
+        xp = padded(x, 1, 0)
+        views = shifted(xp, 3, 1, x.shape[2], x.shape[3])
+        out = views[0][2] + views[1][2]
+        for _, _, v in views[2:]:
+            np.add(out, v, out=out)
+        counts = sliding_window_view(padded(np.ones((1, 1, *x.shape[2:]), np.float32), 1, 0), (3, 3), axis=(2, 3)).sum(axis=(4, 5))
+        return np.divide(out, counts, out=out)
+
+    def depthwise(w: np.ndarray, s: int, p: int) -> Callable[[np.ndarray], np.ndarray]:
+        k = w.shape[2]
+
+        def f(x: np.ndarray) -> np.ndarray:
+            xp = padded(x, p, 0)
+            oh, ow = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+            views = shifted(xp, k, s, oh, ow)
+            out = views[0][2] * w[None, :, 0, 0, 0, None, None]
+            tmp = np.empty_like(out)
+            for i, j, v in views[1:]:
+                np.multiply(v, w[None, :, 0, i, j, None, None], out=tmp)
+                np.add(out, tmp, out=out)
+            return out
+        return f
+
+    def conv_gemm(w: np.ndarray, p: int) -> Callable[[np.ndarray], np.ndarray]:  # im2col + one GEMM
+        f_, c, k, _ = w.shape
+        wm = w.reshape(f_, c * k * k)
+
+        def f(x: np.ndarray) -> np.ndarray:
+            cols = sliding_window_view(padded(x, p, 0), (k, k), axis=(2, 3))[0]  # C, OH, OW, K, K
+            oh, ow = cols.shape[1:3]
+            return (wm @ np.ascontiguousarray(cols.transpose(0, 3, 4, 1, 2)).reshape(c * k * k, oh * ow)).reshape(1, f_, oh, ow)
+        return f
+
+    dw3 = rng.standard_normal((144, 1, 3, 3)).astype(np.float32)
+    dw5 = rng.standard_normal((240, 1, 5, 5)).astype(np.float32)
+    c3 = (rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32)
+
+    def conv(name: str, w: np.ndarray, s: int, p: int, groups: int):
+        return (lambda g, x: g.conv2d(x, g.const(name, w), (s, s), (p,) * 4, groups=groups),
+                helper.make_node("Conv", ["x", name], ["y"], strides=[s, s], pads=[p] * 4, group=groups))
+
+    return [
+        ("MaxPool 3x3/2 96x109x109 (SqueezeNet)", lambda g, x: g.max_pool2d(x, (3, 3), (2, 2)),
+         helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2]),
+         max_pool(3, 2, 0), (1, 96, 109, 109), {}),
+        ("MaxPool 3x3/2 pad 1 64x112x112 (ResNet)", lambda g, x: g.max_pool2d(x, (3, 3), (2, 2), (1, 1, 1, 1)),
+         helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+         max_pool(3, 2, 1), (1, 64, 112, 112), {}),
+        ("AvgPool 3x3/1 pad 1 192x28x28 (Inception)", lambda g, x: g.avg_pool2d(x, (3, 3), (1, 1), (1, 1, 1, 1)),
+         helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+         avg_pool, (1, 192, 28, 28), {}),
+        ("depthwise 3x3 144x56x56 (MobileNetV2)", *conv("dw3", dw3, 1, 1, 144), depthwise(dw3, 1, 1),
+         (1, 144, 56, 56), {"dw3": dw3}),
+        ("depthwise 5x5/2 240x28x28 (EfficientNet)", *conv("dw5", dw5, 2, 2, 240), depthwise(dw5, 2, 2),
+         (1, 240, 28, 28), {"dw5": dw5}),
+        ("conv 3x3 64->64 56x56 (ResNet-18)", *conv("c3", c3, 1, 1, 1), conv_gemm(c3, 1),
+         (1, 64, 56, 56), {"c3": c3}),
+    ]
+
+
+def bench_kernels(quick: bool) -> None:
+    """Pools and convolutions of real CNNs, one op each: wrc (window kernels), wrc with the
+    kernels they replaced (`numpy{window-kernels=false}`: strided `.reduce`, im2col GEMM),
+    hand-written NumPy, onnxruntime; one thread."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from wrc import pipeline
+    from wrc.backends import get_backend
+
+    rng = np.random.default_rng(1)
+    for name, build, node, by_hand, shape, weights in _kernel_cases():
+        g = wrc.Graph("op")
+        g.output(build(g, g.data("x", shape)))
+        module = pipeline.apply(g.copy().module, pipeline.BUILD)
+        new, old = (get_backend(b).compile(module) for b in ("numpy", "numpy{window-kernels=false}"))
+        proto = helper.make_model(helper.make_graph(
+            [node], "op", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()]),
+            opset_imports=[helper.make_opsetid("", 17)])
+        proto.ir_version = 8
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        x = rng.standard_normal(shape).astype(np.float32)
+        fns = {"wrc": functools.partial(new.run, g.name, dict(g.weights), [x]),
+               "wrc, kernels before": functools.partial(old.run, g.name, dict(g.weights), [x]),
+               "hand-written numpy": functools.partial(by_hand, x),
+               "ort": functools.partial(sess.run, None, {"x": x})}
+        ref = sess.run(None, {"x": x})[0]
+        agree(name, ref, {what: np.asarray(fn()[0] if what.startswith("wrc") else fn()) for what, fn in fns.items()
+                          if what != "ort"})
+        with threadpool_limits(1):
+            res = interleaved(fns, 3 if quick else 7, 3 if quick else 10)
+        for what, (med, mn) in res.items():
+            record("kernels", name, what, med, mn)
 
 
 def bench_interp(quick: bool) -> None:
@@ -709,7 +833,7 @@ def bench_first(quick: bool) -> None:
                     record("first", case, what, v, None, weight_mb=wb / 1e6)
 
 
-SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "interp": bench_interp, "update": bench_update,
+SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
             "first": bench_first, "load": bench_load}
 

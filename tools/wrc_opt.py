@@ -7,13 +7,16 @@ code 1, never as a Python traceback (set `WRC_DEBUG=1` to see one).
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-from collections.abc import Sequence
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, cast
 
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.arg_spec import parse_spec
 from xdsl.utils.exceptions import ArgSpecParseError
+from xdsl.utils.target import Target
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from wrc.dialects.ge import GE
@@ -36,6 +39,25 @@ class WrcOptMain(xDSLOptMain):
         for name, factory in PASSES.items():
             self.register_pass(name, factory)
 
+    def register_all_targets(self) -> None:
+        """xDSL's targets, plus `numpy`: the NumPy JIT's generated source of each function."""
+        super().register_all_targets()
+
+        def numpy_target() -> type[Target]:
+            from wrc.backends.numpy_jit.target import NumpyTarget
+
+            return NumpyTarget
+
+        self.available_targets["numpy"] = numpy_target
+
+    def check_target_options(self) -> None:
+        """Options of `-t` checked up front: a bad one is a command-line error (xDSL would
+        only find it after running the passes)."""
+        spec = parse_spec(self.args.target)
+        factory = self.available_targets[spec.name]
+        if not inspect.signature(factory).parameters:
+            cast(Callable[[], type[Target]], factory)().from_spec(spec)
+
     def register_all_frontends(self) -> None:
         """xDSL's MLIR frontend, with the parser of `wrc.ir_text` (linear-time string lexing;
         non-ASCII names read back)."""
@@ -56,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "convert-ge-to-linalg, ge-bufferize, and all of xDSL's) over MLIR files.",
                 args=argv,
             )
+            opt.check_target_options()
         except (ArgSpecParseError, ValueError) as e:
             raise CommandLineError(str(e)) from e
         opt.run()

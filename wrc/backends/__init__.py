@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.arg_spec import parse_spec
+from xdsl.utils.exceptions import ArgSpecParseError
 
 from wrc.errors import BackendUnavailableError, UnknownBackendError
 
@@ -72,13 +74,28 @@ BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": _numpy, "interp": _interp
 
 
 def get_backend(name: str = DEFAULT_BACKEND) -> Backend:
-    """The backend called `name`; an `UnknownBackendError` listing the choices otherwise."""
-    factory = BACKENDS.get(name) if isinstance(name, str) else None
-    if factory is None:
+    """The backend called `name`, with options spelled like pass options
+    (`"numpy{reuse-buffers=false}"`: see `numpy_jit.JitOptions`); an `UnknownBackendError`
+    listing the choices otherwise."""
+    try:
+        spec = parse_spec(name) if isinstance(name, str) else None
+    except ArgSpecParseError:
+        spec = None
+    factory = BACKENDS.get(spec.name) if spec is not None else None
+    if spec is None or factory is None:
         raise UnknownBackendError(
             f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
         )
-    return factory()
+    if not spec.parameters:
+        return factory()
+    if spec.name != "numpy":
+        raise UnknownBackendError(f"backend {spec.name!r} takes no options ({name!r} given)")
+    from wrc.backends.numpy_jit import JitOptions, NumpyBackend
+
+    try:
+        return NumpyBackend(JitOptions.from_spec(spec))
+    except ValueError as e:
+        raise UnknownBackendError(f"backend {name!r}: {e}") from None
 
 
 def check_call(graph_name: str, n_params: int | None, args: Sequence[Any]) -> None:

@@ -3,6 +3,7 @@
 // RUN: not wrc-opt %s -p 'ge-const-to-var{nmes=w}' 2>&1 | filecheck %s --check-prefix=OPTION
 // RUN: not wrc-opt %s.does-not-exist 2>&1 | filecheck %s --check-prefix=FILE
 // RUN: not wrc-opt %s -p 'ge-const-to-var{names=nope}' 2>&1 | filecheck %s --check-prefix=FAIL
+// RUN: not wrc-opt %s -t 'numpy{reuse=false}' 2>&1 | filecheck %s --check-prefix=TARGET
 
 // Command-line mistakes and failing passes are diagnostics (exit code 1), not tracebacks,
 // and not "internal errors".
@@ -22,6 +23,10 @@
 // FILE-NOT: {{Traceback|internal error}}
 // FILE: wrc-opt: error: [Errno 2] No such file or directory: '{{.*}}bad-command-line.mlir.does-not-exist'
 // FILE-NOT: Traceback
+
+// TARGET-NOT: {{Traceback|internal error}}
+// TARGET: wrc-opt: error: Provided arguments ["reuse"] not found in expected arguments ["reuse_buffers", "window_kernels"]
+// TARGET-NOT: Traceback
 
 // A pass that rejects its input: the reason on stderr, no output IR.
 // FAIL-NOT: {{Traceback|internal error|builtin.module}}

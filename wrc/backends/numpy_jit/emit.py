@@ -1,0 +1,440 @@
+"""Emission: one emitter per op kind and per generic kernel, looking decisions up in the
+`MemoryPlan` (emitters decide nothing about memory; they only write the code for it)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import singledispatchmethod
+
+import numpy as np
+from xdsl.dialects import func, memref, scf
+from xdsl.dialects.builtin import IntegerAttr, MemRefType
+from xdsl.dialects.linalg import ops as linalg
+from xdsl.ir import Block, Operation, SSAValue
+
+from wrc.backends.arrays import ArrayModule
+from wrc.backends.numpy_jit.access import Access, Generic
+from wrc.backends.numpy_jit.contract import optional_flags
+from wrc.backends.numpy_jit.gemm import Gemm, matrix
+from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
+from wrc.backends.numpy_jit.kernels import Elementwise, Gather, Kernel, Reduce, WindowReduce
+from wrc.backends.numpy_jit.plan import MemoryPlan
+from wrc.backends.numpy_jit.scalar import is_ufunc, scalar_expr
+from wrc.backends.numpy_jit.source import Source
+from wrc.errors import LoweringError
+
+
+class FuncEmitter:
+    """Writes the source of `def graph(G, a0, a1, ...)` for one `func.func`."""
+
+    def __init__(self, fn: func.FuncOp, plan: MemoryPlan, arrays: ArrayModule) -> None:
+        self.fn = fn
+        self.plan = plan
+        self.arrays = arrays
+        self.src = Source(arrays)
+        self.names: dict[SSAValue, str] = {}
+
+    def emit(self) -> str:
+        block = self.fn.body.block
+        params = []
+        for arg in block.args:
+            params.append(self.src.var("a"))
+            self.names[arg] = params[-1]
+        self.src.emit(0, f"def graph(G{''.join(', ' + p for p in params)}):")
+        c = self.src.const
+        flags = optional_flags(self.fn)
+        for arg in block.args:
+            if isinstance(arg.type, MemRefType):
+                shape, dtype = buffer(self.fn, arg.type)
+                a, ind = self.names[arg], 1
+                # An optional update input is read only when its i1 flag is set: check it
+                # only then, so a partial update costs nothing per weight left out.
+                if arg.index in flags:
+                    self.src.emit(1, f"if {self.names[block.args[flags[arg.index]]]}:")
+                    ind = 2
+                # Views are built on the argument's buffer, which must be contiguous; a wrong
+                # shape or dtype would be misread, not just slow: checked (~0.2 µs).
+                self.src.emit(ind, f"{a} = np.asarray({a}, order={c('C')})")
+                self.src.emit(ind, f"if {a}.shape != {c(shape)} or {a}.dtype != {c(dtype)}:")
+                self.src.emit(ind + 1, f"_bad_arg({c(arg.index)}, {a}, {c(shape)}, {c(dtype)})")
+        self.block(block, 1)
+        return self.src.text()
+
+    def block(self, block: Block, ind: int, results: Sequence[str] = ()) -> None:
+        start = len(self.src.lines)
+        for op in block.ops:
+            if isinstance(op, scf.YieldOp):  # the end of an scf.if branch
+                for r, v in zip(results, op.operands, strict=True):
+                    self.src.emit(ind, f"{r} = {self.name(v)}")
+            elif op not in self.plan.elided:
+                self.op(op, ind)
+        if len(self.src.lines) == start:
+            self.src.emit(ind, "pass")
+
+    def name(self, v: SSAValue) -> str:
+        if v not in self.names:
+            raise LoweringError(f"numpy backend: a value used before its definition: {v}")
+        return self.names[v]
+
+    def define(self, v: SSAValue) -> str:
+        self.names[v] = self.src.var()
+        return self.names[v]
+
+    # -- function-level ops
+
+    @singledispatchmethod
+    def op(self, op: Operation, ind: int) -> None:
+        """A scalar arith/math op outside any generic."""
+        expr = scalar_expr(op, [self.name(v) for v in op.operands], None, self.src, self.arrays)
+        for r in op.results:
+            self.names[r] = self.src.var()
+        self.src.emit(ind, f"{', '.join(self.names[r] for r in op.results)} = {expr}")
+
+    @op.register
+    def _(self, op: memref.AllocOp, ind: int) -> None:
+        buf, c = op.memref, self.src.const
+        if buf in self.plan.sinks:  # computed straight into the global it is finally copied to
+            self.src.emit(ind, f"{self.define(buf)} = G[{c(self.plan.sinks[buf])}]")
+        elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
+            array = self.name(self.plan.reuse[buf])
+            self.src.emit(ind, f"{self.define(buf)} = {array}")
+        else:
+            shape, dtype = buffer(op, buf.type)
+            fn = "zeros" if buf in self.plan.zeroed else "empty"
+            self.src.emit(ind, f"{self.define(buf)} = np.{fn}({c(shape)}, {c(dtype)})")
+
+    @op.register
+    def _(self, op: memref.DeallocOp, ind: int) -> None:
+        pass
+
+    @op.register
+    def _(self, op: memref.GetGlobalOp, ind: int) -> None:
+        buffer(op, op.memref.type)
+        self.src.emit(ind, f"{self.define(op.memref)} = G[{self.src.const(op.name_.string_value())}]")
+
+    @op.register
+    def _(self, op: memref.CopyOp, ind: int) -> None:
+        if buffer(op, op.source.type) != buffer(op, op.destination.type):
+            raise fail(op, "source and destination types differ")
+        self.src.emit(ind, f"np.copyto({self.name(op.destination)}, {self.name(op.source)})")
+
+    @op.register(memref.CollapseShapeOp)
+    @op.register(memref.ExpandShapeOp)
+    def _(self, op: memref.CollapseShapeOp | memref.ExpandShapeOp, ind: int) -> None:
+        (shape, dtype), (src_shape, src_dtype) = buffer(op, op.result.type), buffer(op, op.src.type)
+        if (math.prod(shape), dtype) != (math.prod(src_shape), src_dtype):
+            raise fail(op, "source and result sizes differ")
+        self.src.emit(ind, f"{self.define(op.result)} = {self.name(op.src)}.reshape({self.src.const(shape)})")
+
+    @op.register
+    def _(self, op: linalg.FillOp, ind: int) -> None:
+        self.src.emit(ind, f"{self.name(op.outputs[0])}.fill({self.name(op.inputs[0])})")
+
+    @op.register
+    def _(self, op: linalg.GenericOp, ind: int) -> None:
+        self.kernel(self.plan.kernels[op], op, ind)
+
+    @op.register
+    def _(self, op: scf.IfOp, ind: int) -> None:
+        results = [self.define(r) for r in op.results]
+        self.src.emit(ind, f"if {self.name(op.cond)}:")
+        self.block(op.true_region.block, ind + 1, results)
+        if op.false_region.blocks:
+            self.src.emit(ind, "else:")
+            self.block(op.false_region.block, ind + 1, results)
+        elif results:
+            raise fail(op, "results without an else region")
+
+    @op.register
+    def _(self, op: func.ReturnOp, ind: int) -> None:
+        outs, seen = [], set()
+        for v in op.operands:
+            if isinstance(v.type, MemRefType):
+                r = root(v)
+                # Results must be fresh arrays: copy what is not a buffer allocated here.
+                fresh = r is not None and isinstance(r, SSAValue) and r not in seen
+                seen.add(r)
+                outs.append(self.name(v) + ("" if fresh else ".copy()"))
+            else:
+                outs.append(f"np.array({self.name(v)}, {self.src.const(scalar_dtype(op, v.type))})")
+        self.src.emit(ind, f"return [{', '.join(outs)}]")
+
+    # -- views
+
+    def view(self, acc: Access, ext: Sequence[int], ind: int, dims: Sequence[int] | None = None,
+             shape: Sequence[int] | None = None, strides: Sequence[int] | None = None,
+             bare_ok: bool = False) -> str:
+        """A strided view of an operand: loop-space by default, else given dims/shape/strides.
+
+        `bare_ok`: the operand is only read by ufuncs, so the buffer itself may stand for a
+        view that only adds leading broadcast dims.
+        """
+        buf = self.name(acc.value)
+        if acc.shape is None:
+            return buf
+        if shape is None or strides is None:
+            if dims is None:  # loop space: unused dims get extent 1 and broadcast
+                shape = tuple(e if acc.uses(k) else 1 for k, e in enumerate(ext))
+                strides = acc.strides
+            else:
+                shape = tuple(ext[k] for k in dims)
+                strides = tuple(acc.strides[k] for k in dims)
+        shape, strides = tuple(shape), tuple(strides)
+        c = self.src.const
+        # Cheaper than a strided view: the buffer as it is, or reshaped to insert 1-dims.
+        big = [(d, s) for d, s in zip(shape, strides, strict=True) if d != 1]
+        own = [(d, s) for d, s in zip(acc.shape, c_strides(acc.shape), strict=True) if d != 1]
+        if acc.offset == 0 and big == own:
+            lead = len(shape) - len(acc.shape)
+            if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
+                return buf
+            v = self.src.var()
+            self.src.emit(ind, f"{v} = {buf}.reshape({c(shape)})")
+            return v
+        isz = acc.dtype.itemsize
+        v = self.src.var()
+        self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
+                           f"{c(tuple(s * isz for s in strides))})")
+        return v
+
+    # -- generic kernels
+
+    @singledispatchmethod
+    def kernel(self, kernel: Kernel, op: linalg.GenericOp, ind: int) -> None:
+        raise NotImplementedError(f"no emitter for kernel {kernel!r}")
+
+    @kernel.register(Elementwise)
+    @kernel.register(Reduce)
+    def _(self, kernel: Elementwise | Reduce, op: linalg.GenericOp, ind: int) -> None:
+        """The body's ops as ufunc calls over loop-space views; a reduction then combines
+        `expr` into the output with `comb.reduce` over the reduction dims."""
+        g = self.plan.analyses[op]
+        block = op.body.block
+        env: dict[SSAValue, str] = {}
+        shapes: dict[SSAValue, tuple[int, ...]] = {}
+        n = len(g.extents)
+        parallel = isinstance(kernel, Elementwise)
+        for arg, acc in zip(block.args, g.accesses, strict=True):
+            if arg.uses or arg.index >= g.n_in:
+                env[arg] = self.view(acc, g.extents, ind, bare_ok=parallel and arg.index < g.n_in)
+                shapes[arg] = tuple(g.extents[k] if acc.uses(k) else 1 for k in range(n))
+        outs = [env[a] for a in block.args[g.n_in:]]
+        yield_op = block.last_op
+        assert isinstance(yield_op, linalg.YieldOp)
+
+        # The value written by the last ufunc may go straight into the (single) output.
+        # (Not if a later body op still reads the output's old value.)
+        final: Operation | None = None
+        if parallel and len(outs) == 1:
+            owner = yield_op.operands[0].owner
+            if (isinstance(owner, Operation) and owner.parent_block() is block
+                    and is_ufunc(owner) and owner.results[0].uses.get_length() == 1):
+                ops = list(block.ops)
+                later = ops[ops.index(owner) + 1:]
+                if not any(u.operation in later for u in block.args[g.n_in].uses):
+                    final = owner
+
+        comb_op = yield_op.operands[0].owner if not parallel else None
+        body = [o for o in block.ops if o is not yield_op and o is not comb_op]
+        self.body_ops(g, body, env, final, outs[0] if final else None, ind, shapes)
+
+        if parallel:
+            for j, v in enumerate(yield_op.operands):
+                if env.get(v) != outs[j]:
+                    self.src.emit(ind, f"np.copyto({outs[j]}, {env.get(v) or self.name(v)})")
+            return
+
+        assert g.expr is not None and g.combiner is not None
+        expr_v = env.get(g.expr) or self.name(g.expr)
+        target = tuple(g.extents[k] if (k in g.reduction or g.out.uses(k)) else 1 for k in range(n))
+        if shapes.get(g.expr, (1,) * n) != target:
+            expr_v = f"np.broadcast_to({expr_v}, {self.src.const(target)})"
+        red = f"np.{g.combiner}.reduce({expr_v}, axis={self.src.const(g.reduction)}, keepdims=True"
+        if op in self.plan.fresh:
+            self.src.emit(ind, f"{red}, out={outs[0]})")
+        else:
+            self.src.emit(ind, f"np.{g.combiner}({outs[0]}, {red}), out={outs[0]})")
+
+    @kernel.register
+    def _(self, kernel: WindowReduce, op: linalg.GenericOp, ind: int) -> None:
+        """Per window point: the inputs as views shifted to that point, the body's ops over
+        them, combined into the output in place. A fresh output takes the first point's
+        value (the first two points' combination when that value is an input as it is)."""
+        g = self.plan.analyses[op]
+        assert g.expr is not None and g.combiner is not None
+        block = op.body.block
+        comb_op = block.last_op.operands[0].owner if block.last_op is not None else None
+        body = [o for o in block.ops if o is not comb_op and not isinstance(o, linalg.YieldOp)]
+        # The value combined at each point: an input itself, or written by the body's last
+        # ufunc into the output (first point, fresh) or into one scratch array.
+        last = g.expr.owner if isinstance(g.expr.owner, Operation) else None
+        direct = last is not None and last in body and is_ufunc(last) and last.results[0].uses.get_length() == 1
+        points = list(itertools.product(*(range(g.extents[k]) for k in g.reduction)))
+        comb, c = f"np.{g.combiner}", self.src.const
+        fresh = op in self.plan.fresh
+        n = len(g.extents)
+        red = set(g.reduction)
+
+        # The space the ufuncs run over: the loop space, or with wide rows its dims a and b
+        # merged into one of `span` elements (stride 1 in the inputs, `pitch` per row).
+        space = list(range(n))
+        if kernel.rows is not None:
+            a, b, pitch = kernel.rows
+            span = (g.extents[a] - 1) * pitch + g.extents[b]
+            space.remove(b)
+
+        def layout(acc: Access) -> tuple[tuple[int, ...], tuple[int, ...]]:
+            """Shape and element strides of an operand over `space` (reduction dims fixed)."""
+            if kernel.rows is None:
+                return (tuple(g.extents[k] if acc.uses(k) and k not in red else 1 for k in space),
+                        tuple(0 if k in red else acc.strides[k] for k in space))
+            return (tuple((span if acc.uses(a) else 1) if k == a else g.extents[k] if acc.uses(k) and k not in red
+                          else 1 for k in space),
+                    tuple((1 if acc.uses(a) else 0) if k == a else 0 if k in red else acc.strides[k] for k in space))
+
+        def shifted(point: tuple[int, ...]) -> dict[SSAValue, str]:
+            env: dict[SSAValue, str] = {}
+            for arg, acc in zip(block.args[:g.n_in], g.accesses[:g.n_in], strict=True):
+                if arg.uses:
+                    shift = sum(acc.strides[k] * p for k, p in zip(g.reduction, point, strict=True))
+                    shape, strides = layout(acc)
+                    env[arg] = self.view(replace(acc, offset=acc.offset + shift), g.extents, ind,
+                                         shape=shape, strides=strides)
+            return env
+
+        out_shape = layout(g.out)[0]
+        if kernel.rows is None:
+            out = self.view(g.out, g.extents, ind)
+        else:  # a scratch array of wide rows; its first `ext[b]` columns are the output
+            out = self.src.var()
+            self.src.emit(ind, f"{out} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
+
+        if g.expr in block.args:  # pools: the window's elements themselves
+            views = [shifted(p)[g.expr] for p in points]
+            if fresh and len(views) > 1:
+                self.src.emit(ind, f"{comb}({views[0]}, {views[1]}, out={out})")
+                views = views[2:]
+            elif fresh:
+                self.src.emit(ind, f"np.copyto({out}, {views[0]})")
+                views = []
+            for v in views:
+                self.src.emit(ind, f"{comb}({out}, {v}, out={out})")
+        else:
+            scratch = None
+            for i, point in enumerate(points):
+                env = shifted(point)
+                if fresh and i == 0:
+                    value = self.body_ops(g, body, env, last if direct else None, out, ind)[g.expr]
+                    if value != out:
+                        self.src.emit(ind, f"np.copyto({out}, {value})")
+                    continue
+                if direct and scratch is None:
+                    scratch = self.src.var()
+                    self.src.emit(ind, f"{scratch} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
+                value = self.body_ops(g, body, env, last if direct else None, scratch, ind)[g.expr]
+                self.src.emit(ind, f"{comb}({out}, {value}, out={out})")
+        if kernel.rows is not None:  # the kept columns of the wide rows into the output
+            isz, cs = g.out.dtype.itemsize, c_strides(out_shape)
+            at = {k: cs[i] for i, k in enumerate(space)}
+            at[b], at[a] = at[a], at[a] * pitch
+            shape = tuple(g.extents[k] if g.out.uses(k) else 1 for k in range(n))
+            self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
+                               f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
+
+    def body_ops(self, g: Generic, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
+                 final_out: str | None, ind: int,
+                 shapes: dict[SSAValue, tuple[int, ...]] | None = None) -> dict[SSAValue, str]:
+        """The values of a generic's body ops over the views of `env` (`final` writes into
+        `final_out`); `shapes`, when given, gets each value's loop-space shape."""
+        n = len(g.extents)
+        for body_op in ops:
+            args = []
+            for v in body_op.operands:
+                if v in env:
+                    args.append(env[v])
+                else:  # defined outside the body: a scalar
+                    args.append(self.name(v))
+                    if shapes is not None:
+                        shapes[v] = (1,) * n
+            res = body_op.results[0]
+            if body_op.name == "linalg.index":
+                d = body_op.properties["dim"]
+                assert isinstance(d, IntegerAttr)
+                k = d.value.data
+                shape = tuple(g.extents[k] if i == k else 1 for i in range(n))
+                env[res] = self.src.const(self.arrays.to_device(np.arange(g.extents[k]).reshape(shape)))
+                if shapes is not None:
+                    shapes[res] = shape
+                continue
+            out = final_out if body_op is final else None
+            expr = scalar_expr(body_op, args, out, self.src, self.arrays)
+            if shapes is not None:
+                shapes[res] = (tuple(max(s) for s in zip(*(shapes[v] for v in body_op.operands), strict=True))
+                               if body_op.operands else (1,) * n)
+            if out is not None:
+                self.src.emit(ind, expr)
+                env[res] = out
+            elif body_op.name == "arith.constant":
+                env[res] = expr
+            else:
+                env[res] = self.src.var("t")
+                self.src.emit(ind, f"{env[res]} = {expr}")
+        return env
+
+    @kernel.register
+    def _(self, kernel: Gather, op: linalg.GenericOp, ind: int) -> None:
+        """`np.take` of the rows, with the one-hot body's semantics (a negative index counts
+        from the end; one still out of range gives zeros). Checked against the operand
+        shapes, not trusted."""
+        data, idx, out = op.inputs[0], op.inputs[1], op.outputs[0]
+        (dshape, ddt), (ishape, idt), (oshape, odt) = (buffer(op, v.type) for v in (data, idx, out))
+        axis = kernel.axis
+        if not 0 <= axis < len(dshape) or oshape != dshape[:axis] + ishape + dshape[axis + 1:] \
+                or idt.kind not in "iu" or ddt != odt:
+            call = op.library_call.data if op.library_call is not None else ""
+            raise fail(op, f"{call}: data {ddt}{list(dshape)}, indices {idt}{list(ishape)} and output "
+                           f"{odt}{list(oshape)} along axis {axis} are not a gather")
+        c, e = self.src.const, self.src.emit
+        d, i, o = self.name(data), self.name(idx), self.name(out)
+        t, ok = self.src.var(), self.src.var()
+        size = c(dshape[axis])
+        mask_shape = (1,) * axis + ishape + (1,) * (len(dshape) - axis - 1)
+        e(ind, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
+        e(ind, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
+        e(ind, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
+               f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
+
+    @kernel.register
+    def _(self, plan: Gemm, op: linalg.GenericOp, ind: int) -> None:
+        """`out (+)= Σ x*y` as one (batched) matmul over regrouped views."""
+        g = self.plan.analyses[op]
+        ext, c = g.extents, self.src.const
+        grp = [plan.batch] if plan.batch else []
+
+        def operand(acc: Access, groups: list[tuple[int, ...]]) -> str:
+            mat = matrix(groups, acc.strides, ext)
+            if mat is not None:
+                return self.view(acc, ext, ind, shape=mat[0], strides=mat[1])
+            full = [d for gr in groups for d in gr]
+            v = self.view(acc, ext, ind, dims=full)
+            return f"np.ascontiguousarray({v}).reshape({c(tuple(math.prod(ext[d] for d in gr) for gr in groups))})"
+
+        a = operand(g.accesses[plan.x], [*grp, plan.m, plan.k])
+        b = operand(g.accesses[plan.y], [*grp, plan.k, plan.n])
+        omat = matrix([*grp, plan.m, plan.n], g.out.strides, ext)
+        fresh = op in self.plan.fresh
+        if fresh and omat is not None:
+            o = self.view(g.out, ext, ind, shape=omat[0], strides=omat[1])
+            self.src.emit(ind, f"np.matmul({a}, {b}, out={o})")
+            return
+        dims = plan.batch + plan.m + plan.n
+        o = self.view(g.out, ext, ind, dims=dims)
+        res = f"np.matmul({a}, {b}).reshape({c(tuple(ext[d] for d in dims))})"
+        if fresh:
+            self.src.emit(ind, f"np.copyto({o}, {res})")
+        else:
+            self.src.emit(ind, f"np.add({o}, {res}, out={o})")
+

@@ -1,0 +1,109 @@
+"""How a `linalg.generic` runs: one kernel per kind of work, chosen before any emission.
+
+Each kernel is a value the plan holds and `emit.FuncEmitter` has one emitter for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.dialects.linalg import ops as linalg
+
+from wrc.backends.numpy_jit.access import Generic
+from wrc.backends.numpy_jit.contract import gather_axis
+from wrc.backends.numpy_jit.gemm import Gemm, plan_gemm
+from wrc.backends.numpy_jit.ir import root
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """An all-parallel body: a few ufunc calls over views, the last one writing with `out=`."""
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """`yield comb(out, expr)`: `expr` over the views, then `comb.reduce` over the reduction dims."""
+
+
+@dataclass(frozen=True)
+class WindowReduce:
+    """A reduction over small sliding windows (pools, depthwise convolutions): per window
+    point, the body over shifted views (no window copy, no im2col), combined into the
+    output in place (`np.maximum(out, view, out=out)`, `np.add(out, x * w, out=out)`).
+
+    `rows` = (a, b, pitch): the output's two innermost loop dims (a row dim, a column dim
+    of stride 1) read rows `pitch` elements apart in every input that uses them (a padded
+    image, stride 1). Each point then runs over whole wide rows, `(ext[a] - 1) * pitch +
+    ext[b]` contiguous elements (the columns past the row end are computed and dropped),
+    into a scratch array copied out once: NumPy's inner loops become long instead of one
+    output row.
+    """
+
+    rows: tuple[int, int, int] | None = None
+
+
+MAX_WINDOW = 64
+"""Largest window (product of the reduction extents) unrolled into one ufunc call per point:
+beyond it the per-call overhead outweighs reading the input window by window."""
+
+
+@dataclass(frozen=True)
+class Gather:
+    """A lowered `ge.gather`: `np.take` of the rows along `axis`."""
+
+    axis: int
+
+
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | Gather
+
+
+def wide_rows(g: Generic) -> tuple[int, int, int] | None:
+    """`WindowReduce.rows` for `g`, when every input is read in rows of one pitch, at most
+    twice the row length (the dropped columns cost at most as much as the kept ones)."""
+    block = g.op.body.block
+    par = [k for k in range(len(g.extents)) if k not in g.reduction and g.extents[k] > 1]
+    if len(par) < 2:
+        return None
+    a, b = par[-2:]
+    if (g.out.strides[a], g.out.strides[b]) != (g.extents[b], 1):
+        return None
+    pitches = set()
+    for arg, acc in zip(block.args[:g.n_in], g.accesses[:g.n_in], strict=True):
+        if not arg.uses or (not acc.uses(a) and not acc.uses(b)):
+            continue  # broadcast along whole images (a weight)
+        if acc.strides[b] != 1 or not acc.uses(a):
+            return None
+        pitches.add(acc.strides[a])
+    if len(pitches) != 1:
+        return None
+    (pitch,) = pitches
+    return (a, b, pitch) if g.extents[b] < pitch <= 2 * g.extents[b] else None
+
+
+def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool = True,
+                  fresh: bool = False) -> Kernel:
+    """The kernel of `op`; `analysis` is its access analysis (None for a gather);
+    `windows`: whether `WindowReduce` may be chosen; `fresh`: the output needs no initial
+    value (its fill was elided)."""
+    axis = gather_axis(op)
+    if axis is not None:
+        return Gather(axis)
+    assert analysis is not None
+    if analysis.kind == "parallel":
+        return Elementwise()
+    window = (windows and analysis.windowed and math.prod(analysis.extents[k] for k in analysis.reduction) <= MAX_WINDOW
+              and all(o.name != "linalg.index" for o in op.body.block.ops)
+              and not any(root(x) == root(op.outputs[0]) for x in op.inputs))  # written point by point
+    if analysis.mac is not None:
+        gemm = plan_gemm(analysis)
+        # A batched matrix-vector product (a depthwise convolution: one filter per channel)
+        # gets nothing from BLAS but pays the im2col copy: wide-row windows are cheaper
+        # (measured; point by point over short rows they are not: bench --only kernels).
+        rows = wide_rows(analysis) if window and fresh else None
+        if gemm is not None and not (rows and (not gemm.m or not gemm.n) and gemm.cost > 0):
+            return gemm  # else e.g. a dim summed in one operand only: multiply, then reduce
+    if window:
+        return WindowReduce(wide_rows(analysis) if fresh else None)
+    return Reduce()
+

@@ -1,0 +1,249 @@
+"""The memory plan of one function, decided before any code is emitted.
+
+* **kernels**: how each `linalg.generic` runs (`kernels.py`), with its access analysis.
+* **sinks**: a top-level buffer whose last use is an unconditional whole copy into a global
+  that the function touches nowhere else (a derived variable, a computed assign) *is* that
+  global's array; the copy is dropped. The runtime gives such a write an array of its own.
+* **reuse**: a top-level buffer takes the array of a temporary that is dead by the new
+  buffer's first use (same type), so `matmul → +bias → relu` runs in one buffer, in place.
+* **zeroed**: a buffer filled with 0 right away is allocated zeroed (calloc'd pages come
+  zeroed, cheaper than empty + fill); that fill is elided.
+* **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
+  reduces into with the fill value as the combiner's identity); that generic is **fresh**:
+  it writes its output with `out=` instead of accumulating into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
+
+from xdsl.dialects import func, memref, scf
+from xdsl.dialects.builtin import MemRefType
+from xdsl.dialects.linalg import ops as linalg
+from xdsl.ir import Operation, SSAValue
+from xdsl.utils.arg_spec import ArgSpecConvertible
+
+from wrc.backends.numpy_jit.access import Generic, analyze
+from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
+from wrc.backends.numpy_jit.kernels import Kernel, choose_kernel
+from wrc.backends.numpy_jit.scalar import identity
+
+
+@dataclass(frozen=True)
+class JitOptions(ArgSpecConvertible):
+    """Options of the NumPy JIT, spelled like pass options in a backend name or a `wrc-opt`
+    target: `numpy{reuse-buffers=false}`."""
+
+    name: ClassVar[str] = "numpy"
+
+    reuse_buffers: bool = True
+    """Let an alloc take the array of a temporary that is dead by then (off: to measure it)."""
+
+    window_kernels: bool = True
+    """Run reductions over small windows point by point (`kernels.WindowReduce`; off: the
+    strided `.reduce` and im2col GEMMs they replace, to measure them)."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    kernels: Mapping[linalg.GenericOp, Kernel]
+    analyses: Mapping[linalg.GenericOp, Generic]  # every generic that is not a gather
+    sinks: Mapping[SSAValue, str]  # alloc → the global whose array it is
+    reuse: Mapping[SSAValue, SSAValue]  # alloc → the first alloc of the dead array it takes
+    zeroed: frozenset[SSAValue]  # allocs made zero-filled
+    elided: frozenset[Operation]  # fills and copies that need no code
+    fresh: frozenset[Operation]  # generics whose output needs no initial value
+
+
+def plan_function(fn: func.FuncOp, options: JitOptions) -> MemoryPlan:
+    return _Planner(fn, options).plan()
+
+
+class _Planner:
+    def __init__(self, fn: func.FuncOp, options: JitOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.analyses: dict[linalg.GenericOp, Generic] = {}
+        self.top = list(fn.body.block.ops)
+        # alloc → (first, last top-level op index using it, views included; first user)
+        self.span: dict[SSAValue, tuple[int, int, Operation]] = {}
+
+    def analysis(self, op: linalg.GenericOp) -> Generic:
+        if op not in self.analyses:
+            self.analyses[op] = analyze(op)
+        return self.analyses[op]
+
+    def plan(self) -> MemoryPlan:
+        self.spans()
+        kernels: dict[linalg.GenericOp, Kernel] = {}
+        sinks: dict[SSAValue, str] = {}
+        reuse: dict[SSAValue, SSAValue] = {}
+        zeroed: set[SSAValue] = set()
+        elided: set[Operation] = set()
+        fresh: set[Operation] = set()
+        occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
+        for op in self.fn.walk():
+            if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
+                kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
+                                            self.options.window_kernels, op in fresh)
+            elif isinstance(op, linalg.FillOp):
+                check_fill(op)
+                if op not in elided and (nxt := self.overwriter(op)) is not None:
+                    elided.add(op)
+                    fresh.add(nxt)
+            elif isinstance(op, memref.AllocOp):
+                if op.dynamic_sizes or op.symbol_operands:
+                    raise fail(op, "dynamic sizes")
+                buffer(op, op.memref.type)
+                buf = op.memref
+                sink = self.global_sink(buf)
+                if sink is not None:
+                    sinks[buf], copy = sink
+                    elided.add(copy)
+                    continue
+                array = self.dead_array(buf, occupant) if self.options.reuse_buffers else None
+                if array is not None:
+                    reuse[buf] = array
+                    occupant[array] = buf
+                    continue
+                fill = self.first_user(op, buf)
+                if (isinstance(fill, linalg.FillOp) and fill.outputs[0] is buf
+                        and const_value(fill.inputs[0]) == 0 and self.overwriter(fill) is None):
+                    zeroed.add(buf)
+                    elided.add(fill)
+                if buf in self.span:
+                    occupant[buf] = buf
+        return MemoryPlan(
+            kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
+            sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), zeroed=frozenset(zeroed),
+            elided=frozenset(elided), fresh=frozenset(fresh))
+
+    # -- fills
+
+    def overwriter(self, fill: linalg.FillOp) -> linalg.GenericOp | None:
+        """The generic right after `fill` that makes it useless, if any: it overwrites the
+        whole buffer, or reduces into it with the fill value as the combiner's identity."""
+        out = fill.outputs[0]
+        nxt = self.next_writer(fill, out)
+        value = const_value(fill.inputs[0])
+        if not isinstance(nxt, linalg.GenericOp) or value is None:
+            return None
+        g = self.analysis(nxt)
+        ok = g.fill_ok and not any(root(a) == root(out) for a in nxt.inputs)
+        if g.kind != "parallel" and g.combiner is not None:
+            ok = ok and value == identity(g.combiner, g.out.dtype)
+        return nxt if ok else None
+
+    @staticmethod
+    def next_writer(fill: Operation, out: SSAValue) -> Operation | None:
+        """The next op of the block that touches `out`'s memory, if it writes exactly `out`."""
+        mem_root = root(out)
+        if mem_root is None:
+            return None
+        op = fill.next_op
+        while op is not None:
+            views = isinstance(op, memref.CollapseShapeOp | memref.ExpandShapeOp)
+            mem = [root(v) for v in op.operands if isinstance(v.type, MemRefType)]
+            if isinstance(op, func.ReturnOp | scf.IfOp) or (
+                op.regions and not isinstance(op, linalg.GenericOp | linalg.FillOp)
+            ):
+                return None
+            if views or (not mem and not op.regions):
+                op = op.next_op
+                continue
+            if None in mem:
+                return None
+            if mem_root not in mem:
+                op = op.next_op
+                continue
+            if isinstance(op, linalg.GenericOp) and len(op.outputs) == 1 and op.outputs[0] is out:
+                return op
+            return None
+        return None
+
+    @staticmethod
+    def first_user(first: Operation, buf: SSAValue) -> Operation | None:
+        """The first op after `first` in its block that uses `buf` (None past a region op)."""
+        op = first.next_op
+        while op is not None:
+            if buf in op.operands:
+                return op
+            if op.regions and not isinstance(op, linalg.GenericOp | linalg.FillOp):
+                return None
+            op = op.next_op
+        return None
+
+    # -- top-level buffers
+
+    def spans(self) -> None:
+        """First and last use (top-level op index, views included) of each top-level alloc."""
+        index = {op: i for i, op in enumerate(self.top)}
+        uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
+        for op in self.fn.walk():
+            top: Operation | None = op
+            while top is not None and top not in index:
+                top = top.parent_op()
+            if top is None or isinstance(op, memref.AllocOp):
+                continue
+            for v in op.operands:
+                r = root(v) if isinstance(v.type, MemRefType) else None
+                if isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp):
+                    uses.setdefault(r, []).append((index[top], top))
+        for r, us in uses.items():
+            if r.owner in index:
+                first = min(us, key=lambda u: u[0])
+                self.span[r] = (first[0], max(i for i, _ in us), first[1])
+
+    def global_sink(self, buf: SSAValue) -> tuple[str, memref.CopyOp] | None:
+        """(global, copy) when `buf` ends, unconditionally, in a whole-buffer copy into a
+        global that the function touches nowhere else."""
+        if buf not in self.span:
+            return None
+        copy = self.top[self.span[buf][1]]
+        if not isinstance(copy, memref.CopyOp) or copy.source is not buf:
+            return None
+        dst = copy.destination.owner
+        if not isinstance(dst, memref.GetGlobalOp) or copy.destination.type != buf.type:
+            return None
+        name = dst.name_.string_value()
+        for other in self.fn.walk():
+            if isinstance(other, memref.GetGlobalOp) and other.name_.string_value() == name and any(
+                    use.operation is not copy or use.index != 1 for use in other.memref.uses):
+                return None
+        return name, copy
+
+    def dead_array(self, new: SSAValue, occupant: Mapping[SSAValue, SSAValue]) -> SSAValue | None:
+        """An array whose occupant is dead when `new` is first used, same type.
+
+        Dead means last used before `new`'s first use, or by that very op when it is an
+        elementwise generic reading the old buffer exactly as it writes `new` (in place:
+        each element is read before it is written, as in `np.add(x, b, out=x)`).
+        """
+        if new not in self.span:
+            return None
+        first, _, user = self.span[new]
+        for array, occ in occupant.items():
+            if occ.type != new.type:
+                continue
+            last = self.span[occ][1]
+            if last < first or (last == first and self.in_place(user, occ, new)):
+                return array
+        return None
+
+    def in_place(self, op: Operation, old: SSAValue, new: SSAValue) -> bool:
+        if not isinstance(op, linalg.GenericOp) or len(op.outputs) != 1 or op.outputs[0] is not new:
+            return False
+        g = self.analysis(op)
+        reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and root(a.value) == old]
+        return g.kind == "parallel" and all(
+            a.value is old and (a.strides, a.offset) == (g.out.strides, g.out.offset) for a in reads)
+
+
+def check_fill(op: linalg.FillOp) -> None:
+    if len(op.inputs) != 1 or len(op.outputs) != 1 or op.res:
+        raise fail(op, "expected one scalar input and one memref output")
+    buffer(op, op.outputs[0].type)
+

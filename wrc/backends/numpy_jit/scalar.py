@@ -1,0 +1,151 @@
+"""Scalar (arith/math) ops as NumPy expressions: the op tables and `scalar_expr`.
+
+The same expression serves a body op of a `linalg.generic` (on whole strided views) and a
+function-level scalar op. New ops are new table rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, FloatAttr, IntegerAttr
+from xdsl.ir import Operation
+
+from wrc.backends.arrays import ArrayModule
+from wrc.backends.numpy_jit.ir import fail, scalar_dtype
+from wrc.backends.numpy_jit.source import Source
+
+_UFUNCS: dict[str, str] = {
+    "arith.addf": "add",
+    "arith.addi": "add",
+    "arith.subf": "subtract",
+    "arith.subi": "subtract",
+    "arith.mulf": "multiply",
+    "arith.muli": "multiply",
+    "arith.divf": "divide",
+    "arith.maximumf": "maximum",
+    "arith.minimumf": "minimum",
+    "arith.maxnumf": "fmax",
+    "arith.minnumf": "fmin",
+    "arith.maxsi": "maximum",
+    "arith.minsi": "minimum",
+    "arith.andi": "bitwise_and",
+    "arith.ori": "bitwise_or",
+    "arith.xori": "bitwise_xor",
+    "arith.negf": "negative",
+    "math.exp": "exp",
+    "math.tanh": "tanh",
+    "math.log": "log",
+    "math.sqrt": "sqrt",
+    "math.absf": "absolute",
+    "math.powf": "power",
+}
+"""Body ops that are exactly one NumPy ufunc (NaN-propagating max/min included)."""
+
+_CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.extsi", "arith.trunci",
+          "arith.index_cast"}
+
+
+_FUNCS: dict[str, str] = {"math.erf": "erf"}
+"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists)."""
+
+# arith.cmpf predicates by number: ordered ones are NumPy's comparisons (false on NaN);
+# unordered ones are the negation of the opposite ordered comparison (true on NaN).
+_CMPF: dict[int, str] = {
+    0: "np.logical_and(np.less({a}, {b}), np.greater_equal({a}, {b}))",  # false, broadcast
+    1: "np.equal({a}, {b})",
+    2: "np.greater({a}, {b})",
+    3: "np.greater_equal({a}, {b})",
+    4: "np.less({a}, {b})",
+    5: "np.less_equal({a}, {b})",
+    6: "np.logical_or(np.less({a}, {b}), np.greater({a}, {b}))",
+    7: "np.logical_not(np.logical_or(np.isnan({a}), np.isnan({b})))",
+    8: "np.logical_not(np.logical_or(np.less({a}, {b}), np.greater({a}, {b})))",
+    9: "np.logical_not(np.less_equal({a}, {b}))",
+    10: "np.logical_not(np.less({a}, {b}))",
+    11: "np.logical_not(np.greater_equal({a}, {b}))",
+    12: "np.logical_not(np.greater({a}, {b}))",
+    13: "np.not_equal({a}, {b})",
+    14: "np.logical_or(np.isnan({a}), np.isnan({b}))",
+    15: "np.logical_not(np.logical_and(np.less({a}, {b}), np.greater_equal({a}, {b})))",  # true
+}
+# C-style (truncating) integer division and remainder; NumPy's // rounds toward -inf.
+_INT_DIV: dict[str, str] = {
+    "arith.divsi": "np.add(np.floor_divide({a}, {b}), np.logical_and(np.remainder({a}, {b}), "
+                   "np.not_equal(np.sign({a}), np.sign({b}))))",
+    "arith.remsi": "np.fmod({a}, {b})",
+}
+_CMPI: dict[int, str] = {
+    0: "np.equal({a}, {b})",
+    1: "np.not_equal({a}, {b})",
+    2: "np.less({a}, {b})",
+    3: "np.less_equal({a}, {b})",
+    4: "np.greater({a}, {b})",
+    5: "np.greater_equal({a}, {b})",
+}
+
+_COMBINERS: dict[str, str] = {
+    op: _UFUNCS[op]
+    for op in ("arith.addf", "arith.addi", "arith.mulf", "arith.muli", "arith.maximumf", "arith.minimumf",
+               "arith.maxnumf", "arith.minnumf", "arith.maxsi", "arith.minsi")
+}
+"""Reduction combiners `out = comb(out, expr)` and the ufunc whose `.reduce` they are."""
+
+
+def is_ufunc(op: Operation) -> bool:
+    """`op` is one ufunc call, which can write its result with `out=`."""
+    return op.name in _UFUNCS
+
+
+def combiner(op: Operation) -> str | None:
+    """The ufunc whose `.reduce` a reduction `out = op(out, expr)` is, if any."""
+    return _COMBINERS.get(op.name)
+
+
+def identity(ufunc: str, dtype: np.dtype[Any]) -> float | int:
+    """The value `v` with `comb(v, x) == x`: a fill with it needs not be done."""
+    if ufunc == "add":
+        return 0
+    if ufunc == "multiply":
+        return 1
+    big: float | int = math.inf if dtype.kind == "f" else int(np.iinfo(dtype).max)
+    small: float | int = -math.inf if dtype.kind == "f" else int(np.iinfo(dtype).min)
+    return small if ufunc in ("maximum", "fmax") else big
+
+
+def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, arrays: ArrayModule) -> str:
+    """The NumPy expression of one arith/math op (elementwise on arrays or scalars);
+    `out`: the array a ufunc writes into."""
+    name = op.name
+    tail = f", out={out}" if out else ""
+    if name == "arith.constant":
+        attr = op.properties.get("value")
+        t = op.results[0].type
+        if isinstance(attr, FloatAttr | IntegerAttr):
+            return src.const(scalar_dtype(op, t).type(attr.value.data))
+        if isinstance(attr, DenseIntOrFPElementsAttr):
+            shape = tuple(attr.get_shape() or ())
+            arr = np.array(attr.get_values(), scalar_dtype(op, attr.get_element_type())).reshape(shape)
+            arr.flags.writeable = False
+            return src.const(arr)
+        raise fail(op, f"unsupported constant {attr}")
+    if name in _UFUNCS:
+        return f"np.{_UFUNCS[name]}({', '.join(args)}{tail})"
+    if name in _INT_DIV:
+        return _INT_DIV[name].format(a=args[0], b=args[1])
+    if name in _FUNCS:
+        return f"{src.const(getattr(arrays, _FUNCS[name]))}({args[0]})"
+    if name == "arith.select":
+        return f"np.where({args[0]}, {args[1]}, {args[2]})"
+    if name in ("arith.cmpf", "arith.cmpi"):
+        pred = op.properties["predicate"]
+        assert isinstance(pred, IntegerAttr)
+        table = _CMPF if name == "arith.cmpf" else _CMPI
+        if pred.value.data not in table:
+            raise fail(op, f"unsupported predicate {pred.value.data}")
+        return table[pred.value.data].format(a=args[0], b=args[1])
+    if name in _CASTS:
+        return f"np.asarray({args[0]}).astype({src.const(scalar_dtype(op, op.results[0].type))})"
+    raise fail(op, "unsupported operation")
