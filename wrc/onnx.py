@@ -253,7 +253,7 @@ class _Node:
 
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
-FOLD_ONLY = {"Range", "Equal", "Less", "Greater", "Not", "And", "Or", "ConstantOfShape", "NonZero",
+FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero",
              "ReduceProd", "Floor", "Ceil", "Mod", "CumSum", "Trilu"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout"}
@@ -857,6 +857,30 @@ HANDLERS["ReduceMean"] = _reduce("reduce_mean", 18)
 HANDLERS["ReduceMax"] = _reduce("reduce_max", 18)
 
 
+# --------------------------------------------------------------------------- bool tensors
+# Comparisons and logic at run time (attention masks, NaN guards): bool tensors are `i1`.
+
+for _op, _m in (("Equal", "equal"), ("Less", "less"), ("LessOrEqual", "less_equal"), ("Greater", "greater"),
+                ("GreaterOrEqual", "greater_equal"), ("And", "logical_and"), ("Or", "logical_or"),
+                ("Xor", "logical_xor")):
+    HANDLERS[_op] = _binary(_m)
+
+for _op, _m in (("Not", "logical_not"), ("IsNaN", "is_nan")):
+    HANDLERS[_op] = _unary(_m)
+
+
+@handles("IsInf")
+def _is_inf(n: _Node) -> list[Value]:
+    x = n.t(0)
+    pos, neg = bool(n.attr("detect_positive", 1)), bool(n.attr("detect_negative", 1))
+    if pos and neg:
+        return [n.g.is_inf(x)]
+    if pos or neg:
+        return [n.g.equal(x, n.scalar(math.inf if pos else -math.inf, x))]
+    return [n.g.greater(x, n.scalar(math.inf, x))]  # nothing is: all false
+
+
+# --------------------------------------------------------------------------- API
 # --------------------------------------------------------------------------- API
 
 
