@@ -1194,6 +1194,47 @@ class IsInfOp(FloatTestOp):
     name = "ge.is_inf"
 
 
+# --------------------------------------------------------------------------- sign and integer remainders
+
+
+@irdl_op_definition
+class SignOp(ElementwiseUnaryOp):
+    """`%s = ge.sign %x : tensor<4xf32>`: -1, 0 or 1 (NaN stays NaN); floats and integers."""
+
+    name = "ge.sign"
+
+    @staticmethod
+    def infer(op: str, input: TensorType) -> TensorType:
+        if not isinstance(input.element_type, AnyFloat | IntegerType) or input.element_type == i1:
+            raise _fail(op, f"expects a numeric tensor, got {input}")
+        return input
+
+
+class IntegerBinaryOp(ElementwiseBinaryOp):
+    """An elementwise binary op on integer tensors (not bools), NumPy broadcasting."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if not isinstance(out.element_type, IntegerType) or out.element_type == i1:
+            raise _fail(op, f"expects integer tensors, got {out.element_type}")
+        return out
+
+
+@irdl_op_definition
+class FloorModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `y` (Python's and NumPy's `%`; ONNX Mod)."""
+
+    name = "ge.floor_mod"
+
+
+@irdl_op_definition
+class FModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `x` (C's `%`; ONNX Mod with fmod=1)."""
+
+    name = "ge.fmod"
+
+
 GE = Dialect(
     "ge",
     [
@@ -1205,6 +1246,7 @@ GE = Dialect(
         CastOp, WhereOp, ConcatOp, SliceOp, GatherOp, ExpandOp,
         EqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp,
         LogicalAndOp, LogicalOrOp, LogicalXorOp, LogicalNotOp, IsNanOp, IsInfOp,
+        SignOp, FloorModOp, FModOp,
     ],
 )
 

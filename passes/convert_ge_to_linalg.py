@@ -82,6 +82,15 @@ def _mac(args: Sequence[SSAValue]) -> list[SSAValue]:
     return [_add(args[2], _mul(args[0], args[1]))]
 
 
+def _floor_mod(a: SSAValue, b: SSAValue) -> Operation:
+    """`remsi(a, b)`, plus `b` where it is non-zero and its sign differs from `b`'s."""
+    r = arith.RemSIOp(a, b).result
+    zero = B.scalar(0, a.type)
+    flip = arith.XOrIOp(arith.CmpiOp(r, zero, "slt").result, arith.CmpiOp(b, zero, "slt").result).result
+    fix = arith.AndIOp(arith.CmpiOp(r, zero, "ne").result, flip).result
+    return arith.SelectOp(fix, arith.AddiOp(r, b).result, r)
+
+
 _BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Operation]]] = {
     ge.AddOp: (arith.AddfOp, arith.AddiOp),
     ge.SubOp: (arith.SubfOp, arith.SubiOp),
@@ -93,6 +102,8 @@ _BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Ope
     ge.LogicalAndOp: (arith.AndIOp, arith.AndIOp),  # i1 only (verifier)
     ge.LogicalOrOp: (arith.OrIOp, arith.OrIOp),
     ge.LogicalXorOp: (arith.XOrIOp, arith.XOrIOp),
+    ge.FModOp: (arith.RemSIOp, arith.RemSIOp),  # integers only (verifier)
+    ge.FloorModOp: (_floor_mod, _floor_mod),
 }
 
 
@@ -121,6 +132,17 @@ def _sigmoid(x: SSAValue) -> SSAValue:
     return arith.DivfOp(one, arith.AddfOp(one, e).result).result
 
 
+def _sign(x: SSAValue) -> SSAValue:
+    """`x > 0 ? 1 : (x < 0 ? -1 : x)`: 0 stays 0 and NaN stays NaN."""
+    zero = B.scalar(0, x.type)
+    if _is_float(x.type):
+        pos, neg = arith.CmpfOp(x, zero, "ogt").result, arith.CmpfOp(x, zero, "olt").result
+    else:
+        pos, neg = arith.CmpiOp(x, zero, "sgt").result, arith.CmpiOp(x, zero, "slt").result
+    inner = arith.SelectOp(neg, B.scalar(-1, x.type), x).result
+    return arith.SelectOp(pos, B.scalar(1, x.type), inner).result
+
+
 _UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
     ge.ReluOp: _relu,
     ge.SigmoidOp: _sigmoid,
@@ -132,6 +154,7 @@ _UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
     ge.AbsOp: lambda x: math.AbsFOp(x).result,
     ge.ErfOp: lambda x: math.ErfOp(x).result,
     ge.LogicalNotOp: lambda x: arith.XOrIOp(x, B.scalar(1, i1)).result,
+    ge.SignOp: _sign,
 }
 
 

@@ -61,6 +61,25 @@ def test_comparisons_logic_and_tests_both_backends_before_and_after_update():
         check(bundles, feeds, ref(*feeds.values(), new["w"], new["keep"]))
 
 
+def test_sign_and_integer_mod_both_backends():
+    g = wrc.Graph("sign_mod")
+    a, b = g.data("a", (2, 4), "int64"), g.data("b", (4,), "int64")
+    x, k = g.data("x", (2, 4)), g.data("k", (4,), "int32")
+    w = g.const("w", rand(4))
+    g.output(g.floor_mod(a, b), g.fmod(a, b), g.sign(g.add(x, w)), g.sign(a), g.sign(k), g.floor_mod(k, g.sign(k)))
+    feeds = {"a": np.array([[7, -7, 7, -7], [0, 5, -3, 2**40 + 1]]), "b": np.array([3, 3, -3, -3]),
+             "x": SPECIAL.repeat(2, 1)[:, :4], "k": np.array([5, -2, 0, 7], np.int32)}
+    bundles = compile_bundles(g, ["w"])
+    with np.errstate(invalid="ignore", divide="ignore"):  # k % sign(k) divides by 0 once: 0 (NumPy's fmod)
+        for wv in (g.weight("w"), np.array([-1, 0, 1, np.nan], np.float32)):
+            if wv is not g.weight("w"):
+                for bd in bundles.values():
+                    bd.update({"w": wv})
+            a_, b_, x_, k_ = feeds.values()
+            check(bundles, feeds, [a_ % b_, np.fmod(a_, b_), np.sign(x_ + wv), np.sign(a_), np.sign(k_),
+                                   np.fmod(k_, np.sign(k_))])
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda g, x, m: g.less(m, m), "ge.less: expects numeric tensors, got i1"),
     (lambda g, x, m: g.logical_and(x, m), "ge.logical_and: expects bool \\(i1\\) tensors"),
@@ -68,6 +87,9 @@ def test_comparisons_logic_and_tests_both_backends_before_and_after_update():
     (lambda g, x, m: g.is_nan(m), "ge.is_nan: expects a floating-point tensor"),
     (lambda g, x, m: g.equal(x, m), "ge.equal: element types f32 and i1 differ"),
     (lambda g, x, m: g.logical_or(m, g.data("n", (3, 2), "bool")), "do not broadcast"),
+    (lambda g, x, m: g.sign(m), "ge.sign: expects a numeric tensor"),
+    (lambda g, x, m: g.fmod(x, x), "ge.fmod: expects integer tensors, got f32"),
+    (lambda g, x, m: g.floor_mod(m, m), "ge.floor_mod: expects integer tensors, got i1"),
 ])
 def test_builder_errors_name_the_op(bad, message):
     g = wrc.Graph("bad")
@@ -139,6 +161,19 @@ def test_onnx_comparison_and_logic_ops_match_onnxruntime():
              "j": RNG.integers(-2, 2, (1, 3)), "p": np.array([[True], [False]]), "q": RNG.random((2, 3)) < 0.5}
     with np.errstate(invalid="ignore"):
         check_model(m, feeds, backends=("numpy", "interp"))
+
+
+def test_onnx_sign_and_mod_match_onnxruntime():
+    nodes = [node("Add", ["x", "w"], ["t"]), node("Sign", ["t"], ["y0"]), node("Sign", ["i"], ["y1"]),
+             node("Mod", ["i", "j"], ["y2"]), node("Mod", ["i", "j"], ["y3"], fmod=1),
+             node("Mod", ["x", "w"], ["y4"], fmod=1)]
+    m = make(nodes[:5], [("x", F, [2, 3]), ("i", I64, [2, 3]), ("j", I64, [3])],
+             [("y0", F, None)] + [(f"y{k}", I64, None) for k in (1, 2, 3)], {"w": np.array([0, 1, -2], np.float32)})
+    feeds = {"x": SPECIAL, "i": np.array([[7, -7, 0], [-5, 5, 9]]), "j": np.array([3, -3, 4])}
+    check_model(m, feeds, backends=("numpy", "interp"))
+    float_mod = make(nodes[:1] + nodes[5:], [("x", F, [2, 3])], [("y4", F, None)], {"w": rand(3)})
+    with pytest.raises(wrc.WrcError, match="Mod .* floating-point tensors at run time"):
+        import_onnx(float_mod)
 
 
 def _mask_model(seq: int, dim: int) -> tuple:

@@ -439,6 +439,18 @@ class Graph:
         """True at +inf and -inf."""
         return self._float_test(ge.IsInfOp, x)
 
+    def sign(self, x: Tensor) -> Tensor:
+        """-1, 0 or 1 elementwise (NaN stays NaN)."""
+        return self._unary(ge.SignOp, x)
+
+    def floor_mod(self, a: Tensor, b: Tensor) -> Tensor:
+        """Integer `a % b` with the sign of `b` (NumPy's `%`)."""
+        return self._binary(ge.FloorModOp, a, b)
+
+    def fmod(self, a: Tensor, b: Tensor) -> Tensor:
+        """Integer remainder with the sign of `a` (C's `%`, `np.fmod`)."""
+        return self._binary(ge.FModOp, a, b)
+
     def output(self, *tensors: Tensor) -> None:
         """Set the graph's outputs (GE NetOutput), replacing earlier ones."""
         if not tensors:

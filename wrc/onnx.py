@@ -254,7 +254,7 @@ class _Node:
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero",
-             "ReduceProd", "Floor", "Ceil", "Mod", "CumSum", "Trilu"}
+             "ReduceProd", "Floor", "Ceil", "CumSum", "Trilu"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout"}
 
@@ -857,7 +857,7 @@ HANDLERS["ReduceMean"] = _reduce("reduce_mean", 18)
 HANDLERS["ReduceMax"] = _reduce("reduce_max", 18)
 
 
-# --------------------------------------------------------------------------- bool tensors
+# --------------------------------------------------------------------------- bool tensors, Sign, Mod
 # Comparisons and logic at run time (attention masks, NaN guards): bool tensors are `i1`.
 
 for _op, _m in (("Equal", "equal"), ("Less", "less"), ("LessOrEqual", "less_equal"), ("Greater", "greater"),
@@ -878,6 +878,19 @@ def _is_inf(n: _Node) -> list[Value]:
     if pos or neg:
         return [n.g.equal(x, n.scalar(math.inf if pos else -math.inf, x))]
     return [n.g.greater(x, n.scalar(math.inf, x))]  # nothing is: all false
+
+
+@handles("Sign")
+def _sign(n: _Node) -> list[Value]:
+    return [n.g.sign(n.t(0))]
+
+
+@handles("Mod")
+def _mod(n: _Node) -> list[Value]:
+    a, b = n.t(0), n.t(1)
+    if a.dtype.kind == "f":
+        raise _Unsupported("Mod of floating-point tensors at run time (integers only)")
+    return [n.g.fmod(a, b) if n.attr("fmod", 0) else n.g.floor_mod(a, b)]
 
 
 # --------------------------------------------------------------------------- API

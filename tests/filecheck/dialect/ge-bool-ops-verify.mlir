@@ -1,6 +1,7 @@
 // RUN: wrc-opt %s --split-input-file --verify-diagnostics | filecheck %s
 
-// Verifier errors of the bool (i1) ops; each CHECK is the exact diagnostic.
+// Verifier errors of the bool (i1) ops, sign and the integer remainders; each CHECK is the
+// exact diagnostic.
 
 %0 = ge.data "m" index 0 : tensor<2xi1>
 %1 = ge.less %0, %0 : (tensor<2xi1>, tensor<2xi1>) -> tensor<2xi1>
@@ -48,3 +49,18 @@
 %0 = ge.data "x" index 0 : tensor<2xf32>
 %1 = ge.is_inf %0 : tensor<2xf32> -> tensor<2xf32>
 // CHECK: ge.is_inf: result element type f32 should be i1
+
+// -----
+%0 = ge.data "m" index 0 : tensor<2xi1>
+%1 = ge.sign %0 : tensor<2xi1>
+// CHECK: ge.sign: expects a numeric tensor, got tensor<2xi1>
+
+// -----
+%0 = ge.data "x" index 0 : tensor<2xf32>
+%1 = ge.floor_mod %0, %0 : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+// CHECK: ge.floor_mod: expects integer tensors, got f32
+
+// -----
+%0 = ge.data "m" index 0 : tensor<2xi1>
+%1 = ge.fmod %0, %0 : (tensor<2xi1>, tensor<2xi1>) -> tensor<2xi1>
+// CHECK: ge.fmod: expects integer tensors, got i1

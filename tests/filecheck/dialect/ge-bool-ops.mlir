@@ -2,7 +2,8 @@
 // RUN: %roundtrip | filecheck %s
 
 // The bool (i1) ops: comparisons give i1 from numbers, logic ops take and give i1
-// (NumPy broadcasting), is_nan/is_inf test floats. Exact custom syntax, generic round trip.
+// (NumPy broadcasting), is_nan/is_inf test floats; with them sign and the integer
+// remainders floor_mod / fmod. Exact custom syntax, generic round trip.
 
 builtin.module {
   func.func @bool_ops() -> (tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x1xi1>, tensor<2x3xi1>, tensor<2x3xi1>) {
@@ -25,6 +26,16 @@ builtin.module {
     %inf = ge.is_inf %x : tensor<2x3xf32> -> tensor<2x3xi1>
     func.return %eq, %lt, %le, %gt, %ge, %and, %or, %xor, %beq, %not, %nan, %inf : tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x1xi1>, tensor<2x3xi1>, tensor<2x3xi1>
   }
+  func.func @sign_mod() -> (tensor<2x3xf32>, tensor<1x3xi64>, tensor<2x3xi64>, tensor<2x3xi64>) {
+    %x = ge.data "x" index 0 : tensor<2x3xf32>
+    %i = ge.data "i" index 1 : tensor<1x3xi64>
+    %j = ge.data "j" index 2 : tensor<2x3xi64>
+    %s = ge.sign %x : tensor<2x3xf32>
+    %si = ge.sign %i : tensor<1x3xi64>
+    %m = ge.floor_mod %i, %j : (tensor<1x3xi64>, tensor<2x3xi64>) -> tensor<2x3xi64>
+    %f = ge.fmod %j, %i : (tensor<2x3xi64>, tensor<1x3xi64>) -> tensor<2x3xi64>
+    func.return %s, %si, %m, %f : tensor<2x3xf32>, tensor<1x3xi64>, tensor<2x3xi64>, tensor<2x3xi64>
+  }
 }
 
 // CHECK-LABEL: func.func @bool_ops()
@@ -40,3 +51,9 @@ builtin.module {
 // CHECK-NEXT: %not = ge.logical_not %m : tensor<2x1xi1>
 // CHECK-NEXT: %nan = ge.is_nan %x : tensor<2x3xf32> -> tensor<2x3xi1>
 // CHECK-NEXT: %inf = ge.is_inf %x : tensor<2x3xf32> -> tensor<2x3xi1>
+
+// CHECK-LABEL: func.func @sign_mod()
+// CHECK:      %s = ge.sign %x : tensor<2x3xf32>
+// CHECK-NEXT: %si = ge.sign %i : tensor<1x3xi64>
+// CHECK-NEXT: %m = ge.floor_mod %i, %j : (tensor<1x3xi64>, tensor<2x3xi64>) -> tensor<2x3xi64>
+// CHECK-NEXT: %f = ge.fmod %j, %i : (tensor<2x3xi64>, tensor<1x3xi64>) -> tensor<2x3xi64>

@@ -2,8 +2,8 @@
 // RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize,convert-linalg-to-loops | filecheck %s --check-prefix=LOOPS
 
 // convert-ge-to-linalg on the bool (i1) ops (docs/internals.md, level 2): each is one
-// broadcasting generic into an i1 buffer. The second RUN line checks that xDSL's
-// convert-linalg-to-loops accepts every generic.
+// broadcasting generic into an i1 buffer; with them sign and the integer remainders. The
+// second RUN line checks that xDSL's convert-linalg-to-loops accepts every generic.
 
 // LOOPS-NOT: {{linalg\.|tensor\.}}
 // LOOPS: scf.for
@@ -58,6 +58,32 @@
 // CHECK-NEXT:    %[[INF:.*]] = arith.constant 0x7c00 : f16
 // CHECK-NEXT:    arith.cmpf oeq, %[[ABS]], %[[INF]] : f16
 
+// sign: x > 0 ? 1 : (x < 0 ? -1 : x) (0 and NaN stay); fmod is remsi (the sign of x);
+// floor_mod adds y to a non-zero remsi whose sign differs from y's.
+// CHECK-LABEL: func.func @sign_mod()
+// CHECK:       %s = linalg.generic
+// CHECK:         %[[P:.*]] = arith.cmpf ogt, %[[X:.*]], %{{.*}} : f32
+// CHECK-NEXT:    %[[N:.*]] = arith.cmpf olt, %[[X]], %{{.*}} : f32
+// CHECK-NEXT:    %[[M1:.*]] = arith.constant -1.000000e+00 : f32
+// CHECK-NEXT:    %[[IN:.*]] = arith.select %[[N]], %[[M1]], %[[X]] : f32
+// CHECK-NEXT:    %[[P1:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK-NEXT:    arith.select %[[P]], %[[P1]], %[[IN]] : f32
+// CHECK:       %si = linalg.generic
+// CHECK:         arith.cmpi sgt
+// CHECK:       %m = linalg.generic
+// CHECK:         %[[R:.*]] = arith.remsi %[[A:.*]], %[[B:.*]] : i64
+// CHECK:         %[[RN:.*]] = arith.cmpi slt, %[[R]], %{{.*}} : i64
+// CHECK-NEXT:    %[[BN:.*]] = arith.cmpi slt, %[[B]], %{{.*}} : i64
+// CHECK-NEXT:    %[[FLIP:.*]] = arith.xori %[[RN]], %[[BN]] : i1
+// CHECK-NEXT:    %[[NZ:.*]] = arith.cmpi ne, %[[R]], %{{.*}} : i64
+// CHECK-NEXT:    %[[FIX:.*]] = arith.andi %[[NZ]], %[[FLIP]] : i1
+// CHECK-NEXT:    %[[SUM:.*]] = arith.addi %[[R]], %[[B]] : i64
+// CHECK-NEXT:    arith.select %[[FIX]], %[[SUM]], %[[R]] : i64
+// CHECK:       %f = linalg.generic
+// CHECK-NEXT:  ^bb0
+// CHECK-NEXT:    arith.remsi
+// CHECK-NEXT:    linalg.yield
+
 builtin.module {
   func.func @compare() -> (tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x3xi1>, tensor<2x1xi1>) {
     %x = ge.data "x" index 0 : tensor<2x3xf32>
@@ -89,5 +115,16 @@ builtin.module {
     %nan = ge.is_nan %x : tensor<4xf16> -> tensor<4xi1>
     %inf = ge.is_inf %x : tensor<4xf16> -> tensor<4xi1>
     func.return %nan, %inf : tensor<4xi1>, tensor<4xi1>
+  }
+  func.func @sign_mod() -> (tensor<2x3xf32>, tensor<3xi32>, tensor<2x3xi64>, tensor<2x3xi64>) {
+    %x = ge.data "x" index 0 : tensor<2x3xf32>
+    %k = ge.data "k" index 1 : tensor<3xi32>
+    %i = ge.data "i" index 2 : tensor<2x3xi64>
+    %j = ge.data "j" index 3 : tensor<3xi64>
+    %s = ge.sign %x : tensor<2x3xf32>
+    %si = ge.sign %k : tensor<3xi32>
+    %m = ge.floor_mod %i, %j : (tensor<2x3xi64>, tensor<3xi64>) -> tensor<2x3xi64>
+    %f = ge.fmod %i, %j : (tensor<2x3xi64>, tensor<3xi64>) -> tensor<2x3xi64>
+    func.return %s, %si, %m, %f : tensor<2x3xf32>, tensor<3xi32>, tensor<2x3xi64>, tensor<2x3xi64>
   }
 }
