@@ -42,13 +42,15 @@ def test_comparisons_logic_and_tests_both_backends_before_and_after_update():
         g.logical_xor(m, g.greater(x, y)), g.logical_not(m), g.is_nan(x), g.is_inf(x),
         g.equal(m, lt), g.logical_and(keep, m), g.reduce_max(g.logical_and(m, lt), [1]),
         g.where(g.logical_not(lt), x, w),
+        # weight-only: ge-hoist-weight-only computes this mask once per update (a derived bool variable)
+        g.where(g.logical_and(g.logical_not(keep), g.logical_not(g.is_nan(w))), x, w),
     )
 
     def ref(xv, yv, iv, jv, mv, wv, kv):
         lt = xv < yv
         return [xv == yv, xv < wv, xv <= yv, iv > jv, iv >= jv, iv == jv, wv >= xv, mv & lt, mv | (iv == jv),
                 mv ^ (xv > yv), ~mv, np.isnan(xv), np.isinf(xv), mv == lt, kv & mv, (mv & lt).any(1),
-                np.where(~lt, xv, wv)]
+                np.where(~lt, xv, wv), np.where(~kv & ~np.isnan(wv), xv, wv)]
 
     feeds = {"x": SPECIAL, "y": np.array([1, np.nan, 0], np.float32),
              "i": RNG.integers(-2, 2, (2, 3)), "j": RNG.integers(-2, 2, (1, 3)), "m": np.array([[True], [False]])}
