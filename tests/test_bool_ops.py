@@ -10,9 +10,10 @@ from test_models import check, compile_bundles
 from test_onnx import check_model, make, node, ort_run
 
 import wrc
+from wrc.cli import main
 from wrc.context import make_context
 from wrc.ir_text import parse_module
-from wrc.onnx import compile_graph, import_onnx
+from wrc.onnx import import_onnx
 
 RNG = np.random.default_rng(11)
 F, B, I64 = TensorProto.FLOAT, TensorProto.BOOL, TensorProto.INT64
@@ -228,14 +229,23 @@ def test_transformers_attention_masks_match_onnxruntime():
     assert "ge.less_equal" not in ops  # the causal mask over constant aranges is folded
 
 
-def test_bool_model_inputs_and_outputs_through_onnx():
-    m = make([node("Not", ["p"], ["y0"]), node("Greater", ["x", "w"], ["y1"])],
-             [("p", B, [3]), ("x", F, [3])], [("y0", B, None), ("y1", B, None)], {"w": rand(3)})
-    data = compile_graph(import_onnx(m)).to_bytes()
-    b = wrc.load_bundle(data)
-    b.init()
-    feeds = {"p": np.array([True, False, True]), "x": rand(3)}
-    got = b.infer(feeds)
-    for g, w in zip(got, ort_run(m, feeds)):
-        assert g.dtype == w.dtype == bool
-        np.testing.assert_array_equal(g, w)
+def test_masked_model_through_wrc_compile_and_run(tmp_path):
+    """The attention-mask model through the command line: int64 mask from a .npy file; a bool
+    output written to the .npz as bool."""
+    model = _mask_model(seq=4, dim=4)
+    m2 = make([node("Not", ["p"], ["q"]), node("Add", ["x", "w"], ["y"])], [("p", B, [3]), ("x", F, [3])],
+              [("q", B, None), ("y", F, None)], {"w": rand(3)})
+    feeds = [{"x": rand(1, 4, 4), "attention_mask": np.array([[0, 1, 1, 1]], np.int64)},
+             {"p": np.array([True, False, True]), "x": rand(3)}]
+    for k, (m, feed) in enumerate(zip((model, m2), feeds)):
+        (tmp_path / f"m{k}.onnx").write_bytes(m.SerializeToString())
+        args = []
+        for name, value in feed.items():
+            np.save(tmp_path / f"{name}{k}.npy", value)
+            args += ["--input", f"{name}={tmp_path / f'{name}{k}.npy'}"]
+        assert main(["compile", str(tmp_path / f"m{k}.onnx"), "-o", str(tmp_path / f"m{k}.wrcb"), "-q"]) == 0
+        assert main(["run", str(tmp_path / f"m{k}.wrcb"), *args, "--output", str(tmp_path / f"o{k}.npz")]) == 0
+        got = np.load(tmp_path / f"o{k}.npz")
+        for i, want in enumerate(ort_run(m, feed)):
+            assert got[f"output_{i}"].dtype == want.dtype
+            np.testing.assert_allclose(got[f"output_{i}"], want, rtol=1e-4, atol=1e-5)
