@@ -30,6 +30,7 @@ from xdsl.dialects.builtin import (
     SymbolRefAttr,
     TensorType,
     UnrankedTensorType,
+    i1,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
@@ -1076,6 +1077,164 @@ class ExpandOp(RetypeOp):
         return self.infer(self.name, _ranked(self, self.input), self.output.type.get_shape())
 
 
+# --------------------------------------------------------------------------- bool (i1) tensors
+# Comparisons and logic for masks (attention masks, NaN guards). A bool tensor is `i1`, as in
+# MLIR; comparisons give `i1` from numbers, logic ops take and give `i1`.
+
+
+def _bool_type(op: str, t: TensorType) -> None:
+    if t.element_type != i1:
+        raise _fail(op, f"expects bool (i1) tensors, got {t}")
+
+
+class CompareOp(ElementwiseBinaryOp):
+    """`%m = ge.less %x, %y : (tensor<4x3xf32>, tensor<3xf32>) -> tensor<4x3xi1>`.
+
+    Operands of one numeric element type (NumPy broadcasting); the result is `i1`, false where
+    an operand is NaN. Orderings are not defined on bools (`ge.equal` is).
+    """
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if out.element_type == i1:
+            raise _fail(op, f"expects numeric tensors, got {out.element_type} (bools compare with ge.equal)")
+        return TensorType(i1, out.get_shape())
+
+
+@irdl_op_definition
+class EqualOp(CompareOp):
+    """`x == y` elementwise; bools too."""
+
+    name = "ge.equal"
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        return TensorType(i1, ElementwiseBinaryOp.infer(op, lhs, rhs).get_shape())
+
+
+@irdl_op_definition
+class LessOp(CompareOp):
+    name = "ge.less"
+
+
+@irdl_op_definition
+class LessEqualOp(CompareOp):
+    name = "ge.less_equal"
+
+
+@irdl_op_definition
+class GreaterOp(CompareOp):
+    name = "ge.greater"
+
+
+@irdl_op_definition
+class GreaterEqualOp(CompareOp):
+    name = "ge.greater_equal"
+
+
+class LogicalBinaryOp(ElementwiseBinaryOp):
+    """`%z = ge.logical_and %a, %b : (tensor<1x4xi1>, tensor<4x4xi1>) -> tensor<4x4xi1>` (NumPy broadcasting)."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        _bool_type(op, lhs)
+        _bool_type(op, rhs)
+        return ElementwiseBinaryOp.infer(op, lhs, rhs)
+
+
+@irdl_op_definition
+class LogicalAndOp(LogicalBinaryOp):
+    name = "ge.logical_and"
+
+
+@irdl_op_definition
+class LogicalOrOp(LogicalBinaryOp):
+    name = "ge.logical_or"
+
+
+@irdl_op_definition
+class LogicalXorOp(LogicalBinaryOp):
+    name = "ge.logical_xor"
+
+
+@irdl_op_definition
+class LogicalNotOp(ElementwiseUnaryOp):
+    """`%n = ge.logical_not %m : tensor<4xi1>`."""
+
+    name = "ge.logical_not"
+
+    @staticmethod
+    def infer(op: str, input: TensorType) -> TensorType:
+        _bool_type(op, input)
+        return input
+
+
+class FloatTestOp(RetypeOp):
+    """A test of each element of a float tensor: `%m = ge.is_nan %x : tensor<4xf32> -> tensor<4xi1>`."""
+
+    @staticmethod
+    def infer(op: str, input: TensorType) -> TensorType:
+        ElementwiseUnaryOp.infer(op, input)
+        return TensorType(i1, input.get_shape())
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input))
+
+
+@irdl_op_definition
+class IsNanOp(FloatTestOp):
+    name = "ge.is_nan"
+
+
+@irdl_op_definition
+class IsInfOp(FloatTestOp):
+    """True at +inf and -inf."""
+
+    name = "ge.is_inf"
+
+
+# --------------------------------------------------------------------------- sign and integer remainders
+
+
+@irdl_op_definition
+class SignOp(ElementwiseUnaryOp):
+    """`%s = ge.sign %x : tensor<4xf32>`: -1, 0 or 1 (NaN stays NaN); floats and integers."""
+
+    name = "ge.sign"
+
+    @staticmethod
+    def infer(op: str, input: TensorType) -> TensorType:
+        if not isinstance(input.element_type, AnyFloat | IntegerType) or input.element_type == i1:
+            raise _fail(op, f"expects a numeric tensor, got {input}")
+        return input
+
+
+class IntegerBinaryOp(ElementwiseBinaryOp):
+    """An elementwise binary op on integer tensors (not bools), NumPy broadcasting."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if not isinstance(out.element_type, IntegerType) or out.element_type == i1:
+            raise _fail(op, f"expects integer tensors, got {out.element_type}")
+        return out
+
+
+@irdl_op_definition
+class FloorModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `y` (Python's and NumPy's `%`; ONNX Mod)."""
+
+    name = "ge.floor_mod"
+
+
+@irdl_op_definition
+class FModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `x` (C's `%`; ONNX Mod with fmod=1)."""
+
+    name = "ge.fmod"
+
+
 GE = Dialect(
     "ge",
     [
@@ -1085,6 +1244,9 @@ GE = Dialect(
         GlobalAvgPoolOp, ReduceSumOp, ReduceMeanOp,
         SqrtOp, LogOp, NegOp, AbsOp, ErfOp, PowOp, MaximumOp, MinimumOp, ReduceMaxOp,
         CastOp, WhereOp, ConcatOp, SliceOp, GatherOp, ExpandOp,
+        EqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp,
+        LogicalAndOp, LogicalOrOp, LogicalXorOp, LogicalNotOp, IsNanOp, IsInfOp,
+        SignOp, FloorModOp, FModOp,
     ],
 )
 

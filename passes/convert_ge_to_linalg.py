@@ -82,6 +82,15 @@ def _mac(args: Sequence[SSAValue]) -> list[SSAValue]:
     return [_add(args[2], _mul(args[0], args[1]))]
 
 
+def _floor_mod(a: SSAValue, b: SSAValue) -> Operation:
+    """`remsi(a, b)`, plus `b` where it is non-zero and its sign differs from `b`'s."""
+    r = arith.RemSIOp(a, b).result
+    zero = B.scalar(0, a.type)
+    flip = arith.XOrIOp(arith.CmpiOp(r, zero, "slt").result, arith.CmpiOp(b, zero, "slt").result).result
+    fix = arith.AndIOp(arith.CmpiOp(r, zero, "ne").result, flip).result
+    return arith.SelectOp(fix, arith.AddiOp(r, b).result, r)
+
+
 _BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Operation]]] = {
     ge.AddOp: (arith.AddfOp, arith.AddiOp),
     ge.SubOp: (arith.SubfOp, arith.SubiOp),
@@ -90,12 +99,19 @@ _BINARY: dict[type[Operation], tuple[Callable[..., Operation], Callable[..., Ope
     ge.PowOp: (math.PowFOp, math.PowFOp),  # float only (verifier)
     ge.MaximumOp: (arith.MaximumfOp, arith.MaxSIOp),
     ge.MinimumOp: (arith.MinimumfOp, arith.MinSIOp),
+    ge.LogicalAndOp: (arith.AndIOp, arith.AndIOp),  # i1 only (verifier)
+    ge.LogicalOrOp: (arith.OrIOp, arith.OrIOp),
+    ge.LogicalXorOp: (arith.XOrIOp, arith.XOrIOp),
+    ge.FModOp: (arith.RemSIOp, arith.RemSIOp),  # integers only (verifier)
+    ge.FloorModOp: (_floor_mod, _floor_mod),
 }
 
 
 class LowerElementwiseBinary(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.ElementwiseBinaryOp, rewriter: PatternRewriter) -> None:
+        if isinstance(op, ge.CompareOp):
+            return  # LowerCompare
         out = _result(op)
         float_op, int_op = _BINARY[type(op)]
         kind = float_op if _is_float(out.element_type) else int_op
@@ -160,6 +176,17 @@ def _sigmoid(x: SSAValue) -> SSAValue:
     return arith.DivfOp(one, arith.AddfOp(one, e).result).result
 
 
+def _sign(x: SSAValue) -> SSAValue:
+    """`x > 0 ? 1 : (x < 0 ? -1 : x)`: 0 stays 0 and NaN stays NaN."""
+    zero = B.scalar(0, x.type)
+    if _is_float(x.type):
+        pos, neg = arith.CmpfOp(x, zero, "ogt").result, arith.CmpfOp(x, zero, "olt").result
+    else:
+        pos, neg = arith.CmpiOp(x, zero, "sgt").result, arith.CmpiOp(x, zero, "slt").result
+    inner = arith.SelectOp(neg, B.scalar(-1, x.type), x).result
+    return arith.SelectOp(pos, B.scalar(1, x.type), inner).result
+
+
 _UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
     ge.ReluOp: _relu,
     ge.SigmoidOp: _sigmoid,
@@ -170,6 +197,8 @@ _UNARY: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
     ge.NegOp: lambda x: arith.NegfOp(x).result,
     ge.AbsOp: lambda x: math.AbsFOp(x).result,
     ge.ErfOp: lambda x: math.ErfOp(x).result,
+    ge.LogicalNotOp: lambda x: arith.XOrIOp(x, B.scalar(1, i1)).result,
+    ge.SignOp: _sign,
 }
 
 
@@ -442,13 +471,16 @@ class LowerReduce(RewritePattern):
 
 
 class LowerReduceMax(RewritePattern):
-    """A `maximumf` (integers: `maxsi`) reduction into a buffer filled with the type's lowest value."""
+    """A `maximumf` (integers: `maxsi`) reduction into a buffer filled with the type's lowest value;
+    bools: `ori` into false (as signed i1, true is -1: `maxsi` would prefer false)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.ReduceMaxOp, rewriter: PatternRewriter) -> None:
         elt = B.element_type_of(op.input)
         if _is_float(elt):
             low, comb = NEG_INF, _max
+        elif elt == i1:
+            low, comb = 0, lambda a, b: arith.OrIOp(a, b).result
         else:
             assert isinstance(elt, IntegerType)
             low, comb = -(1 << (elt.width.data - 1)), lambda a, b: arith.MaxSIOp(a, b).result
@@ -498,6 +530,48 @@ class LowerWhere(RewritePattern):
             rewriter, [op.condition, op.lhs, op.rhs], out.get_shape(), out.element_type,
             lambda a: [arith.SelectOp(a[0], a[1], a[2]).result],
         )
+        rewriter.replace(op, [], [y])
+
+
+_COMPARE: dict[type[Operation], tuple[str, str]] = {
+    ge.EqualOp: ("oeq", "eq"),  # ordered float predicates: false when an operand is NaN (ONNX)
+    ge.LessOp: ("olt", "slt"),
+    ge.LessEqualOp: ("ole", "sle"),
+    ge.GreaterOp: ("ogt", "sgt"),
+    ge.GreaterEqualOp: ("oge", "sge"),
+}
+
+
+class LowerCompare(RewritePattern):
+    """One broadcasting generic with body `cmpf <ordered>` (floats) or `cmpi <signed>` (integers, i1)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.CompareOp, rewriter: PatternRewriter) -> None:
+        out = _result(op)
+        fpred, ipred = _COMPARE[type(op)]
+        is_float = _is_float(B.element_type_of(op.lhs))
+
+        def body(a: Sequence[SSAValue]) -> list[SSAValue]:
+            cmp = arith.CmpfOp(a[0], a[1], fpred) if is_float else arith.CmpiOp(a[0], a[1], ipred)
+            return [cmp.result]
+
+        y = B.elementwise(rewriter, [op.lhs, op.rhs], out.get_shape(), i1, body)
+        rewriter.replace(op, [], [y])
+
+
+_FLOAT_TESTS: dict[type[Operation], Callable[[SSAValue], SSAValue]] = {
+    ge.IsNanOp: lambda x: arith.CmpfOp(x, x, "uno").result,
+    ge.IsInfOp: lambda x: arith.CmpfOp(math.AbsFOp(x).result, B.scalar(float("inf"), x.type), "oeq").result,
+}
+
+
+class LowerFloatTest(RewritePattern):
+    """is_nan: `cmpf uno x, x`; is_inf: `cmpf oeq |x|, inf`."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.FloatTestOp, rewriter: PatternRewriter) -> None:
+        fn = _FLOAT_TESTS[type(op)]
+        y = B.elementwise(rewriter, [op.input], _result(op).get_shape(), i1, lambda a: [fn(a[0])])
         rewriter.replace(op, [], [y])
 
 
@@ -607,7 +681,7 @@ PATTERNS: tuple[RewritePattern, ...] = (
     LowerReshape(), LowerTranspose(), LowerConv2D(), LowerMaxPool2D(), LowerAvgPool2D(),
     LowerGlobalAvgPool(), LowerReduce(),
     LowerReduceMax(), LowerCast(), LowerWhere(), LowerConcat(), LowerSlice(), LowerGather(),
-    LowerExpand(),
+    LowerExpand(), LowerCompare(), LowerFloatTest(),
 )
 
 

@@ -394,6 +394,59 @@ class Graph:
         out = self._infer(ge.GatherOp.infer, ge.GatherOp.name, data.type, indices.type, axis)
         return self._insert(ge.GatherOp(data.value, indices.value, axis, out))
 
+    # bool tensors: comparisons give bool, logic ops take and give bool (NumPy broadcasting)
+
+    def equal(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.EqualOp, a, b)
+
+    def less(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.LessOp, a, b)
+
+    def less_equal(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.LessEqualOp, a, b)
+
+    def greater(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.GreaterOp, a, b)
+
+    def greater_equal(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.GreaterEqualOp, a, b)
+
+    def logical_and(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.LogicalAndOp, a, b)
+
+    def logical_or(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.LogicalOrOp, a, b)
+
+    def logical_xor(self, a: Tensor, b: Tensor) -> Tensor:
+        return self._binary(ge.LogicalXorOp, a, b)
+
+    def logical_not(self, x: Tensor) -> Tensor:
+        return self._unary(ge.LogicalNotOp, x)
+
+    def _float_test(self, cls: type[ge.FloatTestOp], x: Tensor) -> Tensor:
+        self._own(x)
+        out = self._infer(cls.infer, cls.name, x.type)
+        return self._insert(cls(x.value, out))
+
+    def is_nan(self, x: Tensor) -> Tensor:
+        return self._float_test(ge.IsNanOp, x)
+
+    def is_inf(self, x: Tensor) -> Tensor:
+        """True at +inf and -inf."""
+        return self._float_test(ge.IsInfOp, x)
+
+    def sign(self, x: Tensor) -> Tensor:
+        """-1, 0 or 1 elementwise (NaN stays NaN)."""
+        return self._unary(ge.SignOp, x)
+
+    def floor_mod(self, a: Tensor, b: Tensor) -> Tensor:
+        """Integer `a % b` with the sign of `b` (NumPy's `%`)."""
+        return self._binary(ge.FloorModOp, a, b)
+
+    def fmod(self, a: Tensor, b: Tensor) -> Tensor:
+        """Integer remainder with the sign of `a` (C's `%`, `np.fmod`)."""
+        return self._binary(ge.FModOp, a, b)
+
     def output(self, *tensors: Tensor) -> None:
         """Set the graph's outputs (GE NetOutput), replacing earlier ones."""
         if not tensors:

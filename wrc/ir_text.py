@@ -12,14 +12,19 @@ of its xDSL 0.74 flaws fixed for wrc's use. Use `parse_module` (or `SafeParser`)
    *bytes* literal, so a `sym_name` or `ge.name` holding such a name comes back as a
    `BytesAttr` and fails to verify. Here a literal whose bytes are valid UTF-8 is a string,
    as MLIR reads it.
+3. **Non-finite floats in `dense<...>` do not round-trip.** xDSL prints inf and NaN elements as
+   their bit patterns in hex (`dense<0xff800000> : tensor<f32>`, MLIR's form) but reads a hex
+   element back as the integer 4286578688. Here a hex element of a float tensor is its bits.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import AnyFloat, Float16Type, Float32Type, Float64Type, ModuleOp
 from xdsl.parser import Parser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.utils.lexer import Input
@@ -31,6 +36,23 @@ _STRING = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*"')
 
 class _Lexer(MLIRLexer):
     _unescaped_characters_regex = _STRING
+
+
+_FLOAT_BITS: dict[type, tuple[str, str]] = {Float16Type: ("<u2", "<f2"), Float32Type: ("<u4", "<f4"),
+                                             Float64Type: ("<u8", "<f8")}
+
+
+class _HexElement(Parser._TensorLiteralElement):
+    """A `0x...` element of a dense literal: for a float element type, the value's bits."""
+
+    def to_type(self, parser: Any, type: Any) -> Any:
+        kinds = _FLOAT_BITS.get(type.__class__) if isinstance(type, AnyFloat) else None
+        if kinds is None:
+            return super().to_type(parser, type)
+        bits, value = kinds
+        if not 0 <= int(self.value) < 1 << (8 * np.dtype(bits).itemsize):
+            parser.raise_error(f"hexadecimal literal does not fit {type}", at_position=self.span)
+        return float(np.array(int(self.value), bits).view(value))
 
 
 class SafeParser(Parser):
@@ -51,6 +73,13 @@ class SafeParser(Parser):
             self._consume_token(MLIRTokenKind.BYTES_LIT)
             return value
         return super().parse_optional_str_literal()
+
+    def _parse_tensor_literal_element(self) -> Parser._TensorLiteralElement:
+        token = self._current_token
+        element = super()._parse_tensor_literal_element()
+        if token.kind == MLIRTokenKind.INTEGER_LIT and token.text[:2] in ("0x", "0X"):
+            return _HexElement(element.is_negative, element.value, element.span)
+        return element
 
 
 def parse_module(ctx: Context, text: str | bytes, name: str = "<unknown>") -> ModuleOp:

@@ -241,8 +241,8 @@ class _Node:
 
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
-FOLD_ONLY = {"Range", "Equal", "Less", "Greater", "Not", "And", "Or", "ConstantOfShape", "NonZero",
-             "ReduceProd", "Floor", "Ceil", "Mod", "CumSum", "Trilu"}
+FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero",
+             "ReduceProd", "Floor", "Ceil", "CumSum", "Trilu"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout"}
 
@@ -849,6 +849,42 @@ def _reduce(method: str, axes_input_since: int) -> Handler:
 HANDLERS["ReduceSum"] = _reduce("reduce_sum", 13)
 HANDLERS["ReduceMean"] = _reduce("reduce_mean", 18)
 HANDLERS["ReduceMax"] = _reduce("reduce_max", 18)
+
+
+# --------------------------------------------------------------------------- bool tensors, Sign, Mod
+# Comparisons and logic at run time (attention masks, NaN guards): bool tensors are `i1`.
+
+for _op, _m in (("Equal", "equal"), ("Less", "less"), ("LessOrEqual", "less_equal"), ("Greater", "greater"),
+                ("GreaterOrEqual", "greater_equal"), ("And", "logical_and"), ("Or", "logical_or"),
+                ("Xor", "logical_xor")):
+    HANDLERS[_op] = _binary(_m)
+
+for _op, _m in (("Not", "logical_not"), ("IsNaN", "is_nan")):
+    HANDLERS[_op] = _unary(_m)
+
+
+@handles("IsInf")
+def _is_inf(n: _Node) -> list[Value]:
+    x = n.t(0)
+    pos, neg = bool(n.attr("detect_positive", 1)), bool(n.attr("detect_negative", 1))
+    if pos and neg:
+        return [n.g.is_inf(x)]
+    if pos or neg:
+        return [n.g.equal(x, n.scalar(math.inf if pos else -math.inf, x))]
+    return [n.g.greater(x, n.scalar(math.inf, x))]  # nothing is: all false
+
+
+@handles("Sign")
+def _sign(n: _Node) -> list[Value]:
+    return [n.g.sign(n.t(0))]
+
+
+@handles("Mod")
+def _mod(n: _Node) -> list[Value]:
+    a, b = n.t(0), n.t(1)
+    if a.dtype.kind == "f":
+        raise _Unsupported("Mod of floating-point tensors at run time (integers only)")
+    return [n.g.fmod(a, b) if n.attr("fmod", 0) else n.g.floor_mod(a, b)]
 
 
 # --------------------------------------------------------------------------- API

@@ -12,7 +12,7 @@ fills what xDSL 0.74 lacks or gets wrong for wrc's IR:
 * `memref.copy`, `collapse_shape`/`expand_shape` (views sharing the buffer);
 * `memref.store` of a float too large for its type stores ±inf (NumPy's result) instead of
   failing in `struct.pack`;
-* `arith.divf/negf/maxnumf/minnumf/maxsi/minsi`, float/int casts, IEEE `math.exp/log/sqrt`
+* `arith.divf/negf/maxnumf/minnumf/maxsi/minsi/remsi`, float/int casts, IEEE `math.exp/log/sqrt`
   (no Python OverflowError/ValueError), `math.tanh/absf/erf/powf`.
 
 Values are Python floats/ints (double precision inside a body, rounded at each store).
@@ -197,6 +197,12 @@ class WrcFunctions(InterpreterFunctions):
     @impl(arith.MinSIOp)
     def run_minsi(self, interpreter: Interpreter, op: arith.MinSIOp, args: PythonValues) -> PythonValues:
         return (min(args),)
+
+    @impl(arith.RemSIOp)
+    def run_remsi(self, interpreter: Interpreter, op: arith.RemSIOp, args: PythonValues) -> PythonValues:
+        a, b = args  # C's remainder: the sign of a; 0 for b = 0 as NumPy's fmod (xDSL asserts)
+        r = abs(a) % abs(b) if b else 0
+        return (r if a >= 0 else -r,)
 
     @impl(arith.ExtFOp)
     def run_extf(self, interpreter: Interpreter, op: arith.ExtFOp, args: PythonValues) -> PythonValues:

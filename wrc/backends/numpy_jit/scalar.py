@@ -89,7 +89,7 @@ _CMPI: dict[int, str] = {
 _COMBINERS: dict[str, str] = {
     op: _UFUNCS[op]
     for op in ("arith.addf", "arith.addi", "arith.mulf", "arith.muli", "arith.maximumf", "arith.minimumf",
-               "arith.maxnumf", "arith.minnumf", "arith.maxsi", "arith.minsi")
+               "arith.maxnumf", "arith.minnumf", "arith.maxsi", "arith.minsi", "arith.ori")
 }
 """Reduction combiners `out = comb(out, expr)` and the ufunc whose `.reduce` they are."""
 
@@ -106,7 +106,7 @@ def combiner(op: Operation) -> str | None:
 
 def identity(ufunc: str, dtype: np.dtype[Any]) -> float | int:
     """The value `v` with `comb(v, x) == x`: a fill with it needs not be done."""
-    if ufunc == "add":
+    if ufunc in ("add", "bitwise_or"):
         return 0
     if ufunc == "multiply":
         return 1
