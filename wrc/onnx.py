@@ -1,14 +1,15 @@
 """`wrc.onnx.import_onnx`: an ONNX model as a `wrc.Graph` (docs/onnx.md).
 
-Every initializer used as a tensor becomes a `ge.const` named like the initializer, its bytes in
-`graph.weights` (so the ONNX names can be passed to `convert_to_weight_refreshable_graphs` as
-they are); graph inputs that are not initializers become `ge.data` inputs; symbolic dims become
-dynamic ones unless pinned with `input_shapes`.
+Models at opsets 7-12 are first upgraded to 13 (`_upgrade`). Every initializer used as a tensor
+becomes a `ge.const` named like the initializer, its bytes in `graph.weights` unless it is a
+small non-weight (so the ONNX names can be passed to `convert_to_weight_refreshable_graphs` as
+they are; `weight_names` says which are weights); graph inputs that are not initializers become
+`ge.data` inputs; symbolic dims become dynamic ones unless pinned with `input_shapes`.
 
 Values are either graph tensors or *static* NumPy arrays known at import time (Constant nodes,
 `Shape` of a statically shaped tensor, integer initializers, ...). A node whose inputs are all
-static and not float initializers is folded with `onnx.reference` — this is how the
-shape-computation chains exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
+static and not float initializers is folded (`NUMPY_FOLDS`, else `onnx.reference`) — this is how
+the shape-computation chains exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
 disappear. Float initializers are never folded into other constants: they stay weights.
 """
 
@@ -74,7 +75,17 @@ def is_weight_value(array: np.ndarray) -> bool:
     """`weight_names`' rule on an initializer's value: floats, more than one element (0-d and
     one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
     every |x| < FILL_MAGNITUDE (not a mask fill)."""
-    return array.dtype.kind == "f" and array.size > 1 and bool(np.all(np.abs(array) < FILL_MAGNITUDE))
+    if array.dtype.kind != "f" or array.size <= 1:
+        return False
+    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
+        return bool(np.isfinite(array).all())
+    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
+
+
+def _inlinable(array: np.ndarray) -> bool:
+    """Small enough to print in the IR, and finite: NaN and inf do not survive the IR text
+    (printed as hex, they are read back as integers)."""
+    return array.size <= INLINE_LIMIT and (array.dtype.kind != "f" or bool(np.isfinite(array).all()))
 
 
 class ImportedGraph(Graph):
@@ -204,7 +215,7 @@ class _Importer:
         name = v.name or name  # one constant per initializer, however many aliases it has
         if name not in self.consts:
             weight = v.name is not None and is_weight_value(v.array)  # only initializers have a name
-            inline = not weight and v.array.size <= INLINE_LIMIT
+            inline = not weight and _inlinable(v.array)
             self.consts[name] = self.graph.const(name, v.array, dtype=v.array.dtype, inline=inline)
             if weight:
                 self.graph.initializer_weights.append(name)
