@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,24 @@ def test_weight_stripped_partial_weights_and_errors(tmp_path, capsys):
         assert wrc(*argv) == 1, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_dynamic_dims_name_the_flag_and_errors_end_the_progress_line(tmp_path, capsys):
+    from test_onnx import F, Y, make, node, rand
+
+    path, out = tmp_path / "dyn.onnx", tmp_path / "dyn.wrcb"
+    onnx.save(make([node("MatMul", ["ids", "w"])], [("ids", F, ["batch", 4])], [Y], {"w": rand(4, 2)}), str(path))
+    assert wrc("compile", path, "-o", out) == 1
+    err = capsys.readouterr().err
+    assert "--input-shape ids=<batch>,4" in err and "input_shapes" not in err and "Traceback" not in err, err
+    assert wrc("compile", path, "-o", out, "--input-shape", "ids=3,4") == 0
+    assert "1 refreshable weight" in capsys.readouterr().out
+    # `wrc inspect` lists what is refreshable: the weight, by its ONNX name
+    assert wrc("inspect", out, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [v["weight"] for v in info["variables"] if v["weight"]] == ["w"]
+    # an import error: the progress line ends before the error line
+    onnx.save(make([onnx.helper.make_node("Det", ["x"], ["y"], name="det1")], [("x", F, [3, 3])], [Y]), str(path))
+    assert wrc("compile", path, "-o", out) == 1
+    err = capsys.readouterr().err
+    assert f"wrc: importing {path} ... failed\nwrc: error: 1 unsupported node(s):" in err, err

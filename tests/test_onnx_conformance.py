@@ -133,7 +133,9 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
         for first in (1, 0):
             model, feeds = _weights_from_inputs(original, inputs, first)
             graph = import_onnx(model)
-            names = weight_names(graph)
+            # the weights; else the initializers named explicitly (float scalars, integers)
+            inits = {i.name for i in model.graph.initializer}
+            names = weight_names(graph) or [n for n in graph.constants if n in inits]
             if names:
                 break
         with wrc.BuildSession(), tempfile.TemporaryDirectory() as tmp:
@@ -145,8 +147,8 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
     except Exception as e:  # noqa: BLE001 - the table records it
         return Result(name, "fail", f"{type(e).__name__}: {str(e)[:160]}")
     rng = np.random.default_rng(seed)
-    new = {n: rng.standard_normal(graph.weights[n].shape).astype(graph.weights[n].dtype)
-           for n in names if graph.weights[n].dtype.kind == "f"}
+    new = {n: rng.standard_normal(graph.weight(n).shape).astype(graph.weight(n).dtype)
+           for n in names if graph.weight(n).dtype.kind == "f"}
     updated = copy.deepcopy(model)
     for init in updated.graph.initializer:
         if init.name in new:
@@ -234,10 +236,11 @@ Totals: {totals['pass']} pass, {totals['unsupported']} unsupported, {totals['fai
 Operators without a passing case: """ + "; ".join(f"{op} ({why})" for op, why in UNSUPPORTED_OPS.items()) + """.
 The other unsupported cases are forms wrc does not take (reasons per case below): unsigned,
 bfloat16, float8/4-bit and string element types; ops producing empty tensors; pooling with
-dilations or 3-D inputs; training-mode BatchNormalization/Dropout and Dropout's mask; Pad modes
-other than constant; negative Slice steps; Mod of floats at run time; opsets before 13; sequences
-and optionals; cases whose inputs are all integers read at import time (nothing left to make a
-weight).
+dilations or 3-D inputs; training-mode BatchNormalization/Dropout; Pad modes other than
+constant; negative Slice steps; Mod of floats at run time; sequences and optionals; cases whose
+inputs are all integers or bools read at import time (nothing left to make a weight). A case
+without weights by `weight_names`' rule (its initializers are float scalars or integers) names
+them explicitly.
 
 | op | cases | pass | unsupported | fail |
 |---|---|---|---|---|

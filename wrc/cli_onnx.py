@@ -27,7 +27,12 @@ class _Progress:
         if not self.quiet:
             print(f"wrc: {what} ...", end="", file=sys.stderr, flush=True)
         start = time.monotonic()
-        result = fn()
+        try:
+            result = fn()
+        except BaseException:
+            if not self.quiet:  # end the progress line before the error is printed
+                print(" failed", file=sys.stderr, flush=True)
+            raise
         if not self.quiet:
             print(f" {time.monotonic() - start:.2f}s", file=sys.stderr, flush=True)
         return result
@@ -46,16 +51,18 @@ def _shape_arg(text: str) -> tuple[str, tuple[int | None, ...]]:
 def add_compile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile an ONNX model into a weight-refreshable bundle",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
-Import MODEL (ONNX, opsets 13-21; docs/onnx.md), make its weights refreshable and write the
-bundle OUT. By default every initializer is a refreshable weight (--all-weights); --weights
-picks some by their ONNX names. --no-init leaves out the init graph: a weight-stripped bundle
+Import MODEL (ONNX, opsets 13-21, 7-12 upgraded to 13; docs/onnx.md), make its weights
+refreshable and write the bundle OUT. By default the weights are the float initializers with
+more than one element, not mask fills (--all-weights); --weights picks constants by their ONNX
+names. --no-init leaves out the init graph: a weight-stripped bundle
 whose weights must be set with `wrc run --update` (or Bundle.update) before inference.
 Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile.""")
     p.add_argument("model", help="an .onnx file (external data is read from its folder)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the bundle file to write (.wrcb)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--weights", metavar="NAMES", help="comma-separated initializer names to make refreshable")
-    which.add_argument("--all-weights", action="store_true", help="every initializer (the default)")
+    which.add_argument("--all-weights", action="store_true",
+                       help="every weight: float initializers of 2+ elements, |x| < 1e30 (the default)")
     p.add_argument("--no-init", action="store_true", help="write a weight-stripped bundle (no var_init_graph)")
     p.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME=DIMS",
                    help="pin an input's shape, e.g. x=1,3,224,224 (repeatable)")
@@ -67,6 +74,10 @@ def _compile(args: argparse.Namespace) -> int:
     from wrc.onnx import compile_graph, import_onnx, weight_names
     from wrc.workflow import BuildSession, bundle_save_model
 
+    unpinned = _unpinned_inputs(args.model, {name for name, _ in args.input_shape})
+    if unpinned:
+        raise InputError(f"{args.model}: compiling needs static shapes; pin the dynamic input dims with "
+                         + " ".join(f"--input-shape {spec}" for spec in unpinned) + " (numbers for the <...>)")
     progress = _Progress(args.quiet)
     graph = progress.stage(f"importing {args.model}", lambda: import_onnx(args.model, dict(args.input_shape)))
     names = weight_names(graph)
@@ -84,6 +95,29 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: {len(names)} refreshable weight(s)"
           + (", weight-stripped" if args.no_init else ""))
     return 0
+
+
+def _unpinned_inputs(path: str, pinned: set[str]) -> list[str]:
+    """`NAME=D0,D1,...` for each input of the ONNX file with a dynamic dim that --input-shape does
+    not pin (a symbolic dim as <its name>, an unknown one as <?>)."""
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - import_onnx reports an unreadable file with its reason
+        return []
+    inits = {i.name for i in model.graph.initializer}
+    specs = []
+    for inp in model.graph.input:
+        tt = inp.type.tensor_type
+        if inp.name in inits or inp.name in pinned:
+            continue
+        dims = [str(d.dim_value) if d.HasField("dim_value") else f"<{d.dim_param or '?'}>" for d in tt.shape.dim]
+        if not tt.HasField("shape"):
+            specs.append(f"{inp.name}=<D0>,<D1>,...")
+        elif any(d.startswith("<") for d in dims):
+            specs.append(f"{inp.name}={','.join(dims)}")
+    return specs
 
 
 def _input_arg(text: str) -> tuple[str, str]:

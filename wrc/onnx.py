@@ -1,14 +1,15 @@
 """`wrc.onnx.import_onnx`: an ONNX model as a `wrc.Graph` (docs/onnx.md).
 
-Every initializer used as a tensor becomes a `ge.const` named like the initializer, its bytes in
-`graph.weights` (so the ONNX names can be passed to `convert_to_weight_refreshable_graphs` as
-they are); graph inputs that are not initializers become `ge.data` inputs; symbolic dims become
-dynamic ones unless pinned with `input_shapes`.
+Models at opsets 7-12 are first upgraded to 13 (`_upgrade`). Every initializer used as a tensor
+becomes a `ge.const` named like the initializer, its bytes in `graph.weights` unless it is a
+small non-weight (so the ONNX names can be passed to `convert_to_weight_refreshable_graphs` as
+they are; `weight_names` says which are weights); graph inputs that are not initializers become
+`ge.data` inputs; symbolic dims become dynamic ones unless pinned with `input_shapes`.
 
 Values are either graph tensors or *static* NumPy arrays known at import time (Constant nodes,
 `Shape` of a statically shaped tensor, integer initializers, ...). A node whose inputs are all
-static and not float initializers is folded with `onnx.reference` — this is how the
-shape-computation chains exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
+static and not float initializers is folded (`NUMPY_FOLDS`, else `onnx.reference`) — this is how
+the shape-computation chains exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
 disappear. Float initializers are never folded into other constants: they stay weights.
 """
 
@@ -29,11 +30,17 @@ from wrc.graph import Graph, Tensor
 from wrc.model_buffer import ModelBuffer
 
 MIN_OPSET, MAX_OPSET = 13, onnx.defs.onnx_opset_version()
+OLDEST_OPSET = 7
+"""Models at opsets OLDEST_OPSET to MIN_OPSET - 1 are upgraded to MIN_OPSET with
+`onnx.version_converter` before import (`_upgrade`)."""
 TESTED_OPSETS = (13, 21)
 """Opsets 13-21 are what wrc targets; newer ones are accepted (the supported ops kept their
 semantics; the conformance table runs ONNX's node tests at their own, often newer, opsets)."""
 INLINE_LIMIT = 64
-"""Static values created by the importer with at most this many elements are printed inline."""
+"""Static values that are not weights with at most this many elements are printed inline."""
+FILL_MAGNITUDE = 1e30
+"""A float initializer holding a value at least this large (or inf/NaN) is a fill constant
+(attention masks use -1e38 / finfo.min / -inf), not a weight."""
 
 
 class _Unsupported(Exception):
@@ -52,6 +59,32 @@ class Static:
 Value = Tensor | Static
 
 
+def is_weight_value(array: np.ndarray) -> bool:
+    """`weight_names`' rule on an initializer's value: floats, more than one element (0-d and
+    one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
+    every |x| < FILL_MAGNITUDE (not a mask fill)."""
+    if array.dtype.kind != "f" or array.size <= 1:
+        return False
+    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
+        return bool(np.isfinite(array).all())
+    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
+
+
+def _inlinable(array: np.ndarray) -> bool:
+    """Small enough to print in the IR, and finite: NaN and inf do not survive the IR text
+    (printed as hex, they are read back as integers)."""
+    return array.size <= INLINE_LIMIT and (array.dtype.kind != "f" or bool(np.isfinite(array).all()))
+
+
+class ImportedGraph(Graph):
+    """The `Graph` `import_onnx` returns; `initializer_weights` names the constants that are
+    ONNX initializers passing `is_weight_value` (what `weight_names` returns)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.initializer_weights: list[str] = []
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -65,6 +98,51 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, 
         raise OnnxImportError(f"{path}: no such file ({e.filename})") from None
     except Exception as e:  # protobuf DecodeError, bad external data, ...
         raise OnnxImportError(f"{path}: cannot load the ONNX model: {type(e).__name__}: {e}") from None
+
+
+def _default_opset(model: onnx.ModelProto) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _upgrade(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    """A model at opset 7-12 converted to MIN_OPSET by `onnx.version_converter` (initializer and
+    value names are kept). When the converter fails, the failing node is found by converting ever
+    longer prefixes of the node list (a binary search) and named in the error."""
+    from onnx import version_converter
+
+    opset = _default_opset(model)
+    if opset is None or not OLDEST_OPSET <= opset < MIN_OPSET:
+        return model
+
+    def convert(m: onnx.ModelProto) -> onnx.ModelProto:
+        return version_converter.convert_version(m, MIN_OPSET)
+
+    try:
+        return convert(model)
+    except Exception as e:  # the converter raises RuntimeError/ConvertError with a C++ assertion text
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    reason = reason.split("failed: ")[-1]  # drop the C++ file, line and assertion text
+    nodes = model.graph.node
+    lo, hi = 0, len(nodes)  # the prefix of length hi fails; find the shortest one
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        prefix = onnx.ModelProto()
+        prefix.CopyFrom(model)
+        del prefix.graph.node[mid:]
+        del prefix.graph.output[:]
+        try:
+            convert(prefix)
+            lo = mid
+        except Exception:  # noqa: BLE001 - any failure means the culprit is in this prefix
+            hi = mid
+    node = nodes[hi - 1] if nodes else None
+    at = "" if node is None else f" at {_label(node)}"
+    raise OnnxImportError(f"{where}: cannot upgrade this opset-{opset} model to opset {MIN_OPSET} with "
+                          f"onnx.version_converter{at}: {reason}") from None
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} (node {node.name!r})" if node.name else f"{node.op_type} (output {node.output[0]!r})"
 
 
 def _np_dtype(elem_type: int, where: str) -> np.dtype:
@@ -83,12 +161,13 @@ def _np_dtype(elem_type: int, where: str) -> np.dtype:
 class _Importer:
     def __init__(self, model: onnx.ModelProto, where: str, input_shapes: Mapping[str, Sequence[int | None]]):
         self.model, self.where = model, where
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        self.opset = _default_opset(model)
         if self.opset is None or not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise OnnxImportError(f"{where}: ONNX opset {self.opset} is not supported (wrc imports opsets {MIN_OPSET} to "
-                                  f"{MAX_OPSET}, targeting {TESTED_OPSETS[0]} to {TESTED_OPSETS[1]})")
+                                  f"{MAX_OPSET}, targeting {TESTED_OPSETS[0]} to {TESTED_OPSETS[1]}; opsets "
+                                  f"{OLDEST_OPSET} to {MIN_OPSET - 1} are upgraded to {MIN_OPSET})")
         g = model.graph
-        self.graph = Graph(g.name or "main")
+        self.graph = ImportedGraph(g.name or "main")
         self.env: dict[str, Value] = {}
         self.consts: dict[str, Tensor] = {}  # materialized static values, by ONNX name
         inits = {i.name for i in g.initializer}
@@ -123,15 +202,18 @@ class _Importer:
             return v
         name = v.name or name  # one constant per initializer, however many aliases it has
         if name not in self.consts:
-            inline = v.name is None and v.array.size <= INLINE_LIMIT  # initializers stay named weights
+            weight = v.name is not None and is_weight_value(v.array)  # only initializers have a name
+            inline = not weight and _inlinable(v.array)
             self.consts[name] = self.graph.const(name, v.array, dtype=v.array.dtype, inline=inline)
+            if weight:
+                self.graph.initializer_weights.append(name)
         return self.consts[name]
 
     def run(self) -> Graph:
         problems: list[str] = []
         poisoned: set[str] = set()
         for node in self.model.graph.node:
-            label = f"{node.op_type} (node {node.name!r})" if node.name else f"{node.op_type} (output {node.output[0]!r})"
+            label = _label(node)
             if node.domain not in ("", "ai.onnx"):
                 problems.append(f"{label}: domain {node.domain!r} is not supported")
                 poisoned.update(node.output)
@@ -175,13 +257,19 @@ class _Importer:
         if handler is None:
             raise _Unsupported("operator not supported" if node.op_type not in FOLD_ONLY
                                else "supported only when all its inputs are constants")
-        return handler(_Node(self, node, vals))
+        outs = handler(_Node(self, node, vals))
+        empty = next((v for v in outs if isinstance(v, Tensor) and 0 in v.shape), None)
+        if empty is not None:
+            raise _Unsupported(f"it produces an empty tensor (shape {list(empty.shape)}), which wrc does not support")
+        return outs
 
     def fold(self, node: onnx.NodeProto, vals: list[Value | None]) -> list[Value]:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {i: v.array for i, v in zip(node.input, vals) if isinstance(v, Static)}
         try:
+            if node.op_type in NUMPY_FOLDS:  # where onnx.reference is wrong
+                return [Static(np.asarray(o)) for o in NUMPY_FOLDS[node.op_type](_Node(self, node, vals))]
             outs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
         except Exception as e:
             raise _Unsupported(f"cannot fold this node over its constant inputs: {type(e).__name__}: {e}") from None
@@ -244,7 +332,7 @@ HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero",
              "ReduceProd", "Floor", "Ceil", "CumSum", "Trilu"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
-NO_FOLD = {"Dropout"}
+NO_FOLD = {"Dropout", "If"}
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:
@@ -273,12 +361,12 @@ def _constant(n: _Node) -> list[Value]:
 
 @handles("Identity", "Dropout")
 def _identity(n: _Node) -> list[Value]:
-    if len([o for o in n.node.output if o]) > 1:
-        raise _Unsupported("the mask output of Dropout is not supported")
     if n.node.op_type == "Dropout" and n.has(2) and bool(n.s(2).reshape(-1)[0]):
         raise _Unsupported("Dropout in training mode (random)")
     v = n.vals[0]
     assert v is not None
+    if len(n.node.output) > 1 and n.node.output[1]:
+        return [v, *_dropout_mask(n, v)]
     return [v]
 
 
@@ -842,6 +930,10 @@ def _reduce(method: str, axes_input_since: int) -> Handler:
             raise _Unsupported("a reduction over an empty axis")
         if rank == 0:
             return [n.g.reshape(x, [])]
+        if x.dtype.kind == "b":  # ReduceMax of bools is "any": the max of the values as 0/1 int8
+            if method != "reduce_max":
+                raise _Unsupported(f"{n.node.op_type} of bool values")
+            return [n.g.cast(n.g.reduce_max(n.g.cast(x, np.int8), axes, keep), np.bool_)]
         return [getattr(n.g, method)(x, axes, keep)]
     return fn
 
@@ -885,6 +977,105 @@ def _mod(n: _Node) -> list[Value]:
     if a.dtype.kind == "f":
         raise _Unsupported("Mod of floating-point tensors at run time (integers only)")
     return [n.g.fmod(a, b) if n.attr("fmod", 0) else n.g.floor_mod(a, b)]
+# ------------------------------------------------- issue 11: Dropout's mask, If, NumPy folds
+
+
+def _consumed(imp: _Importer, name: str) -> bool:
+    """Whether any node (in subgraphs too) or graph output reads value `name`."""
+    def reads(graph: onnx.GraphProto) -> bool:
+        return any(o.name == name for o in graph.output) or any(
+            name in node.input or any(reads(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+            for node in graph.node)
+    return reads(imp.model.graph)
+
+
+def _dropout_mask(n: _Node, x: Value) -> list[Value]:
+    """Dropout's mask output in inference mode: all true, as a constant bool tensor (none at all
+    when its shape is dynamic and nothing reads it)."""
+    shape = x.array.shape if isinstance(x, Static) else x.shape
+    if None not in shape:
+        return [Static(np.ones(shape, np.bool_))]
+    if _consumed(n.imp, n.node.output[1]):
+        raise _Unsupported(f"the mask output of Dropout on a tensor of dynamic shape {list(shape)} "
+                           "(pin the input shapes)")
+    return []
+
+
+def _branch(n: _Node, which: str) -> list[str]:
+    """Import the nodes of the If's `which` subgraph into the enclosing graph (they read outer
+    values by name); returns the names of its outputs."""
+    imp, graph = n.imp, n.attrs[which]
+    base = os.path.dirname(imp.where) if imp.where != "<ModelProto>" else ""
+    for init in graph.initializer:
+        dtype = _np_dtype(init.data_type, f"{which} initializer {init.name!r}")
+        array = np.asarray(numpy_helper.to_array(init, base_dir=base), dtype)
+        imp.env[init.name] = Static(array, weight=dtype.kind == "f", name=init.name)
+    for sub in graph.node:
+        try:
+            outs = imp.node(sub)
+        except _Unsupported as e:
+            raise _Unsupported(f"in {which}, {_label(sub)}: {e}") from None
+        for name, value in zip(sub.output, outs):
+            if name:
+                imp.env[name] = value
+    missing = [o.name for o in graph.output if o.name not in imp.env]
+    if missing:
+        raise _Unsupported(f"{which} output(s) {missing} are not produced by any node")
+    return [o.name for o in graph.output]
+
+
+@handles("If")
+def _if(n: _Node) -> list[Value]:
+    """A constant condition inlines the taken branch; a run-time one imports both branches and
+    selects each output with `ge.where` (the branches' outputs must have equal static shapes)."""
+    imp, cond = n.imp, n.vals[0]
+    if isinstance(cond, Static):
+        if cond.array.size != 1:
+            raise _Unsupported(f"an If condition with {cond.array.size} elements")
+        taken = "then_branch" if bool(cond.array.reshape(-1)[0]) else "else_branch"
+        return [imp.env[name] for name in _branch(n, taken)]
+    c = n.t(0)
+    if c.dtype.kind != "b" or None in c.shape or math.prod(c.shape) != 1:  # type: ignore[arg-type]
+        raise _Unsupported(f"an If condition of type {c.dtype}{list(c.shape)} (a one-element bool is needed)")
+    c = n.g.reshape(c, [])  # 0-d: broadcasts to any output shape
+    then, other = _branch(n, "then_branch"), _branch(n, "else_branch")
+    outs: list[Value] = []
+    for i, (a, b) in enumerate(zip(then, other)):
+        va, vb = imp.env[a], imp.env[b]
+        if isinstance(va, Static) and isinstance(vb, Static) and va.array.dtype == vb.array.dtype \
+                and np.array_equal(va.array, vb.array):
+            outs.append(va)
+            continue
+        ta, tb = imp.tensor(a), imp.tensor(b)
+        if ta.shape != tb.shape or None in ta.shape or ta.dtype != tb.dtype:
+            raise _Unsupported(f"a run-time condition with output {i} of {ta.dtype}{list(ta.shape)} in then_branch "
+                               f"but {tb.dtype}{list(tb.shape)} in else_branch (selecting needs equal static shapes)")
+        outs.append(n.g.where(c, ta, tb))
+    return outs
+
+
+NumpyFold = Callable[[_Node], list[np.ndarray]]
+NUMPY_FOLDS: dict[str, NumpyFold] = {}
+"""Folds computed with wrc's own NumPy code instead of `onnx.reference` (where it is wrong)."""
+
+
+def folds(*names: str) -> Callable[[NumpyFold], NumpyFold]:
+    def register(fn: NumpyFold) -> NumpyFold:
+        for name in names:
+            NUMPY_FOLDS[name] = fn
+        return fn
+    return register
+
+
+@folds("GatherElements")
+def _fold_gather_elements(n: _Node) -> list[np.ndarray]:
+    """`np.take_along_axis` on `data` cut to the indices' extent on the other axes (onnx.reference
+    fails when the indices are smaller than `data` there)."""
+    data, idx = n.s(0), n.s(1).astype(np.int64)
+    axis = int(n.attr("axis", 0)) % data.ndim  # type: ignore[arg-type]
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    data = data[tuple(slice(None) if a == axis else slice(0, d) for a, d in enumerate(idx.shape))]
+    return [np.take_along_axis(data, idx, axis)]
 
 
 # --------------------------------------------------------------------------- API
@@ -894,20 +1085,28 @@ def import_onnx(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int | None]] | None = None,
 ) -> Graph:
-    """Import an ONNX model (opsets 13 to 21) as a `wrc.Graph`.
+    """Import an ONNX model (opsets 13 to 21; 7 to 12 upgraded to 13 first) as a `wrc.Graph`.
 
     `input_shapes` pins input shapes by name (`{"x": (1, 3, 224, 224)}`); compiling needs
     static shapes. Raises `UnsupportedOpError` listing every unsupported node at once,
     `OnnxImportError` for anything else wrong with the model.
     """
     proto, where = _load(model)
-    return _Importer(proto, where, dict(input_shapes or {})).run()
+    return _Importer(_upgrade(proto, where), where, dict(input_shapes or {})).run()
 
 
 def weight_names(graph: Graph) -> list[str]:
-    """The constants of an imported graph whose bytes live in the weight table (the ONNX
-    initializers it uses, plus large folded constants): what `--all-weights` converts."""
-    return [name for name in graph.constants if name in graph.weights]
+    """The weights of an imported graph, by their ONNX initializer names: what `wrc compile`
+    makes refreshable by default. They are the float initializers used as tensors with more than
+    one element and no |x| >= 1e30 (`is_weight_value`); not integer (index, shape) tensors, not
+    scalar exponents, epsilons and scales, not mask fill constants, not values folded at import
+    (Constant nodes, ConstantOfShape, ...). Any other constant of `graph.constants` can still be
+    named explicitly. For a graph not made by `import_onnx`: its weight-table constants passing
+    `is_weight_value`."""
+    if isinstance(graph, ImportedGraph):
+        chosen = set(graph.initializer_weights)
+        return [name for name in graph.constants if name in chosen]
+    return [name for name in graph.constants if name in graph.weights and is_weight_value(graph.weights[name])]
 
 
 def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True) -> ModelBuffer:
