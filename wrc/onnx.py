@@ -254,7 +254,7 @@ class _Node:
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "Equal", "Less", "Greater", "Not", "And", "Or", "ConstantOfShape", "NonZero",
-             "ReduceProd", "Floor", "Ceil", "Mod", "CumSum", "Trilu"}
+             "ReduceProd", "Floor", "Ceil", "Mod"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout"}
 
@@ -285,12 +285,13 @@ def _constant(n: _Node) -> list[Value]:
 
 @handles("Identity", "Dropout")
 def _identity(n: _Node) -> list[Value]:
-    if len([o for o in n.node.output if o]) > 1:
-        raise _Unsupported("the mask output of Dropout is not supported")
     if n.node.op_type == "Dropout" and n.has(2) and bool(n.s(2).reshape(-1)[0]):
         raise _Unsupported("Dropout in training mode (random)")
     v = n.vals[0]
     assert v is not None
+    if len(n.node.output) > 1 and n.node.output[1]:  # Dropout's mask: all true in inference
+        shape = v.array.shape if isinstance(v, Static) else n.shape(v)
+        return [v, Static(np.ones(shape, np.bool_))]
     return [v]
 
 
@@ -773,13 +774,10 @@ def _slice(n: _Node) -> list[Value]:
     return [n.g.slice(x, full_s, full_e, full_k)]
 
 
-@handles("Pad")
-def _pad(n: _Node) -> list[Value]:
-    """Constant-mode Pad: per axis, concat with blocks of the pad value (a scalar broadcast by
-    `expand`, so no large constant is created); negative pads crop with a slice."""
-    mode = n.attr("mode", "constant")
-    if mode != "constant":
-        raise _Unsupported(f"Pad mode {mode!r} (only 'constant')")
+def _pad_constant(n: _Node) -> list[Value]:
+    """Constant-mode Pad (the Pad handler, in wrc/onnx_ops_extra.py, takes the other modes): per
+    axis, concat with blocks of the pad value (a scalar broadcast by `expand`, so no large
+    constant is created); negative pads crop with a slice."""
     x = n.t(0)
     shape = n.shape(x)
     rank = len(shape)
@@ -855,6 +853,10 @@ def _reduce(method: str, axes_input_since: int) -> Handler:
 HANDLERS["ReduceSum"] = _reduce("reduce_sum", 13)
 HANDLERS["ReduceMean"] = _reduce("reduce_mean", 18)
 HANDLERS["ReduceMax"] = _reduce("reduce_max", 18)
+
+# More handlers (activations, Resize, Pad modes, normalizations, CumSum, Trilu, Einsum, indexing)
+# live in their own module, which registers them with `handles` when imported here.
+from wrc import onnx_ops_extra  # noqa: E402, F401, I001
 
 
 # --------------------------------------------------------------------------- API

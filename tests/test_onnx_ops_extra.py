@@ -1,0 +1,178 @@
+"""The ONNX operators of `wrc/onnx_ops_extra.py` against onnxruntime (`check_model`: compiled
+with every initializer refreshable, before and after an update with new random weights), on
+the NumPy backend; a tiny model of them on the interpreter too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+from test_onnx import F, Y, check_model, make, node, rand
+
+from wrc.onnx import UnsupportedOpError, import_onnx
+from wrc.onnx_ops_extra import sampling_taps
+
+I64 = TensorProto.INT64
+RNG = np.random.default_rng(11)
+
+
+def outputs(k: int) -> list:
+    return [(f"y{i}", F, None) for i in range(k)]
+
+
+def test_activations():
+    ops = [("Reciprocal", {}), ("HardSwish", {}), ("Softplus", {}), ("Elu", {"alpha": 0.7}), ("Selu", {}),
+           ("Mish", {}), ("Celu", {"alpha": 1.3}), ("ThresholdedRelu", {"alpha": 0.2}), ("Softsign", {}),
+           ("Sign", {})]
+    nodes = [node("Add", ["x", "w"], ["t"])] + [node(op, ["t"], [f"y{i}"], **a) for i, (op, a) in enumerate(ops)]
+    m = make(nodes, [("x", F, [2, 3, 4])], outputs(len(ops)), {"w": rand(4)})
+    x = 6 * rand(2, 3, 4)
+    x[0, 0] = 0  # Sign of zero
+    check_model(m, {"x": x})
+
+
+def test_softplus_does_not_overflow_and_sign_of_integers_and_subnormals():
+    m = make([node("Softplus", ["x"], ["y0"]), node("Sign", ["x"], ["y1"]), node("Add", ["i", "w"], ["s"]),
+              node("Sign", ["s"], ["y2"])],
+             [("x", F, [6]), ("i", I64, [3])], [*outputs(2), ("y2", I64, None)], {"w": np.array([0, 5, -7], np.int64)})
+    x = np.array([200, -200, 1e-45, -1e-45, 0, 3e38], np.float32)
+    check_model(m, {"x": x, "i": np.array([0, -3, 4], np.int64)})
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+def test_pad_modes(mode):
+    m = make([node("Add", ["x", "w"], ["t"]), node("Pad", ["t", "pads"], mode=mode)], [("x", F, [1, 2, 5, 6])], [Y],
+             {"w": rand(6), "pads": np.array([0, 0, 2, 1, 0, 1, 3, -1], np.int64)}, opset=19)
+    check_model(m, {"x": rand(1, 2, 5, 6)})
+
+
+@pytest.mark.parametrize("coord", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"])
+def test_resize_every_mode(coord):
+    """Nearest (each nearest_mode), linear and cubic; up- and downsampling by scales, and sizes."""
+    forms = [("nearest", nm) for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")]
+    forms += [("linear", None), ("cubic", None)]
+    inits = {"w": rand(6), "up": np.array([1, 1, 2, 1.5], np.float32), "down": np.array([1, 1, 0.6, 0.5], np.float32),
+             "sizes": np.array([1, 2, 8, 3], np.int64)}
+    nodes, k = [node("Add", ["x", "w"], ["t"])], 0
+    for mode, nm in forms:
+        for operands in (["t", "", "up"], ["t", "", "down"], ["t", "", "", "sizes"]):
+            attrs = {"nearest_mode": nm} if nm else {}
+            nodes.append(node("Resize", operands, [f"y{k}"], mode=mode, coordinate_transformation_mode=coord, **attrs))
+            k += 1
+    m = make(nodes, [("x", F, [1, 2, 5, 6])], outputs(k), inits, opset=19)
+    check_model(m, {"x": rand(1, 2, 5, 6)})
+
+
+def test_resize_axes_policy_exclude_outside_and_symmetric():
+    nodes = [node("Add", ["x0", "w"], ["x"]),
+             node("Resize", ["x", "", "", "s2"], ["y0"], mode="linear", axes=[3, 2], keep_aspect_ratio_policy="not_larger"),
+             node("Resize", ["x", "", "up"], ["y1"], mode="cubic", exclude_outside=1, cubic_coeff_a=-0.5),
+             node("Resize", ["x", "", "up"], ["y2"], mode="linear", coordinate_transformation_mode="half_pixel_symmetric")]
+    inits = {"w": rand(5), "s2": np.array([9, 7], np.int64), "up": np.array([1, 1, 1.7, 2.5], np.float32)}
+    m = make(nodes, [("x0", F, [1, 2, 4, 5])], outputs(3), inits, opset=19)
+    check_model(m, {"x0": rand(1, 2, 4, 5)})
+
+
+def test_resize_taps_are_a_convex_combination_of_edge_clamped_pixels():
+    index, weights = sampling_taps("linear", 4, 9, 9 / 4)
+    assert index.shape == weights.shape == (9, 2) and index.min() == 0 and index.max() == 3
+    np.testing.assert_allclose(weights.sum(1), 1)
+    index, weights = sampling_taps("nearest", 4, 2, 0.5, "asymmetric", "floor")
+    assert index.ravel().tolist() == [0, 2] and weights.ravel().tolist() == [1, 1]
+
+
+def test_instance_and_group_normalization():
+    x = ("x", F, [2, 4, 3, 5])
+    nodes = [node("InstanceNormalization", ["x", "s", "b"], ["y0"], epsilon=1e-3),
+             node("GroupNormalization", ["x", "s", "b"], ["y1"], epsilon=1e-3, num_groups=2)]
+    m = make(nodes, [x], outputs(2), {"s": rand(4), "b": rand(4)}, opset=21)
+    check_model(m, {"x": rand(2, 4, 3, 5)})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"exclusive": 1}, {"reverse": 1}, {"exclusive": 1, "reverse": 1}])
+def test_cumsum(attrs):
+    m = make([node("Add", ["x", "w"], ["t"]), node("CumSum", ["t", "ax"], **attrs)], [("x", F, [2, 3, 7])], [Y],
+             {"w": rand(7), "ax": np.array(-1, np.int64)})
+    check_model(m, {"x": rand(2, 3, 7)})
+
+
+def test_cumsum_of_integers_is_exact_and_trilu():
+    nodes = [node("Add", ["i", "w"], ["s"]), node("CumSum", ["s", "ax"], ["y0"]),
+             node("Trilu", ["x", "k"], ["y1"]), node("Trilu", ["x", "k"], ["y2"], upper=0), node("Trilu", ["x"], ["y3"]),
+             node("Trilu", ["s"], ["y4"], upper=0)]
+    inits = {"w": np.array([2**40, -3, 5, 1, 0, 7, -1], np.int64), "ax": np.array(1, np.int64),
+             "k": np.array(-1, np.int64)}
+    m = make([node("Add", ["x0", "v"], ["x"])] + nodes, [("i", I64, [3, 7]), ("x0", F, [2, 3, 5])],
+             [("y0", I64, None), *outputs(4)[1:], ("y4", I64, None)], {**inits, "v": rand(5)})
+    check_model(m, {"i": RNG.integers(-100, 100, (3, 7)), "x0": rand(2, 3, 5)}, tol=0)
+
+
+@pytest.mark.parametrize("equation, a, b", [
+    ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)), ("bhqd,bhkd->bhqk", (1, 2, 3, 4), (1, 2, 5, 4)),
+    ("bhqk,bkhd->bqhd", (2, 3, 4, 5), (2, 5, 3, 6)), ("...ij,jk", (2, 3, 4), (4, 5)),
+    ("i,j->ij", (3,), (4,)), ("bid,bjd->bij", (2, 3, 4), (1, 5, 4)), ("ij,ij->i", (3, 4), (3, 4)),
+    ("ij->ji", (3, 4), None), ("ijk->", (2, 3, 4), None), ("bij->bj", (2, 3, 4), None),
+])
+def test_einsum(equation, a, b):
+    if b is None:
+        m = make([node("Add", ["x", "w"], ["t"]), node("Einsum", ["t"], equation=equation)], [("x", F, list(a))], [Y],
+                 {"w": rand(a[-1])})
+    else:
+        m = make([node("Einsum", ["x", "w"], equation=equation)], [("x", F, list(a))], [Y], {"w": rand(*b)})
+    check_model(m, {"x": rand(*a)})
+
+
+def test_gather_elements_and_gather_nd_with_constant_and_runtime_indices():
+    ints = RNG.integers
+    nodes = [node("GatherElements", ["x", "ci"], ["y0"], axis=1),
+             node("GatherElements", ["w", "ri"], ["y1"], axis=-1),
+             node("GatherND", ["w", "rn"], ["y2"]),
+             node("GatherND", ["x", "cn"], ["y3"], batch_dims=1)]
+    inits = {"ci": ints(-4, 4, (3, 2, 5)), "w": rand(3, 4, 5),
+             "cn": np.array([[[1, 0], [3, -1], [-1, 2]], [[0, 4], [2, 2], [3, 1]], [[1, 1], [0, 0], [2, 3]]], np.int64)}
+    m = make(nodes, [("x", F, [3, 4, 5]), ("ri", I64, [3, 4, 2]), ("rn", I64, [2, 3, 2])],
+             outputs(4), inits)
+    check_model(m, {"x": rand(3, 4, 5), "ri": ints(-5, 5, (3, 4, 2)), "rn": ints(-3, 3, (2, 3, 2))})
+
+
+def test_scatter_nd_and_scatter_elements_with_constant_indices():
+    nodes = [node("ScatterND", ["x", "i", "u"], ["y0"]), node("ScatterElements", ["z", "j", "v"], ["y1"], axis=1),
+             node("ScatterND", ["x", "i1", "u1"], ["y2"])]
+    inits = {"i": np.array([[1, 2], [3, 0], [-1, 4]], np.int64), "u": rand(3, 6),
+             "j": np.array([[1, 2], [3, 0], [-1, 4]], np.int64), "v": rand(3, 2),
+             "i1": np.array([[2], [0]], np.int64), "u1": rand(2, 5, 6)}
+    m = make(nodes, [("x", F, [4, 5, 6]), ("z", F, [3, 5])], outputs(3), inits)
+    check_model(m, {"x": rand(4, 5, 6), "z": rand(3, 5)})
+
+
+def test_dropout_mask_output_is_all_true():
+    m = make([node("Add", ["x", "w"], ["t"]), node("Dropout", ["t"], ["y", "mask"])], [("x", F, [3, 5])],
+             [Y, ("mask", TensorProto.BOOL, None)], {"w": rand(5)})
+    check_model(m, {"x": rand(3, 5)})
+
+
+def test_tiny_model_of_the_new_ops_on_interp():
+    nodes = [node("Add", ["x", "w"], ["t"]), node("HardSwish", ["t"], ["h"]), node("Mish", ["h"], ["m"]),
+             node("Pad", ["m", "pads"], ["p"], mode="reflect"),
+             node("Resize", ["p", "", "sc"], ["r"], mode="linear"),
+             node("InstanceNormalization", ["r", "s", "b"], ["n"]), node("CumSum", ["n", "ax"], ["c"]),
+             node("Trilu", ["c"], ["tr"]), node("Einsum", ["tr", "e"], ["y0"], equation="bcij,jk->bcik"),
+             node("GatherElements", ["y0", "gi"], ["y1"], axis=3)]
+    inits = {"w": rand(3), "pads": np.array([0, 0, 1, 1, 0, 0, 0, 1], np.int64),
+             "sc": np.array([1, 1, 1.5, 1], np.float32), "s": rand(1), "b": rand(1), "ax": np.array(2, np.int64),
+             "e": rand(5, 2), "gi": np.array([[[[1], [0], [1]]]], np.int64)}
+    m = make(nodes, [("x", F, [1, 1, 2, 3])], outputs(2), inits)
+    check_model(m, {"x": rand(1, 1, 2, 3)}, backends=("numpy", "interp"))
+
+
+def test_unsupported_forms_are_listed():
+    nodes = [node("Resize", ["x", "", "s"], ["y0"], mode="linear"), node("Pad", ["x", "p"], ["y1"], mode="bogus"),
+             node("ScatterND", ["x", "i", "x"], ["y2"])]
+    m = make(nodes, [("x", F, [1, 2]), ("s", F, [2]), ("i", I64, [1, 2, 2])], outputs(3),
+             {"p": np.array([1, 1, 1, 1], np.int64)})
+    with pytest.raises(UnsupportedOpError) as e:
+        import_onnx(m)
+    text = str(e.value)
+    assert "3 unsupported" in text and "Pad mode 'bogus'" in text
+    assert "Resize (node 'Resize_y0'): input 2 (s) must be a constant, but is computed at run time" in text
+    assert "ScatterND (node 'ScatterND_y2'): input 1 (i) must be a constant" in text
