@@ -39,6 +39,24 @@ def test_softplus_does_not_overflow_and_sign_of_integers_and_subnormals():
     check_model(m, {"x": x, "i": np.array([0, -3, 4], np.int64)})
 
 
+def test_integer_mod_is_exact():
+    nodes = [node("Add", ["a", "w"], ["s"]), node("Mod", ["s", "b"], ["y0"]), node("Mod", ["s", "b"], ["y1"], fmod=1)]
+    m = make(nodes, [("a", I64, [4, 5]), ("b", I64, [5])], [("y0", I64, None), ("y1", I64, None)],
+             {"w": np.arange(5, dtype=np.int64)})
+    check_model(m, {"a": RNG.integers(-20, 20, (4, 5)), "b": np.array([3, -3, 7, -1, 5])}, tol=0)
+
+
+def test_argmax_argmin_with_ties():
+    x = rand(3, 4, 5)
+    x[0, 1, :] = 1.0  # ties: the first index, or the last with select_last_index
+    nodes = [node("Add", ["x", "w"], ["t"]), node("ArgMax", ["t"], ["y0"], axis=1),
+             node("ArgMin", ["t"], ["y1"], axis=-1, keepdims=0), node("ArgMax", ["t"], ["y2"], axis=2, select_last_index=1),
+             node("ArgMin", ["i"], ["y3"], axis=0)]
+    m = make(nodes, [("x", F, [3, 4, 5]), ("i", I64, [3, 4])], [(f"y{k}", I64, None) for k in range(4)],
+             {"w": np.zeros(5, np.float32)})
+    check_model(m, {"x": x, "i": RNG.integers(-3, 3, (3, 4))}, tol=0)
+
+
 @pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
 def test_pad_modes(mode):
     m = make([node("Add", ["x", "w"], ["t"]), node("Pad", ["t", "pads"], mode=mode)], [("x", F, [1, 2, 5, 6])], [Y],
@@ -67,9 +85,12 @@ def test_resize_axes_policy_exclude_outside_and_symmetric():
     nodes = [node("Add", ["x0", "w"], ["x"]),
              node("Resize", ["x", "", "", "s2"], ["y0"], mode="linear", axes=[3, 2], keep_aspect_ratio_policy="not_larger"),
              node("Resize", ["x", "", "up"], ["y1"], mode="cubic", exclude_outside=1, cubic_coeff_a=-0.5),
-             node("Resize", ["x", "", "up"], ["y2"], mode="linear", coordinate_transformation_mode="half_pixel_symmetric")]
-    inits = {"w": rand(5), "s2": np.array([9, 7], np.int64), "up": np.array([1, 1, 1.7, 2.5], np.float32)}
-    m = make(nodes, [("x0", F, [1, 2, 4, 5])], outputs(3), inits, opset=19)
+             node("Resize", ["x", "", "up"], ["y2"], mode="linear", coordinate_transformation_mode="half_pixel_symmetric"),
+             # 4 * 0.6 and 5 * 0.7 are fractional: align_corners divides by the integer output length
+             node("Resize", ["x", "", "down"], ["y3"], mode="linear", coordinate_transformation_mode="align_corners")]
+    inits = {"w": rand(5), "s2": np.array([9, 7], np.int64), "up": np.array([1, 1, 1.7, 2.5], np.float32),
+             "down": np.array([1, 1, 0.6, 0.7], np.float32)}
+    m = make(nodes, [("x0", F, [1, 2, 4, 5])], outputs(4), inits, opset=19)
     check_model(m, {"x0": rand(1, 2, 4, 5)})
 
 

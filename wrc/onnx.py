@@ -254,7 +254,7 @@ class _Node:
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "Equal", "Less", "Greater", "Not", "And", "Or", "ConstantOfShape", "NonZero",
-             "ReduceProd", "Floor", "Ceil", "Mod"}
+             "ReduceProd", "Floor", "Ceil"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout"}
 
@@ -285,7 +285,8 @@ def _constant(n: _Node) -> list[Value]:
 
 @handles("Identity", "Dropout")
 def _identity(n: _Node) -> list[Value]:
-    if n.node.op_type == "Dropout" and n.has(2) and bool(n.s(2).reshape(-1)[0]):
+    training = n.node.op_type == "Dropout" and n.has(2) and bool(n.s(2).reshape(-1)[0])
+    if training and (not n.has(1) or float(n.s(1).reshape(-1)[0]) != 0):  # ratio 0 drops nothing
         raise _Unsupported("Dropout in training mode (random)")
     v = n.vals[0]
     assert v is not None

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from wrc.graph import Tensor
-from wrc.onnx import INLINE_LIMIT, Value, _Node, _pad_constant, _Unsupported, handles
+from wrc.onnx import (
+    HANDLERS,
+    INLINE_LIMIT,
+    Handler,
+    Value,
+    _Node,
+    _pad_constant,
+    _Unsupported,
+    handles,
+)
 
 LARGE_INLINE = 64 * INLINE_LIMIT
 """Index constants this handler module creates are printed inline up to this many elements;
@@ -39,6 +48,15 @@ def _float_input(n: _Node, i: int = 0) -> Tensor:
     if x.dtype.kind != "f":
         raise _Unsupported(f"{n.node.op_type} of a {x.dtype} tensor (float only)")
     return x
+
+
+def _in_float32(n: _Node, build: Callable[[Tensor], Tensor]) -> list[Value]:
+    """`build` applied to input 0 (float), in float32 when it is float16 (as onnxruntime computes
+    these activations: a float16 `exp`/`log` chain loses digits), cast back."""
+    x = _float_input(n)
+    if x.dtype != np.float16:
+        return [build(x)]
+    return [n.g.cast(build(n.g.cast(x, np.float32)), np.float16)]
 
 
 def _axis_vector(values: np.ndarray, axis: int, rank: int) -> np.ndarray:
@@ -76,13 +94,12 @@ def _softplus(n: _Node, x: Tensor) -> Tensor:
 
 @handles("Softplus")
 def _softplus_op(n: _Node) -> list[Value]:
-    return [_softplus(n, _float_input(n))]
+    return _in_float32(n, lambda x: _softplus(n, x))
 
 
 @handles("Mish")
 def _mish(n: _Node) -> list[Value]:
-    x = _float_input(n)
-    return [n.g.mul(x, n.g.tanh(_softplus(n, x)))]
+    return _in_float32(n, lambda x: n.g.mul(x, n.g.tanh(_softplus(n, x))))
 
 
 def _elu(n: _Node, x: Tensor, alpha: float, scale_in: float = 1.0) -> Tensor:
@@ -97,22 +114,21 @@ def _elu(n: _Node, x: Tensor, alpha: float, scale_in: float = 1.0) -> Tensor:
 
 @handles("Elu")
 def _elu_op(n: _Node) -> list[Value]:
-    return [_elu(n, _float_input(n), float(n.attr("alpha", 1.0)))]  # type: ignore[arg-type]
+    return _in_float32(n, lambda x: _elu(n, x, float(n.attr("alpha", 1.0))))  # type: ignore[arg-type]
 
 
 @handles("Selu")
 def _selu(n: _Node) -> list[Value]:
-    x = _float_input(n)
     alpha = float(n.attr("alpha", 1.67326319217681884765625))  # type: ignore[arg-type]
     gamma = float(n.attr("gamma", 1.05070102214813232421875))  # type: ignore[arg-type]
-    return [n.g.mul(_elu(n, x, alpha), n.scalar(gamma, x))]
+    return _in_float32(n, lambda x: n.g.mul(_elu(n, x, alpha), n.scalar(gamma, x)))
 
 
 @handles("Celu")
 def _celu(n: _Node) -> list[Value]:
     """`max(0, x) + min(0, alpha * (exp(x / alpha) - 1))` = Elu of x with exp(min(x, 0) / alpha)."""
     alpha = float(n.attr("alpha", 1.0))  # type: ignore[arg-type]
-    return [_elu(n, _float_input(n), alpha, 1 / alpha)]
+    return _in_float32(n, lambda x: _elu(n, x, alpha, 1 / alpha))
 
 
 @handles("ThresholdedRelu")
@@ -144,6 +160,50 @@ def _sign(n: _Node) -> list[Value]:
         for _ in range(2):
             y = n.g.minimum(n.g.maximum(n.g.mul(y, big), lo), hi)
     return [y]
+
+
+def _int_sign(n: _Node, x: Tensor) -> Tensor:
+    return n.g.minimum(n.g.maximum(x, n.scalar(-1, x)), n.scalar(1, x))
+
+
+@handles("Mod")
+def _mod(n: _Node) -> list[Value]:
+    """Integers only. `r = a - trunc(a / b) * b` (`ge.div` of integers truncates) is fmod;
+    Python's mod adds `b` where `r` and `b` have opposite signs: `max(-sign(r) * sign(b), 0)`."""
+    a, b = n.t(0), n.t(1)
+    if a.dtype.kind != "i":
+        raise _Unsupported(f"Mod of {a.dtype} tensors (integers only)")
+    g = n.g
+    r = g.sub(a, g.mul(g.div(a, b), b))
+    if n.attr("fmod", 0):
+        return [r]
+    opposite = g.maximum(g.sub(n.scalar(0, r), g.mul(_int_sign(n, r), _int_sign(n, b))), n.scalar(0, r))
+    return [g.add(r, g.mul(opposite, b))]
+
+
+def _arg_extreme(largest: bool) -> Handler:
+    """ArgMax/ArgMin without comparisons: `is_max = 1 - bool(v - max(v))` (int64), then the first
+    (or last) index holding it: `L - max(is_max * (L - i))` (`max(is_max * (i + 1)) - 1`)."""
+    def fn(n: _Node) -> list[Value]:
+        g, x = n.g, n.t(0)
+        shape = n.shape(x)
+        axis = int(n.attr("axis", 0)) % len(shape)  # type: ignore[arg-type]
+        keep, last = bool(n.attr("keepdims", 1)), bool(n.attr("select_last_index", 0))
+        v = x if largest else (g.neg(x) if x.dtype.kind == "f" else g.sub(n.scalar(0, x), x))
+        differs = g.cast(g.cast(g.sub(v, g.reduce_max(v, axis, keepdims=True)), np.bool_), np.int64)
+        is_max = g.sub(_const(n, "one", np.array(1, np.int64)), differs)
+        size = shape[axis]
+        positions = np.arange(size, dtype=np.int64)
+        weights = _const(n, "pos", _axis_vector(positions + 1 if last else size - positions, axis, len(shape)))
+        best = g.reduce_max(g.mul(is_max, weights), axis, keepdims=keep)
+        if last:
+            return [g.sub(best, _const(n, "one", np.array(1, np.int64)))]
+        return [g.sub(_const(n, "size", np.array(size, np.int64)), best)]
+    return fn
+
+
+HANDLERS["ArgMax"] = _arg_extreme(True)
+HANDLERS["ArgMin"] = _arg_extreme(False)
 
 
 # --------------------------------------------------------------------------- Pad modes
