@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto
 from test_onnx import F, Y, check_model, make, node, rand
 
+import wrc.onnx as wrc_onnx
 from wrc.onnx import UnsupportedOpError, import_onnx
 from wrc.onnx_ops_extra import sampling_taps
 
@@ -100,6 +101,23 @@ def test_resize_taps_are_a_convex_combination_of_edge_clamped_pixels():
     np.testing.assert_allclose(weights.sum(1), 1)
     index, weights = sampling_taps("nearest", 4, 2, 0.5, "asymmetric", "floor")
     assert index.ravel().tolist() == [0, 2] and weights.ravel().tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("opset, mode", [(7, "nearest"), (9, "linear"), (9, "nearest")])
+def test_upsample_of_old_opsets(monkeypatch, opset, mode):
+    """Upsample has asymmetric coordinates: linear results differ from those of a Resize with
+    the default half_pixel ones (what onnx.version_converter makes of it)."""
+    monkeypatch.setattr(wrc_onnx, "MIN_OPSET", 7)  # the importer's floor, whatever it is
+    scales = [1.0, 1.0, 2.5, 1.5]
+    operands, inits, attrs = ["t"], {"w": rand(3)}, {}
+    if opset == 9:
+        operands, inits["s"] = ["t", "s"], np.array(scales, np.float32)
+    else:
+        attrs["scales"] = scales
+    m = make([node("Add", ["x", "w"], ["t"]), node("Upsample", operands, mode=mode, **attrs)],
+             [("x", F, [1, 2, 3, 3])], [Y], inits, opset=opset)
+    m.ir_version = 7
+    check_model(m, {"x": rand(1, 2, 3, 3)})
 
 
 def test_instance_and_group_normalization():

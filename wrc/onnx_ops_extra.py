@@ -365,6 +365,24 @@ def _resize(n: _Node) -> list[Value]:
     return [x]
 
 
+@handles("Upsample")
+def _upsample(n: _Node) -> list[Value]:
+    """Opsets 7-9: Resize with asymmetric coordinates (nearest: floor). Imported natively because
+    `onnx.version_converter` turns it into a Resize with the default half_pixel coordinates,
+    which changes linear results."""
+    x = n.t(0)
+    shape = n.shape(x)
+    scales = [float(s) for s in (n.s(1).reshape(-1) if n.has(1) else n.attr("scales"))]  # type: ignore[union-attr]
+    mode = {"bilinear": "linear"}.get(str(n.attr("mode", "nearest")), str(n.attr("mode", "nearest")))
+    if mode not in ("nearest", "linear") or len(scales) != len(shape):
+        raise _Unsupported(f"Upsample mode {mode!r} with scales {scales}")
+    for axis, (size, scale) in enumerate(zip(shape, scales)):
+        if scale != 1:
+            out = int(math.floor(size * scale))
+            x = resample(n, x, axis, *sampling_taps(mode, size, out, scale, "asymmetric", "floor"))
+    return [x]
+
+
 # --------------------------------------------------------------------------- normalizations
 
 
