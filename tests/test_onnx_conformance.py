@@ -48,7 +48,7 @@ OPS = [
 OPS += [
     "Reciprocal", "HardSwish", "Softplus", "Elu", "Selu", "Mish", "Celu", "ThresholdedRelu", "Softsign", "Sign",
     "Resize", "InstanceNormalization", "GroupNormalization", "CumSum", "Trilu", "Einsum", "GatherElements",
-    "GatherND", "ScatterND", "ScatterElements", "ArgMax", "ArgMin", "Mod",
+    "GatherND", "ScatterND", "ScatterElements", "ArgMax", "ArgMin", "Mod", "RNN", "GRU", "LSTM",
 ]
 """Issue 11's operators (wrc/onnx_ops_extra.py)."""
 

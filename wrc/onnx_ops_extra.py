@@ -1,5 +1,6 @@
-"""More ONNX operator handlers for `wrc.onnx` (docs/onnx.md): activations, Pad edge/reflect/wrap,
-Resize, normalizations, CumSum, Trilu, Einsum and indexing.
+"""More ONNX operator handlers for `wrc.onnx` (docs/onnx.md): activations, Mod, ArgMax/ArgMin,
+Pad edge/reflect/wrap, Resize and Upsample, normalizations, CumSum, Trilu, Einsum, indexing
+(Gather/Scatter forms) and recurrent layers (RNN, GRU, LSTM unrolled).
 
 Each is a composition of existing `ge` ops, so it gets both backends, weight-only hoisting and
 the NumPy JIT's fast paths unchanged. The recurring building block is `ge.gather` with a constant
@@ -687,3 +688,142 @@ def _scatter_elements(n: _Node) -> list[Value]:
     targets = np.ravel_multi_index(tuple(coords), dshape).reshape(-1)
     y = _scatter(n, math.prod(dshape), np.asarray(targets, np.int64), data, n.t(2), [])
     return [n.g.reshape(y, dshape)]
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
+
+
+class _Cell:
+    """One direction of a recurrent layer: its weights (as 2-D tensors) and activations."""
+
+    def __init__(self, n: _Node, kind: str, d: int, hidden: int, acts: list[str]):
+        g, gh = n.g, RECURRENT_GATES[kind] * hidden
+        self.n, self.kind, self.hidden = n, kind, hidden
+        w, r = n.t(1), n.t(2)
+        self.w_t = g.transpose(g.reshape(g.slice(w, [d, 0, 0], [d + 1, *n.shape(w)[1:]]), n.shape(w)[1:]))
+        self.r_t = g.transpose(g.reshape(g.slice(r, [d, 0, 0], [d + 1, *n.shape(r)[1:]]), n.shape(r)[1:]))
+        self.wb = self.rb = None
+        if n.has(3):
+            b = g.reshape(g.slice(n.t(3), [d, 0], [d + 1, 2 * gh]), [2 * gh])
+            self.wb, self.rb = g.slice(b, [0], [gh]), g.slice(b, [gh], [2 * gh])
+        self.acts = acts
+        clip = n.attr("clip")
+        self.clip = None if clip is None else float(clip)  # type: ignore[arg-type]
+        self.peep = None
+        if kind == "LSTM" and n.has(7):
+            p = n.t(7)
+            self.peep = [g.reshape(g.slice(p, [d, k * hidden], [d + 1, (k + 1) * hidden]), [hidden]) for k in range(3)]
+
+    def clipped(self, x: Tensor) -> Tensor:
+        if self.clip is None:
+            return x
+        return self.n.g.minimum(self.n.g.maximum(x, self.n.scalar(-self.clip, x)), self.n.scalar(self.clip, x))
+
+    def act(self, i: int, x: Tensor, clip: bool = True) -> Tensor:
+        return getattr(self.n.g, ACTIVATIONS[self.acts[i]])(self.clipped(x) if clip else x)
+
+    def columns(self, x: Tensor, lo: int, hi: int) -> Tensor:
+        """Gates `lo` to `hi` (exclusive) of a (rows, gates * hidden) matrix or a bias vector."""
+        shape = self.n.shape(x)
+        if len(shape) == 1:
+            return self.n.g.slice(x, [lo * self.hidden], [hi * self.hidden])
+        return self.n.g.slice(x, [0, lo * self.hidden], [shape[0], hi * self.hidden])
+
+    def gru_step(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        """z, r = f(x W_zr + h R_zr + b); h~ = g(x W_h + r * (h R_h + Rb_h)) (linear_before_reset)
+        or g(x W_h + (r * h) R_h + Rb_h); h' = (1 - z) * h~ + z * h. `xw` holds x W + Wb."""
+        g = self.n.g
+        rb = [None if self.rb is None else self.columns(self.rb, k, k + 1) for k in range(3)]
+        rec = None if h is None else g.matmul(h, self.columns(self.r_t, 0, 2))
+        z, r = (self.act(0, _plus(_plus(self.columns(xw, k, k + 1), None if rec is None else self.columns(rec, k, k + 1)), rb[k]))
+                for k in range(2))
+        if self.n.attr("linear_before_reset", 0):
+            rh = rb[2] if h is None else _plus(g.matmul(h, self.columns(self.r_t, 2, 3)), rb[2])
+            hh = self.columns(xw, 2, 3) if rh is None else g.add(self.columns(xw, 2, 3), g.mul(r, rh))
+        else:
+            rh = None if h is None else g.matmul(g.mul(r, h), self.columns(self.r_t, 2, 3))
+            hh = _plus(_plus(self.columns(xw, 2, 3), rh), rb[2])
+        hh = self.act(1, hh)
+        new = g.mul(g.sub(self.n.scalar(1, z), z), hh)
+        return new if h is None else g.add(new, g.mul(z, h))
+
+    def step(self, xw: Tensor, h: Tensor | None, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One time step: `xw` is x_t @ W^T (+ biases folded in); returns (h, c)."""
+        g, kind = self.n.g, self.kind
+        if kind == "GRU":
+            return self.gru_step(xw, h), None
+        rec = None if h is None else g.matmul(h, self.r_t)
+        pre = xw if rec is None else g.add(xw, rec)
+        if kind == "RNN":
+            return self.act(0, pre), None
+        i, o, f, cc = (self.columns(pre, k, k + 1) for k in range(4))
+        if self.peep is not None and c is not None:
+            i, f = g.add(i, g.mul(self.peep[0], c)), g.add(f, g.mul(self.peep[2], c))
+        i, f, cc = self.act(0, i), self.act(0, f), self.act(1, cc)
+        c_new = g.mul(i, cc) if c is None else g.add(g.mul(f, c), g.mul(i, cc))
+        if self.peep is not None:
+            o = g.add(o, g.mul(self.peep[1], c_new))
+        return g.mul(self.act(0, o), self.act(2, c_new, False)), c_new
+
+
+def _plus(a: Tensor, b: Tensor | None) -> Tensor:
+    return a if b is None else a.graph.add(a, b)
+
+
+def _recurrent(kind: str) -> Handler:
+    """RNN, GRU and LSTM unrolled over the static sequence: `X @ W^T` for all steps in one matmul,
+    then per step one matmul with `R^T` and the gate arithmetic. The weights stay refreshable;
+    their slices and transposes are weight-only (computed once per update)."""
+    def fn(n: _Node) -> list[Value]:
+        g = n.g
+        x = _float_input(n)
+        if n.attr("layout", 0):
+            x = g.transpose(x, [1, 0, 2])
+        steps, batch, size = n.shape(x)
+        hidden = int(n.attr("hidden_size"))  # type: ignore[arg-type]
+        direction = str(n.attr("direction", "forward"))
+        dirs = ["forward", "reverse"] if direction == "bidirectional" else [direction]
+        if n.has(4) and np.any(n.s(4) != steps):
+            raise _Unsupported(f"{kind} with sequence_lens other than the sequence length {steps}")
+        if kind == "LSTM" and n.attr("input_forget", 0):
+            raise _Unsupported("LSTM with input_forget")
+        per = len(DEFAULT_ACTIVATIONS[kind])
+        names = [str(a.decode() if isinstance(a, bytes) else a) for a in n.attr("activations", DEFAULT_ACTIVATIONS[kind] * len(dirs))]  # type: ignore[union-attr]
+        if any(a not in ACTIVATIONS for a in names) or n.attr("activation_alpha") or n.attr("activation_beta"):
+            raise _Unsupported(f"{kind} activations {names} (Sigmoid, Tanh and Relu only)")
+        ys, hs, cs = [], [], []
+        for d, dname in enumerate(dirs):
+            cell = _Cell(n, kind, d, hidden, names[d * per:(d + 1) * per])
+            xw = g.matmul(g.reshape(x, [steps * batch, size]), cell.w_t)
+            if cell.wb is not None:
+                xw = g.add(xw, cell.wb if kind == "GRU" else g.add(cell.wb, cell.rb))  # type: ignore[arg-type]
+            xw = g.reshape(xw, [steps, batch, -1])
+            h = g.reshape(g.slice(n.t(5), [d, 0, 0], [d + 1, batch, hidden]), [batch, hidden]) if n.has(5) else None
+            c = g.reshape(g.slice(n.t(6), [d, 0, 0], [d + 1, batch, hidden]), [batch, hidden]) if n.has(6) else None
+            if kind == "LSTM" and h is not None and c is None:
+                c = g.expand(n.scalar(0, h), [batch, hidden])
+            outs: list[Tensor] = [None] * steps  # type: ignore[list-item]
+            for t in (range(steps - 1, -1, -1) if dname == "reverse" else range(steps)):
+                xt = g.reshape(g.slice(xw, [t, 0, 0], [t + 1, batch, n.shape(xw)[2]]), [batch, -1])
+                h, c = cell.step(xt, h, c)
+                outs[t] = g.reshape(h, [1, 1, batch, hidden])
+            assert h is not None
+            ys.append(g.concat(outs, 0) if steps > 1 else outs[0])
+            hs.append(g.reshape(h, [1, batch, hidden]))
+            if c is not None:
+                cs.append(g.reshape(c, [1, batch, hidden]))
+        y, yh = (g.concat(ys, 1), g.concat(hs, 0)) if len(dirs) > 1 else (ys[0], hs[0])
+        yc = (g.concat(cs, 0) if len(cs) > 1 else cs[0]) if cs else None
+        if n.attr("layout", 0):
+            y, yh = g.transpose(y, [2, 0, 1, 3]), g.transpose(yh, [1, 0, 2])
+            yc = None if yc is None else g.transpose(yc, [1, 0, 2])
+        return [y, yh] + ([yc] if yc is not None else [])
+    return fn
+
+
+for _kind in RECURRENT_GATES:
+    HANDLERS[_kind] = _recurrent(_kind)
