@@ -266,7 +266,7 @@ def sampling_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mo
     """Resize along one axis as taps: output `i` is `sum_t weights[i, t] * x[index[i, t]]`.
 
     `kind` is nearest, linear or cubic; returns int64 indices (clamped: edge padding) and
-    float64 weights, both (out_size, taps), following ONNX's reference implementation."""
+    float64 weights, both (out_size, taps), as the ONNX spec and onnxruntime define them."""
     x = _source_coords(coord_mode, out_size, in_size, scale).astype(np.float64)
     if kind == "nearest":
         if nearest_mode == "round_prefer_floor":
@@ -297,7 +297,8 @@ def sampling_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mo
 
 def resample(n: _Node, x: Tensor, axis: int, index: np.ndarray, weights: np.ndarray) -> Tensor:
     """`x` resampled along `axis` by taps (see `sampling_taps`): one `ge.gather` per tap that
-    has a nonzero weight, times its weights (skipped where all are 1), summed."""
+    has a nonzero weight, times its weights, summed; a single tap of weight 1 is just the gather
+    (nothing at all when it is the identity)."""
     rank = len(n.shape(x))
     live = [t for t in range(index.shape[1]) if np.any(weights[:, t] != 0)]
     if len(live) == 1 and np.all(weights[:, live[0]] == 1):
