@@ -302,7 +302,7 @@ def bench_gather(quick: bool) -> None:
 
 
 def bench_resample(quick: bool) -> None:
-    """Ops composed of constant-index gathers (wrc/onnx_ops_extra.py) on YOLO-neck-sized tensors:
+    """Ops composed of constant-index gathers (issue 11, wrc/onnx.py) on YOLO-neck-sized tensors:
     Resize nearest/linear ×2 of 1x128x40x40, Pad reflect of 1x64x80x80, CumSum of 1x128x768,
     each vs onnxruntime and hand-written NumPy (where NumPy has it)."""
     from onnx import TensorProto, helper, numpy_helper
