@@ -11,6 +11,7 @@ Sections (docs/performance.md explains each and records a run):
   gather   an embedding lookup at BERT-base vocabulary size: np.take vs the one-hot reduction
   kernels  pools and (depthwise) convolutions of real CNNs, one op each: wrc's window kernels
            vs the kernels they replaced vs hand-written NumPy vs onnxruntime
+  resample Resize, Pad reflect and CumSum (ONNX ops composed of constant-index gathers, slices)
   interp   xDSL interpreter vs the NumPy JIT on a small MLP
   update   full / partial Bundle.update vs np.copyto of the same bytes vs rebuilding the
            bundle vs a new onnxruntime session with the new weights
@@ -432,6 +433,49 @@ def bench_kernels(quick: bool) -> None:
             res = interleaved(fns, 3 if quick else 7, 3 if quick else 10)
         for what, (med, mn) in res.items():
             record("kernels", name, what, med, mn)
+def bench_resample(quick: bool) -> None:
+    """Ops composed of constant-index gathers (issue 11, wrc/onnx.py) on YOLO-neck-sized tensors:
+    Resize nearest/linear ×2 of 1x128x40x40, Pad reflect of 1x64x80x80, CumSum of 1x128x768,
+    each vs onnxruntime and hand-written NumPy (where NumPy has it)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from wrc.onnx import compile_graph, import_onnx, weight_names
+
+    rng = np.random.default_rng(0)
+
+    def measure(name: str, shape: list[int], op: str, consts: dict[str, np.ndarray], operands: list[str],
+                by_hand: Callable[[np.ndarray], object] | None, **attrs: Any) -> None:
+        w = rng.standard_normal(shape[-1]).astype(np.float32)
+        x = rng.standard_normal(shape).astype(np.float32)
+        proto = helper.make_model(helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["t"]), helper.make_node(op, ["t", *operands], ["y"], **attrs)], op,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(v, k) for k, v in {"w": w, **consts}.items()]),
+            opset_imports=[helper.make_opsetid("", 19)])
+        proto.ir_version = 9
+        graph = import_onnx(proto)
+        bundle = wrc.load_bundle(bundle_bytes(compile_graph(graph, weight_names(graph))))
+        bundle.init()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        agree(name, sess.run(None, {"x": x})[0], {"wrc": bundle.infer({"x": x})[0]})
+        fns = {"wrc": lambda: bundle.infer({"x": x}), "ort": lambda: sess.run(None, {"x": x})}
+        if by_hand is not None:
+            fns["NumPy by hand"] = lambda: by_hand(x + w)
+        with threadpool_limits(1):
+            res = interleaved(fns, 3 if quick else 7, 5 if quick else 20)
+        for what, (med, mn) in res.items():
+            record("resample", name, what, med, mn, note="x".join(map(str, shape)))
+
+    scales = {"s": np.array([1, 1, 2, 2], np.float32)}
+    measure("Resize nearest x2", [1, 128, 40, 40], "Resize", scales, ["", "s"],
+            lambda t: np.repeat(np.repeat(t, 2, 2), 2, 3), mode="nearest")
+    measure("Resize linear x2", [1, 128, 40, 40], "Resize", scales, ["", "s"], None, mode="linear")
+    measure("Pad reflect 3", [1, 64, 80, 80], "Pad", {"p": np.array([0, 0, 3, 3, 0, 0, 3, 3], np.int64)}, ["p"],
+            lambda t: np.pad(t, ((0, 0), (0, 0), (3, 3), (3, 3)), mode="reflect"), mode="reflect")
+    measure("CumSum axis 1", [1, 128, 768], "CumSum", {"a": np.array(1, np.int64)}, ["a"], lambda t: np.cumsum(t, 1))
 
 
 def bench_interp(quick: bool) -> None:
@@ -835,7 +879,7 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load}
+            "first": bench_first, "load": bench_load, "resample": bench_resample}
 
 
 def table() -> str:

@@ -904,9 +904,14 @@ def test_gather_is_np_take_in_the_jit_with_the_one_hot_semantics() -> None:
     norm = np.where(idx < 0, idx + 5, idx)
     ok = (norm >= 0) & (norm < 5)
     expected = np.where(ok[..., None], data[np.where(ok, norm, 0)], 0).astype(np.float32)
+    compiled = get_backend("numpy").compile(module)
+    assert "np.take(" in compiled.source("g")
+    in_range = np.array([[0, -1, 4], [2, 3, -5]], np.int64)  # the unmasked path: np.take into the output
     for backend in HOST_BACKENDS:
         (y,) = get_backend(backend).compile(module).run("g", {"d": data}, [idx])
         np.testing.assert_array_equal(y, expected, err_msg=backend)
+        (y,) = get_backend(backend).compile(module).run("g", {"d": data}, [in_range])
+        np.testing.assert_array_equal(y, np.take(data, in_range, 0), err_msg=backend)
 
 
 def test_a_gather_call_that_does_not_fit_its_operands_is_a_lowering_error() -> None:

@@ -47,6 +47,12 @@ OPS = [
     "Sign", "Mod",
 ]
 """The curated operators (issue 3's list, then issue 11's)."""
+OPS += [
+    "Reciprocal", "HardSwish", "Softplus", "Elu", "Selu", "Mish", "Celu", "ThresholdedRelu", "Softsign",
+    "Resize", "InstanceNormalization", "GroupNormalization", "CumSum", "Trilu", "Einsum", "GatherElements",
+    "GatherND", "ScatterND", "ScatterElements", "ArgMax", "ArgMin", "RNN", "GRU", "LSTM",
+]
+"""Issue 11's operators composed of ge ops (wrc/onnx.py)."""
 
 INTERP_MAX_ELEMENTS = 400
 """The interpreter runs the cases whose inputs and outputs are this small (it is ~50 µs/op)."""
@@ -122,6 +128,8 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
     from onnx.reference import ReferenceEvaluator
 
     name = case_dir.name
+    if name in NOT_COMPARED:
+        return Result(name, "unsupported", f"not compared: {NOT_COMPARED[name]}")
     model = onnx.load(str(case_dir / "model.onnx"))
     n_in = len(model.graph.input)
     inputs = [_read(case_dir / "test_data_set_0" / f"input_{j}.pb") for j in range(n_in)]
@@ -186,6 +194,17 @@ UNSUPPORTED_OPS: dict[str, str] = {
        for op in ("And", "Or", "Xor", "Not")},
 }
 """Curated operators without a passing case (docs/onnx-conformance.md lists why per case)."""
+UNSUPPORTED_OPS["Trilu"] = ("every case is an int64 tensor, folded at import (nothing to make a weight); "
+                            "tests/test_onnx_ops_extra.py covers it")
+
+NOT_COMPARED = {
+    f"test_resize_downsample_scales_{mode}_align_corners": (
+        "expected output follows onnx.reference, which divides by the fractional output length scale * input "
+        "length; the spec (`length_resized`) and onnxruntime use the integer one, as wrc does "
+        "(tests/test_onnx_ops_extra.py checks it against onnxruntime)")
+    for mode in ("linear", "cubic")
+}
+"""Cases whose expected outputs contradict the operator's spec: reported, not run."""
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -329,8 +330,7 @@ class _Node:
 
 Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
-FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero",
-             "ReduceProd", "Floor", "Ceil", "CumSum", "Trilu"}
+FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero", "ReduceProd", "Floor", "Ceil"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
 NO_FOLD = {"Dropout", "If"}
 
@@ -858,10 +858,11 @@ def _slice(n: _Node) -> list[Value]:
 @handles("Pad")
 def _pad(n: _Node) -> list[Value]:
     """Constant-mode Pad: per axis, concat with blocks of the pad value (a scalar broadcast by
-    `expand`, so no large constant is created); negative pads crop with a slice."""
+    `expand`, so no large constant is created); negative pads crop with a slice. Other modes:
+    `_pad_by_index`."""
     mode = n.attr("mode", "constant")
     if mode != "constant":
-        raise _Unsupported(f"Pad mode {mode!r} (only 'constant')")
+        return _pad_by_index(n, str(mode))
     x = n.t(0)
     shape = n.shape(x)
     rank = len(shape)
@@ -1076,6 +1077,773 @@ def _fold_gather_elements(n: _Node) -> list[np.ndarray]:
     idx = np.where(idx < 0, idx + data.shape[axis], idx)
     data = data[tuple(slice(None) if a == axis else slice(0, d) for a, d in enumerate(idx.shape))]
     return [np.take_along_axis(data, idx, axis)]
+# --------------------------------------------------------------------------- issue 11's operators
+# Activations, ArgMax/ArgMin, Pad edge/reflect/wrap, Resize and Upsample, normalizations, CumSum,
+# Trilu, Einsum, Gather/Scatter forms and recurrent layers (RNN, GRU, LSTM unrolled), each a
+# composition of existing `ge` ops, so it gets both backends, weight-only hoisting and the NumPy
+# JIT's fast paths unchanged. The recurring building block is `ge.gather` with a constant index
+# vector along one axis (`np.take` in the NumPy JIT): Pad's edge/reflect/wrap modes and Resize's
+# sampling taps are such gathers. Index arithmetic that depends on constants only (Trilu masks,
+# GatherElements' flat indices of constant indices, ...) is built from small vectors and
+# broadcasting rather than as a large constant: `ge-hoist-weight-only` computes it once, at load.
+
+LARGE_INLINE = 64 * INLINE_LIMIT
+"""Index constants this handler module creates are printed inline up to this many elements;
+larger ones (Scatter permutations of big tensors) go to the weight table like folded constants."""
+
+
+def _const(n: _Node, tag: str, value: np.ndarray) -> Tensor:
+    """A constant created for this node (index vectors, sampling weights), named after it."""
+    value = np.ascontiguousarray(value)
+    name = f"{n.node.output[0]}__{tag}{len(n.g.constants)}"
+    return n.g.const(name, value, dtype=value.dtype, inline=value.size <= LARGE_INLINE)
+
+
+def _float_input(n: _Node, i: int = 0) -> Tensor:
+    x = n.t(i)
+    if x.dtype.kind != "f":
+        raise _Unsupported(f"{n.node.op_type} of a {x.dtype} tensor (float only)")
+    return x
+
+
+def _in_float32(n: _Node, build: Callable[[Tensor], Tensor]) -> list[Value]:
+    """`build` applied to input 0 (float), in float32 when it is float16 (as onnxruntime computes
+    these activations: a float16 `exp`/`log` chain loses digits), cast back."""
+    x = _float_input(n)
+    if x.dtype != np.float16:
+        return [build(x)]
+    return [n.g.cast(build(n.g.cast(x, np.float32)), np.float16)]
+
+
+def _axis_vector(values: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    """`values` (1-D) shaped to broadcast along `axis` of a rank-`rank` tensor."""
+    return values.reshape([-1 if i == axis else 1 for i in range(rank)])
+
+
+# --------------------------------------------------------------------------- activations
+
+
+@handles("Reciprocal")
+def _reciprocal(n: _Node) -> list[Value]:
+    x = _float_input(n)
+    return [n.g.div(n.scalar(1, x), x)]
+
+
+def _hard_sigmoid_of(n: _Node, x: Tensor, alpha: float, beta: float) -> Tensor:
+    y = n.g.add(n.g.mul(x, n.scalar(alpha, x)), n.scalar(beta, x))
+    return n.g.maximum(n.g.minimum(y, n.scalar(1, x)), n.scalar(0, x))
+
+
+@handles("HardSwish")
+def _hard_swish(n: _Node) -> list[Value]:
+    """`x * max(0, min(1, x / 6 + 1/2))`."""
+    x = _float_input(n)
+    return [n.g.mul(x, _hard_sigmoid_of(n, x, 1 / 6, 0.5))]
+
+
+def _softplus(n: _Node, x: Tensor) -> Tensor:
+    """`log(1 + exp(x))` as `max(x, 0) + log(1 + exp(-|x|))`: no overflow for large x."""
+    g = n.g
+    tail = g.log(g.add(g.exp(g.neg(g.abs(x))), n.scalar(1, x)))
+    return g.add(g.maximum(x, n.scalar(0, x)), tail)
+
+
+@handles("Softplus")
+def _softplus_op(n: _Node) -> list[Value]:
+    return _in_float32(n, lambda x: _softplus(n, x))
+
+
+@handles("Mish")
+def _mish(n: _Node) -> list[Value]:
+    return _in_float32(n, lambda x: n.g.mul(x, n.g.tanh(_softplus(n, x))))
+
+
+def _elu(n: _Node, x: Tensor, alpha: float, scale_in: float = 1.0) -> Tensor:
+    """`max(x, 0) + alpha * (exp(min(x, 0) * scale_in) - 1)`: exact (one term is 0)."""
+    g = n.g
+    neg = g.minimum(x, n.scalar(0, x))
+    if scale_in != 1:
+        neg = g.mul(neg, n.scalar(scale_in, x))
+    tail = g.mul(g.sub(g.exp(neg), n.scalar(1, x)), n.scalar(alpha, x))
+    return g.add(g.maximum(x, n.scalar(0, x)), tail)
+
+
+@handles("Elu")
+def _elu_op(n: _Node) -> list[Value]:
+    return _in_float32(n, lambda x: _elu(n, x, float(n.attr("alpha", 1.0))))  # type: ignore[arg-type]
+
+
+@handles("Selu")
+def _selu(n: _Node) -> list[Value]:
+    alpha = float(n.attr("alpha", 1.67326319217681884765625))  # type: ignore[arg-type]
+    gamma = float(n.attr("gamma", 1.05070102214813232421875))  # type: ignore[arg-type]
+    return _in_float32(n, lambda x: n.g.mul(_elu(n, x, alpha), n.scalar(gamma, x)))
+
+
+@handles("Celu")
+def _celu(n: _Node) -> list[Value]:
+    """`max(0, x) + min(0, alpha * (exp(x / alpha) - 1))` = Elu of x with exp(min(x, 0) / alpha)."""
+    alpha = float(n.attr("alpha", 1.0))  # type: ignore[arg-type]
+    return _in_float32(n, lambda x: _elu(n, x, alpha, 1 / alpha))
+
+
+@handles("ThresholdedRelu")
+def _thresholded_relu(n: _Node) -> list[Value]:
+    """`x if x > alpha else 0`: the condition is `relu(x - alpha) != 0` (a cast to bool)."""
+    x = _float_input(n)
+    alpha = float(n.attr("alpha", 1.0))  # type: ignore[arg-type]
+    above = n.g.cast(n.g.relu(n.g.sub(x, n.scalar(alpha, x))), np.bool_)
+    return [n.g.where(above, x, n.scalar(0, x))]
+
+
+@handles("Softsign")
+def _softsign(n: _Node) -> list[Value]:
+    x = _float_input(n)
+    return [n.g.div(x, n.g.add(n.g.abs(x), n.scalar(1, x)))]
+
+
+def _arg_extreme(largest: bool) -> Handler:
+    """ArgMax/ArgMin without comparisons: `is_max = 1 - bool(v - max(v))` (int64), then the first
+    (or last) index holding it: `L - max(is_max * (L - i))` (`max(is_max * (i + 1)) - 1`)."""
+    def fn(n: _Node) -> list[Value]:
+        g, x = n.g, n.t(0)
+        shape = n.shape(x)
+        axis = int(n.attr("axis", 0)) % len(shape)  # type: ignore[arg-type]
+        keep, last = bool(n.attr("keepdims", 1)), bool(n.attr("select_last_index", 0))
+        v = x if largest else (g.neg(x) if x.dtype.kind == "f" else g.sub(n.scalar(0, x), x))
+        differs = g.cast(g.cast(g.sub(v, g.reduce_max(v, axis, keepdims=True)), np.bool_), np.int64)
+        is_max = g.sub(_const(n, "one", np.array(1, np.int64)), differs)
+        size = shape[axis]
+        positions = np.arange(size, dtype=np.int64)
+        weights = _const(n, "pos", _axis_vector(positions + 1 if last else size - positions, axis, len(shape)))
+        best = g.reduce_max(g.mul(is_max, weights), axis, keepdims=keep)
+        if last:
+            return [g.sub(best, _const(n, "one", np.array(1, np.int64)))]
+        return [g.sub(_const(n, "size", np.array(size, np.int64)), best)]
+    return fn
+
+
+HANDLERS["ArgMax"] = _arg_extreme(True)
+HANDLERS["ArgMin"] = _arg_extreme(False)
+
+
+# --------------------------------------------------------------------------- Pad modes
+
+
+def _pad_by_index(n: _Node, mode: str) -> list[Value]:
+    """Pad modes edge, reflect and wrap: per padded axis, one `ge.gather` with the constant index
+    vector `np.pad(arange(d), pads, mode)`."""
+    if mode not in ("edge", "reflect", "wrap"):
+        raise _Unsupported(f"Pad mode {mode!r}")
+    x = n.t(0)
+    rank = len(n.shape(x))
+    pads = n.ints(1)
+    assert pads is not None
+    axes = [a % rank for a in (n.ints(3) or range(rank))]
+    for k, axis in enumerate(axes):
+        lo, hi = pads[k], pads[k + len(axes)]
+        if lo == hi == 0:
+            continue
+        size = n.shape(x)[axis]
+        if size == 0 or (mode == "reflect" and size == 1):
+            raise _Unsupported(f"Pad mode {mode!r} of an axis of size {size}")
+        src = np.arange(size, dtype=np.int64)[max(-lo, 0):size - max(-hi, 0)]  # negative pads crop
+        index = np.pad(src, (max(lo, 0), max(hi, 0)), mode=mode)  # type: ignore[call-overload]
+        x = n.g.gather(x, _const(n, "pad", index), axis)
+    return [x]
+
+
+# --------------------------------------------------------------------------- Resize / sampling
+
+COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+def _source_coords(mode: str, out_size: int, in_size: int, scale: float) -> np.ndarray:
+    """Source coordinate of each output index (ONNX Resize's coordinate_transformation_mode),
+    computed in float32 like onnxruntime, so ties round the same way (a float64 computation,
+    as in `onnx.reference`, can differ by one source pixel at exact ties)."""
+    f = np.float32
+    y, s, half = np.arange(out_size, dtype=f), f(scale), f(0.5)
+    if mode == "align_corners":
+        return np.zeros(out_size, f) if out_size == 1 else y * f(in_size - 1) / f(out_size - 1)
+    if mode == "asymmetric":
+        return y / s
+    if mode == "pytorch_half_pixel" and out_size == 1:
+        return np.zeros(out_size, f)
+    if mode == "half_pixel_symmetric":
+        offset = f(in_size / 2) * (f(1) - f(out_size) / (s * f(in_size)))
+        return offset + (y + half) / s - half
+    return (y + half) / s - half  # half_pixel, pytorch_half_pixel
+
+
+def sampling_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mode: str = "half_pixel",
+                  nearest_mode: str = "round_prefer_floor", cubic_a: float = -0.75,
+                  exclude_outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Resize along one axis as taps: output `i` is `sum_t weights[i, t] * x[index[i, t]]`.
+
+    `kind` is nearest, linear or cubic; returns int64 indices (clamped: edge padding) and
+    float64 weights, both (out_size, taps), as the ONNX spec and onnxruntime define them."""
+    x = _source_coords(coord_mode, out_size, in_size, scale).astype(np.float64)
+    if kind == "nearest":
+        if nearest_mode == "round_prefer_floor":
+            src = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+        elif nearest_mode == "round_prefer_ceil":
+            src = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
+        elif nearest_mode in ("floor", "ceil"):
+            src = np.floor(x) if nearest_mode == "floor" else np.ceil(x)
+        else:
+            raise _Unsupported(f"Resize nearest_mode {nearest_mode!r}")
+        return np.clip(src, 0, in_size - 1).astype(np.int64)[:, None], np.ones((out_size, 1))
+    base = np.floor(x)
+    r = x - base
+    if kind == "linear":
+        index = base[:, None] + np.arange(2)
+        weights = np.stack([1 - r, r], axis=1)
+    else:  # cubic: four taps around x, Keys' kernel with parameter a
+        a = cubic_a
+        index = base[:, None] + np.arange(-1, 3)
+        d = np.abs(x[:, None] - index)
+        weights = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                           np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+    if exclude_outside:
+        weights = np.where((index < 0) | (index >= in_size), 0.0, weights)
+        weights /= weights.sum(axis=1, keepdims=True)
+    return np.clip(index, 0, in_size - 1).astype(np.int64), weights
+
+
+def resample(n: _Node, x: Tensor, axis: int, index: np.ndarray, weights: np.ndarray) -> Tensor:
+    """`x` resampled along `axis` by taps (see `sampling_taps`): one `ge.gather` per tap that
+    has a nonzero weight, times its weights, summed; a single tap of weight 1 is just the gather
+    (nothing at all when it is the identity)."""
+    rank = len(n.shape(x))
+    live = [t for t in range(index.shape[1]) if np.any(weights[:, t] != 0)]
+    if len(live) == 1 and np.all(weights[:, live[0]] == 1):
+        if np.array_equal(index[:, live[0]], np.arange(n.shape(x)[axis])):
+            return x
+        return n.g.gather(x, _const(n, "idx", index[:, live[0]]), axis)
+    y = None
+    for t in live:
+        part = n.g.gather(x, _const(n, "idx", index[:, t]), axis)
+        part = n.g.mul(part, _const(n, "w", _axis_vector(weights[:, t], axis, rank).astype(x.dtype)))
+        y = part if y is None else n.g.add(y, part)
+    assert y is not None
+    return y
+
+
+def _resize_axes(n: _Node, shape: list[int]) -> tuple[list[int], list[float]]:
+    """Output sizes and scales of every axis (ONNX Resize: scales or sizes, axes, policy)."""
+    rank = len(shape)
+    axes = [a % rank for a in (n.attr("axes") or range(rank))]  # type: ignore[attr-defined]
+    scales_in = n.s(2).astype(np.float64).reshape(-1) if n.has(2) and n.s(2).size else None
+    sizes_in = n.ints(3) if n.has(3) and n.s(3).size else None
+    sizes, scales = list(shape), [1.0] * rank
+    if sizes_in is not None:
+        ratios = [sizes_in[i] / shape[a] for i, a in enumerate(axes)]
+        policy = n.attr("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            common = min(ratios) if policy == "not_larger" else max(ratios)
+            ratios = [common] * len(axes)
+            sizes_in = [int(math.floor(common * shape[a] + 0.5)) for a in axes]
+        for i, a in enumerate(axes):
+            sizes[a], scales[a] = sizes_in[i], ratios[i]
+    elif scales_in is not None:
+        for i, a in enumerate(axes):
+            scales[a], sizes[a] = float(scales_in[i]), int(math.floor(shape[a] * scales_in[i]))
+    else:
+        raise _Unsupported("Resize needs constant scales or sizes")
+    return sizes, scales
+
+
+@handles("Resize")
+def _resize(n: _Node) -> list[Value]:
+    """Separable: per resized axis, `resample` with the taps of the mode (nearest: one gather;
+    linear: two gathers and a weighted sum; cubic: four). Scales/sizes must be constants."""
+    x = n.t(0)
+    shape = n.shape(x)
+    mode = str(n.attr("mode", "nearest"))
+    coord = str(n.attr("coordinate_transformation_mode", "half_pixel"))
+    if mode not in ("nearest", "linear", "cubic"):
+        raise _Unsupported(f"Resize mode {mode!r}")
+    if coord not in COORDINATE_MODES:
+        raise _Unsupported(f"Resize coordinate_transformation_mode {coord!r}")
+    if n.attr("antialias", 0):
+        raise _Unsupported("Resize with antialias")
+    if mode != "nearest" and x.dtype.kind != "f":
+        raise _Unsupported(f"Resize mode {mode!r} of a {x.dtype} tensor")
+    sizes, scales = _resize_axes(n, shape)
+    for axis, (size, out, scale) in enumerate(zip(shape, sizes, scales)):
+        if out == size and scale == 1:
+            continue
+        if out == 0 or size == 0:
+            raise _Unsupported("Resize to or from an empty axis")
+        index, weights = sampling_taps(mode, size, out, scale, coord, str(n.attr("nearest_mode", "round_prefer_floor")),
+                                       float(n.attr("cubic_coeff_a", -0.75)),  # type: ignore[arg-type]
+                                       bool(n.attr("exclude_outside", 0)))
+        x = resample(n, x, axis, index, weights)
+    return [x]
+
+
+@handles("Upsample")
+def _upsample(n: _Node) -> list[Value]:
+    """Opsets 7-9: Resize with asymmetric coordinates (nearest: floor). Imported natively because
+    `onnx.version_converter` turns it into a Resize with the default half_pixel coordinates,
+    which changes linear results."""
+    x = n.t(0)
+    shape = n.shape(x)
+    scales = [float(s) for s in (n.s(1).reshape(-1) if n.has(1) else n.attr("scales"))]  # type: ignore[union-attr]
+    mode = {"bilinear": "linear"}.get(str(n.attr("mode", "nearest")), str(n.attr("mode", "nearest")))
+    if mode not in ("nearest", "linear") or len(scales) != len(shape):
+        raise _Unsupported(f"Upsample mode {mode!r} with scales {scales}")
+    for axis, (size, scale) in enumerate(zip(shape, scales)):
+        if scale != 1:
+            out = int(math.floor(size * scale))
+            x = resample(n, x, axis, *sampling_taps(mode, size, out, scale, "asymmetric", "floor"))
+    return [x]
+
+
+# --------------------------------------------------------------------------- normalizations
+
+
+def _normalize(n: _Node, x: Tensor, axes: list[int]) -> Tensor:
+    """`(x - mean) / sqrt(var + epsilon)` over `axes` (biased variance, like ONNX)."""
+    g = n.g
+    d = g.sub(x, g.reduce_mean(x, axes, keepdims=True))
+    var = g.reduce_mean(g.mul(d, d), axes, keepdims=True)
+    return g.div(d, g.sqrt(g.add(var, n.scalar(float(n.attr("epsilon", 1e-5)), x))))  # type: ignore[arg-type]
+
+
+def _per_channel(n: _Node, i: int, rank: int) -> Tensor:
+    """Input `i`, a (C,) vector, shaped to broadcast over (N, C, spatial...)."""
+    t = n.t(i)
+    return n.g.reshape(t, [n.shape(t)[0]] + [1] * (rank - 2))
+
+
+@handles("InstanceNormalization")
+def _instance_norm(n: _Node) -> list[Value]:
+    x = _float_input(n)
+    rank = len(n.shape(x))
+    if rank < 3:
+        raise _Unsupported(f"InstanceNormalization of a rank-{rank} tensor")
+    y = _normalize(n, x, list(range(2, rank)))
+    return [n.g.add(n.g.mul(y, _per_channel(n, 1, rank)), _per_channel(n, 2, rank))]
+
+
+@handles("GroupNormalization")
+def _group_norm(n: _Node) -> list[Value]:
+    """Normalized over (N, groups, C/groups * spatial); scale and bias per channel (opset 21)
+    or per group (opset 18)."""
+    g, x = n.g, _float_input(n)
+    shape = n.shape(x)
+    groups = int(n.attr("num_groups"))  # type: ignore[arg-type]
+    if len(shape) < 2 or shape[1] % groups:
+        raise _Unsupported(f"GroupNormalization of {shape} in {groups} groups")
+    y = _normalize(n, g.reshape(x, [shape[0], groups, -1]), [2])
+    if n.shape(n.t(1))[0] == groups and groups != shape[1]:  # opset 18: per group
+        y = g.add(g.mul(y, g.reshape(n.t(1), [groups, 1])), g.reshape(n.t(2), [groups, 1]))
+        return [g.reshape(y, shape)]
+    y = g.reshape(y, shape)
+    return [g.add(g.mul(y, _per_channel(n, 1, len(shape))), _per_channel(n, 2, len(shape)))]
+
+
+# --------------------------------------------------------------------------- CumSum, Trilu
+
+
+def _shift(n: _Node, x: Tensor, axis: int, by: int, backwards: bool) -> Tensor:
+    """`x` moved `by` places along `axis` (towards higher indices unless `backwards`), zero-filled."""
+    shape = n.shape(x)
+    zeros = n.g.expand(n.scalar(0, x), [by if i == axis else d for i, d in enumerate(shape)])
+    lo = [by if i == axis and backwards else 0 for i in range(len(shape))]
+    hi = [d - by if i == axis and not backwards else d for i, d in enumerate(shape)]
+    kept = n.g.slice(x, lo, hi)
+    return n.g.concat([kept, zeros] if backwards else [zeros, kept], axis)
+
+
+@handles("CumSum")
+def _cumsum(n: _Node) -> list[Value]:
+    """A log-step prefix sum (Hillis-Steele): `y += shift(y, 1, 2, 4, ...)`, ceil(log2 L)
+    steps of slice + concat + add, exact for integers; exclusive = the sum shifted by one."""
+    x = n.t(0)
+    shape = n.shape(x)
+    axis = int(n.s(1).reshape(-1)[0]) % len(shape)
+    backwards = bool(n.attr("reverse", 0))
+    length = shape[axis]
+    y = x
+    step = 1
+    while step < length:
+        y = n.g.add(y, _shift(n, y, axis, step, backwards))
+        step *= 2
+    if n.attr("exclusive", 0):
+        return [_shift(n, y, axis, 1, backwards) if length else y]
+    return [y if y is not x else n.g.add(x, n.scalar(0, x))]  # a fresh value, not an alias
+
+
+@handles("Trilu")
+def _trilu(n: _Node) -> list[Value]:
+    """`where(mask, x, 0)`; the (rows, cols) mask comes from column minus row index vectors,
+    clamped to 0/1 and cast to bool: built from constants only, so it is computed at load."""
+    x = n.t(0)
+    shape = n.shape(x)
+    if len(shape) < 2:
+        raise _Unsupported("Trilu of a tensor of rank < 2")
+    k = int(n.s(1).reshape(-1)[0]) if n.has(1) else 0
+    rows, cols = shape[-2:]
+    diff = n.g.sub(_const(n, "col", np.arange(cols, dtype=np.int64)[None, :]),
+                   _const(n, "row", np.arange(rows, dtype=np.int64)[:, None]))
+    one = _const(n, "one", np.array(1, np.int64))
+    # upper keeps col - row >= k: (col - row) - k + 1 >= 1; lower keeps k - (col - row) + 1 >= 1
+    if n.attr("upper", 1):
+        d = n.g.add(diff, _const(n, "k", np.array(1 - k, np.int64)))
+    else:
+        d = n.g.sub(_const(n, "k", np.array(k + 1, np.int64)), diff)
+    keep = n.g.cast(n.g.maximum(n.g.minimum(d, one), _const(n, "zero", np.array(0, np.int64))), np.bool_)
+    return [n.g.where(keep, x, n.scalar(0, x))]
+
+
+# --------------------------------------------------------------------------- Einsum
+
+
+def _einsum_terms(equation: str, ranks: Sequence[int]) -> tuple[list[list[str]], list[str]]:
+    """Each operand's and the output's index labels; `...` becomes labels `.0`, `.1`, ..."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    specs = lhs.split(",")
+    if len(specs) != len(ranks) or not re.fullmatch(r"[A-Za-z.,]*", lhs) or not re.fullmatch(r"[A-Za-z.]*", rhs):
+        raise _Unsupported(f"Einsum equation {equation!r} for {len(ranks)} inputs")
+    width = max((r - len(s.replace("...", "")) for s, r in zip(specs, ranks) if "..." in s), default=0)
+
+    def labels(spec: str, rank: int | None) -> list[str]:
+        head, dots, tail = spec.partition("...")
+        if not dots:
+            return list(spec)
+        k = width if rank is None else rank - len(head) - len(tail)
+        return [*head, *(f".{width - k + i}" for i in range(k)), *tail]
+
+    terms = [labels(s, r) for s, r in zip(specs, ranks)]
+    for t, r in zip(terms, ranks):
+        if len(t) != r:
+            raise _Unsupported(f"Einsum equation {equation!r}: a term does not match its input's rank {r}")
+        if len(set(t)) != len(t):
+            raise _Unsupported(f"Einsum equation {equation!r}: a repeated index within one input (diagonal)")
+    if arrow:
+        out = labels(rhs, None)
+    else:  # implicit output: the broadcast dims, then the labels used once, in order
+        flat = [label for t in terms for label in t]
+        out = sorted({lb for lb in flat if lb.startswith(".")}) + sorted(lb for lb in set(flat) if flat.count(lb) == 1 and not lb.startswith("."))
+    return terms, out
+
+
+def _permute(n: _Node, x: Tensor, labels: list[str], order: list[str]) -> Tensor:
+    perm = [labels.index(lb) for lb in order]
+    return x if perm == sorted(perm) else n.g.transpose(x, perm)
+
+
+def _reshape_to(n: _Node, x: Tensor, shape: list[int]) -> Tensor:
+    return x if n.shape(x) == shape else n.g.reshape(x, shape)
+
+
+def _contract(n: _Node, a: Tensor, la: list[str], b: Tensor, lb: list[str], keep: set[str]) -> tuple[Tensor, list[str]]:
+    """`a` and `b` contracted over the labels they share that are not in `keep`, as one
+    (batched) `ge.matmul` of [batch, left, inner] x [batch, inner, right] regrouped operands."""
+    sizes: dict[str, int] = {}
+    for t, labels in ((a, la), (b, lb)):
+        for lbl, d in zip(labels, n.shape(t)):
+            if sizes.get(lbl, 1) not in (1, d) and d != 1:
+                raise _Unsupported(f"Einsum: dimension {lbl!r} is {sizes[lbl]} and {d}")
+            sizes[lbl] = max(sizes.get(lbl, 1), d)
+    batch = [lbl for lbl in la if lbl in lb and lbl in keep]
+    inner = [lbl for lbl in la if lbl in lb and lbl not in keep]
+    left = [lbl for lbl in la if lbl not in lb]
+    right = [lbl for lbl in lb if lbl not in la]
+    for t, labels in ((a, la), (b, lb)):
+        if any(d != sizes[lbl] for lbl, d in zip(labels, n.shape(t)) if lbl in inner):
+            raise _Unsupported("Einsum: a broadcast (size-1) contracted dimension")
+    if any(n.shape(a)[la.index(lbl)] != n.shape(b)[lb.index(lbl)] for lbl in batch):
+        a = n.g.expand(a, [sizes[lbl] if lbl in batch else d for lbl, d in zip(la, n.shape(a))])
+        b = n.g.expand(b, [sizes[lbl] if lbl in batch else d for lbl, d in zip(lb, n.shape(b))])
+    prod = {k: math.prod(sizes[lbl] for lbl in v) for k, v in (("l", left), ("i", inner), ("r", right))}
+    lead = [sizes[lbl] for lbl in batch]  # batch dims stay dims: ge.matmul takes them as they are
+    a3 = _reshape_to(n, _permute(n, a, la, batch + left + inner), [*lead, prod["l"], prod["i"]])
+    b3 = _reshape_to(n, _permute(n, b, lb, batch + inner + right), [*lead, prod["i"], prod["r"]])
+    y = n.g.matmul(a3, b3)
+    labels = batch + left + right
+    return _reshape_to(n, y, [sizes[lbl] for lbl in labels]), labels
+
+
+@handles("Einsum")
+def _einsum(n: _Node) -> list[Value]:
+    """Operands are summed over the labels no one else uses, then contracted left to right
+    (`_contract`: one matmul each), then transposed to the output's order."""
+    ts = [n.t(i) for i in range(len(n.vals))]
+    first = ts[0]
+    terms, out = _einsum_terms(str(n.attr("equation")), [len(n.shape(t)) for t in ts])
+    if not set(out) <= {lbl for t in terms for lbl in t} or len(set(out)) != len(out):
+        raise _Unsupported(f"Einsum equation {n.attr('equation')!r}: bad output labels")
+    for i, (t, labels) in enumerate(zip(ts, terms)):
+        others = set(out).union(*(set(u) for j, u in enumerate(terms) if j != i))
+        alone = [k for k, lbl in enumerate(labels) if lbl not in others]
+        if alone:
+            ts[i] = n.g.reduce_sum(t, alone)
+            terms[i] = [lbl for lbl in labels if lbl in others]
+    y, labels = ts[0], terms[0]
+    for i in range(1, len(ts)):
+        keep = set(out).union(*(set(u) for u in terms[i + 1:]))
+        y, labels = _contract(n, y, labels, ts[i], terms[i], keep)
+    y = _permute(n, y, labels, out)
+    return [n.g.add(y, n.scalar(0, y)) if y is first else y]  # a fresh value, not an alias
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+def _normalized(n: _Node, index: Tensor, size: int) -> Tensor:
+    """Indices with negative ones counted from the end: a gather from `arange(size)` (`ge.gather`
+    wraps negative indices), as int64."""
+    return n.g.gather(_const(n, "ar", np.arange(size, dtype=np.int64)), index, 0)
+
+
+def _position(n: _Node, shape: Sequence[int], strides: Sequence[int]) -> Tensor | None:
+    """`sum_k arange(shape[k]) * strides[k]` broadcast over `shape` (None when all strides are 0)."""
+    total = None
+    for k, (d, s) in enumerate(zip(shape, strides)):
+        if s and d > 1:
+            part = _const(n, "pos", _axis_vector(np.arange(d, dtype=np.int64) * s, k, len(shape)))
+            total = part if total is None else n.g.add(total, part)
+    return total
+
+
+def _index_input(n: _Node, i: int) -> Tensor:
+    t = n.t(i)
+    if t.dtype not in (np.int32, np.int64):
+        raise _Unsupported(f"{n.node.op_type} indices of dtype {t.dtype}")
+    return t
+
+
+@handles("GatherElements")
+def _gather_elements(n: _Node) -> list[Value]:
+    """One `ge.gather` from the flattened data at `index * stride(axis) + position`, the flat
+    offset of every other coordinate (from broadcast `arange` vectors). With constant indices
+    the whole index computation is computed once, at load."""
+    data, index = n.t(0), _index_input(n, 1)
+    dshape, ishape = n.shape(data), n.shape(index)
+    rank = len(dshape)
+    axis = int(n.attr("axis", 0)) % rank  # type: ignore[arg-type]
+    strides = [math.prod(dshape[k + 1:]) for k in range(rank)]
+    flat = n.g.mul(_normalized(n, index, dshape[axis]), _const(n, "stride", np.array(strides[axis], np.int64)))
+    pos = _position(n, ishape, [0 if k == axis else s for k, s in enumerate(strides)])
+    if pos is not None:
+        flat = n.g.add(flat, pos)
+    return [n.g.gather(n.g.reshape(data, [-1]), flat, 0)]
+
+
+@handles("GatherND")
+def _gather_nd(n: _Node) -> list[Value]:
+    """The data as rows (batch and indexed dims flattened), one `ge.gather` of the rows at
+    `batch position * rows per batch + sum_j index[..., j] * stride_j`."""
+    data, index = n.t(0), _index_input(n, 1)
+    dshape, ishape = n.shape(data), n.shape(index)
+    b = int(n.attr("batch_dims", 0))  # type: ignore[arg-type]
+    k = ishape[-1]
+    if b + k > len(dshape):
+        raise _Unsupported(f"GatherND with {k} indexed dims and batch_dims={b} of data {dshape}")
+    lead = ishape[:-1]
+    per_batch = math.prod(dshape[b:b + k])
+    batch_strides = [math.prod(dshape[m + 1:b]) * per_batch for m in range(b)]
+    flat = _position(n, lead, batch_strides + [0] * (len(lead) - b))
+    for j in range(k):
+        comp = n.g.reshape(n.g.slice(index, [0] * len(lead) + [j], [*lead, j + 1]), lead)
+        term = _normalized(n, comp, dshape[b + j])
+        stride = math.prod(dshape[b + j + 1:b + k])
+        if stride != 1:
+            term = n.g.mul(term, _const(n, "stride", np.array(stride, np.int64)))
+        flat = term if flat is None else n.g.add(flat, term)
+    if flat is None:  # k == 0 and no batch dims: every row is the whole data
+        flat = _const(n, "zero", np.zeros(lead, np.int64))
+    rows = n.g.reshape(data, [math.prod(dshape[:b + k]), *dshape[b + k:]])
+    return [n.g.gather(rows, flat, 0)]
+
+
+def _scatter(n: _Node, rows: int, targets: np.ndarray, data: Tensor, updates: Tensor, row_shape: list[int]) -> Tensor:
+    """Rows of `data` replaced by rows of `updates` (update `u` goes to row `targets[u]`, the
+    last one winning): one `ge.gather` from `concat(data rows, update rows)` with a constant
+    permutation."""
+    if n.attr("reduction", "none") != "none":
+        raise _Unsupported(f"{n.node.op_type} with reduction {n.attr('reduction')!r}")
+    perm = np.arange(rows, dtype=np.int64)
+    perm[targets] = rows + np.arange(targets.size, dtype=np.int64)
+    both = n.g.concat([n.g.reshape(data, [rows, *row_shape]), n.g.reshape(updates, [targets.size, *row_shape])], 0)
+    return n.g.gather(both, _const(n, "perm", perm), 0)
+
+
+@handles("ScatterND")
+def _scatter_nd(n: _Node) -> list[Value]:
+    """Constant indices only (a static permutation; see `_scatter`), reduction none."""
+    data = n.t(0)
+    dshape = n.shape(data)
+    index = n.s(1).astype(np.int64)
+    k = index.shape[-1]
+    dims = np.array(dshape[:k], np.int64)
+    index = np.where(index < 0, index + dims, index).reshape(-1, k)
+    if np.any(index < 0) or np.any(index >= dims):
+        raise _Unsupported(f"ScatterND indices out of range of data {dshape}")
+    targets = np.ravel_multi_index(tuple(index.T), dshape[:k]) if k else np.zeros(index.shape[0], np.int64)
+    y = _scatter(n, math.prod(dshape[:k]), np.asarray(targets, np.int64), data, n.t(2), dshape[k:])
+    return [n.g.reshape(y, dshape)]
+
+
+@handles("ScatterElements")
+def _scatter_elements(n: _Node) -> list[Value]:
+    """Constant indices only (a static permutation of the flattened elements), reduction none."""
+    data = n.t(0)
+    dshape = n.shape(data)
+    index = n.s(1).astype(np.int64)
+    axis = int(n.attr("axis", 0)) % len(dshape)  # type: ignore[arg-type]
+    index = np.where(index < 0, index + dshape[axis], index)
+    if np.any(index < 0) or np.any(index >= dshape[axis]):
+        raise _Unsupported(f"ScatterElements indices out of range of data {dshape}")
+    coords = list(np.indices(index.shape))
+    coords[axis] = index
+    targets = np.ravel_multi_index(tuple(coords), dshape).reshape(-1)
+    y = _scatter(n, math.prod(dshape), np.asarray(targets, np.int64), data, n.t(2), [])
+    return [n.g.reshape(y, dshape)]
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
+
+
+class _Cell:
+    """One direction of a recurrent layer: its weights (as 2-D tensors) and activations."""
+
+    def __init__(self, n: _Node, kind: str, d: int, hidden: int, acts: list[str]):
+        g, gh = n.g, RECURRENT_GATES[kind] * hidden
+        self.n, self.kind, self.hidden = n, kind, hidden
+        w, r = n.t(1), n.t(2)
+        self.w_t = g.transpose(g.reshape(g.slice(w, [d, 0, 0], [d + 1, *n.shape(w)[1:]]), n.shape(w)[1:]))
+        self.r_t = g.transpose(g.reshape(g.slice(r, [d, 0, 0], [d + 1, *n.shape(r)[1:]]), n.shape(r)[1:]))
+        self.wb = self.rb = None
+        if n.has(3):
+            b = g.reshape(g.slice(n.t(3), [d, 0], [d + 1, 2 * gh]), [2 * gh])
+            self.wb, self.rb = g.slice(b, [0], [gh]), g.slice(b, [gh], [2 * gh])
+        self.acts = acts
+        clip = n.attr("clip")
+        self.clip = None if clip is None else float(clip)  # type: ignore[arg-type]
+        self.peep = None
+        if kind == "LSTM" and n.has(7):
+            p = n.t(7)
+            self.peep = [g.reshape(g.slice(p, [d, k * hidden], [d + 1, (k + 1) * hidden]), [hidden]) for k in range(3)]
+
+    def clipped(self, x: Tensor) -> Tensor:
+        if self.clip is None:
+            return x
+        return self.n.g.minimum(self.n.g.maximum(x, self.n.scalar(-self.clip, x)), self.n.scalar(self.clip, x))
+
+    def act(self, i: int, x: Tensor, clip: bool = True) -> Tensor:
+        return getattr(self.n.g, ACTIVATIONS[self.acts[i]])(self.clipped(x) if clip else x)
+
+    def columns(self, x: Tensor, lo: int, hi: int) -> Tensor:
+        """Gates `lo` to `hi` (exclusive) of a (rows, gates * hidden) matrix or a bias vector."""
+        shape = self.n.shape(x)
+        if len(shape) == 1:
+            return self.n.g.slice(x, [lo * self.hidden], [hi * self.hidden])
+        return self.n.g.slice(x, [0, lo * self.hidden], [shape[0], hi * self.hidden])
+
+    def gru_step(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        """z, r = f(x W_zr + h R_zr + b); h~ = g(x W_h + r * (h R_h + Rb_h)) (linear_before_reset)
+        or g(x W_h + (r * h) R_h + Rb_h); h' = (1 - z) * h~ + z * h. `xw` holds x W + Wb."""
+        g = self.n.g
+        rb = [None if self.rb is None else self.columns(self.rb, k, k + 1) for k in range(3)]
+        rec = None if h is None else g.matmul(h, self.columns(self.r_t, 0, 2))
+        z, r = (self.act(0, _plus(_plus(self.columns(xw, k, k + 1), None if rec is None else self.columns(rec, k, k + 1)), rb[k]))
+                for k in range(2))
+        if self.n.attr("linear_before_reset", 0):
+            rh = rb[2] if h is None else _plus(g.matmul(h, self.columns(self.r_t, 2, 3)), rb[2])
+            hh = self.columns(xw, 2, 3) if rh is None else g.add(self.columns(xw, 2, 3), g.mul(r, rh))
+        else:
+            rh = None if h is None else g.matmul(g.mul(r, h), self.columns(self.r_t, 2, 3))
+            hh = _plus(_plus(self.columns(xw, 2, 3), rh), rb[2])
+        hh = self.act(1, hh)
+        new = g.mul(g.sub(self.n.scalar(1, z), z), hh)
+        return new if h is None else g.add(new, g.mul(z, h))
+
+    def step(self, xw: Tensor, h: Tensor | None, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One time step: `xw` is x_t @ W^T (+ biases folded in); returns (h, c)."""
+        g, kind = self.n.g, self.kind
+        if kind == "GRU":
+            return self.gru_step(xw, h), None
+        rec = None if h is None else g.matmul(h, self.r_t)
+        pre = xw if rec is None else g.add(xw, rec)
+        if kind == "RNN":
+            return self.act(0, pre), None
+        i, o, f, cc = (self.columns(pre, k, k + 1) for k in range(4))
+        if self.peep is not None and c is not None:
+            i, f = g.add(i, g.mul(self.peep[0], c)), g.add(f, g.mul(self.peep[2], c))
+        i, f, cc = self.act(0, i), self.act(0, f), self.act(1, cc)
+        c_new = g.mul(i, cc) if c is None else g.add(g.mul(f, c), g.mul(i, cc))
+        if self.peep is not None:
+            o = g.add(o, g.mul(self.peep[1], c_new))
+        return g.mul(self.act(0, o), self.act(2, c_new, False)), c_new
+
+
+def _plus(a: Tensor, b: Tensor | None) -> Tensor:
+    return a if b is None else a.graph.add(a, b)
+
+
+def _recurrent(kind: str) -> Handler:
+    """RNN, GRU and LSTM unrolled over the static sequence: `X @ W^T` for all steps in one matmul,
+    then per step one matmul with `R^T` and the gate arithmetic. The weights stay refreshable;
+    their slices and transposes are weight-only (computed once per update)."""
+    def fn(n: _Node) -> list[Value]:
+        g = n.g
+        x = _float_input(n)
+        if n.attr("layout", 0):
+            x = g.transpose(x, [1, 0, 2])
+        steps, batch, size = n.shape(x)
+        hidden = int(n.attr("hidden_size"))  # type: ignore[arg-type]
+        direction = str(n.attr("direction", "forward"))
+        dirs = ["forward", "reverse"] if direction == "bidirectional" else [direction]
+        if n.has(4) and np.any(n.s(4) != steps):
+            raise _Unsupported(f"{kind} with sequence_lens other than the sequence length {steps}")
+        if kind == "LSTM" and n.attr("input_forget", 0):
+            raise _Unsupported("LSTM with input_forget")
+        per = len(DEFAULT_ACTIVATIONS[kind])
+        names = [str(a.decode() if isinstance(a, bytes) else a) for a in n.attr("activations", DEFAULT_ACTIVATIONS[kind] * len(dirs))]  # type: ignore[union-attr]
+        if any(a not in ACTIVATIONS for a in names) or n.attr("activation_alpha") or n.attr("activation_beta"):
+            raise _Unsupported(f"{kind} activations {names} (Sigmoid, Tanh and Relu only)")
+        ys, hs, cs = [], [], []
+        for d, dname in enumerate(dirs):
+            cell = _Cell(n, kind, d, hidden, names[d * per:(d + 1) * per])
+            xw = g.matmul(g.reshape(x, [steps * batch, size]), cell.w_t)
+            if cell.wb is not None:
+                xw = g.add(xw, cell.wb if kind == "GRU" else g.add(cell.wb, cell.rb))  # type: ignore[arg-type]
+            xw = g.reshape(xw, [steps, batch, -1])
+            h = g.reshape(g.slice(n.t(5), [d, 0, 0], [d + 1, batch, hidden]), [batch, hidden]) if n.has(5) else None
+            c = g.reshape(g.slice(n.t(6), [d, 0, 0], [d + 1, batch, hidden]), [batch, hidden]) if n.has(6) else None
+            if kind == "LSTM" and h is not None and c is None:
+                c = g.expand(n.scalar(0, h), [batch, hidden])
+            outs: list[Tensor] = [None] * steps  # type: ignore[list-item]
+            for t in (range(steps - 1, -1, -1) if dname == "reverse" else range(steps)):
+                xt = g.reshape(g.slice(xw, [t, 0, 0], [t + 1, batch, n.shape(xw)[2]]), [batch, -1])
+                h, c = cell.step(xt, h, c)
+                outs[t] = g.reshape(h, [1, 1, batch, hidden])
+            assert h is not None
+            ys.append(g.concat(outs, 0) if steps > 1 else outs[0])
+            hs.append(g.reshape(h, [1, batch, hidden]))
+            if c is not None:
+                cs.append(g.reshape(c, [1, batch, hidden]))
+        y, yh = (g.concat(ys, 1), g.concat(hs, 0)) if len(dirs) > 1 else (ys[0], hs[0])
+        yc = (g.concat(cs, 0) if len(cs) > 1 else cs[0]) if cs else None
+        if n.attr("layout", 0):
+            y, yh = g.transpose(y, [2, 0, 1, 3]), g.transpose(yh, [1, 0, 2])
+            yc = None if yc is None else g.transpose(yc, [1, 0, 2])
+        return [y, yh] + ([yc] if yc is not None else [])
+    return fn
+
+
+for _kind in RECURRENT_GATES:
+    HANDLERS[_kind] = _recurrent(_kind)
 
 
 # --------------------------------------------------------------------------- API
@@ -1133,3 +1901,4 @@ def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: 
         return build()
     with BuildSession():
         return build()
+

@@ -19,7 +19,10 @@ builtin.module {
 // CHECK-NOT:  .fill(
 // CHECK:      [[T:v[0-9]+]] = np.where(a0 < 0, a0 + [[SIZE:k[0-9]+]], a0)
 // CHECK-NEXT: [[OK:v[0-9]+]] = np.logical_and([[T]] >= 0, [[T]] < [[SIZE]])
-// CHECK-NEXT: np.copyto([[Y]], np.where([[OK]].reshape({{k[0-9]+}}), np.take([[D]], np.where([[OK]], [[T]], 0), axis=[[AXIS:k[0-9]+]]), {{k[0-9]+}}))
+// CHECK-NEXT: if [[OK]].all():
+// CHECK-NEXT:     np.take([[D]], [[T]], axis=[[AXIS:k[0-9]+]], out=[[Y]], mode='clip')
+// CHECK-NEXT: else:
+// CHECK-NEXT:     np.copyto([[Y]], np.where([[OK]].reshape({{k[0-9]+}}), np.take([[D]], np.where([[OK]], [[T]], 0), axis=[[AXIS]]), {{k[0-9]+}}))
 // CHECK-NEXT: return {{\[}}[[Y]]{{\]}}
 // CHECK-DAG:  #   [[SIZE]] = 5
 // CHECK-DAG:  #   [[AXIS]] = 0

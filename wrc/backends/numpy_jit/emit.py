@@ -404,8 +404,13 @@ class FuncEmitter:
         mask_shape = (1,) * axis + ishape + (1,) * (len(dshape) - axis - 1)
         e(ind, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
         e(ind, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
-        e(ind, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
-               f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
+        # All indices in range (a check over the indices only): take straight into the output,
+        # unbuffered (mode "clip" cannot clip anything here); else mask the out-of-range ones.
+        e(ind, f"if {ok}.all():")
+        e(ind + 1, f"np.take({d}, {t}, axis={c(axis)}, out={o}, mode='clip')")
+        e(ind, "else:")
+        e(ind + 1, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
+                   f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
 
     @kernel.register
     def _(self, plan: Gemm, op: linalg.GenericOp, ind: int) -> None:
