@@ -95,10 +95,13 @@ def zoo_feeds(entry: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def light_model(path: Path, rng: np.random.Generator) -> onnx.ModelProto:
-    """A `light` model with real weights. The files keep only each weight's shape: an int64
-    initializer `W__SHAPE` feeding `ConstantOfShape(value=0.02) -> W`, the same constant for
-    every weight. Each such node becomes a random initializer `W`, drawn by its role so
-    activations keep their scale through the depth (see `light_weight`)."""
+    """A `light` model with sane random weights. The files keep only the small tensors (trained
+    BatchNorm statistics, biases) and replace every large one by its shape: an int64
+    initializer `W__SHAPE` feeding `ConstantOfShape(value=0.02) -> W`. Each such node becomes an
+    initializer `W`, and every float initializer gets random values drawn by its role
+    (`light_weight`): trained statistics next to random convolutions would blow activations up
+    (ShuffleNet's running variances go down to 5e-14). The logits (the input of the final
+    Softmax) become a second output, so a saturated softmax cannot hide their errors."""
     model = onnx.load(str(path))
     graph = model.graph
     shapes = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("__SHAPE")}
@@ -107,28 +110,33 @@ def light_model(path: Path, rng: np.random.Generator) -> onnx.ModelProto:
         for slot, name in enumerate(node.input):
             consumers.setdefault(name, []).append((node, slot))
 
-    def role(name: str) -> tuple[onnx.NodeProto, int]:
+    def draw(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
         node, slot = consumers[name][0]
         while node.op_type in ("Unsqueeze", "Reshape", "Identity"):  # decomposed BatchNorms
             node, slot = consumers[node.output[0]][0]
-        return node, slot
+        return numpy_helper.from_array(light_weight(node, slot, shape, rng), name)
 
-    nodes, weights = [], []
+    nodes, filled = [], []
     for node in graph.node:
         if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
-            shape = tuple(int(d) for d in shapes[node.input[0]])
-            value = light_weight(*role(node.output[0]), shape, rng)
-            weights.append(numpy_helper.from_array(value, node.output[0]))
+            filled.append(draw(node.output[0], tuple(int(d) for d in shapes[node.input[0]])))
         else:
             nodes.append(node)
-    kept = [i for i in graph.initializer if i.name not in shapes]
+    stored = [draw(i.name, tuple(i.dims)) if i.data_type == onnx.TensorProto.FLOAT and i.name in consumers else i
+              for i in graph.initializer if i.name not in shapes]
     graph.ClearField("node")
     graph.node.extend(nodes)
     graph.ClearField("initializer")
-    graph.initializer.extend(kept + weights)
+    graph.initializer.extend(stored + filled)
+    listed = {i.name for i in graph.input}  # IR < 4: initializers are graph inputs too
     inputs = [i for i in graph.input if i.name not in shapes]
+    inputs += [onnx.helper.make_tensor_value_info(w.name, w.data_type, w.dims) for w in filled
+               if f"{w.name}__SHAPE" in listed]
     graph.ClearField("input")
     graph.input.extend(inputs)
+    outputs = {o.name for o in graph.output}
+    graph.output.extend(onnx.helper.make_empty_tensor_value_info(n.input[0]) for n in nodes
+                        if n.op_type == "Softmax" and n.output[0] in outputs)
     return model
 
 
@@ -166,8 +174,9 @@ def load_case(case: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 def new_weights(model: onnx.ModelProto, names: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """A full update: every refreshable ONNX initializer, float tensors moved by small noise
     around their values (multiplicative 10 % plus 10 % of their spread, so zero biases change
-    too and positive variances stay positive). Scalars (exponents, epsilons) and mask fill
-    values (|x| >= 1e30) are sent unchanged: noise there would only make NaNs."""
+    too; positive tensors, such as variances, by a factor exp(0.1 N(0, 1))). Scalars
+    (exponents, epsilons) and mask fill values (|x| >= 1e30) are sent unchanged: noise there
+    would only make NaNs."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     new = {}
     for name in names:
@@ -181,7 +190,10 @@ def new_weights(model: onnx.ModelProto, names: list[str], rng: np.random.Generat
         values = old[~fill].astype(np.float64)
         spread = (float(np.std(values)) or float(np.max(np.abs(values)))) if values.size else 0.0
         noise = rng.standard_normal((2, *old.shape))
-        noisy = old * (1 + 0.1 * noise[0]) + 0.1 * (spread or 1.0) * noise[1]
+        if np.all(old > 0):  # scales, variances: stay positive
+            noisy = old * np.exp(0.1 * noise[0])
+        else:
+            noisy = old * (1 + 0.1 * noise[0]) + 0.1 * (spread or 1.0) * noise[1]
         new[name] = np.where(fill, old, noisy).astype(old.dtype)
     return new
 
@@ -288,7 +300,9 @@ def test_wrc_compile_and_run(tmp_path, case):
     out = tmp_path / "out.npz"
     assert wrc_main(["run", str(bundle), *inputs, "--output", str(out)]) == 0
     assert_matches([np.load(out)["output_0"]], ort_run(model, feeds), f"{case} wrc run")
-    names = [i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    # the weights proper (not scalars): refreshable whatever `weight_names` leaves out
+    names = [i.name for i in model.graph.initializer
+             if i.data_type == onnx.TensorProto.FLOAT and numpy_helper.to_array(i).size > 1]
     new = new_weights(model, names, seed(case + "/cli"))
     save_file(new, str(tmp_path / "w.safetensors"))
     assert wrc_main(["run", str(bundle), *inputs, "--update", str(tmp_path / "w.safetensors"), "--output", str(out)]) == 0
