@@ -187,14 +187,14 @@ def new_weights(model: onnx.ModelProto, names: list[str], rng: np.random.Generat
             new[name] = old
             continue
         fill = np.abs(old) >= 1e30
-        values = old[~fill].astype(np.float64)
-        spread = (float(np.std(values)) or float(np.max(np.abs(values)))) if values.size else 0.0
-        noise = rng.standard_normal((2, *old.shape))
+        values = old[~fill] if fill.any() else old
+        spread = (float(np.std(values, dtype=np.float64)) or float(np.max(np.abs(values)))) if values.size else 0.0
+        noise = rng.standard_normal(old.shape, np.float32) * np.float32(0.1)
         if np.all(old > 0):  # scales, variances: stay positive
-            noisy = old * np.exp(0.1 * noise[0])
+            noisy = old * np.exp(noise)
         else:
-            noisy = old * (1 + 0.1 * noise[0]) + 0.1 * (spread or 1.0) * noise[1]
-        new[name] = np.where(fill, old, noisy).astype(old.dtype)
+            noisy = old * (1 + noise) + np.float32(spread or 1.0) * rng.standard_normal(old.shape, np.float32) * np.float32(0.1)
+        new[name] = np.where(fill, old, noisy).astype(old.dtype) if fill.any() else noisy.astype(old.dtype)
     return new
 
 
