@@ -27,7 +27,7 @@ from test_onnx import ort_run, with_initializers
 
 import wrc
 from wrc.cli import main as wrc_main
-from wrc.onnx import OnnxImportError, UnsupportedOpError, compile_graph, import_onnx, weight_names
+from wrc.onnx import UnsupportedOpError, compile_graph, import_onnx, weight_names
 
 ZOO = Path(__file__).parent / "zoo"
 MANIFEST = json.loads((ZOO / "manifest.json").read_text())
@@ -37,33 +37,7 @@ TOL = 1e-4  # on max |wrc - onnxruntime| / max |onnxruntime|
 # The models wrc does not import yet: model -> (error class, blocker). For UnsupportedOpError the
 # blocker is the sorted list of every unsupported op type (it must match exactly); otherwise it
 # is a substring of the error message. Refresh with `python tests/test_zoo.py --report`.
-BLOCKED: dict[str, tuple[type[Exception], str]] = {
-    "bert-eager_nomask-dynamo": (UnsupportedOpError, "GatherElements"),
-    "bert-eager_nomask-torchscript": (UnsupportedOpError, "GatherElements"),
-    "bert-sdpa_mask-dynamo": (UnsupportedOpError, "GatherElements, GatherND, IsNaN"),
-    "bert-sdpa_mask-torchscript": (UnsupportedOpError, "And, GatherElements, IsNaN"),
-    "distilbert-sdpa_mask-dynamo": (UnsupportedOpError, "GatherND, IsNaN"),
-    "distilbert-sdpa_mask-torchscript": (UnsupportedOpError, "And, IsNaN"),
-    "gpt2-sdpa_mask-dynamo": (UnsupportedOpError, "GatherND, IsNaN"),
-    "gpt2-sdpa_mask-torchscript": (UnsupportedOpError, "And, IsNaN"),
-    "llama-eager_nomask-dynamo": (UnsupportedOpError, "Reciprocal"),
-    "llama-sdpa_mask-dynamo": (UnsupportedOpError, "GatherND, IsNaN, Reciprocal"),
-    "llama-sdpa_mask-torchscript": (UnsupportedOpError, "And, IsNaN"),
-    "mobilenet_v3-dynamo": (UnsupportedOpError, "HardSwish"),
-    "mobilenet_v3-torchscript": (UnsupportedOpError, "HardSwish"),
-    "t5_encoder-eager_nomask-dynamo": (UnsupportedOpError, "Reciprocal"),
-    "t5_encoder-sdpa_mask-dynamo": (UnsupportedOpError, "GatherND, Reciprocal"),
-    "t5_encoder-sdpa_mask-torchscript": (UnsupportedOpError, "And"),
-    "light_bvlc_alexnet": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_densenet121": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_inception_v1": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_inception_v2": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_resnet50": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_shufflenet": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_squeezenet": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_vgg19": (OnnxImportError, "ONNX opset 9 is not supported"),
-    "light_zfnet512": (OnnxImportError, "ONNX opset 9 is not supported"),
-}
+BLOCKED: dict[str, tuple[type[Exception], str]] = {}
 
 
 # ---------------------------------------------------------------- the cases
@@ -281,7 +255,7 @@ def test_manifest_matches_the_files():
 
 # ---------------------------------------------------------------- through the CLI
 
-CLI_CASES = ["squeezenet-torchscript", "distilbert-eager_nomask-dynamo"]
+CLI_CASES = ["squeezenet-torchscript", "distilbert-eager_nomask-dynamo", "bert-sdpa_mask-torchscript"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES)
