@@ -931,10 +931,8 @@ def _reduce(method: str, axes_input_since: int) -> Handler:
             raise _Unsupported("a reduction over an empty axis")
         if rank == 0:
             return [n.g.reshape(x, [])]
-        if x.dtype.kind == "b":  # ReduceMax of bools is "any": the max of the values as 0/1 int8
-            if method != "reduce_max":
-                raise _Unsupported(f"{n.node.op_type} of bool values")
-            return [n.g.cast(n.g.reduce_max(n.g.cast(x, np.int8), axes, keep), np.bool_)]
+        if x.dtype.kind == "b" and method != "reduce_max":  # ge.reduce_max of bools is "any"
+            raise _Unsupported(f"{n.node.op_type} of bool values")
         return [getattr(n.g, method)(x, axes, keep)]
     return fn
 
