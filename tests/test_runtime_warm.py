@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_runtime import W1, W2, X, backend, check, model  # noqa: F401 - backend: a fixture
 
-from wrc.abi import module_funcs, module_globals
+from wrc.abi import constant_copies, module_funcs, module_globals
 from wrc.bundle_format import write_bundle
-from wrc.runtime import Bundle, _constant_copies, load_bundle
+from wrc.runtime import Bundle, load_bundle
 
 F32 = np.float32
 
@@ -18,9 +18,9 @@ F32 = np.float32
 def test_constant_copies_recognizes_only_pure_init_graphs() -> None:
     module = model().module
     funcs, globals_ = module_funcs(module), module_globals(module)
-    assert _constant_copies(funcs["var_init_graph"], globals_) == {"const_1_var": "const_1", "const_2_var": "const_2"}
-    assert _constant_copies(funcs["var_update_graph"], globals_) is None  # arguments, scf.if
-    assert _constant_copies(funcs["var_infer_graph"], globals_) is None  # computes
+    assert constant_copies(funcs["var_init_graph"], globals_) == {"const_1_var": "const_1", "const_2_var": "const_2"}
+    assert constant_copies(funcs["var_update_graph"], globals_) is None  # arguments, scf.if
+    assert constant_copies(funcs["var_infer_graph"], globals_) is None  # computes
 
 
 def test_init_shares_the_constants_and_updates_never_write_them(backend: str) -> None:  # noqa: F811

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_abi import F32, B, W, build
 
 import wrc
 from wrc import bundle_format as bf
@@ -18,21 +19,6 @@ from wrc.errors import BundleFormatError, WeightFileError
 from wrc.ir_text import parse_module
 from wrc.model_buffer import ModelBuffer
 from wrc.weight_files import read_weights, write_weights
-
-F32 = np.float32
-W = np.arange(12, dtype=F32).reshape(4, 3) / 8
-B = np.array([1, -2, 3], F32)
-
-
-def build() -> ModelBuffer:
-    """y = relu(x @ w + b) with the refreshable weights w and b."""
-    g = wrc.Graph("g")
-    x = g.data("x", (2, 4))
-    g.output(g.relu(g.add(g.matmul(x, g.const("w", W)), g.const("b", B))))
-    with wrc.BuildSession({"wrc.hoist_weight_only": "false"}):
-        graphs = wrc.convert_to_weight_refreshable_graphs(g, ["w", "b"])
-        return wrc.bundle_build_model([graphs.infer_graph, graphs.var_update_graph, graphs.var_init_graph])
-
 
 # --------------------------------------------------------------------------- 1: IR writing its arguments
 

@@ -149,6 +149,27 @@ def copy_into_global(op: Operation) -> str | None:
     return global_name(op.destination) if isinstance(op, memref.CopyOp) else None
 
 
+def constant_copies(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> dict[str, str] | None:
+    """{variable: constant} when `fn` does nothing but copy whole constants into variables
+    (an init graph), else None: running it may then publish the constants' own (read-only)
+    arrays as the variables' values, without a copy or a second copy's memory."""
+    block = fn.body.blocks[0] if fn.body.blocks else None
+    if block is None or block.args or fn.function_type.outputs.data:
+        return None
+    copies: dict[str, str] = {}
+    for op in block.ops:
+        if isinstance(op, memref.GetGlobalOp) or (isinstance(op, func.ReturnOp) and not op.operands):
+            continue
+        var = copy_into_global(op)
+        const = global_name(op.source) if isinstance(op, memref.CopyOp) else None
+        if var is None or const is None or op.source.type != op.destination.type:
+            return None
+        if is_variable(globals_[const]) or not is_variable(globals_[var]) or var in copies:
+            return None
+        copies[var] = const
+    return copies or None
+
+
 def writes_operand(op: Operation, index: int) -> bool:
     """Whether operand `index` of `op` is written: a `memref.copy` destination, a linalg
     `outs` or a `memref.store` target."""

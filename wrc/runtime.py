@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func, memref
+from xdsl.dialects import memref
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
 
 from wrc.abi import (
@@ -34,6 +34,7 @@ from wrc.abi import (
     UPDATE_GRAPH,
     FunctionPlan,
     Spec,
+    constant_copies,
     is_variable,
     module_funcs,
     module_globals,
@@ -63,29 +64,6 @@ class VariableInfo:
 class _Call:
     args: list[Any]  # backend arguments, flags included
     flags: dict[int, bool]  # optional input index → non-empty
-
-
-def _constant_copies(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> dict[str, str] | None:
-    """{variable: constant} when `fn` does nothing but copy whole constants into variables
-    (an init graph), else None: running it may then publish the constants' own (read-only)
-    arrays as the variables' values, without a copy or a second copy's memory."""
-    block = fn.body.blocks[0] if fn.body.blocks else None
-    if block is None or block.args or fn.function_type.outputs.data:
-        return None
-    copies: dict[str, str] = {}
-    for op in block.ops:
-        if isinstance(op, memref.GetGlobalOp) or (isinstance(op, func.ReturnOp) and not op.operands):
-            continue
-        if not isinstance(op, memref.CopyOp) or op.source.type != op.destination.type:
-            return None
-        src, dst = op.source.owner, op.destination.owner
-        if not isinstance(src, memref.GetGlobalOp) or not isinstance(dst, memref.GetGlobalOp):
-            return None
-        const, var = src.name_.root_reference.data, dst.name_.root_reference.data
-        if is_variable(globals_[const]) or not is_variable(globals_[var]) or var in copies:
-            return None
-        copies[var] = const
-    return copies or None
 
 
 def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
@@ -141,7 +119,7 @@ class Bundle:
         self._specs: Mapping[str, Spec] = p.specs
         self._weights = p.weights  # update() keys: the original constant names (docs/spec.md §2)
         funcs, globals_ = module_funcs(model.module), module_globals(model.module)
-        self._shared = {g: c for g in model.graphs if (c := _constant_copies(funcs[g], globals_)) is not None}
+        self._shared = {g: c for g in model.graphs if (c := constant_copies(funcs[g], globals_)) is not None}
         self._warm = False  # an infer has run once (see _warm_up)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
