@@ -439,7 +439,7 @@ def bench_resample(quick: bool) -> None:
     each vs onnxruntime and hand-written NumPy (where NumPy has it)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from wrc.onnx import compile_graph, import_onnx, weight_names
+    from wrc.onnx import import_onnx, weight_names
 
     rng = np.random.default_rng(0)
 
@@ -455,7 +455,7 @@ def bench_resample(quick: bool) -> None:
             opset_imports=[helper.make_opsetid("", 19)])
         proto.ir_version = 9
         graph = import_onnx(proto)
-        bundle = wrc.load_bundle(bundle_bytes(compile_graph(graph, weight_names(graph))))
+        bundle = wrc.load_bundle(bundle_bytes(wrc.compile_graph(graph, weight_names(graph))))
         bundle.init()
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1

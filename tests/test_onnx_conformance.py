@@ -150,7 +150,7 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
             path = Path(tmp) / "m.wrcb"
             wrc.bundle_save_model(path, compile_graph(graph, names))
             data = path.read_bytes()
-    except (OnnxImportError, wrc.LoweringError, wrc.ShapeError, wrc.GraphError) as e:
+    except (OnnxImportError, wrc.BuildError, wrc.LoweringError, wrc.ShapeError, wrc.GraphError) as e:
         return Result(name, "unsupported", f"{type(e).__name__}: {str(e).splitlines()[-1].strip()[:160]}")
     except Exception as e:  # noqa: BLE001 - the table records it
         return Result(name, "fail", f"{type(e).__name__}: {str(e)[:160]}")

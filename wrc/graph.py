@@ -30,7 +30,22 @@ from wrc.errors import GraphError, ShapeError
 from wrc.ir_text import parse_module
 
 DimLike = int | None
+
+FILL_MAGNITUDE = 1e30
+"""A float constant holding a value at least this large (or inf/NaN) is a fill constant
+(attention masks use -1e38 / finfo.min / -inf), not a weight."""
 T = TypeVar("T")
+
+
+def is_weight_value(array: np.ndarray) -> bool:
+    """`Graph.weight_names`' rule on a constant's value: floats, more than one element (0-d and
+    one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
+    every |x| < FILL_MAGNITUDE (not a mask fill)."""
+    if array.dtype.kind != "f" or array.size <= 1:
+        return False
+    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
+        return bool(np.isfinite(array).all())
+    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
 
 
 def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> TensorType:
@@ -170,6 +185,11 @@ class Graph:
     def constants(self) -> dict[str, ge.ConstOp]:
         """The graph's `ge.const` ops by name (the candidates for `const_names`)."""
         return {op.const_name.data: op for op in self._ops() if isinstance(op, ge.ConstOp)}
+
+    def weight_names(self) -> list[str]:
+        """The constants a conversion makes refreshable by default (`wrc.compile_graph`): the
+        weight-table constants passing `is_weight_value`."""
+        return [name for name in self.constants if name in self.weights and is_weight_value(self.weights[name])]
 
     def weight(self, name: str) -> np.ndarray:
         """The value of constant `name`: from the weight table, else its inline value."""

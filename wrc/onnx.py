@@ -27,8 +27,8 @@ from onnx import helper, numpy_helper
 
 from wrc.dtypes import UnsupportedDtypeError, to_element_type
 from wrc.errors import OnnxImportError, UnsupportedOpError, WrcError
-from wrc.graph import Graph, Tensor
-from wrc.model_buffer import ModelBuffer
+from wrc.graph import Graph, Tensor, is_weight_value
+from wrc.workflow import compile_graph  # noqa: F401 - the one-call build, re-exported for importer users
 
 MIN_OPSET, MAX_OPSET = 13, onnx.defs.onnx_opset_version()
 OLDEST_OPSET = 7
@@ -39,9 +39,6 @@ TESTED_OPSETS = (13, 21)
 semantics; the conformance table runs ONNX's node tests at their own, often newer, opsets)."""
 INLINE_LIMIT = 64
 """Static values that are not weights with at most this many elements are printed inline."""
-FILL_MAGNITUDE = 1e30
-"""A float initializer holding a value at least this large (or inf/NaN) is a fill constant
-(attention masks use -1e38 / finfo.min / -inf), not a weight."""
 
 
 class _Unsupported(Exception):
@@ -60,17 +57,6 @@ class Static:
 Value = Tensor | Static
 
 
-def is_weight_value(array: np.ndarray) -> bool:
-    """`weight_names`' rule on an initializer's value: floats, more than one element (0-d and
-    one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
-    every |x| < FILL_MAGNITUDE (not a mask fill)."""
-    if array.dtype.kind != "f" or array.size <= 1:
-        return False
-    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
-        return bool(np.isfinite(array).all())
-    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
-
-
 def _inlinable(array: np.ndarray) -> bool:
     """Small enough to print in the IR, and finite: NaN and inf do not survive the IR text
     (printed as hex, they are read back as integers)."""
@@ -79,11 +65,18 @@ def _inlinable(array: np.ndarray) -> bool:
 
 class ImportedGraph(Graph):
     """The `Graph` `import_onnx` returns; `initializer_weights` names the constants that are
-    ONNX initializers passing `is_weight_value` (what `weight_names` returns)."""
+    ONNX initializers passing `is_weight_value`: its `weight_names()`."""
 
     def __init__(self, name: str):
         super().__init__(name)
         self.initializer_weights: list[str] = []
+
+    def weight_names(self) -> list[str]:
+        """The float initializers used as tensors with more than one element and no
+        |x| >= 1e30, by their ONNX names; not values folded at import (Constant nodes,
+        ConstantOfShape, ...)."""
+        chosen = set(self.initializer_weights)
+        return [name for name in self.constants if name in chosen]
 
 
 # --------------------------------------------------------------------------- loading
@@ -1863,40 +1856,10 @@ def import_onnx(
 
 def weight_names(graph: Graph) -> list[str]:
     """The weights of an imported graph, by their ONNX initializer names: what `wrc compile`
-    makes refreshable by default. They are the float initializers used as tensors with more than
-    one element and no |x| >= 1e30 (`is_weight_value`); not integer (index, shape) tensors, not
-    scalar exponents, epsilons and scales, not mask fill constants, not values folded at import
-    (Constant nodes, ConstantOfShape, ...). Any other constant of `graph.constants` can still be
-    named explicitly. For a graph not made by `import_onnx`: its weight-table constants passing
-    `is_weight_value`."""
-    if isinstance(graph, ImportedGraph):
-        chosen = set(graph.initializer_weights)
-        return [name for name in graph.constants if name in chosen]
-    return [name for name in graph.constants if name in graph.weights and is_weight_value(graph.weights[name])]
-
-
-def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True) -> ModelBuffer:
-    """Convert `graph` (all its weights by default) and build a bundle: infer + update graphs,
-    plus the init graph unless `init=False` (a weight-stripped bundle). Returns the
-    `ModelBuffer`; opens a build session when none is open."""
-    from wrc.workflow import (
-        _SESSION,
-        BuildSession,
-        bundle_build_model,
-        convert_to_weight_refreshable_graphs,
-    )
-
-    names = weight_names(graph) if const_names is None else list(const_names)
-    if not names:
-        raise OnnxImportError(f"graph {graph.name!r} has no weights to make refreshable")
-
-    def build() -> ModelBuffer:
-        parts = convert_to_weight_refreshable_graphs(graph, names)
-        graphs = [parts.infer_graph, parts.var_update_graph] + ([parts.var_init_graph] if init else [])
-        return bundle_build_model(graphs)
-
-    if _SESSION.active:
-        return build()
-    with BuildSession():
-        return build()
+    makes refreshable by default (`graph.weight_names()`). They are the float initializers used
+    as tensors with more than one element and no |x| >= 1e30 (`is_weight_value`); not integer
+    (index, shape) tensors, not scalar exponents, epsilons and scales, not mask fill constants,
+    not values folded at import. Any other constant of `graph.constants` can still be named
+    explicitly."""
+    return graph.weight_names()
 
