@@ -332,7 +332,7 @@ Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero", "ReduceProd", "Floor", "Ceil"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
-NO_FOLD = {"Dropout", "If"}
+NO_FOLD = {"Dropout", "If", "Loop", "Scan"}
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:
@@ -1003,7 +1003,13 @@ def _dropout_mask(n: _Node, x: Value) -> list[Value]:
 def _branch(n: _Node, which: str) -> list[str]:
     """Import the nodes of the If's `which` subgraph into the enclosing graph (they read outer
     values by name); returns the names of its outputs."""
-    imp, graph = n.imp, n.attrs[which]
+    return _import_subgraph(n, n.attrs[which], which)
+
+
+def _import_subgraph(n: _Node, graph: onnx.GraphProto, which: str) -> list[str]:
+    """Import the nodes of subgraph `graph` (called `which` in errors) into the enclosing graph;
+    its initializers keep their names (one weight however often the subgraph is imported)."""
+    imp = n.imp
     base = os.path.dirname(imp.where) if imp.where != "<ModelProto>" else ""
     for init in graph.initializer:
         dtype = _np_dtype(init.data_type, f"{which} initializer {init.name!r}")
@@ -1842,6 +1848,154 @@ def _recurrent(kind: str) -> Handler:
 
 for _kind in RECURRENT_GATES:
     HANDLERS[_kind] = _recurrent(_kind)
+
+
+# --------------------------------------------------------------------------- Loop and Scan, unrolled
+# Each iteration imports a copy of the body whose value names carry the loop and the iteration
+# (`t@y.3`), fed with the previous iteration's values; the body's initializers keep their names,
+# so a weight inside the body is one refreshable weight. Static values (the iteration number,
+# counters, constant conditions) fold as they go.
+
+MAX_UNROLL = 4096
+"""Loop and Scan are unrolled up to this many iterations; longer ones are refused."""
+
+
+def _defined_names(graph: onnx.GraphProto) -> set[str]:
+    """The values a subgraph (and the subgraphs of its nodes) defines: inputs and node outputs."""
+    names = {i.name for i in graph.input}
+    for node in graph.node:
+        names.update(o for o in node.output if o)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _defined_names(sub)
+    return names
+
+
+def _rename(graph: onnx.GraphProto, mapping: Mapping[str, str]) -> None:
+    """Rename values of `graph` (nested subgraphs included) in place."""
+    for v in (*graph.input, *graph.output, *graph.value_info):
+        v.name = mapping.get(v.name, v.name)
+    for node in graph.node:
+        for field in (node.input, node.output):
+            renamed = [mapping.get(x, x) for x in field]
+            del field[:]
+            field.extend(renamed)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _rename(sub, mapping)
+
+
+def _iteration(n: _Node, body: onnx.GraphProto, i: int, feeds: Sequence[Value]) -> list[str]:
+    """Import iteration `i` of `body` with its inputs bound to `feeds`; the names of its outputs."""
+    copy = onnx.GraphProto()
+    copy.CopyFrom(body)
+    tag = n.node.output[0]  # unique in the model, so two loops whose bodies reuse names do not collide
+    _rename(copy, {name: f"{name}@{tag}.{i}" for name in _defined_names(body)})
+    for inp, value in zip(copy.input, feeds):
+        n.imp.env[inp.name] = value
+    return _import_subgraph(n, copy, f"the body's iteration {i}")
+
+
+def _shape_of(n: _Node, name: str) -> list[int]:
+    v = n.imp.env[name]
+    return list(v.array.shape) if isinstance(v, Static) else n.shape(v)
+
+
+def _slice_at(n: _Node, name: str, axis: int, i: int) -> Value:
+    """Element `i` of value `name` along `axis`, the axis dropped (non-weight static values fold)."""
+    v = n.imp.env[name]
+    if isinstance(v, Static) and not v.weight:
+        return Static(np.take(v.array, i, axis))
+    t = n.imp.tensor(name)
+    shape = n.shape(t)
+    part = n.g.slice(t, [i if k == axis else 0 for k in range(len(shape))],
+                     [i + 1 if k == axis else d for k, d in enumerate(shape)])
+    return n.g.reshape(part, shape[:axis] + shape[axis + 1:])
+
+
+def _stack(n: _Node, names: Sequence[str], axis: int, what: str) -> Value:
+    """Values `names` (one per iteration) stacked along a new `axis`, as `concat` of reshapes."""
+    values = [n.imp.env[name] for name in names]
+    if all(isinstance(v, Static) and not v.weight for v in values):
+        arrays = [v.array for v in values]  # type: ignore[union-attr]
+        if len({(a.shape, a.dtype) for a in arrays}) > 1:
+            raise _Unsupported(f"{what} changes shape between iterations")
+        return Static(np.stack(arrays, axis))
+    ts = [n.imp.tensor(name) for name in names]
+    if len({(t.shape, t.dtype) for t in ts}) > 1:
+        raise _Unsupported(f"{what} changes shape between iterations ({[list(t.shape) for t in ts]})")
+    shape = n.shape(ts[0])
+    axis %= len(shape) + 1
+    parts = [n.g.reshape(t, shape[:axis] + [1] + shape[axis:]) for t in ts]
+    return n.g.concat(parts, axis) if len(parts) > 1 else parts[0]
+
+
+@handles("Loop")
+def _loop(n: _Node) -> list[Value]:
+    """Unrolled: the trip count must be a constant (or absent with a condition that folds), and
+    so must the condition each iteration computes. Loop-carried values may change shape; scan
+    outputs are stacked on a new axis 0."""
+    body = n.attrs["body"]
+    if n.has(0) and not isinstance(n.vals[0], Static):
+        raise _Unsupported(f"a trip count computed at run time ({n.node.input[0]}); wrc unrolls loops whose "
+                           "trip count is a constant")
+    trip = int(n.s(0).reshape(-1)[0]) if n.has(0) else None
+    cond = n.vals[1] if n.has(1) else Static(np.array(True))
+    if not isinstance(cond, Static):
+        raise _Unsupported(f"a condition computed at run time ({n.node.input[1]}); wrc unrolls loops whose "
+                           "condition folds to a constant")
+    carried = list(n.vals[2:])
+    n_scan = len(body.output) - 1 - len(carried)
+    scans: list[list[str]] = [[] for _ in range(n_scan)]
+    i = 0
+    while (trip is None or i < trip) and bool(cond.array.reshape(-1)[0]):
+        if i == MAX_UNROLL:
+            raise _Unsupported(f"more than {MAX_UNROLL} iterations to unroll")
+        outs = _iteration(n, body, i, [Static(np.array(i, np.int64)), Static(np.array(True)), *carried])
+        value = n.imp.env[outs[0]]
+        if not isinstance(value, Static):
+            raise _Unsupported(f"the body computes its condition at run time (iteration {i}); wrc unrolls loops "
+                               "whose condition folds to a constant")
+        cond = value
+        carried = [n.imp.env[name] for name in outs[1:1 + len(carried)]]
+        for k, name in enumerate(outs[1 + len(carried):]):
+            scans[k].append(name)
+        i += 1
+    if n_scan and i == 0:
+        raise _Unsupported("zero iterations: its scan outputs would be empty tensors")
+    return [*carried, *(_stack(n, names, 0, f"scan output {k}") for k, names in enumerate(scans))]  # type: ignore[list-item]
+
+
+@handles("Scan")
+def _scan(n: _Node) -> list[Value]:
+    """Unrolled over the scan inputs' static length (each scan axis and direction honoured)."""
+    body = n.attrs["body"]
+    m = int(n.attr("num_scan_inputs"))  # type: ignore[arg-type]
+    states, inputs = list(n.vals[:len(n.vals) - m]), list(n.node.input[len(n.vals) - m:])
+    k = len(body.output) - len(states)
+    in_axes, in_rev = n.attr("scan_input_axes", [0] * m), n.attr("scan_input_directions", [0] * m)
+    out_axes, out_rev = n.attr("scan_output_axes", [0] * k), n.attr("scan_output_directions", [0] * k)
+    shapes = [_shape_of(n, x) for x in inputs]
+    axes = [int(a) % len(shape) for a, shape in zip(in_axes, shapes)]  # type: ignore[union-attr]
+    lengths = {shape[a] for shape, a in zip(shapes, axes)}
+    if len(lengths) != 1:
+        raise _Unsupported(f"scan inputs of different lengths {sorted(lengths)}")
+    steps = lengths.pop()
+    if steps > MAX_UNROLL:
+        raise _Unsupported(f"{steps} iterations to unroll (at most {MAX_UNROLL})")
+    if k and steps == 0:
+        raise _Unsupported("zero iterations: its scan outputs would be empty tensors")
+    scans: list[list[str]] = [[] for _ in range(k)]
+    for t in range(steps):
+        xs = [_slice_at(n, x, a, steps - 1 - t if r else t) for x, a, r in zip(inputs, axes, in_rev)]  # type: ignore[arg-type]
+        outs = _iteration(n, body, t, [*states, *xs])
+        states = [n.imp.env[name] for name in outs[:len(states)]]
+        for j, name in enumerate(outs[len(states):]):
+            scans[j].append(name)
+    outputs: list[Value] = [*states]  # type: ignore[list-item]
+    for j, names in enumerate(scans):
+        outputs.append(_stack(n, names[::-1] if out_rev[j] else names, int(out_axes[j]), f"scan output {j}"))  # type: ignore[index]
+    return outputs
 
 
 # --------------------------------------------------------------------------- API
