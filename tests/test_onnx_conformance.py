@@ -53,8 +53,8 @@ OPS += [
     "GatherND", "ScatterND", "ScatterElements", "ArgMax", "ArgMin", "RNN", "GRU", "LSTM",
 ]
 """Issue 11's operators composed of ge ops (wrc/onnx.py)."""
-OPS += ["Loop", "Scan"]
-"""Control flow unrolled at import (wrc/onnx.py)."""
+OPS += ["Loop", "Scan", "TopK"]
+"""Control flow unrolled at import, and TopK (wrc/onnx.py)."""
 
 INTERP_MAX_ELEMENTS = 400
 """The interpreter runs the cases whose inputs and outputs are this small (it is ~50 µs/op)."""

@@ -237,3 +237,28 @@ def test_lstm_batch_first_against_onnx_reference():
     new = {k: rand(*v.shape) for k, v in inits.items()}
     bundle.update(new)
     assert_close(bundle.infer(feeds), ReferenceEvaluator(with_initializers(m, new)).run(None, feeds), 1e-5, "after")
+
+
+@pytest.mark.parametrize("axis,largest", [(-1, 1), (1, 0), (0, 1)])
+def test_top_k_with_ties_lower_index_first(axis, largest):
+    """Ties (rounded values) keep the lower index first; values, indices; float and int inputs."""
+    x = np.round(2 * rand(4, 5, 6)).astype(np.float32)
+    nodes = [node("Add", ["x", "w"], ["t"]), node("TopK", ["t", "k"], ["y0", "i0"], axis=axis, largest=largest),
+             node("TopK", ["n", "k"], ["y1", "i1"], axis=axis, largest=largest)]
+    m = make(nodes, [("x", F, [4, 5, 6]), ("n", I64, [4, 5, 6])],
+             [("y0", F, None), ("i0", I64, None), ("y1", I64, None), ("i1", I64, None)],
+             {"w": np.zeros(6, np.float32), "k": np.array([3], np.int64)})
+    check_model(m, {"x": x, "n": RNG.integers(-2, 3, (4, 5, 6))}, tol=0)
+
+
+def test_top_k_on_interp_and_refused_forms():
+    m = make([node("Add", ["x", "w"], ["t"]), node("TopK", ["t", "k"], ["y0", "i0"], largest=0)],
+             [("x", F, [2, 4])], [("y0", F, None), ("i0", I64, None)],
+             {"w": rand(4), "k": np.array([2], np.int64)})
+    check_model(m, {"x": rand(2, 4)}, backends=("numpy", "interp"), tol=0)
+    m = make([node("TopK", ["x", "k"], ["y0", "i0"]), node("TopK", ["x", "r"], ["y1", "i1"])],
+             [("x", F, [2, 4]), ("r", I64, [1])], [("y0", F, None), ("i0", I64, None), ("y1", F, None), ("i1", I64, None)],
+             {"k": np.array([5], np.int64)})
+    with pytest.raises(UnsupportedOpError) as e:
+        import_onnx(m)
+    assert "TopK with k=5 along an axis of 4" in str(e.value) and "input 1 (r) must be a constant" in str(e.value)

@@ -1231,6 +1231,35 @@ HANDLERS["ArgMax"] = _arg_extreme(True)
 HANDLERS["ArgMin"] = _arg_extreme(False)
 
 
+@handles("TopK")
+def _top_k(n: _Node) -> list[Value]:
+    """Ranks without sorting: element i's rank along the axis is the number of elements before
+    it, `#{j: x_j > x_i} + #{j < i: x_j == x_i}` (smallest: `<`), so ties keep the lower index
+    first as ONNX specifies; output p's index is `sum_i i * (rank_i == p)`, its value a gather
+    (`_take_along`). Costs O(L²) comparisons per row of length L (L = the axis' size)."""
+    g, x = n.g, n.t(0)
+    shape = n.shape(x)
+    rank = len(shape)
+    axis = int(n.attr("axis", -1)) % rank  # type: ignore[arg-type]
+    k, size = int(n.s(1).reshape(-1)[0]), shape[axis]
+    if not 0 < k <= size:
+        raise _Unsupported(f"TopK with k={k} along an axis of {size} (1 <= k <= {size} is needed)")
+    if x.dtype.kind == "b":
+        raise _Unsupported("TopK of bool values")
+    mine = g.reshape(x, [*shape[:axis + 1], 1, *shape[axis + 1:]])  # element i along axis, j along axis + 1
+    other = g.reshape(x, [*shape[:axis], 1, *shape[axis:]])
+    beats = g.greater(other, mine) if n.attr("largest", 1) else g.less(other, mine)
+    i, j = np.arange(size).reshape(-1, 1), np.arange(size).reshape(1, -1)
+    earlier = _const(n, "earlier", (j < i).reshape([size, size] + [1] * (rank - axis - 1)))
+    before = g.logical_or(beats, g.logical_and(g.equal(other, mine), earlier))
+    ranks = g.reduce_sum(g.cast(before, np.int64), axis + 1, keepdims=True)  # (..., L, 1, ...)
+    wanted = _const(n, "p", _axis_vector(np.arange(k, dtype=np.int64), axis + 1, rank + 1))
+    at = g.cast(g.equal(ranks, wanted), np.int64)  # (..., L, k, ...): element i has rank p
+    positions = _const(n, "i", _axis_vector(np.arange(size, dtype=np.int64), axis, rank + 1))
+    index = g.reduce_sum(g.mul(at, positions), axis, keepdims=False)  # (..., k, ...)
+    return [_take_along(n, x, index, axis), index]
+
+
 # --------------------------------------------------------------------------- Pad modes
 
 
@@ -1628,15 +1657,20 @@ def _gather_elements(n: _Node) -> list[Value]:
     offset of every other coordinate (from broadcast `arange` vectors). With constant indices
     the whole index computation is computed once, at load."""
     data, index = n.t(0), _index_input(n, 1)
+    return [_take_along(n, data, index, int(n.attr("axis", 0)))]  # type: ignore[arg-type]
+
+
+def _take_along(n: _Node, data: Tensor, index: Tensor, axis: int) -> Tensor:
+    """`np.take_along_axis(data, index, axis)` as one `ge.gather` (see `_gather_elements`)."""
     dshape, ishape = n.shape(data), n.shape(index)
     rank = len(dshape)
-    axis = int(n.attr("axis", 0)) % rank  # type: ignore[arg-type]
+    axis %= rank
     strides = [math.prod(dshape[k + 1:]) for k in range(rank)]
     flat = n.g.mul(_normalized(n, index, dshape[axis]), _const(n, "stride", np.array(strides[axis], np.int64)))
     pos = _position(n, ishape, [0 if k == axis else s for k, s in enumerate(strides)])
     if pos is not None:
         flat = n.g.add(flat, pos)
-    return [n.g.gather(n.g.reshape(data, [-1]), flat, 0)]
+    return n.g.gather(n.g.reshape(data, [-1]), flat, 0)
 
 
 @handles("GatherND")
