@@ -262,3 +262,36 @@ def test_top_k_on_interp_and_refused_forms():
     with pytest.raises(UnsupportedOpError) as e:
         import_onnx(m)
     assert "TopK with k=5 along an axis of 4" in str(e.value) and "input 1 (r) must be a constant" in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_mod_is_exact_with_onnx_special_cases(dtype):
+    """Mod of floats (fmod 0 and 1) vs np.mod / np.fmod (onnx.reference's definition), bit for bit
+    up to the sign of zero (float64: within |a| * 2**-50, the rounding of q * b): mixed signs,
+    quotients up to 2**22, zeros, infinities, NaN."""
+    elem = {np.float16: TensorProto.FLOAT16, np.float32: F, np.float64: TensorProto.DOUBLE}[dtype]
+    specials = np.array([0, -0.0, np.inf, -np.inf, np.nan, 5, -5, 3, 0, 7], dtype)
+    divisors = np.array([3, -3, 2, 2, 1, np.inf, np.inf, -np.inf, 0, np.nan], dtype)
+    big = (RNG.standard_normal(30) * 2.0 ** RNG.integers(0, 20, 30)).astype(dtype) if dtype != np.float16 \
+        else RNG.standard_normal(30).astype(dtype) * 50
+    a = np.concatenate([specials, big, RNG.standard_normal(20).astype(dtype)])
+    b = np.concatenate([divisors, RNG.uniform(0.3, 3, 30).astype(dtype) * RNG.choice([-1, 1], 30).astype(dtype),
+                        RNG.standard_normal(20).astype(dtype)])
+    m = make([node("Mod", ["a", "b"], ["y0"], fmod=0), node("Mod", ["a", "b"], ["y1"], fmod=1)],
+             [("a", elem, [60])], [("y0", elem, None), ("y1", elem, None)], {"b": b})
+    graph = import_onnx(m)
+    data = bundle_bytes(compile_graph(graph, ["b"]))
+    with np.errstate(all="ignore"):
+        want = [np.mod(a, b), np.fmod(a, b)]
+    for backend in ("numpy", "interp"):
+        bundle = wrc.load_bundle(data, backend=backend)
+        bundle.init()
+        for got, w in zip(bundle.infer({"a": a}), want):
+            assert got.dtype == dtype
+            if dtype == np.float64:
+                bound = np.where(np.isfinite(a), np.abs(a), 0) * 2.0 ** -50
+                with np.errstate(invalid="ignore"):
+                    ok = (got == w) | (np.isnan(got) & np.isnan(w)) | (np.abs(got - w) <= bound)
+                assert ok.all(), (backend, got[~ok], w[~ok])
+            else:
+                np.testing.assert_array_equal(got, w, err_msg=backend)

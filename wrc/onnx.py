@@ -974,8 +974,32 @@ def _sign(n: _Node) -> list[Value]:
 def _mod(n: _Node) -> list[Value]:
     a, b = n.t(0), n.t(1)
     if a.dtype.kind == "f":
-        raise _Unsupported("Mod of floating-point tensors at run time (integers only)")
+        return [_float_mod(n, a, b, bool(n.attr("fmod", 0)))]
     return [n.g.fmod(a, b) if n.attr("fmod", 0) else n.g.floor_mod(a, b)]
+
+
+def _float_mod(n: _Node, a: Tensor, b: Tensor, truncated: bool) -> Tensor:
+    """`a - q * b` with `q = trunc(a / b)` (fmod=1) or `floor(a / b)` (fmod=0), in float64: exact
+    for float16/float32 operands while |a / b| < 2**29 (q and q * b are exact in float64, so only
+    the final rounding remains). trunc is a round trip through int64 (for |q| < 2**52; larger
+    floats, inf and NaN are integral already); an infinite `b` takes ONNX's special case."""
+    g, dtype = n.g, a.dtype
+    a64, b64 = g.cast(a, np.float64), g.cast(b, np.float64)
+    ratio = g.div(a64, b64)
+    small = g.less(g.abs(ratio), n.scalar(2.0 ** 52, ratio))
+    safe = g.where(small, ratio, n.scalar(0, ratio))  # no cast of inf/NaN to int64
+    q = g.where(small, g.cast(g.cast(safe, np.int64), np.float64), ratio)
+    if not truncated:  # floor: one less where trunc rounded a negative quotient up
+        q = g.sub(q, g.cast(g.greater(q, ratio), np.float64))
+    r = g.sub(a64, g.mul(q, b64))
+    finite_a = g.logical_not(g.logical_or(g.is_inf(a64), g.is_nan(a64)))
+    inf_b = g.logical_and(g.is_inf(b64), finite_a)
+    if truncated:
+        special = a64
+    else:  # a when zero or of b's sign, else b
+        same = g.logical_or(g.equal(a64, n.scalar(0, a64)), g.equal(g.sign(a64), g.sign(b64)))
+        special = g.where(same, a64, b64)
+    return g.cast(g.where(inf_b, special, r), dtype)
 # ------------------------------------------------- issue 11: Dropout's mask, If, NumPy folds
 
 
