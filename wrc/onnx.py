@@ -1736,11 +1736,73 @@ def _scatter(n: _Node, rows: int, targets: np.ndarray, data: Tensor, updates: Te
     return n.g.gather(both, _const(n, "perm", perm), 0)
 
 
+def _last_hits(n: _Node, index: Tensor, size: int, at: int) -> Tensor:
+    """For an int64 `index` holding positions in [0, size), the one-based number of the last entry
+    along axis `at` that holds each position (0: none), that axis replaced by the positions:
+    `max_u (u + 1) * (index_u == p)`, from an (entries x size) comparison."""
+    shape = n.shape(index)
+    rank = len(shape)
+    spread = n.g.reshape(index, [*shape[:at + 1], 1, *shape[at + 1:]])
+    hit = n.g.equal(spread, _const(n, "p", _axis_vector(np.arange(size, dtype=np.int64), at + 1, rank + 1)))
+    order = _const(n, "u", _axis_vector(np.arange(1, shape[at] + 1, dtype=np.int64), at, rank + 1))
+    return n.g.reduce_max(n.g.mul(n.g.cast(hit, np.int64), order), at, keepdims=False)
+
+
+def _pad_to(n: _Node, x: Tensor, shape: Sequence[int], fill: float) -> Tensor:
+    """`x` padded at the end of each axis to `shape` with `fill` (`ge.expand`ed blocks)."""
+    for axis, want in enumerate(shape):
+        have = n.shape(x)
+        if have[axis] < want:
+            block = n.g.expand(n.scalar(fill, x), [want - have[axis] if k == axis else d for k, d in enumerate(have)])
+            x = n.g.concat([x, block], axis)
+    return x
+
+
+def _scatter_at_run_time(n: _Node, data: Tensor, winner: Tensor, updates: Tensor, axis: int, rows: bool) -> Tensor:
+    """`data` with the entries that `winner` (`_last_hits` of the indices along `axis`) names
+    taken from `updates`, data kept where no update lands (`ge.where`). `rows`: `winner` is one
+    per row of `data` (ScatterND; a `ge.gather` of update rows), else shaped like the indices
+    with the axis as long as data's (ScatterElements; a gather along the axis, padded to data)."""
+    if n.attr("reduction", "none") != "none":
+        raise _Unsupported(f"{n.node.op_type} with reduction {n.attr('reduction')!r}")
+    zero = _const(n, "zero", np.array(0, np.int64))
+    source = n.g.maximum(n.g.sub(winner, _const(n, "one", np.array(1, np.int64))), zero)
+    dshape = n.shape(data)
+    if rows:
+        hit = n.g.reshape(n.g.greater(winner, zero), [dshape[0]] + [1] * (len(dshape) - 1))
+        return n.g.where(hit, n.g.gather(updates, source, 0), data)
+    hit = n.g.greater(_pad_to(n, winner, dshape, 0), zero)
+    return n.g.where(hit, _pad_to(n, _take_along(n, updates, source, axis), dshape, 0), data)
+
+
 @handles("ScatterND")
 def _scatter_nd(n: _Node) -> list[Value]:
-    """Constant indices only (a static permutation; see `_scatter`), reduction none."""
+    """Constant indices: a static permutation (see `_scatter`); run-time ones: rows of the data
+    (the indexed dims flattened) replaced as in `_scatter_at_run_time`. Reduction none."""
     data = n.t(0)
     dshape = n.shape(data)
+    if not isinstance(n.vals[1], Static):
+        index = _index_input(n, 1)
+        ishape = n.shape(index)
+        k = ishape[-1]
+        if k == 0:
+            raise _Unsupported("ScatterND with an empty index tuple at run time")
+        rows, row_shape = math.prod(dshape[:k]), dshape[k:]
+        lead = math.prod(ishape[:-1])
+        flat_index = n.g.reshape(index, [lead, k])
+        target = None
+        for j in range(k):
+            comp = n.g.reshape(n.g.slice(flat_index, [0, j], [lead, j + 1]), [lead])
+            term = _normalized(n, comp, dshape[j])
+            stride = math.prod(dshape[j + 1:k])
+            if stride != 1:
+                term = n.g.mul(term, _const(n, "stride", np.array(stride, np.int64)))
+            target = term if target is None else n.g.add(target, term)
+        assert target is not None
+        winner = _last_hits(n, target, rows, 0)
+        y = _scatter_at_run_time(n, n.g.reshape(data, [rows, *row_shape]), winner,
+                                 n.g.reshape(n.t(2), [lead, *row_shape]), 0, rows=True)
+        return [n.g.reshape(y, dshape)]
     index = n.s(1).astype(np.int64)
     k = index.shape[-1]
     dims = np.array(dshape[:k], np.int64)
@@ -1754,11 +1816,15 @@ def _scatter_nd(n: _Node) -> list[Value]:
 
 @handles("ScatterElements")
 def _scatter_elements(n: _Node) -> list[Value]:
-    """Constant indices only (a static permutation of the flattened elements), reduction none."""
+    """Constant indices: a static permutation of the flattened elements; run-time ones:
+    `_scatter_at_run_time` along the axis. Reduction none."""
     data = n.t(0)
     dshape = n.shape(data)
-    index = n.s(1).astype(np.int64)
     axis = int(n.attr("axis", 0)) % len(dshape)  # type: ignore[arg-type]
+    if not isinstance(n.vals[1], Static):
+        winner = _last_hits(n, _normalized(n, _index_input(n, 1), dshape[axis]), dshape[axis], axis)
+        return [_scatter_at_run_time(n, data, winner, n.t(2), axis, rows=False)]
+    index = n.s(1).astype(np.int64)
     index = np.where(index < 0, index + dshape[axis], index)
     if np.any(index < 0) or np.any(index >= dshape[axis]):
         raise _Unsupported(f"ScatterElements indices out of range of data {dshape}")
