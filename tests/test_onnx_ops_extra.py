@@ -84,6 +84,24 @@ def test_resize_axes_policy_exclude_outside_and_symmetric():
     check_model(m, {"x0": rand(1, 2, 4, 5)})
 
 
+def test_resize_antialias_and_tf_crop_and_resize():
+    """Antialias (linear, cubic; down- and upsampling) and tf_crop_and_resize (every mode, a roi
+    reaching outside the input: extrapolation_value there)."""
+    inits = {"w": rand(7), "down": np.array([1, 1, 0.6, 0.45], np.float32), "up": np.array([1, 1, 1.7, 2], np.float32),
+             "roi": np.array([0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2], np.float32), "sz": np.array([1, 2, 4, 5], np.int64)}
+    nodes, k = [node("Add", ["x", "w"], ["t"])], 0
+    for mode in ("linear", "cubic"):
+        for scales in ("down", "up"):
+            nodes.append(node("Resize", ["t", "", scales], [f"y{k}"], mode=mode, antialias=1))
+            k += 1
+    for mode in ("nearest", "linear", "cubic"):
+        nodes.append(node("Resize", ["t", "roi", "", "sz"], [f"y{k}"], mode=mode,
+                          coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-3.0))
+        k += 1
+    m = make(nodes, [("x", F, [1, 2, 6, 7])], outputs(k), inits, opset=19)
+    check_model(m, {"x": rand(1, 2, 6, 7)})
+
+
 def test_resize_taps_are_a_convex_combination_of_edge_clamped_pixels():
     index, weights = sampling_taps("linear", 4, 9, 9 / 4)
     assert index.shape == weights.shape == (9, 2) and index.min() == 0 and index.max() == 3

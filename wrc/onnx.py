@@ -1368,6 +1368,67 @@ def sampling_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mo
     return np.clip(index, 0, in_size - 1).astype(np.int64), weights
 
 
+def _window_coeffs(kind: str, ratio: np.ndarray, scale: float, antialias: bool, cubic_a: float,
+                   nearest_mode: str) -> np.ndarray:
+    """onnx.reference's Resize coefficients per output position (ratio in (0, 1]); with
+    antialias, the linear/cubic kernel stretched by 1 / scale when downsampling, normalized."""
+    r, a = ratio[:, None], cubic_a
+
+    def cubic(d: np.ndarray) -> np.ndarray:
+        d = np.abs(d)
+        return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                        np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+    if antialias:
+        s = min(scale, 1.0)
+        start = int(np.floor((-1 if kind == "linear" else -2) / s) + 1)
+        d = (np.arange(start, 2 - start)[None, :] - r) * s
+        c = np.clip(1 - np.abs(d), 0, 1) if kind == "linear" else cubic(d)
+        return c / c.sum(axis=1, keepdims=True)
+    if kind == "linear":
+        return np.hstack([1 - r, r])
+    if kind == "cubic":
+        return cubic(np.arange(-1, 3)[None, :] - r)
+    up = {"round_prefer_floor": r > 0.5, "round_prefer_ceil": r >= 0.5, "floor": r < 0, "ceil": r >= 0}
+    if nearest_mode not in up:
+        raise _Unsupported(f"Resize nearest_mode {nearest_mode!r}")
+    take_up = up[nearest_mode] | (r == 1)  # an integer coordinate takes itself
+    return np.hstack([~take_up, take_up]).astype(np.float64)
+
+
+def _reference_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mode: str,
+                   roi: tuple[float, float] = (0.0, 1.0), antialias: bool = False, cubic_a: float = -0.75,
+                   exclude_outside: bool = False, nearest_mode: str = "round_prefer_floor",
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Taps (see `sampling_taps`) as onnx.reference builds them, for the forms `sampling_taps`
+    leaves out: antialias and tf_crop_and_resize. Also returns which outputs fall outside the
+    input (tf_crop_and_resize: they take `extrapolation_value`)."""
+    outside = np.zeros(out_size, bool)
+    if coord_mode == "tf_crop_and_resize":  # the spec's integer output length, as onnxruntime
+        y = np.arange(out_size, dtype=np.float64)
+        span = (roi[1] - roi[0]) * (in_size - 1)
+        x = np.full(out_size, span / 2) if out_size == 1 else y * span / (out_size - 1)
+        x = x + roi[0] * (in_size - 1)
+        outside = (x < 0) | (x > in_size - 1)
+    else:
+        x = _source_coords(coord_mode, out_size, in_size, scale).astype(np.float64)
+    ratio = np.where(x == np.floor(x), 1.0, x - np.floor(x))
+    coeffs = _window_coeffs(kind, ratio, scale, antialias, cubic_a, nearest_mode)
+    taps = coeffs.shape[1]
+    pad = -(-taps // 2)
+    shifted = x + pad
+    base, frac = np.floor(shifted), shifted - np.floor(shifted)
+    if taps % 2 == 0:  # the window of the `taps` nearest pixels, ties to the lower one
+        offset = np.where(frac == 0, -(taps // 2), -(taps // 2) + 1)
+    else:
+        offset = np.where(frac <= 0.5, -((taps - 1) // 2), -((taps - 1) // 2) + 1)
+    index = (base + offset)[:, None] + np.arange(taps)[None, :] - pad
+    if exclude_outside:
+        coeffs = np.where((index < 0) | (index >= in_size), 0.0, coeffs)
+        total = coeffs.sum(axis=1, keepdims=True)
+        coeffs = coeffs / np.where(total == 0, 1.0, total)
+    return np.clip(index, 0, in_size - 1).astype(np.int64), coeffs, outside
+
+
 def resample(n: _Node, x: Tensor, axis: int, index: np.ndarray, weights: np.ndarray) -> Tensor:
     """`x` resampled along `axis` by taps (see `sampling_taps`): one `ge.gather` per tap that
     has a nonzero weight, times its weights, summed; a single tap of weight 1 is just the gather
@@ -1421,22 +1482,41 @@ def _resize(n: _Node) -> list[Value]:
     coord = str(n.attr("coordinate_transformation_mode", "half_pixel"))
     if mode not in ("nearest", "linear", "cubic"):
         raise _Unsupported(f"Resize mode {mode!r}")
-    if coord not in COORDINATE_MODES:
+    crop = coord == "tf_crop_and_resize"
+    if coord not in COORDINATE_MODES and not crop:
         raise _Unsupported(f"Resize coordinate_transformation_mode {coord!r}")
-    if n.attr("antialias", 0):
-        raise _Unsupported("Resize with antialias")
+    antialias = bool(n.attr("antialias", 0))
+    if antialias and mode == "nearest":
+        raise _Unsupported("Resize with antialias in mode 'nearest' (linear and cubic only)")
     if mode != "nearest" and x.dtype.kind != "f":
         raise _Unsupported(f"Resize mode {mode!r} of a {x.dtype} tensor")
     sizes, scales = _resize_axes(n, shape)
+    rank = len(shape)
+    rois = [(0.0, 1.0)] * rank
+    if crop:
+        if not (n.has(1) and n.s(1).size):
+            raise _Unsupported("Resize tf_crop_and_resize without a roi")
+        roi = [float(v) for v in n.s(1).reshape(-1)]
+        axes = [a % rank for a in (n.attr("axes") or range(rank))]  # type: ignore[attr-defined]
+        for i, a in enumerate(axes):
+            rois[a] = (roi[i], roi[len(axes) + i])
+    nearest, cubic_a = str(n.attr("nearest_mode", "round_prefer_floor")), float(n.attr("cubic_coeff_a", -0.75))  # type: ignore[arg-type]
+    exclude = bool(n.attr("exclude_outside", 0))
     for axis, (size, out, scale) in enumerate(zip(shape, sizes, scales)):
-        if out == size and scale == 1:
+        if out == size and scale == 1 and rois[axis] == (0.0, 1.0):
             continue
         if out == 0 or size == 0:
             raise _Unsupported("Resize to or from an empty axis")
-        index, weights = sampling_taps(mode, size, out, scale, coord, str(n.attr("nearest_mode", "round_prefer_floor")),
-                                       float(n.attr("cubic_coeff_a", -0.75)),  # type: ignore[arg-type]
-                                       bool(n.attr("exclude_outside", 0)))
+        if antialias or crop:
+            index, weights, outside = _reference_taps(mode, size, out, scale, coord, rois[axis], antialias, cubic_a,
+                                                     exclude, nearest)
+        else:
+            index, weights = sampling_taps(mode, size, out, scale, coord, nearest, cubic_a, exclude)
+            outside = np.zeros(out, bool)
         x = resample(n, x, axis, index, weights)
+        if outside.any():
+            fill = n.scalar(float(n.attr("extrapolation_value", 0.0)), x)  # type: ignore[arg-type]
+            x = n.g.where(_const(n, "outside", _axis_vector(outside, axis, rank)), fill, x)
     return [x]
 
 
