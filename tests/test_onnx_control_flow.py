@@ -123,3 +123,17 @@ def test_unsupported_loops_are_named():
              {"M": np.array(3, np.int64)})
     with pytest.raises(UnsupportedOpError, match=r"Loop \(node 'l'\): the body computes its condition at run time"):
         import_onnx(m)
+
+
+def test_nested_loops_unroll_with_an_outer_weight():
+    """A Loop in a Loop's body (its names renamed per outer iteration too), reading an outer weight."""
+    inner = body([node("MatMul", ["a", "W"], ["a1"]), node("Tanh", ["a1"], ["a2"]), node("Identity", ["ci"], ["co"])],
+                 [vi("j", I64, []), vi("ci", BOOL, []), vi("a", F, [2, 3])], [vi("co", BOOL, []), vi("a2", F, [2, 3])])
+    outer = body([helper.make_node("Loop", ["two", "", "h"], ["h2"], name="inner", body=inner),
+                  node("Add", ["h2", "x"], ["h3"]), node("Identity", ["c"], ["c2"])],
+                 [vi("i", I64, []), vi("c", BOOL, []), vi("h", F, [2, 3])], [vi("c2", BOOL, []), vi("h3", F, [2, 3])],
+                 {"two": np.array(2, np.int64)})
+    m = make([helper.make_node("Loop", ["three", "", "x"], ["y"], name="outer", body=outer)], [("x", F, [2, 3])],
+             [("y", F, None)], {"three": np.array(3, np.int64), "W": rand(3, 3)})
+    g = check_model(m, {"x": rand(2, 3)})
+    assert g.to_mlir().count("ge.tanh") == 6 and weight_names(g) == ["W"]
