@@ -265,8 +265,8 @@ Operators without a passing case: """ + "; ".join(f"{op} ({why})" for op, why in
 The other unsupported cases are forms wrc does not take (reasons per case below): unsigned,
 bfloat16, float8/4-bit and string element types; ops producing empty tensors; pooling with
 dilations or 3-D inputs; training-mode BatchNormalization/Dropout; negative Slice steps;
-Scatter reductions; sequences and optionals; Loops whose trip count is a run-time input; cases
-whose inputs are all integers or bools read at import time (nothing left to make a weight). A case
+sequences and optionals; Loops whose trip count is a run-time input; cases whose inputs are all
+integers or bools read at import time (nothing left to make a weight). A case
 without weights by `weight_names`' rule (its initializers are float scalars or integers) names
 them explicitly.
 

@@ -213,6 +213,19 @@ def test_scatter_nd_and_scatter_elements_with_runtime_indices():
                 backends=("numpy", "interp"))
 
 
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatter_reductions_with_duplicate_runtime_and_constant_indices(reduction):
+    """Duplicates are well defined with a reduction: every update landing on a position counts."""
+    nodes = [node("ScatterND", ["x", "i", "u"], ["y0"], reduction=reduction),
+             node("ScatterElements", ["z", "j", "v"], ["y1"], axis=1, reduction=reduction),
+             node("ScatterElements", ["z", "cj", "v"], ["y2"], axis=0, reduction=reduction)]
+    m = make(nodes, [("x", F, [4, 5, 3]), ("z", F, [3, 5]), ("i", I64, [4, 2]), ("j", I64, [2, 3])], outputs(3),
+             {"u": rand(4, 3), "v": rand(2, 3), "cj": np.array([[0, 2, -1], [0, 1, 2]], np.int64)}, opset=18)
+    feeds = {"x": rand(4, 5, 3), "z": rand(3, 5), "i": np.array([[1, 2], [3, -1], [1, 2], [0, 0]], np.int64),
+             "j": np.array([[4, 4, 0], [1, -1, 1]], np.int64)}
+    check_model(m, feeds)
+
+
 def test_tiny_model_of_the_new_ops_on_interp():
     nodes = [node("Add", ["x", "w"], ["t"]), node("HardSwish", ["t"], ["h"]), node("Mish", ["h"], ["m"]),
              node("Pad", ["m", "pads"], ["p"], mode="reflect"),
@@ -229,7 +242,7 @@ def test_tiny_model_of_the_new_ops_on_interp():
 
 def test_unsupported_forms_are_listed():
     nodes = [node("Resize", ["x", "", "s"], ["y0"], mode="linear"), node("Pad", ["x", "p"], ["y1"], mode="bogus"),
-             node("ScatterND", ["x", "i", "x"], ["y2"], reduction="add")]
+             node("ScatterND", ["x", "i", "x"], ["y2"], reduction="bogus")]
     m = make(nodes, [("x", F, [1, 2]), ("s", F, [2]), ("i", I64, [1, 2, 2])], outputs(3),
              {"p": np.array([1, 1, 1, 1], np.int64)})
     with pytest.raises(UnsupportedOpError) as e:
@@ -237,7 +250,7 @@ def test_unsupported_forms_are_listed():
     text = str(e.value)
     assert "3 unsupported" in text and "Pad mode 'bogus'" in text
     assert "Resize (node 'Resize_y0'): input 2 (s) must be a constant, but is computed at run time" in text
-    assert "ScatterND (node 'ScatterND_y2'): ScatterND with reduction 'add'" in text
+    assert "ScatterND (node 'ScatterND_y2'): ScatterND with reduction 'bogus'" in text
 
 
 @pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])

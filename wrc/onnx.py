@@ -1808,24 +1808,18 @@ def _scatter(n: _Node, rows: int, targets: np.ndarray, data: Tensor, updates: Te
     """Rows of `data` replaced by rows of `updates` (update `u` goes to row `targets[u]`, the
     last one winning): one `ge.gather` from `concat(data rows, update rows)` with a constant
     permutation."""
-    if n.attr("reduction", "none") != "none":
-        raise _Unsupported(f"{n.node.op_type} with reduction {n.attr('reduction')!r}")
     perm = np.arange(rows, dtype=np.int64)
     perm[targets] = rows + np.arange(targets.size, dtype=np.int64)
     both = n.g.concat([n.g.reshape(data, [rows, *row_shape]), n.g.reshape(updates, [targets.size, *row_shape])], 0)
     return n.g.gather(both, _const(n, "perm", perm), 0)
 
 
-def _last_hits(n: _Node, index: Tensor, size: int, at: int) -> Tensor:
-    """For an int64 `index` holding positions in [0, size), the one-based number of the last entry
-    along axis `at` that holds each position (0: none), that axis replaced by the positions:
-    `max_u (u + 1) * (index_u == p)`, from an (entries x size) comparison."""
+def _hits(n: _Node, index: Tensor, size: int, at: int) -> Tensor:
+    """`index_u == p` (bool) for an int64 `index` holding positions in [0, size): `index`'s axis
+    `at` (the entries u) followed by a new axis of the positions p."""
     shape = n.shape(index)
-    rank = len(shape)
     spread = n.g.reshape(index, [*shape[:at + 1], 1, *shape[at + 1:]])
-    hit = n.g.equal(spread, _const(n, "p", _axis_vector(np.arange(size, dtype=np.int64), at + 1, rank + 1)))
-    order = _const(n, "u", _axis_vector(np.arange(1, shape[at] + 1, dtype=np.int64), at, rank + 1))
-    return n.g.reduce_max(n.g.mul(n.g.cast(hit, np.int64), order), at, keepdims=False)
+    return n.g.equal(spread, _const(n, "p", _axis_vector(np.arange(size, dtype=np.int64), at + 1, len(shape) + 1)))
 
 
 def _pad_to(n: _Node, x: Tensor, shape: Sequence[int], fill: float) -> Tensor:
@@ -1838,30 +1832,65 @@ def _pad_to(n: _Node, x: Tensor, shape: Sequence[int], fill: float) -> Tensor:
     return x
 
 
-def _scatter_at_run_time(n: _Node, data: Tensor, winner: Tensor, updates: Tensor, axis: int, rows: bool) -> Tensor:
-    """`data` with the entries that `winner` (`_last_hits` of the indices along `axis`) names
-    taken from `updates`, data kept where no update lands (`ge.where`). `rows`: `winner` is one
-    per row of `data` (ScatterND; a `ge.gather` of update rows), else shaped like the indices
-    with the axis as long as data's (ScatterElements; a gather along the axis, padded to data)."""
-    if n.attr("reduction", "none") != "none":
-        raise _Unsupported(f"{n.node.op_type} with reduction {n.attr('reduction')!r}")
+def _negated(n: _Node, x: Tensor) -> Tensor:
+    return n.g.neg(x) if x.dtype.kind == "f" else n.g.sub(n.scalar(0, x), x)
+
+
+def _scatter_by_comparison(n: _Node, data: Tensor, hit: Tensor, updates: Tensor, at: int, rows: bool) -> Tensor:
+    """Scatter from the comparison `hit` (`_hits`: entries along `at`, then the positions).
+    `rows`: the positions are rows of `data` (ScatterND: `hit` is (updates, rows), `updates` one
+    row each); else elements along axis `at` (ScatterElements: `hit` is shaped like the indices
+    with the positions after `at`, padded up to `data` at the end). Reduction none: the last
+    update landing on a position wins (`max_u (u + 1) · hit`, a gather, `ge.where`); add, mul,
+    max, min: the updates landing on a position reduced with data's value."""
+    g, dshape, ushape = n.g, n.shape(data), n.shape(updates)
+    reduction = str(n.attr("reduction", "none"))
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        raise _Unsupported(f"{n.node.op_type} with reduction {reduction!r}")
     zero = _const(n, "zero", np.array(0, np.int64))
-    source = n.g.maximum(n.g.sub(winner, _const(n, "one", np.array(1, np.int64))), zero)
-    dshape = n.shape(data)
+
+    def placed(x: Tensor, fill: float) -> Tensor:  # per position, shaped to combine with data
+        return x if rows else _pad_to(n, x, dshape, fill)
+    if reduction == "none":
+        order = _const(n, "u", _axis_vector(np.arange(1, n.shape(hit)[at] + 1, dtype=np.int64), at, len(n.shape(hit))))
+        winner = g.reduce_max(g.mul(g.cast(hit, np.int64), order), at)
+        source = g.maximum(g.sub(winner, _const(n, "one", np.array(1, np.int64))), zero)
+        lands = g.greater(winner, zero)
+        if rows:
+            lands = g.reshape(lands, [dshape[0]] + [1] * (len(dshape) - 1))
+            return g.where(lands, g.gather(updates, source, 0), data)
+        return g.where(placed(lands, 0), placed(_take_along(n, updates, source, at), 0), data)
+    spread = g.reshape(updates, [*ushape[:at + 1], 1, *ushape[at + 1:]])
     if rows:
-        hit = n.g.reshape(n.g.greater(winner, zero), [dshape[0]] + [1] * (len(dshape) - 1))
-        return n.g.where(hit, n.g.gather(updates, source, 0), data)
-    hit = n.g.greater(_pad_to(n, winner, dshape, 0), zero)
-    return n.g.where(hit, _pad_to(n, _take_along(n, updates, source, axis), dshape, 0), data)
+        hit = g.reshape(hit, [*n.shape(hit), *[1] * (len(ushape) - 1)])
+    if reduction == "add":
+        return g.add(data, placed(g.reduce_sum(g.where(hit, spread, n.scalar(0, spread)), at), 0))
+    if reduction == "mul":  # no product reduction: the entries multiplied one by one
+        filled = g.where(hit, spread, n.scalar(1, spread))
+        shape = n.shape(filled)
+        product = None
+        for u in range(shape[at]):
+            part = g.slice(filled, [u if k == at else 0 for k in range(len(shape))],
+                           [u + 1 if k == at else d for k, d in enumerate(shape)])
+            product = part if product is None else g.mul(product, part)
+        assert product is not None
+        return g.mul(data, placed(g.reshape(product, shape[:at] + shape[at + 1:]), 1))
+    lowest = float(np.finfo(spread.dtype).min) if spread.dtype.kind == "f" else int(np.iinfo(spread.dtype).min)
+    signed = spread if reduction == "max" else _negated(n, spread)
+    best = g.reduce_max(g.where(hit, signed, n.scalar(lowest, spread)), at)
+    best = best if reduction == "max" else _negated(n, best)
+    lands = g.reduce_max(hit, at)  # "any"
+    combined = (g.maximum if reduction == "max" else g.minimum)(data, placed(best, 0))
+    return g.where(placed(lands, 0), combined, data)
 
 
 @handles("ScatterND")
 def _scatter_nd(n: _Node) -> list[Value]:
-    """Constant indices: a static permutation (see `_scatter`); run-time ones: rows of the data
-    (the indexed dims flattened) replaced as in `_scatter_at_run_time`. Reduction none."""
+    """Constant indices and no reduction: a static permutation (see `_scatter`); else rows of the
+    data (the indexed dims flattened) updated as in `_scatter_by_comparison`."""
     data = n.t(0)
     dshape = n.shape(data)
-    if not isinstance(n.vals[1], Static):
+    if not isinstance(n.vals[1], Static) or n.attr("reduction", "none") != "none":
         index = _index_input(n, 1)
         ishape = n.shape(index)
         k = ishape[-1]
@@ -1879,9 +1908,8 @@ def _scatter_nd(n: _Node) -> list[Value]:
                 term = n.g.mul(term, _const(n, "stride", np.array(stride, np.int64)))
             target = term if target is None else n.g.add(target, term)
         assert target is not None
-        winner = _last_hits(n, target, rows, 0)
-        y = _scatter_at_run_time(n, n.g.reshape(data, [rows, *row_shape]), winner,
-                                 n.g.reshape(n.t(2), [lead, *row_shape]), 0, rows=True)
+        y = _scatter_by_comparison(n, n.g.reshape(data, [rows, *row_shape]), _hits(n, target, rows, 0),
+                                   n.g.reshape(n.t(2), [lead, *row_shape]), 0, rows=True)
         return [n.g.reshape(y, dshape)]
     index = n.s(1).astype(np.int64)
     k = index.shape[-1]
@@ -1896,14 +1924,14 @@ def _scatter_nd(n: _Node) -> list[Value]:
 
 @handles("ScatterElements")
 def _scatter_elements(n: _Node) -> list[Value]:
-    """Constant indices: a static permutation of the flattened elements; run-time ones:
-    `_scatter_at_run_time` along the axis. Reduction none."""
+    """Constant indices and no reduction: a static permutation of the flattened elements; else
+    `_scatter_by_comparison` along the axis."""
     data = n.t(0)
     dshape = n.shape(data)
     axis = int(n.attr("axis", 0)) % len(dshape)  # type: ignore[arg-type]
-    if not isinstance(n.vals[1], Static):
-        winner = _last_hits(n, _normalized(n, _index_input(n, 1), dshape[axis]), dshape[axis], axis)
-        return [_scatter_at_run_time(n, data, winner, n.t(2), axis, rows=False)]
+    if not isinstance(n.vals[1], Static) or n.attr("reduction", "none") != "none":
+        hit = _hits(n, _normalized(n, _index_input(n, 1), dshape[axis]), dshape[axis], axis)
+        return [_scatter_by_comparison(n, data, hit, n.t(2), axis, rows=False)]
     index = n.s(1).astype(np.int64)
     index = np.where(index < 0, index + dshape[axis], index)
     if np.any(index < 0) or np.any(index >= dshape[axis]):
