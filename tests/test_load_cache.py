@@ -237,3 +237,19 @@ def test_another_wrc_misses(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(load_cache, "_environment", lambda: {**env, "wrc": "0" * 64})
     assert not is_hit(wrc.load_bundle(data))
     assert len(entries(cache)) == 2
+
+
+def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only `marshal.loads` of a load reads an entry file of the cache folder, whole:
+    never bytes of the bundle."""
+    import marshal
+
+    read: list[bytes] = []
+    loads = marshal.loads
+    monkeypatch.setattr(load_cache.marshal, "loads", lambda b: read.append(bytes(b)) or loads(b))
+    data = bundle_bytes(build())
+    wrc.load_bundle(data)
+    assert not read  # cold: nothing to read
+    assert is_hit(wrc.load_bundle(data))
+    (entry,) = entries(cache)
+    assert read == [entry.read_bytes()[48:]]

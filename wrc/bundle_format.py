@@ -732,7 +732,7 @@ class Container:
                         f"{sorted(_variables(module))}")
         _check_ir(module, self.graphs, [w.name for w in self.weights])
         _check_buffer_sizes(module)
-        return ModelBuffer(module=module, graphs=self.graphs, weights=self._weights())
+        return ModelBuffer(module=module, graphs=self.graphs, weights=self.read_weights())
 
     def model_known(self, facts: IRFacts) -> ModelBuffer | None:
         """The bundle, its header checked against the `IRFacts` of its IR (those of an IR with
@@ -758,9 +758,10 @@ class Container:
             raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
                         f"not constants of the IR: [])")
         raw, section, version = self.raw_ir, self.ir, self.version
-        return LazyModelBuffer(lambda: _parse_ir(raw, section, version), self.graphs, self._weights())
+        return LazyModelBuffer(lambda: _parse_ir(raw, section, version), self.graphs, self.read_weights())
 
-    def _weights(self) -> dict[str, np.ndarray]:
+    def read_weights(self) -> dict[str, np.ndarray]:
+        """Every weight, read and checked against its SHA-256 (what a load from the cache reads)."""
         values = {}
         for w in self.weights:  # everything is validated: now allocate and read
             buf = self.src.read_array(w.section.offset, w.section.nbytes, w.section.what)
