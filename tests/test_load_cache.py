@@ -260,3 +260,14 @@ def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.M
     assert is_hit(wrc.load_bundle(data))
     (entry,) = entries(cache)
     assert read == [entry.read_bytes()[48:]]
+
+
+def test_what_the_cache_cannot_hold_is_not_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated code naming a function outside the table (say a new kernel elsewhere) makes
+    the load an uncached one, not a failed one."""
+    monkeypatch.setattr(load_cache, "_registry", lambda: ({}, {}))
+    data = bundle_bytes(build())
+    reference = run(wrc.load_bundle(data))
+    assert not entries(cache)
+    b = wrc.load_bundle(data)
+    assert not is_hit(b) and run(b) == reference

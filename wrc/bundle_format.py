@@ -183,6 +183,9 @@ def _check_generic_bodies(module: ModuleOp) -> None:
                     for v in op.operands]
         blocks = list(op.body.blocks)
         term = blocks[0].last_op if len(blocks) == 1 else None
+        if (len(blocks) == 1 and isinstance(term, YieldOp) and list(blocks[0].arg_types) == elements
+                and [v.type for v in term.operands] == elements[len(op.inputs):]):
+            continue  # (compared as attributes: printing them all cost a tenth of a load)
         takes = [str(t) for t in blocks[0].arg_types] if len(blocks) == 1 else "not one block"
         yields = [str(v.type) for v in term.operands] if isinstance(term, YieldOp) else "no linalg.yield"
         want = [str(t) for t in elements]

@@ -38,6 +38,7 @@ import stat
 import struct
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -303,16 +304,16 @@ def lookup(container: Container, backend: Any) -> Entry | None:
         return None
 
 
-def store(container: Container, backend: Any, entry: Entry) -> None:
-    """Write the entry of this bundle's IR for `backend` (atomically; silently not when the
-    cache is off or unusable, or the entry holds something it cannot store)."""
+def store(container: Container, backend: Any, entry: Callable[[], Entry]) -> None:
+    """Write the entry `entry()` of this bundle's IR for `backend` (atomically; silently not
+    when the cache is off or unusable, or the entry holds something it cannot store)."""
     directory = _entries_dir(create=True)
     if directory is None:
         return
     key = _key(container, backend_id(backend))
     try:
-        body = marshal.dumps((key, _encode(entry)))
-    except _Unencodable:
+        body = marshal.dumps((key, _encode(entry())))
+    except Exception:  # e.g. a constant of a new kind (_Unencodable): this load is not cached
         return
     tmp = None
     try:

@@ -492,12 +492,13 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
     """
     from wrc import load_cache
     from wrc.backends import get_backend
+    from wrc.pipeline import paused_gc
 
     be = get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
     if isinstance(source, ModelBuffer):
         return Bundle(source, backend=backend)
     module = None
-    with open_bundle(source) as c:
+    with paused_gc(), open_bundle(source) as c:  # (collections would walk all of a server's heap)
         hit = load_cache.lookup(c, be)
         model = c.model_known(hit.facts) if hit is not None else None
         if model is None:
@@ -514,5 +515,5 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
             raise UnrunnableBundleError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
         except WrcError as e:  # a well-formed container whose IR is not a valid wrc bundle
             raise BundleFormatError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
-        load_cache.store(c, be, load_cache.entry_for(ir_facts(module), analysis, bundle._compiled))
+        load_cache.store(c, be, lambda: load_cache.entry_for(ir_facts(module), analysis, bundle._compiled))
     return bundle
