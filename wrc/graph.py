@@ -82,6 +82,14 @@ class Tensor:
         return f"Tensor({self.value.owner.name}, shape={self.shape}, dtype={self.dtype})"
 
 
+def verify_graph_module(module: ModuleOp) -> None:
+    """xDSL's verifier over a graph's module; failures are `GraphError`s."""
+    try:
+        module.verify()
+    except VerifyException as e:
+        raise GraphError(f"invalid graph IR: {e}") from None
+
+
 class Graph:
     """A GE-style inference graph (GE `Graph` + `GenGraph`).
 
@@ -105,13 +113,16 @@ class Graph:
     @classmethod
     def from_module(cls, module: ModuleOp, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
         """Wrap a module holding one `func.func` (and maybe `ge.variable`s) as a Graph."""
+        verify_graph_module(module)
+        return cls._of_verified(module, weights)
+
+    @classmethod
+    def _of_verified(cls, module: ModuleOp, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
+        """`from_module` without verifying: for modules that passes made from a verified graph
+        (passes keep the IR valid; verifying each result again cost a fifth of a compile)."""
         funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
         if len(funcs) != 1:
             raise GraphError(f"a graph module must hold exactly one func.func, found {len(funcs)}")
-        try:
-            module.verify()
-        except VerifyException as e:
-            raise GraphError(f"invalid graph IR: {e}") from None
         graph = cls.__new__(cls)
         graph.func = funcs[0]
         graph.module = module
