@@ -1,8 +1,9 @@
 """Compiling stays linear in the graph size: no Python function is called more than about 4×
-as often for 4× the layers, over convert + build + save (docs/performance.md, "Issue 12:
+as often for 4× the layers, over building the graph + convert + build + save (docs/performance.md, "Issue 12:
 compile time of large graphs"). Call counts are deterministic, unlike times on a shared machine,
 and a step that rescans a block or the module per op shows up as a function whose count grows
-~16× (ge-hoist-weight-only's scan of the block per derive function gave 5.4-7.6× here). The
+~16× (ge-hoist-weight-only's scan of the block per derive function gave 5.4-7.6× here, and
+`Graph.const`'s walk of the graph per new constant more). The
 cyclic collector, the other source of super-linear time, is covered by test_compile_gc.py."""
 
 import cProfile
@@ -30,11 +31,12 @@ def layered(n: int) -> wrc.Graph:
 
 
 def compile_calls(n: int) -> tuple[dict[str, int], int]:
-    """(calls per function, derive functions made) of converting, building and saving `layered(n)`."""
-    g = layered(n)
+    """(calls per function, derive functions made) of making, converting, building and saving
+    `layered(n)`."""
     profile = cProfile.Profile()
     with wrc.BuildSession():
         profile.enable()
+        g = layered(n)
         gs = wrc.convert_to_weight_refreshable_graphs(g, list(g.constants))
         model = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
         bundle_bytes(model)

@@ -107,6 +107,7 @@ class Graph:
         self.func = func.FuncOp(name, ((), ()), Region(body))
         self.module = ModuleOp([self.func])
         self.weights: dict[str, np.ndarray] = {}
+        self._consts: dict[str, ge.ConstOp] | None = None
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -127,6 +128,7 @@ class Graph:
         graph.func = funcs[0]
         graph.module = module
         graph.weights = dict(weights or {})
+        graph._consts = None
         return graph
 
     @classmethod
@@ -178,7 +180,16 @@ class Graph:
     @property
     def constants(self) -> dict[str, ge.ConstOp]:
         """The graph's `ge.const` ops by name (the candidates for `const_names`)."""
-        return {op.const_name.data: op for op in self._ops() if isinstance(op, ge.ConstOp)}
+        block = self.func.body.block
+        return {name: op for name, op in self._const_index().items() if op.parent is block}
+
+    def _const_index(self) -> dict[str, ge.ConstOp]:
+        """`ge.const` ops by name, in program order: one walk on first use, then kept up to date
+        by `_insert` (a walk per new constant made building or importing a graph quadratic:
+        1.1 s of DenseNet-121's 1.7 s import)."""
+        if self._consts is None:
+            self._consts = {op.const_name.data: op for op in self._ops() if isinstance(op, ge.ConstOp)}
+        return self._consts
 
     def weight(self, name: str) -> np.ndarray:
         """The value of constant `name`: from the weight table, else its inline value."""
@@ -195,6 +206,9 @@ class Graph:
 
     def _insert(self, op: Operation) -> Tensor:
         self.func.body.block.insert_op_before(op, self.func.body.block.last_op)
+        if isinstance(op, ge.ConstOp) and self._consts is not None:
+            self._consts.pop(op.const_name.data, None)  # a name seen before, erased since: now last
+            self._consts[op.const_name.data] = op
         return Tensor(self, op.results[0])
 
     def _own(self, *tensors: Tensor) -> None:
@@ -222,7 +236,8 @@ class Graph:
         """A named constant (GE `Const`); its bytes go to `weights[name]` unless `inline`."""
         if not name:
             raise GraphError("a constant needs a non-empty name")
-        if name in self.constants:
+        existing = self._const_index().get(name)
+        if existing is not None and existing.parent is self.func.body.block:
             raise GraphError(f"graph {self.name!r} already has a constant named {name!r}")
         array = np.array(value, dtype=dtype, order="C")  # a copy: later edits of `value` don't leak in
         if array.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
