@@ -29,6 +29,8 @@ Sections (docs/performance.md explains each and records a run):
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
+  steps    CPU seconds of graph / import, convert + build, save and load for a 2,000-op chain
+           and four zoo models, each in a fresh process (bench/compile_steps.py)
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -61,6 +63,7 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compile_steps  # noqa: E402
 import models  # noqa: E402
 
 import wrc  # noqa: E402
@@ -929,6 +932,7 @@ def bench_first(quick: bool) -> None:
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
             "first": bench_first, "load": bench_load, "resample": bench_resample}
+SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
 
 
 def table() -> str:

@@ -63,16 +63,19 @@ Mode = Literal["reuse", "fresh", "copy"]
 
 
 def memref_of(t: TensorType, what: str) -> MemRefType:
-    if ge.DYNAMIC in t.get_shape():
+    m = _memref_type(t)
+    if m is None:
         raise LoweringError(f"{what}: dynamic dimension in {t} not supported; give the graph inputs static shapes")
-    return _memref_type(t)
+    return m
 
 
 @functools.lru_cache(maxsize=4096)
-def _memref_type(t: TensorType) -> MemRefType:
+def _memref_type(t: TensorType) -> MemRefType | None:
     """Attributes are immutable values: build each memref type once (xDSL's constructor checks
-    its parameters against their constraints, a large part of this pass's time)."""
-    return MemRefType(t.element_type, t.get_shape())
+    its parameters against their constraints, a large part of this pass's time); None for a
+    dynamic shape."""
+    shape = t.get_shape()
+    return None if ge.DYNAMIC in shape else MemRefType(t.element_type, shape)
 
 
 def _is_buffer(value: SSAValue) -> bool:
@@ -403,14 +406,16 @@ def _check_lowered(module: ModuleOp) -> None:
 
 
 def _check_bufferized(module: ModuleOp) -> None:
+    # Every operand is some op's result or block argument, so these are all the values.
     for op in module.walk():
-        values = [*op.operands, *op.results]
-        for region in op.regions:
-            for block in region.blocks:
-                values += block.args
-        for value in values:
+        for value in op.results:
             if isinstance(value.type, TensorType | UnrankedTensorType):
                 raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
+        for region in op.regions:
+            for block in region.blocks:
+                for value in block.args:
+                    if isinstance(value.type, TensorType | UnrankedTensorType):
+                        raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
 
 
 @dataclass(frozen=True)

@@ -93,24 +93,28 @@ class _Names:
     def __init__(self, module: ModuleOp) -> None:
         self.taken = {op.properties["sym_name"].data for op in module.ops
                       if isinstance(op.properties.get("sym_name"), StringAttr)}
+        self.next: dict[str, int] = {}  # per stem, where the search resumes: names are only added
 
     def fresh(self, stem: str) -> str:
-        k = 0
+        k = self.next.get(stem, 0)
         while f"{stem}{k}" in self.taken:
             k += 1
         name = f"{stem}{k}"
         self.taken.add(name)
+        self.next[stem] = k + 1
         return name
 
 
-def _derive_function(name: str, block: Block, groups: list[tuple[SSAValue, str]]) -> FuncOp:
-    """`func @name() attributes {ge.derive}`: recompute each value and assign its variable."""
+def _derive_function(name: str, order: dict[Operation, int], groups: list[tuple[SSAValue, str]]) -> FuncOp:
+    """`func @name() attributes {ge.derive}`: recompute each value and assign its variable
+    (`order`: the position of each op of the block in program order)."""
     needed = _closure(v for v, _ in groups)
     body = Block()
     mapping: dict[SSAValue, SSAValue] = {}
-    for op in block.ops:  # program order, so operands are cloned before their users
-        if op in needed:
-            body.add_op(op.clone(mapping))
+    # Program order, so operands are cloned before their users; sorting the closure instead of
+    # scanning the block keeps the pass linear in the number of derive functions.
+    for op in sorted(needed, key=order.__getitem__):
+        body.add_op(op.clone(mapping))
     for value, var in groups:
         body.add_op(ge.AssignOp(var, mapping[value]))
     body.add_op(ReturnOp())
@@ -148,8 +152,9 @@ class GeHoistWeightOnlyPass(ModulePass):
                 stem = f"{max(sorted(sources), key=lambda v: size.get(v, 0))}.hoisted" if sources else "folded"
                 groups.setdefault(sources, []).append((value, names.fresh(stem)))
             # The derive functions first, while the original ops are still in place.
+            order = {o: i for i, o in enumerate(fn.body.block.ops)} if groups else {}
             for sources in sorted(groups, key=sorted):
-                derives.append(_derive_function(names.fresh(DERIVE_PREFIX), fn.body.block, groups[sources]))
+                derives.append(_derive_function(names.fresh(DERIVE_PREFIX), order, groups[sources]))
             for value, var in (pair for group in groups.values() for pair in group):
                 t = value.type
                 assert isinstance(t, TensorType)  # _static checked

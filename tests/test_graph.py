@@ -123,6 +123,26 @@ def test_from_mlir_reports_bad_ir():
         wrc.Graph.from_mlir(bad)
 
 
+def test_constants_follow_the_ir_in_program_order():
+    """`constants` is kept by the builder (no walk per new constant) and still matches the IR:
+    program order, wrapped modules included, erased constants gone and their names free again."""
+    g = wrc.Graph("g")
+    x = g.data("x", (2,))
+    for name in ("b", "a", "c"):
+        x = g.add(x, g.const(name, np.ones(2, np.float32)))
+    g.output(x)
+    assert list(g.constants) == ["b", "a", "c"]
+    assert list(wrc.Graph.from_mlir(g.to_mlir(), g.weights).constants) == ["b", "a", "c"]
+    a = g.constants["a"]
+    a.output.replace_all_uses_with(g.constants["b"].output)
+    a.detach()
+    a.erase()
+    assert list(g.constants) == ["b", "c"]
+    g.const("a", np.zeros(2, np.float32))  # the name is free again, and the new one comes last
+    assert list(g.constants) == ["b", "c", "a"]
+    assert list(g.constants) == [op.const_name.data for op in g.func.walk() if isinstance(op, ge.ConstOp)]
+
+
 def test_python_scalars_become_float32_constants():
     g = wrc.Graph()
     c = g.const("s", 0.5)

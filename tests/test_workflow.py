@@ -138,6 +138,29 @@ def test_conversion_errors_leave_graph_unchanged(session, names, message):
     assert g.to_mlir() == before
 
 
+def test_conversion_verifies_its_input_once(session, monkeypatch):
+    """The input graph is verified (an invalid one is a GraphError), its three results are not
+    verified again: the passes keep the IR valid and bundle_build_model verifies the merge."""
+    from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+
+    from wrc.dialects import ge
+
+    verified = []
+    real_verify = ModuleOp.verify
+    monkeypatch.setattr(ModuleOp, "verify", lambda self: (verified.append(self), real_verify(self))[1])
+    g, _ = mlp_graph()
+    graphs = wrc.convert_to_weight_refreshable_graphs(g, ["const_1"])
+    assert verified == [g.module]
+    wrc.bundle_build_model([graphs.infer_graph, graphs.var_update_graph])
+    assert len(verified) == 2
+
+    data = next(op for op in g.func.walk() if isinstance(op, ge.DataOp))
+    wrong = ge.AddOp(data.output, data.output, TensorType(f32, (3, 3)))  # not x's shape
+    g.func.body.block.insert_op_before(wrong, g.func.body.block.last_op)
+    with pytest.raises(wrc.GraphError, match="invalid graph IR"):
+        wrc.convert_to_weight_refreshable_graphs(g, ["const_1"])
+
+
 def test_conversion_rejects_a_bare_string(session):
     g, _ = mlp_graph()
     with pytest.raises(wrc.BuildError, match="list of str"):

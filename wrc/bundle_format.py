@@ -112,17 +112,29 @@ def _check_buffer_sizes(module: ModuleOp) -> None:
     """No global, argument or op result is larger than `max_tensor_bytes()` (nothing is
     allocated here: types only)."""
     limit = max_tensor_bytes()
+    sizes: dict[int, int] = {}  # id(type) -> bytes: a module shares few type objects among many values
+
+    def too_big(t: Attribute) -> bool:
+        size = sizes.get(id(t))
+        if size is None:
+            size = sizes[id(t)] = _buffer_bytes(t)  # `t` stays alive in the module meanwhile
+        return size > limit
+
+    def fail(what: str, t: Attribute) -> BundleFormatError:
+        return _fail(f"{what} is {t} ({_buffer_bytes(t)} bytes), more than the "
+                     f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+
     for op in module.walk():
-        typed: list[tuple[str, Attribute]] = [(f"result of {op.name}", r.type) for r in op.results]
-        if isinstance(op, GlobalOp):
-            typed.append((f"global @{op.sym_name.data[:200]}", op.type))
+        for r in op.results:
+            if too_big(r.type):
+                raise fail(f"result of {op.name}", r.type)
+        if isinstance(op, GlobalOp) and too_big(op.type):
+            raise fail(f"global @{op.sym_name.data[:200]}", op.type)
         for region in op.regions:
             for block in region.blocks:
-                typed += [(f"argument of {op.name}", a.type) for a in block.args]
-        for what, t in typed:
-            if _buffer_bytes(t) > limit:
-                raise _fail(f"{what} is {t} ({_buffer_bytes(t)} bytes), more than the "
-                            f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+                for a in block.args:
+                    if too_big(a.type):
+                        raise fail(f"argument of {op.name}", a.type)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -183,13 +195,12 @@ def _check_generic_bodies(module: ModuleOp) -> None:
                     for v in op.operands]
         blocks = list(op.body.blocks)
         term = blocks[0].last_op if len(blocks) == 1 else None
-        if (len(blocks) == 1 and isinstance(term, YieldOp) and list(blocks[0].arg_types) == elements
-                and [v.type for v in term.operands] == elements[len(op.inputs):]):
-            continue  # (compared as attributes: printing them all cost a tenth of a load)
-        takes = [str(t) for t in blocks[0].arg_types] if len(blocks) == 1 else "not one block"
-        yields = [str(v.type) for v in term.operands] if isinstance(term, YieldOp) else "no linalg.yield"
-        want = [str(t) for t in elements]
-        if takes != want or yields != want[len(op.inputs):]:
+        takes = list(blocks[0].arg_types) if len(blocks) == 1 else None
+        yields = [v.type for v in term.operands] if isinstance(term, YieldOp) else None
+        if takes != elements or yields != elements[len(op.inputs):]:  # types compare as values
+            takes = [str(t) for t in takes] if takes is not None else "not one block"
+            yields = [str(t) for t in yields] if yields is not None else "no linalg.yield"
+            want = [str(t) for t in elements]
             raise _fail(f"a linalg.generic's body takes {takes} and yields {yields}, but its "
                         f"operands' element types are {want} (the last {len(op.outputs)} yielded)")
 
@@ -236,8 +247,9 @@ def _plan(model: ModelBuffer, version: int = FORMAT_VERSION, digests: bool = Tru
     if version not in SUPPORTED_VERSIONS:
         raise _fail(f"cannot write format version {version}: this wrc writes version(s) "
                     f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
-    check_model(model)
-    ir = str(model.module).encode("utf-8") if version == TEXT_IR_VERSION else encode_module(model.module)
+    with gc_paused():  # walking and encoding a large module allocates much and frees little
+        check_model(model)
+        ir = str(model.module).encode("utf-8") if version == TEXT_IR_VERSION else encode_module(model.module)
     blobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # name, array, its bytes as uint8
     for name in stored_weight_names(model.module):
         a = c_array(model.weights[name], _le(model.weights[name].dtype))

@@ -133,6 +133,7 @@ class _Encoder:
         self.attr_words: list[int] = []
         self.attrs: dict[tuple[int, ...], int] = {}  # encoded entry -> index: equal entries are one
         self.by_id: dict[int, tuple[Attribute, int]] = {}  # id(attr) -> (attr kept alive, index)
+        self.by_value: dict[Attribute, int] = {}
         self.ops: list[int] = []
         self.stack: list[SSAValue] = []  # the values in scope, as the decoder will stack them
         self.scope: dict[SSAValue, int] = {}  # value -> its position in `stack`
@@ -146,11 +147,19 @@ class _Encoder:
         known = self.by_id.get(id(a))
         if known is not None:
             return known[1]
-        entry = tuple(self._entry(a))
-        index = self.attrs.get(entry)
+        # Passes build equal attributes apart (an affine map per op); attributes compare by
+        # value (floats by their bits), so an equal one's entry is this one's. Not containers:
+        # dictionaries compare equal whatever their order, which the entry keeps.
+        by_value = not isinstance(a, ArrayAttr | DictionaryAttr)
+        index = self.by_value.get(a) if by_value else None
         if index is None:
-            index = self.attrs[entry] = len(self.attrs)
-            self.attr_words += entry
+            entry = tuple(self._entry(a))
+            index = self.attrs.get(entry)
+            if index is None:
+                index = self.attrs[entry] = len(self.attrs)
+                self.attr_words += entry
+            if by_value:
+                self.by_value[a] = index
         self.by_id[id(a)] = (a, index)
         return index
 

@@ -28,7 +28,7 @@ from wrc.bundle_format import write_bundle
 from wrc.dialects import ge
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BuildError
-from wrc.graph import Graph, inline_value
+from wrc.graph import Graph, inline_value, verify_graph_module
 from wrc.model_buffer import ModelBuffer, c_array
 
 Options = Mapping[str, str]
@@ -142,14 +142,18 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
         raise BuildError("convert_to_weight_refreshable_graphs: const_names must be a list of str "
                          f"(got {const_names!r})")
     with pipeline.paused_gc():  # linear time (docs/performance.md, compile time)
+        # Verified once here: the passes keep the IR valid, so the three results are not
+        # verified again (bundle_build_model verifies what it is given).
+        verify_graph_module(graph.module)
         module = graph.module.clone()
         pipeline.apply(module, pipeline.conversion_passes(list(const_names)))
         variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
         funcs = module_funcs(module)
 
-        def part(name: str) -> Graph:
-            body = [v.clone() for v in variables] + [funcs[name].clone()]
-            return Graph.from_module(ModuleOp(body), graph.weights)
+        def part(name: str) -> Graph:  # `module` is a scratch copy: its functions are moved
+            funcs[name].detach()
+            body = [v.clone() for v in variables] + [funcs[name]]
+            return Graph._of_verified(ModuleOp(body), graph.weights)
 
         return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH))
 
