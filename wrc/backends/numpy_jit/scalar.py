@@ -49,7 +49,8 @@ _CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.e
 
 
 _FUNCS: dict[str, str] = {"math.erf": "erf"}
-"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists)."""
+"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists);
+each takes `out=` (which may overlap its input) as a ufunc does."""
 
 # arith.cmpf predicates by number: ordered ones are NumPy's comparisons (false on NaN);
 # unordered ones are the negation of the opposite ordered comparison (true on NaN).
@@ -95,8 +96,9 @@ _COMBINERS: dict[str, str] = {
 
 
 def is_ufunc(op: Operation) -> bool:
-    """`op` is one ufunc call, which can write its result with `out=`."""
-    return op.name in _UFUNCS
+    """`op` is one ufunc call, which can write its result with `out=` (the `_FUNCS`, which
+    take `out=` as ufuncs do, included)."""
+    return op.name in _UFUNCS or op.name in _FUNCS
 
 
 def combiner(op: Operation) -> str | None:
@@ -136,7 +138,7 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
     if name in _INT_DIV:
         return _INT_DIV[name].format(a=args[0], b=args[1])
     if name in _FUNCS:
-        return f"{src.const(getattr(arrays, _FUNCS[name]))}({args[0]})"
+        return f"{src.const(getattr(arrays, _FUNCS[name]))}({args[0]}{tail})"
     if name == "arith.select":
         return f"np.where({args[0]}, {args[1]}, {args[2]})"
     if name in ("arith.cmpf", "arith.cmpi"):

@@ -1,0 +1,37 @@
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+
+// Fewer NumPy calls and temporaries: a chain of reshapes is one reshape of its source; erf
+// writes its result with `out=` (here in place) instead of returning a temporary that is
+// then copied; softmax's `exp(x - max)` computes `x - max` into the output, then exp in
+// place (no temporary for the difference).
+
+builtin.module {
+  func.func @f() -> tensor<4x3xf32> {
+    %x = ge.data "x" index 0 : tensor<2x4xf32>
+    %w = ge.const "w" : tensor<2x3xf32>
+    %f = ge.reshape %x : tensor<2x4xf32> -> tensor<8xf32>
+    %r = ge.reshape %f : tensor<8xf32> -> tensor<4x2xf32>
+    %m = ge.matmul %r, %w : (tensor<4x2xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
+    %e = ge.erf %m : tensor<4x3xf32>
+    %s = ge.softmax %e {axis = -1 : i64} : tensor<4x3xf32>
+    func.return %s : tensor<4x3xf32>
+  }
+}
+
+// CHECK:      # func @f
+// CHECK:      [[W:v[0-9]+]] = G{{\[}}{{k[0-9]+}}{{\]}}
+// CHECK-NEXT: [[R:v[0-9]+]] = a0.reshape([[SHAPE:k[0-9]+]])
+// CHECK-NOT:  .reshape(
+// CHECK:      np.matmul([[R]], [[W]], out=[[M:v[0-9]+]])
+// CHECK-NEXT: [[E:v[0-9]+]] = [[M]]
+// CHECK-NEXT: [[ERF:k[0-9]+]]([[M]], out=[[E]])
+// CHECK-NOT:  np.copyto(
+// CHECK:      np.maximum.reduce([[E]], axis={{k[0-9]+}}, keepdims=True, out=[[MAX:v[0-9]+]])
+// CHECK-NEXT: [[X:v[0-9]+]] = [[M]]
+// CHECK-NEXT: [[MAX2:v[0-9]+]] = {{v[0-9]+}}.reshape({{k[0-9]+}})
+// CHECK-NEXT: np.subtract([[E]], [[MAX2]], out=[[X]])
+// CHECK-NEXT: np.exp([[X]], out=[[X]])
+// CHECK-NOT:  np.copyto(
+// CHECK:      np.add.reduce([[X]],
+// CHECK:      #   [[SHAPE]] = (4, 2)
+// CHECK:      #   [[ERF]] = <function erf>
