@@ -62,3 +62,18 @@ def test_gather_on_both_sides_of_the_index_range() -> None:
         for b in ("numpy", "interp"):
             (y,) = run(g, [idx], b)
             np.testing.assert_array_equal(y, want, err_msg=f"{what}, {b}")
+
+
+def test_comparisons_written_with_out_and_a_cast_onto_its_own_array() -> None:
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    y = np.where(RNG.random((3, 4)) < 0.3, x, RNG.standard_normal((3, 4)).astype(np.float32))
+    g = Graph("main")
+    a, b = g.data("x", x.shape), g.data("y", y.shape)
+    ne = g.logical_or(g.less(a, b), g.greater(a, b))
+    g.output(g.cast(ne, "bool"), g.cast(g.logical_and(g.less_equal(a, b), g.greater_equal(a, b)), "float32"))
+    want = [x != y, (x == y).astype(np.float32)]
+    assert want[0].any() and not want[0].all()
+    for backend in ("numpy", "interp"):
+        for o, ref in zip(run(g, [x, y], backend), want, strict=True):
+            assert o.dtype == ref.dtype
+            np.testing.assert_array_equal(o, ref, err_msg=backend)

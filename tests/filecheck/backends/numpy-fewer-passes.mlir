@@ -3,7 +3,9 @@
 // Fewer NumPy calls and temporaries: a chain of reshapes is one reshape of its source; erf
 // writes its result with `out=` (here in place) instead of returning a temporary that is
 // then copied; softmax's `exp(x - max)` computes `x - max` into the output, then exp in
-// place (no temporary for the difference).
+// place (no temporary for the difference). A comparison that is one ufunc writes with
+// `out=`; a copy onto the array it copies from (the cast of a dead mask, which took the
+// mask's array) is no code.
 
 builtin.module {
   func.func @f() -> tensor<4x3xf32> {
@@ -15,6 +17,15 @@ builtin.module {
     %e = ge.erf %m : tensor<4x3xf32>
     %s = ge.softmax %e {axis = -1 : i64} : tensor<4x3xf32>
     func.return %s : tensor<4x3xf32>
+  }
+  func.func @mask() -> tensor<2x3xi1> {
+    %x = ge.data "x" index 0 : tensor<2x3xf32>
+    %y = ge.data "y" index 1 : tensor<2x3xf32>
+    %l = ge.less %x, %y : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xi1>
+    %g = ge.greater %x, %y : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xi1>
+    %a = ge.logical_or %l, %g : (tensor<2x3xi1>, tensor<2x3xi1>) -> tensor<2x3xi1>
+    %c = ge.cast %a : tensor<2x3xi1> -> tensor<2x3xi1>
+    func.return %c : tensor<2x3xi1>
   }
 }
 
@@ -35,3 +46,13 @@ builtin.module {
 // CHECK:      np.add.reduce([[X]],
 // CHECK:      #   [[SHAPE]] = (4, 2)
 // CHECK:      #   [[ERF]] = <function erf>
+
+// CHECK:      # func @mask
+// CHECK:      [[L:v[0-9]+]] = np.empty(
+// CHECK-NEXT: np.less(a0, a1, out=[[L]])
+// CHECK-NEXT: [[G:v[0-9]+]] = np.empty(
+// CHECK-NEXT: np.greater(a0, a1, out=[[G]])
+// CHECK-NEXT: [[A:v[0-9]+]] = [[L]]
+// CHECK-NEXT: np.bitwise_or([[L]], [[G]], out=[[A]])
+// CHECK-NEXT: [[C:v[0-9]+]] = [[L]]
+// CHECK-NEXT: return {{\[}}[[C]]{{\]}}

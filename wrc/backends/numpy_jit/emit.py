@@ -119,6 +119,10 @@ class FuncEmitter:
     def _(self, op: memref.CopyOp, ind: int) -> None:
         if buffer(op, op.source.type) != buffer(op, op.destination.type):
             raise fail(op, "source and destination types differ")
+        src, dst = op.source, op.destination
+        if (isinstance(src.owner, memref.AllocOp) and isinstance(dst.owner, memref.AllocOp)
+                and self.plan.reuse.get(src, src) is self.plan.reuse.get(dst, dst)):
+            return  # the destination took the source's array: a copy onto itself
         self.src.emit(ind, f"np.copyto({self.name(op.destination)}, {self.name(op.source)})")
 
     @op.register(memref.CollapseShapeOp)
@@ -252,7 +256,7 @@ class FuncEmitter:
 
         if parallel:
             for j, v in enumerate(yield_op.operands):
-                if env.get(v) != outs[j]:
+                if env.get(v) != outs[j] and not self.same_elements(g, v, g.n_in + j):
                     self.src.emit(ind, f"np.copyto({outs[j]}, {env.get(v) or self.name(v)})")
             return
 
@@ -352,6 +356,18 @@ class FuncEmitter:
             shape = tuple(g.extents[k] if g.out.uses(k) else 1 for k in range(n))
             self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
                                f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
+
+    def same_elements(self, g: Generic, v: SSAValue, out: int) -> bool:
+        """`v` is an input read at the very elements output `out` writes (the output took
+        the input's array, same layout): copying it would copy each element onto itself."""
+        if not isinstance(v, BlockArgument) or v.index >= g.n_in:
+            return False
+        a, o = g.accesses[v.index], g.accesses[out]
+        ra, ro = root(a.value), root(o.value)
+        if not (isinstance(ra, SSAValue) and isinstance(ro, SSAValue)):
+            return False
+        return (self.plan.reuse.get(ra, ra) is self.plan.reuse.get(ro, ro) and a.dtype == o.dtype
+                and (a.strides, a.offset) == (o.strides, o.offset))
 
     @staticmethod
     def early_into_output(body: Sequence[Operation], final: Operation, out: SSAValue) -> Operation | None:
