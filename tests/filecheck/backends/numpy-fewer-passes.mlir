@@ -1,6 +1,7 @@
 // RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
 
-// Fewer NumPy calls and temporaries: a chain of reshapes is one reshape of its source; erf
+// Fewer NumPy calls and temporaries: a chain of reshapes is one reshape of its source, and
+// a reshaped view of an array is made once (the row sums reuse the row maxima's view); erf
 // writes its result with `out=` (here in place) instead of returning a temporary that is
 // then copied; softmax's `exp(x - max)` computes `x - max` into the output, then exp in
 // place (no temporary for the difference). A comparison that is one ufunc writes with
@@ -37,13 +38,16 @@ builtin.module {
 // CHECK-NEXT: [[E:v[0-9]+]] = [[M]]
 // CHECK-NEXT: [[ERF:k[0-9]+]]([[M]], out=[[E]])
 // CHECK-NOT:  np.copyto(
-// CHECK:      np.maximum.reduce([[E]], axis={{k[0-9]+}}, keepdims=True, out=[[MAX:v[0-9]+]])
+// CHECK:      [[MAX:v[0-9]+]] = {{v[0-9]+}}.reshape({{k[0-9]+}})
+// CHECK-NEXT: np.maximum.reduce([[E]], axis={{k[0-9]+}}, keepdims=True, out=[[MAX]])
 // CHECK-NEXT: [[X:v[0-9]+]] = [[M]]
-// CHECK-NEXT: [[MAX2:v[0-9]+]] = {{v[0-9]+}}.reshape({{k[0-9]+}})
-// CHECK-NEXT: np.subtract([[E]], [[MAX2]], out=[[X]])
+// CHECK-NEXT: np.subtract([[E]], [[MAX]], out=[[X]])
 // CHECK-NEXT: np.exp([[X]], out=[[X]])
 // CHECK-NOT:  np.copyto(
-// CHECK:      np.add.reduce([[X]],
+// CHECK-NOT:  .reshape(
+// CHECK:      np.add.reduce([[X]], axis={{k[0-9]+}}, keepdims=True, out=[[MAX]])
+// CHECK-NOT:  .reshape(
+// CHECK:      np.divide([[X]], [[MAX]], out=
 // CHECK:      #   [[SHAPE]] = (4, 2)
 // CHECK:      #   [[ERF]] = <function erf>
 

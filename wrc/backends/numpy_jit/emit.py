@@ -36,6 +36,10 @@ class FuncEmitter:
         self.arrays = arrays
         self.src = Source(arrays)
         self.names: dict[SSAValue, str] = {}
+        # Top-level names bound once to the same array (a reused temporary's), and reshaped
+        # views made at the top level, by (array, shape): a view is made once per function.
+        self.same_array: dict[str, str] = {}
+        self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -101,6 +105,8 @@ class FuncEmitter:
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             array = self.name(self.plan.reuse[buf])
             self.src.emit(ind, f"{self.define(buf)} = {array}")
+            if ind == 1:
+                self.same_array[self.names[buf]] = self.same_array.get(array, array)
         else:
             shape, dtype = buffer(op, buf.type)
             fn = "zeros" if buf in self.plan.zeroed else "empty"
@@ -137,7 +143,7 @@ class FuncEmitter:
             # source itself, one call instead of a chain of them.
             self.names[op.result] = self.name(op.src)
             return
-        self.src.emit(ind, f"{self.define(op.result)} = {self.name(op.src)}.reshape({self.src.const(shape)})")
+        self.names[op.result] = self.reshape(self.name(op.src), shape, ind)
 
     @op.register
     def _(self, op: linalg.FillOp, ind: int) -> None:
@@ -174,6 +180,18 @@ class FuncEmitter:
 
     # -- views
 
+    def reshape(self, array: str, shape: tuple[int, ...], ind: int) -> str:
+        """A name for `array` reshaped to `shape`: the view made earlier at the top level,
+        else a new one."""
+        key = (self.same_array.get(array, array), tuple(shape))
+        if key in self.reshaped:
+            return self.reshaped[key]
+        v = self.src.var()
+        self.src.emit(ind, f"{v} = {array}.reshape({self.src.const(tuple(shape))})")
+        if ind == 1:
+            self.reshaped[key] = v
+        return v
+
     def view(self, acc: Access, ext: Sequence[int], ind: int, dims: Sequence[int] | None = None,
              shape: Sequence[int] | None = None, strides: Sequence[int] | None = None,
              bare_ok: bool = False) -> str:
@@ -201,9 +219,7 @@ class FuncEmitter:
             lead = len(shape) - len(acc.shape)
             if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
                 return buf
-            v = self.src.var()
-            self.src.emit(ind, f"{v} = {buf}.reshape({c(shape)})")
-            return v
+            return self.reshape(buf, shape, ind)
         isz = acc.dtype.itemsize
         v = self.src.var()
         self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
