@@ -31,6 +31,8 @@ Sections (docs/performance.md explains each and records a run):
            stack of 340 MB); peak RSS of building that stack
   steps    CPU seconds of graph / import, convert + build, save and load for a 2,000-op chain
            and four zoo models, each in a fresh process (bench/compile_steps.py)
+  zoo-tf   the zoo's transformers (tests/zoo) vs onnxruntime, with their NumPy calls per
+           infer; the encoder LN+GELU block vs onnxruntime vs hand-written NumPy
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -65,6 +67,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compile_steps  # noqa: E402
 import models  # noqa: E402
+import zoo_tf  # noqa: E402
 
 import wrc  # noqa: E402
 from wrc.bundle_format import bundle_bytes  # noqa: E402
@@ -931,7 +934,8 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load, "resample": bench_resample}
+            "first": bench_first, "load": bench_load, "resample": bench_resample,
+            "zoo-tf": lambda quick: zoo_tf.bench(quick, record, interleaved)}
 SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
 
 

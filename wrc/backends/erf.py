@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 BLOCK = 1 << 15
 """Elements per block: four float32 blocks (512 KiB) fit a core's L2 cache; measured best
@@ -36,7 +37,8 @@ def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
     """erf(x) elementwise: a new C-contiguous array of `x`'s (floating) dtype, or `out`.
 
     `out` (optional): a writeable array of that dtype and a shape `x` broadcasts to; it may
-    be `x` itself (in place). A strided one is filled from a contiguous temporary.
+    be `x` itself (in place) or overlap it otherwise, as a ufunc's `out` may. A strided one,
+    or one overlapping `x` other than in place, is filled from a contiguous temporary.
     """
     a = np.asarray(x)
     if a.dtype.kind != "f":
@@ -55,6 +57,8 @@ def erf(x: Any, out: np.ndarray | None = None) -> np.ndarray:
     dst = out if out.dtype == np.float32 and out.flags.c_contiguous else np.empty(shape, np.float32)
     src = a if a.dtype == np.float32 and a.flags.c_contiguous and a.shape == shape else \
         np.ascontiguousarray(np.broadcast_to(a, shape), np.float32)
+    if src is not dst and np.may_share_memory(src, dst) and byte_bounds(src) != byte_bounds(dst):
+        dst = np.empty(shape, np.float32)  # `out` overlaps `x` elsewhere than in place
     _erf32(src.reshape(-1), dst.reshape(-1))
     if dst is not out:
         np.copyto(out, dst, casting="same_kind")

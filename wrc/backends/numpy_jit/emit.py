@@ -13,7 +13,7 @@ import numpy as np
 from xdsl.dialects import func, memref, scf
 from xdsl.dialects.builtin import IntegerAttr, MemRefType
 from xdsl.dialects.linalg import ops as linalg
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from wrc.backends.arrays import ArrayModule
 from wrc.backends.numpy_jit.access import Access, Generic
@@ -36,6 +36,10 @@ class FuncEmitter:
         self.arrays = arrays
         self.src = Source(arrays)
         self.names: dict[SSAValue, str] = {}
+        # Top-level names bound once to the same array (a reused temporary's), and reshaped
+        # views made at the top level, by (array, shape): a view is made once per function.
+        self.same_array: dict[str, str] = {}
+        self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -101,6 +105,8 @@ class FuncEmitter:
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             array = self.name(self.plan.reuse[buf])
             self.src.emit(ind, f"{self.define(buf)} = {array}")
+            if ind == 1:
+                self.same_array[self.names[buf]] = self.same_array.get(array, array)
         else:
             shape, dtype = buffer(op, buf.type)
             fn = "zeros" if buf in self.plan.zeroed else "empty"
@@ -119,6 +125,10 @@ class FuncEmitter:
     def _(self, op: memref.CopyOp, ind: int) -> None:
         if buffer(op, op.source.type) != buffer(op, op.destination.type):
             raise fail(op, "source and destination types differ")
+        src, dst = op.source, op.destination
+        if (isinstance(src.owner, memref.AllocOp) and isinstance(dst.owner, memref.AllocOp)
+                and self.plan.reuse.get(src, src) is self.plan.reuse.get(dst, dst)):
+            return  # the destination took the source's array: a copy onto itself
         self.src.emit(ind, f"np.copyto({self.name(op.destination)}, {self.name(op.source)})")
 
     @op.register(memref.CollapseShapeOp)
@@ -127,7 +137,13 @@ class FuncEmitter:
         (shape, dtype), (src_shape, src_dtype) = buffer(op, op.result.type), buffer(op, op.src.type)
         if (math.prod(shape), dtype) != (math.prod(src_shape), src_dtype):
             raise fail(op, "source and result sizes differ")
-        self.src.emit(ind, f"{self.define(op.result)} = {self.name(op.src)}.reshape({self.src.const(shape)})")
+        if op.result.uses and all(isinstance(u.operation, memref.CollapseShapeOp | memref.ExpandShapeOp)
+                                  for u in op.result.uses):
+            # Only reshaped again (collapse then expand around a matmul): those reshape the
+            # source itself, one call instead of a chain of them.
+            self.names[op.result] = self.name(op.src)
+            return
+        self.names[op.result] = self.reshape(self.name(op.src), shape, ind)
 
     @op.register
     def _(self, op: linalg.FillOp, ind: int) -> None:
@@ -164,6 +180,18 @@ class FuncEmitter:
 
     # -- views
 
+    def reshape(self, array: str, shape: tuple[int, ...], ind: int) -> str:
+        """A name for `array` reshaped to `shape`: the view made earlier at the top level,
+        else a new one."""
+        key = (self.same_array.get(array, array), tuple(shape))
+        if key in self.reshaped:
+            return self.reshaped[key]
+        v = self.src.var()
+        self.src.emit(ind, f"{v} = {array}.reshape({self.src.const(tuple(shape))})")
+        if ind == 1:
+            self.reshaped[key] = v
+        return v
+
     def view(self, acc: Access, ext: Sequence[int], ind: int, dims: Sequence[int] | None = None,
              shape: Sequence[int] | None = None, strides: Sequence[int] | None = None,
              bare_ok: bool = False) -> str:
@@ -191,9 +219,7 @@ class FuncEmitter:
             lead = len(shape) - len(acc.shape)
             if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
                 return buf
-            v = self.src.var()
-            self.src.emit(ind, f"{v} = {buf}.reshape({c(shape)})")
-            return v
+            return self.reshape(buf, shape, ind)
         isz = acc.dtype.itemsize
         v = self.src.var()
         self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
@@ -239,11 +265,14 @@ class FuncEmitter:
 
         comb_op = yield_op.operands[0].owner if not parallel else None
         body = [o for o in block.ops if o is not yield_op and o is not comb_op]
-        self.body_ops(g, body, env, final, outs[0] if final else None, ind, shapes)
+        early = self.early_into_output(body, final, block.args[g.n_in]) if final else None
+        if shapes.get(block.args[g.n_in]) != tuple(g.extents):  # an output broadcast along a dim
+            early = None
+        self.body_ops(g, body, env, final, outs[0] if final else None, ind, shapes, early)
 
         if parallel:
             for j, v in enumerate(yield_op.operands):
-                if env.get(v) != outs[j]:
+                if env.get(v) != outs[j] and not self.same_elements(g, v, g.n_in + j):
                     self.src.emit(ind, f"np.copyto({outs[j]}, {env.get(v) or self.name(v)})")
             return
 
@@ -344,11 +373,42 @@ class FuncEmitter:
             self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
                                f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
 
+    def same_elements(self, g: Generic, v: SSAValue, out: int) -> bool:
+        """`v` is an input read at the very elements output `out` writes (the output took
+        the input's array, same layout): copying it would copy each element onto itself."""
+        if not isinstance(v, BlockArgument) or v.index >= g.n_in:
+            return False
+        a, o = g.accesses[v.index], g.accesses[out]
+        ra, ro = root(a.value), root(o.value)
+        if not (isinstance(ra, SSAValue) and isinstance(ro, SSAValue)):
+            return False
+        return (self.plan.reuse.get(ra, ra) is self.plan.reuse.get(ro, ro) and a.dtype == o.dtype
+                and (a.strides, a.offset) == (o.strides, o.offset))
+
+    @staticmethod
+    def early_into_output(body: Sequence[Operation], final: Operation, out: SSAValue) -> Operation | None:
+        """The body op whose value may also be written into the output before `final` is:
+        the last op reading a block argument (an input may share the output's array), if
+        it is a ufunc of the output's type whose only use comes later; e.g. softmax's
+        `exp(x - max)` computes `x - max` into the output instead of a new temporary."""
+        if final not in body:
+            return None
+        ops = body[:body.index(final) + 1]
+        readers = [o for o in ops if any(isinstance(v, BlockArgument) for v in o.operands)]
+        if not readers or readers[-1] is final:
+            return None
+        op = readers[-1]
+        if not is_ufunc(op) or op.results[0].uses.get_length() != 1 or op.results[0].type != out.type:
+            return None
+        return op
+
     def body_ops(self, g: Generic, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
                  final_out: str | None, ind: int,
-                 shapes: dict[SSAValue, tuple[int, ...]] | None = None) -> dict[SSAValue, str]:
-        """The values of a generic's body ops over the views of `env` (`final` writes into
-        `final_out`); `shapes`, when given, gets each value's loop-space shape."""
+                 shapes: dict[SSAValue, tuple[int, ...]] | None = None,
+                 early: Operation | None = None) -> dict[SSAValue, str]:
+        """The values of a generic's body ops over the views of `env` (`final`, and `early`
+        before it, write into `final_out`); `shapes`, when given, gets each value's
+        loop-space shape."""
         n = len(g.extents)
         for body_op in ops:
             args = []
@@ -370,10 +430,12 @@ class FuncEmitter:
                     shapes[res] = shape
                 continue
             out = final_out if body_op is final else None
-            expr = scalar_expr(body_op, args, out, self.src, self.arrays)
             if shapes is not None:
                 shapes[res] = (tuple(max(s) for s in zip(*(shapes[v] for v in body_op.operands), strict=True))
                                if body_op.operands else (1,) * n)
+                if body_op is early and shapes[res] == tuple(g.extents):
+                    out = final_out
+            expr = scalar_expr(body_op, args, out, self.src, self.arrays)
             if out is not None:
                 self.src.emit(ind, expr)
                 env[res] = out
@@ -402,13 +464,16 @@ class FuncEmitter:
         t, ok = self.src.var(), self.src.var()
         size = c(dshape[axis])
         mask_shape = (1,) * axis + ishape + (1,) * (len(dshape) - axis - 1)
-        e(ind, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
-        e(ind, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
-        # All indices in range (a check over the indices only): take straight into the output,
-        # unbuffered (mode "clip" cannot clip anything here); else mask the out-of-range ones.
-        e(ind, f"if {ok}.all():")
-        e(ind + 1, f"np.take({d}, {t}, axis={c(axis)}, out={o}, mode='clip')")
+        if math.prod(ishape) == 0:  # nothing to take (and no minimum to check)
+            return
+        # All indices in [-size, size) (two reductions over the indices only): take straight
+        # into the output, unbuffered; mode "wrap" maps -size..-1 to what they count from the
+        # end. Else mask the out-of-range ones.
+        e(ind, f"if {i}.min() >= -{size} and {i}.max() < {size}:")
+        e(ind + 1, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
         e(ind, "else:")
+        e(ind + 1, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
+        e(ind + 1, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
         e(ind + 1, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
                    f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
 

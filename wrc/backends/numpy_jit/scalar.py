@@ -49,7 +49,8 @@ _CASTS = {"arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.e
 
 
 _FUNCS: dict[str, str] = {"math.erf": "erf"}
-"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists)."""
+"""Body ops computed by a function of the `ArrayModule` over whole arrays (no ufunc exists);
+each takes `out=` (which may overlap its input) as a ufunc does."""
 
 # arith.cmpf predicates by number: ordered ones are NumPy's comparisons (false on NaN);
 # unordered ones are the negation of the opposite ordered comparison (true on NaN).
@@ -95,8 +96,17 @@ _COMBINERS: dict[str, str] = {
 
 
 def is_ufunc(op: Operation) -> bool:
-    """`op` is one ufunc call, which can write its result with `out=`."""
-    return op.name in _UFUNCS
+    """`op` is one ufunc call, which can write its result with `out=` (the `_FUNCS`, which
+    take `out=` as ufuncs do, and comparisons that are one ufunc included)."""
+    return op.name in _UFUNCS or op.name in _FUNCS or _one_ufunc_compare(op) is not None
+
+
+def _one_ufunc_compare(op: Operation) -> str | None:
+    """The table entry of a comparison that is a single ufunc call, such as `np.less(a, b)`."""
+    table = _CMPF if op.name == "arith.cmpf" else _CMPI if op.name == "arith.cmpi" else None
+    pred = op.properties.get("predicate") if table is not None else None
+    expr = table.get(pred.value.data) if table is not None and isinstance(pred, IntegerAttr) else None
+    return expr if expr is not None and expr.count("(") == 1 else None
 
 
 def combiner(op: Operation) -> str | None:
@@ -136,7 +146,7 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
     if name in _INT_DIV:
         return _INT_DIV[name].format(a=args[0], b=args[1])
     if name in _FUNCS:
-        return f"{src.const(getattr(arrays, _FUNCS[name]))}({args[0]})"
+        return f"{src.const(getattr(arrays, _FUNCS[name]))}({args[0]}{tail})"
     if name == "arith.select":
         return f"np.where({args[0]}, {args[1]}, {args[2]})"
     if name in ("arith.cmpf", "arith.cmpi"):
@@ -145,7 +155,8 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
         table = _CMPF if name == "arith.cmpf" else _CMPI
         if pred.value.data not in table:
             raise fail(op, f"unsupported predicate {pred.value.data}")
-        return table[pred.value.data].format(a=args[0], b=args[1])
+        expr = table[pred.value.data].format(a=args[0], b=args[1])
+        return expr[:-1] + tail + ")" if tail and _one_ufunc_compare(op) else expr
     if name in _CASTS:
         return f"np.asarray({args[0]}).astype({src.const(scalar_dtype(op, op.results[0].type))})"
     raise fail(op, "unsupported operation")

@@ -1,0 +1,79 @@
+"""The NumPy JIT's call-saving emissions (tests/filecheck/backends/numpy-fewer-passes.mlir):
+reshape chains as one reshape, erf with `out=`, softmax's difference written into its
+output, gathers checked by their indices' min and max; against NumPy formulas and the
+interpreter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from wrc import pipeline
+from wrc.backends import get_backend
+from wrc.graph import Graph
+
+RNG = np.random.default_rng(21)
+ERF = np.vectorize(math.erf)
+
+
+def run(g: Graph, inputs: list[np.ndarray], backend: str) -> list[np.ndarray]:
+    module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+    return get_backend(backend).compile(module).run(g.name, dict(g.weights), inputs)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_reshape_chain_erf_and_softmax_match_numpy_and_the_interpreter() -> None:
+    x = RNG.standard_normal((2, 6)).astype(np.float32)
+    w = RNG.standard_normal((3, 4)).astype(np.float32)
+    g = Graph("main")
+    r = g.reshape(g.reshape(g.data("x", x.shape), (12,)), (4, 3))
+    m = g.matmul(r, g.const("w", w))
+    # erf's output is the matmul's buffer (in place); the softmax reads erf's value twice
+    # (max, then x - max into its output): both must see the right values.
+    g.output(g.softmax(g.erf(m)), g.add(m, g.softmax(g.mul(m, m), axis=0)))
+    m64 = x.reshape(4, 3).astype(np.float64) @ w
+    want = [softmax(ERF(m64)), m64 + softmax(m64 * m64, axis=0)]
+    got = {b: run(g, [x], b) for b in ("numpy", "interp")}
+    for b, outs in got.items():
+        for o, ref in zip(outs, want, strict=True):
+            np.testing.assert_allclose(o, ref, rtol=2e-5, atol=2e-6, err_msg=b)
+    for o, i in zip(got["numpy"], got["interp"], strict=True):
+        np.testing.assert_allclose(o, i, rtol=2e-6, atol=1e-6)
+
+
+def test_gather_on_both_sides_of_the_index_range() -> None:
+    data = RNG.standard_normal((5, 3)).astype(np.float32)
+    g = Graph("main")
+    g.output(g.gather(g.const("d", data), g.data("i", (2, 2), np.int64)))
+    cases = {
+        "in range, both ends": np.array([[-5, -1], [0, 4]]),
+        "one just above": np.array([[0, 5], [1, 2]]),
+        "one just below": np.array([[-6, 1], [2, 3]]),
+    }
+    for what, idx in cases.items():
+        norm = np.where(idx < 0, idx + 5, idx)
+        ok = (norm >= 0) & (norm < 5)
+        want = np.where(ok[..., None], data[np.where(ok, norm, 0)], 0)
+        for b in ("numpy", "interp"):
+            (y,) = run(g, [idx], b)
+            np.testing.assert_array_equal(y, want, err_msg=f"{what}, {b}")
+
+
+def test_comparisons_written_with_out_and_a_cast_onto_its_own_array() -> None:
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    y = np.where(RNG.random((3, 4)) < 0.3, x, RNG.standard_normal((3, 4)).astype(np.float32))
+    g = Graph("main")
+    a, b = g.data("x", x.shape), g.data("y", y.shape)
+    ne = g.logical_or(g.less(a, b), g.greater(a, b))
+    g.output(g.cast(ne, "bool"), g.cast(g.logical_and(g.less_equal(a, b), g.greater_equal(a, b)), "float32"))
+    want = [x != y, (x == y).astype(np.float32)]
+    assert want[0].any() and not want[0].all()
+    for backend in ("numpy", "interp"):
+        for o, ref in zip(run(g, [x, y], backend), want, strict=True):
+            assert o.dtype == ref.dtype
+            np.testing.assert_array_equal(o, ref, err_msg=backend)
