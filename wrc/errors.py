@@ -57,6 +57,10 @@ class VersionError(RuntimeStateError):
     none retained)."""
 
 
+class FleetError(WrcError):
+    """A fleet call failed on some replica (`wrc.fleet`; names each one and its error)."""
+
+
 class InputError(WrcError):
     """Inputs or weights given to a bundle have wrong names, shapes or dtypes."""
 
