@@ -27,6 +27,9 @@ Sections (docs/performance.md explains each and records a run):
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
+  fleet    wrc.fleet on Ray (bench/fleet.py): publish of a 1 GiB weight set (256 MiB with
+           --quick) to 4 replicas while they serve vs memcpy, 256 vs 4096 tensors, request
+           p50/p99 and throughput while publishing at 1 Hz vs steady, object store and RSS
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -59,6 +62,7 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
 
 import wrc  # noqa: E402
@@ -879,7 +883,8 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load, "resample": bench_resample}
+            "first": bench_first, "load": bench_load, "resample": bench_resample,
+            "fleet": functools.partial(fleet_bench.bench_fleet, record=record)}
 
 
 def table() -> str:

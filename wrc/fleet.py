@@ -95,6 +95,7 @@ class Replica:
         return self._fleet[self.bundle.version]
 
     def stage(self, version: int, weights: Mapping[str, Any]) -> None:
+        self._replaced = None  # staging gives up the bundle's previous version
         local = self.bundle.stage(weights)  # a copy: the store's read-only arrays are let go
         self._fleet[local] = version
         self._staged = (version, local)
