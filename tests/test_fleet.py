@@ -67,6 +67,8 @@ def _publish(f: Fleet, seed: int, source: object = None) -> int:
 
 
 def test_publish_a_dict_and_files(fleet: Fleet, tmp_path) -> None:
+    with pytest.raises(InputError, match="1 option sets for 2 replicas"):
+        Fleet(b"", 2, options=[{}])
     assert fleet.version == 0
     for y, v in _each_replica(fleet):
         assert v == 0

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import ray
 from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from test_hoist import X, build, reference, weights
 
 from wrc.bundle_format import bundle_bytes
@@ -32,7 +33,11 @@ def fleet() -> Iterator[Fleet]:
             cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
-        f = Fleet(bundle_bytes(build()), 4, options={"num_cpus": 0, "scheduling_strategy": "SPREAD"})
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        assert len(nodes) == 3
+        place = [{"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[i % 3], soft=False)}
+                 for i in range(4)]  # replicas 0 and 3 on one node, 1 and 2 on the others
+        f = Fleet(bundle_bytes(build()), 4, options=place)
         yield f
         f.shutdown()
     finally:

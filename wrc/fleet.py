@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +149,20 @@ class Fleet:
     Calls `ray.init()` (Ray's defaults) unless Ray is initialized already. `weights` (a dict
     or a weight file): the fleet's first version, 1; without it each replica runs `init()`
     and serves version 0. `options`: Ray actor options for the replicas (e.g. `num_cpus`,
-    `max_restarts`; restarts and task retries are unlimited by default).
+    `max_restarts`; restarts and task retries are unlimited by default), or a list of them,
+    one per replica (e.g. to place each on a node).
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
                  backend: str = "numpy", weights: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-                 infer_threads: int = 2, options: Mapping[str, Any] | None = None) -> None:
+                 infer_threads: int = 2,
+                 options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
+        each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
+        if len(each) != replicas:
+            raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
         self._lock = threading.Lock()  # one publish or rollback at a time
         self._registry = ray.remote(Registry).options(num_cpus=0).remote()
         self._committed: tuple[int, Any] | None = None  # (version, ObjectRef) of published sets
@@ -169,9 +174,8 @@ class Fleet:
             ray.get(self._registry.set.remote((1, [self._committed[1]]), None))
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
         self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
-        opts = {"max_restarts": -1, "max_task_retries": -1, **(options or {})}
-        self.replicas = [actor.options(**opts).remote(self._model, backend, self._registry)
-                         for _ in range(replicas)]
+        self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
+            self._model, backend, self._registry) for opts in each]
         self._all("version")  # every replica loaded (their errors surface here)
         self._next = itertools.count()
 
