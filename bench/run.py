@@ -33,6 +33,9 @@ Sections (docs/performance.md explains each and records a run):
            and four zoo models, each in a fresh process (bench/compile_steps.py)
   zoo-tf   the zoo's transformers (tests/zoo) vs onnxruntime, with their NumPy calls per
            infer; the encoder LN+GELU block vs onnxruntime vs hand-written NumPy
+  fleet    wrc.fleet on Ray (bench/fleet.py): publish of a 1 GiB weight set (256 MiB with
+           --quick) to 4 replicas while they serve vs memcpy, 256 vs 4096 tensors, request
+           p50/p99 and throughput while publishing at 1 Hz vs steady, object store and RSS
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -66,6 +69,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compile_steps  # noqa: E402
+import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
 import zoo_tf  # noqa: E402
 
@@ -934,9 +938,11 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load, "resample": bench_resample,
-            "zoo-tf": lambda quick: zoo_tf.bench(quick, record, interleaved)}
+            "first": bench_first, "load": bench_load, "resample": bench_resample}
+# Sections in their own modules, one line each:
 SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
+SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
+SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
 
 
 def table() -> str:

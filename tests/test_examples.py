@@ -14,6 +14,8 @@ CASES = {
     "mlp_builder.py": ["matches NumPy with the new weights"],
     "finetune_loop.py": ["hour 3: train loss", "every answer came from exactly one version"],
     "onnx_cnn.py": ["infer matches onnx.reference", "after update_from_file(retrained.safetensors)"],
+    "fleet_training.py": ["published version 1", "rolled back to version 5",
+                          "every response came from exactly the version it names"],
     "adapter_swap.py": ["before any weights: RuntimeStateError", "adapter swaps",
                         "bundles loaded side by side keep their own heads"],
 }

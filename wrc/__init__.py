@@ -20,6 +20,7 @@ from wrc.errors import (
     RuntimeStateError,
     ShapeError,
     UnrunnableBundleError,
+    VersionError,
     WrcError,
 )
 from wrc.graph import Graph, GraphError, Tensor
@@ -41,8 +42,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BuildError", "BuildSession", "Bundle", "BundleFormatError", "ConversionError", "Graph",
     "GraphError", "InputError", "LoweringError", "ModelBuffer", "RuntimeStateError", "ShapeError",
-    "Tensor", "UnrunnableBundleError", "VariableInfo", "WeightRefreshableGraphs", "WrcError", "build_finalize",
-    "build_initialize", "bundle_build_model", "bundle_save_model", "compile_graph",
+    "Tensor", "UnrunnableBundleError", "VariableInfo", "VersionError", "WeightRefreshableGraphs", "WrcError",
+    "build_finalize", "build_initialize", "bundle_build_model", "bundle_save_model", "compile_graph",
     "convert_to_weight_refreshable_graphs", "load_bundle",
 ]
 

@@ -52,6 +52,15 @@ class RuntimeStateError(WrcError):
     """A bundle was asked to run in a state that does not allow it (e.g. uninitialized weights)."""
 
 
+class VersionError(RuntimeStateError):
+    """A weight version that cannot be committed or rolled back to (unknown, no longer staged,
+    none retained)."""
+
+
+class FleetError(WrcError):
+    """A fleet call failed on some replica (`wrc.fleet`; names each one and its error)."""
+
+
 class InputError(WrcError):
     """Inputs or weights given to a bundle have wrong names, shapes or dtypes."""
 

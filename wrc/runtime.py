@@ -9,7 +9,8 @@ for exactly the variables it writes, in a new dict that is then published with o
 reference assignment; a lock serializes such writers. Read-only graphs (infer) take no
 lock: they read the snapshot reference once, so they see all-old or all-new weights.
 Before publishing, the derive functions of `ge-hoist-weight-only` that read a variable just
-written recompute their derived variables into the same new dict.
+written recompute their derived variables into the same new dict. Each published dict is a
+numbered version; `stage`/`commit`/`rollback` keep one more beside it (wrc/versions.py).
 
 Arrays are created, copied and converted only through the compiled module's `ArrayModule`
 (`wrc/backends/arrays.py`), so the same runtime serves host and device backends.
@@ -52,6 +53,7 @@ from wrc.errors import (
     WrcError,
 )
 from wrc.model_buffer import ModelBuffer, c_array
+from wrc.versions import Prepared, Snapshot, VersionSlots
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,11 @@ OUTPUTS = ("numpy", "device")
 """`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
 
 
+def _check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise InputError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
+
+
 class Bundle:
     """A loaded bundle: its compiled graphs, constants and its own variables."""
 
@@ -162,7 +169,8 @@ class Bundle:
                 value.flags.writeable = False
                 self._constants[name] = value
         self._variables = p.variables
-        self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
+        self._snapshot = Snapshot(initial, 0)  # initialized variables only; version 0
+        self._versions = VersionSlots()  # the staged or previous version (wrc/versions.py)
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
         # The last reader's globals, for its snapshot: (snapshot, graph info, globals).
@@ -231,41 +239,96 @@ class Bundle:
 
         Missing keys and empty arrays leave a weight unchanged. Every entry is checked
         before anything changes; any problem raises `InputError` and changes nothing.
+        It is `stage` and `commit` in one step (no other writer can come between them).
         """
+        upd, call = self._update_call(weights, "update")
+        self._execute(upd, call)
+        if not self._warm:  # a weight-stripped bundle: its first complete update
+            self._warm_up()
+
+    def _update_call(self, weights: Mapping[str, Any], method: str) -> tuple[FunctionPlan, _Call]:
+        """The update graph and its checked call for `weights` (nothing changes on an error)."""
         upd = self._graphs.get(UPDATE_GRAPH)
         if upd is None:
             raise RuntimeStateError(f"this bundle has no {UPDATE_GRAPH!r}: its weights cannot be updated")
         if not isinstance(weights, Mapping):
-            raise InputError(f"update() takes a mapping from weight name to array, got "
+            raise InputError(f"{method}() takes a mapping from weight name to array, got "
                              f"{type(weights).__name__}")
         values = self._weights.check(weights, self._as_array)
         if self._update_template is None:
-            self._execute(upd, self._bind_named(upd, {w.input.name: a for w, a in values}))
-        else:
-            call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
-            for w, arr in values:  # input idx is argument 2*idx, its flag 2*idx + 1
-                idx = w.index
-                call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
-            self._execute(upd, call)
-        if not self._warm:  # a weight-stripped bundle: its first complete update
+            return upd, self._bind_named(upd, {w.input.name: a for w, a in values})
+        call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
+        for w, arr in values:  # input idx is argument 2*idx, its flag 2*idx + 1
+            idx = w.index
+            call.args[2 * idx], call.args[2 * idx + 1], call.flags[idx] = self._arrays.to_device(arr), True, True
+        return upd, call
+
+    # ------------------------------------------------------------------ versions (wrc/versions.py)
+
+    @property
+    def version(self) -> int:
+        """The live weight version: 0 as loaded, a new number for each init, update or commit."""
+        return self._snapshot.version
+
+    def stage(self, weights: Mapping[str, Any]) -> int:
+        """Prepare the weights `update` would set (derived values included) as a new version
+        beside the live one, without changing what `infer` reads; returns its number.
+
+        Checked as `update` checks (`InputError`, nothing changes). Staging gives up the
+        version retained for `rollback` or staged before: its memory holds the new one.
+        """
+        upd, call = self._update_call(weights, "stage")
+        with self._write_lock:
+            staged = self._prepare(upd, call)[1]
+            self._versions.staged = staged
+        return staged.snapshot.version
+
+    def commit(self, version: int) -> None:
+        """Make the staged `version` live (one reference assignment); the replaced version is
+        retained for `rollback`. `VersionError` unless `version` is staged (or already live)."""
+        with self._write_lock:
+            staged = self._versions.take_staged(version, self._snapshot)
+            if staged is not None:
+                self._publish(staged)
+        if not self._warm:
             self._warm_up()
 
-    def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None, output: str = "numpy") -> list[Any]:
+    def rollback(self) -> int:
+        """Make the version the last init/update/commit replaced live again (one reference
+        assignment: its arrays were retained, bit for bit); returns its number.
+        `VersionError` when none is retained (after a rollback, or once a new version is staged)."""
+        with self._write_lock:
+            live = self._snapshot
+            prev = self._versions.take_previous(live)
+            self._snapshot = prev.snapshot
+            self._reader_globals = None
+            self._spare_replaced(live, prev.snapshot, prev.changed)
+            return prev.snapshot.version
+
+    def infer(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None, output: str = "numpy",
+              with_version: bool = False) -> list[Any] | tuple[list[Any], int]:
         """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs as
-        NumPy arrays (`output="numpy"`) or as the backend's own arrays (`"device"`)."""
-        return self.run(INFER_GRAPH, inputs, output)
+        NumPy arrays (`output="numpy"`) or as the backend's own arrays (`"device"`);
+        `with_version=True`: `(outputs, version)`, the version of the weights that computed them."""
+        if not with_version:
+            return self.run(INFER_GRAPH, inputs, output)
+        _check_output(output)
+        snap = self._snapshot  # the one read of the live version
+        return self._outputs(self._run(INFER_GRAPH, inputs, snap), output), snap.version
 
     def run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None = None,
             output: str = "numpy") -> list[Any]:
         """Run any graph of the bundle, GE style (`aclmdlExecute`)."""
-        if output not in OUTPUTS:
-            raise InputError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
-        outs = self._run(graph, inputs)
+        _check_output(output)
+        return self._outputs(self._run(graph, inputs), output)
+
+    def _outputs(self, outs: list[Any], output: str) -> list[Any]:
         if output == "device" or self._arrays.host:
             return outs
         return [self._arrays.to_host(o) for o in outs]
 
-    def _run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
+    def _run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None,
+             snap: Snapshot | None = None) -> list[Any]:
         info = self._graph(graph)
         if inputs is None:
             inputs = {}
@@ -274,13 +337,13 @@ class Bundle:
                 unknown = [k for k in inputs if k not in info.names]
                 raise InputError(f"{graph}: unknown input(s) {unknown} (inputs: "
                                  f"{[x.name for x in info.inputs]})")
-            return self._execute(info, self._bind_named(info, inputs if type(inputs) is dict else dict(inputs)))
+            return self._execute(info, self._bind_named(info, inputs if type(inputs) is dict else dict(inputs)), snap)
         if isinstance(inputs, list | tuple):
             if len(inputs) != len(info.inputs):
                 raise InputError(f"{graph}: expected {len(info.inputs)} input(s) "
                                  f"{[x.name for x in info.inputs]}, got {len(inputs)}")
             return self._execute(info, self._bind_named(
-                info, {x.name: v for x, v in zip(info.inputs, inputs, strict=True)}))
+                info, {x.name: v for x, v in zip(info.inputs, inputs, strict=True)}), snap)
         raise InputError(f"{graph}: inputs must be a dict by name or a list, got {type(inputs).__name__}")
 
     def _as_array(self, value: Any, what: str) -> Any:
@@ -333,31 +396,57 @@ class Bundle:
             raise InputError("; ".join(problems))
         return call
 
-    def _execute(self, info: FunctionPlan, call: _Call) -> list[np.ndarray]:
+    def _execute(self, info: FunctionPlan, call: _Call, snap: Snapshot | None = None) -> list[np.ndarray]:
         if not info.writes:  # readers: no lock, one snapshot for the whole run
-            snap = self._snapshot
+            if snap is None:
+                snap = self._snapshot
             cached = self._reader_globals
             if cached is None or cached[0] is not snap or cached[1] is not info:
                 cached = self._reader_globals = (snap, info, self._globals(info, snap, {}))
             return self._compiled.run(info.name, cached[2], call.args)
         with self._write_lock:
-            snap = self._snapshot
-            shared = self._shared.get(info.name)
-            if shared is not None:  # init: the constants' arrays become the variables' values
-                fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
-                new = {**snap, **fresh}
-                outs: list[np.ndarray] = []
-            else:
-                outs, fresh, new = self._write(info, call, snap)
-            fresh.update(self._derive(new, fresh.keys() & new.keys()))
-            self._snapshot = new  # the one publishing assignment
-            self._reader_globals = None  # it holds the old arrays (see _buffer)
-            for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
-                old = snap.get(var)
-                if (old is not None and new.get(var) is not old and old.base is None
-                        and id(old) not in self._constant_ids):  # (a shared constant stays one)
-                    self._spare[var] = old
+            outs, prepared = self._prepare(info, call)
+            self._publish(prepared)
             return outs
+
+    def _prepare(self, info: FunctionPlan, call: _Call) -> tuple[list[np.ndarray], Prepared]:
+        """Run a graph that writes variables into a new version beside the live one, derived
+        values included, unpublished (the caller holds the write lock)."""
+        self._release_retained()
+        snap = self._snapshot
+        shared = self._shared.get(info.name)
+        if shared is not None:  # init: the constants' arrays become the variables' values
+            fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
+            new = {**snap, **fresh}
+            outs: list[np.ndarray] = []
+        else:
+            outs, fresh, new = self._write(info, call, snap)
+        fresh.update(self._derive(new, fresh.keys() & new.keys()))
+        return outs, Prepared(Snapshot(new, self._versions.next()), snap, tuple(fresh))
+
+    def _publish(self, prepared: Prepared) -> None:
+        """Make a prepared version live; the replaced one is retained for `rollback`."""
+        live = self._snapshot
+        self._snapshot = prepared.snapshot  # the one publishing assignment
+        self._reader_globals = None  # it holds the old arrays (see _buffer)
+        self._spare_replaced(live, prepared.snapshot, prepared.changed)
+        self._versions.previous = Prepared(live, prepared.snapshot, prepared.changed)
+
+    def _release_retained(self) -> None:
+        """Give up the staged or previous version: its arrays may serve the next write."""
+        staged = self._versions.release()
+        if staged is not None:
+            self._spare_replaced(staged.snapshot, staged.base, staged.changed)
+
+    def _spare_replaced(self, old: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],
+                        names: Iterable[str]) -> None:
+        """Keep the arrays of `old` that `new` replaced: they may serve the next write (see
+        _buffer) once nothing else holds them."""
+        for var in names:
+            arr = old.get(var)
+            if (arr is not None and new.get(var) is not arr and arr.base is None
+                    and id(arr) not in self._constant_ids):  # (a shared constant stays one)
+                self._spare[var] = arr
 
     def _warm_up(self) -> None:
         """Run the infer graph once on zeros (outputs dropped) as soon as every variable it

@@ -1,0 +1,242 @@
+"""wrc.fleet on one local Ray instance shared by the module: publish (dict, file), rollback,
+aborted publishes, a restarted replica, clients running while versions switch.
+
+The model is test_hoist's LoRA + BatchNorm layer (derived values recomputed on staging);
+every response is checked against the NumPy formula for the weights of the version it reports.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import ray
+from test_hoist import X, build, reference, weights
+
+from wrc.bundle_format import bundle_bytes
+from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
+from wrc.fleet import Fleet
+from wrc.weight_files import write_weights
+
+REPLICAS = 3
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        # num_cpus=0: three replicas (and the registry) fit a 2-CPU Ray.
+        f = Fleet(bundle_bytes(build()), REPLICAS, options={"num_cpus": 0})
+        yield f
+        f.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def test_wrc_does_not_import_ray_and_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = "import sys, wrc, wrc.fleet; assert 'ray' not in sys.modules, 'ray imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(BackendUnavailableError, match=r"wrc.fleet needs Ray: pip install 'wrc\[ray\]'"):
+        Fleet(b"", 1)
+
+
+seed_of = {0: 0}  # fleet version → the seed of its weights (weights(0): compiled in)
+
+
+def _check(y: np.ndarray, version: int) -> None:
+    np.testing.assert_allclose(y, reference(X, weights(seed_of[version])), rtol=1e-5, atol=1e-5)
+
+
+def _each_replica(f: Fleet) -> list[tuple[np.ndarray, int]]:
+    """One response from every replica (not round robin: each by its handle)."""
+    answers = ray.get([r.infer.options(concurrency_group="infer").remote({"x": X}) for r in f.replicas])
+    return [(outs[0], v) for outs, v in answers]
+
+
+def _publish(f: Fleet, seed: int, source: object = None) -> int:
+    v = f.publish(weights(seed) if source is None else source)
+    seed_of[v] = seed
+    return v
+
+
+def test_publish_a_dict_and_files(fleet: Fleet, tmp_path) -> None:
+    with pytest.raises(InputError, match="1 option sets for 2 replicas"):
+        Fleet(b"", 2, options=[{}])
+    assert fleet.version == 0
+    for y, v in _each_replica(fleet):
+        assert v == 0
+        _check(y, v)
+    assert _publish(fleet, 1) == 1
+    for suffix, seed in [(".npz", 2), (".safetensors", 3)]:
+        path = tmp_path / f"w{suffix}"
+        write_weights(path, weights(seed))
+        v = _publish(fleet, seed, path)
+        assert fleet.version == v
+        for y, served in _each_replica(fleet):
+            assert served == v
+            _check(y, v)
+    outs, v = fleet.infer({"x": X})  # round robin
+    assert v == fleet.version
+    _check(outs[0], v)
+
+
+def test_rollback_is_bit_identical(fleet: Fleet) -> None:
+    before, v = _each_replica(fleet), fleet.version
+    _publish(fleet, 4)
+    assert fleet.rollback() == v and fleet.version == v
+    after = _each_replica(fleet)
+    for (y0, v0), (y1, v1) in zip(before, after, strict=True):
+        assert v0 == v1 == v and np.array_equal(y0, y1)
+    with pytest.raises(VersionError, match="no previous fleet version is retained"):
+        fleet.rollback()
+
+
+def test_a_failed_stage_on_any_replica_aborts_the_publish(fleet: Fleet) -> None:
+    v = fleet.version
+    bad = {**weights(5), "w": np.zeros((2, 2), np.float32)}
+    with pytest.raises(FleetError, match=rf"publish of version \d+ aborted, every replica still serves version {v}"
+                                         r": stage failed on 3 of 3 replica\(s\): replica 0: InputError"):
+        fleet.publish(bad)
+    with pytest.raises(InputError, match="publish.. takes a mapping"):
+        fleet.publish([1, 2])  # type: ignore[arg-type]
+
+    def fail_once(replica: object) -> None:  # runs inside replica 1
+        bundle = replica.bundle  # type: ignore[attr-defined]
+        real = bundle.stage
+
+        def stage(w: object) -> int:
+            bundle.stage = real
+            raise MemoryError("injected on one replica")
+
+        bundle.stage = stage
+
+    ray.get(fleet.replicas[1].__ray_call__.options(concurrency_group="control").remote(fail_once))
+    with pytest.raises(FleetError, match=r"stage failed on 1 of 3 replica\(s\): replica 1: MemoryError: injected"):
+        fleet.publish(weights(6))
+    assert fleet.version == v
+    for y, served in _each_replica(fleet):  # the two that staged it did not commit it
+        assert served == v
+        _check(y, v)
+    v2 = _publish(fleet, 7)
+    assert all(served == v2 for _, served in _each_replica(fleet))
+
+
+def test_a_restarted_replica_catches_up_first(fleet: Fleet) -> None:
+    prev = fleet.version
+    v = _publish(fleet, 8)
+    pid = ray.get(fleet.replicas[0].__ray_call__.remote(lambda _: __import__("os").getpid()))
+    ray.kill(fleet.replicas[0], no_restart=False)  # Ray restarts it
+    y, served = _each_replica(fleet)[0]  # the first request it takes
+    assert served == v
+    _check(y, v)
+    assert ray.get(fleet.replicas[0].__ray_call__.remote(lambda _: __import__("os").getpid())) != pid
+    assert fleet.rollback() == prev  # the restarted one re-applies it; the others switch back
+    for y, served in _each_replica(fleet):
+        assert served == prev
+        _check(y, prev)
+
+
+def _matches(y: np.ndarray, seed: int) -> bool:
+    return np.allclose(y, reference(X, weights(seed)), rtol=1e-5, atol=1e-5)
+
+
+def test_clients_never_get_a_mixed_or_stale_response(fleet: Fleet) -> None:
+    """Two client threads send requests while versions are published; each response is
+    checked against its version's weights, and must be of the version committed when it was
+    admitted or a later one; every version published is served."""
+    order = [fleet.version]  # commit order (no rollback here)
+    failures: list[str] = []
+    served: set[int] = set()
+    done = [0]  # responses so far
+    stop = threading.Event()
+
+    def client() -> None:
+        try:
+            for _ in range(2000):
+                admitted = fleet.version
+                (y,), v = fleet.infer({"x": X})
+                if v not in order or order.index(v) < order.index(admitted):
+                    failures.append(f"version {v} served a request admitted at {admitted}")
+                elif not _matches(y, seed_of[v]):
+                    failures.append(f"version {v}: a result of other weights")
+                served.add(v)
+                done[0] += 1
+                if failures or stop.is_set():
+                    return
+        except Exception as e:  # a crashing thread is otherwise only a pytest warning
+            failures.append(f"client: {e!r}")
+
+    def responses(count: int) -> None:  # wait for `count` more responses (at most 20 s)
+        target, deadline = done[0] + count, time.monotonic() + 20
+        while done[0] < target and time.monotonic() < deadline and not failures:
+            time.sleep(0.001)
+
+    def publisher() -> None:
+        try:
+            for seed in range(10, 18):
+                responses(20)
+                coming = fleet._last + 1  # noqa: SLF001 - known before any response carries it
+                seed_of[coming] = seed
+                order.append(coming)
+                assert fleet.publish(weights(seed)) == coming
+            responses(20)
+        except Exception as e:
+            failures.append(f"publisher: {e!r}")
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=client) for _ in range(2)] + [threading.Thread(target=publisher)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    stop.set()
+    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
+    assert not failures, failures[:3]
+    assert served == set(order), (order, sorted(served))  # each one had >= 18 requests of its own
+    assert time.monotonic() - start < 60
+
+
+def test_the_check_detects_per_tensor_updates(fleet: Fleet) -> None:
+    """Negative control: without versions (each tensor updated on its own, as per-tensor
+    weight pushes do), a client on the same replica gets results of mixed weight sets, and
+    the check above rejects them."""
+    replica = fleet.replicas[0]
+    seeds = (20, 21)
+
+    def per_tensor(r: object, sets: list[dict[str, np.ndarray]], rounds: int) -> None:
+        import time  # (runs inside the replica, on its control group)
+
+        for i in range(rounds):
+            for name, value in sets[i % 2].items():
+                r.bundle.update({name: value})  # type: ignore[attr-defined]
+                time.sleep(0.002)
+
+    def infer(r: object, x: np.ndarray) -> np.ndarray:  # the bundle's result, without versions
+        return r.bundle.infer({"x": x})[0]  # type: ignore[attr-defined]
+
+    pushing = replica.__ray_call__.options(concurrency_group="control").remote(per_tensor, [weights(s) for s in seeds], 40)
+    mixed = total = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        y = ray.get(replica.__ray_call__.options(concurrency_group="infer").remote(infer, X))
+        total += 1
+        mixed += not any(_matches(y, s) for s in seeds)
+        if ray.wait([pushing], timeout=0)[0]:
+            break
+    ray.get(pushing)
+    assert total > 20 and mixed > 0, (total, mixed)
+    # The replica's own weights were changed behind its back: give it the fleet's again.
+    live = fleet.version
+    ray.get(replica.__ray_call__.options(concurrency_group="control").remote(
+        lambda r, v, w: r._apply(v, w), live, weights(seed_of[live])))
+    v = _publish(fleet, 22)  # every replica on one version again
+    assert all(served == v for _, served in _each_replica(fleet))

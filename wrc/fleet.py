@@ -1,0 +1,267 @@
+"""A fleet of replicas on Ray serving one bundle, switched between weight versions at once
+(docs/fleet.md). Needs Ray (`pip install 'wrc[ray]'`), imported only when a fleet is made.
+
+Each replica is a Ray actor holding its own loaded `Bundle`; `infer` calls run on one
+concurrency group (several threads: `Bundle.infer` takes no lock), control calls on another,
+so publishing never waits behind requests. A publish puts the whole weight set into the object
+store once, stages it on every replica (`Bundle.stage`: copied into the replica's spare
+buffers while it keeps serving), and only when every replica staged it commits on all; a
+response carries the fleet version of the weights that computed it (`Bundle.infer(...,
+with_version=True)`), so no response mixes two weight sets. A request that started on the old
+version finishes on it: its snapshot keeps the old arrays alive until it returns (the version
+drains), and only then can they hold a later version.
+
+The committed weight set (and the one it replaced) is also held by a small registry actor:
+a replica that Ray restarts loads its bundle and applies the committed weights in its
+constructor, before Ray hands it any request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
+from wrc.model_buffer import ModelBuffer
+from wrc.runtime import load_bundle
+
+INFER_GROUP, CONTROL_GROUP = "infer", "control"
+"""The replicas' concurrency groups: requests, and publish / rollback calls."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailableError("wrc.fleet needs Ray: pip install 'wrc[ray]'") from None
+    return ray
+
+
+# A weight set in the registry: (fleet version, [ObjectRef]) — the reference inside a list so
+# that Ray hands it on as a reference instead of fetching the weights.
+Published = tuple[int, list[Any]]
+
+
+class Registry:
+    """The committed weight set and the one it replaced, for replicas that restart (an actor)."""
+
+    def __init__(self) -> None:
+        self.committed: Published | None = None
+        self.previous: Published | None = None
+
+    def set(self, committed: Published | None, previous: Published | None) -> None:
+        self.committed, self.previous = committed, previous
+
+    def get(self) -> Published | None:
+        return self.committed
+
+
+class Replica:
+    """One loaded bundle in a Ray actor; versions are the fleet's, mapped to the bundle's own."""
+
+    def __init__(self, model: bytes, backend: str, registry: Any) -> None:
+        ray = _ray()
+        self.bundle = load_bundle(model, backend)
+        # bundle version → fleet version; only added to (an int pair per version), so that a
+        # request finishing on an old snapshot still finds its version.
+        self._fleet: dict[int, int] = {}
+        self._staged: tuple[int, int] | None = None  # (fleet version, bundle version)
+        self._replaced: int | None = None  # the fleet version `bundle.rollback()` returns to
+        committed = ray.get(registry.get.remote())
+        # Catch up before taking requests: Ray sends none before the constructor returns.
+        if committed is None:
+            self._apply(0, None)
+        else:
+            self._apply(committed[0], ray.get(committed[1][0]))
+
+    def _apply(self, version: int, weights: Mapping[str, Any] | None) -> None:
+        """Serve fleet `version` from `weights` (None: the weights compiled in, version 0)."""
+        if weights is None:
+            self.bundle.init()
+        else:
+            self.bundle.update(weights)
+        self._fleet[self.bundle.version] = version
+        self._staged = self._replaced = None
+
+    def infer(self, inputs: Any) -> tuple[list[Any], int]:
+        outputs, version = self.bundle.infer(inputs, with_version=True)
+        return outputs, self._fleet[version]
+
+    def version(self) -> int:
+        return self._fleet[self.bundle.version]
+
+    def stage(self, version: int, weights: Mapping[str, Any]) -> None:
+        self._replaced = None  # staging gives up the bundle's previous version
+        local = self.bundle.stage(weights)  # a copy: the store's read-only arrays are let go
+        self._fleet[local] = version
+        self._staged = (version, local)
+
+    def commit(self, version: int) -> None:
+        live = self.version()
+        if live == version:  # already live: a replica restarted after the registry moved on
+            return
+        if self._staged is None or self._staged[0] != version:
+            raise VersionError(f"replica: fleet version {version} is not staged (live: version {live})")
+        self.bundle.commit(self._staged[1])
+        self._staged, self._replaced = None, live
+
+    def rollback(self, version: int, weights: list[Any]) -> None:
+        """Serve fleet `version` again: the bundle's retained version, else (a replica
+        restarted since) the registry's weights, `[ObjectRef]` (`[None]`: version 0)."""
+        if self._replaced == version:
+            self.bundle.rollback()
+            self._staged = self._replaced = None
+        elif self.version() != version:
+            self._apply(version, None if weights[0] is None else _ray().get(weights[0]))
+
+
+def _model_bytes(model: str | os.PathLike[str] | bytes | ModelBuffer) -> bytes:
+    if isinstance(model, ModelBuffer):
+        from wrc.bundle_format import bundle_bytes
+
+        return bundle_bytes(model)
+    if isinstance(model, bytes):
+        return model
+    if isinstance(model, str | os.PathLike):
+        return Path(model).read_bytes()
+    raise InputError(f"Fleet: model must be a bundle path, its bytes or a ModelBuffer, got {type(model).__name__}")
+
+
+def _weight_set(weights: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole weight set as one dict (read from a `.safetensors`/`.npz` file if a path)."""
+    if isinstance(weights, str | os.PathLike):
+        from wrc.weight_files import read_weights
+
+        return read_weights(weights)
+    if not isinstance(weights, Mapping):
+        raise InputError(f"publish() takes a mapping from weight name to array or a weight file, "
+                         f"got {type(weights).__name__}")
+    return dict(weights)
+
+
+class Fleet:
+    """`replicas` Ray actors serving one bundle; `publish` / `rollback` switch all of them.
+
+    Calls `ray.init()` (Ray's defaults) unless Ray is initialized already. `weights` (a dict
+    or a weight file): the fleet's first version, 1; without it each replica runs `init()`
+    and serves version 0. `options`: Ray actor options for the replicas (e.g. `num_cpus`,
+    `max_restarts`; restarts and task retries are unlimited by default), or a list of them,
+    one per replica (e.g. to place each on a node).
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
+                 backend: str = "numpy", weights: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+                 infer_threads: int = 2,
+                 options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
+        ray = _ray()
+        if not isinstance(replicas, int) or replicas < 1:
+            raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
+        each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
+        if len(each) != replicas:
+            raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
+        self._lock = threading.Lock()  # one publish or rollback at a time
+        self._registry = ray.remote(Registry).options(num_cpus=0).remote()
+        self._committed: tuple[int, Any] | None = None  # (version, ObjectRef) of published sets
+        self._previous: tuple[int, Any] | None = None
+        self._version = self._last = 0
+        if weights is not None:
+            self._committed = (1, ray.put(_weight_set(weights)))
+            self._version = self._last = 1
+            ray.get(self._registry.set.remote((1, [self._committed[1]]), None))
+        actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
+        self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
+        self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
+            self._model, backend, self._registry) for opts in each]
+        self._all("version")  # every replica loaded (their errors surface here)
+        self._next = itertools.count()
+
+    @property
+    def version(self) -> int:
+        """The committed fleet version: every request admitted from now on is served by it
+        (or by a newer one)."""
+        return self._version
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        """Call `method` on every replica's control group; wait for all; FleetError naming
+        each replica that failed."""
+        ray = _ray()
+        refs = [getattr(r, method).options(concurrency_group=CONTROL_GROUP).remote(*args) for r in self.replicas]
+        results, problems = [], []
+        for i, ref in enumerate(refs):
+            try:
+                results.append(ray.get(ref))
+            except Exception as e:  # every replica answers before the caller decides
+                cause = getattr(e, "cause", None) or e
+                problems.append(f"replica {i}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}")
+        if problems:
+            raise FleetError(f"{method} failed on {len(problems)} of {len(refs)} replica(s): " + "; ".join(problems))
+        return results
+
+    def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str]) -> int:
+        """Stage a weight set (a dict, or a `.safetensors`/`.npz` file) on every replica, then
+        commit it on all; returns its fleet version. One `ray.put` for the whole set.
+
+        A failure while staging on any replica (`FleetError` naming each) commits nothing:
+        every replica keeps serving the version it served.
+        """
+        ray = _ray()
+        values = _weight_set(weights)
+        with self._lock:
+            # Retain only what serving needs: the committed set and the one staged (object
+            # store: two weight sets). Replicas give up their previous version when staging too.
+            self._previous = None
+            ray.get(self._registry.set.remote(self._published(self._committed), None))
+            version = self._last = self._last + 1
+            ref = ray.put(values)
+            del values
+            try:
+                self._all("stage", version, ref)
+            except FleetError as e:
+                raise FleetError(f"publish of version {version} aborted, every replica still serves "
+                                 f"version {self._version}: {e}") from None
+            old, self._committed = self._committed, (version, ref)
+            self._previous = old or (self._version, None)
+            # The registry first: a replica restarting now starts on the new version.
+            ray.get(self._registry.set.remote(self._published(self._committed), self._published(old)))
+            self._all("commit", version)
+            self._version = version  # requests admitted from now on: this version
+            return version
+
+    @staticmethod
+    def _published(entry: tuple[int, Any] | None) -> Published | None:
+        return None if entry is None or entry[1] is None else (entry[0], [entry[1]])
+
+    def rollback(self) -> int:
+        """Make the version the last publish replaced live again on every replica (O(1) on
+        each, re-applied on a replica restarted since); returns it. `VersionError` when
+        none is retained (after a rollback, or once another publish started)."""
+        ray = _ray()
+        with self._lock:
+            if self._previous is None:
+                raise VersionError(f"rollback(): no previous fleet version is retained (live: version "
+                                   f"{self._version}); a rollback, or a new publish, gives it up")
+            prev = self._previous
+            ray.get(self._registry.set.remote(self._published(prev), None))
+            self._all("rollback", prev[0], [prev[1]])
+            self._committed, self._previous, self._version = (prev if prev[1] is not None else None), None, prev[0]
+            return self._version
+
+    def infer_async(self, inputs: Any) -> Any:
+        """Send one request to the next replica (round robin): an ObjectRef of `(outputs, version)`."""
+        replica = self.replicas[next(self._next) % len(self.replicas)]
+        return replica.infer.options(concurrency_group=INFER_GROUP).remote(inputs)
+
+    def infer(self, inputs: Any) -> tuple[list[Any], int]:
+        """`(outputs, version)` of one request: the fleet version of the weights that computed it."""
+        return _ray().get(self.infer_async(inputs))
+
+    def shutdown(self) -> None:
+        """End the replicas and the registry (Ray itself keeps running)."""
+        ray = _ray()
+        for actor in [*self.replicas, self._registry]:
+            ray.kill(actor, no_restart=True)
+        self.replicas = []

@@ -1,0 +1,85 @@
+"""Weight versions of a loaded bundle: the snapshot a version is, and the two slots beside the
+live one (docs/api.md "Weight versions", docs/internals.md "Runtime").
+
+Every snapshot the runtime publishes carries its version number, so a reader that took the
+snapshot reference once knows which version served it without a lock. Besides the live
+snapshot a bundle retains at most one other: the version staged for a commit, or the one a
+commit replaced (for `rollback`). Staging gives up the retained one first, so its buffers can
+hold the new version (double buffering: never more than two weight sets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wrc.errors import VersionError
+
+
+class Snapshot(dict[str, Any]):
+    """Variable name → array, never mutated once published, with the version it is."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, values: dict[str, Any], version: int) -> None:
+        super().__init__(values)
+        self.version = version
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A snapshot made beside `base` (the live one when it was made), not yet published."""
+
+    snapshot: Snapshot
+    base: Snapshot
+    changed: tuple[str, ...]  # the variables (derived ones included) whose arrays are new
+
+
+class VersionSlots:
+    """Version numbers and the one retained non-live snapshot: staged or previous.
+
+    Callers hold the bundle's write lock; a reader never looks here.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0  # the highest version number handed out (the loaded state is 0)
+        self.staged: Prepared | None = None
+        self.previous: Prepared | None = None  # .snapshot: the version a commit replaced
+
+    def next(self) -> int:
+        self.last += 1
+        return self.last
+
+    def release(self) -> Prepared | None:
+        """Give up the retained snapshot (before making a new one); returns a staged one so its
+        arrays can serve as buffers again."""
+        staged, self.staged, self.previous = self.staged, None, None
+        return staged
+
+    def take_staged(self, version: int, live: Snapshot) -> Prepared | None:
+        """The staged snapshot `version` to publish over `live`; None when it is live already."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise VersionError(f"commit() takes a version number from stage(), got {type(version).__name__}")
+        if version == live.version:
+            return None
+        staged = self.staged
+        if staged is None or staged.snapshot.version != version:
+            now = f"staged: version {staged.snapshot.version}" if staged else "nothing is staged"
+            if 0 <= version <= self.last:
+                raise VersionError(f"commit({version}): version {version} is no longer staged "
+                                   f"(live: version {live.version}; {now}); stage the weights again")
+            raise VersionError(f"commit({version}): no such version (live: version {live.version}; {now})")
+        if staged.base is not live:  # defensive: every writer releases the staged slot first
+            raise VersionError(f"commit({version}): version {version} was staged on version "
+                               f"{staged.base.version}, but version {live.version} is live; stage again")
+        self.staged = None
+        return staged
+
+    def take_previous(self, live: Snapshot) -> Prepared:
+        """The version to roll back to (its `snapshot`); the live one's arrays are `changed`."""
+        prev = self.previous
+        if prev is None:
+            raise VersionError(f"rollback(): no previous version is retained (live: version "
+                               f"{live.version}); a rollback, or staging a new version, gives it up")
+        self.previous = None
+        return prev
