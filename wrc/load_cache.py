@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from wrc.abi import FunctionPlan, Input, Plan, Weight, WeightSignature, Write
+from wrc.analysis import Analysis
 from wrc.bundle_format import Container, IRFacts
 from wrc.ir_binary import gc_paused
-from wrc.runtime import Analysis
 
 CACHE_VERSION = 1
 ENV = "WRC_CACHE_DIR"
