@@ -265,7 +265,7 @@ def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.M
 def test_what_the_cache_cannot_hold_is_not_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Generated code naming a function outside the table (say a new kernel elsewhere) makes
     the load an uncached one, not a failed one."""
-    monkeypatch.setattr(load_cache, "_registry", lambda: ({}, {}))
+    monkeypatch.setattr(load_cache, "_names", dict)
     data = bundle_bytes(build())
     reference = run(wrc.load_bundle(data))
     assert not entries(cache)

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from wrc.abi import FunctionPlan, Input, Plan, Weight, WeightSignature, Write
+from wrc.analysis import Analysis
 from wrc.bundle_format import Container, IRFacts
 from wrc.ir_binary import gc_paused
-from wrc.runtime import Analysis
 
 CACHE_VERSION = 1
 ENV = "WRC_CACHE_DIR"
@@ -129,11 +129,18 @@ def _sources_hash() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> dict[str, str]:
-    from importlib import metadata
-
     return {"cache": str(CACHE_VERSION), "wrc": _sources_hash(), "python": sys.version,
             "implementation": sys.implementation.cache_tag or "", "numpy": np.__version__,
-            "xdsl": metadata.version("xdsl")}
+            "xdsl": _xdsl_version()}
+
+
+def _xdsl_version() -> str:
+    """xDSL's version, from the name of its dist-info folder beside it when there is one
+    (`importlib.metadata` scans every installed package: ~0.2 s, as long as a load)."""
+    import xdsl
+
+    found = sorted(p.name for p in Path(xdsl.__file__).parents[1].glob("xdsl-*.dist-info"))
+    return found[0] if len(found) == 1 else str(xdsl.__version__)
 
 
 def backend_id(backend: Any) -> str:
@@ -154,24 +161,43 @@ def _entry_name(key: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _registry() -> tuple[dict[str, Any], dict[int, str]]:
-    """Functions and modules generated code may name, by a stable name: NumPy's and those of
-    the NumPy backend's modules (the only callables an entry may refer to)."""
+def _named_modules() -> tuple[ModuleType, ...]:
+    """The modules whose functions generated code may name: NumPy and the NumPy backend's."""
     from wrc.backends import numpy_jit
 
-    modules: list[ModuleType] = [np, importlib.import_module("wrc.backends.arrays"),
-                                 importlib.import_module("wrc.backends.erf")]
-    modules += [importlib.import_module(f"{numpy_jit.__name__}.{m.name}")
-                for m in pkgutil.iter_modules(numpy_jit.__path__)]
-    by_name: dict[str, Any] = {"numpy": np}
-    for mod in modules:
+    names = ["wrc.backends.arrays", "wrc.backends.erf",
+             *(f"{numpy_jit.__name__}.{m.name}" for m in pkgutil.iter_modules(numpy_jit.__path__)
+               if m.name != "target")]  # (wrc-opt's `-t numpy`, not run by generated code)
+    return (np, *map(importlib.import_module, names))
+
+
+def _named(value: Any) -> bool:
+    return callable(value) or isinstance(value, ModuleType)
+
+
+@functools.lru_cache(maxsize=1)
+def _names() -> dict[int, str]:
+    """id → `module.attribute` of every function and module of `_named_modules()` (the first
+    name of each); made when an entry is written."""
+    out: dict[int, str] = {id(np): "numpy"}
+    for mod in _named_modules():
         for attr, value in vars(mod).items():
-            if not attr.startswith("__") and (callable(value) or isinstance(value, ModuleType)):
-                by_name.setdefault(f"{mod.__name__}.{attr}", value)
-    by_id: dict[int, str] = {}
-    for name, value in by_name.items():
-        by_id.setdefault(id(value), name)
-    return by_name, by_id
+            if not attr.startswith("__") and _named(value):
+                out.setdefault(id(value), f"{mod.__name__}.{attr}")
+    return out
+
+
+def _by_name(name: str) -> Any:
+    """The function or module `_names` calls `name` (a `KeyError` for any other name)."""
+    if name == "numpy":
+        return np
+    module, _, attr = name.rpartition(".")
+    for mod in _named_modules():
+        if mod.__name__ == module and not attr.startswith("__"):
+            value = vars(mod)[attr]
+            if _named(value):
+                return value
+    raise KeyError(name)
 
 
 _NATIVE_SCALARS = (type(None), bool, int, float, str)
@@ -214,7 +240,7 @@ def _encode(v: Any) -> Any:
         return (b"code", v)
     if _dataclasses().get(t.__name__) is t:
         return (b"dc", t.__name__, tuple(_encode(getattr(v, f.name)) for f in dataclasses.fields(v)))
-    name = _registry()[1].get(id(v))
+    name = _names().get(id(v))
     if name is None:
         raise _Unencodable(f"{t.__name__} {v!r}"[:200])
     return (b"r", name)
@@ -256,7 +282,7 @@ def _decode(v: Any) -> Any:
     if tag == b"code" and type(v[1]) is CodeType:
         return v[1]
     if tag == b"r":
-        return _registry()[0][v[1]]
+        return _by_name(v[1])
     raise ValueError(f"unknown tag {tag!r}")
 
 
@@ -286,8 +312,8 @@ def lookup(container: Container, backend: Any) -> Entry | None:
     directory = _entries_dir(create=False)
     if directory is None:
         return None
-    key = _key(container, backend_id(backend))
     try:
+        key = _key(container, backend_id(backend))
         with open(directory / _entry_name(key), "rb") as f:
             data = f.read()
         magic, digest = _HEAD.unpack_from(data)
@@ -310,8 +336,8 @@ def store(container: Container, backend: Any, entry: Callable[[], Entry]) -> Non
     directory = _entries_dir(create=True)
     if directory is None:
         return
-    key = _key(container, backend_id(backend))
     try:
+        key = _key(container, backend_id(backend))
         body = marshal.dumps((key, _encode(entry())))
     except Exception:  # e.g. a constant of a new kind (_Unencodable): this load is not cached
         return
