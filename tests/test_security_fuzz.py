@@ -148,7 +148,7 @@ def test_ir_section_size_and_nesting_are_bounded_before_parsing(monkeypatch: pyt
         expected = "VerifyException: Operation scf.execute_region" if kind == "({" else "weight 'w1'"
         assert expected in str(e.value) and "Recursion" not in str(e.value), (kind, str(e.value))
         with pytest.raises(BundleFormatError, match="nesting deeper than 64 levels"):
-            bf.read_bundle(_with_ir(text(bf.MAX_IR_NESTING + 2)))
+            bf.read_bundle(_with_ir(text(bf.MAX_IR_NESTING + 1)))
 
 
 def test_absurd_declared_sizes_fail_fast_without_allocating() -> None:
