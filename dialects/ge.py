@@ -7,14 +7,17 @@ for small test constants, carry an inline `dense<...>` value. Weight-refreshable
 module-level `ge.variable` symbols, read with `ge.read_variable` and written with
 `ge.assign` (init graph) or `ge.assign_if_nonempty` (update graph).
 
-Each compute op owns its shape rule (`infer_shape`): the verifier checks result types with
-it, and `wrc.Graph` uses the very same function to infer types while a graph is built.
+Each compute op owns its shape rule (`infer`): the verifier checks result types with it, and
+the op's constructor uses the very same function to infer its result type when none is given
+(what `wrc.Graph`'s builders and the passes rely on). The ops are grouped by family:
+arithmetic, functions, layout and indexing, bool tensors, contractions and windows, reductions.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from xdsl.dialects.builtin import (
@@ -49,7 +52,7 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import Pure, SymbolOpInterface, SymbolTable
+from xdsl.traits import Commutative, Pure, SymbolOpInterface, SymbolTable, SymbolUserOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from wrc.errors import ShapeError
@@ -143,8 +146,13 @@ def _array(values: Sequence[int]) -> DenseArrayBase:
 
 
 def _ranked(op: Operation, value: SSAValue) -> TensorType:
+    return _tensor(op.name, value)
+
+
+def _tensor(op: str, value: SSAValue) -> TensorType:
+    """`value`'s type, which `op`'s shape rule needs ranked."""
     if not isinstance(value.type, TensorType):
-        raise _fail(op.name, f"expects a ranked tensor, got {value.type}")
+        raise _fail(op, f"expects a ranked tensor, got {value.type}")
     return value.type
 
 
@@ -320,6 +328,34 @@ def lookup_variable(op: Operation, ref: SymbolRefAttr) -> VariableOp:
     return found
 
 
+@dataclass(frozen=True)
+class VariableUser(SymbolUserOpInterface):
+    """The op's `variable` names a `ge.variable` of the enclosing module, and the tensor the
+    op reads or writes (`role`: its result or its operand) has the variable's type. An
+    `exact=False` user (`ge.assign_if_nonempty`) takes any shape compatible with it."""
+
+    role: str = "value"
+    exact: bool = True
+
+    def verify(self, op: Operation) -> None:
+        var = lookup_variable(op, op.properties["variable"])
+        vtype = (op.results or op.operands)[0].type
+        name = var.sym_name.data
+        if self.exact:
+            if vtype != var.type:
+                raise VerifyException(f"{op.name}: {self.role} type {vtype} differs from @{name}'s type {var.type}")
+            return
+        assert isinstance(vtype, TensorType | UnrankedTensorType)
+        if vtype.element_type != var.type.element_type:
+            raise VerifyException(
+                f"{op.name}: element type {vtype.element_type} differs from @{name}'s {var.type.element_type}"
+            )
+        if isinstance(vtype, TensorType) and not shapes_compatible(vtype.get_shape(), var.type.get_shape()):
+            raise VerifyException(
+                f"{op.name}: shape {fmt_shape(vtype.get_shape())} differs from @{name}'s {fmt_shape(var.type.get_shape())}"
+            )
+
+
 @irdl_op_definition
 class ReadVariableOp(IRDLOperation):
     """`%w = ge.read_variable @w_var : tensor<784x10xf32>`."""
@@ -327,17 +363,11 @@ class ReadVariableOp(IRDLOperation):
     name = "ge.read_variable"
     variable = prop_def(SymbolRefAttr)
     output = result_def(TensorType)
+    traits = traits_def(VariableUser("result"))
     assembly_format = "$variable attr-dict `:` type($output)"
 
     def __init__(self, variable: str, type: TensorType):
         super().__init__(properties={"variable": SymbolRefAttr(variable)}, result_types=[type])
-
-    def verify_(self) -> None:
-        var = lookup_variable(self, self.variable)
-        if var.type != self.output.type:
-            raise VerifyException(
-                f"ge.read_variable: result type {self.output.type} differs from @{var.sym_name.data}'s type {var.type}"
-            )
 
 
 @irdl_op_definition
@@ -348,6 +378,7 @@ class AssignOp(IRDLOperation):
     variable = prop_def(SymbolRefAttr)
     value = operand_def(TensorType)
     assign_name = opt_prop_def(StringAttr, prop_name="name")
+    traits = traits_def(VariableUser("value"))
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$variable `,` $value attr-dict `:` type($value)"
 
@@ -360,12 +391,6 @@ class AssignOp(IRDLOperation):
             },
         )
 
-    def verify_(self) -> None:
-        var = lookup_variable(self, self.variable)
-        if var.type != self.value.type:
-            raise VerifyException(
-                f"ge.assign: value type {self.value.type} differs from @{var.sym_name.data}'s type {var.type}"
-            )
 
 
 @irdl_op_definition
@@ -380,30 +405,24 @@ class AssignIfNonEmptyOp(IRDLOperation):
     name = "ge.assign_if_nonempty"
     variable = prop_def(SymbolRefAttr)
     value = operand_def(TensorType | UnrankedTensorType)
+    traits = traits_def(VariableUser("value", exact=False))
     assembly_format = "$variable `,` $value attr-dict `:` type($value)"
 
     def __init__(self, variable: str, value: SSAValue):
         super().__init__(operands=[value], properties={"variable": SymbolRefAttr(variable)})
 
-    def verify_(self) -> None:
-        var = lookup_variable(self, self.variable)
-        vtype = self.value.type
-        assert isinstance(vtype, TensorType | UnrankedTensorType)
-        if vtype.element_type != var.type.element_type:
-            raise VerifyException(
-                f"ge.assign_if_nonempty: element type {vtype.element_type} differs from @{var.sym_name.data}'s {var.type.element_type}"
-            )
-        if isinstance(vtype, TensorType) and not shapes_compatible(vtype.get_shape(), var.type.get_shape()):
-            raise VerifyException(
-                f"ge.assign_if_nonempty: shape {fmt_shape(vtype.get_shape())} differs from @{var.sym_name.data}'s {fmt_shape(var.type.get_shape())}"
-            )
-
 
 # --------------------------------------------------------------------------- compute ops
-
+# Every compute op owns its shape rule (`infer`), which its verifier and its constructor share.
 
 class ComputeOp(IRDLOperation):
-    """An op with a shape rule; `infer_result` gives its result type from its operands."""
+    """An op with a shape rule; `infer_result` gives its result type from its operands.
+
+    Like MLIR's result-inferring builders, a constructor whose result type follows from its
+    operands and properties takes it as optional (`None`: inferred by `infer`, which raises
+    `ShapeError` on operands the rule rejects); reshape, cast, expand and slice need it, since
+    there the result type *is* the op's parameter.
+    """
 
     def infer_result(self) -> TensorType:
         raise NotImplementedError
@@ -412,6 +431,9 @@ class ComputeOp(IRDLOperation):
         expected = self.infer_result()
         _check_result(self, expected.get_shape(), expected.element_type)
 
+
+# --------------------------------------------------------------------------- elementwise arithmetic
+# NumPy broadcasting of two operands of one element type.
 
 class ElementwiseBinaryOp(ComputeOp):
     """`%z = ge.add %x, %y : (tensor<4x3xf32>, tensor<3xf32>) -> tensor<4x3xf32>` (NumPy broadcasting)."""
@@ -423,7 +445,9 @@ class ElementwiseBinaryOp(ComputeOp):
     traits = traits_def(Pure())
     assembly_format = "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($output)"
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, lhs), _tensor(self.name, rhs))
         super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     @staticmethod
@@ -439,6 +463,7 @@ class ElementwiseBinaryOp(ComputeOp):
 @irdl_op_definition
 class AddOp(ElementwiseBinaryOp):
     name = "ge.add"
+    traits = traits_def(Pure(), Commutative())
 
 
 @irdl_op_definition
@@ -449,12 +474,73 @@ class SubOp(ElementwiseBinaryOp):
 @irdl_op_definition
 class MulOp(ElementwiseBinaryOp):
     name = "ge.mul"
+    traits = traits_def(Pure(), Commutative())
 
 
 @irdl_op_definition
 class DivOp(ElementwiseBinaryOp):
     name = "ge.div"
 
+
+@irdl_op_definition
+class MaximumOp(ElementwiseBinaryOp):
+    """Elementwise max (NaN-propagating for floats, as ONNX Max)."""
+
+    name = "ge.maximum"
+    traits = traits_def(Pure(), Commutative())
+
+
+@irdl_op_definition
+class MinimumOp(ElementwiseBinaryOp):
+    name = "ge.minimum"
+    traits = traits_def(Pure(), Commutative())
+
+
+class FloatBinaryOp(ElementwiseBinaryOp):
+    """An elementwise binary op defined on floating-point tensors only."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if not isinstance(out.element_type, AnyFloat):
+            raise _fail(op, f"expects floating-point tensors, got {out.element_type}")
+        return out
+
+
+@irdl_op_definition
+class PowOp(FloatBinaryOp):
+    """`x ** y` elementwise (float), NumPy broadcasting."""
+
+    name = "ge.pow"
+
+
+class IntegerBinaryOp(ElementwiseBinaryOp):
+    """An elementwise binary op on integer tensors (not bools), NumPy broadcasting."""
+
+    @staticmethod
+    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        if not isinstance(out.element_type, IntegerType) or out.element_type == i1:
+            raise _fail(op, f"expects integer tensors, got {out.element_type}")
+        return out
+
+
+@irdl_op_definition
+class FloorModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `y` (Python's and NumPy's `%`; ONNX Mod)."""
+
+    name = "ge.floor_mod"
+
+
+@irdl_op_definition
+class FModOp(IntegerBinaryOp):
+    """`x mod y` with the sign of `x` (C's `%`; ONNX Mod with fmod=1)."""
+
+    name = "ge.fmod"
+
+
+# --------------------------------------------------------------------------- elementwise functions
+# One operand, result of the operand's type.
 
 class ElementwiseUnaryOp(ComputeOp):
     """`%y = ge.relu %x : tensor<4x3xf32>` (result type = operand type)."""
@@ -466,7 +552,7 @@ class ElementwiseUnaryOp(ComputeOp):
     assembly_format = "$input attr-dict `:` type($input)"
 
     def __init__(self, input: SSAValue):
-        super().__init__(operands=[input], result_types=[input.type])
+        super().__init__(operands=[input], result_types=[self.infer(self.name, _tensor(self.name, input))])
 
     @staticmethod
     def infer(op: str, input: TensorType) -> TensorType:
@@ -499,67 +585,45 @@ class ExpOp(ElementwiseUnaryOp):
 
 
 @irdl_op_definition
-class SoftmaxOp(ComputeOp):
-    """`%y = ge.softmax %x {axis = -1 : i64} : tensor<4x10xf32>`."""
-
-    name = "ge.softmax"
-    T: ClassVar = VarConstraint("T", base(TensorType))
-    input = operand_def(T)
-    output = result_def(T)
-    axis = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input attr-dict `:` type($input)"
-
-    def __init__(self, input: SSAValue, axis: int):
-        super().__init__(
-            operands=[input], result_types=[input.type], properties={"axis": IntegerAttr(axis, i64)}
-        )
-
-    @staticmethod
-    def infer(op: str, input: TensorType, axis: int) -> TensorType:
-        ElementwiseUnaryOp.infer(op, input)
-        normalize_axis(op, axis, input.get_num_dims())
-        return input
-
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input), self.axis.value.data)
+class SqrtOp(ElementwiseUnaryOp):
+    name = "ge.sqrt"
 
 
 @irdl_op_definition
-class MatMulOp(ComputeOp):
-    """`%y = ge.matmul %a, %b : (tensor<?x784xf32>, tensor<784x10xf32>) -> tensor<?x10xf32>`.
+class LogOp(ElementwiseUnaryOp):
+    name = "ge.log"
 
-    Both operands have rank >= 2 and the same rank; leading (batch) dims must be equal.
-    """
 
-    name = "ge.matmul"
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    output = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($output)"
+@irdl_op_definition
+class NegOp(ElementwiseUnaryOp):
+    name = "ge.neg"
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
-        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+@irdl_op_definition
+class AbsOp(ElementwiseUnaryOp):
+    name = "ge.abs"
+
+
+@irdl_op_definition
+class ErfOp(ElementwiseUnaryOp):
+    name = "ge.erf"
+
+
+@irdl_op_definition
+class SignOp(ElementwiseUnaryOp):
+    """`%s = ge.sign %x : tensor<4xf32>`: -1, 0 or 1 (NaN stays NaN); floats and integers."""
+
+    name = "ge.sign"
 
     @staticmethod
-    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
-        a, b = lhs.get_shape(), rhs.get_shape()
-        if lhs.element_type != rhs.element_type:
-            raise _fail(op, f"element types {lhs.element_type} and {rhs.element_type} differ")
-        if len(a) < 2 or len(a) != len(b):
-            raise _fail(op, f"expects operands of equal rank >= 2, got {fmt_shape(a)} and {fmt_shape(b)}")
-        if not dims_compatible(a[-1], b[-2]):
-            raise _fail(op, f"contraction dims differ: {fmt_shape(a)} x {fmt_shape(b)}")
-        if not shapes_compatible(a[:-2], b[:-2]):
-            raise _fail(op, f"batch dims differ: {fmt_shape(a)} x {fmt_shape(b)}")
-        batch = tuple(x if x != DYNAMIC else y for x, y in zip(a[:-2], b[:-2]))
-        return TensorType(lhs.element_type, (*batch, a[-2], b[-1]))
+    def infer(op: str, input: TensorType) -> TensorType:
+        if not isinstance(input.element_type, AnyFloat | IntegerType) or input.element_type == i1:
+            raise _fail(op, f"expects a numeric tensor, got {input}")
+        return input
 
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.lhs), _ranked(self, self.rhs))
 
+# --------------------------------------------------------------------------- layout and indexing
+# Ops that move, select or convert elements without arithmetic.
 
 class RetypeOp(ComputeOp):
     """One operand and one result whose type is printed (for reshape, cast and expand it *is*
@@ -620,292 +684,20 @@ class ReshapeOp(RetypeOp):
 
 
 @irdl_op_definition
-class TransposeOp(ComputeOp):
-    """`%y = ge.transpose %x {perm = array<i64: 1, 0>} : tensor<2x3xf32> -> tensor<3x2xf32>`."""
+class ExpandOp(RetypeOp):
+    """Broadcast to a larger shape (NumPy rules): `%y = ge.expand %x : tensor<3x1xf32> -> tensor<2x3x4xf32>`."""
 
-    name = "ge.transpose"
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    perm = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(self, input: SSAValue, perm: Sequence[int], result_type: TensorType):
-        super().__init__(operands=[input], result_types=[result_type], properties={"perm": _array(perm)})
+    name = "ge.expand"
 
     @staticmethod
-    def infer(op: str, input: TensorType, perm: Sequence[int]) -> TensorType:
-        shape = input.get_shape()
-        if sorted(perm) != list(range(len(shape))):
-            raise _fail(op, f"perm {list(perm)} is not a permutation of the {len(shape)} dims of {fmt_shape(shape)}")
-        return TensorType(input.element_type, [shape[p] for p in perm])
+    def infer(op: str, input: TensorType, shape: Sequence[int]) -> TensorType:
+        out = broadcast_shapes(op, input.get_shape(), tuple(shape))
+        if not shapes_compatible(out, shape):
+            raise _fail(op, f"{fmt_shape(input.get_shape())} does not broadcast to {fmt_shape(shape)}")
+        return TensorType(input.element_type, shape)
 
     def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input), _ints(self.perm))
-
-
-def is_matmul_transpose(op: Operation) -> bool:
-    """A `ge.transpose` of the last two dims whose every use is a `ge.matmul` operand.
-
-    It costs nothing: `convert-ge-to-linalg` folds it into the matmuls' indexing maps (BLAS
-    reads the operand transposed, no copy), so `ge-hoist-weight-only` leaves it in place.
-    """
-    if not isinstance(op, TransposeOp):
-        return False
-    perm = _ints(op.perm)
-    rank = len(perm)
-    return (rank >= 2 and perm == (*range(rank - 2), rank - 1, rank - 2)
-            and all(isinstance(u.operation, MatMulOp) for u in op.output.uses))
-
-
-@irdl_op_definition
-class Conv2DOp(ComputeOp):
-    """2-D convolution, NCHW input, FCHW filter (C = input channels / groups).
-
-    `%y = ge.conv2d %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>,
-    dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x3x8x8xf32>,
-    tensor<4x3x3x3xf32>) -> tensor<1x4x8x8xf32>`; pads are (top, left, bottom, right).
-    """
-
-    name = "ge.conv2d"
-    input = operand_def(TensorType)
-    filter = operand_def(TensorType)
-    output = result_def(TensorType)
-    strides = prop_def(DenseArrayBase)
-    pads = prop_def(DenseArrayBase)
-    dilations = prop_def(DenseArrayBase)
-    groups = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input `,` $filter attr-dict `:` `(` type($input) `,` type($filter) `)` `->` type($output)"
-
-    def __init__(
-        self, input: SSAValue, filter: SSAValue, result_type: Attribute, strides: Sequence[int] = (1, 1),
-        pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1), groups: int = 1,
-    ):
-        super().__init__(
-            operands=[input, filter],
-            result_types=[result_type],
-            properties={
-                "strides": _array(strides), "pads": _array(pads),
-                "dilations": _array(dilations), "groups": IntegerAttr(groups, i64),
-            },
-        )
-
-    @staticmethod
-    def infer(
-        op: str, input: TensorType, filter: TensorType, strides: Sequence[int], pads: Sequence[int],
-        dilations: Sequence[int], groups: int,
-    ) -> TensorType:
-        x, w = input.get_shape(), filter.get_shape()
-        if len(x) != 4 or len(w) != 4:
-            raise _fail(op, f"expects a 4-D NCHW input and a 4-D FCHW filter, got {fmt_shape(x)} and {fmt_shape(w)}")
-        if input.element_type != filter.element_type:
-            raise _fail(op, f"element types {input.element_type} and {filter.element_type} differ")
-        if groups <= 0:
-            raise _fail(op, f"groups must be positive, got {groups}")
-        if x[1] != DYNAMIC and (x[1] % groups or x[1] // groups != w[1]):
-            raise _fail(op, f"input channels {x[1]} / groups {groups} must equal the filter's {w[1]} (input {fmt_shape(x)}, filter {fmt_shape(w)})")
-        if w[0] % groups:
-            raise _fail(op, f"filter count {w[0]} is not divisible by groups {groups}")
-        oh, ow = window_output_hw(op, x[2:], w[2:], strides, pads, dilations)
-        return TensorType(input.element_type, (x[0], w[0], oh, ow))
-
-    def infer_result(self) -> TensorType:
-        return self.infer(
-            self.name, _ranked(self, self.input), _ranked(self, self.filter), _ints(self.strides),
-            _ints(self.pads), _ints(self.dilations), self.groups.value.data,
-        )
-
-
-class Pool2DOp(ComputeOp):
-    """Shared shape rule of `ge.max_pool2d` / `ge.avg_pool2d` on NCHW tensors."""
-
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    kernel = prop_def(DenseArrayBase)
-    strides = prop_def(DenseArrayBase)
-    pads = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(
-        self, input: SSAValue, result_type: Attribute, kernel: Sequence[int], strides: Sequence[int],
-        pads: Sequence[int] = (0, 0, 0, 0), **extra: Attribute,
-    ):
-        super().__init__(
-            operands=[input], result_types=[result_type],
-            properties={"kernel": _array(kernel), "strides": _array(strides), "pads": _array(pads), **extra},
-        )
-
-    @staticmethod
-    def infer(op: str, input: TensorType, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int]) -> TensorType:
-        x = input.get_shape()
-        if len(x) != 4:
-            raise _fail(op, f"expects a 4-D NCHW input, got {fmt_shape(x)}")
-        ElementwiseUnaryOp.infer(op, input)
-        _check_window_params(op, kernel, strides, pads, (1, 1))  # before indexing kernel below
-        if len(pads) == 4 and (pads[0] >= kernel[0] or pads[1] >= kernel[1] or pads[2] >= kernel[0] or pads[3] >= kernel[1]):
-            raise _fail(op, f"pads {list(pads)} must be smaller than the kernel {list(kernel)}")
-        oh, ow = window_output_hw(op, x[2:], kernel, strides, pads, (1, 1))
-        return TensorType(input.element_type, (x[0], x[1], oh, ow))
-
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input), _ints(self.kernel), _ints(self.strides), _ints(self.pads))
-
-
-@irdl_op_definition
-class MaxPool2DOp(Pool2DOp):
-    """`%y = ge.max_pool2d %x {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>} : ...`."""
-
-    name = "ge.max_pool2d"
-
-
-@irdl_op_definition
-class AvgPool2DOp(Pool2DOp):
-    """Average pooling; padded cells are excluded from the divisor unless `count_include_pad`."""
-
-    name = "ge.avg_pool2d"
-    count_include_pad = prop_def(IntegerAttr[I64])
-
-    def __init__(
-        self, input: SSAValue, result_type: Attribute, kernel: Sequence[int], strides: Sequence[int],
-        pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False,
-    ):
-        super().__init__(
-            input, result_type, kernel, strides, pads, count_include_pad=IntegerAttr(int(count_include_pad), i64)
-        )
-
-
-@irdl_op_definition
-class GlobalAvgPoolOp(RetypeOp):
-    """`%y = ge.global_avg_pool %x : tensor<1x64x8x8xf32> -> tensor<1x64x1x1xf32>`."""
-
-    name = "ge.global_avg_pool"
-
-    @staticmethod
-    def infer(op: str, input: TensorType) -> TensorType:
-        x = input.get_shape()
-        if len(x) < 3:
-            raise _fail(op, f"expects an N x C x spatial... input, got {fmt_shape(x)}")
-        ElementwiseUnaryOp.infer(op, input)
-        return TensorType(input.element_type, (x[0], x[1]) + (1,) * (len(x) - 2))
-
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input))
-
-
-class ReduceOp(ComputeOp):
-    """`%y = ge.reduce_sum %x {axes = array<i64: 1>, keepdims = 0 : i64} : tensor<4x3xf32> -> tensor<4xf32>`."""
-
-    input = operand_def(TensorType)
-    output = result_def(TensorType)
-    axes = prop_def(DenseArrayBase)
-    keepdims = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
-
-    def __init__(self, input: SSAValue, axes: Sequence[int], keepdims: bool, result_type: Attribute):
-        super().__init__(
-            operands=[input], result_types=[result_type],
-            properties={"axes": _array(axes), "keepdims": IntegerAttr(int(keepdims), i64)},
-        )
-
-    @staticmethod
-    def infer(op: str, input: TensorType, axes: Sequence[int], keepdims: bool) -> TensorType:
-        shape = input.get_shape()
-        norm = [normalize_axis(op, a, len(shape)) for a in axes]
-        if len(set(norm)) != len(norm) or not norm:
-            raise _fail(op, f"axes {list(axes)} must be non-empty and distinct")
-        if keepdims:
-            dims = [1 if i in norm else d for i, d in enumerate(shape)]
-        else:
-            dims = [d for i, d in enumerate(shape) if i not in norm]
-        return TensorType(input.element_type, dims)
-
-    def reduced_axes(self) -> list[int]:
-        rank = _ranked(self, self.input).get_num_dims()
-        return sorted(a % rank for a in _ints(self.axes))
-
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input), _ints(self.axes), bool(self.keepdims.value.data))
-
-
-@irdl_op_definition
-class ReduceSumOp(ReduceOp):
-    name = "ge.reduce_sum"
-
-
-@irdl_op_definition
-class ReduceMeanOp(ReduceOp):
-    name = "ge.reduce_mean"
-
-
-# --------------------------------------------------------------------------- ops for ONNX models
-# (added for `wrc.onnx`; each owns its shape rule like the ops above)
-
-
-@irdl_op_definition
-class SqrtOp(ElementwiseUnaryOp):
-    name = "ge.sqrt"
-
-
-@irdl_op_definition
-class LogOp(ElementwiseUnaryOp):
-    name = "ge.log"
-
-
-@irdl_op_definition
-class NegOp(ElementwiseUnaryOp):
-    name = "ge.neg"
-
-
-@irdl_op_definition
-class AbsOp(ElementwiseUnaryOp):
-    name = "ge.abs"
-
-
-@irdl_op_definition
-class ErfOp(ElementwiseUnaryOp):
-    name = "ge.erf"
-
-
-class FloatBinaryOp(ElementwiseBinaryOp):
-    """An elementwise binary op defined on floating-point tensors only."""
-
-    @staticmethod
-    def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
-        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
-        if not isinstance(out.element_type, AnyFloat):
-            raise _fail(op, f"expects floating-point tensors, got {out.element_type}")
-        return out
-
-
-@irdl_op_definition
-class PowOp(FloatBinaryOp):
-    """`x ** y` elementwise (float), NumPy broadcasting."""
-
-    name = "ge.pow"
-
-
-@irdl_op_definition
-class MaximumOp(ElementwiseBinaryOp):
-    """Elementwise max (NaN-propagating for floats, as ONNX Max)."""
-
-    name = "ge.maximum"
-
-
-@irdl_op_definition
-class MinimumOp(ElementwiseBinaryOp):
-    name = "ge.minimum"
-
-
-@irdl_op_definition
-class ReduceMaxOp(ReduceOp):
-    name = "ge.reduce_max"
+        return self.infer(self.name, _ranked(self, self.input), self.output.type.get_shape())
 
 
 @irdl_op_definition
@@ -925,34 +717,31 @@ class CastOp(RetypeOp):
 
 
 @irdl_op_definition
-class WhereOp(ComputeOp):
-    """`%y = ge.where %c, %a, %b : (tensor<4xi1>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>`.
+class TransposeOp(ComputeOp):
+    """`%y = ge.transpose %x {perm = array<i64: 1, 0>} : tensor<2x3xf32> -> tensor<3x2xf32>`."""
 
-    `c ? a : b` elementwise with NumPy broadcasting of all three; `c` is `i1`.
-    """
-
-    name = "ge.where"
-    condition = operand_def(TensorType)
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
+    name = "ge.transpose"
+    input = operand_def(TensorType)
     output = result_def(TensorType)
+    perm = prop_def(DenseArrayBase)
     traits = traits_def(Pure())
-    assembly_format = (
-        "$condition `,` $lhs `,` $rhs attr-dict `:` `(` type($condition) `,` type($lhs) `,` type($rhs) `)` `->` type($output)"
-    )
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
 
-    def __init__(self, condition: SSAValue, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
-        super().__init__(operands=[condition, lhs, rhs], result_types=[result_type])
+    def __init__(self, input: SSAValue, perm: Sequence[int], result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, input), perm)
+        super().__init__(operands=[input], result_types=[result_type], properties={"perm": _array(perm)})
 
     @staticmethod
-    def infer(op: str, condition: TensorType, lhs: TensorType, rhs: TensorType) -> TensorType:
-        if condition.element_type != IntegerType(1):
-            raise _fail(op, f"the condition must be an i1 tensor, got {condition}")
-        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
-        return TensorType(out.element_type, broadcast_shapes(op, condition.get_shape(), out.get_shape()))
+    def infer(op: str, input: TensorType, perm: Sequence[int]) -> TensorType:
+        shape = input.get_shape()
+        if sorted(perm) != list(range(len(shape))):
+            raise _fail(op, f"perm {list(perm)} is not a permutation of the {len(shape)} dims of {fmt_shape(shape)}")
+        return TensorType(input.element_type, [shape[p] for p in perm])
 
     def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.condition), _ranked(self, self.lhs), _ranked(self, self.rhs))
+        return self.infer(self.name, _ranked(self, self.input), _ints(self.perm))
 
 
 @irdl_op_definition
@@ -967,7 +756,9 @@ class ConcatOp(ComputeOp):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$inputs attr-dict `:` `(` type($inputs) `)` `->` type($output)"
 
-    def __init__(self, inputs: Sequence[SSAValue], axis: int, result_type: Attribute):
+    def __init__(self, inputs: Sequence[SSAValue], axis: int, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, [_tensor(self.name, v) for v in inputs], axis)
         super().__init__(operands=[list(inputs)], result_types=[result_type], properties={"axis": IntegerAttr(axis, i64)})
 
     @staticmethod
@@ -1045,7 +836,9 @@ class GatherOp(ComputeOp):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$data `,` $indices attr-dict `:` `(` type($data) `,` type($indices) `)` `->` type($output)"
 
-    def __init__(self, data: SSAValue, indices: SSAValue, axis: int, result_type: Attribute):
+    def __init__(self, data: SSAValue, indices: SSAValue, axis: int, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, data), _tensor(self.name, indices), axis)
         super().__init__(operands=[data, indices], result_types=[result_type], properties={"axis": IntegerAttr(axis, i64)})
 
     @staticmethod
@@ -1060,27 +853,9 @@ class GatherOp(ComputeOp):
         return self.infer(self.name, _ranked(self, self.data), _ranked(self, self.indices), self.axis.value.data)
 
 
-@irdl_op_definition
-class ExpandOp(RetypeOp):
-    """Broadcast to a larger shape (NumPy rules): `%y = ge.expand %x : tensor<3x1xf32> -> tensor<2x3x4xf32>`."""
-
-    name = "ge.expand"
-
-    @staticmethod
-    def infer(op: str, input: TensorType, shape: Sequence[int]) -> TensorType:
-        out = broadcast_shapes(op, input.get_shape(), tuple(shape))
-        if not shapes_compatible(out, shape):
-            raise _fail(op, f"{fmt_shape(input.get_shape())} does not broadcast to {fmt_shape(shape)}")
-        return TensorType(input.element_type, shape)
-
-    def infer_result(self) -> TensorType:
-        return self.infer(self.name, _ranked(self, self.input), self.output.type.get_shape())
-
-
 # --------------------------------------------------------------------------- bool (i1) tensors
 # Comparisons and logic for masks (attention masks, NaN guards). A bool tensor is `i1`, as in
-# MLIR; comparisons give `i1` from numbers, logic ops take and give `i1`.
-
+# MLIR; comparisons give `i1` from numbers, logic ops take and give `i1`; `ge.where` selects by one.
 
 def _bool_type(op: str, t: TensorType) -> None:
     if t.element_type != i1:
@@ -1107,6 +882,7 @@ class EqualOp(CompareOp):
     """`x == y` elementwise; bools too."""
 
     name = "ge.equal"
+    traits = traits_def(Pure(), Commutative())
 
     @staticmethod
     def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
@@ -1146,16 +922,19 @@ class LogicalBinaryOp(ElementwiseBinaryOp):
 @irdl_op_definition
 class LogicalAndOp(LogicalBinaryOp):
     name = "ge.logical_and"
+    traits = traits_def(Pure(), Commutative())
 
 
 @irdl_op_definition
 class LogicalOrOp(LogicalBinaryOp):
     name = "ge.logical_or"
+    traits = traits_def(Pure(), Commutative())
 
 
 @irdl_op_definition
 class LogicalXorOp(LogicalBinaryOp):
     name = "ge.logical_xor"
+    traits = traits_def(Pure(), Commutative())
 
 
 @irdl_op_definition
@@ -1172,6 +951,9 @@ class LogicalNotOp(ElementwiseUnaryOp):
 
 class FloatTestOp(RetypeOp):
     """A test of each element of a float tensor: `%m = ge.is_nan %x : tensor<4xf32> -> tensor<4xi1>`."""
+
+    def __init__(self, input: SSAValue, result_type: Attribute | None = None):
+        super().__init__(input, result_type or self.infer(self.name, _tensor(self.name, input)))
 
     @staticmethod
     def infer(op: str, input: TensorType) -> TensorType:
@@ -1194,59 +976,323 @@ class IsInfOp(FloatTestOp):
     name = "ge.is_inf"
 
 
-# --------------------------------------------------------------------------- sign and integer remainders
-
-
 @irdl_op_definition
-class SignOp(ElementwiseUnaryOp):
-    """`%s = ge.sign %x : tensor<4xf32>`: -1, 0 or 1 (NaN stays NaN); floats and integers."""
+class WhereOp(ComputeOp):
+    """`%y = ge.where %c, %a, %b : (tensor<4xi1>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>`.
 
-    name = "ge.sign"
+    `c ? a : b` elementwise with NumPy broadcasting of all three; `c` is `i1`.
+    """
+
+    name = "ge.where"
+    condition = operand_def(TensorType)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$condition `,` $lhs `,` $rhs attr-dict `:` `(` type($condition) `,` type($lhs) `,` type($rhs) `)` `->` type($output)"
+    )
+
+    def __init__(self, condition: SSAValue, lhs: SSAValue, rhs: SSAValue, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, *(_tensor(self.name, v) for v in (condition, lhs, rhs)))
+        super().__init__(operands=[condition, lhs, rhs], result_types=[result_type])
 
     @staticmethod
-    def infer(op: str, input: TensorType) -> TensorType:
-        if not isinstance(input.element_type, AnyFloat | IntegerType) or input.element_type == i1:
-            raise _fail(op, f"expects a numeric tensor, got {input}")
-        return input
+    def infer(op: str, condition: TensorType, lhs: TensorType, rhs: TensorType) -> TensorType:
+        if condition.element_type != IntegerType(1):
+            raise _fail(op, f"the condition must be an i1 tensor, got {condition}")
+        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
+        return TensorType(out.element_type, broadcast_shapes(op, condition.get_shape(), out.get_shape()))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.condition), _ranked(self, self.lhs), _ranked(self, self.rhs))
 
 
-class IntegerBinaryOp(ElementwiseBinaryOp):
-    """An elementwise binary op on integer tensors (not bools), NumPy broadcasting."""
+# --------------------------------------------------------------------------- contractions and windows
+# Matrix products, convolutions and pooling.
+
+@irdl_op_definition
+class MatMulOp(ComputeOp):
+    """`%y = ge.matmul %a, %b : (tensor<?x784xf32>, tensor<784x10xf32>) -> tensor<?x10xf32>`.
+
+    Both operands have rank >= 2 and the same rank; leading (batch) dims must be equal.
+    """
+
+    name = "ge.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($output)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, lhs), _tensor(self.name, rhs))
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     @staticmethod
     def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
-        out = ElementwiseBinaryOp.infer(op, lhs, rhs)
-        if not isinstance(out.element_type, IntegerType) or out.element_type == i1:
-            raise _fail(op, f"expects integer tensors, got {out.element_type}")
-        return out
+        a, b = lhs.get_shape(), rhs.get_shape()
+        if lhs.element_type != rhs.element_type:
+            raise _fail(op, f"element types {lhs.element_type} and {rhs.element_type} differ")
+        if len(a) < 2 or len(a) != len(b):
+            raise _fail(op, f"expects operands of equal rank >= 2, got {fmt_shape(a)} and {fmt_shape(b)}")
+        if not dims_compatible(a[-1], b[-2]):
+            raise _fail(op, f"contraction dims differ: {fmt_shape(a)} x {fmt_shape(b)}")
+        if not shapes_compatible(a[:-2], b[:-2]):
+            raise _fail(op, f"batch dims differ: {fmt_shape(a)} x {fmt_shape(b)}")
+        batch = tuple(x if x != DYNAMIC else y for x, y in zip(a[:-2], b[:-2]))
+        return TensorType(lhs.element_type, (*batch, a[-2], b[-1]))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.lhs), _ranked(self, self.rhs))
 
 
 @irdl_op_definition
-class FloorModOp(IntegerBinaryOp):
-    """`x mod y` with the sign of `y` (Python's and NumPy's `%`; ONNX Mod)."""
+class Conv2DOp(ComputeOp):
+    """2-D convolution, NCHW input, FCHW filter (C = input channels / groups).
 
-    name = "ge.floor_mod"
+    `%y = ge.conv2d %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>,
+    dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x3x8x8xf32>,
+    tensor<4x3x3x3xf32>) -> tensor<1x4x8x8xf32>`; pads are (top, left, bottom, right).
+    """
+
+    name = "ge.conv2d"
+    input = operand_def(TensorType)
+    filter = operand_def(TensorType)
+    output = result_def(TensorType)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input `,` $filter attr-dict `:` `(` type($input) `,` type($filter) `)` `->` type($output)"
+
+    def __init__(
+        self, input: SSAValue, filter: SSAValue, result_type: Attribute | None = None, strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1), groups: int = 1,
+    ):
+        if result_type is None:
+            result_type = self.infer(
+                self.name, _tensor(self.name, input), _tensor(self.name, filter), strides, pads, dilations, groups
+            )
+        super().__init__(
+            operands=[input, filter],
+            result_types=[result_type],
+            properties={
+                "strides": _array(strides), "pads": _array(pads),
+                "dilations": _array(dilations), "groups": IntegerAttr(groups, i64),
+            },
+        )
+
+    @staticmethod
+    def infer(
+        op: str, input: TensorType, filter: TensorType, strides: Sequence[int], pads: Sequence[int],
+        dilations: Sequence[int], groups: int,
+    ) -> TensorType:
+        x, w = input.get_shape(), filter.get_shape()
+        if len(x) != 4 or len(w) != 4:
+            raise _fail(op, f"expects a 4-D NCHW input and a 4-D FCHW filter, got {fmt_shape(x)} and {fmt_shape(w)}")
+        if input.element_type != filter.element_type:
+            raise _fail(op, f"element types {input.element_type} and {filter.element_type} differ")
+        if groups <= 0:
+            raise _fail(op, f"groups must be positive, got {groups}")
+        if x[1] != DYNAMIC and (x[1] % groups or x[1] // groups != w[1]):
+            raise _fail(op, f"input channels {x[1]} / groups {groups} must equal the filter's {w[1]} (input {fmt_shape(x)}, filter {fmt_shape(w)})")
+        if w[0] % groups:
+            raise _fail(op, f"filter count {w[0]} is not divisible by groups {groups}")
+        oh, ow = window_output_hw(op, x[2:], w[2:], strides, pads, dilations)
+        return TensorType(input.element_type, (x[0], w[0], oh, ow))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(
+            self.name, _ranked(self, self.input), _ranked(self, self.filter), _ints(self.strides),
+            _ints(self.pads), _ints(self.dilations), self.groups.value.data,
+        )
+
+
+class Pool2DOp(ComputeOp):
+    """Shared shape rule of `ge.max_pool2d` / `ge.avg_pool2d` on NCHW tensors."""
+
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    kernel = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def __init__(
+        self, input: SSAValue, result_type: Attribute | None, kernel: Sequence[int], strides: Sequence[int],
+        pads: Sequence[int] = (0, 0, 0, 0), **extra: Attribute,
+    ):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, input), kernel, strides, pads)
+        super().__init__(
+            operands=[input], result_types=[result_type],
+            properties={"kernel": _array(kernel), "strides": _array(strides), "pads": _array(pads), **extra},
+        )
+
+    @staticmethod
+    def infer(op: str, input: TensorType, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int]) -> TensorType:
+        x = input.get_shape()
+        if len(x) != 4:
+            raise _fail(op, f"expects a 4-D NCHW input, got {fmt_shape(x)}")
+        ElementwiseUnaryOp.infer(op, input)
+        _check_window_params(op, kernel, strides, pads, (1, 1))  # before indexing kernel below
+        if len(pads) == 4 and (pads[0] >= kernel[0] or pads[1] >= kernel[1] or pads[2] >= kernel[0] or pads[3] >= kernel[1]):
+            raise _fail(op, f"pads {list(pads)} must be smaller than the kernel {list(kernel)}")
+        oh, ow = window_output_hw(op, x[2:], kernel, strides, pads, (1, 1))
+        return TensorType(input.element_type, (x[0], x[1], oh, ow))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), _ints(self.kernel), _ints(self.strides), _ints(self.pads))
 
 
 @irdl_op_definition
-class FModOp(IntegerBinaryOp):
-    """`x mod y` with the sign of `x` (C's `%`; ONNX Mod with fmod=1)."""
+class MaxPool2DOp(Pool2DOp):
+    """`%y = ge.max_pool2d %x {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>} : ...`."""
 
-    name = "ge.fmod"
+    name = "ge.max_pool2d"
+
+
+@irdl_op_definition
+class AvgPool2DOp(Pool2DOp):
+    """Average pooling; padded cells are excluded from the divisor unless `count_include_pad`."""
+
+    name = "ge.avg_pool2d"
+    count_include_pad = prop_def(IntegerAttr[I64])
+
+    def __init__(
+        self, input: SSAValue, result_type: Attribute | None, kernel: Sequence[int], strides: Sequence[int],
+        pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False,
+    ):
+        super().__init__(
+            input, result_type, kernel, strides, pads, count_include_pad=IntegerAttr(int(count_include_pad), i64)
+        )
+
+
+@irdl_op_definition
+class GlobalAvgPoolOp(RetypeOp):
+    """`%y = ge.global_avg_pool %x : tensor<1x64x8x8xf32> -> tensor<1x64x1x1xf32>`."""
+
+    name = "ge.global_avg_pool"
+
+    def __init__(self, input: SSAValue, result_type: Attribute | None = None):
+        super().__init__(input, result_type or self.infer(self.name, _tensor(self.name, input)))
+
+    @staticmethod
+    def infer(op: str, input: TensorType) -> TensorType:
+        x = input.get_shape()
+        if len(x) < 3:
+            raise _fail(op, f"expects an N x C x spatial... input, got {fmt_shape(x)}")
+        ElementwiseUnaryOp.infer(op, input)
+        return TensorType(input.element_type, (x[0], x[1]) + (1,) * (len(x) - 2))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input))
+
+
+# --------------------------------------------------------------------------- reductions
+# Reductions over axes, and softmax (a normalization along one).
+
+class ReduceOp(ComputeOp):
+    """`%y = ge.reduce_sum %x {axes = array<i64: 1>, keepdims = 0 : i64} : tensor<4x3xf32> -> tensor<4xf32>`."""
+
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    axes = prop_def(DenseArrayBase)
+    keepdims = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def __init__(self, input: SSAValue, axes: Sequence[int], keepdims: bool, result_type: Attribute | None = None):
+        if result_type is None:
+            result_type = self.infer(self.name, _tensor(self.name, input), axes, keepdims)
+        super().__init__(
+            operands=[input], result_types=[result_type],
+            properties={"axes": _array(axes), "keepdims": IntegerAttr(int(keepdims), i64)},
+        )
+
+    @staticmethod
+    def infer(op: str, input: TensorType, axes: Sequence[int], keepdims: bool) -> TensorType:
+        shape = input.get_shape()
+        norm = [normalize_axis(op, a, len(shape)) for a in axes]
+        if len(set(norm)) != len(norm) or not norm:
+            raise _fail(op, f"axes {list(axes)} must be non-empty and distinct")
+        if keepdims:
+            dims = [1 if i in norm else d for i, d in enumerate(shape)]
+        else:
+            dims = [d for i, d in enumerate(shape) if i not in norm]
+        return TensorType(input.element_type, dims)
+
+    def reduced_axes(self) -> list[int]:
+        rank = _ranked(self, self.input).get_num_dims()
+        return sorted(a % rank for a in _ints(self.axes))
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), _ints(self.axes), bool(self.keepdims.value.data))
+
+
+@irdl_op_definition
+class ReduceSumOp(ReduceOp):
+    name = "ge.reduce_sum"
+
+
+@irdl_op_definition
+class ReduceMeanOp(ReduceOp):
+    name = "ge.reduce_mean"
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReduceOp):
+    name = "ge.reduce_max"
+
+
+@irdl_op_definition
+class SoftmaxOp(ComputeOp):
+    """`%y = ge.softmax %x {axis = -1 : i64} : tensor<4x10xf32>`."""
+
+    name = "ge.softmax"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    output = result_def(T)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input)"
+
+    def __init__(self, input: SSAValue, axis: int):
+        super().__init__(
+            operands=[input], result_types=[self.infer(self.name, _tensor(self.name, input), axis)],
+            properties={"axis": IntegerAttr(axis, i64)},
+        )
+
+    @staticmethod
+    def infer(op: str, input: TensorType, axis: int) -> TensorType:
+        ElementwiseUnaryOp.infer(op, input)
+        normalize_axis(op, axis, input.get_num_dims())
+        return input
+
+    def infer_result(self) -> TensorType:
+        return self.infer(self.name, _ranked(self, self.input), self.axis.value.data)
 
 
 GE = Dialect(
     "ge",
     [
         DataOp, ConstOp, VariableOp, ReadVariableOp, AssignOp, AssignIfNonEmptyOp,
-        AddOp, SubOp, MulOp, DivOp, ReluOp, SigmoidOp, TanhOp, ExpOp, SoftmaxOp,
-        MatMulOp, ReshapeOp, TransposeOp, Conv2DOp, MaxPool2DOp, AvgPool2DOp,
-        GlobalAvgPoolOp, ReduceSumOp, ReduceMeanOp,
-        SqrtOp, LogOp, NegOp, AbsOp, ErfOp, PowOp, MaximumOp, MinimumOp, ReduceMaxOp,
-        CastOp, WhereOp, ConcatOp, SliceOp, GatherOp, ExpandOp,
+        AddOp, SubOp, MulOp, DivOp, MaximumOp, MinimumOp, PowOp, FloorModOp, FModOp,
+        ReluOp, SigmoidOp, TanhOp, ExpOp, SqrtOp, LogOp, NegOp, AbsOp, ErfOp, SignOp,
+        ReshapeOp, ExpandOp, CastOp, TransposeOp, ConcatOp, SliceOp, GatherOp,
         EqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp,
-        LogicalAndOp, LogicalOrOp, LogicalXorOp, LogicalNotOp, IsNanOp, IsInfOp,
-        SignOp, FloorModOp, FModOp,
+        LogicalAndOp, LogicalOrOp, LogicalXorOp, LogicalNotOp, IsNanOp, IsInfOp, WhereOp,
+        MatMulOp, Conv2DOp, MaxPool2DOp, AvgPool2DOp, GlobalAvgPoolOp,
+        ReduceSumOp, ReduceMeanOp, ReduceMaxOp, SoftmaxOp,
     ],
 )
 

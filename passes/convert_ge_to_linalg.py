@@ -42,6 +42,7 @@ from wrc.dialects import ge
 from wrc.errors import LoweringError
 from wrc.passes import _linalg_builders as B
 from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
+from wrc.passes._weight_only import is_matmul_transpose
 
 NEG_INF = float("-inf")
 
@@ -235,7 +236,7 @@ class LowerMatMul(RewritePattern):
     """Loops (batch..., m, n, k); `acc += lhs[b, m, k] * rhs[b, k, n]` into a zero-filled buffer.
 
     An operand that is a transpose of the last two dims used only by matmuls
-    (`ge.is_matmul_transpose`) is read through a swapped map instead: no copy is made.
+    (`is_matmul_transpose`) is read through a swapped map instead: no copy is made.
     """
 
     @op_type_rewrite_pattern
@@ -247,7 +248,7 @@ class LowerMatMul(RewritePattern):
         m, n, k = dim(nb), dim(nb + 1), dim(nb + 2)
         operands, maps, folded = [], [], []
         for value, rows, cols in ((op.lhs, m, k), (op.rhs, k, n)):
-            if ge.is_matmul_transpose(value.owner):
+            if is_matmul_transpose(value.owner):
                 folded.append(value.owner)
                 value, rows, cols = value.owner.input, cols, rows
             operands.append(value)
@@ -295,7 +296,7 @@ class LowerTranspose(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.TransposeOp, rewriter: PatternRewriter) -> None:
-        if ge.is_matmul_transpose(op):
+        if is_matmul_transpose(op):
             return  # folded into its matmuls (LowerMatMul)
         out = _result(op)
         perm = _ints(op.perm)

@@ -10,7 +10,7 @@ weight-only parts into derive functions:
   and `k` are weight-only and `y` is not: distributes the scale towards the producer of `y`;
 * `mul(matmul(x, W), k)` → `matmul(x, mul(W, k'))` when `W` and `k` are weight-only and `k`
   scales the output columns only (`k'` = `k` as a vector); when `W = transpose(V)` (a
-  transpose the matmul reads for free, `ge.is_matmul_transpose`), `V`'s rows are scaled
+  transpose the matmul reads for free, `is_matmul_transpose`), `V`'s rows are scaled
   instead and the transpose stays: `matmul(x, transpose(mul(V, k'')))`;
 * `mul(conv2d(x, W), k)` → `conv2d(x, mul(W, k'))` when `k` scales output channels only
   (`k'` = `k` reshaped to `[F, 1, 1, 1]`);
@@ -41,37 +41,18 @@ from xdsl.pattern_rewriter import (
 )
 
 from wrc.dialects import ge
-from wrc.passes.ge_hoist_weight_only import writes_variables
+from wrc.passes._weight_only import WeightOnly, is_matmul_transpose, writes_variables
 
 
 @dataclass
 class _Facts:
     """Memoized per pass run: which values are weight-only, which functions may be rewritten."""
 
-    weight_only: dict[SSAValue, bool] = field(default_factory=dict)
+    weights: WeightOnly = field(default_factory=WeightOnly)
     writable: dict[Operation, bool] = field(default_factory=dict)
 
     def is_weight(self, value: SSAValue) -> bool:
-        known = self.weight_only.get(value)
-        if known is not None:
-            return known
-        # Iterative (graphs are deep): settle operands first, then the op.
-        stack = [value]
-        while stack:
-            v = stack[-1]
-            owner = v.owner
-            if isinstance(owner, ge.ReadVariableOp | ge.ConstOp):
-                self.weight_only[v] = True
-            elif not isinstance(owner, ge.ComputeOp) or not owner.operands:
-                self.weight_only[v] = False
-            else:
-                pending = [o for o in owner.operands if o not in self.weight_only]
-                if pending:
-                    stack.extend(pending)
-                    continue
-                self.weight_only[v] = all(self.weight_only[o] for o in owner.operands)
-            stack.pop()
-        return self.weight_only[value]
+        return self.weights.is_weight(value)
 
     def in_scope(self, op: Operation) -> bool:
         fn = op.parent_op()
@@ -118,7 +99,7 @@ def _reshaped(value: SSAValue, shape: list[int], new: list[Operation]) -> SSAVal
 
 
 def _binary(cls: type[ge.ElementwiseBinaryOp], a: SSAValue, b: SSAValue, new: list[Operation]) -> SSAValue:
-    op = cls(a, b, cls.infer(cls.name, _tensor(a), _tensor(b)))
+    op = cls(a, b)
     new.append(op)
     return op.output
 
@@ -173,7 +154,7 @@ class ScaleIntoWeights(RewritePattern):
                 return  # not a per-column scale
             w = producer.rhs
             t = w.owner
-            if isinstance(t, ge.TransposeOp) and ge.is_matmul_transpose(t) and _single_use(w):
+            if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) and _single_use(w):
                 # W = transpose(V): scale V's rows and keep the transpose, which the matmul
                 # reads for free; only the elementwise product is then a derived weight.
                 src = _binary(ge.MulOp, t.input, _reshaped(k, [padded[-1], 1], new), new)

@@ -10,7 +10,7 @@ inference is waste; they only change when a weight does. This pass (like TVM's
   operands all come, transitively, from `ge.read_variable` and `ge.const` only;
 * keeps the *frontier* ones (used by an op that is not hoisted, or returned) with a static
   shape. A transpose of the last two dims that only feeds matmuls is not hoisted
-  (`ge.is_matmul_transpose`): the lowering folds it into the matmuls, BLAS reads the weight
+  (`is_matmul_transpose`): the lowering folds it into the matmuls, BLAS reads the weight
   transposed for free, and a stored transposed copy would only cost memory and update time
   (the weight-only value under it is hoisted if it is computed);
 * declares a *derived variable* per frontier value, `ge.variable @<source>.hoisted<k>`
@@ -47,10 +47,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from wrc.abi import DERIVE_ATTR, DERIVE_PREFIX
 from wrc.dialects import ge
-
-
-def writes_variables(fn: FuncOp) -> bool:
-    return any(isinstance(op, ge.AssignOp | ge.AssignIfNonEmptyOp) for op in fn.walk())
+from wrc.passes._weight_only import WeightOnly, is_matmul_transpose, writes_variables
 
 
 def _static(value: SSAValue) -> bool:
@@ -58,33 +55,13 @@ def _static(value: SSAValue) -> bool:
     return isinstance(t, TensorType) and ge.DYNAMIC not in t.get_shape()
 
 
-@dataclass
-class _Weights:
-    """Per function: the variables each weight-only value depends on (empty: constants only)."""
-
-    sources: dict[SSAValue, frozenset[str]]
-
-    @classmethod
-    def of(cls, fn: FuncOp) -> _Weights:
-        sources: dict[SSAValue, frozenset[str]] = {}
-        for op in fn.body.block.ops:
-            if isinstance(op, ge.ReadVariableOp):
-                sources[op.output] = frozenset((op.variable.string_value(),))
-            elif isinstance(op, ge.ConstOp):
-                sources[op.output] = frozenset()
-            elif isinstance(op, ge.ComputeOp) and op.operands and all(v in sources for v in op.operands):
-                deps = frozenset().union(*(sources[v] for v in op.operands))
-                for r in op.results:
-                    sources[r] = deps
-        return cls(sources)
-
-    def is_weight_only(self, op: Operation) -> bool:
-        return isinstance(op, ge.ComputeOp) and all(r in self.sources for r in op.results)
+class _Weights(WeightOnly):
+    """The weight-only values of one function, and which of them are hoisted."""
 
     def is_hoisted(self, op: Operation) -> bool:
-        """Weight-only, and not a transpose its matmuls read for free (`ge.is_matmul_transpose`):
+        """Weight-only, and not a transpose its matmuls read for free (`is_matmul_transpose`):
         storing that one transposed would only add memory and update time."""
-        return self.is_weight_only(op) and not ge.is_matmul_transpose(op)
+        return self.is_weight_only(op) and not is_matmul_transpose(op)
 
     def frontier(self, fn: FuncOp) -> list[SSAValue]:
         """Hoisted compute results used by work that is not hoisted (or returned)."""
@@ -164,10 +141,10 @@ class GeHoistWeightOnlyPass(ModulePass):
         declarations: list[Operation] = []
         derives: list[Operation] = []
         for fn in funcs:
-            weights = _Weights.of(fn)
+            weights = _Weights()
             groups: dict[frozenset[str], list[tuple[SSAValue, str]]] = {}
             for value in weights.frontier(fn):
-                sources = weights.sources[value]
+                sources = weights.sources(value)
                 stem = f"{max(sorted(sources), key=lambda v: size.get(v, 0))}.hoisted" if sources else "folded"
                 groups.setdefault(sources, []).append((value, names.fresh(stem)))
             # The derive functions first, while the original ops are still in place.
@@ -181,7 +158,7 @@ class GeHoistWeightOnlyPass(ModulePass):
                 value.replace_all_uses_with(read.output)
                 Rewriter.insert_op(read, InsertPoint.after(value.owner))
             if groups:
-                _erase_dead(fn.body.block, _Weights.of(fn))
+                _erase_dead(fn.body.block, _Weights())
         if not derives:
             return
         variables = [v for v in op.ops if isinstance(v, ge.VariableOp)]

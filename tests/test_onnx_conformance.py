@@ -65,6 +65,8 @@ OPS += [
     "GatherND", "ScatterND", "ScatterElements", "ArgMax", "ArgMin", "RNN", "GRU", "LSTM",
 ]
 """Issue 11's operators composed of ge ops (wrc/onnx.py)."""
+OPS += ["Loop", "Scan", "TopK"]
+"""Control flow unrolled at import, and TopK (wrc/onnx.py)."""
 
 INTERP_MAX_ELEMENTS = 400
 """The interpreter runs the cases whose inputs and outputs are this small (it is ~50 µs/op)."""
@@ -90,6 +92,8 @@ def generate(cache: Path = CACHE) -> Path:
         inputs, outputs = case.data_sets[0]
         for kind, values, infos in (("input", inputs, case.model.graph.input), ("output", outputs, case.model.graph.output)):
             for j, (v, info) in enumerate(zip(values, infos)):
+                if not info.type.HasField("tensor_type"):  # sequences, optionals: no tensor data
+                    continue
                 proto = v if isinstance(v, onnx.TensorProto) else numpy_helper.from_array(np.asarray(v), info.name)
                 (out / "test_data_set_0" / f"{kind}_{j}.pb").write_bytes(proto.SerializeToString())
     done.write_text("\n".join(sorted(OPS)) + "\n")
@@ -144,6 +148,8 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
         return Result(name, "unsupported", f"not compared: {NOT_COMPARED[name]}")
     model = onnx.load(str(case_dir / "model.onnx"))
     n_in = len(model.graph.input)
+    if any(not v.type.HasField("tensor_type") for v in [*model.graph.input, *model.graph.output]):
+        return Result(name, "unsupported", "sequence or optional inputs/outputs (wrc takes tensors only)")
     inputs = [_read(case_dir / "test_data_set_0" / f"input_{j}.pb") for j in range(n_in)]
     expected = [_read(p) for p in sorted((case_dir / "test_data_set_0").glob("output_*.pb"), key=lambda p: int(p.stem[7:]))]
     original = model
@@ -218,6 +224,9 @@ UNSUPPORTED_OPS: dict[str, str] = {
 """Curated operators without a passing case (docs/onnx-conformance.md lists why per case)."""
 UNSUPPORTED_OPS["Trilu"] = ("every case is an int64 tensor, folded at import (nothing to make a weight); "
                             "tests/test_onnx_ops_extra.py covers it")
+
+UNSUPPORTED_OPS["Loop"] = ("its node tests take the trip count as a run-time input or carry sequences; "
+                           "tests/test_onnx_control_flow.py covers constant trip counts")
 
 NOT_COMPARED = {
     f"test_resize_downsample_scales_{mode}_align_corners": (
@@ -331,9 +340,9 @@ Totals: {totals['pass']} pass, {totals['unsupported']} unsupported, {totals['fai
 Operators without a passing case: """ + "; ".join(f"{op} ({why})" for op, why in UNSUPPORTED_OPS.items()) + """.
 The other unsupported cases are forms wrc does not take (reasons per case below): unsigned,
 bfloat16, float8/4-bit and string element types; ops producing empty tensors; pooling with
-dilations or 3-D inputs; training-mode BatchNormalization/Dropout; Pad modes other than
-constant; negative Slice steps; Mod of floats at run time; sequences and optionals; cases whose
-inputs are all integers or bools read at import time (nothing left to make a weight). A case
+dilations or 3-D inputs; training-mode BatchNormalization/Dropout; negative Slice steps;
+sequences and optionals; Loops whose trip count is a run-time input; cases whose inputs are all
+integers or bools read at import time (nothing left to make a weight). A case
 without weights by `weight_names`' rule (its initializers are float scalars or integers) names
 them explicitly.
 

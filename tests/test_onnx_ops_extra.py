@@ -84,6 +84,24 @@ def test_resize_axes_policy_exclude_outside_and_symmetric():
     check_model(m, {"x0": rand(1, 2, 4, 5)})
 
 
+def test_resize_antialias_and_tf_crop_and_resize():
+    """Antialias (linear, cubic; down- and upsampling) and tf_crop_and_resize (every mode, a roi
+    reaching outside the input: extrapolation_value there)."""
+    inits = {"w": rand(7), "down": np.array([1, 1, 0.6, 0.45], np.float32), "up": np.array([1, 1, 1.7, 2], np.float32),
+             "roi": np.array([0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2], np.float32), "sz": np.array([1, 2, 4, 5], np.int64)}
+    nodes, k = [node("Add", ["x", "w"], ["t"])], 0
+    for mode in ("linear", "cubic"):
+        for scales in ("down", "up"):
+            nodes.append(node("Resize", ["t", "", scales], [f"y{k}"], mode=mode, antialias=1))
+            k += 1
+    for mode in ("nearest", "linear", "cubic"):
+        nodes.append(node("Resize", ["t", "roi", "", "sz"], [f"y{k}"], mode=mode,
+                          coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-3.0))
+        k += 1
+    m = make(nodes, [("x", F, [1, 2, 6, 7])], outputs(k), inits, opset=19)
+    check_model(m, {"x": rand(1, 2, 6, 7)})
+
+
 def test_resize_taps_are_a_convex_combination_of_edge_clamped_pixels():
     index, weights = sampling_taps("linear", 4, 9, 9 / 4)
     assert index.shape == weights.shape == (9, 2) and index.min() == 0 and index.max() == 3
@@ -173,6 +191,41 @@ def test_scatter_nd_and_scatter_elements_with_constant_indices():
     check_model(m, {"x": rand(4, 5, 6), "z": rand(3, 5)})
 
 
+def test_scatter_nd_and_scatter_elements_with_runtime_indices():
+    """Distinct indices (ONNX leaves duplicates undefined), negative ones, ScatterElements indices
+    shorter than the data on the other axes; a tiny one on the interpreter too."""
+    perm = RNG.permutation
+    rows = np.stack([perm(4)[:3] - 4 * (np.arange(3) % 2), perm(5)[:3]], -1)  # 3 distinct (i, j) pairs
+    cols = np.stack([perm(5)[:2] for _ in range(3)])  # per row, 2 distinct columns
+    cols[0, 0] -= 5
+    nodes = [node("ScatterND", ["x", "i2", "u2"], ["y0"]), node("ScatterND", ["x", "i1", "u1"], ["y1"]),
+             node("ScatterElements", ["z", "j", "v"], ["y2"], axis=1),
+             node("ScatterElements", ["z", "jt", "vt"], ["y3"], axis=0)]
+    m = make(nodes, [("x", F, [4, 5, 6]), ("z", F, [4, 5]), ("i2", I64, [3, 2]), ("i1", I64, [2, 1]),
+                     ("j", I64, [3, 2]), ("jt", I64, [2, 3])], outputs(4),
+             {"u2": rand(3, 6), "u1": rand(2, 5, 6), "v": rand(3, 2), "vt": rand(2, 3)})
+    feeds = {"x": rand(4, 5, 6), "z": rand(4, 5), "i2": rows, "i1": np.array([[-1], [1]], np.int64), "j": cols,
+             "jt": np.stack([perm(4)[:2] for _ in range(3)], -1)}
+    check_model(m, feeds)
+    m = make([node("ScatterElements", ["z", "j", "v"], ["y0"], axis=1), node("ScatterND", ["z", "i", "w"], ["y1"])],
+             [("z", F, [2, 3]), ("j", I64, [2, 1]), ("i", I64, [1, 1])], outputs(2), {"v": rand(2, 1), "w": rand(1, 3)})
+    check_model(m, {"z": rand(2, 3), "j": np.array([[2], [-3]], np.int64), "i": np.array([[1]], np.int64)},
+                backends=("numpy", "interp"))
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatter_reductions_with_duplicate_runtime_and_constant_indices(reduction):
+    """Duplicates are well defined with a reduction: every update landing on a position counts."""
+    nodes = [node("ScatterND", ["x", "i", "u"], ["y0"], reduction=reduction),
+             node("ScatterElements", ["z", "j", "v"], ["y1"], axis=1, reduction=reduction),
+             node("ScatterElements", ["z", "cj", "v"], ["y2"], axis=0, reduction=reduction)]
+    m = make(nodes, [("x", F, [4, 5, 3]), ("z", F, [3, 5]), ("i", I64, [4, 2]), ("j", I64, [2, 3])], outputs(3),
+             {"u": rand(4, 3), "v": rand(2, 3), "cj": np.array([[0, 2, -1], [0, 1, 2]], np.int64)}, opset=18)
+    feeds = {"x": rand(4, 5, 3), "z": rand(3, 5), "i": np.array([[1, 2], [3, -1], [1, 2], [0, 0]], np.int64),
+             "j": np.array([[4, 4, 0], [1, -1, 1]], np.int64)}
+    check_model(m, feeds)
+
+
 def test_tiny_model_of_the_new_ops_on_interp():
     nodes = [node("Add", ["x", "w"], ["t"]), node("HardSwish", ["t"], ["h"]), node("Mish", ["h"], ["m"]),
              node("Pad", ["m", "pads"], ["p"], mode="reflect"),
@@ -189,7 +242,7 @@ def test_tiny_model_of_the_new_ops_on_interp():
 
 def test_unsupported_forms_are_listed():
     nodes = [node("Resize", ["x", "", "s"], ["y0"], mode="linear"), node("Pad", ["x", "p"], ["y1"], mode="bogus"),
-             node("ScatterND", ["x", "i", "x"], ["y2"])]
+             node("ScatterND", ["x", "i", "x"], ["y2"], reduction="bogus")]
     m = make(nodes, [("x", F, [1, 2]), ("s", F, [2]), ("i", I64, [1, 2, 2])], outputs(3),
              {"p": np.array([1, 1, 1, 1], np.int64)})
     with pytest.raises(UnsupportedOpError) as e:
@@ -197,7 +250,7 @@ def test_unsupported_forms_are_listed():
     text = str(e.value)
     assert "3 unsupported" in text and "Pad mode 'bogus'" in text
     assert "Resize (node 'Resize_y0'): input 2 (s) must be a constant, but is computed at run time" in text
-    assert "ScatterND (node 'ScatterND_y2'): input 1 (i) must be a constant" in text
+    assert "ScatterND (node 'ScatterND_y2'): ScatterND with reduction 'bogus'" in text
 
 
 @pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
@@ -237,3 +290,61 @@ def test_lstm_batch_first_against_onnx_reference():
     new = {k: rand(*v.shape) for k, v in inits.items()}
     bundle.update(new)
     assert_close(bundle.infer(feeds), ReferenceEvaluator(with_initializers(m, new)).run(None, feeds), 1e-5, "after")
+
+
+@pytest.mark.parametrize("axis,largest", [(-1, 1), (1, 0), (0, 1)])
+def test_top_k_with_ties_lower_index_first(axis, largest):
+    """Ties (rounded values) keep the lower index first; values, indices; float and int inputs."""
+    x = np.round(2 * rand(4, 5, 6)).astype(np.float32)
+    nodes = [node("Add", ["x", "w"], ["t"]), node("TopK", ["t", "k"], ["y0", "i0"], axis=axis, largest=largest),
+             node("TopK", ["n", "k"], ["y1", "i1"], axis=axis, largest=largest)]
+    m = make(nodes, [("x", F, [4, 5, 6]), ("n", I64, [4, 5, 6])],
+             [("y0", F, None), ("i0", I64, None), ("y1", I64, None), ("i1", I64, None)],
+             {"w": np.zeros(6, np.float32), "k": np.array([3], np.int64)})
+    check_model(m, {"x": x, "n": RNG.integers(-2, 3, (4, 5, 6))}, tol=0)
+
+
+def test_top_k_on_interp_and_refused_forms():
+    m = make([node("Add", ["x", "w"], ["t"]), node("TopK", ["t", "k"], ["y0", "i0"], largest=0)],
+             [("x", F, [2, 4])], [("y0", F, None), ("i0", I64, None)],
+             {"w": rand(4), "k": np.array([2], np.int64)})
+    check_model(m, {"x": rand(2, 4)}, backends=("numpy", "interp"), tol=0)
+    m = make([node("TopK", ["x", "k"], ["y0", "i0"]), node("TopK", ["x", "r"], ["y1", "i1"])],
+             [("x", F, [2, 4]), ("r", I64, [1])], [("y0", F, None), ("i0", I64, None), ("y1", F, None), ("i1", I64, None)],
+             {"k": np.array([5], np.int64)})
+    with pytest.raises(UnsupportedOpError) as e:
+        import_onnx(m)
+    assert "TopK with k=5 along an axis of 4" in str(e.value) and "input 1 (r) must be a constant" in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_mod_is_exact_with_onnx_special_cases(dtype):
+    """Mod of floats (fmod 0 and 1) vs np.mod / np.fmod (onnx.reference's definition), bit for bit
+    up to the sign of zero (float64: within |a| * 2**-50, the rounding of q * b): mixed signs,
+    quotients up to 2**22, zeros, infinities, NaN."""
+    elem = {np.float16: TensorProto.FLOAT16, np.float32: F, np.float64: TensorProto.DOUBLE}[dtype]
+    specials = np.array([0, -0.0, np.inf, -np.inf, np.nan, 5, -5, 3, 0, 7], dtype)
+    divisors = np.array([3, -3, 2, 2, 1, np.inf, np.inf, -np.inf, 0, np.nan], dtype)
+    big = (RNG.standard_normal(30) * 2.0 ** RNG.integers(0, 20, 30)).astype(dtype) if dtype != np.float16 \
+        else RNG.standard_normal(30).astype(dtype) * 50
+    a = np.concatenate([specials, big, RNG.standard_normal(20).astype(dtype)])
+    b = np.concatenate([divisors, RNG.uniform(0.3, 3, 30).astype(dtype) * RNG.choice([-1, 1], 30).astype(dtype),
+                        RNG.standard_normal(20).astype(dtype)])
+    m = make([node("Mod", ["a", "b"], ["y0"], fmod=0), node("Mod", ["a", "b"], ["y1"], fmod=1)],
+             [("a", elem, [60])], [("y0", elem, None), ("y1", elem, None)], {"b": b})
+    graph = import_onnx(m)
+    data = bundle_bytes(compile_graph(graph, ["b"]))
+    with np.errstate(all="ignore"):
+        want = [np.mod(a, b), np.fmod(a, b)]
+    for backend in ("numpy", "interp"):
+        bundle = wrc.load_bundle(data, backend=backend)
+        bundle.init()
+        for got, w in zip(bundle.infer({"a": a}), want):
+            assert got.dtype == dtype
+            if dtype == np.float64:
+                bound = np.where(np.isfinite(a), np.abs(a), 0) * 2.0 ** -50
+                with np.errstate(invalid="ignore"):
+                    ok = (got == w) | (np.isnan(got) & np.isnan(w)) | (np.abs(got - w) <= bound)
+                assert ok.all(), (backend, got[~ok], w[~ok])
+            else:
+                np.testing.assert_array_equal(got, w, err_msg=backend)

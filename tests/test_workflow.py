@@ -273,3 +273,28 @@ def test_load_from_bytes_equals_file(session, tmp_path):
     for bundle in (b, b2):
         bundle.init()
         np.testing.assert_allclose(bundle.infer({"x": x})[0], mlp_ref(x, w), rtol=1e-5, atol=1e-6)
+
+
+def test_compile_graph_is_the_whole_build_in_one_call():
+    g, w = mlp_graph()
+    assert not wrc.BuildSession.is_open()
+    # bias has more than one element: a weight by default, like const_1 and const_2
+    assert g.weight_names() == ["const_1", "bias", "const_2"]
+    lean = wrc.compile_graph(g, init=False)  # opens (and closes) a span for the call
+    assert not wrc.BuildSession.is_open()
+    assert sorted(lean.graphs) == ["var_infer_graph", "var_update_graph"]
+    with wrc.BuildSession({"wrc.hoist_weight_only": "false"}):
+        assert wrc.BuildSession.is_open()
+        model = wrc.compile_graph(g, ["const_1", "const_2"])  # the open span's options
+    assert sorted(model.graphs) == ["var_infer_graph", "var_init_graph", "var_update_graph"]
+    b = wrc.load_bundle(bundle_bytes(model))
+    b.init()
+    x = rand(3, 5)
+    np.testing.assert_allclose(b.infer({"x": x})[0], mlp_ref(x, w), rtol=1e-5, atol=1e-6)
+    assert set(b.variables) == {"const_1_var", "const_2_var"}  # bias stayed a constant
+
+    empty = wrc.Graph("no_weights")
+    empty.output(empty.relu(empty.data("x", (2,))))
+    with pytest.raises(wrc.BuildError, match="graph 'no_weights' has no weights to make refreshable"):
+        wrc.compile_graph(empty)
+    assert not wrc.BuildSession.is_open()

@@ -340,18 +340,30 @@ def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
 
     A file that loads is also run (init, infer on zeros) on the numpy backend: a tampered
     but self-consistent file is a different valid model, and may fail with any `WrcError`.
+    `load_bundle(data)` goes through the load cache (warm with the seeds' IR while fuzzing:
+    header and weight mutations are then checked against the cached facts) and must refuse
+    what `read_bundle` refuses, with the same message.
     """
     start = time.monotonic()
     try:
-        model = bf.read_bundle(data)
+        bf.read_bundle(data)
     except BundleFormatError as e:
         outcome = "rejected: " + re.sub(r"[0-9]+", "N", str(e))[:60]
+        try:
+            wrc.load_bundle(data)
+        except BundleFormatError as cached:
+            if str(cached) != str(e):
+                raise AssertionError(f"load_bundle refused it otherwise: {cached} (read_bundle: {e})"[:2000]) from None
+        except BaseException as cached:
+            raise AssertionError(f"load_bundle raised {type(cached).__name__}: {cached}"[:2000]) from cached
+        else:
+            raise AssertionError(f"load_bundle accepted a bundle read_bundle refuses ({e})"[:2000])
     except BaseException as e:
         raise AssertionError(f"read_bundle raised {type(e).__name__}: {e}"[:2000]) from e
     else:
         outcome = "loaded"
         try:
-            b = wrc.load_bundle(model)
+            b = wrc.load_bundle(data)  # through the load cache
             if INIT_GRAPH in b.graphs:
                 b.init()
             inputs = {n: np.zeros(s, d) for n, s, d in b.inputs(INFER_GRAPH)
@@ -442,9 +454,35 @@ def check_non_regular_path(rng: random.Random, folder: Path, case_seconds: float
 
 def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: int = 0,
                  out: Path | None = None, case_seconds: float = 10.0) -> Report:
-    """Random mutations of the seed bundles until `seconds` pass or `cases` are done; one case
-    in 100 gives the bundle path as a non-regular file instead."""
+    """Random mutations of the seed bundles until `seconds` pass or `cases` are done, with a
+    load cache of their own, warm with the seeds (never the user's cache); one case in 100
+    gives the bundle path as a non-regular file instead."""
     rng, seeds, report = random.Random(seed), seed_bundles(), Report("bundle mutation fuzz")
+    with tempfile.TemporaryDirectory() as cache, _environ(WRC_CACHE_DIR=cache):
+        for data in seeds:
+            wrc.load_bundle(data)
+        _fuzz_bundles(rng, seeds, report, seconds, cases, out, case_seconds)
+    return report
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    import os
+
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _fuzz_bundles(rng: random.Random, seeds: list[bytes], report: Report, seconds: float | None,
+                  cases: int | None, out: Path | None, case_seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in _until(seconds, cases):
             if rng.random() < 0.01:
@@ -462,7 +500,6 @@ def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: i
             except AssertionError as e:
                 report.findings.append(str(e))
                 _save(out, "bundle", mutated, str(e))
-    return report
 
 
 # --------------------------------------------------------------------------- weight files

@@ -32,6 +32,7 @@ from wrc.workflow import (
     build_initialize,
     bundle_build_model,
     bundle_save_model,
+    compile_graph,
     convert_to_weight_refreshable_graphs,
 )
 
@@ -41,7 +42,7 @@ __all__ = [
     "BuildError", "BuildSession", "Bundle", "BundleFormatError", "ConversionError", "Graph",
     "GraphError", "InputError", "LoweringError", "ModelBuffer", "RuntimeStateError", "ShapeError",
     "Tensor", "UnrunnableBundleError", "VariableInfo", "WeightRefreshableGraphs", "WrcError", "build_finalize",
-    "build_initialize", "bundle_build_model", "bundle_save_model",
+    "build_initialize", "bundle_build_model", "bundle_save_model", "compile_graph",
     "convert_to_weight_refreshable_graphs", "load_bundle",
 ]
 

@@ -22,7 +22,7 @@ import re
 import stat
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -47,7 +47,7 @@ from wrc.errors import BundleFormatError, WrcError
 from wrc.files import open_regular
 from wrc.ir_binary import decode_module, encode_module, gc_paused
 from wrc.ir_text import parse_module
-from wrc.model_buffer import ModelBuffer, c_array
+from wrc.model_buffer import LazyModelBuffer, ModelBuffer, c_array
 
 MAGIC = b"\x89WRC\r\n\x1a\n"
 """PNG-style: a high byte (catches 7-bit transfers), CRLF and ^Z/LF (catch newline mangling)."""
@@ -183,6 +183,9 @@ def _check_generic_bodies(module: ModuleOp) -> None:
                     for v in op.operands]
         blocks = list(op.body.blocks)
         term = blocks[0].last_op if len(blocks) == 1 else None
+        if (len(blocks) == 1 and isinstance(term, YieldOp) and list(blocks[0].arg_types) == elements
+                and [v.type for v in term.operands] == elements[len(op.inputs):]):
+            continue  # (compared as attributes: printing them all cost a tenth of a load)
         takes = [str(t) for t in blocks[0].arg_types] if len(blocks) == 1 else "not one block"
         yields = [str(v.type) for v in term.operands] if isinstance(term, YieldOp) else "no linalg.yield"
         want = [str(t) for t in elements]
@@ -653,11 +656,124 @@ def read_bundle(source: str | os.PathLike[str] | bytes) -> ModelBuffer:
 
     Every problem raises `BundleFormatError` naming the section, offset or weight.
     """
+    with open_bundle(source) as c:
+        return c.model(c.module())
+
+
+@contextmanager
+def open_bundle(source: str | os.PathLike[str] | bytes) -> Iterator[Container]:
+    """A bundle whose prelude, header, layout and IR checksum are checked, its IR not yet
+    decoded: `c.model(c.module())` reads it as `read_bundle` does; `c.model_known(facts)`
+    skips the IR when the load cache (`wrc.load_cache`) knows it by its SHA-256."""
     with _open(source) as src:
-        return _read(src)
+        yield _read_container(src)
 
 
-def _read(src: _Source) -> ModelBuffer:
+@dataclass(frozen=True)
+class IRFacts:
+    """What a header is checked against, derived from its verified IR: the load cache keeps
+    them so that a bundle whose IR it knows is checked without decoding the IR."""
+
+    stored: Mapping[str, tuple[tuple[int, ...], str, str]]  # stored constant → shape, dtype, type
+    variables: Mapping[str, Any]  # as the header's "variables" says them
+    largest_buffer: int  # bytes of the IR's largest buffer (checked against max_tensor_bytes())
+
+
+def ir_facts(module: ModuleOp) -> IRFacts:
+    """The `IRFacts` of a verified module."""
+    globals_ = module_globals(module)
+    stored = {}
+    for name in stored_weight_names(module):
+        spec = global_spec(globals_[name])
+        assert spec is not None  # checked by _check_ir
+        stored[name] = (spec[0], spec[1].name, str(globals_[name].type))
+    largest = 0
+    for op in module.walk():
+        types = [r.type for r in op.results] + [a.type for reg in op.regions for b in reg.blocks for a in b.args]
+        if isinstance(op, GlobalOp):
+            types.append(op.type)
+        largest = max([largest, *map(_buffer_bytes, types)])
+    return IRFacts(stored, _variables(module), largest)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A bundle's checked container (`open_bundle`): its IR section is checksummed, not decoded."""
+
+    src: _Source
+    version: int
+    graphs: tuple[str, ...]
+    ir: _Section
+    raw_ir: bytes
+    weights: list[_WeightEntry]
+    variables: dict[str, Any]
+
+    @property
+    def ir_sha256(self) -> str:
+        """The IR section's SHA-256 (hex), checked against its bytes."""
+        return self.ir.sha256
+
+    def module(self) -> ModuleOp:
+        """The IR, decoded (or parsed) and verified."""
+        return _parse_ir(self.raw_ir, self.ir, self.version)
+
+    def model(self, module: ModuleOp) -> ModelBuffer:
+        """The bundle, its header checked against `module` (this bundle's `module()`)."""
+        # The header must describe the IR it carries: same stored weights, types and variables.
+        globals_, stored = module_globals(module), set(stored_weight_names(module))
+        for w in self.weights:
+            op = globals_.get(w.name)
+            spec = global_spec(op) if op is not None else None
+            if op is None or w.name not in stored:
+                raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
+                            f"of the IR")
+            if spec is None or spec[0] != w.shape or spec[1].name != w.dtype.name:
+                raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
+                            f"declares {op.type}")
+        if self.variables != _variables(module):
+            raise _fail(f"header variables {sorted(self.variables)} do not match the IR's "
+                        f"{sorted(_variables(module))}")
+        _check_ir(module, self.graphs, [w.name for w in self.weights])
+        _check_buffer_sizes(module)
+        return ModelBuffer(module=module, graphs=self.graphs, weights=self.read_weights())
+
+    def model_known(self, facts: IRFacts) -> ModelBuffer | None:
+        """The bundle, its header checked against the `IRFacts` of its IR (those of an IR with
+        this SHA-256 that `model` accepted before, with the same graphs); the module is decoded
+        and verified on first use. None when the facts alone cannot decide (a buffer over
+        today's `max_tensor_bytes()`): `model(module())` then reports it."""
+        if facts.largest_buffer > max_tensor_bytes():
+            return None
+        for w in self.weights:  # the same checks and messages as `model`
+            known = facts.stored.get(w.name)
+            if known is None:
+                raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
+                            f"of the IR")
+            if known[:2] != (w.shape, w.dtype.name):
+                raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
+                            f"declares {known[2]}")
+        if self.variables != facts.variables:
+            raise _fail(f"header variables {sorted(self.variables)} do not match the IR's "
+                        f"{sorted(facts.variables)}")
+        names = [w.name for w in self.weights]
+        missing = [n for n in facts.stored if n not in names]
+        if missing:  # (every name given is stored: checked above)
+            raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
+                        f"not constants of the IR: [])")
+        raw, section, version = self.raw_ir, self.ir, self.version
+        return LazyModelBuffer(lambda: _parse_ir(raw, section, version), self.graphs, self.read_weights())
+
+    def read_weights(self) -> dict[str, np.ndarray]:
+        """Every weight, read and checked against its SHA-256 (what a load from the cache reads)."""
+        values = {}
+        for w in self.weights:  # everything is validated: now allocate and read
+            buf = self.src.read_array(w.section.offset, w.section.nbytes, w.section.what)
+            _check_sha(buf, w.section)
+            values[w.name] = buf.view(w.dtype).reshape(w.shape)
+        return values
+
+
+def _read_container(src: _Source) -> Container:
     if src.size < PRELUDE_SIZE:
         raise _fail(f"file is {src.size} bytes, too short for the {PRELUDE_SIZE}-byte prelude")
     magic, version, flags, header_len, header_sha = _PRELUDE.unpack(src.read(0, PRELUDE_SIZE, "prelude"))
@@ -701,29 +817,4 @@ def _read(src: _Source) -> ModelBuffer:
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
     _check_sha(raw_ir, ir)
-    module = _parse_ir(raw_ir, ir, version)
-
-    # The header must describe the IR it carries: same stored weights, types and variables.
-    globals_, stored = module_globals(module), set(stored_weight_names(module))
-    for w in weights:
-        op = globals_.get(w.name)
-        spec = global_spec(op) if op is not None else None
-        if op is None or w.name not in stored:
-            raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
-                        f"of the IR")
-        if spec is None or spec[0] != w.shape or spec[1].name != w.dtype.name:
-            raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
-                        f"declares {op.type}")
-    if variables != _variables(module):
-        raise _fail(f"header variables {sorted(variables)} do not match the IR's "
-                    f"{sorted(_variables(module))}")
-    _check_ir(module, graphs, [w.name for w in weights])
-    _check_buffer_sizes(module)
-
-    values = {}
-    for w in weights:  # everything is validated: now allocate and read
-        buf = src.read_array(w.section.offset, w.section.nbytes, w.section.what)
-        _check_sha(buf, w.section)
-        values[w.name] = buf.view(w.dtype).reshape(w.shape)
-    return ModelBuffer(module=module, graphs=tuple(graphs), weights=values)
-
+    return Container(src, version, tuple(graphs), ir, raw_ir, weights, variables)

@@ -71,8 +71,8 @@ Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile.
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from wrc.onnx import compile_graph, import_onnx, weight_names
-    from wrc.workflow import BuildSession, bundle_save_model
+    from wrc.onnx import import_onnx, weight_names
+    from wrc.workflow import BuildSession, bundle_save_model, compile_graph
 
     unpinned = _unpinned_inputs(args.model, {name for name, _ in args.input_shape})
     if unpinned:

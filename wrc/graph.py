@@ -7,7 +7,8 @@ never in the IR text, unless a constant is created with `inline=True`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from xdsl.dialects import func
@@ -29,6 +30,22 @@ from wrc.errors import GraphError, ShapeError
 from wrc.ir_text import parse_module
 
 DimLike = int | None
+
+FILL_MAGNITUDE = 1e30
+"""A float constant holding a value at least this large (or inf/NaN) is a fill constant
+(attention masks use -1e38 / finfo.min / -inf), not a weight."""
+T = TypeVar("T")
+
+
+def is_weight_value(array: np.ndarray) -> bool:
+    """`Graph.weight_names`' rule on a constant's value: floats, more than one element (0-d and
+    one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
+    every |x| < FILL_MAGNITUDE (not a mask fill)."""
+    if array.dtype.kind != "f" or array.size <= 1:
+        return False
+    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
+        return bool(np.isfinite(array).all())
+    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
 
 
 def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> TensorType:
@@ -185,6 +202,11 @@ class Graph:
         """The graph's `ge.const` ops by name (the candidates for `const_names`)."""
         return {op.const_name.data: op for op in self._ops() if isinstance(op, ge.ConstOp)}
 
+    def weight_names(self) -> list[str]:
+        """The constants a conversion makes refreshable by default (`wrc.compile_graph`): the
+        weight-table constants passing `is_weight_value`."""
+        return [name for name in self.constants if name in self.weights and is_weight_value(self.weights[name])]
+
     def weight(self, name: str) -> np.ndarray:
         """The value of constant `name`: from the weight table, else its inline value."""
         if name in self.weights:
@@ -236,16 +258,20 @@ class Graph:
         self.weights[name] = array
         return self._insert(ge.ConstOp(name, type))
 
-    def _infer(self, fn, *args) -> TensorType:
+    def _shape_rule(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`: an op's shape rule or constructor; a `ShapeError` names the graph."""
         try:
             return fn(*args)
         except ShapeError as e:
             raise ShapeError(f"in graph {self.name!r}: {e}") from None
 
+    def _build(self, cls: type[Operation], *args: Any) -> Tensor:
+        """Insert `cls(*args)`; the op infers its result type, a `ShapeError` names the graph."""
+        return self._insert(self._shape_rule(cls, *args))
+
     def _binary(self, cls: type[ge.ElementwiseBinaryOp], a: Tensor, b: Tensor) -> Tensor:
         self._own(a, b)
-        out = self._infer(cls.infer, cls.name, a.type, b.type)
-        return self._insert(cls(a.value, b.value, out))
+        return self._build(cls, a.value, b.value)
 
     def add(self, a: Tensor, b: Tensor) -> Tensor:
         return self._binary(ge.AddOp, a, b)
@@ -261,8 +287,7 @@ class Graph:
 
     def _unary(self, cls: type[ge.ElementwiseUnaryOp], x: Tensor) -> Tensor:
         self._own(x)
-        self._infer(cls.infer, cls.name, x.type)
-        return self._insert(cls(x.value))
+        return self._build(cls, x.value)
 
     def relu(self, x: Tensor) -> Tensor:
         return self._unary(ge.ReluOp, x)
@@ -278,57 +303,49 @@ class Graph:
 
     def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
         self._own(x)
-        self._infer(ge.SoftmaxOp.infer, ge.SoftmaxOp.name, x.type, axis)
-        return self._insert(ge.SoftmaxOp(x.value, axis))
+        return self._build(ge.SoftmaxOp, x.value, axis)
 
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         self._own(a, b)
-        out = self._infer(ge.MatMulOp.infer, ge.MatMulOp.name, a.type, b.type)
-        return self._insert(ge.MatMulOp(a.value, b.value, out))
+        return self._build(ge.MatMulOp, a.value, b.value)
 
     def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor:
         """NumPy/ONNX reshape: one -1 is inferred, a 0 copies the input's dimension."""
         self._own(x)
-        out = self._infer(ge.ReshapeOp.infer, ge.ReshapeOp.name, x.type, [int(d) for d in shape])
+        out = self._shape_rule(ge.ReshapeOp.infer, ge.ReshapeOp.name, x.type, [int(d) for d in shape])
         return self._insert(ge.ReshapeOp(x.value, out))
 
     def transpose(self, x: Tensor, perm: Sequence[int] | None = None) -> Tensor:
         self._own(x)
         perm = list(reversed(range(len(x.shape)))) if perm is None else [int(p) for p in perm]
-        out = self._infer(ge.TransposeOp.infer, ge.TransposeOp.name, x.type, perm)
-        return self._insert(ge.TransposeOp(x.value, perm, out))
+        return self._build(ge.TransposeOp, x.value, perm)
 
     def conv2d(self, x: Tensor, w: Tensor, strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
                dilations: Sequence[int] = (1, 1), groups: int = 1) -> Tensor:
         """NCHW convolution with an FCHW filter; `pads` = (top, left, bottom, right)."""
         self._own(x, w)
-        out = self._infer(ge.Conv2DOp.infer, ge.Conv2DOp.name, x.type, w.type, strides, pads, dilations, groups)
-        return self._insert(ge.Conv2DOp(x.value, w.value, out, strides, pads, dilations, groups))
+        return self._build(ge.Conv2DOp, x.value, w.value, None, strides, pads, dilations, groups)
 
     def max_pool2d(self, x: Tensor, kernel: Sequence[int], strides: Sequence[int] | None = None,
                    pads: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
         strides = kernel if strides is None else strides
         self._own(x)
-        out = self._infer(ge.MaxPool2DOp.infer, ge.MaxPool2DOp.name, x.type, kernel, strides, pads)
-        return self._insert(ge.MaxPool2DOp(x.value, out, kernel, strides, pads))
+        return self._build(ge.MaxPool2DOp, x.value, None, kernel, strides, pads)
 
     def avg_pool2d(self, x: Tensor, kernel: Sequence[int], strides: Sequence[int] | None = None,
                    pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False) -> Tensor:
         strides = kernel if strides is None else strides
         self._own(x)
-        out = self._infer(ge.AvgPool2DOp.infer, ge.AvgPool2DOp.name, x.type, kernel, strides, pads)
-        return self._insert(ge.AvgPool2DOp(x.value, out, kernel, strides, pads, count_include_pad))
+        return self._build(ge.AvgPool2DOp, x.value, None, kernel, strides, pads, count_include_pad)
 
     def global_avg_pool(self, x: Tensor) -> Tensor:
         self._own(x)
-        out = self._infer(ge.GlobalAvgPoolOp.infer, ge.GlobalAvgPoolOp.name, x.type)
-        return self._insert(ge.GlobalAvgPoolOp(x.value, out))
+        return self._build(ge.GlobalAvgPoolOp, x.value)
 
     def _reduce(self, cls: type[ge.ReduceOp], x: Tensor, axes: int | Sequence[int], keepdims: bool) -> Tensor:
         self._own(x)
         axes = [axes] if isinstance(axes, int) else [int(a) for a in axes]
-        out = self._infer(cls.infer, cls.name, x.type, axes, keepdims)
-        return self._insert(cls(x.value, axes, keepdims, out))
+        return self._build(cls, x.value, axes, keepdims)
 
     def reduce_sum(self, x: Tensor, axes: int | Sequence[int], keepdims: bool = False) -> Tensor:
         return self._reduce(ge.ReduceSumOp, x, axes, keepdims)
@@ -367,19 +384,17 @@ class Graph:
 
     def cast(self, x: Tensor, dtype: np.dtype | str | type) -> Tensor:
         self._own(x)
-        out = self._infer(ge.CastOp.infer, ge.CastOp.name, x.type, to_element_type(np.dtype(dtype)))
+        out = self._shape_rule(ge.CastOp.infer, ge.CastOp.name, x.type, to_element_type(np.dtype(dtype)))
         return self._insert(ge.CastOp(x.value, out))
 
     def where(self, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
         """`cond ? a : b` elementwise (broadcasting); `cond` is a bool tensor."""
         self._own(cond, a, b)
-        out = self._infer(ge.WhereOp.infer, ge.WhereOp.name, cond.type, a.type, b.type)
-        return self._insert(ge.WhereOp(cond.value, a.value, b.value, out))
+        return self._build(ge.WhereOp, cond.value, a.value, b.value)
 
     def concat(self, tensors: Sequence[Tensor], axis: int) -> Tensor:
         self._own(*tensors)
-        out = self._infer(ge.ConcatOp.infer, ge.ConcatOp.name, [t.type for t in tensors], axis)
-        return self._insert(ge.ConcatOp([t.value for t in tensors], axis, out))
+        return self._build(ge.ConcatOp, [t.value for t in tensors], axis)
 
     def slice(self, x: Tensor, starts: Sequence[int], ends: Sequence[int], steps: Sequence[int] | None = None) -> Tensor:
         """`x[s0:e0:k0, s1:e1:k1, ...]` with every dim given and positive steps (Python rules
@@ -393,20 +408,19 @@ class Graph:
         ranges = [range(*slice(s, e, k).indices(d)) for s, e, k, d in zip(starts, ends, steps, x.shape)]
         norm = [r.start if len(r) else 0 for r in ranges]
         sizes = [len(r) for r in ranges]
-        out = self._infer(ge.SliceOp.infer, ge.SliceOp.name, x.type, norm, steps, sizes)
+        out = self._shape_rule(ge.SliceOp.infer, ge.SliceOp.name, x.type, norm, steps, sizes)
         return self._insert(ge.SliceOp(x.value, norm, steps, out))
 
     def expand(self, x: Tensor, shape: Sequence[int]) -> Tensor:
         """Broadcast `x` to `shape` (NumPy rules; ONNX Expand with the final shape)."""
         self._own(x)
-        out = self._infer(ge.ExpandOp.infer, ge.ExpandOp.name, x.type, [int(d) for d in shape])
+        out = self._shape_rule(ge.ExpandOp.infer, ge.ExpandOp.name, x.type, [int(d) for d in shape])
         return self._insert(ge.ExpandOp(x.value, out))
 
     def gather(self, data: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
         """ONNX Gather (`np.take(data, indices, axis)`), e.g. an embedding lookup."""
         self._own(data, indices)
-        out = self._infer(ge.GatherOp.infer, ge.GatherOp.name, data.type, indices.type, axis)
-        return self._insert(ge.GatherOp(data.value, indices.value, axis, out))
+        return self._build(ge.GatherOp, data.value, indices.value, axis)
 
     # bool tensors: comparisons give bool, logic ops take and give bool (NumPy broadcasting)
 
@@ -439,8 +453,7 @@ class Graph:
 
     def _float_test(self, cls: type[ge.FloatTestOp], x: Tensor) -> Tensor:
         self._own(x)
-        out = self._infer(cls.infer, cls.name, x.type)
-        return self._insert(cls(x.value, out))
+        return self._build(cls, x.value)
 
     def is_nan(self, x: Tensor) -> Tensor:
         return self._float_test(ge.IsNanOp, x)

@@ -9,7 +9,8 @@ their storage. What the module means is `wrc.abi`'s; its file form is `wrc.bundl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,3 +40,19 @@ class ModelBuffer:
     module: ModuleOp
     graphs: tuple[str, ...]
     weights: Mapping[str, np.ndarray]
+
+
+class LazyModelBuffer(ModelBuffer):
+    """A `ModelBuffer` whose module is made by `load()` on first use: a bundle loaded from the
+    load cache (`wrc.load_cache`) runs without its IR, which only `wrc inspect`, the `interp`
+    backend and other readers of the module need."""
+
+    def __init__(self, load: Callable[[], ModuleOp], graphs: tuple[str, ...],
+                 weights: Mapping[str, np.ndarray]) -> None:
+        object.__setattr__(self, "_load", load)
+        object.__setattr__(self, "graphs", graphs)
+        object.__setattr__(self, "weights", weights)
+
+    @functools.cached_property
+    def module(self) -> ModuleOp:  # type: ignore[override]
+        return self._load()  # type: ignore[attr-defined]

@@ -27,8 +27,8 @@ from onnx import helper, numpy_helper
 
 from wrc.dtypes import UnsupportedDtypeError, to_element_type
 from wrc.errors import OnnxImportError, UnsupportedOpError, WrcError
-from wrc.graph import Graph, Tensor
-from wrc.model_buffer import ModelBuffer
+from wrc.graph import Graph, Tensor, is_weight_value
+from wrc.workflow import compile_graph  # noqa: F401 - the one-call build, re-exported for importer users
 
 MIN_OPSET, MAX_OPSET = 13, onnx.defs.onnx_opset_version()
 OLDEST_OPSET = 7
@@ -39,9 +39,6 @@ TESTED_OPSETS = (13, 21)
 semantics; the conformance table runs ONNX's node tests at their own, often newer, opsets)."""
 INLINE_LIMIT = 64
 """Static values that are not weights with at most this many elements are printed inline."""
-FILL_MAGNITUDE = 1e30
-"""A float initializer holding a value at least this large (or inf/NaN) is a fill constant
-(attention masks use -1e38 / finfo.min / -inf), not a weight."""
 
 
 class _Unsupported(Exception):
@@ -60,17 +57,6 @@ class Static:
 Value = Tensor | Static
 
 
-def is_weight_value(array: np.ndarray) -> bool:
-    """`weight_names`' rule on an initializer's value: floats, more than one element (0-d and
-    one-element tensors are exponents, epsilons and scales, kept inline so passes see them),
-    every |x| < FILL_MAGNITUDE (not a mask fill)."""
-    if array.dtype.kind != "f" or array.size <= 1:
-        return False
-    if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
-        return bool(np.isfinite(array).all())
-    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
-
-
 def _inlinable(array: np.ndarray) -> bool:
     """Small enough to print in the IR, and finite: NaN and inf do not survive the IR text
     (printed as hex, they are read back as integers)."""
@@ -79,11 +65,18 @@ def _inlinable(array: np.ndarray) -> bool:
 
 class ImportedGraph(Graph):
     """The `Graph` `import_onnx` returns; `initializer_weights` names the constants that are
-    ONNX initializers passing `is_weight_value` (what `weight_names` returns)."""
+    ONNX initializers passing `is_weight_value`: its `weight_names()`."""
 
     def __init__(self, name: str):
         super().__init__(name)
         self.initializer_weights: list[str] = []
+
+    def weight_names(self) -> list[str]:
+        """The float initializers used as tensors with more than one element and no
+        |x| >= 1e30, by their ONNX names; not values folded at import (Constant nodes,
+        ConstantOfShape, ...)."""
+        chosen = set(self.initializer_weights)
+        return [name for name in self.constants if name in chosen]
 
 
 # --------------------------------------------------------------------------- loading
@@ -332,7 +325,7 @@ Handler = Callable[[_Node], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 FOLD_ONLY = {"Range", "ConstantOfShape", "NonZero", "ReduceProd", "Floor", "Ceil"}
 """Operators imported only when all their inputs are constants (folded by onnx.reference)."""
-NO_FOLD = {"Dropout", "If"}
+NO_FOLD = {"Dropout", "If", "Loop", "Scan"}
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:
@@ -974,8 +967,32 @@ def _sign(n: _Node) -> list[Value]:
 def _mod(n: _Node) -> list[Value]:
     a, b = n.t(0), n.t(1)
     if a.dtype.kind == "f":
-        raise _Unsupported("Mod of floating-point tensors at run time (integers only)")
+        return [_float_mod(n, a, b, bool(n.attr("fmod", 0)))]
     return [n.g.fmod(a, b) if n.attr("fmod", 0) else n.g.floor_mod(a, b)]
+
+
+def _float_mod(n: _Node, a: Tensor, b: Tensor, truncated: bool) -> Tensor:
+    """`a - q * b` with `q = trunc(a / b)` (fmod=1) or `floor(a / b)` (fmod=0), in float64: exact
+    for float16/float32 operands while |a / b| < 2**29 (q and q * b are exact in float64, so only
+    the final rounding remains). trunc is a round trip through int64 (for |q| < 2**52; larger
+    floats, inf and NaN are integral already); an infinite `b` takes ONNX's special case."""
+    g, dtype = n.g, a.dtype
+    a64, b64 = g.cast(a, np.float64), g.cast(b, np.float64)
+    ratio = g.div(a64, b64)
+    small = g.less(g.abs(ratio), n.scalar(2.0 ** 52, ratio))
+    safe = g.where(small, ratio, n.scalar(0, ratio))  # no cast of inf/NaN to int64
+    q = g.where(small, g.cast(g.cast(safe, np.int64), np.float64), ratio)
+    if not truncated:  # floor: one less where trunc rounded a negative quotient up
+        q = g.sub(q, g.cast(g.greater(q, ratio), np.float64))
+    r = g.sub(a64, g.mul(q, b64))
+    finite_a = g.logical_not(g.logical_or(g.is_inf(a64), g.is_nan(a64)))
+    inf_b = g.logical_and(g.is_inf(b64), finite_a)
+    if truncated:
+        special = a64
+    else:  # a when zero or of b's sign, else b
+        same = g.logical_or(g.equal(a64, n.scalar(0, a64)), g.equal(g.sign(a64), g.sign(b64)))
+        special = g.where(same, a64, b64)
+    return g.cast(g.where(inf_b, special, r), dtype)
 # ------------------------------------------------- issue 11: Dropout's mask, If, NumPy folds
 
 
@@ -1003,7 +1020,13 @@ def _dropout_mask(n: _Node, x: Value) -> list[Value]:
 def _branch(n: _Node, which: str) -> list[str]:
     """Import the nodes of the If's `which` subgraph into the enclosing graph (they read outer
     values by name); returns the names of its outputs."""
-    imp, graph = n.imp, n.attrs[which]
+    return _import_subgraph(n, n.attrs[which], which)
+
+
+def _import_subgraph(n: _Node, graph: onnx.GraphProto, which: str) -> list[str]:
+    """Import the nodes of subgraph `graph` (called `which` in errors) into the enclosing graph;
+    its initializers keep their names (one weight however often the subgraph is imported)."""
+    imp = n.imp
     base = os.path.dirname(imp.where) if imp.where != "<ModelProto>" else ""
     for init in graph.initializer:
         dtype = _np_dtype(init.data_type, f"{which} initializer {init.name!r}")
@@ -1225,6 +1248,35 @@ HANDLERS["ArgMax"] = _arg_extreme(True)
 HANDLERS["ArgMin"] = _arg_extreme(False)
 
 
+@handles("TopK")
+def _top_k(n: _Node) -> list[Value]:
+    """Ranks without sorting: element i's rank along the axis is the number of elements before
+    it, `#{j: x_j > x_i} + #{j < i: x_j == x_i}` (smallest: `<`), so ties keep the lower index
+    first as ONNX specifies; output p's index is `sum_i i * (rank_i == p)`, its value a gather
+    (`_take_along`). Costs O(L²) comparisons per row of length L (L = the axis' size)."""
+    g, x = n.g, n.t(0)
+    shape = n.shape(x)
+    rank = len(shape)
+    axis = int(n.attr("axis", -1)) % rank  # type: ignore[arg-type]
+    k, size = int(n.s(1).reshape(-1)[0]), shape[axis]
+    if not 0 < k <= size:
+        raise _Unsupported(f"TopK with k={k} along an axis of {size} (1 <= k <= {size} is needed)")
+    if x.dtype.kind == "b":
+        raise _Unsupported("TopK of bool values")
+    mine = g.reshape(x, [*shape[:axis + 1], 1, *shape[axis + 1:]])  # element i along axis, j along axis + 1
+    other = g.reshape(x, [*shape[:axis], 1, *shape[axis:]])
+    beats = g.greater(other, mine) if n.attr("largest", 1) else g.less(other, mine)
+    i, j = np.arange(size).reshape(-1, 1), np.arange(size).reshape(1, -1)
+    earlier = _const(n, "earlier", (j < i).reshape([size, size] + [1] * (rank - axis - 1)))
+    before = g.logical_or(beats, g.logical_and(g.equal(other, mine), earlier))
+    ranks = g.reduce_sum(g.cast(before, np.int64), axis + 1, keepdims=True)  # (..., L, 1, ...)
+    wanted = _const(n, "p", _axis_vector(np.arange(k, dtype=np.int64), axis + 1, rank + 1))
+    at = g.cast(g.equal(ranks, wanted), np.int64)  # (..., L, k, ...): element i has rank p
+    positions = _const(n, "i", _axis_vector(np.arange(size, dtype=np.int64), axis, rank + 1))
+    index = g.reduce_sum(g.mul(at, positions), axis, keepdims=False)  # (..., k, ...)
+    return [_take_along(n, x, index, axis), index]
+
+
 # --------------------------------------------------------------------------- Pad modes
 
 
@@ -1309,6 +1361,67 @@ def sampling_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mo
     return np.clip(index, 0, in_size - 1).astype(np.int64), weights
 
 
+def _window_coeffs(kind: str, ratio: np.ndarray, scale: float, antialias: bool, cubic_a: float,
+                   nearest_mode: str) -> np.ndarray:
+    """onnx.reference's Resize coefficients per output position (ratio in (0, 1]); with
+    antialias, the linear/cubic kernel stretched by 1 / scale when downsampling, normalized."""
+    r, a = ratio[:, None], cubic_a
+
+    def cubic(d: np.ndarray) -> np.ndarray:
+        d = np.abs(d)
+        return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                        np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+    if antialias:
+        s = min(scale, 1.0)
+        start = int(np.floor((-1 if kind == "linear" else -2) / s) + 1)
+        d = (np.arange(start, 2 - start)[None, :] - r) * s
+        c = np.clip(1 - np.abs(d), 0, 1) if kind == "linear" else cubic(d)
+        return c / c.sum(axis=1, keepdims=True)
+    if kind == "linear":
+        return np.hstack([1 - r, r])
+    if kind == "cubic":
+        return cubic(np.arange(-1, 3)[None, :] - r)
+    up = {"round_prefer_floor": r > 0.5, "round_prefer_ceil": r >= 0.5, "floor": r < 0, "ceil": r >= 0}
+    if nearest_mode not in up:
+        raise _Unsupported(f"Resize nearest_mode {nearest_mode!r}")
+    take_up = up[nearest_mode] | (r == 1)  # an integer coordinate takes itself
+    return np.hstack([~take_up, take_up]).astype(np.float64)
+
+
+def _reference_taps(kind: str, in_size: int, out_size: int, scale: float, coord_mode: str,
+                   roi: tuple[float, float] = (0.0, 1.0), antialias: bool = False, cubic_a: float = -0.75,
+                   exclude_outside: bool = False, nearest_mode: str = "round_prefer_floor",
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Taps (see `sampling_taps`) as onnx.reference builds them, for the forms `sampling_taps`
+    leaves out: antialias and tf_crop_and_resize. Also returns which outputs fall outside the
+    input (tf_crop_and_resize: they take `extrapolation_value`)."""
+    outside = np.zeros(out_size, bool)
+    if coord_mode == "tf_crop_and_resize":  # the spec's integer output length, as onnxruntime
+        y = np.arange(out_size, dtype=np.float64)
+        span = (roi[1] - roi[0]) * (in_size - 1)
+        x = np.full(out_size, span / 2) if out_size == 1 else y * span / (out_size - 1)
+        x = x + roi[0] * (in_size - 1)
+        outside = (x < 0) | (x > in_size - 1)
+    else:
+        x = _source_coords(coord_mode, out_size, in_size, scale).astype(np.float64)
+    ratio = np.where(x == np.floor(x), 1.0, x - np.floor(x))
+    coeffs = _window_coeffs(kind, ratio, scale, antialias, cubic_a, nearest_mode)
+    taps = coeffs.shape[1]
+    pad = -(-taps // 2)
+    shifted = x + pad
+    base, frac = np.floor(shifted), shifted - np.floor(shifted)
+    if taps % 2 == 0:  # the window of the `taps` nearest pixels, ties to the lower one
+        offset = np.where(frac == 0, -(taps // 2), -(taps // 2) + 1)
+    else:
+        offset = np.where(frac <= 0.5, -((taps - 1) // 2), -((taps - 1) // 2) + 1)
+    index = (base + offset)[:, None] + np.arange(taps)[None, :] - pad
+    if exclude_outside:
+        coeffs = np.where((index < 0) | (index >= in_size), 0.0, coeffs)
+        total = coeffs.sum(axis=1, keepdims=True)
+        coeffs = coeffs / np.where(total == 0, 1.0, total)
+    return np.clip(index, 0, in_size - 1).astype(np.int64), coeffs, outside
+
+
 def resample(n: _Node, x: Tensor, axis: int, index: np.ndarray, weights: np.ndarray) -> Tensor:
     """`x` resampled along `axis` by taps (see `sampling_taps`): one `ge.gather` per tap that
     has a nonzero weight, times its weights, summed; a single tap of weight 1 is just the gather
@@ -1362,22 +1475,41 @@ def _resize(n: _Node) -> list[Value]:
     coord = str(n.attr("coordinate_transformation_mode", "half_pixel"))
     if mode not in ("nearest", "linear", "cubic"):
         raise _Unsupported(f"Resize mode {mode!r}")
-    if coord not in COORDINATE_MODES:
+    crop = coord == "tf_crop_and_resize"
+    if coord not in COORDINATE_MODES and not crop:
         raise _Unsupported(f"Resize coordinate_transformation_mode {coord!r}")
-    if n.attr("antialias", 0):
-        raise _Unsupported("Resize with antialias")
+    antialias = bool(n.attr("antialias", 0))
+    if antialias and mode == "nearest":
+        raise _Unsupported("Resize with antialias in mode 'nearest' (linear and cubic only)")
     if mode != "nearest" and x.dtype.kind != "f":
         raise _Unsupported(f"Resize mode {mode!r} of a {x.dtype} tensor")
     sizes, scales = _resize_axes(n, shape)
+    rank = len(shape)
+    rois = [(0.0, 1.0)] * rank
+    if crop:
+        if not (n.has(1) and n.s(1).size):
+            raise _Unsupported("Resize tf_crop_and_resize without a roi")
+        roi = [float(v) for v in n.s(1).reshape(-1)]
+        axes = [a % rank for a in (n.attr("axes") or range(rank))]  # type: ignore[attr-defined]
+        for i, a in enumerate(axes):
+            rois[a] = (roi[i], roi[len(axes) + i])
+    nearest, cubic_a = str(n.attr("nearest_mode", "round_prefer_floor")), float(n.attr("cubic_coeff_a", -0.75))  # type: ignore[arg-type]
+    exclude = bool(n.attr("exclude_outside", 0))
     for axis, (size, out, scale) in enumerate(zip(shape, sizes, scales)):
-        if out == size and scale == 1:
+        if out == size and scale == 1 and rois[axis] == (0.0, 1.0):
             continue
         if out == 0 or size == 0:
             raise _Unsupported("Resize to or from an empty axis")
-        index, weights = sampling_taps(mode, size, out, scale, coord, str(n.attr("nearest_mode", "round_prefer_floor")),
-                                       float(n.attr("cubic_coeff_a", -0.75)),  # type: ignore[arg-type]
-                                       bool(n.attr("exclude_outside", 0)))
+        if antialias or crop:
+            index, weights, outside = _reference_taps(mode, size, out, scale, coord, rois[axis], antialias, cubic_a,
+                                                     exclude, nearest)
+        else:
+            index, weights = sampling_taps(mode, size, out, scale, coord, nearest, cubic_a, exclude)
+            outside = np.zeros(out, bool)
         x = resample(n, x, axis, index, weights)
+        if outside.any():
+            fill = n.scalar(float(n.attr("extrapolation_value", 0.0)), x)  # type: ignore[arg-type]
+            x = n.g.where(_const(n, "outside", _axis_vector(outside, axis, rank)), fill, x)
     return [x]
 
 
@@ -1622,15 +1754,20 @@ def _gather_elements(n: _Node) -> list[Value]:
     offset of every other coordinate (from broadcast `arange` vectors). With constant indices
     the whole index computation is computed once, at load."""
     data, index = n.t(0), _index_input(n, 1)
+    return [_take_along(n, data, index, int(n.attr("axis", 0)))]  # type: ignore[arg-type]
+
+
+def _take_along(n: _Node, data: Tensor, index: Tensor, axis: int) -> Tensor:
+    """`np.take_along_axis(data, index, axis)` as one `ge.gather` (see `_gather_elements`)."""
     dshape, ishape = n.shape(data), n.shape(index)
     rank = len(dshape)
-    axis = int(n.attr("axis", 0)) % rank  # type: ignore[arg-type]
+    axis %= rank
     strides = [math.prod(dshape[k + 1:]) for k in range(rank)]
     flat = n.g.mul(_normalized(n, index, dshape[axis]), _const(n, "stride", np.array(strides[axis], np.int64)))
     pos = _position(n, ishape, [0 if k == axis else s for k, s in enumerate(strides)])
     if pos is not None:
         flat = n.g.add(flat, pos)
-    return [n.g.gather(n.g.reshape(data, [-1]), flat, 0)]
+    return n.g.gather(n.g.reshape(data, [-1]), flat, 0)
 
 
 @handles("GatherND")
@@ -1664,19 +1801,109 @@ def _scatter(n: _Node, rows: int, targets: np.ndarray, data: Tensor, updates: Te
     """Rows of `data` replaced by rows of `updates` (update `u` goes to row `targets[u]`, the
     last one winning): one `ge.gather` from `concat(data rows, update rows)` with a constant
     permutation."""
-    if n.attr("reduction", "none") != "none":
-        raise _Unsupported(f"{n.node.op_type} with reduction {n.attr('reduction')!r}")
     perm = np.arange(rows, dtype=np.int64)
     perm[targets] = rows + np.arange(targets.size, dtype=np.int64)
     both = n.g.concat([n.g.reshape(data, [rows, *row_shape]), n.g.reshape(updates, [targets.size, *row_shape])], 0)
     return n.g.gather(both, _const(n, "perm", perm), 0)
 
 
+def _hits(n: _Node, index: Tensor, size: int, at: int) -> Tensor:
+    """`index_u == p` (bool) for an int64 `index` holding positions in [0, size): `index`'s axis
+    `at` (the entries u) followed by a new axis of the positions p."""
+    shape = n.shape(index)
+    spread = n.g.reshape(index, [*shape[:at + 1], 1, *shape[at + 1:]])
+    return n.g.equal(spread, _const(n, "p", _axis_vector(np.arange(size, dtype=np.int64), at + 1, len(shape) + 1)))
+
+
+def _pad_to(n: _Node, x: Tensor, shape: Sequence[int], fill: float) -> Tensor:
+    """`x` padded at the end of each axis to `shape` with `fill` (`ge.expand`ed blocks)."""
+    for axis, want in enumerate(shape):
+        have = n.shape(x)
+        if have[axis] < want:
+            block = n.g.expand(n.scalar(fill, x), [want - have[axis] if k == axis else d for k, d in enumerate(have)])
+            x = n.g.concat([x, block], axis)
+    return x
+
+
+def _negated(n: _Node, x: Tensor) -> Tensor:
+    return n.g.neg(x) if x.dtype.kind == "f" else n.g.sub(n.scalar(0, x), x)
+
+
+def _scatter_by_comparison(n: _Node, data: Tensor, hit: Tensor, updates: Tensor, at: int, rows: bool) -> Tensor:
+    """Scatter from the comparison `hit` (`_hits`: entries along `at`, then the positions).
+    `rows`: the positions are rows of `data` (ScatterND: `hit` is (updates, rows), `updates` one
+    row each); else elements along axis `at` (ScatterElements: `hit` is shaped like the indices
+    with the positions after `at`, padded up to `data` at the end). Reduction none: the last
+    update landing on a position wins (`max_u (u + 1) · hit`, a gather, `ge.where`); add, mul,
+    max, min: the updates landing on a position reduced with data's value."""
+    g, dshape, ushape = n.g, n.shape(data), n.shape(updates)
+    reduction = str(n.attr("reduction", "none"))
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        raise _Unsupported(f"{n.node.op_type} with reduction {reduction!r}")
+    zero = _const(n, "zero", np.array(0, np.int64))
+
+    def placed(x: Tensor, fill: float) -> Tensor:  # per position, shaped to combine with data
+        return x if rows else _pad_to(n, x, dshape, fill)
+    if reduction == "none":
+        order = _const(n, "u", _axis_vector(np.arange(1, n.shape(hit)[at] + 1, dtype=np.int64), at, len(n.shape(hit))))
+        winner = g.reduce_max(g.mul(g.cast(hit, np.int64), order), at)
+        source = g.maximum(g.sub(winner, _const(n, "one", np.array(1, np.int64))), zero)
+        lands = g.greater(winner, zero)
+        if rows:
+            lands = g.reshape(lands, [dshape[0]] + [1] * (len(dshape) - 1))
+            return g.where(lands, g.gather(updates, source, 0), data)
+        return g.where(placed(lands, 0), placed(_take_along(n, updates, source, at), 0), data)
+    spread = g.reshape(updates, [*ushape[:at + 1], 1, *ushape[at + 1:]])
+    if rows:
+        hit = g.reshape(hit, [*n.shape(hit), *[1] * (len(ushape) - 1)])
+    if reduction == "add":
+        return g.add(data, placed(g.reduce_sum(g.where(hit, spread, n.scalar(0, spread)), at), 0))
+    if reduction == "mul":  # no product reduction: the entries multiplied one by one
+        filled = g.where(hit, spread, n.scalar(1, spread))
+        shape = n.shape(filled)
+        product = None
+        for u in range(shape[at]):
+            part = g.slice(filled, [u if k == at else 0 for k in range(len(shape))],
+                           [u + 1 if k == at else d for k, d in enumerate(shape)])
+            product = part if product is None else g.mul(product, part)
+        assert product is not None
+        return g.mul(data, placed(g.reshape(product, shape[:at] + shape[at + 1:]), 1))
+    lowest = float(np.finfo(spread.dtype).min) if spread.dtype.kind == "f" else int(np.iinfo(spread.dtype).min)
+    signed = spread if reduction == "max" else _negated(n, spread)
+    best = g.reduce_max(g.where(hit, signed, n.scalar(lowest, spread)), at)
+    best = best if reduction == "max" else _negated(n, best)
+    lands = g.reduce_max(hit, at)  # "any"
+    combined = (g.maximum if reduction == "max" else g.minimum)(data, placed(best, 0))
+    return g.where(placed(lands, 0), combined, data)
+
+
 @handles("ScatterND")
 def _scatter_nd(n: _Node) -> list[Value]:
-    """Constant indices only (a static permutation; see `_scatter`), reduction none."""
+    """Constant indices and no reduction: a static permutation (see `_scatter`); else rows of the
+    data (the indexed dims flattened) updated as in `_scatter_by_comparison`."""
     data = n.t(0)
     dshape = n.shape(data)
+    if not isinstance(n.vals[1], Static) or n.attr("reduction", "none") != "none":
+        index = _index_input(n, 1)
+        ishape = n.shape(index)
+        k = ishape[-1]
+        if k == 0:
+            raise _Unsupported("ScatterND with an empty index tuple at run time")
+        rows, row_shape = math.prod(dshape[:k]), dshape[k:]
+        lead = math.prod(ishape[:-1])
+        flat_index = n.g.reshape(index, [lead, k])
+        target = None
+        for j in range(k):
+            comp = n.g.reshape(n.g.slice(flat_index, [0, j], [lead, j + 1]), [lead])
+            term = _normalized(n, comp, dshape[j])
+            stride = math.prod(dshape[j + 1:k])
+            if stride != 1:
+                term = n.g.mul(term, _const(n, "stride", np.array(stride, np.int64)))
+            target = term if target is None else n.g.add(target, term)
+        assert target is not None
+        y = _scatter_by_comparison(n, n.g.reshape(data, [rows, *row_shape]), _hits(n, target, rows, 0),
+                                   n.g.reshape(n.t(2), [lead, *row_shape]), 0, rows=True)
+        return [n.g.reshape(y, dshape)]
     index = n.s(1).astype(np.int64)
     k = index.shape[-1]
     dims = np.array(dshape[:k], np.int64)
@@ -1690,11 +1917,15 @@ def _scatter_nd(n: _Node) -> list[Value]:
 
 @handles("ScatterElements")
 def _scatter_elements(n: _Node) -> list[Value]:
-    """Constant indices only (a static permutation of the flattened elements), reduction none."""
+    """Constant indices and no reduction: a static permutation of the flattened elements; else
+    `_scatter_by_comparison` along the axis."""
     data = n.t(0)
     dshape = n.shape(data)
-    index = n.s(1).astype(np.int64)
     axis = int(n.attr("axis", 0)) % len(dshape)  # type: ignore[arg-type]
+    if not isinstance(n.vals[1], Static) or n.attr("reduction", "none") != "none":
+        hit = _hits(n, _normalized(n, _index_input(n, 1), dshape[axis]), dshape[axis], axis)
+        return [_scatter_by_comparison(n, data, hit, n.t(2), axis, rows=False)]
+    index = n.s(1).astype(np.int64)
     index = np.where(index < 0, index + dshape[axis], index)
     if np.any(index < 0) or np.any(index >= dshape[axis]):
         raise _Unsupported(f"ScatterElements indices out of range of data {dshape}")
@@ -1844,6 +2075,154 @@ for _kind in RECURRENT_GATES:
     HANDLERS[_kind] = _recurrent(_kind)
 
 
+# --------------------------------------------------------------------------- Loop and Scan, unrolled
+# Each iteration imports a copy of the body whose value names carry the loop and the iteration
+# (`t@y.3`), fed with the previous iteration's values; the body's initializers keep their names,
+# so a weight inside the body is one refreshable weight. Static values (the iteration number,
+# counters, constant conditions) fold as they go.
+
+MAX_UNROLL = 4096
+"""Loop and Scan are unrolled up to this many iterations; longer ones are refused."""
+
+
+def _defined_names(graph: onnx.GraphProto) -> set[str]:
+    """The values a subgraph (and the subgraphs of its nodes) defines: inputs and node outputs."""
+    names = {i.name for i in graph.input}
+    for node in graph.node:
+        names.update(o for o in node.output if o)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _defined_names(sub)
+    return names
+
+
+def _rename(graph: onnx.GraphProto, mapping: Mapping[str, str]) -> None:
+    """Rename values of `graph` (nested subgraphs included) in place."""
+    for v in (*graph.input, *graph.output, *graph.value_info):
+        v.name = mapping.get(v.name, v.name)
+    for node in graph.node:
+        for field in (node.input, node.output):
+            renamed = [mapping.get(x, x) for x in field]
+            del field[:]
+            field.extend(renamed)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _rename(sub, mapping)
+
+
+def _iteration(n: _Node, body: onnx.GraphProto, i: int, feeds: Sequence[Value]) -> list[str]:
+    """Import iteration `i` of `body` with its inputs bound to `feeds`; the names of its outputs."""
+    copy = onnx.GraphProto()
+    copy.CopyFrom(body)
+    tag = n.node.output[0]  # unique in the model, so two loops whose bodies reuse names do not collide
+    _rename(copy, {name: f"{name}@{tag}.{i}" for name in _defined_names(body)})
+    for inp, value in zip(copy.input, feeds):
+        n.imp.env[inp.name] = value
+    return _import_subgraph(n, copy, f"the body's iteration {i}")
+
+
+def _shape_of(n: _Node, name: str) -> list[int]:
+    v = n.imp.env[name]
+    return list(v.array.shape) if isinstance(v, Static) else n.shape(v)
+
+
+def _slice_at(n: _Node, name: str, axis: int, i: int) -> Value:
+    """Element `i` of value `name` along `axis`, the axis dropped (non-weight static values fold)."""
+    v = n.imp.env[name]
+    if isinstance(v, Static) and not v.weight:
+        return Static(np.take(v.array, i, axis))
+    t = n.imp.tensor(name)
+    shape = n.shape(t)
+    part = n.g.slice(t, [i if k == axis else 0 for k in range(len(shape))],
+                     [i + 1 if k == axis else d for k, d in enumerate(shape)])
+    return n.g.reshape(part, shape[:axis] + shape[axis + 1:])
+
+
+def _stack(n: _Node, names: Sequence[str], axis: int, what: str) -> Value:
+    """Values `names` (one per iteration) stacked along a new `axis`, as `concat` of reshapes."""
+    values = [n.imp.env[name] for name in names]
+    if all(isinstance(v, Static) and not v.weight for v in values):
+        arrays = [v.array for v in values]  # type: ignore[union-attr]
+        if len({(a.shape, a.dtype) for a in arrays}) > 1:
+            raise _Unsupported(f"{what} changes shape between iterations")
+        return Static(np.stack(arrays, axis))
+    ts = [n.imp.tensor(name) for name in names]
+    if len({(t.shape, t.dtype) for t in ts}) > 1:
+        raise _Unsupported(f"{what} changes shape between iterations ({[list(t.shape) for t in ts]})")
+    shape = n.shape(ts[0])
+    axis %= len(shape) + 1
+    parts = [n.g.reshape(t, shape[:axis] + [1] + shape[axis:]) for t in ts]
+    return n.g.concat(parts, axis) if len(parts) > 1 else parts[0]
+
+
+@handles("Loop")
+def _loop(n: _Node) -> list[Value]:
+    """Unrolled: the trip count must be a constant (or absent with a condition that folds), and
+    so must the condition each iteration computes. Loop-carried values may change shape; scan
+    outputs are stacked on a new axis 0."""
+    body = n.attrs["body"]
+    if n.has(0) and not isinstance(n.vals[0], Static):
+        raise _Unsupported(f"a trip count computed at run time ({n.node.input[0]}); wrc unrolls loops whose "
+                           "trip count is a constant")
+    trip = int(n.s(0).reshape(-1)[0]) if n.has(0) else None
+    cond = n.vals[1] if n.has(1) else Static(np.array(True))
+    if not isinstance(cond, Static):
+        raise _Unsupported(f"a condition computed at run time ({n.node.input[1]}); wrc unrolls loops whose "
+                           "condition folds to a constant")
+    carried = list(n.vals[2:])
+    n_scan = len(body.output) - 1 - len(carried)
+    scans: list[list[str]] = [[] for _ in range(n_scan)]
+    i = 0
+    while (trip is None or i < trip) and bool(cond.array.reshape(-1)[0]):
+        if i == MAX_UNROLL:
+            raise _Unsupported(f"more than {MAX_UNROLL} iterations to unroll")
+        outs = _iteration(n, body, i, [Static(np.array(i, np.int64)), Static(np.array(True)), *carried])
+        value = n.imp.env[outs[0]]
+        if not isinstance(value, Static):
+            raise _Unsupported(f"the body computes its condition at run time (iteration {i}); wrc unrolls loops "
+                               "whose condition folds to a constant")
+        cond = value
+        carried = [n.imp.env[name] for name in outs[1:1 + len(carried)]]
+        for k, name in enumerate(outs[1 + len(carried):]):
+            scans[k].append(name)
+        i += 1
+    if n_scan and i == 0:
+        raise _Unsupported("zero iterations: its scan outputs would be empty tensors")
+    return [*carried, *(_stack(n, names, 0, f"scan output {k}") for k, names in enumerate(scans))]  # type: ignore[list-item]
+
+
+@handles("Scan")
+def _scan(n: _Node) -> list[Value]:
+    """Unrolled over the scan inputs' static length (each scan axis and direction honoured)."""
+    body = n.attrs["body"]
+    m = int(n.attr("num_scan_inputs"))  # type: ignore[arg-type]
+    states, inputs = list(n.vals[:len(n.vals) - m]), list(n.node.input[len(n.vals) - m:])
+    k = len(body.output) - len(states)
+    in_axes, in_rev = n.attr("scan_input_axes", [0] * m), n.attr("scan_input_directions", [0] * m)
+    out_axes, out_rev = n.attr("scan_output_axes", [0] * k), n.attr("scan_output_directions", [0] * k)
+    shapes = [_shape_of(n, x) for x in inputs]
+    axes = [int(a) % len(shape) for a, shape in zip(in_axes, shapes)]  # type: ignore[union-attr]
+    lengths = {shape[a] for shape, a in zip(shapes, axes)}
+    if len(lengths) != 1:
+        raise _Unsupported(f"scan inputs of different lengths {sorted(lengths)}")
+    steps = lengths.pop()
+    if steps > MAX_UNROLL:
+        raise _Unsupported(f"{steps} iterations to unroll (at most {MAX_UNROLL})")
+    if k and steps == 0:
+        raise _Unsupported("zero iterations: its scan outputs would be empty tensors")
+    scans: list[list[str]] = [[] for _ in range(k)]
+    for t in range(steps):
+        xs = [_slice_at(n, x, a, steps - 1 - t if r else t) for x, a, r in zip(inputs, axes, in_rev)]  # type: ignore[arg-type]
+        outs = _iteration(n, body, t, [*states, *xs])
+        states = [n.imp.env[name] for name in outs[:len(states)]]
+        for j, name in enumerate(outs[len(states):]):
+            scans[j].append(name)
+    outputs: list[Value] = [*states]  # type: ignore[list-item]
+    for j, names in enumerate(scans):
+        outputs.append(_stack(n, names[::-1] if out_rev[j] else names, int(out_axes[j]), f"scan output {j}"))  # type: ignore[index]
+    return outputs
+
+
 # --------------------------------------------------------------------------- API
 
 
@@ -1863,40 +2242,10 @@ def import_onnx(
 
 def weight_names(graph: Graph) -> list[str]:
     """The weights of an imported graph, by their ONNX initializer names: what `wrc compile`
-    makes refreshable by default. They are the float initializers used as tensors with more than
-    one element and no |x| >= 1e30 (`is_weight_value`); not integer (index, shape) tensors, not
-    scalar exponents, epsilons and scales, not mask fill constants, not values folded at import
-    (Constant nodes, ConstantOfShape, ...). Any other constant of `graph.constants` can still be
-    named explicitly. For a graph not made by `import_onnx`: its weight-table constants passing
-    `is_weight_value`."""
-    if isinstance(graph, ImportedGraph):
-        chosen = set(graph.initializer_weights)
-        return [name for name in graph.constants if name in chosen]
-    return [name for name in graph.constants if name in graph.weights and is_weight_value(graph.weights[name])]
-
-
-def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True) -> ModelBuffer:
-    """Convert `graph` (all its weights by default) and build a bundle: infer + update graphs,
-    plus the init graph unless `init=False` (a weight-stripped bundle). Returns the
-    `ModelBuffer`; opens a build session when none is open."""
-    from wrc.workflow import (
-        _SESSION,
-        BuildSession,
-        bundle_build_model,
-        convert_to_weight_refreshable_graphs,
-    )
-
-    names = weight_names(graph) if const_names is None else list(const_names)
-    if not names:
-        raise OnnxImportError(f"graph {graph.name!r} has no weights to make refreshable")
-
-    def build() -> ModelBuffer:
-        parts = convert_to_weight_refreshable_graphs(graph, names)
-        graphs = [parts.infer_graph, parts.var_update_graph] + ([parts.var_init_graph] if init else [])
-        return bundle_build_model(graphs)
-
-    if _SESSION.active:
-        return build()
-    with BuildSession():
-        return build()
+    makes refreshable by default (`graph.weight_names()`). They are the float initializers used
+    as tensors with more than one element and no |x| >= 1e30 (`is_weight_value`); not integer
+    (index, shape) tensors, not scalar exponents, epsilons and scales, not mask fill constants,
+    not values folded at import. Any other constant of `graph.constants` can still be named
+    explicitly."""
+    return graph.weight_names()
 

@@ -33,15 +33,16 @@ from wrc.abi import (
     INIT_GRAPH,
     UPDATE_GRAPH,
     FunctionPlan,
+    Plan,
     Spec,
     constant_copies,
-    is_variable,
     module_funcs,
     module_globals,
     plan,
 )
+from wrc.backends import CompiledModule
 from wrc.backends.arrays import NUMPY, ArrayModule
-from wrc.bundle_format import check_model, read_bundle
+from wrc.bundle_format import check_model, ir_facts, open_bundle
 from wrc.errors import (
     BundleFormatError,
     InputError,
@@ -87,6 +88,29 @@ def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What a `Bundle` derives from its model's IR; the load cache (`wrc.load_cache`) keeps it,
+    so that a bundle it knows loads without its IR."""
+
+    plan: Plan
+    shared: Mapping[str, Mapping[str, str]]  # graph → {variable: constant} (`constant_copies`)
+    inline: Mapping[str, np.ndarray]  # the read-only value of each global with an inline value
+
+
+def analyse(model: ModelBuffer) -> Analysis:
+    """The `Analysis` of a checked model; a `BundleFormatError` when its IR breaks the contract."""
+    from wrc.pipeline import paused_gc
+
+    with paused_gc():  # linear time in the graph size (docs/performance.md)
+        p = plan(model.module, model.graphs)
+    funcs, globals_ = module_funcs(model.module), module_globals(model.module)
+    shared = {g: c for g in model.graphs if (c := constant_copies(funcs[g], globals_)) is not None}
+    inline = {name: _constant_value(op, p.specs[name]) for name, op in globals_.items()
+              if isinstance(op.initial_value, DenseIntOrFPElementsAttr)}
+    return Analysis(p, shared, inline)
+
+
 def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
     """A host (NumPy) array, or an array of the backend's own (e.g. on its GPU)."""
     if isinstance(value, np.generic):
@@ -104,30 +128,35 @@ OUTPUTS = ("numpy", "device")
 class Bundle:
     """A loaded bundle: its compiled graphs, constants and its own variables."""
 
-    def __init__(self, model: ModelBuffer, backend: str = "numpy") -> None:
+    def __init__(self, model: ModelBuffer, backend: str = "numpy", *,
+                 analysis: Analysis | None = None, compiled: CompiledModule | None = None) -> None:
+        """`analysis` (of a model `read_bundle` checked) and `compiled` (by `backend`) are what
+        `load_bundle` got from the load cache or already made; made here when not given."""
         from wrc.backends import get_backend
         from wrc.pipeline import paused_gc
 
         if not isinstance(model, ModelBuffer):
             raise InputError(f"Bundle() takes a ModelBuffer, got {type(model).__name__}")
-        check_model(model)  # cheap (no pass over weight bytes); read_bundle did it for files
+        if analysis is None:
+            check_model(model)  # cheap (no pass over weight bytes)
+            analysis = analyse(model)
         self.model = model
         self.backend = backend
-        with paused_gc():  # linear time in the graph size (docs/performance.md)
-            p = plan(model.module, model.graphs)
+        self.analysis = analysis
+        p = analysis.plan
         self._graphs, self._derives, self._derived = dict(p.graphs), p.derives, p.derived
         self._specs: Mapping[str, Spec] = p.specs
         self._weights = p.weights  # update() keys: the original constant names (docs/spec.md §2)
-        funcs, globals_ = module_funcs(model.module), module_globals(model.module)
-        self._shared = {g: c for g in model.graphs if (c := constant_copies(funcs[g], globals_)) is not None}
+        self._shared = dict(analysis.shared)
         self._warm = False  # an infer has run once (see _warm_up)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
-        for name, op in module_globals(model.module).items():
-            spec = p.specs[name]
-            if isinstance(op.initial_value, DenseIntOrFPElementsAttr):
-                (initial if is_variable(op) else self._constants)[name] = _constant_value(op, spec)
-            elif not is_variable(op):
+        all_variables = {*p.variables, *p.derived}
+        for name, spec in p.specs.items():  # every global, in module order
+            inline = analysis.inline.get(name)
+            if inline is not None:
+                (initial if name in all_variables else self._constants)[name] = inline
+            elif name not in all_variables:
                 # A read-only view: the caller's array (of an in-memory model) keeps its flags.
                 value = c_array(model.weights[name], spec[1]).view()
                 value.flags.writeable = False
@@ -140,8 +169,10 @@ class Bundle:
         # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
         # the reuse of the old arrays in _buffer), never a wrong read.
         self._reader_globals: tuple[dict[str, Any], FunctionPlan, dict[str, Any]] | None = None
-        with paused_gc():
-            self._compiled = get_backend(backend).compile(model.module)
+        if compiled is None:
+            with paused_gc():
+                compiled = get_backend(backend).compile(model.module)
+        self._compiled = compiled
         # Where the backend's arrays live (the host for numpy/interp; no copy there).
         self._arrays: ArrayModule = getattr(self._compiled, "arrays", NUMPY)
         for table in (self._constants, self._snapshot):
@@ -456,18 +487,33 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
     """Load a bundle file (path), its bytes, or an in-memory `ModelBuffer`, on `backend`.
 
     Each call returns a bundle with its own variables (never shared with another bundle).
+    A file or bytes whose IR was loaded before (the load cache, `wrc.load_cache`; off with
+    `WRC_CACHE_DIR=off`) loads without decoding, verifying or compiling the IR again.
     """
+    from wrc import load_cache
     from wrc.backends import get_backend
+    from wrc.pipeline import paused_gc
 
-    get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
+    be = get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
     if isinstance(source, ModelBuffer):
         return Bundle(source, backend=backend)
-    model = read_bundle(source)
-    try:
-        return Bundle(model, backend=backend)
-    except BundleFormatError:
-        raise
-    except LoweringError as e:  # a well-formed container whose IR this backend cannot run
-        raise UnrunnableBundleError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
-    except WrcError as e:  # a well-formed container whose IR is not a valid wrc bundle
-        raise BundleFormatError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
+    module = None
+    with paused_gc(), open_bundle(source) as c:  # (collections would walk all of a server's heap)
+        hit = load_cache.lookup(c, be)
+        model = c.model_known(hit.facts) if hit is not None else None
+        if model is None:
+            hit, module = None, c.module()
+            model = c.model(module)
+        try:
+            if hit is not None:
+                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be))
+            analysis = analyse(model)
+            bundle = Bundle(model, backend, analysis=analysis)
+        except BundleFormatError:
+            raise
+        except LoweringError as e:  # a well-formed container whose IR this backend cannot run
+            raise UnrunnableBundleError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
+        except WrcError as e:  # a well-formed container whose IR is not a valid wrc bundle
+            raise BundleFormatError(f"bundle: its IR cannot be run on backend {backend!r}: {e}") from None
+        load_cache.store(c, be, lambda: load_cache.entry_for(ir_facts(module), analysis, bundle._compiled))
+    return bundle

@@ -104,6 +104,11 @@ class BuildSession:
     def __exit__(self, *exc: object) -> None:
         build_finalize()
 
+    @staticmethod
+    def is_open() -> bool:
+        """Whether a build session (`build_initialize` ... `build_finalize`) is open."""
+        return _SESSION.active
+
 
 def _require_session(api: str) -> None:
     if not _SESSION.active:
@@ -242,3 +247,24 @@ def bundle_save_model(path: str | os.PathLike, model: ModelBuffer) -> None:
     if not isinstance(model, ModelBuffer):
         raise BuildError(f"bundle_save_model: expected the ModelBuffer of bundle_build_model, got {type(model).__name__}")
     write_bundle(path, model)
+
+
+def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True) -> ModelBuffer:
+    """The whole build in one call: convert `graph` (making `const_names` refreshable, by
+    default `graph.weight_names()`) and build a bundle of the infer and update graphs, plus the
+    init graph unless `init=False` (a weight-stripped bundle). Opens a build session for the
+    call when none is open, else builds with the open session's options."""
+    names = graph.weight_names() if const_names is None else list(const_names)
+    if not names:
+        raise BuildError(f"graph {graph.name!r} has no weights to make refreshable "
+                         "(name the constants to make refreshable in const_names)")
+
+    def build() -> ModelBuffer:
+        parts = convert_to_weight_refreshable_graphs(graph, names)
+        graphs = [parts.infer_graph, parts.var_update_graph] + ([parts.var_init_graph] if init else [])
+        return bundle_build_model(graphs)
+
+    if BuildSession.is_open():
+        return build()
+    with BuildSession():
+        return build()

@@ -32,6 +32,9 @@ Anything unsupported raises a `LoweringError` naming the op when the module is c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
@@ -61,21 +64,40 @@ def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
         yield op, emitter.src
 
 
+@dataclass(frozen=True)
+class GeneratedFunction:
+    """One function as generated: its source, the namespace of constants it names, and its
+    code object (what the load cache keeps: `wrc.load_cache`)."""
+
+    name: str
+    arity: int  # argument count
+    source: str
+    namespace: Mapping[str, Any]
+    code: CodeType
+
+
 class NumpyCompiledModule:
     """The module's functions as compiled Python functions (see `source`)."""
 
-    def __init__(self, module: ModuleOp, arrays: ArrayModule = NUMPY,
-                 options: JitOptions = DEFAULT_OPTIONS) -> None:
+    def __init__(self, module: ModuleOp | None, arrays: ArrayModule = NUMPY,
+                 options: JitOptions = DEFAULT_OPTIONS,
+                 functions: Sequence[GeneratedFunction] | None = None) -> None:
+        """`functions`: generated before from the same module, arrays and options (then
+        `module` is not read)."""
         self.arrays = arrays
+        if functions is None:
+            assert module is not None
+            functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), src.text(), src.namespace,
+                                           compile(src.text(), "<wrc numpy jit>", "exec"))
+                         for op, src in compile_functions(module, arrays, options)]
+        self.functions = tuple(functions)
         self._fns: dict[str, tuple[_Fn, int]] = {}
         self._sources: dict[str, str] = {}
-        for op, src in compile_functions(module, arrays, options):
-            name = op.sym_name.data
-            source = src.text()
-            namespace = dict(src.namespace)
-            exec(compile(source, "<wrc numpy jit>", "exec"), namespace)
-            self._fns[name] = (namespace["graph"], len(op.body.block.args))
-            self._sources[name] = source
+        for f in self.functions:
+            namespace = dict(f.namespace)
+            exec(f.code, namespace)
+            self._fns[f.name] = (namespace["graph"], f.arity)
+            self._sources[f.name] = f.source
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -111,4 +133,4 @@ class NumpyBackend:
         return NumpyCompiledModule(module, options=self.options)
 
 
-__all__ = ["JitOptions", "NumpyBackend", "NumpyCompiledModule", "compile_functions"]
+__all__ = ["GeneratedFunction", "JitOptions", "NumpyBackend", "NumpyCompiledModule", "compile_functions"]

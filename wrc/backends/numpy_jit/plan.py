@@ -26,6 +26,7 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Operation, SSAValue
 from xdsl.utils.arg_spec import ArgSpecConvertible
 
+from wrc.abi import copy_into_global
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, choose_kernel
@@ -203,12 +204,9 @@ class _Planner:
         if buf not in self.span:
             return None
         copy = self.top[self.span[buf][1]]
-        if not isinstance(copy, memref.CopyOp) or copy.source is not buf:
+        name = copy_into_global(copy)
+        if name is None or copy.source is not buf or copy.destination.type != buf.type:
             return None
-        dst = copy.destination.owner
-        if not isinstance(dst, memref.GetGlobalOp) or copy.destination.type != buf.type:
-            return None
-        name = dst.name_.string_value()
         for other in self.fn.walk():
             if isinstance(other, memref.GetGlobalOp) and other.name_.string_value() == name and any(
                     use.operation is not copy or use.index != 1 for use in other.memref.uses):

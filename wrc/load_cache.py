@@ -1,0 +1,342 @@
+"""The load cache: what `load_bundle` derives from a bundle's IR, kept on disk under the IR's
+SHA-256 so that a bundle loads without decoding, verifying or compiling its IR again
+(docs/bundle-format.md "The load cache").
+
+A load checks the bundle's container (prelude, header, layout, the IR section's SHA-256)
+as always, then looks up the entry of its key: the IR section's SHA-256, the bundle's
+format version and graphs, the backend and its options, and this wrc (a hash of its
+source files), Python, NumPy and xDSL. An entry holds what the first, complete load of
+that IR derived and checked:
+
+* the `IRFacts` the header is checked against (stored weights, variables, largest buffer),
+* the runtime's `Analysis` (graph signatures and effects, inline constants),
+* for the `numpy` backend, each function's generated source, constants and code object.
+
+A hit reads the header and the weights, checks them against the facts, and runs; the
+module is decoded (and verified) only if something asks for it (`LazyModelBuffer`).
+
+The cache is written only by wrc, from what it generated itself, never taken from a bundle;
+like Python's `__pycache__` it is trusted (its code objects are run): it lives in a
+directory of the user's own (`WRC_CACHE_DIR`, else `$XDG_CACHE_HOME/wrc`, else
+`~/.cache/wrc`), created 0700, and is not used when another user owns it or may write to
+it. `WRC_CACHE_DIR=off` disables it. Entries are written atomically and checked on read
+(magic, SHA-256 of the content, the key); anything wrong with the cache makes a load
+a cold one, never a failed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib
+import json
+import marshal
+import os
+import pkgutil
+import stat
+import struct
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import CodeType, ModuleType
+from typing import Any
+
+import numpy as np
+
+from wrc.abi import FunctionPlan, Input, Plan, Weight, WeightSignature, Write
+from wrc.bundle_format import Container, IRFacts
+from wrc.ir_binary import gc_paused
+from wrc.runtime import Analysis
+
+CACHE_VERSION = 1
+ENV = "WRC_CACHE_DIR"
+"""Where the cache lives; `off` disables it."""
+_MAGIC = b"\x89WRC-LOADCACHE\r\n"
+_HEAD = struct.Struct("<16s32s")  # magic, sha256 of the body: marshal of (key, entry)
+assert len(_MAGIC) == 16
+
+
+@functools.lru_cache(maxsize=1)
+def _dataclasses() -> dict[str, type]:
+    """The classes an entry holds, by name (nothing else is ever constructed from one)."""
+    from wrc.backends.numpy_jit import GeneratedFunction
+
+    return {c.__name__: c for c in (FunctionPlan, Input, Plan, Weight, WeightSignature, Write,
+                                    Analysis, IRFacts, GeneratedFunction, Entry)}
+
+
+class _Unencodable(Exception):
+    """A value the cache cannot store (the load is then not cached)."""
+
+
+# --------------------------------------------------------------------------- where
+
+
+def cache_dir() -> Path | None:
+    """The cache directory the environment names, or None when `WRC_CACHE_DIR=off`."""
+    value = os.environ.get(ENV, "")
+    if value.strip().lower() == "off":
+        return None
+    if value:
+        return Path(value)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "wrc"
+
+
+def _private(path: Path) -> bool:
+    """A directory only this user can write (POSIX; elsewhere: a directory)."""
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if hasattr(os, "getuid"):
+        return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return True
+
+
+def _entries_dir(create: bool) -> Path | None:
+    """The directory of the entries, usable (made 0700 if `create`), or None."""
+    base = cache_dir()
+    if base is None:
+        return None
+    path = base / f"load-v{CACHE_VERSION}"
+    try:
+        if create:
+            os.makedirs(base, mode=0o700, exist_ok=True)  # (only the last level gets the mode)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        return path if _private(base) and _private(path) else None
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def _sources_hash() -> str:
+    """SHA-256 over the source files of wrc (code generator, analysis, dialects)."""
+    import wrc
+    import wrc.dialects
+
+    h = hashlib.sha256()
+    for package in (wrc, wrc.dialects):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, str]:
+    from importlib import metadata
+
+    return {"cache": str(CACHE_VERSION), "wrc": _sources_hash(), "python": sys.version,
+            "implementation": sys.implementation.cache_tag or "", "numpy": np.__version__,
+            "xdsl": metadata.version("xdsl")}
+
+
+def backend_id(backend: Any) -> str:
+    """A backend and its options, as a key."""
+    return f"{backend.name}:{getattr(backend, 'options', None)!r}"
+
+
+def _key(container: Container, backend: str) -> str:
+    return json.dumps({**_environment(), "bundle_version": container.version, "ir_sha256": container.ir_sha256,
+                       "graphs": list(container.graphs), "backend": backend}, sort_keys=True)
+
+
+def _entry_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest() + ".wrcc"
+
+
+# --------------------------------------------------------------------------- values
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> tuple[dict[str, Any], dict[int, str]]:
+    """Functions and modules generated code may name, by a stable name: NumPy's and those of
+    the NumPy backend's modules (the only callables an entry may refer to)."""
+    from wrc.backends import numpy_jit
+
+    modules: list[ModuleType] = [np, importlib.import_module("wrc.backends.arrays"),
+                                 importlib.import_module("wrc.backends.erf")]
+    modules += [importlib.import_module(f"{numpy_jit.__name__}.{m.name}")
+                for m in pkgutil.iter_modules(numpy_jit.__path__)]
+    by_name: dict[str, Any] = {"numpy": np}
+    for mod in modules:
+        for attr, value in vars(mod).items():
+            if not attr.startswith("__") and (callable(value) or isinstance(value, ModuleType)):
+                by_name.setdefault(f"{mod.__name__}.{attr}", value)
+    by_id: dict[int, str] = {}
+    for name, value in by_name.items():
+        by_id.setdefault(id(value), name)
+    return by_name, by_id
+
+
+_NATIVE_SCALARS = (type(None), bool, int, float, str)
+
+
+def _native(v: Any) -> bool:
+    """Whether `marshal` writes `v` as it is (containers of scalars, no bytes: bytes are tags)."""
+    t = type(v)
+    if t in _NATIVE_SCALARS:
+        return True
+    if t in (tuple, list, frozenset):
+        return all(map(_native, v))
+    if t is dict:
+        return all(map(_native, v.keys())) and all(map(_native, v.values()))
+    return False
+
+
+def _encode(v: Any) -> Any:
+    """`v` as values `marshal` writes: scalars as they are, anything else a tuple whose first
+    item is a bytes tag; a container of scalars only is kept whole, so that decoding does not
+    walk it."""
+    t = type(v)
+    if t in _NATIVE_SCALARS:
+        return v
+    if _native(v):
+        return (b"n", v)
+    if t in (tuple, list, frozenset):
+        return (_SEQUENCES[t], [_encode(x) for x in v])
+    if t is dict:
+        return (b"d", [(_encode(k), _encode(x)) for k, x in v.items()])
+    if isinstance(v, np.dtype):
+        return (b"dt", _dtype(v))
+    if isinstance(v, np.generic):
+        return (b"sc", _dtype(v.dtype), v.tobytes())
+    if t is np.ndarray:
+        return (b"a", _dtype(v.dtype), v.shape, bool(v.flags.writeable), np.ascontiguousarray(v).tobytes())
+    if t is slice:
+        return (b"sl", _encode(v.start), _encode(v.stop), _encode(v.step))
+    if t is CodeType:
+        return (b"code", v)
+    if _dataclasses().get(t.__name__) is t:
+        return (b"dc", t.__name__, tuple(_encode(getattr(v, f.name)) for f in dataclasses.fields(v)))
+    name = _registry()[1].get(id(v))
+    if name is None:
+        raise _Unencodable(f"{t.__name__} {v!r}"[:200])
+    return (b"r", name)
+
+
+_SEQUENCES: dict[type, bytes] = {tuple: b"t", list: b"l", frozenset: b"fs"}
+_CONTAINERS: dict[bytes, type] = {b"t": tuple, b"l": list, b"fs": frozenset}
+
+
+def _dtype(d: np.dtype) -> str:
+    if d.fields is not None or d.subdtype is not None or d.hasobject:
+        raise _Unencodable(f"dtype {d}")
+    return d.str
+
+
+def _decode(v: Any) -> Any:
+    """The inverse of `_encode` (malformed input raises; the caller treats it as a miss)."""
+    if type(v) is not tuple:
+        return v
+    tag = v[0]
+    if tag == b"n":
+        return v[1]
+    if tag in _CONTAINERS:
+        return _CONTAINERS[tag](map(_decode, v[1]))
+    if tag == b"d":
+        return {_decode(k): _decode(x) for k, x in v[1]}
+    if tag == b"dc":
+        return _dataclasses()[v[1]](*map(_decode, v[2]))
+    if tag == b"dt":
+        return np.dtype(v[1])
+    if tag == b"sc":
+        return np.frombuffer(v[2], np.dtype(v[1]))[0]
+    if tag == b"a":
+        a = np.frombuffer(v[4], np.dtype(v[1])).reshape(v[2]).copy()
+        a.flags.writeable = v[3]
+        return a
+    if tag == b"sl":
+        return slice(*map(_decode, v[1:]))
+    if tag == b"code" and type(v[1]) is CodeType:
+        return v[1]
+    if tag == b"r":
+        return _registry()[0][v[1]]
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a complete load of an IR derived (see the module docstring)."""
+
+    facts: IRFacts
+    analysis: Analysis
+    functions: tuple[Any, ...] | None  # numpy_jit.GeneratedFunction, for the numpy backend
+
+    def compiled(self, backend: Any) -> Any:
+        """The backend's compiled module made from the entry's functions (None: none kept)."""
+        if self.functions is None:
+            return None
+        from wrc.backends.numpy_jit import NumpyCompiledModule
+
+        return NumpyCompiledModule(None, options=backend.options, functions=self.functions)
+
+
+def lookup(container: Container, backend: Any) -> Entry | None:
+    """The entry of this bundle's IR for `backend`, or None (no cache, no entry, or an
+    entry that is unreadable, corrupt or another key's)."""
+    directory = _entries_dir(create=False)
+    if directory is None:
+        return None
+    key = _key(container, backend_id(backend))
+    try:
+        with open(directory / _entry_name(key), "rb") as f:
+            data = f.read()
+        magic, digest = _HEAD.unpack_from(data)
+        body = memoryview(data)[_HEAD.size :]
+        if magic != _MAGIC or hashlib.sha256(body).digest() != digest:
+            return None
+        with gc_paused():  # thousands of small objects, little garbage
+            stored_key, value = marshal.loads(body)
+            if stored_key != key:
+                return None
+            entry = _decode(value)
+        return entry if type(entry) is Entry else None
+    except Exception:  # a cache problem is never the load's: load cold instead
+        return None
+
+
+def store(container: Container, backend: Any, entry: Callable[[], Entry]) -> None:
+    """Write the entry `entry()` of this bundle's IR for `backend` (atomically; silently not
+    when the cache is off or unusable, or the entry holds something it cannot store)."""
+    directory = _entries_dir(create=True)
+    if directory is None:
+        return
+    key = _key(container, backend_id(backend))
+    try:
+        body = marshal.dumps((key, _encode(entry())))
+    except Exception:  # e.g. a constant of a new kind (_Unencodable): this load is not cached
+        return
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(_HEAD.pack(_MAGIC, hashlib.sha256(body).digest()) + body)
+        os.replace(tmp, directory / _entry_name(key))
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def entry_for(facts: IRFacts, analysis: Analysis, compiled: Any) -> Entry:
+    """The entry of a complete load: its facts, analysis and, when the backend generated
+    host code (`numpy`), its functions."""
+    from wrc.backends.arrays import NUMPY
+    from wrc.backends.numpy_jit import NumpyCompiledModule
+
+    cacheable = type(compiled) is NumpyCompiledModule and compiled.arrays is NUMPY
+    return Entry(facts, analysis, compiled.functions if cacheable else None)
