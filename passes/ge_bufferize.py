@@ -434,6 +434,10 @@ class GeBufferizePass(ModulePass):
             for inner in fn.walk():
                 if isinstance(inner, ge.AssignOp | ge.AssignIfNonEmptyOp):
                     state.written.add((fn, inner.variable.string_value()))
+        for data in op.walk():  # e.g. inside a nested builtin.module or an scf.if region
+            if isinstance(data, ge.DataOp) and data not in state.data_args:
+                raise LoweringError(f'ge.data "{data.data_name.data}": a graph input must be in the body of a '
+                                    "func.func at the top level of the module")
         _plan_outputs(op, state)
         if consts and funcs:
             op.body.block.insert_ops_before(consts, funcs[0])

@@ -56,3 +56,16 @@ def test_ge_porting_code_blocks_run(tmp_path) -> None:
                               cwd=tmp_path, timeout=120, check=False)
         assert done.returncode == 0, f"block {i} failed:\n{done.stdout}\n{done.stderr}"
         assert "[[24. 24.]]" in done.stdout, done.stdout
+
+
+def test_security_md_names_only_tests_that_exist() -> None:
+    """docs/SECURITY.md proves each promise (and each of issue 13's rows) by naming tests:
+    every `test_...` it names is defined in tests/, and every issue 13 row names one."""
+    text = (ROOT / "docs" / "SECURITY.md").read_text()
+    defined = set(re.findall(r"^\s*def (test_\w+)", "\n".join(
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py")), re.M))
+    named = set(re.findall(r"\b(test_\w*[^\W_])\b(?!\.py|_\*)", text))  # not the test modules
+    missing = sorted(n for n in named if n not in defined)
+    assert not missing, f"docs/SECURITY.md names tests that do not exist: {missing}"
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| \d+ \| ([^|]*) \|$", text.split("### Issue 13's rows")[1], re.M)
+    assert [int(r) for r, _ in rows] == list(range(1, 15)) and all("test_" in t for _, t in rows), rows

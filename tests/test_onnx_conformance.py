@@ -8,15 +8,24 @@ update with new random values, infer (compared with `onnx.reference` on the upda
 The cases are generated once into a cache folder (`.cache/onnx-node-tests/<onnx version>/`,
 or $WRC_ONNX_TEST_CACHE), in the layout of `backend-test-tools generate-data` (`model.onnx` +
 `test_data_set_0/input_*.pb, output_*.pb`); this onnx version's `generate-data` writes only the
-model cases, so the node cases are collected in-process. Regenerate the table with
+model cases, so the node cases are collected in-process.
+
+docs/onnx-conformance.md is pinned: every case it does not list as unsupported must pass, every
+case it lists must still be unsupported (the importer's refusal: `UnsupportedOpError`, an
+unsupported element type or opset; a shape, graph or lowering error, at import or after, is a
+failure), and its per-operator counts and totals must match. After
+changing an operator (or the onnx version), regenerate it with
 
     .venv/bin/python tests/test_onnx_conformance.py      # writes docs/onnx-conformance.md
+
+and review its diff.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 import sys
 import tempfile
 import time
@@ -30,9 +39,12 @@ import pytest
 from onnx import numpy_helper
 
 import wrc
+from wrc.errors import UnsupportedDtypeError
 from wrc.onnx import OnnxImportError, compile_graph, import_onnx, weight_names
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "onnx-conformance.md"
+REGENERATE = "regenerate docs/onnx-conformance.md with `.venv/bin/python tests/test_onnx_conformance.py` and review its diff"
 CACHE = Path(os.environ.get("WRC_ONNX_TEST_CACHE", ROOT / ".cache" / "onnx-node-tests")) / onnx.__version__
 
 OPS = [
@@ -141,6 +153,8 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
     inputs = [_read(case_dir / "test_data_set_0" / f"input_{j}.pb") for j in range(n_in)]
     expected = [_read(p) for p in sorted((case_dir / "test_data_set_0").glob("output_*.pb"), key=lambda p: int(p.stem[7:]))]
     original = model
+    # Only the importer's own refusals mean "unsupported"; an error after import (shape
+    # inference, conversion, lowering, saving, loading, running) is a failure.
     try:
         # Inputs after the first become initializers; when none of them ends up a weight (e.g.
         # they are axes, read at import time), or there is just one input, all inputs do.
@@ -152,14 +166,24 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
             names = weight_names(graph) or [n for n in graph.constants if n in inits]
             if names:
                 break
+    except OnnxImportError as e:
+        # The importer wraps an error raised inside an operator's handler: a refused element
+        # type is unsupported, a shape, graph or lowering error there is a failure.
+        inner = e.__context__
+        if isinstance(inner, wrc.WrcError) and not isinstance(inner, OnnxImportError | UnsupportedDtypeError):
+            return Result(name, "fail", f"import: {type(inner).__name__}: {str(e).splitlines()[-1].strip()[:160]}")
+        return Result(name, "unsupported", f"{type(e).__name__}: {str(e).splitlines()[-1].strip()[:160]}")
+    except Exception as e:  # noqa: BLE001 - the table records it
+        return Result(name, "fail", f"import: {type(e).__name__}: {str(e)[:160]}")
+    if not names:
+        return Result(name, "unsupported", f"OnnxImportError: graph {graph.name!r} has no weights to make refreshable")
+    try:
         with wrc.BuildSession(), tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.wrcb"
             wrc.bundle_save_model(path, compile_graph(graph, names))
             data = path.read_bytes()
-    except (OnnxImportError, wrc.BuildError, wrc.LoweringError, wrc.ShapeError, wrc.GraphError) as e:
-        return Result(name, "unsupported", f"{type(e).__name__}: {str(e).splitlines()[-1].strip()[:160]}")
     except Exception as e:  # noqa: BLE001 - the table records it
-        return Result(name, "fail", f"{type(e).__name__}: {str(e)[:160]}")
+        return Result(name, "fail", f"build: {type(e).__name__}: {str(e).strip().splitlines()[0][:160]}")
     rng = np.random.default_rng(seed)
     new = {n: rng.standard_normal(graph.weight(n).shape).astype(graph.weight(n).dtype)
            for n in names if graph.weight(n).dtype.kind == "f"}
@@ -184,10 +208,8 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
             _close(b.infer(feeds), expected, f"{backend} before update")
             b.update(new)
             _close(b.infer(feeds), after, f"{backend} after update")
-        except wrc.LoweringError as e:
-            return Result(name, "unsupported", f"{backend}: {str(e)[:160]}")
-        except Exception as e:  # noqa: BLE001
-            return Result(name, "fail", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}")
+        except Exception as e:  # noqa: BLE001 - a built bundle must run: no "unsupported" here
+            return Result(name, "fail", f"{backend}: {type(e).__name__}: {str(e).strip().splitlines()[0][:200]}")
         ran.append(backend)
     return Result(name, "pass", "+".join(ran))
 
@@ -216,26 +238,73 @@ NOT_COMPARED = {
 """Cases whose expected outputs contradict the operator's spec: reported, not run."""
 
 
+@dataclass
+class Documented:
+    """What docs/onnx-conformance.md states: counts per operator, the status of each case
+    that does not pass, and the totals line."""
+    counts: dict[str, dict[str, int]]  # op -> {"cases", "pass", "unsupported", "fail"}
+    not_passing: dict[str, str]  # case -> status
+    totals: dict[str, int]
+
+
+def read_documented(path: Path = DOC) -> Documented:
+    text = path.read_text()
+    counts, not_passing = {}, {}
+    for op, *numbers in re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", text, re.M):
+        counts[op] = dict(zip(("cases", "pass", "unsupported", "fail"), map(int, numbers)))
+    for case, status in re.findall(r"^\| (test_\w+) \| (\w+) \|", text, re.M):
+        not_passing[case] = status
+    found = re.search(r"^Totals: (\d+) pass, (\d+) unsupported, (\d+) fail\.$", text, re.M)
+    assert found, f"docs/onnx-conformance.md has no totals line; {REGENERATE}"
+    totals = dict(zip(("pass", "unsupported", "fail"), map(int, found.groups())))
+    return Documented(counts, not_passing, totals)
+
+
 @pytest.fixture(scope="session")
 def node_cases() -> Path:
     return generate()
 
 
+@pytest.fixture(scope="session")
+def documented() -> Documented:
+    return read_documented()
+
+
+def test_documented_totals(documented):
+    """The doc covers exactly `OPS`, its totals are the sums of its rows and of its per-case
+    list, nothing fails, and every operator not in `UNSUPPORTED_OPS` passes some case."""
+    assert list(documented.counts) == OPS, f"the doc's operators are not OPS; {REGENERATE}"
+    for status, total in documented.totals.items():
+        rows = sum(c[status] for c in documented.counts.values())
+        assert rows == total, f"the doc's {status} total is {total}, its rows add up to {rows}; {REGENERATE}"
+    for op, c in documented.counts.items():
+        assert c["pass"] + c["unsupported"] + c["fail"] == c["cases"], f"{op}: {c}; {REGENERATE}"
+    listed = list(documented.not_passing.values())
+    assert listed.count("unsupported") == documented.totals["unsupported"], \
+        f"the doc lists {listed.count('unsupported')} unsupported cases, its total says {documented.totals['unsupported']}"
+    assert documented.totals["fail"] == 0 and "fail" not in listed, "the doc records failing cases"
+    without_pass = [op for op, c in documented.counts.items() if not c["pass"]]
+    assert without_pass == list(UNSUPPORTED_OPS), f"operators without a passing case: {without_pass}; {REGENERATE}"
+
+
 @pytest.mark.parametrize("op", OPS)
-def test_node_conformance(node_cases, op):
-    """No case may fail (wrong results or crashes); unsupported forms must be reported as such
-    (UnsupportedOpError / OnnxImportError / LoweringError), and every supported op passes some."""
+def test_node_conformance(node_cases, documented, op):
+    """Every case has the status the doc gives it (pass unless listed as unsupported), and the
+    operator has the documented number of cases: a regression, a newly passing case or a new
+    case all fail here until the doc is regenerated."""
     results = [run_case(case) for case in cases_of(op, node_cases)]
-    failures = [f"{r.case}: {r.detail}" for r in results if r.status == "fail"]
-    assert not failures, "\n".join(failures)
-    if op not in UNSUPPORTED_OPS:
-        assert any(r.status == "pass" for r in results), [(r.case, r.detail) for r in results]
+    changed = [f"{r.case}: documented {documented.not_passing.get(r.case, 'pass')}, got {r.status}: {r.detail}"
+               for r in results if r.status != documented.not_passing.get(r.case, "pass")]
+    assert not changed, "\n".join(changed) + f"\n(a regression is a bug; an intended change: {REGENERATE})"
+    want = documented.counts.get(op)
+    got = {"cases": len(results), **{s: sum(r.status == s for r in results) for s in ("pass", "unsupported", "fail")}}
+    assert got == want, f"{op}: documented {want}, got {got}; {REGENERATE}"
 
 
 # ---------------------------------------------------------------- the table
 
 
-def write_table(path: Path = ROOT / "docs" / "onnx-conformance.md") -> None:
+def write_table(path: Path = DOC) -> None:
     cache = generate()
     rows, details = [], []
     totals = {"pass": 0, "unsupported": 0, "fail": 0}
@@ -250,7 +319,12 @@ def write_table(path: Path = ROOT / "docs" / "onnx-conformance.md") -> None:
         print(f"{op}: {count}", file=sys.stderr)
     text = f"""# ONNX node-test conformance
 
-Generated by `.venv/bin/python tests/test_onnx_conformance.py` (onnx {onnx.__version__}, onnxruntime not
+Regenerate after changing an operator or the onnx version (`tests/test_onnx_conformance.py` pins
+every case's status and the totals below, and fails until this file matches):
+
+    .venv/bin/python tests/test_onnx_conformance.py      # rewrites this file; review its diff
+
+Generated by that command (onnx {onnx.__version__}, onnxruntime not
 involved): every node test case of `onnx.backend.test.case.node` for the operators below
 (`_expanded` function-body variants left out) through the whole pipeline — inputs after the
 first turned into weights, import, conversion with every weight refreshable, bundle build, save,
@@ -258,6 +332,8 @@ load, init, infer (vs the case's expected outputs), update with new random weigh
 `onnx.reference` on the updated model) — on **both backends** (numpy and interp).
 Tolerance: rtol 1e-4, atol 1e-5. The test suite runs the same cases (the interpreter only on
 the small ones) in `tests/test_onnx_conformance.py`. Took {time.monotonic() - start:.0f} s.
+Unsupported means the importer refused the case (`UnsupportedOpError`, an unsupported element
+type or opset); a shape, graph or lowering error, at import or after, is a failure.
 
 Totals: {totals['pass']} pass, {totals['unsupported']} unsupported, {totals['fail']} fail.
 

@@ -23,6 +23,7 @@ from wrc.context import make_context
 from wrc.errors import BundleFormatError
 from wrc.ir_text import parse_module
 from wrc.tools import wrc_fuzz
+from wrc.weight_files import write_weights
 
 FILECHECK = Path(__file__).parent / "filecheck"
 LONG = float(os.environ.get("WRC_FUZZ_SECONDS", "0") or 0)
@@ -58,6 +59,39 @@ def test_weight_file_mutation_fuzz() -> None:
     assert_clean(report)
     assert report.cases >= (1 if LONG else 300)
     assert len(report.outcomes) > 12, report.outcomes  # many different checks were reached
+
+
+def test_fuzzers_generate_the_inputs_issue_13_found_missing(tmp_path: Path) -> None:
+    """The generators added for issue 13, each checked to produce its class of input and the
+    reader to refuse it: IR writing a function's argument (both format versions, every
+    graph), FIFO / directory / device bundle paths, weight files rewritten during the read."""
+    import random
+
+    import wrc
+
+    rng = random.Random(0)
+    written = set()
+    for data in wrc_fuzz.seed_bundles():
+        for _ in range(6):
+            mutated = wrc_fuzz.write_an_argument(rng, data)
+            assert mutated != data
+            with pytest.raises(BundleFormatError, match=r"graph '(\w+)': writes its input") as e:
+                wrc.load_bundle(bf.read_bundle(mutated))
+            written.add(str(e.value).split("'")[1])
+    assert written == {"var_infer_graph", "var_update_graph"}, written
+    kinds = {wrc_fuzz.check_non_regular_path(rng, tmp_path, case_seconds=10) for _ in range(20)}
+    assert len(kinds) == 4, kinds
+    model = wrc_fuzz.seed_model()
+    b = wrc.load_bundle(model)
+    b.init()
+    expected = [b.weights(), {k: v + 1 for k, v in b.weights().items()}]
+    for suffix in (".safetensors", ".npz"):
+        versions = []
+        for weights in expected:
+            write_weights(tmp_path / f"v{suffix}", weights)
+            versions.append((tmp_path / f"v{suffix}").read_bytes())
+        outcome = wrc_fuzz.update_while_rewritten(rng, b, tmp_path / f"r{suffix}", versions, expected)
+        assert outcome.startswith("rewritten during reads"), outcome
 
 
 def test_bundle_hypothesis() -> None:
@@ -148,7 +182,7 @@ def test_ir_section_size_and_nesting_are_bounded_before_parsing(monkeypatch: pyt
         expected = "VerifyException: Operation scf.execute_region" if kind == "({" else "weight 'w1'"
         assert expected in str(e.value) and "Recursion" not in str(e.value), (kind, str(e.value))
         with pytest.raises(BundleFormatError, match="nesting deeper than 64 levels"):
-            bf.read_bundle(_with_ir(text(bf.MAX_IR_NESTING + 2)))
+            bf.read_bundle(_with_ir(text(bf.MAX_IR_NESTING + 1)))
 
 
 def test_absurd_declared_sizes_fail_fast_without_allocating() -> None:

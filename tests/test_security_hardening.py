@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_abi import F32, B, W, build
+from xdsl.dialects.builtin import StringAttr
 
 import wrc
 from wrc import bundle_format as bf
 from wrc.bundle_info import describe
 from wrc.context import make_context
+from wrc.dialects import ge as ge_dialect
 from wrc.errors import BundleFormatError, WeightFileError
 from wrc.ir_text import parse_module
 from wrc.model_buffer import ModelBuffer
@@ -534,3 +536,57 @@ def test_ge_execute_racing_unload_says_invalid_model_id(monkeypatch) -> None:
     assert ret in (ge.ACL_SUCCESS, ge.ACL_ERROR_INVALID_MODEL_ID), ret
     assert ge.aclmdlExecute(infer, []) == ([], ge.ACL_ERROR_INVALID_MODEL_ID)
     assert ge.aclmdlBundleGetModelNum(bundle_id) == (0, ge.ACL_ERROR_INVALID_PARAM)
+
+
+# --------------------------------------------------------------------------- wrc-opt, lone surrogates
+
+FORMER_INTERNAL_ERRORS = {
+    "ge.data in a nested module": (
+        'builtin.module {\n  builtin.module {\n    func.func @g() -> tensor<2xf32> {\n'
+        '      %x = ge.data "x" index 0 : tensor<2xf32>\n      func.return %x : tensor<2xf32>\n    }\n  }\n}\n',
+        ["-p", "ge-bufferize"], 'ge.data "x": a graph input must be in the body of a func.func at the top level'),
+    "unknown iterator type": (
+        "func.func @f(%a: memref<2xf32>, %b: memref<2xf32>) {\n  linalg.generic {indexing_maps = "
+        "[affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [\"par>llel\"]} "
+        "ins(%a : memref<2xf32>) outs(%b : memref<2xf32>) {\n  ^bb0(%i: f32, %o: f32):\n"
+        "    linalg.yield %i : f32\n  }\n  func.return\n}\n",
+        [], "'par>llel' is not a valid IteratorType"),
+    "a 5000-digit integer": (
+        "func.func @f() {\n  %0 = arith.constant " + "9" * 5000 + " : i32\n  func.return\n}\n",
+        [], "Exceeds the limit (4300 digits)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMER_INTERNAL_ERRORS))
+def test_wrc_opt_reports_these_inputs_as_located_diagnostics(case: str, tmp_path: Path) -> None:
+    """Inputs the wrc-opt fuzzer saw end in `internal error: KeyError/ValueError: ...`: each is
+    now a user-level diagnostic (with the input's line and column for parse errors)."""
+    from wrc.tools.wrc_fuzz import run_wrc_opt
+
+    text, extra, message = FORMER_INTERNAL_ERRORS[case]
+    rc, stderr = run_wrc_opt(text, extra, tmp_path)
+    assert rc == 1 and stderr.startswith("wrc-opt: error: "), stderr[:2000]
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr[:2000]
+    assert message in stderr, stderr[:2000]
+    if "ge.data" not in message:
+        assert re.search(r"input\.mlir:\d+:\d+", stderr), stderr[:300]
+
+
+@pytest.mark.parametrize("where", ["graph", "input", "constant", "parsed constant"])
+def test_a_lone_surrogate_in_a_name_is_a_graph_error_naming_it(where: str) -> None:
+    """A Python str may hold a lone surrogate, which no IR, bundle or weight file can store:
+    the Graph builder refuses it by name (it used to fail at bundle save with xDSL's or the
+    binary IR writer's `UnicodeEncodeError`)."""
+    with pytest.raises(wrc.GraphError, match=rf"{where.split()[-1]} name .*\\ud800.* lone surrogate"):
+        if where == "graph":
+            wrc.Graph("g\ud800")
+        elif where == "input":
+            wrc.Graph("g").data("x\ud800", (2,))
+        elif where == "constant":
+            wrc.Graph("g").const("w\ud800", np.ones(2, np.float32))
+        else:  # a module built or edited in Python, wrapped with Graph.from_module
+            g = wrc.Graph("g")
+            g.output(g.add(g.data("x", (2,)), g.const("w", np.ones(2, np.float32))))
+            const = next(op for op in g.module.walk() if isinstance(op, ge_dialect.ConstOp))
+            const.const_name = StringAttr("w\ud800")
+            wrc.Graph.from_module(g.module, {"w\ud800": np.ones(2, np.float32)})

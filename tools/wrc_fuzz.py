@@ -11,10 +11,12 @@ longer locally:
 
 Each prints what it ran and exits 1 with the first findings (and the input, saved under
 `--out`) if any: a bundle that fails with anything but `BundleFormatError`, takes longer
-than `--case-seconds`, a loaded bundle that writes its (read-only) inputs or whose `wrc
-inspect` text holds a raw escape, a weight file that makes `update_from_file` fail with
-anything but a `WrcError`, or a `wrc-opt` run that prints a traceback or exits with another
-code than 0/1. Cases are drawn from `random.Random(seed)`, so `--seed` replays a run.
+than `--case-seconds`, a loaded bundle that writes its (read-only) inputs or weights or whose
+`wrc inspect` text holds a raw escape, a FIFO, directory or device given as a bundle path and
+not refused at once, a weight file that makes `update_from_file` fail with anything but a
+`WrcError` (or, rewritten in place during the read, gives an update mixing two versions),
+or a `wrc-opt` run that prints a traceback or exits with another code than 0/1. Cases are
+drawn from `random.Random(seed)`, so `--seed` replays a run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ import numpy as np
 import wrc
 from wrc import bundle_format as bf
 from wrc import ir_binary
-from wrc.abi import INFER_GRAPH, INIT_GRAPH
+from wrc.abi import INFER_GRAPH, INIT_GRAPH, UPDATE_GRAPH
 from wrc.errors import BundleFormatError, WrcError
 
 # --------------------------------------------------------------------------- seed inputs
@@ -145,8 +148,12 @@ def relayout(doc: dict, ir: bytes, blobs: list[bytes], version: int = bf.FORMAT_
     return bytes(out)
 
 
+_HOSTILE_STRINGS = ["\ud800", "\x1b[2J", "\x1b]0;pwned\x07", "\u202e", "\x00", "\r"]
+"""Header strings a reader must not print raw or choke on: a lone surrogate (JSON can escape
+one), terminal escapes, a bidi override, a NUL."""
 _ABSURD = [0, 1, -1, 63, 64, 2**31, 2**32, 2**40, 2**62, 2**63, 2**64, 10**30, 0.5, True, None,
-           "", "x" * 300, [], {}, [2**40], [1] * 40, "float32", "object", "NaN"]
+           "", "x" * 300, [], {}, [2**40], [1] * 40, "float32", "object", "NaN", *_HOSTILE_STRINGS,
+           {"name": "\x1b[2J", "version": "\ud800"}]
 
 
 def _mutate_json(rng: random.Random, value: object) -> object:
@@ -167,7 +174,7 @@ def _mutate_json(rng: random.Random, value: object) -> object:
     elif r < 0.25 and isinstance(node, int) and not isinstance(node, bool):
         parent[key] = node + rng.choice([-64, -1, 1, 64, 2**32])  # type: ignore[index]
     elif r < 0.35 and isinstance(node, str):
-        parent[key] = node[: rng.randrange(len(node) + 1)] + rng.choice(["", "_var", "é", '"', "\n"])  # type: ignore[index]
+        parent[key] = node[: rng.randrange(len(node) + 1)] + rng.choice(["", "_var", "é", '"', "\n", *_HOSTILE_STRINGS])  # type: ignore[index]
     elif r < 0.45 and isinstance(parent, list):
         parent.append(json.loads(json.dumps(node)))
     else:
@@ -216,11 +223,56 @@ def mutate_binary_ir(rng: random.Random, ir: bytes) -> bytes:
     return bytes(out)
 
 
+_ARGUMENT = re.compile(r"(%[\w.]+) ?: memref<((?:\d+x)*)(f16|f32|f64|i1|i8|i16|i32|i64)>")
+
+
+def write_an_argument(rng: random.Random, data: bytes) -> bytes:
+    """The bundle with one function made to write one of its memref arguments (a
+    `linalg.fill` or a `memref.store` of 1, at the top of its body or just before its
+    return), the IR re-encoded and resealed: the reader must refuse it (promise 8). `data`
+    unchanged if it has no such argument or is no longer well formed."""
+    from wrc.context import make_context
+    from wrc.ir_text import parse_module
+
+    parts = _split(data)
+    if parts is None:
+        return data
+    doc, ir, blobs = parts
+    version, ctx = _version(data), make_context()
+    try:
+        text = ir.decode() if version == bf.TEXT_IR_VERSION else str(
+            ir_binary.decode_module(ir, ctx, bf.MAX_INLINE_ELEMENTS))
+    except Exception:
+        return data
+    headers = list(re.finditer(r"func\.func @[\w.]+\(([^\n]*)\)[^\n]*\{\n", text))
+    candidates = [(h, a) for h in headers for a in _ARGUMENT.finditer(h.group(1))]
+    if not candidates:
+        return data
+    header, arg = rng.choice(candidates)
+    value, dims, etype = arg.groups()
+    one = "true" if etype == "i1" else "1" if etype[0] == "i" else "1.0"
+    tag = rng.randrange(10**6)
+    write = f"%wa{tag} = arith.constant {one} : {etype}\n"
+    if rng.random() < 0.5:
+        write += f"linalg.fill ins(%wa{tag} : {etype}) outs({value} : memref<{dims}{etype}>)\n"
+    else:
+        write += (f"%wi{tag} = arith.constant 0 : index\nmemref.store %wa{tag}, {value}["
+                  + ", ".join([f"%wi{tag}"] * dims.count("x")) + f"] : memref<{dims}{etype}>\n")
+    ret = text.find("func.return", header.end())
+    at = header.end() if ret < 0 or rng.random() < 0.5 else text.rfind("\n", 0, ret) + 1
+    text = text[:at] + write + text[at:]
+    try:
+        new_ir = text.encode() if version == bf.TEXT_IR_VERSION else ir_binary.encode_module(parse_module(ctx, text))
+    except Exception:
+        return data
+    return relayout(doc, new_ir, blobs, version)
+
+
 def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
     """One random mutation of a bundle: raw (truncate, flip, overwrite, insert, delete,
     append, absurd integers) or structured and resealed (header JSON, the IR: text edits in
-    version 1, word edits in binary IR)."""
-    kind = rng.randrange(10)
+    version 1, word edits in binary IR, a write into a function's argument)."""
+    kind = rng.randrange(11)
     n = len(data)
     if n < 16:  # an earlier mutation truncated it: only junk can follow
         return data + rng.randbytes(rng.randrange(1, 64))
@@ -245,6 +297,8 @@ def mutate_bundle(rng: random.Random, data: bytes) -> bytes:
     if parts is None:
         return data[::-1]
     doc, ir, blobs = parts
+    if kind == 10:
+        return write_an_argument(rng, data)
     if kind in (5, 6, 7):  # structured header damage, checksums resealed
         return reseal_header(_mutate_json(rng, doc), data)
     version = _version(data)
@@ -320,6 +374,13 @@ def check_bundle_bytes(data: bytes, case_seconds: float = 10.0) -> str:
                 b.infer(inputs)
             if any(a.any() for a in inputs.values()):
                 raise AssertionError("infer wrote into its input arrays")
+            if UPDATE_GRAPH in b.graphs:  # the update graph must not write the caller's weights
+                new = {n: np.ones(a.shape, a.dtype) for n, a in b.weights().items() if 0 < a.size < 1 << 20}
+                for a in new.values():
+                    a.flags.writeable = False
+                b.update(new)
+                if not all((a == 1).all() for a in new.values()):
+                    raise AssertionError("update wrote into its weight arrays")
             _check_inspect_text(data)
             outcome = "loaded and ran"
         except WrcError as e:
@@ -347,10 +408,55 @@ def _check_inspect_text(data: bytes) -> None:
         raise AssertionError(f"wrc inspect printed raw control characters {bad!r}")
 
 
+def check_non_regular_path(rng: random.Random, folder: Path, case_seconds: float = 10.0) -> str:
+    """A bundle path that is a FIFO, a directory, a character device, or a symbolic link to
+    one of them: `load_bundle` and `wrc inspect`'s `describe` refuse it with
+    `BundleFormatError`, at once (a FIFO with no writer used to block them forever)."""
+    import os
+    import threading
+
+    from wrc.bundle_info import describe
+
+    kind = rng.choice(["fifo", "directory", "device", "link to fifo"])
+    path = folder / f"nonregular-{rng.randrange(10**9)}.wrcb"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path if kind == "fifo" else path.with_suffix(".fifo"))
+        if kind == "link to fifo":
+            path.symlink_to(path.with_suffix(".fifo"))
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        for read in (wrc.load_bundle, describe):
+            try:
+                read(path)
+                outcomes.append(f"{read.__name__} accepted a {kind}")
+            except BundleFormatError:
+                outcomes.append("refused")
+            except BaseException as e:
+                outcomes.append(f"{read.__name__} raised {type(e).__name__}: {e}")
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(case_seconds)
+    if t.is_alive():  # unblock the reader: open and close the FIFO's writing end (an EOF)
+        with contextlib.suppress(OSError):
+            os.close(os.open(path.with_suffix(".fifo") if kind == "link to fifo" else path, os.O_WRONLY | os.O_NONBLOCK))
+        raise AssertionError(f"reading a {kind} did not return within {case_seconds} s")
+    bad = [o for o in outcomes if o != "refused"]
+    if bad:
+        raise AssertionError("; ".join(bad)[:2000])
+    return f"non-regular file ({kind}) refused"
+
+
 def fuzz_bundles(seconds: float | None = None, cases: int | None = None, seed: int = 0,
                  out: Path | None = None, case_seconds: float = 10.0) -> Report:
     """Random mutations of the seed bundles until `seconds` pass or `cases` are done, with a
-    load cache of their own, warm with the seeds (never the user's cache)."""
+    load cache of their own, warm with the seeds (never the user's cache); one case in 100
+    gives the bundle path as a non-regular file instead."""
     rng, seeds, report = random.Random(seed), seed_bundles(), Report("bundle mutation fuzz")
     with tempfile.TemporaryDirectory() as cache, _environ(WRC_CACHE_DIR=cache):
         for data in seeds:
@@ -377,16 +483,23 @@ def _environ(**values: str) -> Iterator[None]:
 
 def _fuzz_bundles(rng: random.Random, seeds: list[bytes], report: Report, seconds: float | None,
                   cases: int | None, out: Path | None, case_seconds: float) -> None:
-    for _ in _until(seconds, cases):
-        base = rng.choice(seeds)
-        mutated = base
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            mutated = mutate_bundle(rng, mutated)
-        try:
-            report.count(check_bundle_bytes(mutated, case_seconds))
-        except AssertionError as e:
-            report.findings.append(str(e))
-            _save(out, "bundle", mutated, str(e))
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in _until(seconds, cases):
+            if rng.random() < 0.01:
+                try:
+                    report.count(check_non_regular_path(rng, Path(tmp), case_seconds))
+                except AssertionError as e:
+                    report.findings.append(str(e))
+                continue
+            base = rng.choice(seeds)
+            mutated = base
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):
+                mutated = mutate_bundle(rng, mutated)
+            try:
+                report.count(check_bundle_bytes(mutated, case_seconds))
+            except AssertionError as e:
+                report.findings.append(str(e))
+                _save(out, "bundle", mutated, str(e))
 
 
 # --------------------------------------------------------------------------- weight files
@@ -478,18 +591,89 @@ def _mutate_weight_file(rng: random.Random, data: bytes, npz: bool) -> bytes:
     return struct.pack("<Q", len(header)) + header + body
 
 
+def _rewrite_in_place(path: Path, versions: list[bytes], stop: threading.Event, seed: int) -> None:
+    """Until `stop`: truncate `path` in place (maybe half way), write one of `versions`."""
+    rng = random.Random(seed)
+    while not stop.is_set():
+        data = rng.choice(versions)
+        with open(path, "r+b") as f:
+            f.truncate(rng.randrange(len(data)))
+            f.seek(0)
+            f.write(data)
+            f.truncate(len(data))
+        time.sleep(rng.uniform(0, 0.005))
+
+
+def update_while_rewritten(rng: random.Random, b: wrc.Bundle, path: Path, versions: list[bytes],
+                           expected: list[dict[str, np.ndarray]]) -> str:
+    """`update_from_file(path)` in a loop for up to 0.3 s while a thread rewrites the file in
+    place with one of `versions` (whose weights are `expected`): each update applies one whole
+    version, or fails with a `WrcError` and changes nothing (a memory-mapped reader died here
+    with SIGBUS)."""
+    path.write_bytes(versions[0])
+    stop = threading.Event()
+    writer = threading.Thread(target=_rewrite_in_place, args=(path, versions, stop, rng.randrange(2**32)))
+    writer.start()
+    refused = 0
+    try:
+        deadline = time.monotonic() + rng.uniform(0.02, 0.3)
+        while time.monotonic() < deadline:
+            before = {k: v.copy() for k, v in b.weights().items()}
+            try:
+                b.update_from_file(path)
+            except WrcError as e:
+                refused += 1
+                if any(not np.array_equal(v, before[k], equal_nan=True) for k, v in b.weights().items()):
+                    raise AssertionError("a failed update of a file rewritten during the read changed weights") from e
+                continue
+            after = b.weights()
+            if not any(all(np.array_equal(after[k], v) for k, v in e.items()) for e in expected):
+                raise AssertionError("an update from a file rewritten during the read mixed versions")
+    finally:
+        stop.set()
+        writer.join()
+    return f"rewritten during reads: {'some refused' if refused else 'every update whole'}"
+
+
 def fuzz_weight_files(seconds: float | None = None, cases: int | None = None, seed: int = 0,
                       out: Path | None = None, case_seconds: float = 10.0) -> Report:
     """`update_from_file` of mutated weight files: each updates or raises a `WrcError`
-    (bundle unchanged), quickly, never allocating much beyond the file's declared weights."""
+    (bundle unchanged), quickly, never allocating much beyond the file's declared weights.
+    Two bundles: one with ordinary weight names, one whose weights are named like keyword
+    arguments of `np.savez`/`np.load` (`file`, `allow_pickle`). One case in 20 rewrites a
+    valid file in place (truncated, then one of two versions) while the update reads it."""
+    from wrc.weight_files import write_weights
+
     rng, report = random.Random(seed), Report("weight file mutation fuzz")
-    model = seed_model()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        seeds = [(p.read_bytes(), p.suffix) for p in seed_weight_files(model, folder)]
-        b = wrc.load_bundle(model)
-        b.init()
+        subjects = []
+        for i, model in enumerate([seed_model(), seed_model(3, ("file", "allow_pickle"))]):
+            (folder / str(i)).mkdir()
+            seeds = [(p.read_bytes(), p.suffix) for p in seed_weight_files(model, folder / str(i))]
+            b = wrc.load_bundle(model)
+            b.init()
+            versions = {}
+            expected = [b.weights(), {k: v + 1 for k, v in b.weights().items()}]
+            for suffix in (".safetensors", ".npz"):
+                pair = []
+                for weights in expected:
+                    write_weights(folder / str(i) / f"v{suffix}", weights)
+                    pair.append((folder / str(i) / f"v{suffix}").read_bytes())
+                versions[suffix] = pair
+            subjects.append((b, seeds, versions, expected))
         for _ in _until(seconds, cases):
+            b, seeds, versions, expected = rng.choice(subjects)
+            if rng.random() < 0.05:
+                suffix = rng.choice([".safetensors", ".npz"])
+                try:
+                    report.count(update_while_rewritten(rng, b, folder / f"rewritten{suffix}",
+                                                        versions[suffix], expected))
+                except AssertionError as e:
+                    report.findings.append(str(e))
+                except BaseException as e:
+                    report.findings.append(f"update_from_file of a file being rewritten raised {type(e).__name__}: {e}"[:2000])
+                continue
             data, suffix = rng.choice(seeds)
             for _ in range(rng.choice([1, 1, 2])):
                 data = _mutate_weight_file(rng, data, suffix == ".npz")

@@ -60,6 +60,18 @@ def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> Tens
     return TensorType(to_element_type(np.dtype(dtype)), dims)
 
 
+def _check_name(kind: str, name: str) -> None:
+    """A graph, input or constant name must be non-empty and valid Unicode: a lone surrogate
+    (e.g. "\\ud800", possible in a Python str) cannot be stored in IR, a bundle or a weight file."""
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"{kind} name must be a non-empty str, got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise GraphError(f"{kind} name {name!r} is not valid Unicode: it holds a lone surrogate "
+                         f"({name[e.start]!r}), which no bundle or weight file can store") from None
+
+
 def dense_attr(value: np.ndarray) -> DenseIntOrFPElementsAttr:
     """An inline `dense<...>` attribute holding `value` (for small constants only)."""
     type = _tensor_type(value.shape, value.dtype)
@@ -117,8 +129,7 @@ class Graph:
     """
 
     def __init__(self, name: str = "main"):
-        if not name:
-            raise GraphError("a graph needs a non-empty name")
+        _check_name("graph", name)
         body = Block()
         body.add_op(func.ReturnOp())
         self.func = func.FuncOp(name, ((), ()), Region(body))
@@ -132,6 +143,13 @@ class Graph:
     def from_module(cls, module: ModuleOp, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
         """Wrap a module holding one `func.func` (and maybe `ge.variable`s) as a Graph."""
         verify_graph_module(module)
+        funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
+        for fn in funcs:
+            _check_name("graph", fn.sym_name.data)
+        for op in module.walk():
+            if isinstance(op, ge.DataOp | ge.ConstOp):
+                _check_name("input" if isinstance(op, ge.DataOp) else "constant",
+                            (op.data_name if isinstance(op, ge.DataOp) else op.const_name).data)
         return cls._of_verified(module, weights)
 
     @classmethod
@@ -244,8 +262,7 @@ class Graph:
              index: int | None = None) -> Tensor:
         """A graph input (GE `Data`); `None` in `shape` is a dynamic dimension."""
         existing = self.inputs
-        if not name:
-            raise GraphError("an input needs a non-empty name")
+        _check_name("input", name)
         if any(n == name for n, _, _ in existing):
             raise GraphError(f"graph {self.name!r} already has an input named {name!r}")
         index = len(existing) if index is None else index
@@ -256,8 +273,7 @@ class Graph:
     def const(self, name: str, value: np.ndarray | float | Sequence, dtype: np.dtype | str | None = None,
               inline: bool = False) -> Tensor:
         """A named constant (GE `Const`); its bytes go to `weights[name]` unless `inline`."""
-        if not name:
-            raise GraphError("a constant needs a non-empty name")
+        _check_name("constant", name)
         existing = self._const_index().get(name)
         if existing is not None and existing.parent is self.func.body.block:
             raise GraphError(f"graph {self.name!r} already has a constant named {name!r}")

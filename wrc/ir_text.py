@@ -63,6 +63,15 @@ class SafeParser(Parser):
         text = input.decode("utf-8") if isinstance(input, bytes) else input
         self._parser_state = ParserState(_Lexer(Input(text, name)))
 
+    def parse_module(self, allow_implicit_module: bool = True) -> ModuleOp:
+        """xDSL's op and attribute parsers convert some tokens with `int()` or an enum's
+        constructor (e.g. a linalg iterator type): a bad one raises `ValueError`, not a
+        `ParseError`. Report it as a parse error at the token reached."""
+        try:
+            return super().parse_module(allow_implicit_module)
+        except (ValueError, OverflowError) as e:
+            self.raise_error(str(e))
+
     def parse_optional_str_literal(self) -> str | None:
         token = self._current_token
         if token.kind == MLIRTokenKind.BYTES_LIT:
