@@ -24,6 +24,7 @@ Sections (docs/performance.md explains each and records a run):
   gelu     the exact GELU x/2 (1 + erf(x / sqrt 2)), erf alone and x ** 3 on a ViT-B FFN
            activation (197 x 3072): wrc vs hand-written NumPy (same erf) vs onnxruntime vs
            the old np.vectorize(math.erf) / np.power
+  zoo-infer the zoo (tests/zoo, onnx's light CNNs) vs onnxruntime, one thread (bench/zoo_infer.py)
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
@@ -60,6 +61,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+import zoo_infer  # noqa: E402
 
 import wrc  # noqa: E402
 from wrc.bundle_format import bundle_bytes  # noqa: E402
@@ -879,7 +881,8 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load, "resample": bench_resample}
+            "first": bench_first, "load": bench_load, "resample": bench_resample,
+            "zoo-infer": lambda quick: zoo_infer.bench(quick, interleaved, record)}
 
 
 def table() -> str:

@@ -57,9 +57,11 @@ def depthwise_ref(x, w, strides, pads, dilations=(1, 1)):
     return np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64))
 
 
-# Strided windows (point by point) and stride-1 windows over padded rows (wide rows).
+# 2-d windows (separable: over rows, then columns) of strides 2 and 1; 1-d windows (point by
+# point, and over padded rows when the stride is 1).
 POOLS = [((3, 3), (2, 2), (1, 1, 1, 1)), ((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 2), (1, 2), (0, 1, 2, 0)),
-         ((3, 3), (1, 1), (1, 1, 1, 1)), ((2, 3), (1, 1), (0, 2, 1, 0))]
+         ((3, 3), (1, 1), (1, 1, 1, 1)), ((2, 3), (1, 1), (0, 2, 1, 0)), ((1, 3), (1, 2), (0, 1, 0, 1)),
+         ((3, 1), (1, 1), (1, 0, 1, 0))]
 
 
 @pytest.mark.parametrize("kernel, strides, pads", POOLS)

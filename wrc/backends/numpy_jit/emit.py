@@ -312,8 +312,10 @@ class FuncEmitter:
             out = self.src.var()
             self.src.emit(ind, f"{out} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
 
-        if g.expr in block.args:  # pools: the window's elements themselves
-            views = [shifted(p)[g.expr] for p in points]
+        if g.expr in block.args:  # pools: the window's elements themselves (or its columns'
+            # maxima over the window's rows: `separable_rows`)
+            views = (self.separable_rows(kernel.separable, g, comb, ind) if kernel.separable
+                     else [shifted(p)[g.expr] for p in points])
             if fresh and len(views) > 1:
                 self.src.emit(ind, f"{comb}({views[0]}, {views[1]}, out={out})")
                 views = views[2:]
@@ -343,6 +345,35 @@ class FuncEmitter:
             shape = tuple(g.extents[k] if g.out.uses(k) else 1 for k in range(n))
             self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
                                f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
+
+    def separable_rows(self, sep: tuple[int, int, int, int], g: Generic, comb: str, ind: int) -> list[str]:
+        """A 2-d pool's first pass (`WindowReduce.separable`): the input combined over the
+        window's rows into a scratch of whole input rows (every column the windows read);
+        returns the views of that scratch shifted to each window column, to be combined
+        into the output."""
+        r1, r2, b, step = sep
+        acc, c, n = g.accesses[g.expr.index], self.src.const, len(g.extents)
+        red = set(g.reduction)
+        shape = [g.extents[k] if acc.uses(k) and k not in red else 1 for k in range(n)]
+        strides = [0 if k in red else acc.strides[k] for k in range(n)]
+        shape[b], strides[b] = (g.extents[b] - 1) * step + g.extents[r2], acc.strides[r2]
+        rows = [self.view(replace(acc, offset=acc.offset + acc.strides[r1] * p), g.extents, ind,
+                          shape=shape, strides=strides) for p in range(g.extents[r1])]
+        scratch = self.src.var()
+        self.src.emit(ind, f"{scratch} = np.empty({c(tuple(shape))}, {c(acc.dtype)})")
+        self.src.emit(ind, f"{comb}({rows[0]}, {rows[1]}, out={scratch})")
+        for v in rows[2:]:
+            self.src.emit(ind, f"{comb}({scratch}, {v}, out={scratch})")
+        isz, cs = acc.dtype.itemsize, list(c_strides(tuple(shape)))
+        pitch = cs[b]
+        shape[b], cs[b] = g.extents[b], pitch * step
+        cols = []
+        for p in range(g.extents[r2]):
+            v = self.src.var()
+            self.src.emit(ind, f"{v} = _nd({c(tuple(shape))}, {c(acc.dtype)}, {scratch}, {c(p * pitch * isz)}, "
+                               f"{c(tuple(s * isz for s in cs))})")
+            cols.append(v)
+        return cols
 
     def body_ops(self, g: Generic, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
                  final_out: str | None, ind: int,
