@@ -75,8 +75,8 @@ def kind(line: str) -> str:
 
 def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
     """ms per `infer` by kind of statement of the generated code (`kind`), largest first:
-    each top-level statement of `var_infer_graph` timed on its own (perf_counter around it;
-    the timer's own cost, ~0.1 µs a statement, is counted in)."""
+    each top-level statement of `var_infer_graph` timed on its own over `calls` calls, its
+    minimum kept (robust to other jobs' interruptions; the timer's own ~0.1 µs counted in)."""
     compiled = bundle._compiled
     fn, nargs = compiled._fns["var_infer_graph"]
     lines = compiled.source("var_infer_graph").splitlines()
@@ -85,24 +85,24 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
         body = line.lstrip()
         ind = line[:len(line) - len(body)]
         if len(ind) == 4 and not body.endswith(":") and not body.startswith(("return", "_bad_arg")):
-            out += [f"{ind}_t = _pc()", line, f"{ind}_T[{len(keys)}] += _pc() - _t"]
+            out += [f"{ind}_t = _pc()", line, f"{ind}_T[{len(keys)}] = min(_T[{len(keys)}], _pc() - _t)"]
             keys.append(kind(body))
         else:
             out.append(line)
-    ns = dict(fn.__globals__, _pc=time.perf_counter, _T=[0.0] * len(keys))
+    ns = dict(fn.__globals__, _pc=time.perf_counter, _T=[float("inf")] * len(keys))
     exec(compile("\n".join(out), "<profiled>", "exec"), ns)
     compiled._fns["var_infer_graph"] = (ns["graph"], nargs)
     try:
         with threadpool_limits(1):
             bundle.infer(feeds)
-            ns["_T"][:] = [0.0] * len(keys)
+            ns["_T"][:] = [float("inf")] * len(keys)
             for _ in range(calls):
                 bundle.infer(feeds)
     finally:
         compiled._fns["var_infer_graph"] = (fn, nargs)
     by: dict[str, float] = {}
     for k, t in zip(keys, ns["_T"], strict=True):
-        by[k] = by.get(k, 0.0) + 1e3 * t / calls
+        by[k] = by.get(k, 0.0) + 1e3 * t
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
 

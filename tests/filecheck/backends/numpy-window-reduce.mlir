@@ -15,10 +15,17 @@ builtin.module {
     func.return %y : tensor<1x2x3x3xf32>
   }
   // A depthwise convolution (groups = channels), stride 1: per point, the shifted input
-  // times the per-channel weight over wide rows (6 + 2 padding columns: 5 * 8 + 6 = 46
-  // contiguous elements per channel), accumulated through one scratch array; the kept
+  // times the per-channel weight over wide rows (48 + 2 padding columns: 47 * 50 + 48 =
+  // 2398 contiguous elements per channel), accumulated through one scratch array; the kept
   // columns are copied out at the end.
-  func.func @depthwise(%x: tensor<1x3x6x6xf32>) -> tensor<1x3x6x6xf32> {
+  func.func @depthwise(%x: tensor<1x3x48x48xf32>) -> tensor<1x3x48x48xf32> {
+    %w = ge.const "w" : tensor<3x1x3x3xf32>
+    %y = ge.conv2d %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x3x48x48xf32>, tensor<3x1x3x3xf32>) -> tensor<1x3x48x48xf32>
+    func.return %y : tensor<1x3x48x48xf32>
+  }
+  // On a small image (fewer than kernels.MIN_WIDE_ROWS elements per row plane) the same
+  // convolution is its im2col GEMM: fewer NumPy calls.
+  func.func @small_depthwise(%x: tensor<1x3x6x6xf32>) -> tensor<1x3x6x6xf32> {
     %w = ge.const "w" : tensor<3x1x3x3xf32>
     %y = ge.conv2d %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x3x6x6xf32>, tensor<3x1x3x3xf32>) -> tensor<1x3x6x6xf32>
     func.return %y : tensor<1x3x6x6xf32>
@@ -70,9 +77,13 @@ builtin.module {
 // CHECK-NEXT:  np.copyto([[Y]], _nd({{k[0-9]+}}, {{k[0-9]+}}, [[WIDE]], {{k[0-9]+}}, [[KEPT:k[0-9]+]]))
 // CHECK-NOT:   np.matmul(
 // CHECK:       return
-// CHECK-DAG:   #   [[WIDESHAPE]] = (1, 3, 1, 46, 1, 1, 1)
-// CHECK-DAG:   #   [[ROWS]] = (0, 256, 0, 4, 0, 0, 0)
-// CHECK-DAG:   #   [[KEPT]] = (552, 184, 184, 32, 4, 4, 4, 4)
+// CHECK-DAG:   #   [[WIDESHAPE]] = (1, 3, 1, 2398, 1, 1, 1)
+// CHECK-DAG:   #   [[ROWS]] = (0, 10000, 0, 4, 0, 0, 0)
+// CHECK-DAG:   #   [[KEPT]] = (28776, 9592, 9592, 200, 4, 4, 4, 4)
+
+// CHECK-LABEL: # func @small_depthwise
+// CHECK:       np.matmul({{.*}}np.ascontiguousarray(
+// CHECK-NOT:   np.multiply(
 
 // CHECK-LABEL: # func @multiplier
 // CHECK:       np.matmul(

@@ -56,6 +56,13 @@ MAX_WINDOW = 64
 beyond it the per-call overhead outweighs reading the input window by window."""
 
 
+MIN_WIDE_ROWS = 2048
+"""Fewest elements per wide row plane for a depthwise convolution to run over wide rows
+rather than as its im2col GEMM: on smaller images the GEMM's few calls win (one thread, ms,
+wide rows / GEMM: 144 channels 56x56 1.25 / 1.60; 96 x 28x28 0.50 / 0.32; 16 x 32x32
+0.13 / 0.07)."""
+
+
 @dataclass(frozen=True)
 class Gather:
     """A lowered `ge.gather`: `np.take` of the rows along `axis`."""
@@ -128,6 +135,8 @@ def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool 
         # gets nothing from BLAS but pays the im2col copy: wide-row windows are cheaper
         # (measured; point by point over short rows they are not: bench --only kernels).
         rows = wide_rows(analysis) if window and fresh else None
+        if rows is not None and (analysis.extents[rows[0]] - 1) * rows[2] + analysis.extents[rows[1]] < MIN_WIDE_ROWS:
+            rows = None
         if gemm is not None and not (rows and (not gemm.m or not gemm.n) and gemm.cost > 0):
             return gemm  # else e.g. a dim summed in one operand only: multiply, then reduce
     if window:
