@@ -68,9 +68,14 @@ def kind(line: str) -> str:
     names = [next(n for n in c if n) for c in calls]
     if not names or names[0] in ("reshape", "_nd", "asarray"):
         return "python (views, checks)"
-    if names[0] == "matmul":
-        return "matmul + im2col copy" if "ascontiguousarray" in names else "matmul"
+    if names[0] == "ascontiguousarray":
+        return "im2col copy"
     return names[0]
+
+
+IM2COL = re.compile(r"np\.matmul\((\w+), (np\.ascontiguousarray\(\w+\)\.reshape\(\w+\)), out=(\w+)\)")
+"""A GEMM of an im2col copy (`emit.py`, Gemm): profiled as two statements, the copy then
+BLAS."""
 
 
 def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
@@ -85,8 +90,10 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
         body = line.lstrip()
         ind = line[:len(line) - len(body)]
         if len(ind) == 4 and not body.endswith(":") and not body.startswith(("return", "_bad_arg")):
-            out += [f"{ind}_t = _pc()", line, f"{ind}_T[{len(keys)}] = min(_T[{len(keys)}], _pc() - _t)"]
-            keys.append(kind(body))
+            m = IM2COL.fullmatch(body)
+            for stmt in ([f"_col = {m[2]}", f"np.matmul({m[1]}, _col, out={m[3]})"] if m else [body]):
+                out += [f"{ind}_t = _pc()", ind + stmt, f"{ind}_T[{len(keys)}] = min(_T[{len(keys)}], _pc() - _t)"]
+                keys.append(kind(stmt))
         else:
             out.append(line)
     ns = dict(fn.__globals__, _pc=time.perf_counter, _T=[float("inf")] * len(keys))
@@ -125,7 +132,9 @@ def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]
         record("zoo-infer", case, "ratio wrc/ort", wm / om, wn / on, unit="x")
         if prof:
             top = profile(bundle, feeds, calls)
-            print(f"# {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in list(top.items())[:8]), flush=True)
+            print(f"# {case}: sum {sum(top.values()):.2f} ms: " + ", ".join(f"{k} {v:.2f}" for k, v in list(top.items())[:8]), flush=True)
+            for k, v in top.items():
+                record("zoo-infer", case, f"profile: {k}", v)
 
 
 def main() -> None:

@@ -20,7 +20,15 @@ from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
-from wrc.backends.numpy_jit.kernels import Elementwise, Gather, Kernel, Reduce, WindowReduce
+from wrc.backends.numpy_jit.kernels import (
+    Elementwise,
+    Gather,
+    Kernel,
+    Reduce,
+    ShiftedGemm,
+    WindowReduce,
+    span,
+)
 from wrc.backends.numpy_jit.plan import MemoryPlan
 from wrc.backends.numpy_jit.scalar import is_ufunc, scalar_expr
 from wrc.backends.numpy_jit.source import Source
@@ -474,3 +482,39 @@ class FuncEmitter:
         else:
             self.src.emit(ind, f"np.add({o}, {res}, out={o})")
 
+
+    @kernel.register
+    def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:
+        """Per window point `np.matmul(w[:, :, i, j], rows shifted to (i, j))`, summed in a
+        wide-row scratch (the first point written into it, the others through one more);
+        the kept columns copied into the output."""
+        g = self.plan.analyses[op]
+        ext, c, n = g.extents, self.src.const, len(g.extents)
+        x, w = g.accesses[plan.x], g.accesses[plan.w]
+        a, b, pitch = plan.rows
+        cols = span(g, plan.rows)
+        wide_shape = tuple(ext[d] for d in plan.batch) + (ext[plan.f], cols)
+        wide, tmp = self.src.var(), None
+        self.src.emit(ind, f"{wide} = np.empty({c(wide_shape)}, {c(g.out.dtype)})")
+        for i, point in enumerate(itertools.product(*(range(ext[d]) for d in plan.window))):
+            dx = sum(x.strides[d] * p for d, p in zip(plan.window, point, strict=True))
+            dw = sum(w.strides[d] * p for d, p in zip(plan.window, point, strict=True))
+            xv = self.view(replace(x, offset=x.offset + dx), ext, ind,
+                           shape=[ext[d] for d in plan.batch] + [ext[plan.c], cols],
+                           strides=[x.strides[d] for d in plan.batch] + [x.strides[plan.c], 1])
+            wv = self.view(replace(w, offset=w.offset + dw), ext, ind, shape=[ext[plan.f], ext[plan.c]],
+                           strides=[w.strides[plan.f], w.strides[plan.c]])
+            if i == 0:
+                self.src.emit(ind, f"np.matmul({wv}, {xv}, out={wide})")
+                continue
+            if tmp is None:
+                tmp = self.src.var()
+                self.src.emit(ind, f"{tmp} = np.empty({c(wide_shape)}, {c(g.out.dtype)})")
+            self.src.emit(ind, f"np.matmul({wv}, {xv}, out={tmp})")
+            self.src.emit(ind, f"np.add({wide}, {tmp}, out={wide})")
+        isz, ws = g.out.dtype.itemsize, c_strides(wide_shape)
+        at = {d: ws[j] for j, d in enumerate(plan.batch)}
+        at.update({plan.f: ws[-2], a: pitch, b: 1})
+        shape = tuple(ext[k] if g.out.uses(k) else 1 for k in range(n))
+        self.src.emit(ind, f"np.copyto({self.view(g.out, ext, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, {wide}, "
+                           f"{c(0)}, {c(tuple(at.get(k, 0) * isz for k in range(n)))}))")
