@@ -3,6 +3,9 @@ them) against onnxruntime, one thread each, interleaved; and where wrc's time go
 
     .venv/bin/python bench/zoo_infer.py [--quick] [--models cnn|transformer|NAME,...] [--profile]
 
+Wall time (median, min) and the calling thread's CPU time: on a shared machine the second
+is the steadier figure.
+
 As a section of bench/run.py: `--only zoo-infer` (every model). `--profile` adds, per model,
 wrc's time by kind of generated statement (`profile`): `matmul` is BLAS, the rest is
 what wrc's kernels cost around it.
@@ -113,6 +116,22 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
 
+def cpu_times(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, tuple[float, float]]:
+    """{name: (median ms, min ms)} of the calling thread's CPU time (`time.thread_time`),
+    interleaved as `run.interleaved` does: on a machine shared with other jobs, wall time
+    counts the time slices they take; this thread's CPU time does not (onnxruntime with one
+    intra-op thread runs on the calling thread)."""
+    samples: dict[str, list[float]] = {n: [] for n in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            for _ in range(calls):
+                t = time.thread_time()
+                fns[n]()
+                samples[n].append(time.thread_time() - t)
+    return {n: (1e3 * float(np.median(s)), 1e3 * min(s)) for n, s in samples.items()}
+
+
 def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]],
           record: Callable[..., None], which: str = "all", prof: bool = False) -> None:
     """Record wrc vs onnxruntime (median, min ms) and their ratio for each case of `which`."""
@@ -123,13 +142,18 @@ def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]
         err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
         if err > 1e-4:
             raise SystemExit(f"{case}: wrc differs from onnxruntime (relative error {err:.2e})")
+        fns = {"wrc": lambda b=bundle, f=feeds: b.infer(f), "ort": lambda s=sess, f=feeds: s.run(None, f)}
         with threadpool_limits(1):
-            res = interleaved({"wrc": lambda b=bundle, f=feeds: b.infer(f),
-                               "ort": lambda s=sess, f=feeds: s.run(None, f)}, rounds, calls)
+            res = interleaved(fns, rounds, calls)
+            cpu = cpu_times(fns, rounds, calls)
         for what, (med, mn) in res.items():
             record("zoo-infer", case, what, med, mn)
+        for what, (med, mn) in cpu.items():
+            record("zoo-infer", case, f"{what} (CPU time)", med, mn)
         (wm, wn), (om, on) = res["wrc"], res["ort"]
         record("zoo-infer", case, "ratio wrc/ort", wm / om, wn / on, unit="x")
+        (wm, wn), (om, on) = cpu["wrc"], cpu["ort"]
+        record("zoo-infer", case, "ratio wrc/ort (CPU time)", wm / om, wn / on, unit="x")
         if prof:
             top = profile(bundle, feeds, calls)
             print(f"# {case}: sum {sum(top.values()):.2f} ms: " + ", ".join(f"{k} {v:.2f}" for k, v in list(top.items())[:8]), flush=True)
@@ -150,9 +174,10 @@ def main() -> None:
     args = ap.parse_args()
     bench(args.quick, run.interleaved, run.record, args.models, args.profile)
     print(run.table())
-    ratios = [r["median"] for r in run.ROWS if r["what"] == "ratio wrc/ort"]
-    if ratios:
-        print(f"# median ratio {float(np.median(ratios)):.2f}x, max {max(ratios):.2f}x over {len(ratios)} models")
+    for what in ("ratio wrc/ort", "ratio wrc/ort (CPU time)"):
+        ratios = [r["median"] for r in run.ROWS if r["what"] == what]
+        if ratios:
+            print(f"# {what}: median {float(np.median(ratios)):.2f}x, max {max(ratios):.2f}x over {len(ratios)} models")
 
 
 if __name__ == "__main__":
