@@ -83,8 +83,8 @@ BLAS."""
 
 def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
     """ms per `infer` by kind of statement of the generated code (`kind`), largest first:
-    each top-level statement of `var_infer_graph` timed on its own over `calls` calls, its
-    minimum kept (robust to other jobs' interruptions; the timer's own ~0.1 µs counted in)."""
+    each top-level statement of `var_infer_graph` timed on its own (this thread's CPU time)
+    over `calls` calls, its minimum kept (the timer's own ~0.2 µs counted in)."""
     compiled = bundle._compiled
     fn, nargs = compiled._fns["var_infer_graph"]
     lines = compiled.source("var_infer_graph").splitlines()
@@ -99,7 +99,7 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
                 keys.append(kind(stmt))
         else:
             out.append(line)
-    ns = dict(fn.__globals__, _pc=time.perf_counter, _T=[float("inf")] * len(keys))
+    ns = dict(fn.__globals__, _pc=time.thread_time, _T=[float("inf")] * len(keys))
     exec(compile("\n".join(out), "<profiled>", "exec"), ns)
     compiled._fns["var_infer_graph"] = (ns["graph"], nargs)
     try:

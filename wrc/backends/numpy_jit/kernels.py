@@ -160,8 +160,6 @@ def shifted_gemm(g: Generic, rows: tuple[int, int, int]) -> ShiftedGemm | None:
     for k, e in enumerate(g.extents):
         if e == 1 or k in (a, b):
             continue
-        if w.uses(k) and (k == a or k == b):
-            return None
         if k in g.reduction:
             if not (x.uses(k) and w.uses(k)):
                 return None
