@@ -26,6 +26,7 @@ Sections (docs/performance.md explains each and records a run):
   gelu     the exact GELU x/2 (1 + erf(x / sqrt 2)), erf alone and x ** 3 on a ViT-B FFN
            activation (197 x 3072): wrc vs hand-written NumPy (same erf) vs onnxruntime vs
            the old np.vectorize(math.erf) / np.power
+  zoo-infer the zoo (tests/zoo, onnx's light CNNs) vs onnxruntime, one thread (bench/zoo_infer.py)
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
@@ -71,6 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compile_steps  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
+import zoo_infer  # noqa: E402
 import zoo_tf  # noqa: E402
 
 import wrc  # noqa: E402
@@ -943,6 +945,7 @@ SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gat
 SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
 SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
 SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
+SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
 
 
 def table() -> str:

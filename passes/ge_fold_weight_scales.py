@@ -14,7 +14,9 @@ weight-only parts into derive functions:
   instead and the transpose stays: `matmul(x, transpose(mul(V, k'')))`;
 * `mul(conv2d(x, W), k)` → `conv2d(x, mul(W, k'))` when `k` scales output channels only
   (`k'` = `k` reshaped to `[F, 1, 1, 1]`);
-* `add|sub(add|sub(y, c1), c2)` → `add|sub(y, c1 ± c2)`: one shift instead of two.
+* `add|sub(add|sub(y, c1), c2)` → `add|sub(y, c1 ± c2)`: one shift instead of two;
+* `mul(mul(y, k1), k2)` → `mul(y, k1 * k2)`: one scale instead of two (where no weight
+  takes it: a BatchNorm before its ReLU and convolution, then an affine Mul).
 
 Each rewrite needs the intermediate value (`add`, `matmul`, `conv2d` result) to have no other
 use, keeps every result type, and only touches functions that write no variable (the infer
@@ -230,6 +232,33 @@ class MergeShifts(RewritePattern):
         rewriter.erase(inner)
 
 
+@dataclass
+class MergeScales(RewritePattern):
+    """mul(mul(y, k1), k2) → mul(y, k1 * k2), y not weight-only (a BatchNorm whose scale
+    cannot go into weights, e.g. before its ReLU and convolution, followed by an affine Mul)."""
+
+    facts: _Facts
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ge.MulOp, rewriter: PatternRewriter) -> None:
+        if (parts := self.facts.scaled(op)) is None:
+            return
+        inner_value, k2 = parts
+        inner = inner_value.owner
+        if not isinstance(inner, ge.MulOp) or not _single_use(inner_value):
+            return
+        inner_parts = self.facts.split(inner.lhs, inner.rhs)
+        if inner_parts is None:
+            return
+        y, k1, _ = inner_parts
+        new: list[Operation] = []
+        result = _binary(ge.MulOp, y, _binary(ge.MulOp, k1, k2, new), new)
+        if result.type != op.output.type:
+            return
+        rewriter.replace(op, new, [result])
+        rewriter.erase(inner)
+
+
 @dataclass(frozen=True)
 class GeFoldWeightScalesPass(ModulePass):
     """Fold weight-only scales into matmul/conv weights and merge weight-only shifts."""
@@ -240,6 +269,6 @@ class GeFoldWeightScalesPass(ModulePass):
         facts = _Facts()
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [DistributeScale(facts), ScaleIntoWeights(facts), MergeShifts(facts)], dce_enabled=False
+                [DistributeScale(facts), ScaleIntoWeights(facts), MergeShifts(facts), MergeScales(facts)], dce_enabled=False
             ),
         ).rewrite_module(op)

@@ -77,6 +77,13 @@ CASES: dict[str, Case] = {
         lambda w: conv(XC, w["w"]) * w["k"],
         XC,
     ),
+    # A pre-activation BatchNorm's scale, then an affine Mul, before a ReLU (DenseNet): one scale.
+    "scale_scale_relu": (
+        {"k1": (1, 3, 1, 1), "k2": (3, 1, 1), "s": (3, 1, 1)},
+        lambda g, c: g.relu(g.add(g.mul(c["k2"], g.mul(g.data("x", (2, 3, 6, 6)), c["k1"])), c["s"])),
+        lambda w: np.maximum(XC * w["k1"] * w["k2"] + w["s"], 0),
+        XC,
+    ),
 }
 
 
@@ -109,7 +116,8 @@ def _infer_generics(model: wrc.ModelBuffer) -> int:
 
 
 @pytest.mark.parametrize(("name", "saved"), [("gemm_transB_bn", 2), ("sub_shifts", 2), ("conv_channel_scale", 1),
-                                             ("row_scale", 0), ("conv_pixel_scale", 0)])
+                                             ("row_scale", 0), ("conv_pixel_scale", 0),
+                                             ("scale_scale_relu", 1)])
 def test_folding_removes_activation_passes_only_where_it_may(name: str, saved: int) -> None:
     """Ops on activations left in the infer graph, with the passes vs without."""
     assert _infer_generics(build(name, False)) - _infer_generics(build(name, True)) == saved

@@ -57,9 +57,11 @@ def depthwise_ref(x, w, strides, pads, dilations=(1, 1)):
     return np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64))
 
 
-# Strided windows (point by point) and stride-1 windows over padded rows (wide rows).
+# 2-d windows (separable: over rows, then columns) of strides 2 and 1; 1-d windows (point by
+# point, and over padded rows when the stride is 1).
 POOLS = [((3, 3), (2, 2), (1, 1, 1, 1)), ((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 2), (1, 2), (0, 1, 2, 0)),
-         ((3, 3), (1, 1), (1, 1, 1, 1)), ((2, 3), (1, 1), (0, 2, 1, 0))]
+         ((3, 3), (1, 1), (1, 1, 1, 1)), ((2, 3), (1, 1), (0, 2, 1, 0)), ((1, 3), (1, 2), (0, 1, 0, 1)),
+         ((3, 1), (1, 1), (1, 0, 1, 0))]
 
 
 @pytest.mark.parametrize("kernel, strides, pads", POOLS)
@@ -116,3 +118,23 @@ def test_a_depthwise_conv_with_a_channel_multiplier_stays_a_gemm_and_is_right() 
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     expected = np.concatenate([depthwise_ref(x, w[c::2], (1, 1), (1, 1, 1, 1)) for c in range(2)], axis=1)
     np.testing.assert_allclose(got, expected[:, [0, 2, 1, 3]], rtol=1e-4, atol=1e-5)
+
+
+def conv_ref(x, w, pads):
+    t, left, b, r = pads
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, b), (left, r)))
+    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64))
+
+
+@pytest.mark.parametrize("n, c, f", [(2, 16, 4), (1, 12, 2)])
+def test_few_filter_conv_as_shifted_gemms_matches_numpy(n, c, f) -> None:
+    """A stride-1 convolution with C >= 4 F on a large image (kernels.ShiftedGemm: one GEMM
+    per window point over wide rows), + bias and ReLU in its buffer, against NumPy."""
+    x, w, bias = rand(n, c, 46, 47), rand(f, c, 3, 3), rand(f, 1, 1)
+
+    def build(g: Graph, t: Tensor) -> Tensor:
+        return g.relu(g.add(g.conv2d(t, g.const("w", w), (1, 1), (1, 1, 1, 1)), g.const("b", bias)))
+
+    (got,) = run(build, x, ("numpy",))
+    np.testing.assert_allclose(got, np.maximum(conv_ref(x, w, (1, 1, 1, 1)) + bias, 0), rtol=1e-4, atol=1e-4)

@@ -151,3 +151,30 @@ builtin.module {
 // CHECK-NEXT:     func.return %yk_2 : tensor<2x3xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
+
+// -----
+
+// Two weight-only scales in a row on an activation no weight can take (a pre-activation
+// BatchNorm, then an affine Mul, before a ReLU): one scale, their product (weight-only).
+builtin.module {
+  ge.variable @k1_var : tensor<3x1x1xf32>
+  ge.variable @k2_var : tensor<3x1x1xf32>
+  func.func @var_infer_graph() -> tensor<1x3x2x2xf32> {
+    %x = ge.data "x" index 0 : tensor<1x3x2x2xf32>
+    %k1 = ge.read_variable @k1_var : tensor<3x1x1xf32>
+    %k2 = ge.read_variable @k2_var : tensor<3x1x1xf32>
+    %a = ge.mul %x, %k1 : (tensor<1x3x2x2xf32>, tensor<3x1x1xf32>) -> tensor<1x3x2x2xf32>
+    %b = ge.mul %k2, %a : (tensor<3x1x1xf32>, tensor<1x3x2x2xf32>) -> tensor<1x3x2x2xf32>
+    %r = ge.relu %b : tensor<1x3x2x2xf32>
+    func.return %r : tensor<1x3x2x2xf32>
+  }
+}
+
+// CHECK:        func.func @var_infer_graph() -> tensor<1x3x2x2xf32> {
+// CHECK-NEXT:     %x = ge.data "x" index 0 : tensor<1x3x2x2xf32>
+// CHECK-NEXT:     %k1 = ge.read_variable @k1_var : tensor<3x1x1xf32>
+// CHECK-NEXT:     %k2 = ge.read_variable @k2_var : tensor<3x1x1xf32>
+// CHECK-NEXT:     [[K:%.*]] = ge.mul %k1, %k2 : (tensor<3x1x1xf32>, tensor<3x1x1xf32>) -> tensor<3x1x1xf32>
+// CHECK-NEXT:     [[Y:%.*]] = ge.mul %x, [[K]] : (tensor<1x3x2x2xf32>, tensor<3x1x1xf32>) -> tensor<1x3x2x2xf32>
+// CHECK-NEXT:     %r = ge.relu [[Y]] : tensor<1x3x2x2xf32>
+// CHECK-NEXT:     func.return %r : tensor<1x3x2x2xf32>

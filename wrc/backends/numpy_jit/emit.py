@@ -20,7 +20,15 @@ from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
-from wrc.backends.numpy_jit.kernels import Elementwise, Gather, Kernel, Reduce, WindowReduce
+from wrc.backends.numpy_jit.kernels import (
+    Elementwise,
+    Gather,
+    Kernel,
+    Reduce,
+    ShiftedGemm,
+    WindowReduce,
+    span,
+)
 from wrc.backends.numpy_jit.plan import MemoryPlan
 from wrc.backends.numpy_jit.scalar import is_ufunc, scalar_expr
 from wrc.backends.numpy_jit.source import Source
@@ -341,8 +349,10 @@ class FuncEmitter:
             out = self.src.var()
             self.src.emit(ind, f"{out} = np.empty({c(out_shape)}, {c(g.out.dtype)})")
 
-        if g.expr in block.args:  # pools: the window's elements themselves
-            views = [shifted(p)[g.expr] for p in points]
+        if g.expr in block.args:  # pools: the window's elements themselves (or its columns'
+            # maxima over the window's rows: `separable_rows`)
+            views = (self.separable_rows(kernel.separable, g, comb, ind) if kernel.separable
+                     else [shifted(p)[g.expr] for p in points])
             if fresh and len(views) > 1:
                 self.src.emit(ind, f"{comb}({views[0]}, {views[1]}, out={out})")
                 views = views[2:]
@@ -401,6 +411,34 @@ class FuncEmitter:
         if not is_ufunc(op) or op.results[0].uses.get_length() != 1 or op.results[0].type != out.type:
             return None
         return op
+    def separable_rows(self, sep: tuple[int, int, int, int], g: Generic, comb: str, ind: int) -> list[str]:
+        """A 2-d pool's first pass (`WindowReduce.separable`): the input combined over the
+        window's rows into a scratch of whole input rows (every column the windows read);
+        returns the views of that scratch shifted to each window column, to be combined
+        into the output."""
+        r1, r2, b, step = sep
+        acc, c, n = g.accesses[g.expr.index], self.src.const, len(g.extents)
+        red = set(g.reduction)
+        shape = [g.extents[k] if acc.uses(k) and k not in red else 1 for k in range(n)]
+        strides = [0 if k in red else acc.strides[k] for k in range(n)]
+        shape[b], strides[b] = (g.extents[b] - 1) * step + g.extents[r2], acc.strides[r2]
+        rows = [self.view(replace(acc, offset=acc.offset + acc.strides[r1] * p), g.extents, ind,
+                          shape=shape, strides=strides) for p in range(g.extents[r1])]
+        scratch = self.src.var()
+        self.src.emit(ind, f"{scratch} = np.empty({c(tuple(shape))}, {c(acc.dtype)})")
+        self.src.emit(ind, f"{comb}({rows[0]}, {rows[1]}, out={scratch})")
+        for v in rows[2:]:
+            self.src.emit(ind, f"{comb}({scratch}, {v}, out={scratch})")
+        isz, cs = acc.dtype.itemsize, list(c_strides(tuple(shape)))
+        pitch = cs[b]
+        shape[b], cs[b] = g.extents[b], pitch * step
+        cols = []
+        for p in range(g.extents[r2]):
+            v = self.src.var()
+            self.src.emit(ind, f"{v} = _nd({c(tuple(shape))}, {c(acc.dtype)}, {scratch}, {c(p * pitch * isz)}, "
+                               f"{c(tuple(s * isz for s in cs))})")
+            cols.append(v)
+        return cols
 
     def body_ops(self, g: Generic, ops: Sequence[Operation], env: dict[SSAValue, str], final: Operation | None,
                  final_out: str | None, ind: int,
@@ -508,3 +546,39 @@ class FuncEmitter:
         else:
             self.src.emit(ind, f"np.add({o}, {res}, out={o})")
 
+
+    @kernel.register
+    def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:
+        """Per window point `np.matmul(w[:, :, i, j], rows shifted to (i, j))`, summed in a
+        wide-row scratch (the first point written into it, the others through one more);
+        the kept columns copied into the output."""
+        g = self.plan.analyses[op]
+        ext, c, n = g.extents, self.src.const, len(g.extents)
+        x, w = g.accesses[plan.x], g.accesses[plan.w]
+        a, b, pitch = plan.rows
+        cols = span(g, plan.rows)
+        wide_shape = tuple(ext[d] for d in plan.batch) + (ext[plan.f], cols)
+        wide, tmp = self.src.var(), None
+        self.src.emit(ind, f"{wide} = np.empty({c(wide_shape)}, {c(g.out.dtype)})")
+        for i, point in enumerate(itertools.product(*(range(ext[d]) for d in plan.window))):
+            dx = sum(x.strides[d] * p for d, p in zip(plan.window, point, strict=True))
+            dw = sum(w.strides[d] * p for d, p in zip(plan.window, point, strict=True))
+            xv = self.view(replace(x, offset=x.offset + dx), ext, ind,
+                           shape=[ext[d] for d in plan.batch] + [ext[plan.c], cols],
+                           strides=[x.strides[d] for d in plan.batch] + [x.strides[plan.c], 1])
+            wv = self.view(replace(w, offset=w.offset + dw), ext, ind, shape=[ext[plan.f], ext[plan.c]],
+                           strides=[w.strides[plan.f], w.strides[plan.c]])
+            if i == 0:
+                self.src.emit(ind, f"np.matmul({wv}, {xv}, out={wide})")
+                continue
+            if tmp is None:
+                tmp = self.src.var()
+                self.src.emit(ind, f"{tmp} = np.empty({c(wide_shape)}, {c(g.out.dtype)})")
+            self.src.emit(ind, f"np.matmul({wv}, {xv}, out={tmp})")
+            self.src.emit(ind, f"np.add({wide}, {tmp}, out={wide})")
+        isz, ws = g.out.dtype.itemsize, c_strides(wide_shape)
+        at = {d: ws[j] for j, d in enumerate(plan.batch)}
+        at.update({plan.f: ws[-2], a: pitch, b: 1})
+        shape = tuple(ext[k] if g.out.uses(k) else 1 for k in range(n))
+        self.src.emit(ind, f"np.copyto({self.view(g.out, ext, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, {wide}, "
+                           f"{c(0)}, {c(tuple(at.get(k, 0) * isz for k in range(n)))}))")

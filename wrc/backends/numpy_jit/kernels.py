@@ -38,14 +38,55 @@ class WindowReduce:
     ext[b]` contiguous elements (the columns past the row end are computed and dropped),
     into a scratch array copied out once: NumPy's inner loops become long instead of one
     output row.
+
+    `separable` = (r1, r2, b, step): a pool (the body combines an input as it is) over a 2-d
+    window, reduced over `r1` (the window's rows) into a scratch of whole input rows, then
+    over `r2` (its columns) from that scratch: KH + KW ufunc calls instead of KH * KW, the
+    first pass over contiguous rows. `b` is the output's column dim, `step` its stride in
+    units of `r2`'s (the pool's horizontal stride). Measured faster than `rows` for stride-1
+    pools too (bench --only kernels), so it takes precedence.
     """
 
     rows: tuple[int, int, int] | None = None
+    separable: tuple[int, int, int, int] | None = None
 
 
 MAX_WINDOW = 64
 """Largest window (product of the reduction extents) unrolled into one ufunc call per point:
 beyond it the per-call overhead outweighs reading the input window by window."""
+
+
+MIN_WIDE_ROWS = 2048
+"""Fewest elements per wide row plane for a depthwise convolution to run over wide rows
+rather than as its im2col GEMM: on smaller images the GEMM's few calls win (one thread, ms,
+wide rows / GEMM: 144 channels 56x56 1.25 / 1.60; 96 x 28x28 0.50 / 0.32; 16 x 32x32
+0.13 / 0.07)."""
+
+
+@dataclass(frozen=True)
+class ShiftedGemm:
+    """A stride-1 convolution with few filters for its input channels (F ≤ C / 4, as
+    DenseNet's 3x3 convolutions 128 → 32): per window point, one GEMM of the filters' [F, C]
+    slice with the padded input read as C wide rows (`WindowReduce.rows`: a plain view),
+    summed in a wide-row scratch whose kept columns are copied out at the end. It copies
+    F·span elements per point instead of the im2col's C·OH·OW.
+
+    `x`, `w`: operand indices of the image and the filters; `batch`: dims of the image and
+    the output only; `f`: the filter dim; `c`: the channel dim (contracted by each GEMM);
+    `window`: the other reduction dims (the points)."""
+
+    x: int
+    w: int
+    rows: tuple[int, int, int]
+    batch: tuple[int, ...]
+    f: int
+    c: int
+    window: tuple[int, ...]
+
+
+MIN_CHANNELS_PER_FILTER = 4
+"""`ShiftedGemm` only when C ≥ 4 F: with as many filters as channels (ResNet) the im2col
+GEMM is faster (docs/performance.md, window kernels)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +96,7 @@ class Gather:
     axis: int
 
 
-Kernel = Elementwise | Reduce | Gemm | WindowReduce | Gather
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | Gather
 
 
 def wide_rows(g: Generic) -> tuple[int, int, int] | None:
@@ -81,6 +122,61 @@ def wide_rows(g: Generic) -> tuple[int, int, int] | None:
     return (a, b, pitch) if g.extents[b] < pitch <= 2 * g.extents[b] else None
 
 
+def span(g: Generic, rows: tuple[int, int, int]) -> int:
+    """Elements per wide row plane (`WindowReduce.rows`)."""
+    a, b, pitch = rows
+    return (g.extents[a] - 1) * pitch + g.extents[b]
+
+
+def separable(g: Generic) -> tuple[int, int, int, int] | None:
+    """`WindowReduce.separable` for `g`, when it is a pool over a 2-d window of one input
+    whose column dim steps a whole number of window columns."""
+    block = g.op.body.block
+    if len(g.reduction) != 2 or g.expr not in block.args or g.expr.index >= g.n_in:
+        return None
+    acc = g.accesses[g.expr.index]
+    r1, r2 = sorted(g.reduction, key=lambda k: -abs(acc.strides[k]))
+    unit = acc.strides[r2]
+    if unit <= 0 or acc.strides[r1] <= unit:
+        return None
+    cols = [k for k in range(len(g.extents)) if k not in g.reduction and g.extents[k] > 1 and g.out.uses(k)
+            and acc.strides[k] > 0 and acc.strides[k] % unit == 0 and acc.strides[k] < acc.strides[r1]]
+    if not cols:
+        return None
+    b = min(cols, key=lambda k: acc.strides[k])
+    return r1, r2, b, acc.strides[b] // unit
+
+
+def shifted_gemm(g: Generic, rows: tuple[int, int, int]) -> ShiftedGemm | None:
+    """`ShiftedGemm` for a multiply-accumulate `g` whose image is read in wide `rows`."""
+    assert g.mac is not None
+    a, b, _ = rows
+    ix = next((i for i in g.mac if g.accesses[i].uses(a)), None)
+    if ix is None:
+        return None
+    iw = g.mac[1] if ix == g.mac[0] else g.mac[0]
+    x, w = g.accesses[ix], g.accesses[iw]
+    batch, fs, cs, window = [], [], [], []
+    for k, e in enumerate(g.extents):
+        if e == 1 or k in (a, b):
+            continue
+        if k in g.reduction:
+            if not (x.uses(k) and w.uses(k)):
+                return None
+            (window if x.strides[k] in (x.strides[a], x.strides[b]) else cs).append(k)
+        elif x.uses(k) and not w.uses(k):
+            batch.append(k)
+        elif w.uses(k) and not x.uses(k):
+            fs.append(k)
+        else:
+            return None  # groups: a dim of all three
+    if len(fs) != 1 or len(cs) != 1 or w.uses(a) or w.uses(b):
+        return None
+    if g.extents[cs[0]] < MIN_CHANNELS_PER_FILTER * g.extents[fs[0]]:
+        return None
+    return ShiftedGemm(ix, iw, rows, tuple(batch), fs[0], cs[0], tuple(window))
+
+
 def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool = True,
                   fresh: bool = False) -> Kernel:
     """The kernel of `op`; `analysis` is its access analysis (None for a gather);
@@ -101,9 +197,17 @@ def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool 
         # gets nothing from BLAS but pays the im2col copy: wide-row windows are cheaper
         # (measured; point by point over short rows they are not: bench --only kernels).
         rows = wide_rows(analysis) if window and fresh else None
+        if rows is not None and span(analysis, rows) < MIN_WIDE_ROWS:
+            rows = None
+        if gemm is not None and gemm.cost > 0 and fresh and analysis.windowed:
+            conv_rows = wide_rows(analysis)
+            if conv_rows is not None and span(analysis, conv_rows) >= MIN_WIDE_ROWS \
+                    and (shifted := shifted_gemm(analysis, conv_rows)) is not None:
+                return shifted
         if gemm is not None and not (rows and (not gemm.m or not gemm.n) and gemm.cost > 0):
             return gemm  # else e.g. a dim summed in one operand only: multiply, then reduce
     if window:
-        return WindowReduce(wide_rows(analysis) if fresh else None)
+        sep = separable(analysis)
+        return WindowReduce(wide_rows(analysis) if fresh and sep is None else None, sep)
     return Reduce()
 

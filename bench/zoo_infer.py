@@ -1,0 +1,184 @@
+"""The zoo's inference (tests/zoo exports and onnx's `light` CNNs, as tests/test_zoo.py loads
+them) against onnxruntime, one thread each, interleaved; and where wrc's time goes.
+
+    .venv/bin/python bench/zoo_infer.py [--quick] [--models cnn|transformer|NAME,...] [--profile]
+
+Wall time (median, min) and the calling thread's CPU time: on a shared machine the second
+is the steadier figure.
+
+As a section of bench/run.py: `--only zoo-infer` (every model). `--profile` adds, per model,
+wrc's time by kind of generated statement (`profile`): `matmul` is BLAS, the rest is
+what wrc's kernels cost around it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from threadpoolctl import threadpool_limits
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+CNN = ["resnet18", "mobilenet_v3", "efficientnet", "squeezenet", "convnext"]
+"""The convolutional exports of tests/zoo (both exporters each); with the `light` models."""
+
+
+def cases(which: str) -> list[str]:
+    """The zoo cases named by `which`: cnn, transformer, all, or a comma-separated list."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from test_zoo import CASES, LIGHT_CASES
+
+    cnn = [c for c in CASES if c.rsplit("-", 1)[0] in CNN] + LIGHT_CASES
+    if which == "cnn":
+        return cnn
+    if which == "transformer":
+        return [c for c in CASES if c not in cnn]
+    if which == "all":
+        return list(CASES)
+    return which.split(",")
+
+
+def build(case: str) -> tuple[Any, ort.InferenceSession, dict[str, np.ndarray]]:
+    """wrc's bundle (every weight refreshable, initialised), a one-thread onnxruntime session,
+    and the inputs."""
+    from test_zoo import load_case
+
+    import wrc
+    from wrc.onnx import compile_graph, import_onnx, weight_names
+
+    model, feeds = load_case(case)
+    graph = import_onnx(model, {k: v.shape for k, v in feeds.items()})
+    bundle = wrc.load_bundle(compile_graph(graph, weight_names(graph)))
+    bundle.init()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return bundle, sess, feeds
+
+
+def kind(line: str) -> str:
+    """What one statement of generated code does, for `profile`."""
+    calls = re.findall(r"np\.(\w+)\(|\.(fill|reshape)\(|(_nd)\(", line)
+    names = [next(n for n in c if n) for c in calls]
+    if not names or names[0] in ("reshape", "_nd", "asarray"):
+        return "python (views, checks)"
+    if names[0] == "ascontiguousarray":
+        return "im2col copy"
+    return names[0]
+
+
+IM2COL = re.compile(r"np\.matmul\((\w+), (np\.ascontiguousarray\(\w+\)\.reshape\(\w+\)), out=(\w+)\)")
+"""A GEMM of an im2col copy (`emit.py`, Gemm): profiled as two statements, the copy then
+BLAS."""
+
+
+def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
+    """ms per `infer` by kind of statement of the generated code (`kind`), largest first:
+    each top-level statement of `var_infer_graph` timed on its own (this thread's CPU time)
+    over `calls` calls, its minimum kept (the timer's own ~0.2 µs counted in)."""
+    compiled = bundle._compiled
+    fn, nargs = compiled._fns["var_infer_graph"]
+    lines = compiled.source("var_infer_graph").splitlines()
+    keys, out = [], [lines[0]]
+    for line in lines[1:]:
+        body = line.lstrip()
+        ind = line[:len(line) - len(body)]
+        if len(ind) == 4 and not body.endswith(":") and not body.startswith(("return", "_bad_arg")):
+            m = IM2COL.fullmatch(body)
+            for stmt in ([f"_col = {m[2]}", f"np.matmul({m[1]}, _col, out={m[3]})"] if m else [body]):
+                out += [f"{ind}_t = _pc()", ind + stmt, f"{ind}_T[{len(keys)}] = min(_T[{len(keys)}], _pc() - _t)"]
+                keys.append(kind(stmt))
+        else:
+            out.append(line)
+    ns = dict(fn.__globals__, _pc=time.thread_time, _T=[float("inf")] * len(keys))
+    exec(compile("\n".join(out), "<profiled>", "exec"), ns)
+    compiled._fns["var_infer_graph"] = (ns["graph"], nargs)
+    try:
+        with threadpool_limits(1):
+            bundle.infer(feeds)
+            ns["_T"][:] = [float("inf")] * len(keys)
+            for _ in range(calls):
+                bundle.infer(feeds)
+    finally:
+        compiled._fns["var_infer_graph"] = (fn, nargs)
+    by: dict[str, float] = {}
+    for k, t in zip(keys, ns["_T"], strict=True):
+        by[k] = by.get(k, 0.0) + 1e3 * t
+    return dict(sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def cpu_times(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, tuple[float, float]]:
+    """{name: (median ms, min ms)} of the calling thread's CPU time (`time.thread_time`),
+    interleaved as `run.interleaved` does: on a machine shared with other jobs, wall time
+    counts the time slices they take; this thread's CPU time does not (onnxruntime with one
+    intra-op thread runs on the calling thread)."""
+    samples: dict[str, list[float]] = {n: [] for n in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            for _ in range(calls):
+                t = time.thread_time()
+                fns[n]()
+                samples[n].append(time.thread_time() - t)
+    return {n: (1e3 * float(np.median(s)), 1e3 * min(s)) for n, s in samples.items()}
+
+
+def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]],
+          record: Callable[..., None], which: str = "all", prof: bool = False) -> None:
+    """Record wrc vs onnxruntime (median, min ms) and their ratio for each case of `which`."""
+    rounds, calls = (3, 3) if quick else (5, 10)
+    for case in cases(which):
+        bundle, sess, feeds = build(case)
+        ref, got = sess.run(None, feeds)[0], bundle.infer(feeds)[0]
+        err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
+        if err > 1e-4:
+            raise SystemExit(f"{case}: wrc differs from onnxruntime (relative error {err:.2e})")
+        fns = {"wrc": lambda b=bundle, f=feeds: b.infer(f), "ort": lambda s=sess, f=feeds: s.run(None, f)}
+        with threadpool_limits(1):
+            res = interleaved(fns, rounds, calls)
+            cpu = cpu_times(fns, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("zoo-infer", case, what, med, mn)
+        for what, (med, mn) in cpu.items():
+            record("zoo-infer", case, f"{what} (CPU time)", med, mn)
+        (wm, wn), (om, on) = res["wrc"], res["ort"]
+        record("zoo-infer", case, "ratio wrc/ort", wm / om, wn / on, unit="x")
+        (wm, wn), (om, on) = cpu["wrc"], cpu["ort"]
+        record("zoo-infer", case, "ratio wrc/ort (CPU time)", wm / om, wn / on, unit="x")
+        if prof:
+            top = profile(bundle, feeds, calls)
+            print(f"# {case}: sum {sum(top.values()):.2f} ms: " + ", ".join(f"{k} {v:.2f}" for k, v in list(top.items())[:8]), flush=True)
+            for k, v in top.items():
+                record("zoo-infer", case, f"profile: {k}", v)
+
+
+def main() -> None:
+    import argparse
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default="all", help="cnn, transformer, all, or case names, comma-separated")
+    ap.add_argument("--profile", action="store_true", help="also print wrc's time by NumPy function")
+    args = ap.parse_args()
+    bench(args.quick, run.interleaved, run.record, args.models, args.profile)
+    print(run.table())
+    for what in ("ratio wrc/ort", "ratio wrc/ort (CPU time)"):
+        ratios = [r["median"] for r in run.ROWS if r["what"] == what]
+        if ratios:
+            print(f"# {what}: median {float(np.median(ratios)):.2f}x, max {max(ratios):.2f}x over {len(ratios)} models")
+
+
+if __name__ == "__main__":
+    main()
