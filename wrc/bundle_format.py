@@ -654,10 +654,44 @@ def read_bundle(source: str | os.PathLike[str] | bytes) -> ModelBuffer:
     Every problem raises `BundleFormatError` naming the section, offset or weight.
     """
     with _open(source) as src:
-        return _read(src)
+        return _read(src)[0]
 
 
-def _read(src: _Source) -> ModelBuffer:
+@dataclass(frozen=True)
+class StoredWeights:
+    """Where the stored weights of a bundle file can be read again: the file, and the sha256
+    of the header it had when loaded (which covers every weight's own sha256)."""
+
+    path: str
+    header_sha256: bytes
+
+    def read(self, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """The named weights, read again into private arrays (no mmap) and checked against
+        the digests of the header seen at load: the bytes loaded then, or `BundleFormatError`."""
+        with _open(self.path) as src:
+            doc, _, _, sha = _header(src)
+            if sha != self.header_sha256:
+                raise _fail(f"{self.path!r} changed since it was loaded (its header differs)")
+            entries = {w.name: w for w in _weight_entries(doc)}
+            return {n: _read_weight(src, entries[n]) for n in names}
+
+
+def read_bundle_file(path: str | os.PathLike[str]) -> tuple[ModelBuffer, StoredWeights]:
+    """`read_bundle` of a path, and where its stored weights can be read again."""
+    with _open(path) as src:
+        model, sha = _read(src)
+    return model, StoredWeights(os.path.abspath(path), sha)
+
+
+def _read_weight(src: _Source, w: _WeightEntry) -> np.ndarray:
+    buf = src.read_array(w.section.offset, w.section.nbytes, w.section.what)
+    _check_sha(buf, w.section)
+    return buf.view(w.dtype).reshape(w.shape)
+
+
+def _header(src: _Source) -> tuple[dict[str, Any], int, int, bytes]:
+    """The checked prelude and header: (header document, format version, offset of the data
+    after it, its sha256)."""
     if src.size < PRELUDE_SIZE:
         raise _fail(f"file is {src.size} bytes, too short for the {PRELUDE_SIZE}-byte prelude")
     magic, version, flags, header_len, header_sha = _PRELUDE.unpack(src.read(0, PRELUDE_SIZE, "prelude"))
@@ -676,10 +710,14 @@ def _read(src: _Source) -> ModelBuffer:
         raise _fail(f"header (offset {PRELUDE_SIZE}, {header_len} bytes): sha256 mismatch "
                     f"(corrupted or tampered)")
     doc = _parse_header(raw)
-
     file_size = _uint(doc, "file_size", "header")
     if file_size != src.size:
         raise _fail(f"file is {src.size} bytes but its header says {file_size} (truncated or extended)")
+    return doc, version, PRELUDE_SIZE + header_len, header_sha
+
+
+def _read(src: _Source) -> tuple[ModelBuffer, bytes]:
+    doc, version, data_start, header_sha = _header(src)
     graphs = _field(doc, "graphs", list, "header")
     if not all(isinstance(g, str) for g in graphs):
         raise _fail("header: graphs must be a list of strings")
@@ -697,7 +735,7 @@ def _read(src: _Source) -> ModelBuffer:
         if math.prod(shape) * dtype.itemsize > max_tensor_bytes():
             raise _fail(f"header: {where} declares {dtype.name}{list(shape)}, more than the "
                         f"{max_tensor_bytes()}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
-    _check_layout(src, PRELUDE_SIZE + header_len, [ir] + [w.section for w in weights])
+    _check_layout(src, data_start, [ir] + [w.section for w in weights])
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
     _check_sha(raw_ir, ir)
@@ -720,10 +758,6 @@ def _read(src: _Source) -> ModelBuffer:
     _check_ir(module, graphs, [w.name for w in weights])
     _check_buffer_sizes(module)
 
-    values = {}
-    for w in weights:  # everything is validated: now allocate and read
-        buf = src.read_array(w.section.offset, w.section.nbytes, w.section.what)
-        _check_sha(buf, w.section)
-        values[w.name] = buf.view(w.dtype).reshape(w.shape)
-    return ModelBuffer(module=module, graphs=tuple(graphs), weights=values)
+    values = {w.name: _read_weight(src, w) for w in weights}  # all validated: now allocate and read
+    return ModelBuffer(module=module, graphs=tuple(graphs), weights=values), header_sha
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from wrc.abi import (
     plan,
 )
 from wrc.backends.arrays import NUMPY, ArrayModule
-from wrc.bundle_format import check_model, read_bundle
+from wrc.bundle_format import StoredWeights, check_model, read_bundle, read_bundle_file
 from wrc.errors import (
     BundleFormatError,
     InputError,
@@ -97,14 +98,23 @@ def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
     return value
 
 
+PREFAULT_BYTES = 64 << 20
+"""How much memory `init()` maps ahead for the first update's buffers (docs/performance.md)."""
+
 OUTPUTS = ("numpy", "device")
 """`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
 
 
 class Bundle:
-    """A loaded bundle: its compiled graphs, constants and its own variables."""
+    """A loaded bundle: its compiled graphs, constants and its own variables.
 
-    def __init__(self, model: ModelBuffer, backend: str = "numpy") -> None:
+    Loaded from a file (`stored`), the initial values of the variables are read again from
+    that file by an `init()` after an update: once an update has replaced a stored initial
+    value, the bundle drops it (from `model.weights` too) and recycles its memory as the next
+    update's buffer, so that updates alternate between two arrays per weight, not three.
+    """
+
+    def __init__(self, model: ModelBuffer, backend: str = "numpy", stored: StoredWeights | None = None) -> None:
         from wrc.backends import get_backend
         from wrc.pipeline import paused_gc
 
@@ -136,6 +146,8 @@ class Bundle:
         self._snapshot: dict[str, np.ndarray] = initial  # initialized variables only
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
+        # Views of released initial values kept as buffers (see _release_initial).
+        self._recycled: dict[str, weakref.ref[np.ndarray]] = {}
         # The last reader's globals, for its snapshot: (snapshot, graph info, globals).
         # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
         # the reuse of the old arrays in _buffer), never a wrong read.
@@ -149,6 +161,12 @@ class Bundle:
                 table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
         self._constant_ids = {id(a) for a in self._constants.values()}
+        # Initial values read again from the file when released (see _release_initial): the
+        # init graph's copied constants that no other function reads.
+        self._stored = stored if self._arrays.host else None
+        init_copies = self._shared.get(INIT_GRAPH, {})
+        others = {c for f in [*self._graphs.values(), *self._derives] if f.name != INIT_GRAPH for c in f.constants}
+        self._releasable = {v: c for v, c in init_copies.items() if c not in others and c in model.weights}
         # update()'s call template: every input skipped (a stand-in and a False flag); update
         # fills in only the weights it is given, so weights left out cost nothing.
         upd = self._graphs.get(UPDATE_GRAPH)
@@ -194,6 +212,7 @@ class Bundle:
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
         self._warm_up()
+        self._prefault()
 
     def update(self, weights: Mapping[str, Any]) -> None:
         """Replace the named weights atomically (keys: the original constant names).
@@ -313,6 +332,7 @@ class Bundle:
             snap = self._snapshot
             shared = self._shared.get(info.name)
             if shared is not None:  # init: the constants' arrays become the variables' values
+                self._restore_initial()
                 fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
                 new = {**snap, **fresh}
                 outs: list[np.ndarray] = []
@@ -323,9 +343,12 @@ class Bundle:
             self._reader_globals = None  # it holds the old arrays (see _buffer)
             for var in fresh:  # the replaced arrays may serve the next write (see _buffer)
                 old = snap.get(var)
-                if (old is not None and new.get(var) is not old and old.base is None
-                        and id(old) not in self._constant_ids):  # (a shared constant stays one)
-                    self._spare[var] = old
+                recycled = (r := self._recycled.get(var)) is not None and r() is old
+                if (old is not None and new.get(var) is not old
+                        and (recycled or (old.base is None and id(old) not in self._constant_ids))):
+                    self._spare[var] = old  # (a shared constant stays one)
+            if self._stored is not None and shared is None:
+                self._release_initial(new)
             return outs
 
     def _warm_up(self) -> None:
@@ -341,6 +364,63 @@ class Bundle:
         except RuntimeStateError:  # some weight is still unset: the update that sets it warms
             return
         self._warm = True
+
+    def _release_initial(self, new: dict[str, np.ndarray]) -> None:
+        """Drop the stored initial values that no variable of `new` holds any more (`init`
+        reads them again from the file) and keep their memory as the next write's buffer:
+        touched pages, where a new array would cost a page fault per 4 KiB."""
+        held = {id(new.get(v)) for v in self._releasable}
+        for var, const in self._releasable.items():
+            value = self._constants.get(const)
+            if value is None or id(value) in held:
+                continue
+            del self._constants[const]
+            del self.model.weights[const]  # type: ignore[attr-defined]
+            self._constant_ids.discard(id(value))
+            owner = value.base  # the array read from the file, when no other view of it is left
+            if owner is not None and owner.base is None and sys.getrefcount(owner) == 3:  # value.base, owner, argument
+                owner.flags.writeable = True  # `value` itself stays read-only until reused
+                self._spare[var], self._recycled[var] = value, weakref.ref(value)
+            del owner
+
+    def _restore_initial(self) -> None:
+        """Read the released initial values again from the bundle file, after dropping the
+        spare buffers of their variables (so that restoring never holds three arrays)."""
+        missing = {var: const for var, const in self._releasable.items() if const not in self._constants}
+        if not missing:
+            return
+        for var in missing:
+            self._spare.pop(var, None)
+        assert self._stored is not None  # only a bundle read from a file releases them
+        try:
+            values = self._stored.read(set(missing.values()))
+        except BundleFormatError as e:
+            raise RuntimeStateError(f"{INIT_GRAPH}: the initial values of {', '.join(sorted(missing))} "
+                                    f"were dropped after an update and must be read again from "
+                                    f"the bundle file, which failed: {e}. Load the bundle again.") from None
+        for const, raw in values.items():
+            self.model.weights[const] = raw  # type: ignore[index]
+            value = self._frozen(c_array(raw, self._specs[const][1]).view())
+            self._constants[const] = value
+            self._constant_ids.add(id(value))
+
+    def _prefault(self) -> None:
+        """Map the spare buffers of the first update ahead, up to `PREFAULT_BYTES` in all
+        (the memory target after `init()`): it then writes into touched pages."""
+        upd = self._graphs.get(UPDATE_GRAPH)
+        if upd is None or not self._arrays.host:
+            return
+        budget = PREFAULT_BYTES
+        with self._write_lock:
+            for var in dict.fromkeys([w.var for w in upd.writes] + list(self._derived)):
+                shape, dtype = self._specs[var]
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if var in self._spare or var not in self._snapshot or nbytes > budget:
+                    continue
+                buf = np.empty(shape, dtype)
+                buf.fill(0)  # touched: np.zeros would map untouched zero pages
+                self._spare[var] = buf
+                budget -= nbytes
 
     def _write(self, info: FunctionPlan, call: _Call, snap: dict[str, np.ndarray]
                ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -462,9 +542,9 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
     get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
     if isinstance(source, ModelBuffer):
         return Bundle(source, backend=backend)
-    model = read_bundle(source)
+    model, stored = read_bundle_file(source) if isinstance(source, str | os.PathLike) else (read_bundle(source), None)
     try:
-        return Bundle(model, backend=backend)
+        return Bundle(model, backend=backend, stored=stored)
     except BundleFormatError:
         raise
     except LoweringError as e:  # a well-formed container whose IR this backend cannot run
