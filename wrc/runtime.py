@@ -211,8 +211,8 @@ class Bundle:
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
-        self._warm_up()
         self._prefault()
+        self._warm_up()
 
     def update(self, weights: Mapping[str, Any]) -> None:
         """Replace the named weights atomically (keys: the original constant names).
@@ -406,9 +406,11 @@ class Bundle:
 
     def _prefault(self) -> None:
         """Map the spare buffers of the first update ahead, up to `PREFAULT_BYTES` in all
-        (the memory target after `init()`): it then writes into touched pages."""
+        (the memory target after `init()`): it then writes into touched pages. Then run an
+        empty update once (its Python and generated code paths), before the infer warm-up
+        (an update drops the reader's cached globals)."""
         upd = self._graphs.get(UPDATE_GRAPH)
-        if upd is None or not self._arrays.host:
+        if upd is None or not self._arrays.host or not getattr(self._compiled, "warm_up", True):
             return
         budget = PREFAULT_BYTES
         with self._write_lock:
@@ -421,6 +423,8 @@ class Bundle:
                 buf.fill(0)  # touched: np.zeros would map untouched zero pages
                 self._spare[var] = buf
                 budget -= nbytes
+        if self._update_template is not None:
+            self.update({})  # every input skipped: changes nothing
 
     def _write(self, info: FunctionPlan, call: _Call, snap: dict[str, np.ndarray]
                ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
