@@ -27,6 +27,8 @@ Sections (docs/performance.md explains each and records a run):
   first    first vs steady infer and update, load and init time, peak RSS after each step
            (fresh subprocess per model: ResNet/BERT exports, encoder LN+GELU, a ViT-B-sized
            stack of 340 MB); peak RSS of building that stack
+  zoo      the model zoo (tests/zoo, onnx's light CNNs) vs onnxruntime: load, infer, update,
+           first calls and peak RSS in fresh processes (bench/zoo.py; --quick: 9 models)
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -60,6 +62,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+import zoo  # noqa: E402
 
 import wrc  # noqa: E402
 from wrc.bundle_format import bundle_bytes  # noqa: E402
@@ -879,7 +882,8 @@ def bench_first(quick: bool) -> None:
 
 SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gather": bench_gather, "kernels": bench_kernels, "interp": bench_interp, "update": bench_update,
             "compile": bench_compile, "bundle": bench_bundle, "rss": bench_rss, "gelu": bench_gelu,
-            "first": bench_first, "load": bench_load, "resample": bench_resample}
+            "first": bench_first, "load": bench_load, "resample": bench_resample,
+            "zoo": lambda quick: zoo.bench_zoo(quick, record, interleaved)}
 
 
 def table() -> str:
