@@ -87,6 +87,21 @@ def test_init_needs_the_unchanged_file_only_after_an_update(tmp_path) -> None:
         b.init()
 
 
+def test_init_refuses_a_weight_tampered_with_after_load(tmp_path) -> None:
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    b = load_bundle(path)
+    b.init()
+    b.update({"const_1": W1 * 2})
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(W1.tobytes())
+    data[at + 5] ^= 1  # the header (and its sha256) unchanged, one weight byte flipped
+    path.write_bytes(bytes(data))
+    with pytest.raises(RuntimeStateError, match="const_1_var.*sha256 mismatch"):
+        b.init()
+    check(b.infer({"x": X}), W1 * 2, W2)
+
+
 def test_bundles_from_bytes_keep_their_initial_values(tmp_path) -> None:
     path = tmp_path / "m.wrcb"
     write_bundle(path, model())
