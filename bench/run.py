@@ -37,6 +37,8 @@ Sections (docs/performance.md explains each and records a run):
   fleet    wrc.fleet on Ray (bench/fleet.py): publish of a 1 GiB weight set (256 MiB with
            --quick) to 4 replicas while they serve vs memcpy, 256 vs 4096 tensors, request
            p50/p99 and throughput while publishing at 1 Hz vs steady, object store and RSS
+  zoo      the model zoo (tests/zoo, onnx's light CNNs) vs onnxruntime: load, infer, update,
+           first calls and peak RSS in fresh processes (bench/zoo.py; --quick: 9 models)
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -72,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compile_steps  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
+import zoo  # noqa: E402
 import zoo_infer  # noqa: E402
 import zoo_tf  # noqa: E402
 
@@ -946,6 +949,7 @@ SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
 SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
 SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
 SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
+SECTIONS["zoo"] = lambda quick: zoo.bench_zoo(quick, record, interleaved)
 
 
 def table() -> str:

@@ -719,6 +719,7 @@ class Container:
     raw_ir: bytes
     weights: list[_WeightEntry]
     variables: dict[str, Any]
+    header_sha256: bytes  # the prelude's digest of the header, which covers every weight's own
 
     @property
     def ir_sha256(self) -> str:
@@ -775,10 +776,14 @@ class Container:
         raw, section, version = self.raw_ir, self.ir, self.version
         return LazyModelBuffer(lambda: _parse_ir(raw, section, version), self.graphs, self.read_weights())
 
-    def read_weights(self) -> dict[str, np.ndarray]:
-        """Every weight, read and checked against its SHA-256 (what a load from the cache reads)."""
+    def read_weights(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Every weight (or those named), read into private arrays (no mmap) and checked
+        against its SHA-256 (what a load from the cache reads)."""
         values = {}
+        wanted = None if names is None else set(names)
         for w in self.weights:  # everything is validated: now allocate and read
+            if wanted is not None and w.name not in wanted:
+                continue
             buf = self.src.read_array(w.section.offset, w.section.nbytes, w.section.what)
             _check_sha(buf, w.section)
             values[w.name] = buf.view(w.dtype).reshape(w.shape)
@@ -829,4 +834,21 @@ def _read_container(src: _Source) -> Container:
 
     raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
     _check_sha(raw_ir, ir)
-    return Container(src, version, tuple(graphs), ir, raw_ir, weights, variables)
+    return Container(src, version, tuple(graphs), ir, raw_ir, weights, variables, header_sha)
+
+
+@dataclass(frozen=True)
+class StoredWeights:
+    """Where the stored weights of a bundle file can be read again: the file, and the sha256
+    of the header it had when loaded (which covers every weight's own sha256)."""
+
+    path: str
+    header_sha256: bytes
+
+    def read(self, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """The named weights, read again into private arrays (no mmap) and checked against
+        the digests of the header seen at load: the bytes loaded then, or `BundleFormatError`."""
+        with open_bundle(self.path) as c:
+            if c.header_sha256 != self.header_sha256:
+                raise _fail(f"{self.path!r} changed since it was loaded (its header differs)")
+            return c.read_weights(names)

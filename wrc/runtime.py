@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from wrc.abi import (
 from wrc.analysis import Analysis, analyse
 from wrc.backends import CompiledModule
 from wrc.backends.arrays import NUMPY, ArrayModule
-from wrc.bundle_format import check_model, ir_facts, open_bundle
+from wrc.bundle_format import StoredWeights, check_model, ir_facts, open_bundle
 from wrc.errors import (
     BundleFormatError,
     InputError,
@@ -73,6 +74,9 @@ def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
     return value
 
 
+PREFAULT_BYTES = 64 << 20
+"""How much memory `init()` maps ahead for the first update's buffers (docs/performance.md)."""
+
 OUTPUTS = ("numpy", "device")
 """`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
 
@@ -83,12 +87,19 @@ def _check_output(output: str) -> None:
 
 
 class Bundle:
-    """A loaded bundle: its compiled graphs, constants and its own variables."""
+    """A loaded bundle: its compiled graphs, constants and its own variables.
 
-    def __init__(self, model: ModelBuffer, backend: str = "numpy", *,
-                 analysis: Analysis | None = None, compiled: CompiledModule | None = None) -> None:
+    Loaded from a file (`stored`), the initial values of the variables are read again from
+    that file by an `init()` after an update: once an update has replaced a stored initial
+    value, the bundle drops it (from `model.weights` too) and recycles its memory as the next
+    update's buffer, so that updates alternate between two arrays per weight, not three.
+    """
+
+    def __init__(self, model: ModelBuffer, backend: str = "numpy", *, analysis: Analysis | None = None,
+                 compiled: CompiledModule | None = None, stored: StoredWeights | None = None) -> None:
         """`analysis` (of a model `read_bundle` checked) and `compiled` (by `backend`) are what
-        `load_bundle` got from the load cache or already made; made here when not given."""
+        `load_bundle` got from the load cache or already made; made here when not given.
+        `stored`: where the file's weights can be read again."""
         from wrc.backends import get_backend
         from wrc.pipeline import paused_gc
 
@@ -123,6 +134,8 @@ class Bundle:
         self._versions = VersionSlots()  # the staged or previous version (wrc/versions.py)
         self._write_lock = threading.Lock()
         self._spare: dict[str, np.ndarray] = {}  # replaced variable arrays (see _buffer)
+        # Views of released initial values kept as buffers (see _release_initial).
+        self._recycled: dict[str, weakref.ref[np.ndarray]] = {}
         # The last reader's globals, for its snapshot: (snapshot, graph info, globals).
         # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
         # the reuse of the old arrays in _buffer), never a wrong read.
@@ -138,6 +151,12 @@ class Bundle:
                 table[name] = self._frozen(self._arrays.to_device(value))
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
         self._constant_ids = {id(a) for a in self._constants.values()}
+        # Initial values read again from the file when released (see _release_initial): the
+        # init graph's copied constants that no other function reads.
+        self._stored = stored if self._arrays.host else None
+        init_copies = self._shared.get(INIT_GRAPH, {})
+        others = {c for f in [*self._graphs.values(), *self._derives] if f.name != INIT_GRAPH for c in f.constants}
+        self._releasable = {v: c for v, c in init_copies.items() if c not in others and c in model.weights}
         # update()'s call template: every input skipped (a stand-in and a False flag); update
         # fills in only the weights it is given, so weights left out cost nothing.
         upd = self._graphs.get(UPDATE_GRAPH)
@@ -182,6 +201,7 @@ class Bundle:
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
+        self._prefault()
         self._warm_up()
 
     def update(self, weights: Mapping[str, Any]) -> None:
@@ -366,6 +386,7 @@ class Bundle:
         snap = self._snapshot
         shared = self._shared.get(info.name)
         if shared is not None:  # init: the constants' arrays become the variables' values
+            self._restore_initial()
             fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
             new = {**snap, **fresh}
             outs: list[np.ndarray] = []
@@ -381,6 +402,8 @@ class Bundle:
         self._reader_globals = None  # it holds the old arrays (see _buffer)
         self._spare_replaced(live, prepared.snapshot, prepared.changed)
         self._versions.previous = Prepared(live, prepared.snapshot, prepared.changed)
+        if self._stored is not None:  # (after an init the new version holds them all: a no-op)
+            self._release_initial(prepared.snapshot)
 
     def _release_retained(self) -> None:
         """Give up the staged or previous version: its arrays may serve the next write."""
@@ -394,9 +417,10 @@ class Bundle:
         _buffer) once nothing else holds them."""
         for var in names:
             arr = old.get(var)
-            if (arr is not None and new.get(var) is not arr and arr.base is None
-                    and id(arr) not in self._constant_ids):  # (a shared constant stays one)
-                self._spare[var] = arr
+            recycled = (r := self._recycled.get(var)) is not None and r() is arr
+            if (arr is not None and new.get(var) is not arr
+                    and (recycled or (arr.base is None and id(arr) not in self._constant_ids))):
+                self._spare[var] = arr  # (a shared constant stays one)
 
     def _warm_up(self) -> None:
         """Run the infer graph once on zeros (outputs dropped) as soon as every variable it
@@ -411,6 +435,63 @@ class Bundle:
         except RuntimeStateError:  # some weight is still unset: the update that sets it warms
             return
         self._warm = True
+
+    def _release_initial(self, new: dict[str, np.ndarray]) -> None:
+        """Drop the stored initial values that no variable of `new` holds any more (`init`
+        reads them again from the file) and keep their memory as the next write's buffer:
+        touched pages, where a new array would cost a page fault per 4 KiB."""
+        held = {id(new.get(v)) for v in self._releasable}
+        for var, const in self._releasable.items():
+            value = self._constants.get(const)
+            if value is None or id(value) in held:
+                continue
+            del self._constants[const]
+            del self.model.weights[const]  # type: ignore[attr-defined]
+            self._constant_ids.discard(id(value))
+            owner = value.base  # the array read from the file, when no other view of it is left
+            if owner is not None and owner.base is None and sys.getrefcount(owner) == 3:  # value.base, owner, argument
+                owner.flags.writeable = True  # `value` itself stays read-only until reused
+                self._spare[var], self._recycled[var] = value, weakref.ref(value)
+            del owner
+
+    def _restore_initial(self) -> None:
+        """Read the released initial values again from the bundle file, after dropping the
+        spare buffers of their variables (so that restoring never holds three arrays)."""
+        missing = {var: const for var, const in self._releasable.items() if const not in self._constants}
+        if not missing:
+            return
+        for var in missing:
+            self._spare.pop(var, None)
+        assert self._stored is not None  # only a bundle read from a file releases them
+        try:
+            values = self._stored.read(set(missing.values()))
+        except BundleFormatError as e:
+            raise RuntimeStateError(f"{INIT_GRAPH}: the initial values of {', '.join(sorted(missing))} "
+                                    f"were dropped after an update and must be read again from "
+                                    f"the bundle file, which failed: {e}. Load the bundle again.") from None
+        for const, raw in values.items():
+            self.model.weights[const] = raw  # type: ignore[index]
+            value = self._frozen(c_array(raw, self._specs[const][1]).view())
+            self._constants[const] = value
+            self._constant_ids.add(id(value))
+
+    def _prefault(self) -> None:
+        """Map the spare buffers of the first update ahead, up to `PREFAULT_BYTES` in all
+        (the memory target after `init()`): it then writes into touched pages."""
+        upd = self._graphs.get(UPDATE_GRAPH)
+        if upd is None or not self._arrays.host or not getattr(self._compiled, "warm_up", True):
+            return
+        budget = PREFAULT_BYTES
+        with self._write_lock:
+            for var in dict.fromkeys([w.var for w in upd.writes] + list(self._derived)):
+                shape, dtype = self._specs[var]
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if var in self._spare or var not in self._snapshot or nbytes > budget:
+                    continue
+                buf = np.empty(shape, dtype)
+                buf.fill(0)  # touched: np.zeros would map untouched zero pages
+                self._spare[var] = buf
+                budget -= nbytes
 
     def _write(self, info: FunctionPlan, call: _Call, snap: dict[str, np.ndarray]
                ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -538,6 +619,8 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
         return Bundle(source, backend=backend)
     module = None
     with paused_gc(), open_bundle(source) as c:  # (collections would walk all of a server's heap)
+        stored = (StoredWeights(os.path.abspath(source), c.header_sha256)
+                  if isinstance(source, str | os.PathLike) else None)
         hit = load_cache.lookup(c, be)
         model = c.model_known(hit.facts) if hit is not None else None
         if model is None:
@@ -545,9 +628,9 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
             model = c.model(module)
         try:
             if hit is not None:
-                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be))
+                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be), stored=stored)
             analysis = analyse(model)
-            bundle = Bundle(model, backend, analysis=analysis)
+            bundle = Bundle(model, backend, analysis=analysis, stored=stored)
         except BundleFormatError:
             raise
         except LoweringError as e:  # a well-formed container whose IR this backend cannot run
