@@ -28,7 +28,8 @@ def steps(case: str) -> dict[str, float]:
 
     import wrc
     from wrc import bundle_format
-    from wrc.onnx import compile_graph, import_onnx, weight_names
+    from wrc.onnx import import_onnx, weight_names
+    from wrc.workflow import compile_graph
 
     out: dict[str, float] = {}
 

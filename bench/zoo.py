@@ -147,7 +147,8 @@ def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., di
     from test_zoo import load_case
 
     import wrc
-    from wrc.onnx import compile_graph, import_onnx, weight_names
+    from wrc.onnx import import_onnx, weight_names
+    from wrc.workflow import compile_graph
 
     model, feeds = load_case(case)
     onnx_path, path, feeds_path = tmp / f"{case}.onnx", tmp / f"{case}.wrcb", tmp / f"{case}.npz"

@@ -52,7 +52,8 @@ def build(case: str) -> tuple[Any, ort.InferenceSession, dict[str, np.ndarray]]:
     from test_zoo import load_case
 
     import wrc
-    from wrc.onnx import compile_graph, import_onnx, weight_names
+    from wrc.onnx import import_onnx, weight_names
+    from wrc.workflow import compile_graph
 
     model, feeds = load_case(case)
     graph = import_onnx(model, {k: v.shape for k, v in feeds.items()})

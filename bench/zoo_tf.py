@@ -23,7 +23,8 @@ from threadpoolctl import threadpool_limits
 
 import wrc
 from wrc.backends.erf import erf
-from wrc.onnx import compile_graph, import_onnx, weight_names
+from wrc.onnx import import_onnx, weight_names
+from wrc.workflow import compile_graph
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 FAMILIES = ("bert", "distilbert", "gpt2", "llama", "t5_encoder", "whisper_encoder", "vit_timm", "vit_torchvision")

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import wrc
 from wrc.bundle_format import bundle_bytes
-from wrc.onnx import OnnxImportError, UnsupportedOpError, compile_graph, import_onnx, weight_names
+from wrc.onnx import OnnxImportError, UnsupportedOpError, import_onnx, weight_names
+from wrc.workflow import compile_graph
 
 RNG = np.random.default_rng(3)
 F = TensorProto.FLOAT

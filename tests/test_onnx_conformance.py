@@ -40,7 +40,8 @@ from onnx import numpy_helper
 
 import wrc
 from wrc.errors import UnsupportedDtypeError
-from wrc.onnx import OnnxImportError, compile_graph, import_onnx, weight_names
+from wrc.onnx import OnnxImportError, import_onnx, weight_names
+from wrc.workflow import compile_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "onnx-conformance.md"

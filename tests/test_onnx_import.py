@@ -15,7 +15,8 @@ from test_onnx import F, Y, check_model, make, node, rand
 
 import wrc
 from wrc.bundle_format import bundle_bytes
-from wrc.onnx import OnnxImportError, UnsupportedOpError, compile_graph, import_onnx, weight_names
+from wrc.onnx import OnnxImportError, UnsupportedOpError, import_onnx, weight_names
+from wrc.workflow import compile_graph
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 

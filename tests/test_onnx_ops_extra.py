@@ -13,7 +13,8 @@ from test_onnx import F, Y, assert_close, check_model, make, node, rand, with_in
 import wrc
 import wrc.onnx as wrc_onnx
 from wrc.bundle_format import bundle_bytes
-from wrc.onnx import UnsupportedOpError, compile_graph, import_onnx, sampling_taps, weight_names
+from wrc.onnx import UnsupportedOpError, import_onnx, sampling_taps, weight_names
+from wrc.workflow import compile_graph
 
 I64 = TensorProto.INT64
 RNG = np.random.default_rng(11)

@@ -27,7 +27,8 @@ from test_onnx import ort_run, with_initializers
 
 import wrc
 from wrc.cli import main as wrc_main
-from wrc.onnx import UnsupportedOpError, compile_graph, import_onnx, weight_names
+from wrc.onnx import UnsupportedOpError, import_onnx, weight_names
+from wrc.workflow import compile_graph
 
 ZOO = Path(__file__).parent / "zoo"
 MANIFEST = json.loads((ZOO / "manifest.json").read_text())

@@ -28,7 +28,6 @@ from onnx import helper, numpy_helper
 from wrc.dtypes import UnsupportedDtypeError, to_element_type
 from wrc.errors import OnnxImportError, UnsupportedOpError, WrcError
 from wrc.graph import Graph, Tensor, is_weight_value
-from wrc.workflow import compile_graph  # noqa: F401 - the one-call build, re-exported for importer users
 
 MIN_OPSET, MAX_OPSET = 13, onnx.defs.onnx_opset_version()
 OLDEST_OPSET = 7
