@@ -177,7 +177,7 @@ def run_case(case_dir: Path, backends: tuple[str, ...] = ("numpy", "interp"), in
     except Exception as e:  # noqa: BLE001 - the table records it
         return Result(name, "fail", f"import: {type(e).__name__}: {str(e)[:160]}")
     if not names:
-        return Result(name, "unsupported", f"OnnxImportError: graph {graph.name!r} has no weights to make refreshable")
+        return Result(name, "unsupported", f"no weights: graph {graph.name!r} has no initializer to make refreshable, and a bundle needs one")
     try:
         with wrc.BuildSession(), tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.wrcb"
