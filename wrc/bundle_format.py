@@ -31,7 +31,7 @@ import numpy as np
 from xdsl.dialects.builtin import MemRefType, ModuleOp, ShapedType, TensorType, VectorType
 from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.dialects.memref import GlobalOp
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, Operation
 
 from wrc.abi import (
     element_dtype,
@@ -112,29 +112,34 @@ def _check_buffer_sizes(module: ModuleOp) -> None:
     """No global, argument or op result is larger than `max_tensor_bytes()` (nothing is
     allocated here: types only)."""
     limit = max_tensor_bytes()
+    for op, kind, t, size in _buffers(module):
+        if size > limit:
+            # (a memref.global has no results, regions or arguments: its one buffer is itself)
+            what = f"global @{op.sym_name.data[:200]}" if isinstance(op, GlobalOp) else f"{kind} of {op.name}"
+            raise _fail(f"{what} is {t} ({size} bytes), more than the "
+                        f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+
+
+def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]]:
+    """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares:
+    op results, globals, block arguments, in walk order."""
     sizes: dict[int, int] = {}  # id(type) -> bytes: a module shares few type objects among many values
 
-    def too_big(t: Attribute) -> bool:
-        size = sizes.get(id(t))
-        if size is None:
-            size = sizes[id(t)] = _buffer_bytes(t)  # `t` stays alive in the module meanwhile
-        return size > limit
-
-    def fail(what: str, t: Attribute) -> BundleFormatError:
-        return _fail(f"{what} is {t} ({_buffer_bytes(t)} bytes), more than the "
-                     f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+    def size(t: Attribute) -> int:
+        known = sizes.get(id(t))
+        if known is None:
+            known = sizes[id(t)] = _buffer_bytes(t)  # `t` stays alive in the module meanwhile
+        return known
 
     for op in module.walk():
         for r in op.results:
-            if too_big(r.type):
-                raise fail(f"result of {op.name}", r.type)
-        if isinstance(op, GlobalOp) and too_big(op.type):
-            raise fail(f"global @{op.sym_name.data[:200]}", op.type)
+            yield op, "result", r.type, size(r.type)
+        if isinstance(op, GlobalOp):
+            yield op, "global", op.type, size(op.type)
         for region in op.regions:
             for block in region.blocks:
                 for a in block.args:
-                    if too_big(a.type):
-                        raise fail(f"argument of {op.name}", a.type)
+                    yield op, "argument", a.type, size(a.type)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -699,12 +704,7 @@ def ir_facts(module: ModuleOp) -> IRFacts:
         spec = global_spec(globals_[name])
         assert spec is not None  # checked by _check_ir
         stored[name] = (spec[0], spec[1].name, str(globals_[name].type))
-    largest = 0
-    for op in module.walk():
-        types = [r.type for r in op.results] + [a.type for reg in op.regions for b in reg.blocks for a in b.args]
-        if isinstance(op, GlobalOp):
-            types.append(op.type)
-        largest = max([largest, *map(_buffer_bytes, types)])
+    largest = max((size for _, _, _, size in _buffers(module)), default=0)
     return IRFacts(stored, _variables(module), largest)
 
 
