@@ -143,13 +143,13 @@ class Graph:
     def from_module(cls, module: ModuleOp, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
         """Wrap a module holding one `func.func` (and maybe `ge.variable`s) as a Graph."""
         verify_graph_module(module)
-        funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
-        for fn in funcs:
-            _check_name("graph", fn.sym_name.data)
         for op in module.walk():
-            if isinstance(op, ge.DataOp | ge.ConstOp):
-                _check_name("input" if isinstance(op, ge.DataOp) else "constant",
-                            (op.data_name if isinstance(op, ge.DataOp) else op.const_name).data)
+            if isinstance(op, func.FuncOp):
+                _check_name("graph", op.sym_name.data)
+            elif isinstance(op, ge.DataOp):
+                _check_name("input", op.data_name.data)
+            elif isinstance(op, ge.ConstOp):
+                _check_name("constant", op.const_name.data)
         return cls._of_verified(module, weights)
 
     @classmethod
