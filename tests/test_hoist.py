@@ -130,7 +130,8 @@ def test_derived_variables_are_not_weights(model: ModelBuffer) -> None:
         b.run(hidden[0])
 
 
-def _spy(b: Bundle) -> list[str]:
+def spy_runs(b: Bundle) -> list[str]:
+    """The names of the functions the backend runs from now on (in order)."""
     calls: list[str] = []
     compiled = b._compiled  # noqa: SLF001 - observing which functions run
     real = compiled.run
@@ -146,7 +147,7 @@ def _spy(b: Bundle) -> list[str]:
 def test_update_recomputes_only_what_changed(model: ModelBuffer) -> None:
     b = load_bundle(model)
     b.init()
-    calls = _spy(b)
+    calls = spy_runs(b)
     w = weights(0)
     reads = {f.sym_name.data: {op.name_.root_reference.data for op in f.walk() if isinstance(op, memref.GetGlobalOp)}
              for f in derive_funcs(model.module, model.graphs)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_hoist import spy_runs
 from test_runtime import W1, W2, X, backend, check, model  # noqa: F401 - backend: a fixture
 
 from wrc.abi import constant_copies, module_funcs, module_globals
@@ -53,22 +54,10 @@ def test_init_after_updates_restores_a_bundle_file(backend: str, tmp_path) -> No
     assert not b.weights()["const_1"].flags.writeable
 
 
-def _count_runs(b: Bundle) -> list[str]:
-    calls: list[str] = []
-    run = b._compiled.run
-
-    def counting(graph: str, *args):  # type: ignore[no-untyped-def]
-        calls.append(graph)
-        return run(graph, *args)
-
-    b._compiled.run = counting  # type: ignore[method-assign]
-    return calls
-
-
 @pytest.mark.parametrize("name, warms", [("numpy", True), ("interp", False)])
 def test_init_warms_the_infer_graph_once(name: str, warms: bool) -> None:
     b = Bundle(model(), backend=name)
-    calls = _count_runs(b)
+    calls = spy_runs(b)
     b.init()
     assert calls == (["var_infer_graph"] if warms else [])  # the init graph itself is not run
     b.update({"const_1": -W1})
@@ -79,7 +68,7 @@ def test_init_warms_the_infer_graph_once(name: str, warms: bool) -> None:
 
 def test_weight_stripped_bundle_warms_at_its_first_complete_update() -> None:
     b = Bundle(model(init=False), backend="numpy")
-    calls = _count_runs(b)
+    calls = spy_runs(b)
     b.update({"const_1": W1})  # const_2 still unset: infer cannot run yet
     assert "var_infer_graph" not in calls
     b.update({"const_2": W2})

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from test_hoist import REFRESHABLE, X, build, reference, weights
+from test_hoist import REFRESHABLE, X, build, reference, spy_runs, weights
 
 from wrc.abi import UPDATE_GRAPH
 from wrc.errors import InputError, RuntimeStateError, VersionError
@@ -24,20 +24,6 @@ from wrc.runtime import Bundle, load_bundle
 @pytest.fixture(scope="module")
 def model() -> ModelBuffer:
     return build()
-
-
-def _spy(b: Bundle) -> list[str]:
-    """The names of the functions the backend runs from now on."""
-    calls: list[str] = []
-    compiled = b._compiled  # noqa: SLF001 - observing which functions run
-    real = compiled.run
-
-    def run(name: str, *args: object) -> list[np.ndarray]:
-        calls.append(name)
-        return real(name, *args)
-
-    compiled.run = run  # type: ignore[method-assign]
-    return calls
 
 
 def _close(y: np.ndarray, seed: int) -> None:
@@ -52,7 +38,7 @@ def test_stage_leaves_infer_alone_and_commit_switches(model: ModelBuffer, backen
     assert b.version == 1
     y0 = b.infer({"x": X})[0]
     _close(y0, 0)
-    calls = _spy(b)
+    calls = spy_runs(b)
     v = b.stage(weights(1))
     assert v == 2 and b.version == 1
     assert calls[0] == UPDATE_GRAPH and len(calls) == 3, calls  # the update graph, both derives
@@ -79,7 +65,7 @@ def test_rollback_is_bit_identical_and_copies_nothing(model: ModelBuffer) -> Non
     v2 = b.stage(weights(2))
     b.commit(v2)
     _close(b.infer({"x": X})[0], 2)
-    calls = _spy(b)
+    calls = spy_runs(b)
     assert b.rollback() == v1 and b.version == v1
     assert calls == []
     y, served = b.infer({"x": X}, with_version=True)
