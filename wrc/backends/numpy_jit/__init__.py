@@ -87,9 +87,9 @@ class NumpyCompiledModule:
         self.arrays = arrays
         if functions is None:
             assert module is not None
-            functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), src.text(), src.namespace,
-                                           compile(src.text(), "<wrc numpy jit>", "exec"))
-                         for op, src in compile_functions(module, arrays, options)]
+            functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
+                                           compile(text, "<wrc numpy jit>", "exec"))
+                         for op, src in compile_functions(module, arrays, options) for text in [src.text()]]
         self.functions = tuple(functions)
         self._fns: dict[str, tuple[_Fn, int]] = {}
         self._sources: dict[str, str] = {}
