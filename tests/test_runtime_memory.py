@@ -13,7 +13,7 @@ from test_runtime import W1, W2, X, backend, check, model  # noqa: F401 - backen
 
 import wrc
 import wrc.runtime
-from wrc.bundle_format import write_bundle
+from wrc.bundle_format import _Source, write_bundle
 from wrc.errors import RuntimeStateError
 from wrc.runtime import load_bundle
 
@@ -100,6 +100,27 @@ def test_init_refuses_a_weight_tampered_with_after_load(tmp_path) -> None:
     with pytest.raises(RuntimeStateError, match="const_1_var.*sha256 mismatch"):
         b.init()
     check(b.infer({"x": X}), W1 * 2, W2)
+
+
+def test_init_after_an_update_reads_the_released_weights_not_the_ir(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    b = load_bundle(path)
+    b.init()
+    b.update({"const_1": W1 * 2})
+    sections = []
+    for name in ("read", "read_array"):
+        real = getattr(_Source, name)
+
+        def spy(self, offset, nbytes, what, real=real):
+            sections.append(what)
+            return real(self, offset, nbytes, what)
+
+        monkeypatch.setattr(_Source, name, spy)
+    b.init()
+    check(b.infer({"x": X}), W1, W2)
+    assert "header" in sections and any("const_1" in s for s in sections), sections
+    assert not [s for s in sections if "IR" in s], sections  # the header's digest covers the weights
 
 
 def test_bundles_from_bytes_keep_their_initial_values(tmp_path) -> None:

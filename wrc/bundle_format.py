@@ -13,6 +13,7 @@ every failure into `BundleFormatError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -710,20 +711,28 @@ def ir_facts(module: ModuleOp) -> IRFacts:
 
 @dataclass(frozen=True)
 class Container:
-    """A bundle's checked container (`open_bundle`): its IR section is checksummed, not decoded."""
+    """A bundle's checked container (`open_bundle`): its IR section is checksummed on first
+    use (reading weights again, `StoredWeights`, needs only the header), not decoded."""
 
     src: _Source
     version: int
     graphs: tuple[str, ...]
     ir: _Section
-    raw_ir: bytes
     weights: list[_WeightEntry]
     variables: dict[str, Any]
     header_sha256: bytes  # the prelude's digest of the header, which covers every weight's own
 
+    @functools.cached_property
+    def raw_ir(self) -> bytes:
+        """The IR section's bytes, checked against its SHA-256 (while the container is open)."""
+        raw = self.src.read(self.ir.offset, self.ir.nbytes, self.ir.what)
+        _check_sha(raw, self.ir)
+        return raw
+
     @property
     def ir_sha256(self) -> str:
         """The IR section's SHA-256 (hex), checked against its bytes."""
+        self.raw_ir  # noqa: B018 (reads and checks the section)
         return self.ir.sha256
 
     def module(self) -> ModuleOp:
@@ -831,10 +840,7 @@ def _read_container(src: _Source) -> Container:
             raise _fail(f"header: {where} declares {dtype.name}{list(shape)}, more than the "
                         f"{max_tensor_bytes()}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
     _check_layout(src, PRELUDE_SIZE + header_len, [ir] + [w.section for w in weights])
-
-    raw_ir = src.read(ir.offset, ir.nbytes, ir.what)
-    _check_sha(raw_ir, ir)
-    return Container(src, version, tuple(graphs), ir, raw_ir, weights, variables, header_sha)
+    return Container(src, version, tuple(graphs), ir, weights, variables, header_sha)
 
 
 @dataclass(frozen=True)
