@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
+from readers import race
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
@@ -336,50 +337,31 @@ def test_concurrent_update_and_infer(backend: str) -> None:
     assert not any(np.allclose(m, ya) or np.allclose(m, yb) for m in mixed)
 
     rounds = 20 if backend == "interp" else 100
-    stop = threading.Event()
-    failures: list[str] = []
     seen = {"a": 0, "b": 0}
     count = threading.Lock()
     read = {"a": threading.Event(), "b": threading.Event()}
 
-    def writer() -> None:
-        try:
-            for i in range(rounds):
-                key = "a" if i % 2 else "b"
-                read[key].clear()
-                b.update(wa if key == "a" else wb)
-                # Let a reader see this version before the next update (else one of the two
-                # sets may never be read, and the check below would prove little).
-                if not read[key].wait(10):
-                    failures.append(f"no reader saw weight set {key} within 10 s")
-                    return
-        except Exception as e:  # pragma: no cover - reported below
-            failures.append(f"writer: {e!r}")
-        finally:
-            stop.set()
+    def write() -> None:
+        for i in range(rounds):
+            key = "a" if i % 2 else "b"
+            read[key].clear()
+            b.update(wa if key == "a" else wb)
+            # Let a reader see this version before the next update (else one of the two
+            # sets may never be read, and the check below would prove little).
+            assert read[key].wait(10), f"no reader saw weight set {key} within 10 s"
 
-    def reader() -> None:
-        try:
-            while not stop.is_set():
-                y = b.infer({"x": X})[0]
-                key = "a" if np.array_equal(y, ya) else "b" if np.array_equal(y, yb) else None
-                if key is not None:
-                    with count:
-                        seen[key] += 1
-                    read[key].set()
-                else:
-                    failures.append(f"mixed result {y}")
-                    return
-        except Exception as e:  # pragma: no cover - reported below
-            failures.append(f"reader: {e!r}")
+    def read_once() -> str | None:
+        y = b.infer({"x": X})[0]
+        key = "a" if np.array_equal(y, ya) else "b" if np.array_equal(y, yb) else None
+        if key is None:
+            return f"mixed result {y}"
+        with count:
+            seen[key] += 1
+        read[key].set()
+        return None
 
-    threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=writer)]
     start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
+    failures = race(write, read_once, readers=4)
     assert not failures, failures[:3]
     assert seen["a"] >= rounds // 2 and seen["b"] >= rounds // 2, seen  # each version was read
     assert time.monotonic() - start < 120

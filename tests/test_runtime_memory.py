@@ -5,10 +5,9 @@ maps the first update's buffers ahead. Uses the hand-written bundle of test_runt
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
+from readers import race
 from test_runtime import W1, W2, X, backend, check, model  # noqa: F401 - backend: a fixture
 
 import wrc
@@ -169,30 +168,25 @@ def test_readers_never_see_torn_values_while_buffers_are_recycled(tmp_path) -> N
     b = load_bundle(tmp_path / "m.wrcb")
     b.init()
     x = np.ones((1, n), F32)
-    stop, problems, reads = threading.Event(), [], [0]
+    reads = [0]
 
-    def reader() -> None:
-        while not stop.is_set():
-            w = b.weights()
-            values = {float(a.min()) for a in w.values()} | {float(a.max()) for a in w.values()}
-            y = b.infer({"x": x})[0]
-            if len(values) != 1 or not (y.min() == y.max() and y.min() / (2 * n) in (1, 2, 3)):
-                problems.append((values, float(y.min()), float(y.max())))
-            reads[0] += 1
+    def read() -> str | None:
+        w = b.weights()
+        values = {float(a.min()) for a in w.values()} | {float(a.max()) for a in w.values()}
+        y = b.infer({"x": x})[0]
+        reads[0] += 1
+        if len(values) != 1 or not (y.min() == y.max() and y.min() / (2 * n) in (1, 2, 3)):
+            return f"weights {values}, outputs {float(y.min())}..{float(y.max())}"
+        return None
 
-    threads = [threading.Thread(target=reader) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
+    def write() -> None:
         for i in range(200):
             if i % 5 == 4:
                 b.init()
             else:
                 k = F32(2 + i % 2)
                 b.update({"p": np.full((n, n), k), "q": np.full((n, n), k)})
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert not problems, problems[:3]
+
+    failures = race(write, read, readers=2)
+    assert not failures, failures[:3]
     assert reads[0] > 20

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from readers import race
 
 import wrc
 from wrc import bundle_format as bf
@@ -226,38 +226,24 @@ def test_update_while_serving() -> None:
     assert not any(np.allclose(b.infer({"x": X})[0], e, rtol=1e-2, atol=1e-2) for e in expected)
     b.update(sets[0])  # readers may run before the writer's first update: start from a full set
 
-    stop, failures, counts = threading.Event(), [], [0, 0]
+    counts = [0, 0]
     deadline = time.monotonic() + 3.0
 
-    def writer() -> None:
+    def write() -> None:
         i = 0
-        try:
-            while time.monotonic() < deadline:
-                b.update(sets[i % 2])
-                i += 1
-        except Exception as e:  # pragma: no cover - reported below
-            failures.append(repr(e))
-        finally:
-            stop.set()
+        while time.monotonic() < deadline:
+            b.update(sets[i % 2])
+            i += 1
 
-    def reader() -> None:
-        try:
-            while not stop.is_set():
-                y = b.infer({"x": X})[0]
-                hits = [k for k, e in enumerate(expected) if np.array_equal(y, e)]
-                if not hits:
-                    failures.append("a result from mixed weights")
-                    return
-                counts[hits[0]] += 1
-        except Exception as e:  # pragma: no cover - reported below
-            failures.append(repr(e))
+    def read() -> str | None:
+        y = b.infer({"x": X})[0]
+        hits = [k for k, e in enumerate(expected) if np.array_equal(y, e)]
+        if not hits:
+            return "a result from mixed weights"
+        counts[hits[0]] += 1
+        return None
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "deadlock"
+    failures = race(write, read, timeout=60)
     assert not failures, failures[:3]
     assert counts[0] and counts[1], counts
 

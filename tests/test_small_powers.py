@@ -54,10 +54,10 @@ def test_no_np_power_in_generated_code() -> None:
     assert "np.sqrt(" in src and src.count("np.multiply(") >= 1 + 2 + 2
 
 
-def test_onnx_pow_by_constant_node() -> None:
-    # PyTorch exports x ** 3 as Pow(x, Constant(3.0)): the exponent is inline, no np.power
-    nodes = [helper.make_node("Constant", [], ["three"], value=numpy_helper.from_array(np.float32(3.0))),
-             helper.make_node("Pow", ["x", "three"], ["c"]), helper.make_node("Add", ["c", "b"], ["y"])]
+def _pow_plus_bias_model(exponent: np.ndarray) -> tuple[onnx.ModelProto, np.ndarray]:
+    """y = x ** exponent + b, the exponent a Constant node as PyTorch exports it."""
+    nodes = [helper.make_node("Constant", [], ["e"], value=numpy_helper.from_array(exponent)),
+             helper.make_node("Pow", ["x", "e"], ["c"]), helper.make_node("Add", ["c", "b"], ["y"])]
     b = np.float32([1, 2, 3, 4, 5, 6])
     model = helper.make_model(
         helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
@@ -65,6 +65,12 @@ def test_onnx_pow_by_constant_node() -> None:
                           [numpy_helper.from_array(b, "b")]),
         opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model)
+    return model, b
+
+
+def test_onnx_pow_by_constant_node() -> None:
+    # PyTorch exports x ** 3 as Pow(x, Constant(3.0)): the exponent is inline, no np.power
+    model, b = _pow_plus_bias_model(np.float32(3.0))
     bundles = compile_bundles(wrc.onnx.import_onnx(model), ["b"])
     assert "np.power(" not in bundles["numpy"].source("var_infer_graph")
     check(bundles, {"x": X}, [(_ref(X)[2] + b).astype(np.float32)], tol=1e-6)
@@ -73,15 +79,7 @@ def test_onnx_pow_by_constant_node() -> None:
 def test_onnx_pow_by_a_double_constant_is_cast_at_import() -> None:
     # Pow's exponent may have another type than its base (T2): a double 2 is cast to float
     # at import, so it is still an inline exponent of x's type
-    nodes = [helper.make_node("Constant", [], ["two"], value=numpy_helper.from_array(np.float64(2.0))),
-             helper.make_node("Pow", ["x", "two"], ["c"]), helper.make_node("Add", ["c", "b"], ["y"])]
-    b = np.float32([1, 2, 3, 4, 5, 6])
-    model = helper.make_model(
-        helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])],
-                          [numpy_helper.from_array(b, "b")]),
-        opset_imports=[helper.make_opsetid("", 18)])
-    onnx.checker.check_model(model)
+    model, b = _pow_plus_bias_model(np.float64(2.0))
     graph = wrc.onnx.import_onnx(model)
     assert not any(op.name == "ge.cast" for op in graph.func.walk())
     bundles = compile_bundles(graph, ["b"])

@@ -6,13 +6,13 @@ The model is test_hoist's LoRA + BatchNorm layer: two derive functions of
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
 from collections import defaultdict
 
 import numpy as np
 import pytest
+from readers import race
 from test_hoist import REFRESHABLE, X, build, reference, spy_runs, weights
 
 from wrc.abi import UPDATE_GRAPH
@@ -209,7 +209,7 @@ def test_concurrent_readers_never_see_a_mixed_version(model: ModelBuffer) -> Non
     b = load_bundle(model)
     b.update(weights(seeds[0]))
     seed_of = {b.version: seeds[0]}  # version → the weights it holds
-    stop, failures = threading.Event(), []
+    failures: list[str] = []
     seen: set[int] = set()
     served_again: set[int] = set()  # versions rolled back to
 
@@ -218,40 +218,26 @@ def test_concurrent_readers_never_see_a_mixed_version(model: ModelBuffer) -> Non
         while v not in seen and time.monotonic() < deadline and not failures:
             time.sleep(0.0005)
 
-    def writer() -> None:
-        try:
-            for rounds in range(60):
-                s = seeds[rounds % len(seeds)]
-                v = b.stage(weights(s))
-                seed_of[v] = s  # before any reader can see it
-                b.commit(v)
-                served(v)
-                if rounds % 5 == 4:
-                    back = b.rollback()
-                    served_again.add(back)
-                    seen.discard(back)
-                    served(back)
-        except Exception as e:  # a crashing thread is otherwise only a pytest warning
-            failures.append(f"writer: {e!r}")
-        finally:
-            stop.set()
+    def write() -> None:
+        for rounds in range(60):
+            s = seeds[rounds % len(seeds)]
+            v = b.stage(weights(s))
+            seed_of[v] = s  # before any reader can see it
+            b.commit(v)
+            served(v)
+            if rounds % 5 == 4:
+                back = b.rollback()
+                served_again.add(back)
+                seen.discard(back)
+                served(back)
 
-    def reader() -> None:
-        try:
-            while not stop.is_set():
-                (y,), v = b.infer({"x": X}, with_version=True)
-                if not np.array_equal(y, expected_by_seed[seed_of[v]]):
-                    failures.append(f"version {v}: a result of other weights")
-                    return
-                seen.add(v)
-        except Exception as e:
-            failures.append(f"reader: {e!r}")
+    def read() -> str | None:
+        (y,), v = b.infer({"x": X}, with_version=True)
+        if not np.array_equal(y, expected_by_seed[seed_of[v]]):
+            return f"version {v}: a result of other weights"
+        seen.add(v)
+        return None
 
-    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
+    race(write, read, failures=failures)
     assert not failures, failures[:3]
     assert set(range(2, 62)) <= seen and served_again <= seen, (sorted(seen), served_again - seen)
