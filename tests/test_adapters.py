@@ -378,3 +378,48 @@ def test_the_bundle_file_keeps_the_delta_graph(model: ModelBuffer) -> None:
         b.apply_adapter(adapter(1))
         np.testing.assert_allclose(b.infer({"x": X})[0], forward(X, adapted(base(), adapter(1))),
                                    rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_command_line_compile_inspect_graph_and_run(tmp_path, capsys) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from wrc.cli import main
+
+    w = base()["w"]  # ONNX MatMul: x @ W, W stored [in, out]
+    onnx.save(helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH, IN])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [BATCH, MID])],
+        [numpy_helper.from_array(w, "W")]), opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "mm.onnx")
+    out = tmp_path / "mm.wrcb"
+    assert main(["compile", str(tmp_path / "mm.onnx"), "-o", str(out), "-q", "--delta", "*=lora:2"]) == 0
+    assert "1 refreshable weight(s), 1 adapted" in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "var_delta_graph(W_var_base: float32[8, 6], W_var_lora_a: float32[2, 8]" in text
+    assert "adapted weights (1, through var_delta_graph): W lora:2" in text
+    assert main(["inspect", "--json", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["adapted_weights"] == {"W": "lora:2"}
+    assert main(["graph", str(out)]) == 0 and "var_delta_graph" in capsys.readouterr().out
+
+    f = adapter(1, ("w",))["w"]
+    write_weights(tmp_path / "lora.safetensors", {"W.lora_A.weight": f["A"], "W.lora_B.weight": f["B"]})
+    np.save(tmp_path / "x.npy", X)
+    assert main(["run", str(out), "--input", f"x={tmp_path / 'x.npy'}", "--adapter",
+                 str(tmp_path / "lora.safetensors"), "--adapter-scale", "0.5",
+                 "--output", str(tmp_path / "y.npz")]) == 0
+    y = np.load(tmp_path / "y.npz")["output_0"]
+    np.testing.assert_allclose(y, X @ (w + np.float32(0.5) * (f["B"] @ f["A"]).T), rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    assert main(["compile", str(tmp_path / "mm.onnx"), "-o", str(out), "-q", "--delta", "W=lora:9"]) == 1
+    assert "weight 'W' has shape [8, 6]: rank 9 is above min(out, in) = 6" in capsys.readouterr().err
+
+    (tmp_path / "g.mlir").write_text(graph(base()).to_mlir())
+    assert main(["graph", str(tmp_path / "g.mlir"), "--convert", "w,c", "--delta", "w=lora:2"]) == 0
+    assert "var_delta_graph" in capsys.readouterr().out
+    assert main(["graph", str(tmp_path / "g.mlir"), "--delta", "w=lora:2"]) == 1
+    assert "--delta needs --convert" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from wrc.abi import DELTA_GRAPH, DELTA_INPUTS, FunctionPlan, Input, WeightSignature
+from wrc.abi import DELTA_GRAPH, DELTA_INPUTS, FunctionPlan, Input, Plan, WeightSignature
 from wrc.errors import BundleFormatError, InputError
 
 FACTOR_KEYS = {"dense": ("delta",), "lora": ("A", "B", "scale")}
@@ -46,6 +46,11 @@ class DeltaWeight:
     @property
     def rank(self) -> int:
         return self.inputs["A"].shape[0] if self.kind == "lora" else 0
+
+    @property
+    def kind_text(self) -> str:
+        """`dense` or `lora:R`, as `ge-add-delta-graph` spells it."""
+        return f"lora:{self.rank}" if self.kind == "lora" else self.kind
 
 
 def delta_signature(info: FunctionPlan, weights: WeightSignature) -> dict[str, DeltaWeight]:
@@ -73,6 +78,12 @@ def delta_signature(info: FunctionPlan, weights: WeightSignature) -> dict[str, D
         raise BundleFormatError(f"bundle: graph {DELTA_GRAPH!r} has inputs of no adapted weight, or "
                                 "reads variables (a delta starts from the base it is given)")
     return out
+
+
+def adapted_weights(p: Plan) -> dict[str, str]:
+    """Weight name → `dense` / `lora:R` for the weights a model's delta graph adapts."""
+    info = p.graphs.get(DELTA_GRAPH)
+    return {n: d.kind_text for n, d in delta_signature(info, p.weights).items()} if info is not None else {}
 
 
 @dataclass(frozen=True)

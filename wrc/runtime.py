@@ -601,7 +601,7 @@ class Bundle:
     @property
     def adapted_weights(self) -> dict[str, str]:
         """The weights an adapter can change, with their kind of delta (`dense`, `lora:R`)."""
-        return {n: d.kind + (f":{d.rank}" if d.rank else "") for n, d in self._deltas.items()}
+        return {n: d.kind_text for n, d in self._deltas.items()}
 
     def apply_adapter(self, factors: Mapping[str, Mapping[str, Any]], name: str | None = None, *,
                       stage: bool = False) -> int:
