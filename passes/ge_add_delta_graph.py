@@ -11,10 +11,11 @@ e.g. `*=lora:16`; a glob picks only the weights a KIND fits):
 
 * `dense`: inputs `<v>_base` and `<v>_delta` of the weight's type; `v = base + delta`.
 * `lora:R` (2-D float weights): inputs `<v>_base`, `<v>_lora_a` [R, in], `<v>_lora_b`
-  [out, R] and the scalar `<v>_lora_scale`; `v = base + scale · (B @ A)` in PEFT's layout.
-  A weight stored [out, in] (PyTorch `Linear`, ONNX `Gemm transB=1`) takes `B @ A`; one
-  stored [in, out] (read as the right operand of matmuls, as ONNX `MatMul` exports do) takes
-  `Aᵀ @ Bᵀ` (transposes the matmul lowering reads for free). The layout is found from the
+  [out, R] and the scalar `<v>_lora_scale`; `v = base + B @ (scale · A)` in PEFT's layout
+  (the scale on the small factor saves a pass over the weight). A weight stored [out, in]
+  (PyTorch `Linear`, ONNX `Gemm transB=1`) takes `B @ sA`; one stored [in, out] (read as
+  the right operand of matmuls, as ONNX `MatMul` exports do) takes `(sA)ᵀ @ Bᵀ`
+  (transposes the matmul lowering reads for free). The layout is found from the
   infer graph's uses of the weight; `lora:R:out_in` / `lora:R:in_out` choose it.
 
 Inputs come weight after weight, in declaration order. Every check runs before the first
@@ -165,13 +166,15 @@ class GeAddDeltaGraphPass(ModulePass):
             if delta.kind == "dense":
                 change = inputs["_delta"]
             else:
-                a, bf = inputs["_lora_a"], inputs["_lora_b"]
-                if transposed:  # W is [in, out]: Aᵀ @ Bᵀ = (B @ A)ᵀ
-                    product = b.insert(ge.MatMulOp(b.insert(ge.TransposeOp(a, (1, 0))).output,
-                                                   b.insert(ge.TransposeOp(bf, (1, 0))).output)).output
+                # The scale multiplies A ([r, in]: small), not the product: one pass over the
+                # weight fewer.
+                a = b.insert(ge.MulOp(inputs["_lora_a"], inputs["_lora_scale"])).output
+                bf = inputs["_lora_b"]
+                if transposed:  # W is [in, out]: (sA)ᵀ @ Bᵀ = (B @ sA)ᵀ
+                    change = b.insert(ge.MatMulOp(b.insert(ge.TransposeOp(a, (1, 0))).output,
+                                                  b.insert(ge.TransposeOp(bf, (1, 0))).output)).output
                 else:
-                    product = b.insert(ge.MatMulOp(bf, a)).output
-                change = b.insert(ge.MulOp(product, inputs["_lora_scale"])).output
+                    change = b.insert(ge.MatMulOp(bf, a)).output
             b.insert(ge.AssignOp(sym, b.insert(ge.AddOp(inputs["_base"], change)).output))
         body.add_op(ReturnOp())
         Rewriter.insert_op(FuncOp(DELTA_GRAPH, ((), ()), Region(body)), InsertPoint.after(infer))

@@ -13,8 +13,8 @@
 
 // The output of ge-split-weight-refreshable for weights w, v, b, n. GE's three graphs are
 // left exactly as they are; @var_delta_graph comes after them. `w` is read as a matmul's
-// right operand (stored [in, out]): its delta is Aᵀ @ Bᵀ; `v` through a transpose (stored
-// [out, in], as PyTorch's Linear): B @ A.
+// right operand (stored [in, out]): its delta is (sA)ᵀ @ Bᵀ; `v` through a transpose (stored
+// [out, in], as PyTorch's Linear): B @ sA. The scale multiplies the small factor A.
 builtin.module {
   ge.variable @w_var : tensor<4x3xf32>
   ge.variable @v_var : tensor<3x3xf32>
@@ -63,18 +63,18 @@ builtin.module {
 // CHECK-NEXT:     %1 = ge.data "w_var_lora_a" index 1 : tensor<2x4xf32>
 // CHECK-NEXT:     %2 = ge.data "w_var_lora_b" index 2 : tensor<3x2xf32>
 // CHECK-NEXT:     %3 = ge.data "w_var_lora_scale" index 3 : tensor<f32>
-// CHECK-NEXT:     %4 = ge.transpose %1 {perm = array<i64: 1, 0>} : tensor<2x4xf32> -> tensor<4x2xf32>
-// CHECK-NEXT:     %5 = ge.transpose %2 {perm = array<i64: 1, 0>} : tensor<3x2xf32> -> tensor<2x3xf32>
-// CHECK-NEXT:     %6 = ge.matmul %4, %5 : (tensor<4x2xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
-// CHECK-NEXT:     %7 = ge.mul %6, %3 : (tensor<4x3xf32>, tensor<f32>) -> tensor<4x3xf32>
+// CHECK-NEXT:     %4 = ge.mul %1, %3 : (tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>
+// CHECK-NEXT:     %5 = ge.transpose %4 {perm = array<i64: 1, 0>} : tensor<2x4xf32> -> tensor<4x2xf32>
+// CHECK-NEXT:     %6 = ge.transpose %2 {perm = array<i64: 1, 0>} : tensor<3x2xf32> -> tensor<2x3xf32>
+// CHECK-NEXT:     %7 = ge.matmul %5, %6 : (tensor<4x2xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
 // CHECK-NEXT:     %8 = ge.add %0, %7 : (tensor<4x3xf32>, tensor<4x3xf32>) -> tensor<4x3xf32>
 // CHECK-NEXT:     ge.assign @w_var, %8 : tensor<4x3xf32>
 // CHECK-NEXT:     %9 = ge.data "v_var_base" index 4 : tensor<3x3xf32>
 // CHECK-NEXT:     %10 = ge.data "v_var_lora_a" index 5 : tensor<1x3xf32>
 // CHECK-NEXT:     %11 = ge.data "v_var_lora_b" index 6 : tensor<3x1xf32>
 // CHECK-NEXT:     %12 = ge.data "v_var_lora_scale" index 7 : tensor<f32>
-// CHECK-NEXT:     %13 = ge.matmul %11, %10 : (tensor<3x1xf32>, tensor<1x3xf32>) -> tensor<3x3xf32>
-// CHECK-NEXT:     %14 = ge.mul %13, %12 : (tensor<3x3xf32>, tensor<f32>) -> tensor<3x3xf32>
+// CHECK-NEXT:     %13 = ge.mul %10, %12 : (tensor<1x3xf32>, tensor<f32>) -> tensor<1x3xf32>
+// CHECK-NEXT:     %14 = ge.matmul %11, %13 : (tensor<3x1xf32>, tensor<1x3xf32>) -> tensor<3x3xf32>
 // CHECK-NEXT:     %15 = ge.add %9, %14 : (tensor<3x3xf32>, tensor<3x3xf32>) -> tensor<3x3xf32>
 // CHECK-NEXT:     ge.assign @v_var, %15 : tensor<3x3xf32>
 // CHECK-NEXT:     %16 = ge.data "b_var_base" index 8 : tensor<3xf32>
@@ -90,7 +90,7 @@ builtin.module {
 // GLOB-NEXT:   %0 = ge.data "w_var_base" index 0 : tensor<4x3xf32>
 // GLOB-NEXT:   %1 = ge.data "w_var_lora_a" index 1 : tensor<3x4xf32>
 // GLOB:        ge.assign @w_var
-// GLOB-NEXT:   %9 = ge.data "v_var_base" index 4 : tensor<3x3xf32>
+// GLOB-NEXT:   %{{.*}} = ge.data "v_var_base" index 4 : tensor<3x3xf32>
 // GLOB:        ge.assign @v_var
 // GLOB-NEXT:   func.return
 
@@ -98,7 +98,8 @@ builtin.module {
 // LAYOUT:      %1 = ge.data "w_var_lora_a" index 1 : tensor<2x3xf32>
 // LAYOUT-NEXT: %2 = ge.data "w_var_lora_b" index 2 : tensor<4x2xf32>
 // LAYOUT-NEXT: %3 = ge.data "w_var_lora_scale" index 3 : tensor<f32>
-// LAYOUT-NEXT: %4 = ge.matmul %2, %1 : (tensor<4x2xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
+// LAYOUT-NEXT: %4 = ge.mul %1, %3 : (tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>
+// LAYOUT-NEXT: %5 = ge.matmul %2, %4 : (tensor<4x2xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
 
 // Down to loops: the transposes fold into the matmul's indexing map, the delta graph writes
 // each adapted variable whole, from its arguments only.
