@@ -423,3 +423,24 @@ def test_command_line_compile_inspect_graph_and_run(tmp_path, capsys) -> None:
     assert "var_delta_graph" in capsys.readouterr().out
     assert main(["graph", str(tmp_path / "g.mlir"), "--delta", "w=lora:2"]) == 1
     assert "--delta needs --convert" in capsys.readouterr().err
+
+
+def test_a_delta_graph_breaking_its_contract_is_a_format_error(model: ModelBuffer) -> None:
+    """A tampered var_delta_graph (an input renamed, so a weight's inputs are incomplete) is
+    refused at load as a BundleFormatError naming the graph, from bytes and in memory."""
+    from xdsl.dialects.builtin import DictionaryAttr, StringAttr
+
+    from wrc.abi import module_funcs
+
+    module = model.module.clone()
+    fn = module_funcs(module)[DELTA_GRAPH]
+    attrs = list(fn.arg_attrs.data)
+    last = dict(attrs[-1].data)
+    assert last["ge.name"] == StringAttr("c_var_delta")
+    last["ge.name"] = StringAttr("c_var_junk")
+    attrs[-1] = DictionaryAttr(last)
+    fn.arg_attrs = type(fn.arg_attrs)(attrs)
+    tampered = ModelBuffer(module=module, graphs=model.graphs, weights=dict(model.weights))
+    for source in (tampered, bundle_bytes(tampered)):
+        with pytest.raises(wrc.BundleFormatError, match="graph 'var_delta_graph'"):
+            load_bundle(source)
