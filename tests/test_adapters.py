@@ -444,3 +444,46 @@ def test_a_delta_graph_breaking_its_contract_is_a_format_error(model: ModelBuffe
     for source in (tampered, bundle_bytes(tampered)):
         with pytest.raises(wrc.BundleFormatError, match="graph 'var_delta_graph'"):
             load_bundle(source)
+
+
+def test_an_adapted_weight_holds_at_most_three_arrays(model: ModelBuffer) -> None:
+    """Its base, its live value and the one retained for rollback (or spare), however many
+    adapters come and go; four (two versions, each with its base) right after an update
+    under a live adapter; the other variables keep versions' two."""
+    import gc
+    import weakref
+
+    b = load_bundle(model)
+    b.init()
+    b.update(base(9))  # (the stored initial values the init published stay the model's)
+    refs: dict[str, list] = {}
+    adapted_vars = {f"{w}_var" for w in DELTAS}
+
+    def note(limit: int = 3) -> None:
+        snap = b._snapshot  # noqa: SLF001 - the arrays of the live version and its bases
+        held = list(snap.items()) + (list(snap.adapter.bases.items()) if snap.adapter else [])
+        for var, arr in held:
+            if not any(r() is arr for r in refs.setdefault(var, [])):
+                refs[var].append(weakref.ref(arr))
+        del snap, held
+        gc.collect()
+        for var, rs in refs.items():
+            alive = sum(r() is not None for r in rs)
+            assert alive <= (limit if var in adapted_vars else 2), (var, alive)
+
+    note()
+    for i in range(12):
+        if i % 4 == 3:
+            b.remove_adapter()
+        else:
+            b.apply_adapter(adapter(i % 3 + 1))
+        b.infer({"x": X})
+        note()
+        if i % 5 == 4:
+            b.rollback()
+            note()
+        if i % 6 == 5:
+            b.update({"w": base(i)["w"], "u": base(i)["u"]})
+            note(4)  # the previous version keeps its base for rollback + remove_adapter
+            b.apply_adapter(adapter(2))
+            note()
