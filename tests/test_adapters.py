@@ -43,7 +43,7 @@ def adapter(seed: int, names: tuple[str, ...] = ("w", "v", "c")) -> dict[str, di
         return r.standard_normal(shape).astype(np.float32)
 
     full = {"w": {"A": f(2, IN), "B": f(MID, 2), "scale": 0.5},
-            "v": {"A": f(3, MID), "B": f(MID, 3), "scale": np.float32(2.0)},
+            "v": {"A": f(3, MID), "B": f(MID, 3), "scale": np.float64(2.0)},  # any number
             "c": {"delta": f(MID)}}
     return {k: full[k] for k in names}
 
@@ -310,6 +310,8 @@ def test_bad_adapters_change_nothing(model: ModelBuffer) -> None:
                          ({**good, "v": {"A": good["v"]["A"]}}, "weight 'v' \\(lora rank 3\\) takes"),
                          ({**good, "c": {"delta": good["c"]["delta"].astype(np.float64)}}, "weight 'c': delta: expected dtype float32"),
                          ({"c": {"delta": [1.0] * MID}}, "must be a numpy array"),
+                         ({**good, "w": {**good["w"], "scale": np.array(0.5)}},
+                          "weight 'w': scale: expected dtype float32, got float64"),
                          ([("w", {})], "takes a mapping")]:
         with pytest.raises(InputError, match=message):
             b.apply_adapter(bad)  # type: ignore[arg-type]

@@ -100,7 +100,8 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
                   as_array: Callable[[Any, str], Any]) -> dict[str, dict[str, Any]]:
     """`factors` ({weight: {"A", "B"[, "scale"]} or {"delta"}}) checked against the delta
     graph: every problem (unknown weight, missing or unknown key, not an array, dtype, shape)
-    in one `InputError`; the scale becomes a 0-d array of the weight's dtype."""
+    in one `InputError`; a scale given as a number becomes a 0-d array of the weight's dtype
+    (a 0-d array must have it)."""
     if not isinstance(factors, Mapping):
         raise InputError(f"apply_adapter() takes a mapping from weight name to its factors, got "
                          f"{type(factors).__name__}")
@@ -121,7 +122,8 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
         for key in keys:
             x = d.inputs[key]
             value = entry.get(key, 1.0)
-            if key == "scale" and isinstance(value, int | float) and not isinstance(value, bool):
+            if key == "scale" and isinstance(value, int | float | np.integer | np.floating) \
+                    and not isinstance(value, bool):  # a number (PEFT's scaling is a float), not an array
                 value = np.asarray(value, x.dtype)
             what = f"weight {name!r}: {key}"
             try:
