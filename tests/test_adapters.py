@@ -489,3 +489,28 @@ def test_an_adapted_weight_holds_at_most_three_arrays(model: ModelBuffer) -> Non
             note(4)  # the previous version keeps its base for rollback + remove_adapter
             b.apply_adapter(adapter(2))
             note()
+
+
+def test_a_bundle_loaded_from_a_file_keeps_its_bases(model: ModelBuffer, tmp_path) -> None:
+    """Loaded from a path, a bundle drops the stored initial values updates replaced and reads
+    them again at init(); a base still held by the live adapter is never dropped or reused."""
+    from wrc.bundle_format import write_bundle
+
+    write_bundle(tmp_path / "m.wrcb", model)
+    b = load_bundle(tmp_path / "m.wrcb")
+    b.init()
+    b.apply_adapter(adapter(1), "X")  # the bases are the stored initial values themselves
+    x1 = _weights(b)
+    b.update({"u": base(4)["u"]})  # u is not adapted: its stored initial value is dropped
+    for _ in range(3):
+        b.apply_adapter(adapter(2), "Y")
+        b.apply_adapter(adapter(1), "X")
+    assert _equal(_weights(b), {**x1, "u": base(4)["u"]})
+    b.remove_adapter()
+    assert _equal(_weights(b), {**base(), "u": base(4)["u"]})
+    b.apply_adapter(adapter(1), "X")
+    b.update({"w": base(5)["w"]})
+    b.init()  # reads the dropped values again from the file; X applied to them
+    assert b.adapter == "X" and _equal(_weights(b), x1)
+    b.remove_adapter()
+    assert _equal(_weights(b), base())
