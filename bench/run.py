@@ -39,6 +39,9 @@ Sections (docs/performance.md explains each and records a run):
            p50/p99 and throughput while publishing at 1 Hz vs steady, object store and RSS
   zoo      the model zoo (tests/zoo, onnx's light CNNs) vs onnxruntime: load, infer, update,
            first calls and peak RSS in fresh processes (bench/zoo.py; --quick: 9 models)
+  adapters rank-8/16/64 LoRA adapters on every projection of the encoder block and a ViT-B
+           stack: apply_adapter vs a full update vs NumPy W0 + s·B@A then update, bytes passed
+           (bench/adapters.py)
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -71,6 +74,7 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import adapters as adapters_bench  # noqa: E402
 import compile_steps  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
@@ -950,6 +954,7 @@ SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
 SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
 SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
 SECTIONS["zoo"] = lambda quick: zoo.bench_zoo(quick, record, interleaved)
+SECTIONS["adapters"] = lambda quick: adapters_bench.bench(quick, record, interleaved)
 
 
 def table() -> str:

@@ -23,6 +23,12 @@ def _split() -> type[ModulePass]:
     return GeSplitWeightRefreshablePass
 
 
+def _add_delta() -> type[ModulePass]:
+    from wrc.passes.ge_add_delta_graph import GeAddDeltaGraphPass
+
+    return GeAddDeltaGraphPass
+
+
 def _fold_scales() -> type[ModulePass]:
     from wrc.passes.ge_fold_weight_scales import GeFoldWeightScalesPass
 
@@ -50,6 +56,7 @@ def _bufferize() -> type[ModulePass]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ge-const-to-var": _const_to_var,
     "ge-split-weight-refreshable": _split,
+    "ge-add-delta-graph": _add_delta,
     "ge-fold-weight-scales": _fold_scales,
     "ge-hoist-weight-only": _hoist,
     "convert-ge-to-linalg": _to_linalg,

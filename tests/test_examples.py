@@ -16,8 +16,9 @@ CASES = {
     "onnx_cnn.py": ["infer matches onnx.reference", "after update_from_file(retrained.safetensors)"],
     "fleet_training.py": ["published version 1", "rolled back to version 5",
                           "every response came from exactly the version it names"],
-    "adapter_swap.py": ["before any weights: RuntimeStateError", "adapter swaps",
-                        "bundles loaded side by side keep their own heads"],
+    "adapter_swap.py": ["before the base weights: RuntimeStateError", "var_delta_graph",
+                        "9 adapter switches", "each from one adapter",
+                        "back to an adapter and remove_adapter() are bit for bit"],
 }
 
 

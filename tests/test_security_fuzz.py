@@ -78,7 +78,7 @@ def test_fuzzers_generate_the_inputs_issue_13_found_missing(tmp_path: Path) -> N
             with pytest.raises(BundleFormatError, match=r"graph '(\w+)': writes its input") as e:
                 wrc.load_bundle(bf.read_bundle(mutated))
             written.add(str(e.value).split("'")[1])
-    assert written == {"var_infer_graph", "var_update_graph"}, written
+    assert written == {"var_infer_graph", "var_update_graph", "var_delta_graph"}, written
     kinds = {wrc_fuzz.check_non_regular_path(rng, tmp_path, case_seconds=10) for _ in range(20)}
     assert len(kinds) == 4, kinds
     model = wrc_fuzz.seed_model()

@@ -50,8 +50,9 @@ from wrc.errors import BundleFormatError, WrcError
 # --------------------------------------------------------------------------- seed inputs
 
 
-def seed_model(hidden: int = 8, names: tuple[str, str] = ("w1", "b1")) -> wrc.ModelBuffer:
-    """A small real bundle (init/update/infer graphs, several ops, an inline constant)."""
+def seed_model(hidden: int = 8, names: tuple[str, str] = ("w1", "b1"), deltas: bool = False) -> wrc.ModelBuffer:
+    """A small real bundle (init/update/infer graphs, several ops, an inline constant; with
+    `deltas`, the delta graph of adapters too: a low-rank and a dense delta)."""
     rng = np.random.default_rng(0)
     g = wrc.Graph("seed")
     x = g.data("x", (2, 4))
@@ -61,14 +62,16 @@ def seed_model(hidden: int = 8, names: tuple[str, str] = ("w1", "b1")) -> wrc.Mo
     scale = g.const("scale", np.array([0.5], np.float32), inline=True)
     g.output(g.softmax(g.mul(h, scale)), g.reduce_sum(h, axes=[1]))
     with wrc.BuildSession():
-        graphs = wrc.convert_to_weight_refreshable_graphs(g, list(names))
+        graphs = wrc.convert_to_weight_refreshable_graphs(
+            g, list(names), {names[0]: "lora:2", names[1]: "dense"} if deltas else None)
+        extra = [(graphs.var_delta_graph, {})] if graphs.var_delta_graph is not None else []
         return wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
-                                       (graphs.var_update_graph, {})])
+                                       (graphs.var_update_graph, {}), *extra])
 
 
 def seed_bundles() -> list[bytes]:
     """Bundles of the current format version (binary IR), then of version 1 (text IR)."""
-    models = [seed_model(), seed_model(3, ('w "1"\n}', "b.ü"))]
+    models = [seed_model(), seed_model(3, ('w "1"\n}', "b.ü"), deltas=True)]
     return [bf.bundle_bytes(m) for m in models] + [bf.bundle_bytes(m, version=1) for m in models]
 
 

@@ -38,6 +38,9 @@ UPDATE_GRAPH = "var_update_graph"
 """One optional input per weight; copies each non-empty one into its variable."""
 INFER_GRAPH = "var_infer_graph"
 """The original graph, reading variables where it read the named constants."""
+DELTA_GRAPH = "var_delta_graph"
+"""Optional (`ge-add-delta-graph`): sets each adapted weight to its base value plus a delta,
+dense or low-rank, from inputs only (the runtime passes the base; docs/passes.md)."""
 
 VARIABLE_SUFFIX = "_var"
 """Weight (constant) `c` becomes the variable `c_var` (docs/spec.md §2)."""
@@ -45,6 +48,10 @@ UPDATE_INPUT_SUFFIX = "_data"
 """The update graph's input for the variable `v` is named `v_data` (docs/spec.md §2)."""
 ASSIGN_SUFFIX = "_assign"
 """The init graph's assign of constant `c` is named `c_assign` (docs/spec.md §2)."""
+DELTA_INPUTS = {"dense": ("_base", "_delta"), "lora": ("_base", "_lora_a", "_lora_b", "_lora_scale")}
+"""The delta graph's inputs for the variable `v`, per kind of delta: `v_base` (the weight's
+base value) and `v_delta` (dense ΔW), or `v_lora_a` [r, in], `v_lora_b` [out, r] and the
+scalar `v_lora_scale` (low rank: W = base + scale · B @ A, PEFT's layout)."""
 
 NAME_ATTR = "ge.name"
 """Argument attribute: the name of the input (the `ge.data` the argument was)."""

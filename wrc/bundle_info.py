@@ -26,6 +26,7 @@ from wrc.abi import (
     module_globals,
     plan,
 )
+from wrc.adapters import adapted_weights
 from wrc.bundle_format import PRELUDE_SIZE, read_bundle
 from wrc.model_buffer import ModelBuffer
 from wrc.terminal import printable
@@ -92,7 +93,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "file": os.fspath(path), "format_version": version, "file_size": size, "sections": sections,
         "producer": _producer(header.get("producer")),
         "graphs": [_graph_signature(funcs[g], p.graphs[g]) for g in model.graphs],
-        "variables": variables, "stored_weights": weights,
+        "variables": variables, "stored_weights": weights, "adapted_weights": adapted_weights(p),
         "weight_stripped": INIT_GRAPH not in model.graphs,
     }
 
@@ -128,6 +129,10 @@ def format_text(info: dict[str, Any]) -> str:
         ins = ", ".join(f"{x['name']}: {_t(x)}" + (" optional" if x["optional"] else "") for x in g["inputs"])
         outs = ", ".join(_t(o) for o in g["outputs"])
         lines.append(f"  {g['name']}({ins}) -> ({outs})")
+    adapted = info["adapted_weights"]
+    if adapted:
+        lines.append(f"adapted weights ({len(adapted)}, through var_delta_graph): "
+                     + ", ".join(f"{n} {k}" for n, k in adapted.items()))
     lines.append(f"variables ({len(info['variables'])}):")
     if info["variables"]:
         rows = [["name", "weight", "shape", "dtype", "bytes", "initial value"]]

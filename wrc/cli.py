@@ -62,7 +62,7 @@ def add_graph(sub: argparse._SubParsersAction) -> None:
 Draw the graphs of INPUT: a .mlir file of ge IR (e.g. from Graph.to_mlir() or wrc-opt), or a
 bundle file (.wrcb: its level-3 graphs). With --convert, INPUT must be a ge graph: the picture
 shows the original graph next to the three graphs the conversion makes (var_init_graph,
-var_update_graph, var_infer_graph). Variables are orange cylinders shared by the graphs of
+var_update_graph, var_infer_graph), and var_delta_graph with --delta. Variables are orange cylinders shared by the graphs of
 one module; writes to them (init / update paths) are red edges, reads blue edges.
 
 DOT text is always available; SVG and PNG need Graphviz's `dot` program. The output format
@@ -70,6 +70,8 @@ comes from OUT's suffix (.dot/.gv, .svg, .png) or -T.""")
     p.add_argument("input", help="a .mlir file of ge IR or a .wrcb bundle")
     p.add_argument("--convert", metavar="NAMES",
                    help="comma-separated constant names to make refreshable (e.g. const_1,const_2)")
+    p.add_argument("--delta", metavar="NAME=KIND", help="with --convert: also draw var_delta_graph for "
+                   "these weights (comma-separated, e.g. const_1=lora:4; docs/passes.md ge-add-delta-graph)")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: DOT text on stdout)")
     p.add_argument("-T", "--format", choices=("dot", "svg", "png"), help="output format (default: from OUT)")
     p.set_defaults(run=_graph)
@@ -78,7 +80,9 @@ comes from OUT's suffix (.dot/.gv, .svg, .png) or -T.""")
 def _graph(args: argparse.Namespace) -> int:
     from wrc.dot import to_dot, write_graph
 
-    modules = _graph_modules(args.input, args.convert)
+    if args.delta and not args.convert:
+        raise WrcError("--delta needs --convert (a bundle shows its var_delta_graph as it is)")
+    modules = _graph_modules(args.input, args.convert, args.delta)
     names = [n.strip() for n in args.convert.split(",")] if args.convert else []
     dot = to_dot(modules, title=Path(args.input).name, highlight=names)
     if args.output is None:
@@ -91,7 +95,7 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _graph_modules(path: str, convert: str | None) -> list:
+def _graph_modules(path: str, convert: str | None, deltas: str | None = None) -> list:
     from wrc import pipeline
     from wrc.bundle_format import MAGIC, read_bundle
     from wrc.context import make_context
@@ -116,7 +120,9 @@ def _graph_modules(path: str, convert: str | None) -> list:
     if not convert:
         return [("", module)]
     names = [n.strip() for n in convert.split(",")]
-    converted = pipeline.apply(module.clone(), pipeline.conversion_passes(names))
+    from wrc.workflow import delta_entries
+
+    converted = pipeline.apply(module.clone(), pipeline.conversion_passes(names, delta_entries(deltas, "--delta")))
     return [("original", module), ("converted", converted)]
 
 

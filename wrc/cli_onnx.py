@@ -1,7 +1,8 @@
 """`wrc compile` and `wrc run`: ONNX models in, bundles out, bundles run (registered by wrc/cli.py).
 
     wrc compile model.onnx -o model.wrcb [--weights a,b | --all-weights] [--no-init] [--input-shape x=1,3,224,224]
-    wrc run model.wrcb --input x=x.npy [--update weights.safetensors] [--output out.npz]
+                 [--delta 'NAME=lora:16,...']
+    wrc run model.wrcb --input x=x.npy [--update weights.safetensors] [--adapter lora.safetensors] [--output out.npz]
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ refreshable and write the bundle OUT. By default the weights are the float initi
 more than one element, not mask fills (--all-weights); --weights picks constants by their ONNX
 names. --no-init leaves out the init graph: a weight-stripped bundle
 whose weights must be set with `wrc run --update` (or Bundle.update) before inference.
-Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile.""")
+Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile. --delta adds
+var_delta_graph, through which adapters (LoRA factors, dense deltas) are applied at run time
+(Bundle.apply_adapter, `wrc run --adapter`; docs/api.md "Adapters").""")
     p.add_argument("model", help="an .onnx file (external data is read from its folder)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the bundle file to write (.wrcb)")
     which = p.add_mutually_exclusive_group()
@@ -66,11 +69,16 @@ Symbolic input dims must be pinned with --input-shape NAME=D0,D1,... to compile.
     p.add_argument("--no-init", action="store_true", help="write a weight-stripped bundle (no var_init_graph)")
     p.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME=DIMS",
                    help="pin an input's shape, e.g. x=1,3,224,224 (repeatable)")
+    p.add_argument("--delta", action="append", default=[], metavar="NAME=KIND",
+                   help="weights adapters may change, comma-separated NAME=KIND (KIND: dense, lora:R, "
+                        "lora:R:out_in|in_out; NAME may be a glob: '*=lora:16'); repeatable")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=_compile)
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from wrc.abi import plan
+    from wrc.adapters import adapted_weights
     from wrc.onnx import import_onnx, weight_names
     from wrc.workflow import BuildSession, bundle_save_model, compile_graph
 
@@ -89,11 +97,13 @@ def _compile(args: argparse.Namespace) -> int:
                              f"(it has {len(names)}: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
         names = chosen
     with BuildSession():
+        deltas = ",".join(args.delta) or None
         model = progress.stage(f"compiling ({len(names)} refreshable weights)",
-                               lambda: compile_graph(graph, names, init=not args.no_init))
+                               lambda: compile_graph(graph, names, init=not args.no_init, deltas=deltas))
         progress.stage(f"writing {args.output}", lambda: bundle_save_model(args.output, model))
+    adapted = len(adapted_weights(plan(model.module, model.graphs)))
     print(f"wrote {args.output}: {len(names)} refreshable weight(s)"
-          + (", weight-stripped" if args.no_init else ""))
+          + (", weight-stripped" if args.no_init else "") + (f", {adapted} adapted" if adapted else ""))
     return 0
 
 
@@ -131,13 +141,17 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a bundle's inference on .npy inputs",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
 Load BUNDLE, set its weights (the init graph when it has one, then --update FILE: a
-.safetensors or .npz file of weights by name), run inference on the --input arrays (.npy, by
+.safetensors or .npz file of weights by name, then --adapter FILE: a PEFT LoRA file), run inference on the --input arrays (.npy, by
 input name) and write the outputs to --output (.npz: output_0, output_1, ...) or print them (large outputs
 elided).""")
     p.add_argument("bundle", help="a .wrcb bundle")
     p.add_argument("--input", type=_input_arg, action="append", default=[], metavar="NAME=FILE.npy",
                    help="an input array (repeat for each input)")
     p.add_argument("--update", metavar="WEIGHTS", help="a .safetensors or .npz file of new weights by name")
+    p.add_argument("--adapter", metavar="LORA.safetensors",
+                   help="then apply a PEFT LoRA file (a bundle compiled with --delta; scale from "
+                        "--adapter-scale or the adapter_config.json beside it)")
+    p.add_argument("--adapter-scale", type=float, metavar="S", help="the LoRA scale (default: lora_alpha / r)")
     p.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
     p.add_argument("--backend", default="numpy", choices=("numpy", "interp", "cupy"),
                    help="numpy (default), interp (the reference interpreter) or cupy (a CUDA GPU, needs CuPy)")
@@ -160,6 +174,10 @@ def _run(args: argparse.Namespace) -> int:
         bundle.init()
     if args.update:
         bundle.update_from_file(args.update)
+    if args.adapter:
+        bundle.apply_adapter_file(args.adapter, scale=args.adapter_scale)
+    elif args.adapter_scale is not None:
+        raise InputError("--adapter-scale needs --adapter")
     outputs = bundle.infer(inputs)
     if args.output:  # under exactly that name (np.savez would append .npz to a name without it)
         write_weights(args.output, {f"output_{i}": y for i, y in enumerate(outputs)}, format="npz")

@@ -61,12 +61,16 @@ def paused_gc() -> Iterator[None]:
                 gc.enable()
 
 
-def conversion_passes(const_names: Sequence[str]) -> list[ModulePass]:
-    """`ge-const-to-var{names=...}` then `ge-split-weight-refreshable` (docs/spec.md §2)."""
-    return [
+def conversion_passes(const_names: Sequence[str], deltas: Sequence[str] = ()) -> list[ModulePass]:
+    """`ge-const-to-var{names=...}` then `ge-split-weight-refreshable` (docs/spec.md §2), then
+    `ge-add-delta-graph{deltas=...}` when `deltas` (`NAME=KIND` entries) are given."""
+    passes = [
         PASSES["ge-const-to-var"]()(names=tuple(const_names)),
         PASSES["ge-split-weight-refreshable"]()(),
     ]
+    if deltas:
+        passes.append(PASSES["ge-add-delta-graph"]()(deltas=tuple(deltas)))
+    return passes
 
 
 def parse_pipeline(spec: str) -> list[ModulePass]:

@@ -24,17 +24,20 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wrc.abi import (
+    DELTA_GRAPH,
     INFER_GRAPH,
     INIT_GRAPH,
     UPDATE_GRAPH,
     FunctionPlan,
     Spec,
 )
+from wrc.adapters import AdapterState, check_adapter, delta_signature, peft_adapter
 from wrc.analysis import Analysis, analyse
 from wrc.backends import CompiledModule
 from wrc.backends.arrays import NUMPY, ArrayModule
@@ -163,6 +166,9 @@ class Bundle:
         self._update_template: list[Any] | None = None
         if upd is not None and all(x.optional for x in upd.inputs):
             self._update_template = [v for x in upd.inputs for v in (self._arrays.blank(x.shape, x.dtype), False)]
+        delta = self._graphs.get(DELTA_GRAPH)  # adapters (wrc/adapters.py): weight name → its delta
+        self._deltas = delta_signature(delta, self._weights) if delta is not None else {}
+        self._delta_zeros: dict[str, Any] = {}  # the delta graph's inputs for weights left as they are
 
     # ------------------------------------------------------------------ introspection
 
@@ -392,8 +398,15 @@ class Bundle:
             outs: list[np.ndarray] = []
         else:
             outs, fresh, new = self._write(info, call, snap)
+        adapter = snap.adapter
+        rebased = [v for v in adapter.bases if v in fresh] if adapter is not None else []
+        if rebased:  # new bases under the live adapter: it is applied to them (see apply_adapter)
+            adapter = AdapterState(adapter.name, adapter.factors, {**adapter.bases, **{v: new[v] for v in rebased}})
+            applied = self._apply_deltas(adapter, rebased)
+            fresh.update(applied)
+            new.update(applied)
         fresh.update(self._derive(new, fresh.keys() & new.keys()))
-        return outs, Prepared(Snapshot(new, self._versions.next()), snap, tuple(fresh))
+        return outs, Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh))
 
     def _publish(self, prepared: Prepared) -> None:
         """Make a prepared version live; the replaced one is retained for `rollback`."""
@@ -441,6 +454,9 @@ class Bundle:
         reads them again from the file) and keep their memory as the next write's buffer:
         touched pages, where a new array would cost a page fault per 4 KiB."""
         held = {id(new.get(v)) for v in self._releasable}
+        adapter = getattr(new, "adapter", None)
+        if adapter is not None:  # a live adapter's bases are values too
+            held |= {id(a) for a in adapter.bases.values()}
         for var, const in self._releasable.items():
             value = self._constants.get(const)
             if value is None or id(value) in held:
@@ -573,6 +589,115 @@ class Bundle:
         g.update({v: snap[v] for v in info.reads})
         g.update(fresh)
         return g
+
+    # ------------------------------------------------------------------ adapters (wrc/adapters.py)
+
+    @property
+    def adapter(self) -> str | None:
+        """The name of the live adapter (`apply_adapter`), None when the weights are their bases."""
+        state = self._snapshot.adapter
+        return state.name if state is not None else None
+
+    @property
+    def adapted_weights(self) -> dict[str, str]:
+        """The weights an adapter can change, with their kind of delta (`dense`, `lora:R`)."""
+        return {n: d.kind_text for n, d in self._deltas.items()}
+
+    def apply_adapter(self, factors: Mapping[str, Mapping[str, Any]], name: str | None = None, *,
+                      stage: bool = False) -> int:
+        """Make `factors` the live adapter: each weight it names becomes its base value plus
+        its delta, computed on the backend by `var_delta_graph`; every other adapted weight
+        is its base value. Returns the new version (`stage=True`: staged, for `commit`).
+
+        `factors` maps weight names to `{"A": [r, in], "B": [out, r], "scale": s}` (low rank,
+        PEFT's layout, whatever the weight's own layout; scale 1 when left out) or
+        `{"delta": ΔW}` (dense), as the bundle was compiled (`adapted_weights`). The base of a
+        weight is the value the last init / update set; an adapter never accumulates, so
+        applying X, Y, then X gives X's weights bit for bit. Atomic over all weights, checked
+        like `update` (`InputError`, nothing changes); `infer` sees the old or the new
+        adapter, never a mix. An `update` or `init` while an adapter is live sets the bases
+        and applies the adapter to them, in one version.
+        """
+        self._require_deltas("apply_adapter")
+        checked = check_adapter(factors, self._deltas, self._as_array)
+        if name is None:
+            name = f"adapter-{self._versions.last + 1}"
+        if not isinstance(name, str) or not name:
+            raise InputError(f"apply_adapter(): name must be a non-empty str, got {name!r}")
+        return self._switch_adapter(AdapterState(name, checked, {}), stage)
+
+    def apply_adapter_file(self, path: str | os.PathLike[str], name: str | None = None, *,
+                           weights: Mapping[str, str] | None = None, scale: float | None = None,
+                           alpha: float | None = None, stage: bool = False) -> int:
+        """`apply_adapter` with a PEFT LoRA safetensors file (`<module>.lora_A.weight` [r, in],
+        `<module>.lora_B.weight` [out, r]); `weights` maps module names to weight names (by
+        default `<module>.weight` or `<module>`); the scale is `scale`, else `alpha / r`, else
+        read from PEFT's `adapter_config.json` beside the file. `name`: the file's stem."""
+        self._require_deltas("apply_adapter_file")
+        factors = peft_adapter(path, self._deltas, weights, scale, alpha)
+        return self.apply_adapter(factors, Path(path).stem if name is None else name, stage=stage)
+
+    def remove_adapter(self, *, stage: bool = False) -> int:
+        """Make every adapted weight its base value again (the very arrays the last init /
+        update set: bit for bit); returns the new version (`stage=True`: staged)."""
+        self._require_deltas("remove_adapter")
+        return self._switch_adapter(None, stage)
+
+    def _require_deltas(self, method: str) -> None:
+        if not self._deltas:
+            raise RuntimeStateError(f"{method}(): this bundle has no {DELTA_GRAPH!r}: compile it with "
+                                    "deltas (convert_to_weight_refreshable_graphs(..., deltas=...), "
+                                    "option wrc.deltas, wrc compile --delta)")
+
+    def _switch_adapter(self, adapter: AdapterState | None, stage: bool) -> int:
+        """Publish (or stage) a version whose adapted weights are their bases plus `adapter`."""
+        with self._write_lock:
+            snap = self._snapshot
+            old = snap.adapter
+            bases = {d.variable: old.bases[d.variable] if old is not None and d.variable in old.bases
+                     else snap[d.variable] for d in self._deltas.values() if d.variable in snap}
+            covered = [self._deltas[w].variable for w in adapter.factors] if adapter is not None else []
+            unset = [w for w in (adapter.factors if adapter is not None else ()) if self._deltas[w].variable not in bases]
+            if unset:
+                raise RuntimeStateError(f"apply_adapter(): weight(s) {', '.join(unset)} have no base value "
+                                        "yet: call init() or update() with them first")
+            self._release_retained()
+            new = {**snap, **bases}
+            if adapter is not None:
+                adapter = AdapterState(adapter.name, adapter.factors, {v: bases[v] for v in covered})
+                new.update(self._apply_deltas(adapter, covered))
+            changed = [v for v in bases if new[v] is not snap[v]]
+            changed += self._derive(new, changed)
+            prepared = Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(changed))
+            if stage:
+                self._versions.staged = prepared
+            else:
+                self._publish(prepared)
+            return prepared.snapshot.version
+
+    def _apply_deltas(self, adapter: AdapterState, variables: Iterable[str]) -> dict[str, Any]:
+        """Run `var_delta_graph` for `variables` (covered by `adapter`): their new arrays. The
+        graph computes every adapted weight; the others get zeros and their results are dropped."""
+        info = self._graphs[DELTA_GRAPH]
+        wanted = set(variables)
+        values: dict[str, Any] = {}
+        for w, d in self._deltas.items():
+            if d.variable in wanted:
+                values[d.inputs["base"].name] = adapter.bases[d.variable]
+                values.update((d.inputs[k].name, a) for k, a in adapter.factors[w].items())
+            else:
+                values.update((x.name, self._zeros(x)) for x in d.inputs.values())
+        fresh = self._write(info, self._bind_named(info, values), {})[1]
+        for var, arr in fresh.items():
+            if var not in wanted:
+                self._spare[var] = arr  # a buffer again next time
+        return {v: self._frozen(fresh[v]) for v in wanted}
+
+    def _zeros(self, x: Any) -> Any:
+        z = self._delta_zeros.get(x.name)
+        if z is None:
+            z = self._delta_zeros[x.name] = self._frozen(self._arrays.to_device(np.zeros(x.shape, x.dtype)))
+        return z
 
     # ------------------------------------------------------------------ weight files (wrc/weight_files.py)
 

@@ -17,13 +17,15 @@ from wrc.errors import VersionError
 
 
 class Snapshot(dict[str, Any]):
-    """Variable name → array, never mutated once published, with the version it is."""
+    """Variable name → array, never mutated once published, with the version it is and its
+    live adapter (`wrc.adapters.AdapterState`, None without one)."""
 
-    __slots__ = ("version",)
+    __slots__ = ("version", "adapter")
 
-    def __init__(self, values: dict[str, Any], version: int) -> None:
+    def __init__(self, values: dict[str, Any], version: int, adapter: Any = None) -> None:
         super().__init__(values)
         self.version = version
+        self.adapter = adapter
 
 
 @dataclass(frozen=True)

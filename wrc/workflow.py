@@ -17,6 +17,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from wrc import pipeline
 from wrc.abi import (
+    DELTA_GRAPH,
     INFER_GRAPH,
     INIT_GRAPH,
     UPDATE_GRAPH,
@@ -38,7 +39,12 @@ HOIST_OPTION = "wrc.hoist_weight_only"
 `ge-hoist-weight-only` when building bundles (weight-only work moves out of inference);
 "false" keeps the graphs as they are."""
 
-SUPPORTED_GLOBAL_OPTIONS: frozenset[str] = frozenset({HOIST_OPTION})
+DELTAS_OPTION = "wrc.deltas"
+"""`build_initialize` option: comma-separated `NAME=KIND` entries (`w=lora:16,b=dense`, NAME may
+be a glob such as `*`): the conversion adds `var_delta_graph` for those weights (issue 16,
+`ge-add-delta-graph`), unless `convert_to_weight_refreshable_graphs` is given `deltas=`."""
+
+SUPPORTED_GLOBAL_OPTIONS: frozenset[str] = frozenset({HOIST_OPTION, DELTAS_OPTION})
 """Keys accepted by `build_initialize` (an unknown key is an error, not ignored)."""
 
 _BOOLEAN_OPTIONS = frozenset({HOIST_OPTION})
@@ -118,22 +124,49 @@ def _require_session(api: str) -> None:
 
 @dataclass(frozen=True)
 class WeightRefreshableGraphs:
-    """GE's WeightRefreshableGraphs: three graphs sharing the variables `<const>_var`."""
+    """GE's WeightRefreshableGraphs: three graphs sharing the variables `<const>_var`, and the
+    delta graph of the adapted weights when deltas were asked for (wrc's addition)."""
 
     var_init_graph: Graph
     var_update_graph: Graph
     infer_graph: Graph
+    var_delta_graph: Graph | None = None
 
     @property
     def var_infer_graph(self) -> Graph:
         return self.infer_graph
 
 
-def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str]) -> WeightRefreshableGraphs:
+Deltas = Mapping[str, str] | Sequence[str] | str
+"""Which weights get a delta and of which kind: {name: kind}, `NAME=KIND` entries, or those
+entries comma-separated in one string (kinds: `dense`, `lora:R`, `lora:R:out_in|in_out`)."""
+
+
+def delta_entries(deltas: Deltas | None, where: str) -> tuple[str, ...]:
+    """`deltas` as the `NAME=KIND` entries of `ge-add-delta-graph` (not checked against a graph yet)."""
+    if deltas is None:
+        return ()
+    if isinstance(deltas, str):
+        return tuple(e.strip() for e in deltas.split(",") if e.strip())
+    if isinstance(deltas, Mapping):
+        items = list(deltas.items())
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in items):
+            raise BuildError(f"{where}: deltas must map weight names to kinds (str), got {deltas!r}")
+        return tuple(f"{k}={v}" for k, v in items)
+    if isinstance(deltas, Sequence) and all(isinstance(e, str) for e in deltas):
+        return tuple(deltas)
+    raise BuildError(f"{where}: deltas must be a dict {{name: kind}}, a list of NAME=KIND or a str, "
+                     f"got {type(deltas).__name__}")
+
+
+def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str],
+                                         deltas: Deltas | None = None) -> WeightRefreshableGraphs:
     """Make the named constants of `graph` refreshable (GE `aclgrphConvertToWeightRefreshableGraphs`).
 
     Raises `ConversionError` (nothing modified) for an empty list, an empty, duplicated or
-    unknown name. `graph` itself is never changed.
+    unknown name. `graph` itself is never changed. `deltas` (default: the session's
+    `wrc.deltas` option) adds `var_delta_graph` for those weights (`ge-add-delta-graph`;
+    a bad name, kind, rank or shape is a `ConversionError` naming the weight).
     """
     _require_session("convert_to_weight_refreshable_graphs")
     if not isinstance(graph, Graph):
@@ -144,9 +177,11 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
     with pipeline.paused_gc():  # linear time (docs/performance.md, compile time)
         # Verified once here: the passes keep the IR valid, so the three results are not
         # verified again (bundle_build_model verifies what it is given).
+        entries = delta_entries(deltas if deltas is not None else _SESSION.options.get(DELTAS_OPTION),
+                                "convert_to_weight_refreshable_graphs")
         verify_graph_module(graph.module)
         module = graph.module.clone()
-        pipeline.apply(module, pipeline.conversion_passes(list(const_names)))
+        pipeline.apply(module, pipeline.conversion_passes(list(const_names), entries))
         variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
         funcs = module_funcs(module)
 
@@ -155,7 +190,8 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
             body = [v.clone() for v in variables] + [funcs[name]]
             return Graph._of_verified(ModuleOp(body), graph.weights)
 
-        return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH))
+        return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH),
+                                       part(DELTA_GRAPH) if entries else None)
 
 
 def _graph_list(graphs_and_options: Sequence) -> list[Graph]:
@@ -253,19 +289,23 @@ def bundle_save_model(path: str | os.PathLike, model: ModelBuffer) -> None:
     write_bundle(path, model)
 
 
-def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True) -> ModelBuffer:
+def compile_graph(graph: Graph, const_names: Sequence[str] | None = None, init: bool = True,
+                  deltas: Deltas | None = None) -> ModelBuffer:
     """The whole build in one call: convert `graph` (making `const_names` refreshable, by
     default `graph.weight_names()`) and build a bundle of the infer and update graphs, plus the
-    init graph unless `init=False` (a weight-stripped bundle). Opens a build session for the
-    call when none is open, else builds with the open session's options."""
+    init graph unless `init=False` (a weight-stripped bundle) and the delta graph of `deltas`
+    (see `convert_to_weight_refreshable_graphs`). Opens a build session for the call when none
+    is open, else builds with the open session's options."""
     names = graph.weight_names() if const_names is None else list(const_names)
     if not names:
         raise BuildError(f"graph {graph.name!r} has no weights to make refreshable "
                          "(name the constants to make refreshable in const_names)")
 
     def build() -> ModelBuffer:
-        parts = convert_to_weight_refreshable_graphs(graph, names)
+        parts = convert_to_weight_refreshable_graphs(graph, names, deltas)
         graphs = [parts.infer_graph, parts.var_update_graph] + ([parts.var_init_graph] if init else [])
+        if parts.var_delta_graph is not None:
+            graphs.append(parts.var_delta_graph)
         return bundle_build_model(graphs)
 
     if BuildSession.is_open():
