@@ -8,11 +8,11 @@ not adapted; exp(u) derived). Every number is compared with NumPy's W0 + s·B@A.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
 import pytest
+from readers import race
 from test_hoist import spy_runs
 
 import wrc
@@ -245,52 +245,31 @@ def test_concurrent_infer_never_sees_a_mixed_adapter(model: ModelBuffer) -> None
     assert len({y.tobytes() for y in expected}) == len(choices)
     b.remove_adapter()
     which = {b.version: 3}
-    stop, failures, seen = threading.Event(), [], set()
+    failures: list[str] = []
+    seen: set[int] = set()
 
-    def writer() -> None:
-        try:
-            for i in range(40):
-                k = i % len(choices)
-                f = choices[k]
-                if i % 3 == 0 and f is not None:
-                    v = b.apply_adapter(f, stage=True)
-                    which[v] = k
-                    b.commit(v)
-                elif f is None:
-                    v = b.remove_adapter(stage=True)
-                    which[v] = k
-                    b.commit(v)
-                else:
-                    v = b.apply_adapter(f, stage=True)  # numbered before it is live
-                    which[v] = k
-                    b.commit(v)
-                if i % 7 == 6:
-                    b.rollback()
-                deadline = time.monotonic() + 5
-                while b.version not in seen and time.monotonic() < deadline and not failures:
-                    time.sleep(0.0005)
-        except Exception as e:
-            failures.append(f"writer: {e!r}")
-        finally:
-            stop.set()
+    def write() -> None:
+        for i in range(40):
+            k = i % len(choices)
+            f = choices[k]
+            # staged first: the version is numbered (and recorded) before it is live
+            v = b.remove_adapter(stage=True) if f is None else b.apply_adapter(f, stage=True)
+            which[v] = k
+            b.commit(v)
+            if i % 7 == 6:
+                b.rollback()
+            deadline = time.monotonic() + 5
+            while b.version not in seen and time.monotonic() < deadline and not failures:
+                time.sleep(0.0005)
 
-    def reader() -> None:
-        try:
-            while not stop.is_set():
-                (y,), v = b.infer({"x": X}, with_version=True)
-                if y.tobytes() != expected[which[v]].tobytes():
-                    failures.append(f"version {v}: a result of other weights")
-                    return
-                seen.add(v)
-        except Exception as e:
-            failures.append(f"reader: {e!r}")
+    def read() -> str | None:
+        (y,), v = b.infer({"x": X}, with_version=True)
+        if y.tobytes() != expected[which[v]].tobytes():
+            return f"version {v}: a result of other weights"
+        seen.add(v)
+        return None
 
-    threads = [threading.Thread(target=reader) for _ in range(2)] + [threading.Thread(target=writer)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
+    race(write, read, readers=2, failures=failures)
     assert not failures, failures[:3]
     assert len(seen) > 20
 
