@@ -125,3 +125,18 @@ def test_loading_a_bundle_uses_it(monkeypatch, tmp_path):
     wrc.bundle_format.write_bundle(path, model())
     wrc.bundle_format.read_bundle(path)
     assert len(seen) == 1
+
+
+GLOBAL = '"memref.global"() <{{sym_name = {name}, sym_visibility = "private", type = memref<2xf32>, initial_value}}> : () -> ()'
+
+
+@pytest.mark.parametrize("second, fails", [
+    ('"b"', None),  # another name: the signature holds only the name's class, and it verifies
+    ('"a"', 'Redefinition of symbol "a"'),  # the module's symbol table (a trait) still sees it
+    ("3 : i64", "should be a string"),  # a value of another class: a new signature, checked
+])
+def test_names_enter_signatures_as_their_class(second, fails):
+    first = GLOBAL.format(name='"a"')
+    module = parse(f"builtin.module {{\n{first}\n{GLOBAL.format(name=second)}\n}}")
+    result = both(module)
+    assert result == "ok" if fails is None else fails in result

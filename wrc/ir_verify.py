@@ -7,7 +7,9 @@ xDSL spends most of its verification re-checking the IRDL definition of each op:
 result, region-entry, property and attribute constraints (`OpDef.verify`). Those checks read
 nothing but the op's class, its operand and result types, its properties and attributes, its
 regions' block counts and entry-argument types and its number of successors, and they build
-a fresh `VerificationContext` each time: equal signatures give equal outcomes. So they run
+a fresh `VerificationContext` each time: equal signatures give equal outcomes. A property or
+attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
+`get_global`'s symbol) enters the signature as its class. So they run
 once per signature; everything else runs for every op, as in xDSL and in the same order:
 the structural checks (parents, terminators, erased operands), nested regions first, the op
 definition's traits (they may read the op's context), and the op's own `verify_`.
@@ -23,8 +25,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from xdsl.dialects.builtin import SymbolNameConstraint
 from xdsl.ir import Block, Operation, Region
-from xdsl.irdl import IRDLOperation, OpDef
+from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
 from xdsl.traits import IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
@@ -48,14 +51,36 @@ def _irdl_parts(cls: type[Operation]) -> _Parts | None:
     return op_def, cells.get("custom_verify")
 
 
+def _checks_class_only(constr: AttrConstraint) -> bool:
+    """The constraint accepts a value by its class alone (`BaseAttr`, a symbol name, or any of
+    several `BaseAttr`s), reading no constraint variables."""
+    if type(constr) in (BaseAttr, SymbolNameConstraint):
+        return True
+    return type(constr) is AnyOf and all(type(c) is BaseAttr for c in constr.attr_constrs)
+
+
+@functools.cache
+def _class_only(cls: type[Operation]) -> tuple[frozenset[str], frozenset[str]]:
+    """The properties and attributes of `cls` (an op class `_irdl_parts` knows) whose
+    constraint reads only the value's class: signatures hold those values' classes, so ops
+    differing only in a symbol's name or a global's type share one."""
+    parts = _irdl_parts(cls)
+    assert parts is not None
+    op_def = parts[0]
+    return (frozenset(n for n, d in op_def.properties.items() if _checks_class_only(d.constr)),
+            frozenset(n for n, d in op_def.attributes.items() if _checks_class_only(d.constr)))
+
+
 def _signature(op: Operation) -> tuple[Any, ...]:
-    """All that `OpDef.verify` reads of `op`, except what its traits read."""
+    """All that `op_def.verify(op)` reads of `op` (an op `_irdl_parts` knows), except what
+    its traits read."""
+    props, attrs = _class_only(type(op))
     return (
         type(op),
         tuple(v.type for v in op.operands),
         tuple(r.type for r in op.results),
-        tuple(op.properties.items()),
-        tuple(op.attributes.items()),
+        tuple((k, type(v) if k in props else v) for k, v in op.properties.items()),
+        tuple((k, type(v) if k in attrs else v) for k, v in op.attributes.items()),
         tuple((len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in op.regions),
         len(op.successors),
     )
@@ -101,6 +126,7 @@ class _Verifier:
         if parts is None:
             op.verify_()
             return
+        op_def, custom_verify = parts
         try:
             key = _signature(op)
             seen = key in self.seen
@@ -111,7 +137,6 @@ class _Verifier:
             op.verify_()
             self.seen.add(key)
             return
-        op_def, custom_verify = parts
         for trait in op_def.traits:
             trait.verify(op)
         if custom_verify is not None:
