@@ -128,7 +128,7 @@ def generic(
 
     @Builder.implicit_region(arg_types)
     def region(args: tuple[BlockArgument, ...]) -> None:
-        YieldOp(*body(args))
+        YieldOp.create(operands=body(args))  # the implicit builder inserts it
 
     op = GenericOp.create(
         operands=(*inputs, init), result_types=(init.type,), regions=(region,),

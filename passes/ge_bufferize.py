@@ -46,7 +46,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
 from xdsl.dialects.linalg.ops import FillOp, GenericOp
-from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -250,8 +250,8 @@ class AssignIfNonEmptyToIf(RewritePattern):
         flag = self.state.flags.get(op.value) if isinstance(op.value, BlockArgument) else None
         if flag is not None:
             target = _new_get_global(variable, op.value.type)
-            body = [target, _new_copy(op.value, target.memref), scf.YieldOp()]
-            rewriter.insert(scf.IfOp(flag, [], body))
+            body = Block([target, _new_copy(op.value, target.memref), scf.YieldOp.create()])
+            rewriter.insert(scf.IfOp.create(operands=(flag,), regions=(Region(body), Region())))  # no else
         else:
             assert isinstance(op.value.type, MemRefType)
             if 0 not in op.value.type.get_shape():
