@@ -81,7 +81,7 @@ def scalar(value: float, element_type: Attribute) -> SSAValue:
 # The ops below are made with `Op.create` and the properties their xDSL builders would set
 # (`tensor.EmptyOp((), t)`, `arith.ConstantOp(v)`, `FillOp((cst,), (init,), (t,))`,
 # `GenericOp(...)`): the IRDL builder's argument normalisation was half of the pass's time
-# on large graphs (docs/performance.md, "Issue 12: compile and cold load").
+# on large graphs (docs/performance.md, "Issue 12: compile and cold load (session 3)").
 
 
 @functools.cache

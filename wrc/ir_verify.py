@@ -1,18 +1,18 @@
 """`verify`: xDSL's `Operation.verify`, with each op's IRDL constraints checked once per
-distinct signature (docs/performance.md, "Issue 12: compile and cold load").
+distinct signature (docs/performance.md, "Issue 12: compile and cold load (session 3)").
 
-A level-3 module repeats a few hundred op signatures tens of thousands of times (every
+A level-3 module repeats a few dozen op signatures tens of thousands of times (every
 `linalg.generic` of a chain's relu has the same operand types, maps and iterators), and
 xDSL spends most of its verification re-checking the IRDL definition of each op: operand,
 result, region-entry, property and attribute constraints (`OpDef.verify`). Those checks read
 nothing but the op's class, its operand and result types, its properties and attributes, its
 regions' block counts and entry-argument types and its number of successors, and they build
-a fresh `VerificationContext` each time: equal signatures give equal outcomes. A property or
-attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
-`get_global`'s symbol) enters the signature as its class. So they run
+a fresh `VerificationContext` each time: equal signatures give equal outcomes. So they run
 once per signature; everything else runs for every op, as in xDSL and in the same order:
 the structural checks (parents, terminators, erased operands), nested regions first, the op
-definition's traits (they may read the op's context), and the op's own `verify_`.
+definition's traits (they may read the op's context), and the op's own `verify_`. A property
+or attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
+`get_global`'s symbol) enters the signature as its class.
 
 An op whose class does not have the shape `irdl_op_definition` gives it (its `verify_`
 generated around the definition and the class's own verifier), whose signature holds an
