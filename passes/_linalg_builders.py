@@ -11,6 +11,7 @@ some map, and other results are `dim * c + ... + offset` sums.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from xdsl.builder import Builder
@@ -19,15 +20,17 @@ from xdsl.dialects.builtin import (
     AffineMapAttr,
     AnyFloat,
     ArrayAttr,
+    DenseArrayBase,
     FloatAttr,
     IntegerAttr,
     IntegerType,
     TensorType,
+    i32,
     i64,
 )
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
-from xdsl.ir import Attribute, BlockArgument, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
@@ -75,15 +78,41 @@ def scalar(value: float, element_type: Attribute) -> SSAValue:
     return arith.ConstantOp(scalar_attr(value, element_type)).result
 
 
+# The ops below are made with `Op.create` and the properties their xDSL builders would set
+# (`tensor.EmptyOp((), t)`, `arith.ConstantOp(v)`, `FillOp((cst,), (init,), (t,))`,
+# `GenericOp(...)`): the IRDL builder's argument normalisation was half of the pass's time
+# on large graphs (docs/performance.md, "Issue 12: compile and cold load (session 3)").
+
+
+@functools.cache
+def _segments(*sizes: int) -> DenseArrayBase:
+    """The `operandSegmentSizes` property of a linalg op with these many ins and outs."""
+    return DenseArrayBase.from_list(i32, sizes)
+
+
+def _tensor(element_type: Attribute, shape: Sequence[int]) -> TensorType:
+    return _tensor_type(element_type, tuple(shape))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tensor_type(element_type: Attribute, shape: tuple[int, ...]) -> TensorType:
+    return TensorType(element_type, shape)
+
+
 def empty(b: Builder, shape: Sequence[int], element_type: Attribute) -> SSAValue:
-    return b.insert(tensor.EmptyOp((), TensorType(element_type, shape))).tensor
+    return b.insert(tensor.EmptyOp.create(result_types=(_tensor(element_type, shape),))).tensor
 
 
 def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: float) -> SSAValue:
     """`tensor.empty` + `linalg.fill` with a scalar `arith.constant`."""
     init = empty(b, shape, element_type)
-    cst = b.insert(arith.ConstantOp(scalar_attr(value, element_type))).result
-    return b.insert(FillOp((cst,), (init,), (init.type,))).results[0]
+    attr = scalar_attr(value, element_type)
+    cst = b.insert(arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr})).result
+    body = Block(arg_types=(element_type, element_type))  # FillOp's hidden region: yield the value
+    body.add_op(YieldOp.create(operands=(body.args[0],)))
+    fill = FillOp.create(operands=(cst, init), result_types=(init.type,),
+                         properties={"operandSegmentSizes": _segments(1, 1)}, regions=(Region(body),))
+    return b.insert(fill).results[0]
 
 
 def generic(
@@ -99,11 +128,12 @@ def generic(
 
     @Builder.implicit_region(arg_types)
     def region(args: tuple[BlockArgument, ...]) -> None:
-        YieldOp(*body(args))
+        YieldOp.create(operands=body(args))  # the implicit builder inserts it
 
-    op = GenericOp(
-        inputs, (init,), region, [AffineMapAttr(m) for m in maps],
-        ArrayAttr(iterators), (init.type,),
+    op = GenericOp.create(
+        operands=(*inputs, init), result_types=(init.type,), regions=(region,),
+        properties={"indexing_maps": ArrayAttr([AffineMapAttr(m) for m in maps]),
+                    "iterator_types": ArrayAttr(iterators), "operandSegmentSizes": _segments(len(inputs), 1)},
     )
     return b.insert(op).results[0]
 

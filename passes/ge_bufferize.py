@@ -19,7 +19,7 @@ write into `t`'s buffer when `t` comes from `tensor.empty` or from a linalg op a
 other use; a `tensor.empty` with other uses gets a fresh buffer; anything else (an input, a
 global, a view, a value read again later) is copied into a fresh buffer first.
 
-The patterns run in program order and each waits until the values it uses are memrefs.
+Each op's pattern runs once, in program order, so the values an op uses are memrefs by then.
 """
 
 from __future__ import annotations
@@ -32,23 +32,24 @@ from xdsl.context import Context
 from xdsl.dialects import func, memref, scf, tensor
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     MemRefType,
     ModuleOp,
     StringAttr,
+    SymbolRefAttr,
     TensorType,
     UnitAttr,
     UnrankedTensorType,
     i1,
+    i32,
 )
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
 from xdsl.dialects.linalg.ops import FillOp, GenericOp
-from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
@@ -94,14 +95,38 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
     return parent
 
 
-def _alloc(b: PatternRewriter, t: Attribute) -> SSAValue:
+# This pass creates tens of thousands of ops; `Op.create` with their properties as xDSL's
+# builders would set them skips the IRDL builder's argument normalisation, half of the
+# pass's time. The properties are those of `memref.AllocOp((), (), t)`,
+# `memref.GetGlobalOp(name, t)` and `memref.CopyOp(src, dst)`.
+_NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
+
+
+def _new_alloc(t: Attribute) -> memref.AllocOp:
     assert isinstance(t, MemRefType)
-    return b.insert(memref.AllocOp((), (), t)).memref
+    return memref.AllocOp.create(result_types=(t,), properties={"operandSegmentSizes": _NO_OPERAND_SEGMENTS})
+
+
+@functools.lru_cache(maxsize=4096)
+def _symbol(name: str) -> SymbolRefAttr:
+    return SymbolRefAttr(name)
+
+
+def _new_get_global(name: str, t: Attribute) -> memref.GetGlobalOp:
+    return memref.GetGlobalOp.create(result_types=(t,), properties={"name": _symbol(name)})
+
+
+def _new_copy(source: SSAValue, target: SSAValue) -> memref.CopyOp:
+    return memref.CopyOp.create(operands=(source, target))
+
+
+def _alloc(b: PatternRewriter, t: Attribute) -> SSAValue:
+    return b.insert(_new_alloc(t)).memref
 
 
 def _copy_to_alloc(b: PatternRewriter, value: SSAValue) -> SSAValue:
     fresh = _alloc(b, value.type)
-    b.insert(memref.CopyOp(value, fresh))
+    b.insert(_new_copy(value, fresh))
     return fresh
 
 
@@ -130,7 +155,7 @@ class VariableToGlobal(RewritePattern):
         rewriter.replace(op, glob)
 
 
-def _const_globals(module: ModuleOp) -> list[memref.GlobalOp]:
+def _const_globals(module: ModuleOp, ops: list[Operation]) -> list[memref.GlobalOp]:
     """One constant global per distinct `ge.const` name; conflicting names are errors."""
     symbols: dict[str, Operation] = {}
     for op in module.ops:
@@ -138,7 +163,7 @@ def _const_globals(module: ModuleOp) -> list[memref.GlobalOp]:
         if isinstance(sym, StringAttr):
             symbols[sym.data] = op
     consts: dict[str, ge.ConstOp] = {}
-    for op in module.walk():
+    for op in ops:
         if not isinstance(op, ge.ConstOp):
             continue
         name = op.const_name.data
@@ -181,7 +206,7 @@ class DataToArgument(RewritePattern):
 class ConstToGetGlobal(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.ConstOp, rewriter: PatternRewriter) -> None:
-        rewriter.replace(op, memref.GetGlobalOp(op.const_name.data, memref_of(op.output.type, op.name)))
+        rewriter.replace(op, _new_get_global(op.const_name.data, memref_of(op.output.type, op.name)))
 
 
 @dataclass
@@ -191,15 +216,15 @@ class ReadVariableToGetGlobal(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.ReadVariableOp, rewriter: PatternRewriter) -> None:
         name = op.variable.string_value()
-        value = rewriter.insert(memref.GetGlobalOp(name, memref_of(op.output.type, op.name))).memref
+        value = rewriter.insert(_new_get_global(name, memref_of(op.output.type, op.name))).memref
         if (_parent_func(op), name) in self.state.written:
             value = _copy_to_alloc(rewriter, value)  # keep the value read, not a later write
         rewriter.replace(op, [], [value])
 
 
 def _assign(b: PatternRewriter, variable: str, value: SSAValue) -> None:
-    target = b.insert(memref.GetGlobalOp(variable, value.type)).memref
-    b.insert(memref.CopyOp(value, target))
+    target = b.insert(_new_get_global(variable, value.type)).memref
+    b.insert(_new_copy(value, target))
 
 
 class AssignToCopy(RewritePattern):
@@ -224,9 +249,9 @@ class AssignIfNonEmptyToIf(RewritePattern):
         variable = op.variable.string_value()
         flag = self.state.flags.get(op.value) if isinstance(op.value, BlockArgument) else None
         if flag is not None:
-            target = memref.GetGlobalOp(variable, op.value.type)
-            body = [target, memref.CopyOp(op.value, target.memref), scf.YieldOp()]
-            rewriter.insert(scf.IfOp(flag, [], body))
+            target = _new_get_global(variable, op.value.type)
+            body = Block([target, _new_copy(op.value, target.memref), scf.YieldOp.create()])
+            rewriter.insert(scf.IfOp.create(operands=(flag,), regions=(Region(body), Region())))  # no else
         else:
             assert isinstance(op.value.type, MemRefType)
             if 0 not in op.value.type.get_shape():
@@ -240,7 +265,7 @@ class AssignIfNonEmptyToIf(RewritePattern):
 class EmptyToAlloc(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tensor.EmptyOp, rewriter: PatternRewriter) -> None:
-        rewriter.replace(op, memref.AllocOp((), (), memref_of(op.tensor.type, op.name)))
+        rewriter.replace(op, _new_alloc(memref_of(op.tensor.type, op.name)))
 
 
 def _out_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _State) -> list[SSAValue]:
@@ -255,6 +280,20 @@ def _out_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _Stat
     return buffers
 
 
+def _on_buffers(
+    b: PatternRewriter, op: LinalgStructuredOperation, state: _State
+) -> tuple[Operation, list[SSAValue]]:
+    """`op` (a `linalg.generic` or `linalg.fill` on tensors) rebuilt to write its `outs` buffers,
+    and those buffers: no results, the same body (moved), properties (the operand segments keep
+    their sizes) and attributes."""
+    outs = _out_buffers(b, op, state)
+    new = type(op).create(
+        operands=(*op.inputs, *outs), properties=dict(op.properties), attributes=dict(op.attributes),
+        regions=[b.move_region_contents_to_new_regions(op.regions[0])],
+    )
+    return new, outs
+
+
 @dataclass
 class GenericOnBuffers(RewritePattern):
     state: _State
@@ -263,13 +302,7 @@ class GenericOnBuffers(RewritePattern):
     def match_and_rewrite(self, op: GenericOp, rewriter: PatternRewriter) -> None:
         if not op.res or not _ready(op):
             return
-        outs = _out_buffers(rewriter, op, self.state)
-        new = GenericOp(
-            op.inputs, outs, rewriter.move_region_contents_to_new_regions(op.body),
-            op.indexing_maps, op.iterator_types, (), op.doc, op.library_call,
-        )
-        new.attributes |= op.attributes
-        rewriter.replace(op, new, outs)
+        rewriter.replace(op, *_on_buffers(rewriter, op, self.state))
 
 
 @dataclass
@@ -280,8 +313,7 @@ class FillOnBuffers(RewritePattern):
     def match_and_rewrite(self, op: FillOp, rewriter: PatternRewriter) -> None:
         if not op.res or not _ready(op):
             return
-        outs = _out_buffers(rewriter, op, self.state)
-        rewriter.replace(op, FillOp(op.inputs, outs, ()), outs)
+        rewriter.replace(op, *_on_buffers(rewriter, op, self.state))
 
 
 class CollapseShapeToView(RewritePattern):
@@ -337,9 +369,9 @@ class CopyAliasedResults(RewritePattern):
 # --------------------------------------------------------------------------- analysis and driver
 
 
-def _plan_outputs(module: ModuleOp, state: _State) -> None:
+def _plan_outputs(ops: list[Operation], state: _State) -> None:
     """Decide, on the tensor IR, which linalg `outs` can be written in place (see module doc)."""
-    for op in module.walk():
+    for op in ops:
         if not isinstance(op, LinalgStructuredOperation) or not op.res:
             continue
         for i, out in enumerate(op.outputs):
@@ -399,15 +431,15 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
         fn.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in attrs])
 
 
-def _check_lowered(module: ModuleOp) -> None:
-    for op in module.walk():
+def _check_lowered(ops: list[Operation]) -> None:
+    for op in ops:
         if isinstance(op, ge.ComputeOp):
             raise LoweringError(f"{op.name}: not lowered; run convert-ge-to-linalg before ge-bufferize")
 
 
-def _check_bufferized(module: ModuleOp) -> None:
+def _check_bufferized(ops: list[Operation]) -> None:
     # Every operand is some op's result or block argument, so these are all the values.
-    for op in module.walk():
+    for op in ops:
         for value in op.results:
             if isinstance(value.type, TensorType | UnrankedTensorType):
                 raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
@@ -425,40 +457,45 @@ class GeBufferizePass(ModulePass):
     name = "ge-bufferize"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _check_lowered(op)
+        ops = list(op.walk())  # the module's ops before rewriting, walked once for the checks below
+        _check_lowered(ops)
         state = _State()
-        consts = _const_globals(op)
+        consts = _const_globals(op, ops)
         funcs = [f for f in op.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
         for fn in funcs:
             _make_arguments(fn, state)
             for inner in fn.walk():
                 if isinstance(inner, ge.AssignOp | ge.AssignIfNonEmptyOp):
                     state.written.add((fn, inner.variable.string_value()))
-        for data in op.walk():  # e.g. inside a nested builtin.module or an scf.if region
+        for data in ops:  # e.g. inside a nested builtin.module or an scf.if region
             if isinstance(data, ge.DataOp) and data not in state.data_args:
                 raise LoweringError(f'ge.data "{data.data_name.data}": a graph input must be in the body of a '
                                     "func.func at the top level of the module")
-        _plan_outputs(op, state)
+        _plan_outputs(ops, state)
         if consts and funcs:
             op.body.block.insert_ops_before(consts, funcs[0])
         elif consts:
             op.body.block.add_ops(consts)
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier(
-                [
-                    VariableToGlobal(), DataToArgument(state), ConstToGetGlobal(),
-                    ReadVariableToGetGlobal(state), AssignToCopy(), AssignIfNonEmptyToIf(state),
-                    EmptyToAlloc(), GenericOnBuffers(state), FillOnBuffers(state),
-                    CollapseShapeToView(), ExpandShapeToView(), CopyAliasedResults(),
-                ],
-                dce_enabled=False,
-            ),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        patterns: dict[type[Operation], RewritePattern] = {
+            ge.VariableOp: VariableToGlobal(), ge.DataOp: DataToArgument(state), ge.ConstOp: ConstToGetGlobal(),
+            ge.ReadVariableOp: ReadVariableToGetGlobal(state), ge.AssignOp: AssignToCopy(),
+            ge.AssignIfNonEmptyOp: AssignIfNonEmptyToIf(state), tensor.EmptyOp: EmptyToAlloc(),
+            GenericOp: GenericOnBuffers(state), FillOp: FillOnBuffers(state),
+            tensor.CollapseShapeOp: CollapseShapeToView(), tensor.ExpandShapeOp: ExpandShapeToView(),
+            func.ReturnOp: CopyAliasedResults(),
+        }
+        # Each op once, in program order, so the producers of its operands are rewritten
+        # before it: xDSL's greedy worklist driver found nothing more and added ~10 % to the
+        # pass on large graphs (an op left unready would be reported by _check_bufferized).
+        for inner in ops:
+            pattern = patterns.get(type(inner))
+            if pattern is not None:
+                pattern.match_and_rewrite(inner, PatternRewriter(inner))
         for fn in funcs:
             fn.update_function_type()
-        for dead in [o for o in op.walk() if isinstance(o, memref.AllocOp) and not o.memref.uses]:
+        ops = list(op.walk())
+        for dead in [o for o in ops if isinstance(o, memref.AllocOp) and not o.memref.uses]:
             dead.detach()  # e.g. a tensor.empty whose every user got a fresh buffer
             dead.erase()
-        _check_bufferized(op)
+        _check_bufferized(ops)
 

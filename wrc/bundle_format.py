@@ -34,6 +34,7 @@ from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.dialects.memref import GlobalOp
 from xdsl.ir import Attribute, Operation
 
+from wrc import ir_verify
 from wrc.abi import (
     element_dtype,
     global_spec,
@@ -662,7 +663,7 @@ def _parse_ir(raw: bytes, section: _Section, version: int) -> ModuleOp:
         with gc_paused():
             if version == TEXT_IR_VERSION:
                 module = parse_ir(raw.decode("utf-8"))
-            module.verify()
+            ir_verify.verify(module)  # xDSL's checks, each op signature's IRDL constraints once
     except Exception as e:  # any xDSL failure on untrusted IR is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
                     f"{type(e).__name__}: {str(e)[:2000]}") from None

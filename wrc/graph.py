@@ -23,6 +23,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
+from wrc import ir_verify
 from wrc.context import make_context
 from wrc.dialects import ge
 from wrc.dtypes import to_element_type, to_numpy_dtype
@@ -112,9 +113,9 @@ class Tensor:
 
 
 def verify_graph_module(module: ModuleOp) -> None:
-    """xDSL's verifier over a graph's module; failures are `GraphError`s."""
+    """xDSL's verifier over a graph's module (`wrc.ir_verify`); failures are `GraphError`s."""
     try:
-        module.verify()
+        ir_verify.verify(module)
     except VerifyException as e:
         raise GraphError(f"invalid graph IR: {e}") from None
 

@@ -15,7 +15,7 @@ import numpy as np
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.utils.exceptions import VerifyException
 
-from wrc import pipeline
+from wrc import ir_verify, pipeline
 from wrc.abi import (
     DELTA_GRAPH,
     INFER_GRAPH,
@@ -273,7 +273,7 @@ def bundle_build_model(graphs_and_options: Sequence) -> ModelBuffer:
     with pipeline.paused_gc():  # linear time (docs/performance.md, compile time)
         module = _merged_module(graphs)
         try:
-            module.verify()
+            ir_verify.verify(module)
         except VerifyException as e:
             raise BuildError(f"bundle_build_model: the merged graphs do not verify: {e}") from None
         hoist = _SESSION.options.get(HOIST_OPTION, "true") == "true"

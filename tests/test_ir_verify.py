@@ -1,0 +1,142 @@
+"""`wrc.ir_verify.verify`: xDSL's verification with each op signature's IRDL constraints checked
+once. It must accept what `op.verify()` accepts, reject what it rejects with the same message,
+and check the context of every op (traits, the op's own verifier) even when its signature was
+seen before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.irdl import OpDef
+from xdsl.utils.exceptions import VerifyException
+
+import wrc
+from tests.test_bundle_format import model
+from wrc import ir_verify
+from wrc.context import make_context
+from wrc.ir_text import parse_module
+
+
+def parse(text: str):
+    return parse_module(make_context(), text)
+
+
+def outcome(f, module) -> str:
+    try:
+        f(module)
+    except (VerifyException, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
+    return "ok"
+
+
+def both(module) -> str:
+    """The outcome of xDSL's verify, asserted equal to ir_verify's."""
+    expected = outcome(lambda m: m.verify(), module)
+    assert outcome(ir_verify.verify, module) == expected
+    return expected
+
+
+def count_definition_checks(monkeypatch, module) -> int:
+    calls = []
+    real = OpDef.verify
+    monkeypatch.setattr(OpDef, "verify", lambda self, op: (calls.append(op), real(self, op))[1])
+    ir_verify.verify(module)
+    return len(calls)
+
+
+def chain(layers: int) -> wrc.Graph:
+    rng = np.random.default_rng(0)
+    g = wrc.Graph("chain")
+    h = g.data("x", (2, 4))
+    for i in range(layers):
+        h = g.relu(g.add(g.matmul(h, g.const(f"w{i}", rng.standard_normal((4, 4), np.float32))),
+                         g.const(f"b{i}", rng.standard_normal(4, np.float32))))
+    g.output(h)
+    return g
+
+
+def test_a_lowered_bundle_verifies_with_each_signature_checked_once(monkeypatch):
+    module = wrc.compile_graph(chain(6)).module
+    ops = list(module.walk())
+    signatures = {ir_verify._signature(op) for op in ops}
+    assert both(module) == "ok"
+    assert count_definition_checks(monkeypatch, module) == len(signatures) < len(ops)
+
+
+def test_a_seen_signature_still_checks_its_context():
+    """The two returns have one signature (an f32 operand); only the second disagrees with
+    its function's type, which func.return's own verifier reads from its parent."""
+    module = parse("""
+builtin.module {
+  func.func @good() -> f32 {
+    %0 = arith.constant 1.0 : f32
+    func.return %0 : f32
+  }
+  func.func @bad() -> i32 {
+    %0 = arith.constant 1.0 : f32
+    func.return %0 : f32
+  }
+}""")
+    assert "expected [i32], got [f32]" in both(module)
+
+
+def test_a_seen_signature_still_checks_its_traits():
+    """`func.return` must be in a `func.func` (a HasParent trait), whatever came before."""
+    module = parse("""
+builtin.module {
+  func.func @g() {
+    func.return
+  }
+  func.func @f() {
+    "scf.execute_region"() ({
+      func.return
+    }) : () -> ()
+    func.return
+  }
+}""")
+    assert "expects parent op 'func.func'" in both(module)
+
+
+@pytest.mark.parametrize("bad", [
+    # an operand type the definition refuses (first and only use of the signature)
+    '%0 = "arith.addf"(%a, %a) : (i32, i32) -> i32',
+    # an attribute of the wrong type for its result
+    '%0 = "arith.constant"() <{value = 1 : i64}> : () -> f32',
+])
+def test_definition_errors_are_the_same(bad):
+    module = parse(f"""
+builtin.module {{
+  func.func @f(%a: i32) {{
+    %c = arith.constant 1.0 : f32
+    {bad}
+    func.return
+  }}
+}}""")
+    assert both(module) != "ok"
+
+
+def test_loading_a_bundle_uses_it(monkeypatch, tmp_path):
+    """The cold load verifies through ir_verify (and a hostile file still fails there)."""
+    seen = []
+    real = ir_verify.verify
+    monkeypatch.setattr(ir_verify, "verify", lambda op: (seen.append(op), real(op))[1])
+    monkeypatch.setenv("WRC_CACHE_DIR", "off")
+    path = tmp_path / "m.wrcb"
+    wrc.bundle_format.write_bundle(path, model())
+    wrc.bundle_format.read_bundle(path)
+    assert len(seen) == 1
+
+
+GLOBAL = '"memref.global"() <{{sym_name = {name}, sym_visibility = "private", type = memref<2xf32>, initial_value}}> : () -> ()'
+
+
+@pytest.mark.parametrize("second, fails", [
+    ('"b"', None),  # another name: the signature holds only the name's class, and it verifies
+    ('"a"', 'Redefinition of symbol "a"'),  # the module's symbol table (a trait) still sees it
+    ("3 : i64", "should be a string"),  # a value of another class: a new signature, checked
+])
+def test_names_enter_signatures_as_their_class(second, fails):
+    first = GLOBAL.format(name='"a"')
+    module = parse(f"builtin.module {{\n{first}\n{GLOBAL.format(name=second)}\n}}")
+    result = both(module)
+    assert result == "ok" if fails is None else fails in result

@@ -1,0 +1,180 @@
+"""`verify`: xDSL's `Operation.verify`, with each op's IRDL constraints checked once per
+distinct signature (docs/performance.md, "Issue 12: compile and cold load (session 3)").
+
+A level-3 module repeats a few dozen op signatures tens of thousands of times (every
+`linalg.generic` of a chain's relu has the same operand types, maps and iterators), and
+xDSL spends most of its verification re-checking the IRDL definition of each op: operand,
+result, region-entry, property and attribute constraints (`OpDef.verify`). Those checks read
+nothing but the op's class, its operand and result types, its properties and attributes, its
+regions' block counts and entry-argument types and its number of successors, and they build
+a fresh `VerificationContext` each time: equal signatures give equal outcomes. So they run
+once per signature; everything else runs for every op, as in xDSL and in the same order:
+the structural checks (parents, terminators, erased operands), nested regions first, the op
+definition's traits (they may read the op's context), and the op's own `verify_`. A property
+or attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
+`get_global`'s symbol) enters the signature as its class.
+
+An op whose class does not have the shape `irdl_op_definition` gives it (its `verify_`
+generated around the definition and the class's own verifier), whose signature holds an
+unhashable attribute, or which overrides `Operation.verify`, is verified by xDSL itself.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from xdsl.dialects.builtin import SymbolNameConstraint
+from xdsl.ir import Block, Operation, Region
+from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
+from xdsl.traits import IsTerminator, NoTerminator
+from xdsl.utils.exceptions import VerifyException
+
+_Parts = tuple[OpDef, Callable[[Operation], None] | None]
+
+
+@functools.cache
+def _irdl_parts(cls: type[Operation]) -> _Parts | None:
+    """(definition, the class's own verifier or None) of an op class whose `verify_` is the one
+    `irdl_op_definition` generated (`op_def.verify(op)` then the own verifier), else None."""
+    if not issubclass(cls, IRDLOperation) or cls.verify is not Operation.verify:
+        return None
+    fn = cls.verify_
+    code = getattr(fn, "__code__", None)
+    if code is None or fn.__qualname__ != "get_accessors_from_op_def.<locals>.verify_":
+        return None
+    cells = dict(zip(code.co_freevars, (c.cell_contents for c in fn.__closure__ or ()), strict=True))
+    op_def = cells.get("op_def")
+    if not isinstance(op_def, OpDef) or set(cells) - {"op_def", "custom_verify"}:
+        return None
+    return op_def, cells.get("custom_verify")
+
+
+def _checks_class_only(constr: AttrConstraint) -> bool:
+    """The constraint accepts a value by its class alone (`BaseAttr`, a symbol name, or any of
+    several `BaseAttr`s), reading no constraint variables."""
+    if type(constr) in (BaseAttr, SymbolNameConstraint):
+        return True
+    return type(constr) is AnyOf and all(type(c) is BaseAttr for c in constr.attr_constrs)
+
+
+@functools.cache
+def _class_only(cls: type[Operation]) -> tuple[frozenset[str], frozenset[str]]:
+    """The properties and attributes of `cls` (an op class `_irdl_parts` knows) whose
+    constraint reads only the value's class: signatures hold those values' classes, so ops
+    differing only in a symbol's name or a global's type share one."""
+    parts = _irdl_parts(cls)
+    assert parts is not None
+    op_def = parts[0]
+    return (frozenset(n for n, d in op_def.properties.items() if _checks_class_only(d.constr)),
+            frozenset(n for n, d in op_def.attributes.items() if _checks_class_only(d.constr)))
+
+
+def _signature(op: Operation) -> tuple[Any, ...]:
+    """All that `op_def.verify(op)` reads of `op` (an op `_irdl_parts` knows), except what
+    its traits read."""
+    props, attrs = _class_only(type(op))
+    return (
+        type(op),
+        tuple(v.type for v in op.operands),
+        tuple(r.type for r in op.results),
+        tuple((k, type(v) if k in props else v) for k, v in op.properties.items()),
+        tuple((k, type(v) if k in attrs else v) for k, v in op.attributes.items()),
+        tuple((len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in op.regions),
+        len(op.successors),
+    )
+
+
+class _Verifier:
+    def __init__(self) -> None:
+        self.seen: set[tuple[Any, ...]] = set()
+
+    def op(self, op: Operation) -> None:
+        if type(op).verify is not Operation.verify:
+            op.verify()
+            return
+        self._structure(op)
+        for region in op.regions:
+            self.region(region)
+        try:
+            self._own(op)
+        except VerifyException as err:
+            op.emit_error(f"Operation does not verify: {err}", err)
+
+    def region(self, region: Region) -> None:  # Region.verify
+        for block in region.blocks:
+            self.block(block)
+            if block.parent != region:
+                raise ValueError("Parent pointer of block does not refer to containing region")
+
+    def block(self, block: Block) -> None:  # Block.verify
+        for operation in block.ops:
+            if operation.parent != block:
+                raise ValueError("Parent pointer of operation does not refer to containing region")
+            self.op(operation)
+        if block.first_op is None and (region := block.parent) is not None and (parent := region.parent) is not None:
+            if len(region.blocks) == 1 and not parent.has_trait(NoTerminator):
+                raise VerifyException(
+                    f"Operation {parent.name} contains empty block in "
+                    "single-block region that expects at least a terminator"
+                )
+
+    def _own(self, op: Operation) -> None:
+        """`op.verify_()`, its definition's checks skipped for a signature seen before."""
+        parts = _irdl_parts(type(op))
+        if parts is None:
+            op.verify_()
+            return
+        op_def, custom_verify = parts
+        try:
+            key = _signature(op)
+            seen = key in self.seen
+        except TypeError:  # an unhashable attribute
+            op.verify_()
+            return
+        if not seen:
+            op.verify_()
+            self.seen.add(key)
+            return
+        for trait in op_def.traits:
+            trait.verify(op)
+        if custom_verify is not None:
+            custom_verify(op)
+
+    @staticmethod
+    def _structure(op: Operation) -> None:
+        """The checks of `Operation.verify` before its regions and `verify_`."""
+        from xdsl.ir.core import ErasedSSAValue
+
+        for operand in op.operands:
+            if isinstance(operand, ErasedSSAValue):
+                raise ValueError("Erased SSA value is used by the operation")
+        parent_block = op.parent
+        parent_region = None if parent_block is None else parent_block.parent
+        if op.successors:
+            if parent_block is None or parent_region is None:
+                raise VerifyException(
+                    f"Operation {op.name} with block successors does not belong to a block or a region"
+                )
+            if parent_block.last_op is not op:
+                raise VerifyException(f"Operation {op.name} with block successors must terminate its parent block")
+            for succ in op.successors:
+                if succ.parent != parent_block.parent:
+                    raise VerifyException(f"Operation {op.name} is branching to a block of a different region")
+        if parent_block is not None and parent_region is not None and parent_block.last_op == op:
+            if len(parent_region.blocks) == 1:
+                if (parent_op := parent_region.parent) is not None and not parent_op.has_trait(NoTerminator):
+                    if not op.has_trait(IsTerminator):
+                        raise VerifyException(
+                            f"Operation {op.name} terminates block in single-block region but is not a terminator"
+                        )
+            elif len(parent_region.blocks) > 1 and not op.has_trait(IsTerminator):
+                raise VerifyException(
+                    f"Operation {op.name} terminates block in multi-block region but is not a terminator"
+                )
+
+
+def verify(op: Operation) -> None:
+    """Verify `op` and everything nested in it: the checks and errors of `op.verify()`."""
+    _Verifier().op(op)
