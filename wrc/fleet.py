@@ -57,12 +57,12 @@ RELEASE_WAIT_S = 1.0
 beyond it the store holds three sets for a while instead of stalling the publish."""
 
 
-def _out_of_scope(entry: tuple[int, Any, bool] | None) -> threading.Event:
-    """An event set once Ray references the weight set of `entry` (version, ObjectRef, put
-    by the fleet) nowhere any more; set at once when there is none, the caller gave it (and
-    may keep it), or Ray cannot tell (an internal API of Ray's, for objects this process owns)."""
+def _out_of_scope(entry: tuple[int, Any] | None) -> threading.Event:
+    """An event set once Ray references the weight set of `entry` (version, ObjectRef)
+    nowhere any more; set at once when there is none, or Ray cannot tell (an internal API of
+    Ray's, for objects this process owns: those it put)."""
     done = threading.Event()
-    ref = None if entry is None or not entry[2] else entry[1]
+    ref = None if entry is None else entry[1]
     worker = _ray()._private.worker.global_worker
     watch = getattr(getattr(worker, "core_worker", None), "add_object_out_of_scope_callback", None)
     try:
@@ -207,12 +207,11 @@ class Fleet:
             raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
         self._lock = threading.Lock()  # one publish or rollback at a time
         self._registry = ray.remote(Registry).options(num_cpus=0).remote()
-        # Published sets: (version, ObjectRef, put by this fleet rather than given as a ref).
-        self._committed: tuple[int, Any, bool] | None = None
-        self._previous: tuple[int, Any, bool] | None = None
+        self._committed: tuple[int, Any] | None = None  # (version, ObjectRef) of published sets
+        self._previous: tuple[int, Any] | None = None
         self._version = self._last = 0
         if weights is not None:
-            self._committed = (1, ray.put(_weight_set(weights)), True)
+            self._committed = (1, ray.put(_weight_set(weights)))
             self._version = self._last = 1
             self._registry_set((1, [self._committed[1]]), None)
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
@@ -288,11 +287,11 @@ class Fleet:
                 self._all("stage", version, ref)
                 # The registry first: a replica restarting now starts on the new version.
                 old = self._committed
-                self._registry_set(self._published((version, ref, given is None)), self._published(old))
+                self._registry_set(self._published((version, ref)), self._published(old))
             except FleetError as e:
                 raise FleetError(f"publish of version {version} aborted, every replica still serves "
                                  f"version {self._version}: {e}") from None
-            self._committed, self._previous = (version, ref, given is None), old or (self._version, None, False)
+            self._committed, self._previous = (version, ref), old or (self._version, None)
             problems = self._each("commit", version)[1]
             if problems:  # a replica that did not switch must not serve: restarted, it starts on `version`
                 self._restart(problems, version)
@@ -327,7 +326,9 @@ class Fleet:
 
     def release(self) -> None:
         """Give up the version retained for `rollback` everywhere now (as `publish` does
-        first), so that a weight set the caller puts next finds its room in the object store."""
+        first), so that a weight set the caller puts next finds its room in the object store.
+        Waits (at most `RELEASE_WAIT_S`) until nothing references that set: a caller that
+        published it as an `ObjectRef` drops its own reference first."""
         with self._lock:
             self._release(replicas=True)
 
@@ -344,7 +345,7 @@ class Fleet:
         gone.wait(RELEASE_WAIT_S)
 
     @staticmethod
-    def _published(entry: tuple[int, Any, bool] | None) -> Published | None:
+    def _published(entry: tuple[int, Any] | None) -> Published | None:
         return None if entry is None or entry[1] is None else (entry[0], [entry[1]])
 
     def rollback(self) -> int:
