@@ -387,3 +387,4 @@ class Fleet:
         for actor in [*self.replicas, self._registry]:
             ray.kill(actor, no_restart=True)
         self.replicas = []
+        self._committed = self._previous = None  # the weight sets leave the store
