@@ -3,13 +3,17 @@
 
 A weight-stripped bundle whose weights are `count` float32 tensors of `total` bytes in all
 (infer reads one 16-value row of each, hoisted: serving is cheap, publishing copies all
-bytes); `replicas` replicas on a local Ray with one CPU each at most. Measured, in one run:
+bytes); `replicas` replicas on a local Ray with one CPU each at most, copying each set
+(`copy=True`) or adopting the store's arrays (`copy=False`, zero-copy). Measured, in one run:
 * publish (stage on every replica + commit) of the whole set while 4 client threads serve,
   vs `replicas` memcpys of the same bytes into touched buffers, divided by min(replicas, cores)
   (the copies the replicas make, run as parallel as the machine allows);
+* zero-copy: also the publish of a set the caller put (an `ObjectRef`, after `release()`);
 * the same bytes in `many` tensors vs `count` (per-tensor overhead);
 * request latency (p50, p99) and throughput while publishing once a second vs steady state;
-* object-store bytes (shared memory in use) and replicas' private RSS, sampled during publishes.
+* object-store bytes (the store's touched shared memory, a high-water mark over the whole run:
+  each fleet's peak includes those before it) and replicas' private RSS, sampled during
+  publishes.
 """
 
 from __future__ import annotations
@@ -51,12 +55,31 @@ def _weights(names: list[str], n: int, value: float) -> dict[str, np.ndarray]:
     return {name: np.full((n // 16, 16), value, np.float32) for name in names}
 
 
-def _shmem_bytes() -> int:
-    """The machine's shared memory in use (/proc/meminfo `Shmem`): Ray's object store lives
-    there; measured from a baseline taken before Ray starts. (The store keeps the pages it
-    touched, so this is its high-water mark.)"""
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Shmem:"))
+def _store_bytes() -> int:
+    """Memory the local object store has touched: the blocks of its shared-memory file (the
+    raylet's open `/dev/shm/plasma*`), a high-water mark (freed objects' pages stay in it).
+    Only this Ray session's store: other processes' shared memory is not counted."""
+    import glob
+
+    import ray
+
+    session = ray._private.worker._global_node.session_name.encode()
+    total = 0
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not (args[0].endswith(b"raylet") and any(session in a for a in args)):
+            continue
+        for fd in glob.glob(cmdline.replace("cmdline", "fd/*")):
+            try:
+                if "plasma" in os.readlink(fd):
+                    total += os.stat(fd).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def _rss(pid: int) -> int:
@@ -68,14 +91,14 @@ def _rss(pid: int) -> int:
 class _Sampler:
     """Peak object-store bytes and summed replica RSS while running (every ~50 ms)."""
 
-    def __init__(self, pids: list[int], base: int) -> None:
-        self.pids, self.base, self.store, self.rss = pids, base, 0, 0
+    def __init__(self, pids: list[int]) -> None:
+        self.pids, self.store, self.rss = pids, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.store = max(self.store, _shmem_bytes() - self.base)
+            self.store = max(self.store, _store_bytes())
             self.rss = max(self.rss, sum(_rss(p) for p in self.pids))
             time.sleep(0.05)
 
@@ -136,74 +159,144 @@ def _serve(fleet: Any, x: np.ndarray, seconds: float, during: Callable[[], None]
     return latencies, len(latencies) / (time.perf_counter() - start)
 
 
-def bench_fleet(quick: bool, record: Callable[..., None]) -> None:
+def _available() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+def _publish_times(fleet: Any, sets: list[Any], times: int) -> list[float]:
+    out = []
+    for i in range(times):
+        t = time.perf_counter()
+        fleet.publish(sets[i % 2])
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...] = (True, False),
+                total_mib: int | None = None, counts: tuple[int, ...] | None = None) -> None:
+    """`modes`: copy=True (replicas copy each set) and/or copy=False (zero-copy); `counts`:
+    the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`)."""
     import ray
 
     from wrc.fleet import Fleet
 
-    total = (256 if quick else 1024) * MIB
+    total = (total_mib or (256 if quick else 1024)) * MIB
     replicas, count, many = 4, 256, (1024 if quick else 4096)
     seconds = 4.0 if quick else 10.0
     cores = os.cpu_count() or 1
-    base = _shmem_bytes()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
-             object_store_memory=int(3 * total + 256 * MIB))
-    try:
-        x = np.zeros((1, 16), np.float32)
-        copy = _memcpy(total, 5)
-        bound = replicas * copy / min(replicas, cores)
-        record("fleet", f"{total // MIB}MiB", "memcpy of the weight set (min)", copy * 1e3, copy * 1e3)
-        for tensors in (count, many):
-            model, names, n = _bundle(tensors, total)
-            sets = [_weights(names, n, v) for v in (1.0, 2.0)]
-            per_tensor = _memcpy_tensors(sets[0], 3)
-            case = f"{total // MIB}MiB/{tensors}t"
-            record("fleet", case, "memcpy tensor by tensor (min)", per_tensor * 1e3, per_tensor * 1e3)
-            fleet = Fleet(model, replicas, weights=sets[0], options={"num_cpus": 0})
+    x = np.zeros((1, 16), np.float32)
+    copy = _memcpy(total, 5)
+    bound = replicas * copy / min(replicas, cores)
+    record("fleet", f"{total // MIB}MiB", "memcpy of the weight set (min)", copy * 1e3, copy * 1e3)
+    for tensors in counts or (count, many):
+        model, names, n = _bundle(tensors, total)
+        sets = [_weights(names, n, v) for v in (1.0, 2.0)]
+        per_tensor = _memcpy_tensors(sets[0], 3)
+        case = f"{total // MIB}MiB/{tensors}t"
+        record("fleet", case, "memcpy tensor by tensor (min)", per_tensor * 1e3, per_tensor * 1e3)
+        for mode in modes:
+            # copy: R private sets of 2 arrays + the store's 2-3 sets + the driver's 2 sets
+            need = (2 * replicas + 5 if mode else 5) * total + replicas * 200 * MIB
+            label = f"{case}/{'copy' if mode else 'zero-copy'}"
+            if _available() < need:
+                record("fleet", label, "skipped: not enough memory", need / MIB, None, unit="MiB",
+                       note=f"MemAvailable {_available() // MIB} MiB")
+                continue
+            # A fresh Ray (and store) per fleet. Freed objects deleted at once, not in the
+            # raylet's 1 s batches: a new set then takes the old one's place in the store
+            # (docs/fleet.md "Memory").
+            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+                     object_store_memory=int(3 * total + 256 * MIB),
+                     _system_config={"free_objects_period_milliseconds": 0})
             try:
-                pids = ray.get([r.__ray_call__.remote(lambda _: os.getpid()) for r in fleet.replicas])
-                loaded = sum(_rss(p) for p in pids)
-                record("fleet", case, f"private RSS of {replicas} replicas, loaded", loaded / MIB, None,
-                       unit="MiB", note=f"{loaded / (replicas * total):.2f}x R*weight bytes")
-                publish: list[float] = []
-
-                def publish_some(times: int = 4, fleet: Any = fleet, sets: list[Any] = sets,
-                                 publish: list[float] = publish) -> None:
-                    for i in range(times):
-                        t = time.perf_counter()
-                        fleet.publish(sets[i % 2])
-                        publish.append(time.perf_counter() - t)
-
-                with _Sampler(pids, base) as mem:
-                    _serve(fleet, x, 0.5, publish_some)
-                med, mn = float(np.median(publish)), min(publish)
-                by_tensor = replicas * per_tensor / min(replicas, cores)
-                record("fleet", case, f"publish to {replicas} replicas while serving", med * 1e3, mn * 1e3,
-                       note=f"min: {mn / bound:.2f}x R*memcpy/min(R,cores), "
-                            f"{mn / by_tensor:.2f}x tensor by tensor")
-                record("fleet", case, "object store (shared memory) peak", mem.store / MIB, None, unit="MiB",
-                       note=f"{mem.store / total:.2f}x weight bytes")
-                record("fleet", case, f"private RSS of {replicas} replicas, peak", mem.rss / MIB, None, unit="MiB",
-                       note=f"{mem.rss / (replicas * total):.2f}x R*weight bytes")
-                if tensors != count:
-                    continue
-                steady, rate0 = _serve(fleet, x, seconds, None)
-
-                def once_a_second(fleet: Any = fleet, sets: list[Any] = sets) -> None:
-                    start = time.perf_counter()
-                    for i in range(int(seconds)):
-                        fleet.publish(sets[i % 2])
-                        time.sleep(max(0.0, start + i + 1 - time.perf_counter()))
-
-                switching, rate1 = _serve(fleet, x, seconds, once_a_second)
-                for what, lat, rate in (("steady", steady, rate0), ("publish at 1 Hz", switching, rate1)):
-                    p50, p99 = np.percentile(lat, 50) * 1e3, np.percentile(lat, 99) * 1e3
-                    record("fleet", case, f"request p50, {what}", p50, None)
-                    record("fleet", case, f"request p99, {what}", p99, None)
-                    record("fleet", case, f"throughput, {what}", rate, None, unit="req/s")
-                record("fleet", case, "p99 switching / steady", np.percentile(switching, 99) / np.percentile(steady, 99),
-                       None, unit="x", note=f"throughput {rate1 / rate0:.2f}x steady")
+                _run_mode(ray, Fleet, record, label, model, sets, mode, replicas, total, bound,
+                          replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0)
             finally:
-                fleet.shutdown()
+                ray.shutdown()
+
+
+def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str, model: bytes, sets: list[Any],
+              copy: bool, replicas: int, total: int, bound: float, by_tensor: float,
+              x: np.ndarray, seconds: float) -> None:
+    """One fleet of `replicas` in one mode: publishes while serving, memory, and (`seconds`)
+    serving steady vs while publishing once a second."""
+    from wrc.fleet import _out_of_scope as out_of_scope
+
+    fleet = fleet_class(model, replicas, weights=sets[0], options={"num_cpus": 0}, copy=copy)
+    try:
+        puts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            ref = ray.put(sets[1])
+            puts.append(time.perf_counter() - t)
+            gone = out_of_scope((0, ref))
+            del ref
+            gone.wait(1.0)  # (else the next put may come before the store frees this one)
+            time.sleep(0.05)
+        record("fleet", case, "ray.put of the set (one object)", float(np.median(puts)) * 1e3, min(puts) * 1e3)
+        pids = ray.get([r.__ray_call__.remote(lambda _: os.getpid()) for r in fleet.replicas])
+        loaded = sum(_rss(p) for p in pids)
+        record("fleet", case, f"private RSS of {replicas} replicas, loaded", loaded / MIB, None,
+               unit="MiB", note=f"{loaded / (replicas * total):.2f}x R*weight bytes")
+        publish: list[float] = []
+        with _Sampler(pids) as mem:
+            _serve(fleet, x, 0.5, lambda: publish.extend(_publish_times(fleet, sets, 5)))
+        record("fleet", case, "first publish (maps the store's pages for a second set)", publish[0] * 1e3, None)
+        publish = publish[1:]
+        med, mn = float(np.median(publish)), min(publish)
+        record("fleet", case, f"publish to {replicas} replicas while serving", med * 1e3, mn * 1e3,
+               note=f"min: {mn / bound:.2f}x R*memcpy/min(R,cores), {mn / by_tensor:.2f}x tensor by tensor")
+        if not copy:  # a set the caller put (after release(): the store keeps two sets)
+            refs: list[float] = []
+            for i in range(4):
+                fleet.release()
+                ref = ray.put(sets[i % 2])
+                t = time.perf_counter()
+                fleet.publish(ref)
+                refs.append(time.perf_counter() - t)
+                del ref
+            record("fleet", case, "publish of an ObjectRef (set already in the store)",
+                   float(np.median(refs)) * 1e3, min(refs) * 1e3)
+        record("fleet", case, "object store (shared memory) peak", mem.store / MIB, None, unit="MiB",
+               note=f"{mem.store / total:.2f}x weight bytes")
+        record("fleet", case, f"private RSS of {replicas} replicas, peak", mem.rss / MIB, None, unit="MiB",
+               note=f"{mem.rss / (replicas * total):.2f}x R*weight bytes")
+        if not seconds:
+            return
+        steady, rate0 = _serve(fleet, x, seconds, None)
+
+        def once_a_second() -> None:
+            start = time.perf_counter()
+            for i in range(int(seconds)):
+                fleet.publish(sets[i % 2])
+                time.sleep(max(0.0, start + i + 1 - time.perf_counter()))
+
+        switching, rate1 = _serve(fleet, x, seconds, once_a_second)
+        for what, lat, rate in (("steady", steady, rate0), ("publish at 1 Hz", switching, rate1)):
+            record("fleet", case, f"request p50, {what}", np.percentile(lat, 50) * 1e3, None)
+            record("fleet", case, f"request p99, {what}", np.percentile(lat, 99) * 1e3, None)
+            record("fleet", case, f"throughput, {what}", rate, None, unit="req/s")
+        record("fleet", case, "p99 switching / steady", np.percentile(switching, 99) / np.percentile(steady, 99),
+               None, unit="x", note=f"throughput {rate1 / rate0:.2f}x steady")
     finally:
-        ray.shutdown()
+        fleet.shutdown()
+
+
+if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py [--quick] [--mib N] [--modes zero]
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--mib", type=int, default=None, help="weight set size (default 1024, --quick 256)")
+    parser.add_argument("--modes", default="copy,zero", help="copy, zero (zero-copy) or both")
+    parser.add_argument("--counts", default=None, help="tensor counts, e.g. 256 (default: 256 and 1024 / 4096)")
+    args = parser.parse_args()
+
+    def show(section: str, case: str, what: str, med: float, mn: float | None = None, unit: str = "ms",
+             **extra: Any) -> None:
+        print(f"{case:28s} {what:56s} {med:10.1f} {'' if mn is None else f'{mn:10.1f}'} {unit} "
+              f"{extra.get('note', '')}", flush=True)
+
+    bench_fleet(args.quick, show, tuple(m == "copy" for m in args.modes.split(",")), args.mib,
+                None if args.counts is None else tuple(int(c) for c in args.counts.split(",")))

@@ -54,15 +54,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="training rounds (default: 5)")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between publishes (default: 0.5)")
     parser.add_argument("--replicas", type=int, default=2, help="replicas (default: 2)")
+    parser.add_argument("--zero-copy", action="store_true",
+                        help="replicas adopt the object store's arrays instead of copying them (Fleet(copy=False))")
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        return run(args.rounds, args.every, args.replicas)
+        return run(args.rounds, args.every, args.replicas, not args.zero_copy)
     finally:
         ray.shutdown()
 
 
-def run(rounds: int, every: float, replicas: int) -> int:
+def run(rounds: int, every: float, replicas: int, copy: bool = True) -> int:
     w = {"w1": (rng.standard_normal((IN, HIDDEN)) * 0.3).astype(np.float32),
          "w2": (rng.standard_normal((HIDDEN, 1)) * 0.3).astype(np.float32)}
     g = wrc.Graph("regressor")
@@ -72,7 +74,7 @@ def run(rounds: int, every: float, replicas: int) -> int:
         graphs = wrc.convert_to_weight_refreshable_graphs(g, ["w1", "w2"])
         model = wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
                                         (graphs.var_update_graph, {})])
-    fleet = Fleet(model, replicas, options={"num_cpus": 0})  # version 0: the weights compiled in
+    fleet = Fleet(model, replicas, options={"num_cpus": 0}, copy=copy)  # version 0: the weights compiled in
 
     request = rng.standard_normal((4, IN)).astype(np.float32)
     target = np.sin(request @ TRUE_W)

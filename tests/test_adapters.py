@@ -190,6 +190,21 @@ def test_update_and_init_while_an_adapter_is_live_set_the_base(model: ModelBuffe
     assert _equal(_weights(b), y_on_init)
 
 
+def test_an_adopting_update_under_a_live_adapter_sets_the_base_as_a_copy_does(model: ModelBuffer) -> None:
+    copied, adopting = load_bundle(model), load_bundle(model)
+    new = base(6)
+    for b, copy in ((copied, True), (adopting, False)):
+        b.init()
+        b.apply_adapter(adapter(1), "X")
+        b.update({"w": new["w"], "c": new["c"]}, copy=copy)  # w and c: adapted weights
+        assert b.adapter == "X"
+    assert _equal(_weights(adopting), _weights(copied))
+    assert adopting.infer({"x": X})[0].tobytes() == copied.infer({"x": X})[0].tobytes()
+    adopting.remove_adapter()  # the adopted arrays are the bases, published as they are
+    assert adopting.weights()["w"] is new["w"] or np.shares_memory(adopting.weights()["w"], new["w"])
+    assert _equal(_weights(adopting), {**base(), "w": new["w"], "c": new["c"]})
+
+
 def test_adapter_switches_are_versions(model: ModelBuffer) -> None:
     b = load_bundle(model)
     b.init()

@@ -1,5 +1,6 @@
-"""wrc.fleet on one local Ray instance shared by the module: publish (dict, file), rollback,
-aborted publishes, a restarted replica, clients running while versions switch.
+"""wrc.fleet on one local Ray instance shared by the module: publish (dict, file, ObjectRef),
+rollback, aborted publishes, a replica that does not answer, a failed commit, a restarted
+replica, clients running while versions switch, and a zero-copy fleet (`copy=False`).
 
 The model is test_hoist's LoRA + BatchNorm layer (derived values recomputed on staging);
 every response is checked against the NumPy formula for the weights of the version it reports.
@@ -111,7 +112,7 @@ def test_a_failed_stage_on_any_replica_aborts_the_publish(fleet: Fleet) -> None:
         bundle = replica.bundle  # type: ignore[attr-defined]
         real = bundle.stage
 
-        def stage(w: object) -> int:
+        def stage(w: object, copy: bool = True) -> int:
             bundle.stage = real
             raise MemoryError("injected on one replica")
 
@@ -240,3 +241,106 @@ def test_the_check_detects_per_tensor_updates(fleet: Fleet) -> None:
         lambda r, v, w: r._apply(v, w), live, weights(seed_of[live])))
     v = _publish(fleet, 22)  # every replica on one version again
     assert all(served == v for _, served in _each_replica(fleet))
+
+
+def test_a_replica_that_does_not_answer_fails_the_call(fleet: Fleet) -> None:
+    """Bounded waits: a stage that hangs aborts the publish after `timeout`; a commit that
+    fails restarts that replica, which comes back on the committed version."""
+    v = fleet.version
+
+    def hang_once(replica: object) -> None:
+        import time  # (runs inside replica 2)
+
+        bundle = replica.bundle  # type: ignore[attr-defined]
+        real = bundle.stage
+
+        def stage(w: object, copy: bool = True) -> int:
+            bundle.stage = real
+            time.sleep(1.5)
+            raise MemoryError("gave up")
+
+        bundle.stage = stage
+
+    ray.get(fleet.replicas[2].__ray_call__.options(concurrency_group="control").remote(hang_once))
+    fleet.timeout = 0.3
+    try:
+        with pytest.raises(FleetError, match=rf"aborted, every replica still serves version {v}: stage failed on 1 "
+                                             r"of 3 replica\(s\): replica 2: no answer within 0.3 s"):
+            fleet.publish(weights(50))
+    finally:
+        fleet.timeout = 120.0
+    assert fleet.version == v and all(served == v for _, served in _each_replica(fleet))
+
+    def fail_commit(replica: object) -> None:
+        def commit(version: int) -> None:
+            raise MemoryError("commit lost")
+
+        replica.bundle.commit = commit  # type: ignore[attr-defined]
+
+    ray.get(fleet.replicas[0].__ray_call__.options(concurrency_group="control").remote(fail_commit))
+    coming = fleet._last + 1  # noqa: SLF001
+    seed_of[coming] = 51
+    with pytest.raises(FleetError, match=rf"version {coming} is committed, but commit failed on 1 of 3 replica\(s\): "
+                                         rf"replica 0: MemoryError: commit lost; restarted replica 0 on it"):
+        fleet.publish(weights(51))
+    assert fleet.version == coming
+    for y, served in _each_replica(fleet):  # replica 0 restarted on it
+        assert served == coming
+        _check(y, coming)
+
+
+def test_zero_copy_replicas_adopt_the_object_store_arrays(fleet: Fleet) -> None:
+    """copy=False: every replica serves from the store's one copy of each set (no copy of
+    its own), checks what it adopts (a publish it cannot adopt is aborted), rolls back, and
+    the set a version no longer needs goes out of scope."""
+    from wrc.fleet import _out_of_scope
+
+    def in_object_store(replica: object) -> list[bool]:  # (runs inside a replica)
+        """Per weight of the live version: read-only memory of the object store's shared mapping."""
+        snap = replica.bundle._snapshot  # type: ignore[attr-defined]
+        maps = []
+        with open("/proc/self/maps") as f:
+            for line in f:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                maps.append((lo, hi, "plasma" in line))
+        out = []
+        for name in ("w_var", "lora_a_var", "lora_b_var", "gamma_var", "var_var"):
+            a = snap[name]
+            out.append(not a.flags.writeable and any(lo <= a.ctypes.data < hi and shm for lo, hi, shm in maps))
+        return out
+
+    zero = Fleet(bundle_bytes(build()), 2, weights=weights(60), options={"num_cpus": 0}, copy=False)
+    try:
+        seed_of_zero = {1: 60}
+        v2 = zero.publish(weights(61))
+        seed_of_zero[v2] = 61
+        for r in zero.replicas:
+            assert all(ray.get(r.__ray_call__.remote(in_object_store))), "a weight is not the store's"
+        for y, v in _each_replica(zero):
+            assert v == v2
+            np.testing.assert_allclose(y, reference(X, weights(61)), rtol=1e-5, atol=1e-5)
+        fortran = {**weights(62), "w": np.asfortranarray(weights(62)["w"])}
+        with pytest.raises(FleetError, match=rf"every replica still serves version {v2}: stage failed on 2 of 2 "
+                                             r"replica\(s\): replica 0: InputError: .*'w': copy=False needs a C-contiguous"):
+            zero.publish(fortran)
+        first = _out_of_scope(zero._committed)  # noqa: SLF001 - version 2's set
+        v4 = zero.publish(ray.put(weights(63)))  # an ObjectRef: no put of the fleet's own
+        seed_of_zero[v4] = 63
+        assert not first.is_set()  # retained for rollback
+        before = _each_replica(zero)
+        assert zero.rollback() == v2
+        after = _each_replica(zero)
+        for y, v in after:
+            assert v == v2
+            np.testing.assert_allclose(y, reference(X, weights(61)), rtol=1e-5, atol=1e-5)
+        assert zero.publish(weights(64)) == v4 + 1
+        zero.release()
+        with pytest.raises(VersionError, match="no previous fleet version is retained"):
+            zero.rollback()
+        assert first.wait(10), "the retired set is still referenced"
+        assert all(v == v4 for _, v in before)
+        for y, v in _each_replica(zero):
+            assert v == v4 + 1
+            np.testing.assert_allclose(y, reference(X, weights(64)), rtol=1e-5, atol=1e-5)
+    finally:
+        zero.shutdown()

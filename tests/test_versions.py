@@ -241,3 +241,77 @@ def test_concurrent_readers_never_see_a_mixed_version(model: ModelBuffer) -> Non
     race(write, read, failures=failures)
     assert not failures, failures[:3]
     assert set(range(2, 62)) <= seen and served_again <= seen, (sorted(seen), served_again - seen)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "interp"])
+def test_stage_without_copy_adopts_the_arrays(model: ModelBuffer, backend: str) -> None:
+    """copy=False: the version's weights are read-only views of the arrays given (no update
+    graph run), its derived values computed as with a copy; the caller's arrays unchanged."""
+    b = load_bundle(model, backend)
+    b.update(weights(1))
+    y1 = b.infer({"x": X})[0]
+    src = weights(2)
+    kept = {k: a.copy() for k, a in src.items()}
+    calls = spy_runs(b)
+    v = b.stage(src, copy=False)
+    assert sorted(calls) == ["wrc.derive.0", "wrc.derive.1"], calls  # derives only: no copies
+    y, served = b.infer({"x": X}, with_version=True)
+    assert served == v - 1 and np.array_equal(y[0], y1)
+    b.commit(v)
+    y2 = b.infer({"x": X})[0]
+    _close(y2, 2)
+    live = b.weights()
+    for k, a in src.items():
+        assert np.shares_memory(live[k], a) and not live[k].flags.writeable, k
+        assert a.flags.writeable and np.array_equal(a, kept[k]), k  # never written, flags kept
+    del live
+    assert b.rollback() == v - 1 and np.array_equal(b.infer({"x": X})[0], y1)
+    b.update(src, copy=False)  # update adopts too
+    assert np.array_equal(b.infer({"x": X})[0], y2)
+
+
+def test_arrays_that_cannot_be_adopted_change_nothing(model: ModelBuffer) -> None:
+    b = load_bundle(model)
+    b.update(weights(1))
+    staged = b.stage(weights(2))
+    before = _state(b)
+    w = weights(3)
+    raw = bytearray(w["gamma"].nbytes + 1)
+    misaligned = np.frombuffer(raw, np.float32, len(w["gamma"]), offset=1)
+    misaligned[...] = w["gamma"]
+    for bad, message in [({**w, "w": np.asfortranarray(w["w"])}, r"'w': copy=False needs a C-contiguous array"),
+                         ({**w, "gamma": misaligned}, "'gamma': copy=False needs an array aligned for float32"),
+                         ({**w, "lora_a": w["lora_a"][::2]}, r"'lora_a'.*shape"),
+                         ({**w, "nope": w["w"]}, "unknown weight 'nope'")]:
+        with pytest.raises(InputError, match=message):
+            b.stage(bad, copy=False)
+        with pytest.raises(InputError, match=message):
+            b.update(bad, copy=False)
+        _same(_state(b), before)
+    b.commit(staged)  # still staged
+    _close(b.infer({"x": X})[0], 2)
+    assert b.rollback() == before[0]
+    b.update({**w, "gamma": misaligned})  # a copy takes it
+    _close(b.infer({"x": X})[0], 3)
+
+
+def test_adopted_arrays_live_as_long_as_a_version_holds_them(model: ModelBuffer) -> None:
+    """The caller's arrays stay alive while the live, staged or previous version holds
+    them, and are let go when it is retired; the bundle keeps no weight arrays of its own."""
+    b = load_bundle(model)
+    b.update(weights(1))
+    owned = {k: weakref.ref(a) for k, a in b.weights().items()}  # the bundle's own copies
+    src = weights(2)
+    adopted = [weakref.ref(a) for a in src.values()]
+    b.commit(b.stage(src, copy=False))
+    del src
+    assert all(r() is not None for r in adopted)
+    b.release()  # gives up the previous version, the bundle's own arrays: freed, not kept
+    assert all(r() is None for r in owned.values())
+    with pytest.raises(VersionError, match="no previous version is retained"):
+        b.rollback()
+    b.commit(b.stage(weights(3), copy=False))
+    assert all(r() is not None for r in adopted)  # the previous version
+    b.stage(weights(4), copy=False)  # gives it up
+    assert all(r() is None for r in adopted)
+    _close(b.infer({"x": X})[0], 3)

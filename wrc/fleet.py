@@ -9,7 +9,12 @@ buffers while it keeps serving), and only when every replica staged it commits o
 response carries the fleet version of the weights that computed it (`Bundle.infer(...,
 with_version=True)`), so no response mixes two weight sets. A request that started on the old
 version finishes on it: its snapshot keeps the old arrays alive until it returns (the version
-drains), and only then can they hold a later version.
+drains), and only then can they hold a later version. With `copy=False` a replica copies
+nothing: its versions adopt the object store's read-only arrays (`Bundle.stage(copy=False)`),
+shared by every replica on a node, and each set stays in the store while a version holds it.
+
+Every wait on a replica or the registry is bounded (`timeout`): a replica that does not
+answer fails the call with a `FleetError` naming it instead of hanging the controller.
 
 The committed weight set (and the one it replaced) is also held by a small registry actor:
 a replica that Ray restarts loads its bundle and applies the committed weights in its
@@ -21,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,27 @@ def _ray() -> Any:
 Published = tuple[int, list[Any]]
 
 
+RELEASE_WAIT_S = 1.0
+"""How long `publish` waits for the previous weight set to be let go before putting the next:
+beyond it the store holds three sets for a while instead of stalling the publish."""
+
+
+def _out_of_scope(entry: tuple[int, Any] | None) -> threading.Event:
+    """An event set once Ray references the weight set of `entry` (version, ObjectRef)
+    nowhere any more; set at once when there is none, or Ray cannot tell (an internal API of
+    Ray's, for objects this process owns: those it put)."""
+    done = threading.Event()
+    ref = None if entry is None else entry[1]
+    worker = _ray()._private.worker.global_worker
+    watch = getattr(getattr(worker, "core_worker", None), "add_object_out_of_scope_callback", None)
+    try:
+        if ref is None or watch is None or not watch(ref, lambda _: done.set()):
+            done.set()
+    except (ValueError, TypeError):  # not owned here
+        done.set()
+    return done
+
+
 class Registry:
     """The committed weight set and the one it replaced, for replicas that restart (an actor)."""
 
@@ -61,29 +88,31 @@ class Registry:
 
 
 class Replica:
-    """One loaded bundle in a Ray actor; versions are the fleet's, mapped to the bundle's own."""
+    """One loaded bundle in a Ray actor; versions are the fleet's, mapped to the bundle's own.
+    `copy`: weight sets copied into the bundle's buffers, or adopted (zero-copy)."""
 
-    def __init__(self, model: bytes, backend: str, registry: Any) -> None:
+    def __init__(self, model: bytes, backend: str, registry: Any, copy: bool = True, timeout: float = 120.0) -> None:
         ray = _ray()
         self.bundle = load_bundle(model, backend)
+        self.copy = copy
         # bundle version → fleet version; only added to (an int pair per version), so that a
         # request finishing on an old snapshot still finds its version.
         self._fleet: dict[int, int] = {}
         self._staged: tuple[int, int] | None = None  # (fleet version, bundle version)
         self._replaced: int | None = None  # the fleet version `bundle.rollback()` returns to
-        committed = ray.get(registry.get.remote())
+        committed = ray.get(registry.get.remote(), timeout=timeout)
         # Catch up before taking requests: Ray sends none before the constructor returns.
         if committed is None:
             self._apply(0, None)
         else:
-            self._apply(committed[0], ray.get(committed[1][0]))
+            self._apply(committed[0], ray.get(committed[1][0], timeout=timeout))
 
     def _apply(self, version: int, weights: Mapping[str, Any] | None) -> None:
         """Serve fleet `version` from `weights` (None: the weights compiled in, version 0)."""
         if weights is None:
             self.bundle.init()
         else:
-            self.bundle.update(weights)
+            self.bundle.update(weights, copy=self.copy)
         self._fleet[self.bundle.version] = version
         self._staged = self._replaced = None
 
@@ -96,9 +125,16 @@ class Replica:
 
     def stage(self, version: int, weights: Mapping[str, Any]) -> None:
         self._replaced = None  # staging gives up the bundle's previous version
-        local = self.bundle.stage(weights)  # a copy: the store's read-only arrays are let go
+        # copy: into the bundle's buffers, the store's arrays let go; else they are adopted
+        local = self.bundle.stage(weights, copy=self.copy)
         self._fleet[local] = version
         self._staged = (version, local)
+
+    def release(self) -> None:
+        """Give up the retained (staged or previous) version: with `copy=False`, its weight
+        set's arrays in the object store."""
+        self.bundle.release()
+        self._staged = self._replaced = None
 
     def commit(self, version: int) -> None:
         live = self.version()
@@ -109,14 +145,14 @@ class Replica:
         self.bundle.commit(self._staged[1])
         self._staged, self._replaced = None, live
 
-    def rollback(self, version: int, weights: list[Any]) -> None:
+    def rollback(self, version: int, weights: list[Any], timeout: float) -> None:
         """Serve fleet `version` again: the bundle's retained version, else (a replica
         restarted since) the registry's weights, `[ObjectRef]` (`[None]`: version 0)."""
         if self._replaced == version:
             self.bundle.rollback()
             self._staged = self._replaced = None
         elif self.version() != version:
-            self._apply(version, None if weights[0] is None else _ray().get(weights[0]))
+            self._apply(version, None if weights[0] is None else _ray().get(weights[0], timeout=timeout))
 
 
 def _model_bytes(model: str | os.PathLike[str] | bytes | ModelBuffer) -> bytes:
@@ -150,16 +186,22 @@ class Fleet:
     or a weight file): the fleet's first version, 1; without it each replica runs `init()`
     and serves version 0. `options`: Ray actor options for the replicas (e.g. `num_cpus`,
     `max_restarts`; restarts and task retries are unlimited by default), or a list of them,
-    one per replica (e.g. to place each on a node).
+    one per replica (e.g. to place each on a node). `copy=False`: zero-copy, replicas adopt
+    the object store's arrays (docs/fleet.md "Zero-copy"). `timeout`: seconds any call waits
+    for a replica (loading, staging, committing, a request) or the registry.
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
                  backend: str = "numpy", weights: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                  infer_threads: int = 2,
-                 options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
+                 options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+                 copy: bool = True, timeout: float = 120.0) -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise InputError(f"Fleet: timeout must be a positive number of seconds, got {timeout!r}")
+        self.copy, self.timeout = bool(copy), float(timeout)
         each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
         if len(each) != replicas:
             raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
@@ -171,11 +213,11 @@ class Fleet:
         if weights is not None:
             self._committed = (1, ray.put(_weight_set(weights)))
             self._version = self._last = 1
-            ray.get(self._registry.set.remote((1, [self._committed[1]]), None))
+            self._registry_set((1, [self._committed[1]]), None)
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
         self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
         self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
-            self._model, backend, self._registry) for opts in each]
+            self._model, backend, self._registry, self.copy, self.timeout) for opts in each]
         self._all("version")  # every replica loaded (their errors surface here)
         self._next = itertools.count()
 
@@ -186,50 +228,121 @@ class Fleet:
         return self._version
 
     def _all(self, method: str, *args: Any) -> list[Any]:
-        """Call `method` on every replica's control group; wait for all; FleetError naming
-        each replica that failed."""
+        """Call `method` on every replica's control group; wait for all (at most `timeout`);
+        FleetError naming each replica that failed or did not answer."""
+        results, problems = self._each(method, *args)
+        if problems:
+            raise FleetError(self._failed(method, problems))
+        return results
+
+    def _each(self, method: str, *args: Any) -> tuple[list[Any], dict[int, str]]:
+        """`method` on every replica: the results, and the problem of each that failed."""
         ray = _ray()
         refs = [getattr(r, method).options(concurrency_group=CONTROL_GROUP).remote(*args) for r in self.replicas]
-        results, problems = [], []
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.timeout)[0])
+        results: list[Any] = []
+        problems: dict[int, str] = {}
         for i, ref in enumerate(refs):
+            if ref not in ready:
+                problems[i] = f"replica {i}: no answer within {self.timeout:g} s"
+                continue
             try:
                 results.append(ray.get(ref))
             except Exception as e:  # every replica answers before the caller decides
                 cause = getattr(e, "cause", None) or e
-                problems.append(f"replica {i}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}")
-        if problems:
-            raise FleetError(f"{method} failed on {len(problems)} of {len(refs)} replica(s): " + "; ".join(problems))
-        return results
+                problems[i] = f"replica {i}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}"
+        return results, problems
 
-    def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str]) -> int:
-        """Stage a weight set (a dict, or a `.safetensors`/`.npz` file) on every replica, then
-        commit it on all; returns its fleet version. One `ray.put` for the whole set.
+    def _failed(self, method: str, problems: Mapping[int, str]) -> str:
+        return (f"{method} failed on {len(problems)} of {len(self.replicas)} replica(s): "
+                + "; ".join(problems.values()))
+
+    def _registry_set(self, committed: Published | None, previous: Published | None) -> None:
+        try:
+            _ray().get(self._registry.set.remote(committed, previous), timeout=self.timeout)
+        except Exception as e:
+            raise FleetError(f"the fleet's registry actor did not record the committed version: "
+                             f"{type(e).__name__}: {e}") from None
+
+    def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str] | Any) -> int:
+        """Stage a weight set (a dict, a `.safetensors`/`.npz` file, or the `ObjectRef` of a
+        dict already in the object store) on every replica, then commit it on all; returns
+        its fleet version. One `ray.put` for the whole set (none for an `ObjectRef`).
 
         A failure while staging on any replica (`FleetError` naming each) commits nothing:
         every replica keeps serving the version it served.
         """
         ray = _ray()
-        values = _weight_set(weights)
+        given = weights if isinstance(weights, ray.ObjectRef) else None
+        values = _weight_set(weights) if given is None else None
         with self._lock:
             # Retain only what serving needs: the committed set and the one staged (object
-            # store: two weight sets). Replicas give up their previous version when staging too.
-            self._previous = None
-            ray.get(self._registry.set.remote(self._published(self._committed), None))
+            # store: two weight sets). Replicas give up their previous version when staging;
+            # adopting replicas must let its arrays go before the new set is put.
             version = self._last = self._last + 1
-            ref = ray.put(values)
-            del values
             try:
+                self._release(replicas=not self.copy)
+                ref = given if given is not None else ray.put(values)
+                del values
                 self._all("stage", version, ref)
+                # The registry first: a replica restarting now starts on the new version.
+                old = self._committed
+                self._registry_set(self._published((version, ref)), self._published(old))
             except FleetError as e:
                 raise FleetError(f"publish of version {version} aborted, every replica still serves "
                                  f"version {self._version}: {e}") from None
-            old, self._committed = self._committed, (version, ref)
-            self._previous = old or (self._version, None)
-            # The registry first: a replica restarting now starts on the new version.
-            ray.get(self._registry.set.remote(self._published(self._committed), self._published(old)))
-            self._all("commit", version)
+            self._committed, self._previous = (version, ref), old or (self._version, None)
+            problems = self._each("commit", version)[1]
+            if problems:  # a replica that did not switch must not serve: restarted, it starts on `version`
+                self._restart(problems, version)
             self._version = version  # requests admitted from now on: this version
+            if problems:
+                raise FleetError(f"version {version} is committed, but {self._failed('commit', problems)}; "
+                                 f"restarted {', '.join(f'replica {i}' for i in problems)} on it")
             return version
+
+    def _restart(self, replicas: Mapping[int, str], version: int) -> None:
+        """Kill these replicas (Ray restarts them, on the registry's `version`) and wait until
+        each serves it: until then the old process may still answer (on the old version)."""
+        ray = _ray()
+        for i in replicas:
+            ray.kill(self.replicas[i], no_restart=False)
+        deadline = time.monotonic() + self.timeout
+        for i in replicas:
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    if left > 0 and ray.get(self.replicas[i].version.options(concurrency_group=CONTROL_GROUP)
+                                            .remote(), timeout=left) == version:
+                        break
+                except ray.exceptions.GetTimeoutError:
+                    pass
+                except ray.exceptions.RayError:  # the old process, killed meanwhile: ask the new one
+                    continue
+                if time.monotonic() >= deadline:
+                    raise FleetError(f"version {version} is committed, but replica {i} did not switch to it "
+                                     f"nor come back on it within {self.timeout:g} s")
+                time.sleep(0.01)  # the old process answered: not killed yet
+
+    def release(self) -> None:
+        """Give up the version retained for `rollback` everywhere now (as `publish` does
+        first), so that a weight set the caller puts next finds its room in the object store.
+        Waits (at most `RELEASE_WAIT_S`) until nothing references that set: a caller that
+        published it as an `ObjectRef` drops its own reference first."""
+        with self._lock:
+            self._release(replicas=True)
+
+    def _release(self, replicas: bool) -> None:
+        """Drop the previous weight set: the controller's and registry's references, and the
+        replicas' retained versions (`replicas`: needed when they adopt it). Waits (at most
+        `RELEASE_WAIT_S`) until Ray references it nowhere, so that a set put next can take
+        its memory in the store."""
+        gone = _out_of_scope(self._previous)
+        self._previous = None
+        self._registry_set(self._published(self._committed), None)
+        if replicas:
+            self._all("release")
+        gone.wait(RELEASE_WAIT_S)
 
     @staticmethod
     def _published(entry: tuple[int, Any] | None) -> Published | None:
@@ -239,25 +352,34 @@ class Fleet:
         """Make the version the last publish replaced live again on every replica (O(1) on
         each, re-applied on a replica restarted since); returns it. `VersionError` when
         none is retained (after a rollback, or once another publish started)."""
-        ray = _ray()
         with self._lock:
             if self._previous is None:
                 raise VersionError(f"rollback(): no previous fleet version is retained (live: version "
                                    f"{self._version}); a rollback, or a new publish, gives it up")
             prev = self._previous
-            ray.get(self._registry.set.remote(self._published(prev), None))
-            self._all("rollback", prev[0], [prev[1]])
+            self._registry_set(self._published(prev), None)
+            self._all("rollback", prev[0], [prev[1]], self.timeout)
             self._committed, self._previous, self._version = (prev if prev[1] is not None else None), None, prev[0]
             return self._version
 
     def infer_async(self, inputs: Any) -> Any:
         """Send one request to the next replica (round robin): an ObjectRef of `(outputs, version)`."""
-        replica = self.replicas[next(self._next) % len(self.replicas)]
-        return replica.infer.options(concurrency_group=INFER_GROUP).remote(inputs)
+        return self._send(inputs)[1]
+
+    def _send(self, inputs: Any) -> tuple[int, Any]:
+        i = next(self._next) % len(self.replicas)
+        return i, self.replicas[i].infer.options(concurrency_group=INFER_GROUP).remote(inputs)
 
     def infer(self, inputs: Any) -> tuple[list[Any], int]:
-        """`(outputs, version)` of one request: the fleet version of the weights that computed it."""
-        return _ray().get(self.infer_async(inputs))
+        """`(outputs, version)` of one request: the fleet version of the weights that computed it.
+        `FleetError` when its replica does not answer within `timeout`."""
+        ray = _ray()
+        i, ref = self._send(inputs)
+        try:
+            return ray.get(ref, timeout=self.timeout)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(ref)
+            raise FleetError(f"infer: replica {i} did not answer within {self.timeout:g} s") from None
 
     def shutdown(self) -> None:
         """End the replicas and the registry (Ray itself keeps running)."""
@@ -265,3 +387,4 @@ class Fleet:
         for actor in [*self.replicas, self._registry]:
             ray.kill(actor, no_restart=True)
         self.replicas = []
+        self._committed = self._previous = None  # the weight sets leave the store

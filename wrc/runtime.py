@@ -36,6 +36,7 @@ from wrc.abi import (
     UPDATE_GRAPH,
     FunctionPlan,
     Spec,
+    Weight,
 )
 from wrc.adapters import AdapterState, check_adapter, delta_signature, peft_adapter
 from wrc.analysis import Analysis, analyse
@@ -51,7 +52,7 @@ from wrc.errors import (
     WrcError,
 )
 from wrc.model_buffer import ModelBuffer, c_array
-from wrc.versions import Prepared, Snapshot, VersionSlots
+from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ class Bundle:
         delta = self._graphs.get(DELTA_GRAPH)  # adapters (wrc/adapters.py): weight name → its delta
         self._deltas = delta_signature(delta, self._weights) if delta is not None else {}
         self._delta_zeros: dict[str, Any] = {}  # the delta graph's inputs for weights left as they are
+        # stage(copy=False): adopting arrays is what the update graph would do (host memory only).
+        self._adoptable = upd is not None and self._arrays.host and plain_copies(upd)
 
     # ------------------------------------------------------------------ introspection
 
@@ -210,27 +213,37 @@ class Bundle:
         self._prefault()
         self._warm_up()
 
-    def update(self, weights: Mapping[str, Any]) -> None:
+    def update(self, weights: Mapping[str, Any], copy: bool = True) -> None:
         """Replace the named weights atomically (keys: the original constant names).
 
         Missing keys and empty arrays leave a weight unchanged. Every entry is checked
         before anything changes; any problem raises `InputError` and changes nothing.
-        It is `stage` and `commit` in one step (no other writer can come between them).
+        It is `stage` and `commit` in one step (no other writer can come between them);
+        `copy=False` adopts the arrays as `stage` does.
         """
-        upd, call = self._update_call(weights, "update")
-        self._execute(upd, call)
+        if copy:
+            upd, call = self._update_call(weights, "update")
+            self._execute(upd, call)
+        else:
+            arrays = self._adopted(weights, "update")
+            with self._write_lock:
+                self._publish(self._adopt(arrays))
         if not self._warm:  # a weight-stripped bundle: its first complete update
             self._warm_up()
 
-    def _update_call(self, weights: Mapping[str, Any], method: str) -> tuple[FunctionPlan, _Call]:
-        """The update graph and its checked call for `weights` (nothing changes on an error)."""
+    def _checked(self, weights: Mapping[str, Any], method: str) -> tuple[FunctionPlan, list[tuple[Weight, Any]]]:
+        """The update graph and the checked entries of `weights` to apply (nothing changes on an error)."""
         upd = self._graphs.get(UPDATE_GRAPH)
         if upd is None:
             raise RuntimeStateError(f"this bundle has no {UPDATE_GRAPH!r}: its weights cannot be updated")
         if not isinstance(weights, Mapping):
             raise InputError(f"{method}() takes a mapping from weight name to array, got "
                              f"{type(weights).__name__}")
-        values = self._weights.check(weights, self._as_array)
+        return upd, self._weights.check(weights, self._as_array)
+
+    def _update_call(self, weights: Mapping[str, Any], method: str) -> tuple[FunctionPlan, _Call]:
+        """The update graph and its checked call for `weights` (nothing changes on an error)."""
+        upd, values = self._checked(weights, method)
         if self._update_template is None:
             return upd, self._bind_named(upd, {w.input.name: a for w, a in values})
         call = _Call(list(self._update_template), dict.fromkeys(range(len(upd.inputs)), False))
@@ -246,18 +259,42 @@ class Bundle:
         """The live weight version: 0 as loaded, a new number for each init, update or commit."""
         return self._snapshot.version
 
-    def stage(self, weights: Mapping[str, Any]) -> int:
+    def stage(self, weights: Mapping[str, Any], copy: bool = True) -> int:
         """Prepare the weights `update` would set (derived values included) as a new version
         beside the live one, without changing what `infer` reads; returns its number.
 
         Checked as `update` checks (`InputError`, nothing changes). Staging gives up the
         version retained for `rollback` or staged before: its memory holds the new one.
+        `copy=False` (zero-copy): the new version's weights are read-only views of the arrays
+        given (C-contiguous, aligned NumPy arrays, else `InputError`), which must not change
+        while a version holds them; derived values are computed as with a copy.
         """
-        upd, call = self._update_call(weights, "stage")
-        with self._write_lock:
-            staged = self._prepare(upd, call)[1]
-            self._versions.staged = staged
+        if copy:
+            upd, call = self._update_call(weights, "stage")
+            with self._write_lock:
+                staged = self._prepare(upd, call)[1]
+                self._versions.staged = staged
+        else:
+            arrays = self._adopted(weights, "stage")
+            with self._write_lock:
+                staged = self._versions.staged = self._adopt(arrays)
         return staged.snapshot.version
+
+    def release(self) -> None:
+        """Give up the retained version (staged, or previous for `rollback`) now, as staging
+        does first: the arrays only it held are let go (those adopted with `copy=False`
+        included) before the next weight set exists."""
+        with self._write_lock:
+            self._release_retained()
+
+    def _adopted(self, weights: Mapping[str, Any], method: str) -> dict[str, np.ndarray]:
+        """Variable → read-only view of each checked weight, for `copy=False`."""
+        upd, values = self._checked(weights, method)
+        if not self._adoptable:
+            why = (f"backend {self.backend!r} keeps its arrays on a device" if not self._arrays.host
+                   else f"its {UPDATE_GRAPH!r} computes more than copies of the weights")
+            raise InputError(f"{method}(copy=False): this bundle cannot adopt weight arrays: {why}; use copy=True")
+        return adopted(values, method)
 
     def commit(self, version: int) -> None:
         """Make the staged `version` live (one reference assignment); the replaced version is
@@ -398,15 +435,39 @@ class Bundle:
             outs: list[np.ndarray] = []
         else:
             outs, fresh, new = self._write(info, call, snap)
-        adapter = snap.adapter
-        rebased = [v for v in adapter.bases if v in fresh] if adapter is not None else []
-        if rebased:  # new bases under the live adapter: it is applied to them (see apply_adapter)
-            adapter = AdapterState(adapter.name, adapter.factors, {**adapter.bases, **{v: new[v] for v in rebased}})
-            applied = self._apply_deltas(adapter, rebased)
-            fresh.update(applied)
-            new.update(applied)
+        adapter = self._rebase(snap.adapter, fresh, new)
         fresh.update(self._derive(new, fresh.keys() & new.keys()))
         return outs, Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh))
+
+    def _rebase(self, adapter: AdapterState | None, fresh: dict[str, Any], new: dict[str, Any]) -> AdapterState | None:
+        """The live `adapter` with the new values in `fresh` as the bases of the weights it
+        covers, applied to them (see apply_adapter): `fresh` and `new` get the results."""
+        rebased = [v for v in adapter.bases if v in fresh] if adapter is not None else []
+        if not rebased:
+            return adapter
+        adapter = AdapterState(adapter.name, adapter.factors, {**adapter.bases, **{v: new[v] for v in rebased}})
+        applied = self._apply_deltas(adapter, rebased)
+        fresh.update(applied)
+        new.update(applied)
+        return adapter
+
+    def _adopt(self, arrays: dict[str, np.ndarray]) -> Prepared:
+        """A new version whose weights are `arrays` themselves (adopted, read-only), derived
+        values computed into arrays of its own; unpublished (the caller holds the write lock)."""
+        self._release_retained()
+        snap = self._snapshot
+        self._drop_spares(arrays)
+        new = {**snap, **arrays}
+        fresh = dict(arrays)
+        adapter = self._rebase(snap.adapter, fresh, new)  # adopted arrays are bases: kept as given
+        fresh.update(self._derive(new, arrays))
+        return Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh), adopted=True)
+
+    def _drop_spares(self, names: Iterable[str]) -> None:
+        """Let the spare buffers of these weights go: adopting versions copy nothing into them."""
+        for var in names:
+            if var not in self._derived:
+                self._spare.pop(var, None)
 
     def _publish(self, prepared: Prepared) -> None:
         """Make a prepared version live; the replaced one is retained for `rollback`."""
@@ -417,6 +478,8 @@ class Bundle:
         self._versions.previous = Prepared(live, prepared.snapshot, prepared.changed)
         if self._stored is not None:  # (after an init the new version holds them all: a no-op)
             self._release_initial(prepared.snapshot)
+        if prepared.adopted:  # neither the replaced arrays nor released initial values
+            self._drop_spares(prepared.changed)
 
     def _release_retained(self) -> None:
         """Give up the staged or previous version: its arrays may serve the next write."""

@@ -6,6 +6,10 @@ snapshot reference once knows which version served it without a lock. Besides th
 snapshot a bundle retains at most one other: the version staged for a commit, or the one a
 commit replaced (for `rollback`). Staging gives up the retained one first, so its buffers can
 hold the new version (double buffering: never more than two weight sets).
+
+A version staged with `copy=False` adopts the caller's arrays instead (`adopted`): read-only
+views of them become its variables, so the memory is the caller's (e.g. Ray's object store,
+shared by every replica on a node), held as long as a version refers to it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wrc.errors import VersionError
+import numpy as np
+
+from wrc.abi import FunctionPlan, Weight
+from wrc.errors import InputError, VersionError
 
 
 class Snapshot(dict[str, Any]):
@@ -35,6 +42,7 @@ class Prepared:
     snapshot: Snapshot
     base: Snapshot
     changed: tuple[str, ...]  # the variables (derived ones included) whose arrays are new
+    adopted: bool = False  # its weights' arrays are the caller's (`stage(copy=False)`)
 
 
 class VersionSlots:
@@ -85,3 +93,33 @@ class VersionSlots:
                                f"{live.version}); a rollback, or staging a new version, gives it up")
         self.previous = None
         return prev
+
+
+def plain_copies(upd: FunctionPlan) -> bool:
+    """Whether the update graph only copies each given weight whole into its variable: then
+    adopting the weight's array is what running it would produce."""
+    targets = set(upd.targets.items())
+    return all(w.full and w.guards is not None and len(w.guards) == 1 and w.guards[0][1]
+               and (w.guards[0][0], w.var) in targets for w in upd.writes) and len(upd.writes) == len(targets)
+
+
+def adopted(values: list[tuple[Weight, Any]], method: str) -> dict[str, np.ndarray]:
+    """Variable → a read-only view of each checked weight's array, to serve as its value
+    without a copy; `InputError` naming every array that cannot (nothing changes)."""
+    out: dict[str, np.ndarray] = {}
+    problems = []
+    for w, arr in values:
+        what = f"weight {w.name!r}"
+        if not isinstance(arr, np.ndarray):
+            problems.append(f"{what}: copy=False adopts NumPy arrays only, got {type(arr).__name__}")
+        elif not arr.flags.c_contiguous:
+            problems.append(f"{what}: copy=False needs a C-contiguous array (np.ascontiguousarray)")
+        elif not arr.flags.aligned:
+            problems.append(f"{what}: copy=False needs an array aligned for {arr.dtype}")
+        else:
+            view = arr.view(np.ndarray)  # ours: read-only whatever the caller's flags are
+            view.flags.writeable = False
+            out[w.variable] = view
+    if problems:
+        raise InputError(f"{method}(copy=False) changed nothing: " + "; ".join(problems))
+    return out
