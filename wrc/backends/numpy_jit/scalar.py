@@ -134,7 +134,14 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
         attr = op.properties.get("value")
         t = op.results[0].type
         if isinstance(attr, FloatAttr | IntegerAttr):
-            return src.const(scalar_dtype(op, t).type(attr.value.data))
+            value = scalar_dtype(op, t).type(attr.value.data)
+            if not arrays.host:  # (a device module takes NumPy scalars, not host arrays)
+                return src.const(value)
+            # A 0-d array: NumPy takes it as cheaply as an array operand, a NumPy scalar
+            # costs a ufunc call ~0.3 µs more (its conversion).
+            arr = np.array(value)
+            arr.flags.writeable = False
+            return src.const(arr)
         if isinstance(attr, DenseIntOrFPElementsAttr):
             shape = tuple(attr.get_shape() or ())
             arr = np.array(attr.get_values(), scalar_dtype(op, attr.get_element_type())).reshape(shape)
