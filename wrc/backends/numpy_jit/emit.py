@@ -228,11 +228,30 @@ class FuncEmitter:
             if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
                 return buf
             return self.reshape(buf, shape, ind)
-        isz = acc.dtype.itemsize
+        box = self.box(acc, shape, strides)
         v = self.src.var()
+        if box is not None:  # a slice of the buffer: cheaper to make than a strided view
+            self.src.emit(ind, f"{v} = {buf}[{c(box)}]")
+            return v
+        isz = acc.dtype.itemsize
         self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
                            f"{c(tuple(s * isz for s in strides))})")
         return v
+
+    @staticmethod
+    def box(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[slice, ...] | None:
+        """The view as basic slices of its buffer, when it is a box of it (same dims and
+        strides, from an offset inside it), else None."""
+        assert acc.shape is not None
+        if len(shape) != len(acc.shape):
+            return None
+        own, slices, rest = c_strides(acc.shape), [], acc.offset
+        for d, s, size, cs in zip(shape, strides, acc.shape, own, strict=True):
+            start, rest = divmod(rest, cs)
+            if (s != cs and d != 1) or start + d > size:
+                return None
+            slices.append(slice(start, start + d))
+        return tuple(slices) if rest == 0 else None
 
     # -- generic kernels
 
