@@ -28,15 +28,15 @@ from wrc.workflow import compile_graph
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 FAMILIES = ("bert", "distilbert", "gpt2", "llama", "t5_encoder", "whisper_encoder", "vit_timm", "vit_torchvision")
-_CALL = re.compile(r"\b(?:np\.[\w.]+|k\d+|_nd)\(|\.(?:reshape|min|max)\(")
+_CALL = re.compile(r"\b(?:np\.[\w.]+|k\d+|_nd)\(|\.(?:reshape|min|max)\(|\bv\d+\[k\d+\]")
 
 Record = Callable[..., None]
 Interleaved = Callable[[dict[str, Callable[[], object]], int, int], dict[str, tuple[float, float]]]
 
 
 def numpy_calls(source: str) -> int:
-    """Calls on the common path of a generated function: argument checks and the `else`
-    branches (a gather's out-of-range indices) left out."""
+    """Calls on the common path of a generated function (views by slicing included):
+    argument checks and the `else` branches (a gather's out-of-range indices) left out."""
     n, skip = 0, None
     for line in source.splitlines()[1:]:
         ind = len(line) - len(line.lstrip())

@@ -123,3 +123,24 @@ def test_out_overlapping_the_input_elsewhere_than_in_place() -> None:
         want = ref[:-shift] if shift > 0 else ref[-shift:]
         assert erf(src, out=dst) is dst
         assert np.abs(dst - want).max() < 5e-7, shift
+
+
+def test_small_arrays_in_place_match_the_blocked_path() -> None:
+    # arrays of up to SMALL elements (the JIT's in-place calls on small activations) take
+    # a shorter path: the same passes, so the same values as the blocked one, bit for bit
+    x = np.concatenate([np.linspace(-7, 7, 200_001, dtype=np.float32),
+                        np.float32([3.92, 4.0, 4.0001, 1e30, -3.4e38, 0.0, -0.0, np.inf, -np.inf, np.nan])])
+    want = erf(x)  # more than SMALL elements: blocks
+    assert x.size > erf_module.SMALL
+    got = x.copy()
+    for start in range(0, x.size, erf_module.SMALL):
+        chunk = got[start:start + erf_module.SMALL].reshape(-1, 1)
+        assert erf(chunk, out=chunk) is chunk
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got[:200_001] - _exact(x[:200_001])).max() < 5e-7
+    small = x[:1000].reshape(10, 100)
+    np.testing.assert_array_equal(erf(small), want[:1000].reshape(10, 100))  # a new array
+    frozen = small.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable float32"):
+        erf(frozen, out=frozen)

@@ -4,7 +4,8 @@
 // a reshaped view of an array is made once (the row sums reuse the row maxima's view); erf
 // writes its result with `out=` (here in place) instead of returning a temporary that is
 // then copied; softmax's `exp(x - max)` computes `x - max` into the output, then exp in
-// place (no temporary for the difference). A comparison that is one ufunc writes with
+// place (no temporary for the difference), and its row sums are one product with a column of
+// ones (cheaper than `add.reduce` on small rows). A comparison that is one ufunc writes with
 // `out=`; a copy onto the array it copies from (the cast of a dead mask, which took the
 // mask's array) is no code.
 
@@ -45,11 +46,12 @@ builtin.module {
 // CHECK-NEXT: np.exp([[X]], out=[[X]])
 // CHECK-NOT:  np.copyto(
 // CHECK-NOT:  .reshape(
-// CHECK:      np.add.reduce([[X]], axis={{k[0-9]+}}, keepdims=True, out=[[MAX]])
+// CHECK:      np.matmul([[X]], [[ONES:k[0-9]+]], out=[[MAX]])
 // CHECK-NOT:  .reshape(
 // CHECK:      np.divide([[X]], [[MAX]], out=
 // CHECK:      #   [[SHAPE]] = (4, 2)
 // CHECK:      #   [[ERF]] = <function erf>
+// CHECK:      #   [[ONES]] = array<float32[3, 1]>
 
 // CHECK:      # func @mask
 // CHECK:      [[L:v[0-9]+]] = np.empty(

@@ -228,11 +228,30 @@ class FuncEmitter:
             if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
                 return buf
             return self.reshape(buf, shape, ind)
-        isz = acc.dtype.itemsize
+        box = self.box(acc, shape, strides)
         v = self.src.var()
+        if box is not None:  # a slice of the buffer: cheaper to make than a strided view
+            self.src.emit(ind, f"{v} = {buf}[{c(box)}]")
+            return v
+        isz = acc.dtype.itemsize
         self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
                            f"{c(tuple(s * isz for s in strides))})")
         return v
+
+    @staticmethod
+    def box(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[slice, ...] | None:
+        """The view as basic slices of its buffer, when it is a box of it (same dims and
+        strides, from an offset inside it), else None."""
+        assert acc.shape is not None
+        if len(shape) != len(acc.shape):
+            return None
+        own, slices, rest = c_strides(acc.shape), [], acc.offset
+        for d, s, size, cs in zip(shape, strides, acc.shape, own, strict=True):
+            start, rest = divmod(rest, cs)
+            if (s != cs and d != 1) or start + d > size:
+                return None
+            slices.append(slice(start, start + d))
+        return tuple(slices) if rest == 0 else None
 
     # -- generic kernels
 
@@ -271,13 +290,24 @@ class FuncEmitter:
                 if not any(u.operation in later for u in block.args[g.n_in].uses):
                     final = owner
 
-        comb_op = yield_op.operands[0].owner if not parallel else None
+        # `select(c, a, out's own elements)`: only where `c` holds is anything written
+        # (a masked fill in place: one `copyto` instead of `np.where` and a copy).
+        sel = yield_op.operands[0].owner if parallel and len(outs) == 1 and final is None else None
+        if not (isinstance(sel, Operation) and sel.name == "arith.select" and sel.parent_block() is block
+                and sel.results[0].uses.get_length() == 1 and self.same_elements(g, sel.operands[2], g.n_in)
+                and shapes[block.args[g.n_in]] == tuple(g.extents)):
+            sel = None
+        comb_op = yield_op.operands[0].owner if not parallel else sel
         body = [o for o in block.ops if o is not yield_op and o is not comb_op]
         early = self.early_into_output(body, final, block.args[g.n_in]) if final else None
         if shapes.get(block.args[g.n_in]) != tuple(g.extents):  # an output broadcast along a dim
             early = None
         self.body_ops(g, body, env, final, outs[0] if final else None, ind, shapes, early)
 
+        if sel is not None:
+            c, a = (env.get(v) or self.name(v) for v in sel.operands[:2])
+            self.src.emit(ind, f"np.copyto({outs[0]}, {a}, where={c})")
+            return
         if parallel:
             for j, v in enumerate(yield_op.operands):
                 if env.get(v) != outs[j] and not self.same_elements(g, v, g.n_in + j):
@@ -286,6 +316,15 @@ class FuncEmitter:
 
         assert g.expr is not None and g.combiner is not None
         expr_v = env.get(g.expr) or self.name(g.expr)
+        if self.row_sum(g, shapes.get(g.expr)):
+            # A sum along the innermost loop dim as a product with a column of ones: one BLAS
+            # call, several times cheaper than `add.reduce` with `keepdims` on small rows.
+            ones = self.src.const(self.arrays.to_device(np.ones((g.extents[-1], 1), g.out.dtype)))
+            if op in self.plan.fresh:
+                self.src.emit(ind, f"np.matmul({expr_v}, {ones}, out={outs[0]})")
+            else:
+                self.src.emit(ind, f"np.add({outs[0]}, np.matmul({expr_v}, {ones}), out={outs[0]})")
+            return
         target = tuple(g.extents[k] if (k in g.reduction or g.out.uses(k)) else 1 for k in range(n))
         if shapes.get(g.expr, (1,) * n) != target:
             expr_v = f"np.broadcast_to({expr_v}, {self.src.const(target)})"
@@ -382,6 +421,15 @@ class FuncEmitter:
             shape = tuple(g.extents[k] if g.out.uses(k) else 1 for k in range(n))
             self.src.emit(ind, f"np.copyto({self.view(g.out, g.extents, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, "
                                f"{out}, {c(0)}, {c(tuple(at[k] * isz for k in range(n)))}))")
+
+    @staticmethod
+    def row_sum(g: Generic, expr_shape: tuple[int, ...] | None) -> bool:
+        """`g` sums a float value over whole loop space along its innermost dim only, into
+        every other dim (as a row sum of LayerNorm or softmax): a matrix-vector product."""
+        n = len(g.extents)
+        return (g.combiner == "add" and g.out.dtype in (np.float32, np.float64) and g.reduction == (n - 1,)
+                and expr_shape == tuple(g.extents)
+                and all(g.out.uses(k) or g.extents[k] == 1 for k in range(n - 1)))
 
     def same_elements(self, g: Generic, v: SSAValue, out: int) -> bool:
         """`v` is an input read at the very elements output `out` writes (the output took

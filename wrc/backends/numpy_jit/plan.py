@@ -11,6 +11,8 @@
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
   reduces into with the fill value as the combiner's identity); that generic is **fresh**:
   it writes its output with `out=` instead of accumulating into it.
+* **forwarded copies** (`forward.py`): a copy generic whose result only GEMMs read is elided
+  with its buffer; they read its source through strided views, whose array lives that long.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from xdsl.utils.arg_spec import ArgSpecConvertible
 
 from wrc.abi import copy_into_global
 from wrc.backends.numpy_jit.access import Generic, analyze
+from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
@@ -46,6 +49,10 @@ class JitOptions(ArgSpecConvertible):
     window_kernels: bool = True
     """Run reductions over small windows point by point (`kernels.WindowReduce`; off: the
     strided `.reduce` and im2col GEMMs they replace, to measure them)."""
+
+    forward_copies: bool = True
+    """Let GEMMs read a copy's source through views instead of the copy (`forward.py`;
+    off: to measure it)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,18 @@ class _Planner:
         elided: set[Operation] = set()
         fresh: set[Operation] = set()
         occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
+        forwarded: frozenset[Operation] = frozenset()
+        if self.options.forward_copies:
+            fwd = forward_copies(self.top, self.analysis, self.span)
+            self.analyses.update(fwd.analyses)
+            for src, last in fwd.last_read.items():  # read through views until then
+                first, _, user = self.span[src]
+                self.span[src] = (first, last, user)
+            forwarded = fwd.elided
+            elided |= forwarded
         for op in self.fn.walk():
+            if op in forwarded:
+                continue
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
                 kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
                                             self.options.window_kernels, op in fresh)

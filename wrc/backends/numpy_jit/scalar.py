@@ -101,11 +101,24 @@ def is_ufunc(op: Operation) -> bool:
     return op.name in _UFUNCS or op.name in _FUNCS or _one_ufunc_compare(op) is not None
 
 
+_SELF_CMPF: dict[int, str] = {14: "np.isnan({a})"}
+"""cmpf predicates of a value with itself that are simpler than the table's two-operand form
+(`x != x`, an IsNaN: `uno(x, x)`)."""
+
+
+def _cmpf_entry(op: Operation, pred: int) -> str | None:
+    if op.operands[0] is op.operands[1] and pred in _SELF_CMPF:
+        return _SELF_CMPF[pred]
+    return _CMPF.get(pred)
+
+
 def _one_ufunc_compare(op: Operation) -> str | None:
     """The table entry of a comparison that is a single ufunc call, such as `np.less(a, b)`."""
     table = _CMPF if op.name == "arith.cmpf" else _CMPI if op.name == "arith.cmpi" else None
     pred = op.properties.get("predicate") if table is not None else None
-    expr = table.get(pred.value.data) if table is not None and isinstance(pred, IntegerAttr) else None
+    if table is None or not isinstance(pred, IntegerAttr):
+        return None
+    expr = _cmpf_entry(op, pred.value.data) if table is _CMPF else table.get(pred.value.data)
     return expr if expr is not None and expr.count("(") == 1 else None
 
 
@@ -134,7 +147,14 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
         attr = op.properties.get("value")
         t = op.results[0].type
         if isinstance(attr, FloatAttr | IntegerAttr):
-            return src.const(scalar_dtype(op, t).type(attr.value.data))
+            value = scalar_dtype(op, t).type(attr.value.data)
+            if not arrays.host:  # (a device module takes NumPy scalars, not host arrays)
+                return src.const(value)
+            # A 0-d array: NumPy takes it as cheaply as an array operand, a NumPy scalar
+            # costs a ufunc call ~0.3 µs more (its conversion).
+            arr = np.array(value)
+            arr.flags.writeable = False
+            return src.const(arr)
         if isinstance(attr, DenseIntOrFPElementsAttr):
             shape = tuple(attr.get_shape() or ())
             arr = np.array(attr.get_values(), scalar_dtype(op, attr.get_element_type())).reshape(shape)
@@ -152,10 +172,10 @@ def scalar_expr(op: Operation, args: list[str], out: str | None, src: Source, ar
     if name in ("arith.cmpf", "arith.cmpi"):
         pred = op.properties["predicate"]
         assert isinstance(pred, IntegerAttr)
-        table = _CMPF if name == "arith.cmpf" else _CMPI
-        if pred.value.data not in table:
+        entry = _cmpf_entry(op, pred.value.data) if name == "arith.cmpf" else _CMPI.get(pred.value.data)
+        if entry is None:
             raise fail(op, f"unsupported predicate {pred.value.data}")
-        expr = table[pred.value.data].format(a=args[0], b=args[1])
+        expr = entry.format(a=args[0], b=args[1])
         return expr[:-1] + tail + ")" if tail and _one_ufunc_compare(op) else expr
     if name in _CASTS:
         return f"np.asarray({args[0]}).astype({src.const(scalar_dtype(op, op.results[0].type))})"
