@@ -5,7 +5,11 @@
   that the function touches nowhere else (a derived variable, a computed assign) *is* that
   global's array; the copy is dropped. The runtime gives such a write an array of its own.
 * **reuse**: a top-level buffer takes the array of a temporary that is dead by the new
-  buffer's first use (same type), so `matmul → +bias → relu` runs in one buffer, in place.
+  buffer's first use, so `matmul → +bias → relu` runs in one buffer, in place. The same
+  type first; else the smallest dead array of the element type that holds it, else the
+  largest one, grown (**pooled**: an array whose buffers differ in shape is a flat array
+  as large as the largest of them, each buffer a view of its start). Buffers returned
+  take only an array of their own type, never a pooled one.
 * **zeroed**: a buffer filled with 0 right away is allocated zeroed (calloc'd pages come
   zeroed, cheaper than empty + fill); that fill is elided.
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
@@ -15,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -54,6 +59,7 @@ class MemoryPlan:
     analyses: Mapping[linalg.GenericOp, Generic]  # every generic that is not a gather
     sinks: Mapping[SSAValue, str]  # alloc → the global whose array it is
     reuse: Mapping[SSAValue, SSAValue]  # alloc → the first alloc of the dead array it takes
+    pooled: Mapping[SSAValue, int]  # first alloc → elements of its flat array (buffers of several shapes)
     zeroed: frozenset[SSAValue]  # allocs made zero-filled
     elided: frozenset[Operation]  # fills and copies that need no code
     fresh: frozenset[Operation]  # generics whose output needs no initial value
@@ -86,6 +92,7 @@ class _Planner:
         elided: set[Operation] = set()
         fresh: set[Operation] = set()
         occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
+        pooled: dict[SSAValue, int] = {}
         for op in self.fn.walk():
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
                 kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
@@ -105,10 +112,12 @@ class _Planner:
                     sinks[buf], copy = sink
                     elided.add(copy)
                     continue
-                array = self.dead_array(buf, occupant) if self.options.reuse_buffers else None
+                array = self.dead_array(buf, occupant, pooled) if self.options.reuse_buffers else None
                 if array is not None:
                     reuse[buf] = array
                     occupant[array] = buf
+                    if buf.type != array.type or array in pooled:
+                        pooled[array] = max(pooled.get(array, elements(array)), elements(buf))
                     continue
                 fill = self.first_user(op, buf)
                 if (isinstance(fill, linalg.FillOp) and fill.outputs[0] is buf
@@ -119,7 +128,8 @@ class _Planner:
                     occupant[buf] = buf
         return MemoryPlan(
             kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
-            sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), zeroed=frozenset(zeroed),
+            sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), pooled=MappingProxyType(pooled),
+            zeroed=frozenset(zeroed),
             elided=frozenset(elided), fresh=frozenset(fresh))
 
     # -- fills
@@ -213,23 +223,35 @@ class _Planner:
                 return None
         return name, copy
 
-    def dead_array(self, new: SSAValue, occupant: Mapping[SSAValue, SSAValue]) -> SSAValue | None:
-        """An array whose occupant is dead when `new` is first used, same type.
+    def dead_array(self, new: SSAValue, occupant: Mapping[SSAValue, SSAValue],
+                   pooled: Mapping[SSAValue, int]) -> SSAValue | None:
+        """An array whose occupant is dead when `new` is first used: one of `new`'s type if
+        any, else (best fit) the smallest of its element type that holds it, else the
+        largest, to be grown. Not pooled for a returned buffer (a result must not hold
+        more memory than its own).
 
-        Dead means last used before `new`'s first use, or by that very op when it is an
-        elementwise generic reading the old buffer exactly as it writes `new` (in place:
-        each element is read before it is written, as in `np.add(x, b, out=x)`).
+        Dead means last used before `new`'s first use, or (same type) by that very op when
+        it is an elementwise generic reading the old buffer exactly as it writes `new` (in
+        place: each element is read before it is written, as in `np.add(x, b, out=x)`).
         """
         if new not in self.span:
             return None
-        first, _, user = self.span[new]
+        first, last_new, user = self.span[new]
+        returned = isinstance(self.top[last_new], func.ReturnOp)
+        n, fits, short = elements(new), [], []
+        assert isinstance(new.type, MemRefType)
         for array, occ in occupant.items():
-            if occ.type != new.type:
-                continue
             last = self.span[occ][1]
-            if last < first or (last == first and self.in_place(user, occ, new)):
+            if occ.type == new.type and not (returned and array in pooled) and (
+                    last < first or (last == first and self.in_place(user, occ, new))):
                 return array
-        return None
+            assert isinstance(occ.type, MemRefType)
+            if last < first and not returned and occ.type.element_type == new.type.element_type:
+                size = pooled.get(array, elements(array))
+                (fits if size >= n else short).append((size, array))
+        if fits:
+            return min(fits, key=lambda f: f[0])[1]
+        return max(short, key=lambda f: f[0])[1] if short else None
 
     def in_place(self, op: Operation, old: SSAValue, new: SSAValue) -> bool:
         if not isinstance(op, linalg.GenericOp) or len(op.outputs) != 1 or op.outputs[0] is not new:
@@ -238,6 +260,11 @@ class _Planner:
         reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and root(a.value) == old]
         return g.kind == "parallel" and all(
             a.value is old and (a.strides, a.offset) == (g.out.strides, g.out.offset) for a in reads)
+
+
+def elements(buf: SSAValue) -> int:
+    assert isinstance(buf.type, MemRefType)
+    return math.prod(buf.type.get_shape())
 
 
 def check_fill(op: linalg.FillOp) -> None:
