@@ -3,7 +3,8 @@
 // Buffers of different shapes share a dead temporary's array (best fit): %a's array is
 // free once %b has read it, so %c (fewer elements) takes it; the array is then a flat one
 // and each of its buffers a view of its start. %b's array is free by %d: %d takes it,
-// grown to %d's size. The result takes no pooled array (it gets an array of its own).
+// grown to %d's size. The relu runs in place: a buffer of the shape of the array's last
+// one is that buffer's view. The result takes no pooled array (it gets an array of its own).
 
 builtin.module {
   func.func @chain(%x: tensor<2x4xf32>, %w1: tensor<4x8xf32>, %w2: tensor<8x16xf32>, %w3: tensor<16x4xf32>,
@@ -11,7 +12,8 @@ builtin.module {
     %a = ge.matmul %x, %w1 : (tensor<2x4xf32>, tensor<4x8xf32>) -> tensor<2x8xf32>
     %b = ge.matmul %a, %w2 : (tensor<2x8xf32>, tensor<8x16xf32>) -> tensor<2x16xf32>
     %c = ge.matmul %b, %w3 : (tensor<2x16xf32>, tensor<16x4xf32>) -> tensor<2x4xf32>
-    %d = ge.matmul %c, %w4 : (tensor<2x4xf32>, tensor<4x24xf32>) -> tensor<2x24xf32>
+    %r = ge.relu %c : tensor<2x4xf32>
+    %d = ge.matmul %r, %w4 : (tensor<2x4xf32>, tensor<4x24xf32>) -> tensor<2x24xf32>
     %e = ge.matmul %d, %w5 : (tensor<2x24xf32>, tensor<24x4xf32>) -> tensor<2x4xf32>
     func.return %e : tensor<2x4xf32>
   }
@@ -26,8 +28,10 @@ builtin.module {
 // CHECK:      np.matmul([[A]], a2, out=[[B]])
 // CHECK:      [[C:v[0-9]+]] = [[FA]][:[[N8:k[0-9]+]]].reshape([[SC:k[0-9]+]])
 // CHECK:      np.matmul([[B]], a3, out=[[C]])
+// CHECK-NEXT: [[R:v[0-9]+]] = [[C]]
+// CHECK-NEXT: np.maximum([[C]], {{k[0-9]+}}, out=[[R]])
 // CHECK:      [[D:v[0-9]+]] = [[FB]].reshape([[SD:k[0-9]+]])
-// CHECK:      np.matmul([[C]], a4, out=[[D]])
+// CHECK:      np.matmul([[R]], a4, out=[[D]])
 // CHECK:      [[E:v[0-9]+]] = np.empty([[SC]], [[F32]])
 // CHECK:      np.matmul([[D]], a5, out=[[E]])
 // CHECK-NEXT: return {{\[}}[[E]]{{\]}}

@@ -49,6 +49,7 @@ class FuncEmitter:
         self.same_array: dict[str, str] = {}
         self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
         self.flat: dict[SSAValue, str] = {}  # a pooled array's first alloc → its flat array
+        self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -114,8 +115,12 @@ class FuncEmitter:
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             first = self.plan.reuse[buf]
             array = self.name(first)
-            view = self.pooled_view(first, buf) if first in self.plan.pooled else array
+            view = array
+            if first in self.plan.pooled:  # the last buffer's view if it has this shape
+                prev = self.occupant[first]
+                view = self.name(prev) if prev.type == buf.type else self.pooled_view(first, buf)
             self.src.emit(ind, f"{self.define(buf)} = {view}")
+            self.occupant[first] = buf
             if ind == 1:
                 self.same_array[self.names[buf]] = self.same_array.get(array, array)
         else:
@@ -125,6 +130,7 @@ class FuncEmitter:
                 self.flat[buf] = self.src.var()
                 self.src.emit(ind, f"{self.flat[buf]} = np.{fn}({c((self.plan.pooled[buf],))}, {c(dtype)})")
                 self.src.emit(ind, f"{self.define(buf)} = {self.pooled_view(buf, buf)}")
+                self.occupant[buf] = buf
             else:
                 self.src.emit(ind, f"{self.define(buf)} = np.{fn}({c(shape)}, {c(dtype)})")
 
