@@ -72,6 +72,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compile_steps  # noqa: E402
+import depthwise  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
 import zoo  # noqa: E402
@@ -950,6 +951,7 @@ SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
 SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
 SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
 SECTIONS["zoo"] = lambda quick: zoo.bench_zoo(quick, record, interleaved)
+SECTIONS["depthwise"] = lambda quick: depthwise.bench(quick, interleaved, record)
 
 
 def table() -> str:
