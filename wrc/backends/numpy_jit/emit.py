@@ -112,6 +112,12 @@ class FuncEmitter:
         buf, c = op.memref, self.src.const
         if buf in self.plan.sinks:  # computed straight into the global it is finally copied to
             self.src.emit(ind, f"{self.define(buf)} = G[{c(self.plan.sinks[buf])}]")
+        elif buf in self.plan.parts:  # the contiguous part of a dead temporary it was copied from
+            base, offset = self.plan.parts[buf]
+            shape, dtype = buffer(op, buf.type)
+            strides = tuple(s * dtype.itemsize for s in c_strides(shape))
+            self.src.emit(ind, f"{self.define(buf)} = _nd({c(shape)}, {c(dtype)}, {self.name(base)}, "
+                               f"{c(offset * dtype.itemsize)}, {c(strides)})")
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             first = self.plan.reuse[buf]
             array = self.name(first)

@@ -10,6 +10,10 @@
   largest one, grown (**pooled**: an array whose buffers differ in shape is a flat array
   as large as the largest of them, each buffer a view of its start). Buffers returned
   take only an array of their own type, never a pooled one.
+* **parts**: a buffer whose only write before its first read is a whole contiguous copy
+  out of a temporary that is dead after it (a concatenation's buffer with its spare cell,
+  a slice) *is* that part of the temporary's array; the copy is dropped, and the
+  temporary's array lives as long as either.
 * **zeroed**: a buffer filled with 0 right away is allocated zeroed (calloc'd pages come
   zeroed, cheaper than empty + fill); that fill is elided.
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
@@ -60,6 +64,7 @@ class MemoryPlan:
     sinks: Mapping[SSAValue, str]  # alloc → the global whose array it is
     reuse: Mapping[SSAValue, SSAValue]  # alloc → the first alloc of the dead array it takes
     pooled: Mapping[SSAValue, int]  # first alloc → elements of its flat array (buffers of several shapes)
+    parts: Mapping[SSAValue, tuple[SSAValue, int]]  # alloc → (the alloc whose array it is part of, element offset)
     zeroed: frozenset[SSAValue]  # allocs made zero-filled
     elided: frozenset[Operation]  # fills and copies that need no code
     fresh: frozenset[Operation]  # generics whose output needs no initial value
@@ -77,6 +82,8 @@ class _Planner:
         self.top = list(fn.body.block.ops)
         # alloc → (first, last top-level op index using it, views included; first user)
         self.span: dict[SSAValue, tuple[int, int, Operation]] = {}
+        self.parts: dict[SSAValue, tuple[SSAValue, int]] = {}
+        self.copies_out: set[Operation] = set()
 
     def analysis(self, op: linalg.GenericOp) -> Generic:
         if op not in self.analyses:
@@ -85,11 +92,13 @@ class _Planner:
 
     def plan(self) -> MemoryPlan:
         self.spans()
+        if self.options.reuse_buffers:
+            self.find_parts()
         kernels: dict[linalg.GenericOp, Kernel] = {}
         sinks: dict[SSAValue, str] = {}
         reuse: dict[SSAValue, SSAValue] = {}
         zeroed: set[SSAValue] = set()
-        elided: set[Operation] = set()
+        elided: set[Operation] = set(self.copies_out)
         fresh: set[Operation] = set()
         occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
         pooled: dict[SSAValue, int] = {}
@@ -129,6 +138,7 @@ class _Planner:
         return MemoryPlan(
             kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
             sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), pooled=MappingProxyType(pooled),
+            parts=MappingProxyType(dict(self.parts)),
             zeroed=frozenset(zeroed),
             elided=frozenset(elided), fresh=frozenset(fresh))
 
@@ -208,6 +218,36 @@ class _Planner:
                 first = min(us, key=lambda u: u[0])
                 self.span[r] = (first[0], max(i for i, _ in us), first[1])
 
+    def find_parts(self) -> None:
+        """`parts`: each top-level copy generic `y[i] = x[i + offset]` (all of `y`, contiguous
+        in `x`) where `x` and `y` are top-level allocs, `x` allocated first and last used by
+        the copy, `y` first used by it and not returned; `y`'s uses then extend `x`'s span."""
+        index = {op: i for i, op in enumerate(self.top)}
+        for i, op in enumerate(self.top):
+            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
+                    or len(op.inputs) != 1 or len(op.outputs) != 1:
+                continue
+            x, y = op.inputs[0], op.outputs[0]
+            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
+                continue
+            if index[x.owner] > index[y.owner] or self.span[x][1] != i or self.span[y][0] != i \
+                    or isinstance(self.top[self.span[y][1]], func.ReturnOp):
+                continue
+            block = op.body.block
+            if len(block.ops) != 1 or block.last_op is None or list(block.last_op.operands) != [block.args[0]]:
+                continue
+            g = self.analysis(op)
+            src, dst = g.accesses[0], g.out
+            if g.kind != "parallel" or src.dtype != dst.dtype or not g.full_cover() or dst.offset != 0 or any(
+                    src.strides[k] != dst.strides[k] for k in range(len(g.extents)) if g.extents[k] > 1):
+                continue
+            if self.global_sink(x) is not None or self.global_sink(y) is not None:
+                continue
+            self.parts[y] = (x, src.offset)
+            self.copies_out.add(op)
+            first, _, user = self.span[x]
+            self.span[x] = (first, self.span.pop(y)[1], user)
+
     def global_sink(self, buf: SSAValue) -> tuple[str, memref.CopyOp] | None:
         """(global, copy) when `buf` ends, unconditionally, in a whole-buffer copy into a
         global that the function touches nowhere else."""
@@ -258,6 +298,8 @@ class _Planner:
             return False
         g = self.analysis(op)
         reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and root(a.value) == old]
+        if any(self.parts.get(root(a.value), (None,))[0] is old for a in g.accesses[:g.n_in]):
+            return False  # a part of old, read at an offset
         return g.kind == "parallel" and all(
             a.value is old and (a.strides, a.offset) == (g.out.strides, g.out.offset) for a in reads)
 
