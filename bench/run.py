@@ -43,6 +43,8 @@ Sections (docs/performance.md explains each and records a run):
   adapters rank-8/16/64 LoRA adapters on every projection of the encoder block and a ViT-B
            stack: apply_adapter vs a full update vs NumPy W0 + s·B@A then update, bytes passed
            (bench/adapters.py)
+  depthwise one depthwise convolution at ShuffleNet/MobileNet/EfficientNet shapes: wrc vs
+           onnxruntime vs four hand-written NumPy forms (bench/depthwise.py)
 
 Timings: every contender of a group runs in the same rounds, interleaved (the order rotates
 each round); the median and minimum of all calls are reported, in ms. The machine's BLAS
@@ -77,6 +79,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adapters as adapters_bench  # noqa: E402
 import compile_steps  # noqa: E402
+import depthwise  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
 import models  # noqa: E402
 import zoo  # noqa: E402
@@ -956,6 +959,7 @@ SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
 SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
 SECTIONS["zoo"] = lambda quick: zoo.bench_zoo(quick, record, interleaved)
 SECTIONS["adapters"] = lambda quick: adapters_bench.bench(quick, record, interleaved)
+SECTIONS["depthwise"] = lambda quick: depthwise.bench(quick, interleaved, record)
 
 
 def table() -> str:

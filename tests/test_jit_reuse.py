@@ -96,3 +96,75 @@ def test_reused_buffers_are_per_call_under_threads():
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads) and not errors, errors[:3]
+
+
+def widening(rows: int = 64, unit: int = 16) -> tuple[wrc.Graph, dict[str, np.ndarray]]:
+    """A chain whose buffers all differ in shape (as DenseNet's growing concatenations): only
+    pooled arrays (one flat array for buffers of several shapes) can be reused."""
+    g = wrc.Graph("widening")
+    x = g.data("x", (rows, 2 * unit))
+    h, width = x, 2 * unit
+    for i, w in enumerate(unit * m for m in (3, 5, 4, 7, 6, 9, 2)):
+        h = g.relu(g.add(g.matmul(h, g.const(f"w{i}", rand(width, w) / np.float32(np.sqrt(width)))), g.const(f"b{i}", rand(w))))
+        width = w
+    g.output(h)
+    return g, {"x": rand(rows, 2 * unit)}
+
+
+def test_pooled_arrays_are_bit_identical_and_bound_the_peak():
+    import tracemalloc
+
+    graph, inputs = widening()
+    on, off = bundles(graph, True), bundles(graph, False)
+    src = on._compiled.source("var_infer_graph")
+    assert "].reshape(" in src  # buffers as views of a flat array's start
+    got, ref = on.infer(inputs)[0], off.infer(inputs)[0]
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    small, small_inputs = widening(2, 2)  # the interpreter takes minutes on the large one
+    np.testing.assert_allclose(bundles(small, True).infer(small_inputs)[0],
+                               bundles(small, True, "interp").infer(small_inputs)[0], rtol=1e-5, atol=1e-5)
+    assert got.base is None and not np.shares_memory(got, on.infer(inputs)[0])  # a result of its own
+
+    def peak(b: wrc.Bundle) -> int:
+        tracemalloc.start()
+        try:
+            b.infer(inputs)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # Without reuse every layer's buffer lives to the end: 7 arrays of 64 x (48..144) floats;
+    # pooled, two flat arrays (the layer being computed and the one it reads) and the result.
+    widest = 64 * 144 * 4
+    assert peak(off) > 5 * widest
+    assert peak(on) < 3.2 * widest
+
+
+def dense_block() -> tuple[wrc.Graph, dict[str, np.ndarray]]:
+    """DenseNet's pattern (each layer concatenates its input with new features, read again
+    by the next layers) and a slice: each concatenation's result and the slice are parts of
+    the buffer they were copied from (`MemoryPlan.parts`)."""
+    g = wrc.Graph("dense")
+    x = g.data("x", (1, 2, 3, 3))
+    h = x
+    for i in range(3):
+        f = g.relu(g.add(h, g.const(f"b{i}", rand(1, 2 + 2 * i, 1, 1))))
+        h = g.concat([h, g.slice(f, [0, 0, 0, 0], [1, 2, 3, 3])], axis=1)
+        h = g.add(h, g.relu(h))  # the concatenation read twice, once by an op writing a new buffer
+    g.output(h)
+    return g, {"x": rand(1, 2, 3, 3)}
+
+
+def test_parts_of_dead_buffers_are_bit_identical_and_match_interpreter():
+    graph, inputs = dense_block()
+    on, off = bundles(graph, True), bundles(graph, False)
+    # (without forwarding: the elementwise readers of a concatenation would read it through
+    # views of its copies' source instead, and the count below would mean nothing)
+    plain = wrc.load_bundle(on.model, "numpy{reuse-buffers=false forward-copies=false}")
+    copies = [b._compiled.source("var_infer_graph").count("np.copyto(") for b in (on, plain)]
+    assert copies[1] - copies[0] == 6  # the three concatenations' copies out and the three slices are views
+    got, ref = on.infer(inputs)[0], off.infer(inputs)[0]
+    assert np.array_equal(got, ref)
+    np.testing.assert_allclose(got, bundles(graph, True, "interp").infer(inputs)[0], rtol=1e-5, atol=1e-5)
+    again = on.infer(inputs)[0]
+    assert np.array_equal(again, got) and not np.shares_memory(again, got)

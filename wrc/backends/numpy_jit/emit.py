@@ -48,6 +48,8 @@ class FuncEmitter:
         # views made at the top level, by (array, shape): a view is made once per function.
         self.same_array: dict[str, str] = {}
         self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.flat: dict[SSAValue, str] = {}  # a pooled array's first alloc → its flat array
+        self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -110,15 +112,40 @@ class FuncEmitter:
         buf, c = op.memref, self.src.const
         if buf in self.plan.sinks:  # computed straight into the global it is finally copied to
             self.src.emit(ind, f"{self.define(buf)} = G[{c(self.plan.sinks[buf])}]")
+        elif buf in self.plan.parts:  # the contiguous part of a dead temporary it was copied from
+            base, offset = self.plan.parts[buf]
+            shape, dtype = buffer(op, buf.type)
+            strides = tuple(s * dtype.itemsize for s in c_strides(shape))
+            self.src.emit(ind, f"{self.define(buf)} = _nd({c(shape)}, {c(dtype)}, {self.name(base)}, "
+                               f"{c(offset * dtype.itemsize)}, {c(strides)})")
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
-            array = self.name(self.plan.reuse[buf])
-            self.src.emit(ind, f"{self.define(buf)} = {array}")
+            first = self.plan.reuse[buf]
+            array = self.name(first)
+            view = array
+            if first in self.plan.pooled:  # the last buffer's view if it has this shape
+                prev = self.occupant[first]
+                view = self.name(prev) if prev.type == buf.type else self.pooled_view(first, buf)
+            self.src.emit(ind, f"{self.define(buf)} = {view}")
+            self.occupant[first] = buf
             if ind == 1:
                 self.same_array[self.names[buf]] = self.same_array.get(array, array)
         else:
             shape, dtype = buffer(op, buf.type)
             fn = "zeros" if buf in self.plan.zeroed else "empty"
-            self.src.emit(ind, f"{self.define(buf)} = np.{fn}({c(shape)}, {c(dtype)})")
+            if buf in self.plan.pooled:  # a flat array, as large as the largest buffer it holds
+                self.flat[buf] = self.src.var()
+                self.src.emit(ind, f"{self.flat[buf]} = np.{fn}({c((self.plan.pooled[buf],))}, {c(dtype)})")
+                self.src.emit(ind, f"{self.define(buf)} = {self.pooled_view(buf, buf)}")
+                self.occupant[buf] = buf
+            else:
+                self.src.emit(ind, f"{self.define(buf)} = np.{fn}({c(shape)}, {c(dtype)})")
+
+    def pooled_view(self, first: SSAValue, buf: SSAValue) -> str:
+        """`buf` as a view of the start of the pooled flat array of `first`."""
+        shape, _ = buffer(self.fn, buf.type)
+        n = math.prod(shape)
+        flat = self.flat[first] if n == self.plan.pooled[first] else f"{self.flat[first]}[:{self.src.const(n)}]"
+        return f"{flat}.reshape({self.src.const(shape)})"
 
     @op.register
     def _(self, op: memref.DeallocOp, ind: int) -> None:

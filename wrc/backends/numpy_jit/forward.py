@@ -13,7 +13,7 @@ it in between.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 
 from xdsl.dialects import memref
@@ -105,9 +105,12 @@ def _base(v: SSAValue) -> SSAValue:
 
 
 def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericOp], Generic],
-                   span: Mapping[SSAValue, tuple[int, int, Operation]]) -> Forwarded:
+                   span: Mapping[SSAValue, tuple[int, int, Operation]],
+                   keep: Set[Operation | SSAValue] = frozenset()) -> Forwarded:
     """Plan which copy generics of the function's top level the GEMMs and elementwise
-    generics reading them make useless (see the module's docstring)."""
+    generics reading them make useless (see the module's docstring). Ops and buffers in
+    `keep` (the memory plan's copies made views, `_Planner.find_parts`) are left alone:
+    neither forwarded, nor read through, nor made to read through a view."""
     index = {op: i for i, op in enumerate(top)}
     elided: set[Operation] = set()
     analyses: dict[linalg.GenericOp, Generic] = {}
@@ -118,11 +121,11 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
         g = analyses.get(op) or analysis(op)
         dense = copy_layout(g)
         out = op.outputs[0]
-        if dense is None or not isinstance(out.owner, memref.AllocOp) or out not in span:
+        if dense is None or not isinstance(out.owner, memref.AllocOp) or out not in span or op in keep or out in keep:
             continue
         # (the source as the copy reads it: through an earlier copy's source, if forwarded)
         src = g.accesses[0].value if op in analyses else _base(op.inputs[0])
-        if src.owner in elided or not isinstance(src.type, MemRefType):
+        if src.owner in elided or not isinstance(src.type, MemRefType) or src in keep:
             continue
         plan = _readers(op, out, index)
         if plan is None:
@@ -131,7 +134,7 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
         new: dict[linalg.GenericOp, Generic] = {}
         for reader, operands in readers.items():
             r = new.get(reader) or analyses.get(reader) or analysis(reader)
-            if r.kind != "parallel" and (r.mac is None or r.windowed):
+            if reader in keep or (r.kind != "parallel" and (r.mac is None or r.windowed)):
                 break
             accs = list(r.accesses)
             for j in operands:

@@ -5,7 +5,15 @@
   that the function touches nowhere else (a derived variable, a computed assign) *is* that
   global's array; the copy is dropped. The runtime gives such a write an array of its own.
 * **reuse**: a top-level buffer takes the array of a temporary that is dead by the new
-  buffer's first use (same type), so `matmul → +bias → relu` runs in one buffer, in place.
+  buffer's first use, so `matmul → +bias → relu` runs in one buffer, in place. The same
+  type first; else the smallest dead array of the element type that holds it, else the
+  largest one, grown (**pooled**: an array whose buffers differ in shape is a flat array
+  as large as the largest of them, each buffer a view of its start). Buffers returned
+  take only an array of their own type, never a pooled one.
+* **parts**: a buffer whose only write before its first read is a whole contiguous copy
+  out of a temporary that is dead after it (a concatenation's buffer with its spare cell,
+  a slice) *is* that part of the temporary's array; the copy is dropped, and the
+  temporary's array lives as long as either.
 * **zeroed**: a buffer filled with 0 right away is allocated zeroed (calloc'd pages come
   zeroed, cheaper than empty + fill); that fill is elided.
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
@@ -17,6 +25,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -61,6 +70,8 @@ class MemoryPlan:
     analyses: Mapping[linalg.GenericOp, Generic]  # every generic that is not a gather
     sinks: Mapping[SSAValue, str]  # alloc → the global whose array it is
     reuse: Mapping[SSAValue, SSAValue]  # alloc → the first alloc of the dead array it takes
+    pooled: Mapping[SSAValue, int]  # first alloc → elements of its flat array (buffers of several shapes)
+    parts: Mapping[SSAValue, tuple[SSAValue, int]]  # alloc → (the alloc whose array it is part of, element offset)
     zeroed: frozenset[SSAValue]  # allocs made zero-filled
     elided: frozenset[Operation]  # fills and copies that need no code
     fresh: frozenset[Operation]  # generics whose output needs no initial value
@@ -78,6 +89,8 @@ class _Planner:
         self.top = list(fn.body.block.ops)
         # alloc → (first, last top-level op index using it, views included; first user)
         self.span: dict[SSAValue, tuple[int, int, Operation]] = {}
+        self.parts: dict[SSAValue, tuple[SSAValue, int]] = {}
+        self.copies_out: set[Operation] = set()
 
     def analysis(self, op: linalg.GenericOp) -> Generic:
         if op not in self.analyses:
@@ -86,22 +99,26 @@ class _Planner:
 
     def plan(self) -> MemoryPlan:
         self.spans()
+        if self.options.reuse_buffers:
+            self.find_parts()
         kernels: dict[linalg.GenericOp, Kernel] = {}
         sinks: dict[SSAValue, str] = {}
         reuse: dict[SSAValue, SSAValue] = {}
         zeroed: set[SSAValue] = set()
-        elided: set[Operation] = set()
+        elided: set[Operation] = set(self.copies_out)
         fresh: set[Operation] = set()
         occupant: dict[SSAValue, SSAValue] = {}  # array (its first alloc) → its live buffer
         forwarded: frozenset[Operation] = frozenset()
         if self.options.forward_copies:
-            fwd = forward_copies(self.top, self.analysis, self.span)
+            parts = {v for y, (x, _) in self.parts.items() for v in (x, y)}
+            fwd = forward_copies(self.top, self.analysis, self.span, {*self.copies_out, *parts})
             self.analyses.update(fwd.analyses)
             for src, last in fwd.last_read.items():  # read through views until then
                 first, _, user = self.span[src]
                 self.span[src] = (first, last, user)
             forwarded = fwd.elided
             elided |= forwarded
+        pooled: dict[SSAValue, int] = {}
         for op in self.fn.walk():
             if op in forwarded:
                 continue
@@ -123,10 +140,12 @@ class _Planner:
                     sinks[buf], copy = sink
                     elided.add(copy)
                     continue
-                array = self.dead_array(buf, occupant) if self.options.reuse_buffers else None
+                array = self.dead_array(buf, occupant, pooled) if self.options.reuse_buffers else None
                 if array is not None:
                     reuse[buf] = array
                     occupant[array] = buf
+                    if buf.type != array.type or array in pooled:
+                        pooled[array] = max(pooled.get(array, elements(array)), elements(buf))
                     continue
                 fill = self.first_user(op, buf)
                 if (isinstance(fill, linalg.FillOp) and fill.outputs[0] is buf
@@ -137,7 +156,9 @@ class _Planner:
                     occupant[buf] = buf
         return MemoryPlan(
             kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
-            sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), zeroed=frozenset(zeroed),
+            sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), pooled=MappingProxyType(pooled),
+            parts=MappingProxyType(dict(self.parts)),
+            zeroed=frozenset(zeroed),
             elided=frozenset(elided), fresh=frozenset(fresh))
 
     # -- fills
@@ -216,6 +237,36 @@ class _Planner:
                 first = min(us, key=lambda u: u[0])
                 self.span[r] = (first[0], max(i for i, _ in us), first[1])
 
+    def find_parts(self) -> None:
+        """`parts`: each top-level copy generic `y[i] = x[i + offset]` (all of `y`, contiguous
+        in `x`) where `x` and `y` are top-level allocs, `x` allocated first and last used by
+        the copy, `y` first used by it and not returned; `y`'s uses then extend `x`'s span."""
+        index = {op: i for i, op in enumerate(self.top)}
+        for i, op in enumerate(self.top):
+            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
+                    or len(op.inputs) != 1 or len(op.outputs) != 1:
+                continue
+            x, y = op.inputs[0], op.outputs[0]
+            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
+                continue
+            if index[x.owner] > index[y.owner] or self.span[x][1] != i or self.span[y][0] != i \
+                    or isinstance(self.top[self.span[y][1]], func.ReturnOp):
+                continue
+            block = op.body.block
+            if len(block.ops) != 1 or block.last_op is None or list(block.last_op.operands) != [block.args[0]]:
+                continue
+            g = self.analysis(op)
+            src, dst = g.accesses[0], g.out
+            if g.kind != "parallel" or src.dtype != dst.dtype or not g.full_cover() or dst.offset != 0 or any(
+                    src.strides[k] != dst.strides[k] for k in range(len(g.extents)) if g.extents[k] > 1):
+                continue
+            if self.global_sink(x) is not None or self.global_sink(y) is not None:
+                continue
+            self.parts[y] = (x, src.offset)
+            self.copies_out.add(op)
+            first, _, user = self.span[x]
+            self.span[x] = (first, self.span.pop(y)[1], user)
+
     def global_sink(self, buf: SSAValue) -> tuple[str, memref.CopyOp] | None:
         """(global, copy) when `buf` ends, unconditionally, in a whole-buffer copy into a
         global that the function touches nowhere else."""
@@ -231,31 +282,50 @@ class _Planner:
                 return None
         return name, copy
 
-    def dead_array(self, new: SSAValue, occupant: Mapping[SSAValue, SSAValue]) -> SSAValue | None:
-        """An array whose occupant is dead when `new` is first used, same type.
+    def dead_array(self, new: SSAValue, occupant: Mapping[SSAValue, SSAValue],
+                   pooled: Mapping[SSAValue, int]) -> SSAValue | None:
+        """An array whose occupant is dead when `new` is first used: one of `new`'s type if
+        any, else (best fit) the smallest of its element type that holds it, else the
+        largest, to be grown. Not pooled for a returned buffer (a result must not hold
+        more memory than its own).
 
-        Dead means last used before `new`'s first use, or by that very op when it is an
-        elementwise generic reading the old buffer exactly as it writes `new` (in place:
-        each element is read before it is written, as in `np.add(x, b, out=x)`).
+        Dead means last used before `new`'s first use, or (same type) by that very op when
+        it is an elementwise generic reading the old buffer exactly as it writes `new` (in
+        place: each element is read before it is written, as in `np.add(x, b, out=x)`).
         """
         if new not in self.span:
             return None
-        first, _, user = self.span[new]
+        first, last_new, user = self.span[new]
+        returned = isinstance(self.top[last_new], func.ReturnOp)
+        n, fits, short = elements(new), [], []
+        assert isinstance(new.type, MemRefType)
         for array, occ in occupant.items():
-            if occ.type != new.type:
-                continue
             last = self.span[occ][1]
-            if last < first or (last == first and self.in_place(user, occ, new)):
+            if occ.type == new.type and not (returned and array in pooled) and (
+                    last < first or (last == first and self.in_place(user, occ, new))):
                 return array
-        return None
+            assert isinstance(occ.type, MemRefType)
+            if last < first and not returned and occ.type.element_type == new.type.element_type:
+                size = pooled.get(array, elements(array))
+                (fits if size >= n else short).append((size, array))
+        if fits:
+            return min(fits, key=lambda f: f[0])[1]
+        return max(short, key=lambda f: f[0])[1] if short else None
 
     def in_place(self, op: Operation, old: SSAValue, new: SSAValue) -> bool:
         if not isinstance(op, linalg.GenericOp) or len(op.outputs) != 1 or op.outputs[0] is not new:
             return False
         g = self.analysis(op)
         reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and root(a.value) == old]
+        if any(self.parts.get(root(a.value), (None,))[0] is old for a in g.accesses[:g.n_in]):
+            return False  # a part of old, read at an offset
         return g.kind == "parallel" and all(
             a.value is old and (a.strides, a.offset) == (g.out.strides, g.out.offset) for a in reads)
+
+
+def elements(buf: SSAValue) -> int:
+    assert isinstance(buf.type, MemRefType)
+    return math.prod(buf.type.get_shape())
 
 
 def check_fill(op: linalg.FillOp) -> None:

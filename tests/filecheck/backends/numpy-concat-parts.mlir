@@ -1,0 +1,36 @@
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+
+// A concatenation copies its inputs into a buffer with a spare leading cell, then copies
+// that out (the lowering's form): the copy out is dropped, the result *is* the buffer's
+// contiguous part past the spare cell (a view at a byte offset), and the buffer's array
+// stays live as long as the result is read. Below, the relu reads that part and writes
+// into %a's dead array, never over the concatenation's own.
+
+builtin.module {
+  func.func @cat(%x: tensor<1x2x3x3xf32>, %w: tensor<1x2x3x3xf32>) -> tensor<1x4x3x3xf32> {
+    %a = ge.relu %x : tensor<1x2x3x3xf32>
+    %b = ge.add %x, %w : (tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) -> tensor<1x2x3x3xf32>
+    %c = ge.concat %a, %b {axis = 1 : i64} : (tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) -> tensor<1x4x3x3xf32>
+    %d = ge.relu %c : tensor<1x4x3x3xf32>
+    %e = ge.add %d, %c : (tensor<1x4x3x3xf32>, tensor<1x4x3x3xf32>) -> tensor<1x4x3x3xf32>
+    func.return %e : tensor<1x4x3x3xf32>
+  }
+}
+
+// CHECK:      def graph(G, a0, a1):
+// CHECK:      [[FA:v[0-9]+]] = np.empty(
+// CHECK-NEXT: [[A:v[0-9]+]] = [[FA]][:{{k[0-9]+}}].reshape(
+// CHECK:      [[B:v[0-9]+]] = np.empty(
+// CHECK-NEXT: np.add(a0, a1, out=[[B]])
+// CHECK-NEXT: [[BUF:v[0-9]+]] = np.empty([[SPARE:k[0-9]+]], [[F32:k[0-9]+]])
+// CHECK:      np.copyto({{v[0-9]+}}, [[A]])
+// CHECK:      np.copyto({{v[0-9]+}}, [[B]])
+// CHECK-NEXT: [[C:v[0-9]+]] = _nd([[SHAPE:k[0-9]+]], [[F32]], [[BUF]], [[CELL:k[0-9]+]], {{k[0-9]+}})
+// CHECK-NEXT: [[D:v[0-9]+]] = [[FA]].reshape([[SHAPE]])
+// CHECK-NEXT: np.maximum([[C]], {{k[0-9]+}}, out=[[D]])
+// CHECK-NEXT: [[E:v[0-9]+]] = np.empty([[SHAPE]], [[F32]])
+// CHECK-NEXT: np.add([[D]], [[C]], out=[[E]])
+// CHECK-NEXT: return {{\[}}[[E]]{{\]}}
+// CHECK-DAG:  #   [[SPARE]] = (1, 5, 3, 3)
+// CHECK-DAG:  #   [[SHAPE]] = (1, 4, 3, 3)
+// CHECK-DAG:  #   [[CELL]] = 36
