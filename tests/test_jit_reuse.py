@@ -48,11 +48,16 @@ def attention() -> tuple[wrc.Graph, dict[str, np.ndarray]]:
     return g, {"x": rand(4, 8)}
 
 
-def bundles(graph: wrc.Graph, reuse: bool, backend: str = "numpy") -> wrc.Bundle:
+def bundles(graph: wrc.Graph, reuse: bool, backend: str = "numpy", pool_all: bool = False) -> wrc.Bundle:
+    """`pool_all`: buffers of any size may take pooled arrays (by default from 128 KiB)."""
     with wrc.BuildSession():
         gs = wrc.convert_to_weight_refreshable_graphs(graph, list(graph.constants))
         model = wrc.bundle_build_model([gs.infer_graph, gs.var_init_graph, gs.var_update_graph])
-    b = wrc.load_bundle(model, backend=backend if reuse else f"{backend}{{reuse-buffers=false}}")
+    if not reuse:
+        backend = f"{backend}{{reuse-buffers=false}}"
+    elif pool_all and backend == "numpy":
+        backend = "numpy{pool-min-bytes=0}"
+    b = wrc.load_bundle(model, backend=backend)
     b.init()
     return b
 
@@ -115,13 +120,14 @@ def test_pooled_arrays_are_bit_identical_and_bound_the_peak():
     import tracemalloc
 
     graph, inputs = widening()
-    on, off = bundles(graph, True), bundles(graph, False)
+    on, off = bundles(graph, True, pool_all=True), bundles(graph, False)
     src = on._compiled.source("var_infer_graph")
     assert "].reshape(" in src  # buffers as views of a flat array's start
+    assert "].reshape(" not in bundles(graph, True)._compiled.source("var_infer_graph")  # all < 128 KiB
     got, ref = on.infer(inputs)[0], off.infer(inputs)[0]
     assert got.dtype == ref.dtype and np.array_equal(got, ref)
     small, small_inputs = widening(2, 2)  # the interpreter takes minutes on the large one
-    np.testing.assert_allclose(bundles(small, True).infer(small_inputs)[0],
+    np.testing.assert_allclose(bundles(small, True, pool_all=True).infer(small_inputs)[0],
                                bundles(small, True, "interp").infer(small_inputs)[0], rtol=1e-5, atol=1e-5)
     assert got.base is None and not np.shares_memory(got, on.infer(inputs)[0])  # a result of its own
 

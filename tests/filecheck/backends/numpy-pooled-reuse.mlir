@@ -1,10 +1,13 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{pool-min-bytes=0}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s --check-prefix=SMALL
 
 // Buffers of different shapes share a dead temporary's array (best fit): %a's array is
 // free once %b has read it, so %c (fewer elements) takes it; the array is then a flat one
 // and each of its buffers a view of its start. %b's array is free by %d: %d takes it,
 // grown to %d's size. The relu runs in place: a buffer of the shape of the array's last
 // one is that buffer's view. The result takes no pooled array (it gets an array of its own).
+// By default only buffers of pool-min-bytes (128 KiB) or more are pooled: these small ones
+// are each an `np.empty` of their own shape (one call instead of a slice and a reshape).
 
 builtin.module {
   func.func @chain(%x: tensor<2x4xf32>, %w1: tensor<4x8xf32>, %w2: tensor<8x16xf32>, %w3: tensor<16x4xf32>,
@@ -42,3 +45,11 @@ builtin.module {
 // CHECK-DAG:  #   [[SB]] = (2, 16)
 // CHECK-DAG:  #   [[N8]] = 8
 // CHECK-DAG:  #   [[SD]] = (2, 24)
+
+// SMALL:     def graph(G, a0, a1, a2, a3, a4, a5):
+// SMALL-NOT: reshape
+// SMALL:     np.matmul({{v[0-9]+}}, a2, out=
+// SMALL:     [[C:v[0-9]+]] = np.empty({{k[0-9]+}}, {{k[0-9]+}})
+// SMALL:     np.matmul({{v[0-9]+}}, a3, out=[[C]])
+// SMALL-NOT: reshape
+// SMALL:     return

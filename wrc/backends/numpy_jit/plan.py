@@ -63,6 +63,12 @@ class JitOptions(ArgSpecConvertible):
     """Let GEMMs read a copy's source through views instead of the copy (`forward.py`;
     off: to measure it)."""
 
+    pool_min_bytes: int = 128 * 1024
+    """A buffer takes a dead array of another shape (a view of a pooled flat array) only from
+    this size: below it `np.empty` is served from memory the allocator holds (one call) while
+    the view costs two (a slice and a reshape); above it (glibc's default mmap threshold)
+    each `np.empty` maps fresh pages, which the pool avoids."""
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -299,13 +305,14 @@ class _Planner:
         returned = isinstance(self.top[last_new], func.ReturnOp)
         n, fits, short = elements(new), [], []
         assert isinstance(new.type, MemRefType)
+        poolable = not returned and n * buffer(user, new.type)[1].itemsize >= self.options.pool_min_bytes
         for array, occ in occupant.items():
             last = self.span[occ][1]
             if occ.type == new.type and not (returned and array in pooled) and (
                     last < first or (last == first and self.in_place(user, occ, new))):
                 return array
             assert isinstance(occ.type, MemRefType)
-            if last < first and not returned and occ.type.element_type == new.type.element_type:
+            if last < first and poolable and occ.type.element_type == new.type.element_type:
                 size = pooled.get(array, elements(array))
                 (fits if size >= n else short).append((size, array))
         if fits:
