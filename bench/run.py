@@ -78,6 +78,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adapters as adapters_bench  # noqa: E402
+import child  # noqa: E402
 import compile_steps  # noqa: E402
 import depthwise  # noqa: E402
 import fleet as fleet_bench  # noqa: E402
@@ -613,16 +614,12 @@ def bench_bundle(quick: bool) -> None:
                        ratio_to_weights=size / m.weight_bytes)
 
 
-_RSS_CHILD = """
+_RSS_CHILD = child.PRELUDE + """
 import sys
 import numpy, wrc
 from wrc.backends import numpy_jit
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
 base = status("VmRSS")
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+reset_peak()
 b = wrc.load_bundle(sys.argv[1])
 loaded = status("VmHWM")
 if sys.argv[2] == "init":
@@ -853,22 +850,14 @@ def bench_gelu(quick: bool) -> None:
             record("gelu", "x**3 197x3072", what, med, mn)
 
 
-_FIRST_CHILD = """
+_FIRST_CHILD = child.PRELUDE + """
 import json, sys, time
 import numpy as np
 import wrc
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-def ms(f):
-    t = time.perf_counter()
-    f()
-    return 1e3 * (time.perf_counter() - t)
 path, steady = sys.argv[1], int(sys.argv[2])
 out, box = {}, {}
 base = status("VmRSS")
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+reset_peak()
 out["load"] = ms(lambda: box.setdefault("b", wrc.load_bundle(path)))
 b = box["b"]
 out["rss load"] = status("VmHWM") - base
@@ -892,14 +881,10 @@ out["weight bytes"] = sum(v.nbytes for v in b.weights().values())
 print(json.dumps(out))
 """
 
-_BUILD_CHILD = """
+_BUILD_CHILD = child.PRELUDE + """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import models, wrc
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
 base = status("VmRSS")
 m = models.vit_stack(int(sys.argv[2]))
 g = m.build(m.weights)  # the graph holds its own copy of each weight (Graph.const copies)

@@ -34,6 +34,7 @@ if __name__ == "__main__":  # run.py drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run
 
+import child  # noqa: E402
 import numpy as np  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -44,7 +45,7 @@ QUICK = ["resnet18-torchscript", "mobilenet_v3-dynamo", "convnext-torchscript", 
 # Issue 12's targets: peak RSS after load + init + infer, after updates (× weights + bytes).
 RSS_INFER, RSS_UPDATE, RSS_SLACK = 1.3, 2.3, 100e6
 
-_CHILD = """
+_CHILD = child.PRELUDE + """
 import json, sys, time
 import numpy as np
 mode, model, feeds_path, steady = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -52,18 +53,10 @@ if mode == "wrc":
     import wrc
 else:
     import onnxruntime as ort
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-def ms(f):
-    t = time.perf_counter()
-    f()
-    return 1e3 * (time.perf_counter() - t)
 feeds = dict(np.load(feeds_path))
 out, box = {}, {}
 base = status("VmRSS")
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+reset_peak()
 if mode == "wrc":
     out["load"] = ms(lambda: box.setdefault("b", wrc.load_bundle(model)))
     b = box["b"]
