@@ -512,14 +512,13 @@ class Bundle:
             return
         self._warm = True
 
-    def _release_initial(self, new: dict[str, np.ndarray]) -> None:
+    def _release_initial(self, new: Snapshot) -> None:
         """Drop the stored initial values that no variable of `new` holds any more (`init`
         reads them again from the file) and keep their memory as the next write's buffer:
         touched pages, where a new array would cost a page fault per 4 KiB."""
         held = {id(new.get(v)) for v in self._releasable}
-        adapter = getattr(new, "adapter", None)
-        if adapter is not None:  # a live adapter's bases are values too
-            held |= {id(a) for a in adapter.bases.values()}
+        if new.adapter is not None:  # a live adapter's bases are values too
+            held |= {id(a) for a in new.adapter.bases.values()}
         for var, const in self._releasable.items():
             value = self._constants.get(const)
             if value is None or id(value) in held:
