@@ -315,14 +315,12 @@ class Fleet:
                     if left > 0 and ray.get(self.replicas[i].version.options(concurrency_group=CONTROL_GROUP)
                                             .remote(), timeout=left) == version:
                         break
-                except ray.exceptions.GetTimeoutError:
+                except ray.exceptions.RayError:  # a timeout, or the old process killed meanwhile: ask again
                     pass
-                except ray.exceptions.RayError:  # the old process, killed meanwhile: ask the new one
-                    continue
                 if time.monotonic() >= deadline:
                     raise FleetError(f"version {version} is committed, but replica {i} did not switch to it "
                                      f"nor come back on it within {self.timeout:g} s")
-                time.sleep(0.01)  # the old process answered: not killed yet
+                time.sleep(0.01)  # (the old process answered: not killed yet, or Ray is restarting it)
 
     def release(self) -> None:
         """Give up the version retained for `rollback` everywhere now (as `publish` does
