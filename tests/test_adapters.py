@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from readers import race
+from safetensors.numpy import save_file
 from test_hoist import spy_runs
 
 import wrc
@@ -363,6 +364,32 @@ def test_peft_safetensors_file(model: ModelBuffer, tmp_path) -> None:
     with pytest.raises(InputError, match="'junk' is not a LoRA factor.*module 'w' has lora_A but not lora_B"):
         b.apply_adapter_file(tmp_path / "half.safetensors", scale=1.0)
     assert b.adapter == "q"
+
+
+def test_peft_files_and_configs_that_cannot_be_used_change_nothing(model: ModelBuffer, tmp_path) -> None:
+    b = load_bundle(model)
+    b.init()
+    b.apply_adapter(adapter(1), "X")
+    before = _weights(b)
+    f = adapter(4, ("w",))
+    path = tmp_path / "adapter_model.safetensors"
+    write_weights(tmp_path / "empty.safetensors", {"junk": f["w"]["A"]})
+    with pytest.raises(InputError, match=r"empty.safetensors: 'junk' is not a LoRA factor \(<module>\.lora_A\.weight"):
+        b.apply_adapter_file(tmp_path / "empty.safetensors", scale=1.0)
+    save_file({}, str(tmp_path / "none.safetensors"))  # a file with no tensors at all
+    with pytest.raises(InputError, match=r"none.safetensors: no LoRA factors \(<module>\.lora_A\.weight / "):
+        b.apply_adapter_file(tmp_path / "none.safetensors", scale=1.0)
+    write_weights(path, {"w.lora_A.weight": f["w"]["A"], "w.lora_B.weight": f["w"]["B"]})
+    config = tmp_path / "adapter_config.json"
+    for text, message in (("{not json", r"adapter_config.json: cannot read it: "),
+                          (json.dumps({"r": 2}), r"adapter_config.json: no numeric lora_alpha$"),
+                          (json.dumps({"r": 2, "lora_alpha": True}), r"adapter_config.json: no numeric lora_alpha$"),
+                          (json.dumps({"r": 2, "lora_alpha": 4, "rank_pattern": {"w": 4}}),
+                           r"adapter_config.json: per-module alpha_pattern / rank_pattern are not supported; give scale=$")):
+        config.write_text(text)
+        with pytest.raises(InputError, match=message):
+            b.apply_adapter_file(path)
+    assert b.adapter == "X" and _equal(_weights(b), before)
 
 
 def test_the_bundle_file_keeps_the_delta_graph(model: ModelBuffer) -> None:

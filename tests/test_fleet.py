@@ -70,6 +70,11 @@ def _publish(f: Fleet, seed: int, source: object = None) -> int:
 def test_publish_a_dict_and_files(fleet: Fleet, tmp_path) -> None:
     with pytest.raises(InputError, match="1 option sets for 2 replicas"):
         Fleet(b"", 2, options=[{}])
+    for bad in (0, -1.5, True, "10"):
+        with pytest.raises(InputError, match=rf"^Fleet: timeout must be a positive number of seconds, got {bad!r}$"):
+            Fleet(b"", 2, timeout=bad)
+    with pytest.raises(InputError, match=r"^Fleet: replicas must be a positive int, got 0$"):
+        Fleet(b"", 0)
     assert fleet.version == 0
     for y, v in _each_replica(fleet):
         assert v == 0

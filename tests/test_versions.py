@@ -295,6 +295,34 @@ def test_arrays_that_cannot_be_adopted_change_nothing(model: ModelBuffer) -> Non
     _close(b.infer({"x": X})[0], 3)
 
 
+def test_a_bundle_whose_update_graph_computes_cannot_adopt() -> None:
+    """copy=False stands for running the update graph only when that graph copies each given
+    weight whole: here const_2 is written even when not given (no `scf.if`), so it is refused."""
+    from test_runtime import W1, W2, level3
+    from xdsl.parser import Parser
+
+    from wrc.context import make_context
+
+    guarded = """    scf.if %p1 {
+      %v2 = memref.get_global @const_2_var : memref<f32>
+      "memref.copy"(%d1, %v2) : (memref<f32>, memref<f32>) -> ()
+    }"""
+    text = level3(True)
+    assert guarded in text
+    text = text.replace(guarded, """    %v2 = memref.get_global @const_2_var : memref<f32>
+    "memref.copy"(%d1, %v2) : (memref<f32>, memref<f32>) -> ()""")
+    b = load_bundle(ModelBuffer(Parser(make_context(), text).parse_module(),
+                                ("var_infer_graph", "var_init_graph", "var_update_graph"), {"const_1": W1, "const_2": W2}))
+    b.init()
+    version, values = b.version, {k: a.copy() for k, a in b.weights().items()}
+    for method in (b.stage, b.update):
+        with pytest.raises(InputError, match=rf"^{method.__name__}\(copy=False\): this bundle cannot adopt weight "
+                                             r"arrays: its 'var_update_graph' computes more than copies of the "
+                                             r"weights; use copy=True$"):
+            method({"const_1": W1 * 2, "const_2": np.array(2, np.float32)}, copy=False)
+    assert b.version == version and all(np.array_equal(a, values[k]) for k, a in b.weights().items())
+
+
 def test_adopted_arrays_live_as_long_as_a_version_holds_them(model: ModelBuffer) -> None:
     """The caller's arrays stay alive while the live, staged or previous version holds
     them, and are let go when it is retired; the bundle keeps no weight arrays of its own."""
