@@ -48,6 +48,7 @@ import numpy as np
 
 from wrc.abi import FunctionPlan, Input, Plan, Weight, WeightSignature, Write
 from wrc.analysis import Analysis
+from wrc.backends import native
 from wrc.bundle_format import Container, IRFacts
 from wrc.ir_binary import gc_paused
 
@@ -86,7 +87,7 @@ def cache_dir() -> Path | None:
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "wrc"
 
 
-def _private(path: Path) -> bool:
+def private_dir(path: Path) -> bool:
     """A directory only this user can write (POSIX; elsewhere: a directory)."""
     st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
@@ -106,7 +107,7 @@ def _entries_dir(create: bool) -> Path | None:
         if create:
             os.makedirs(base, mode=0o700, exist_ok=True)  # (only the last level gets the mode)
             os.makedirs(path, mode=0o700, exist_ok=True)
-        return path if _private(base) and _private(path) else None
+        return path if private_dir(base) and private_dir(path) else None
     except OSError:
         return None
 
@@ -122,7 +123,7 @@ def _sources_hash() -> str:
     h = hashlib.sha256()
     for package in (wrc, wrc.dialects):
         root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
+        for path in sorted(p for pattern in ("*.py", "*.c") for p in root.rglob(pattern)):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -150,7 +151,8 @@ def backend_id(backend: Any) -> str:
 
 def _key(container: Container, backend: str) -> str:
     return json.dumps({**_environment(), "bundle_version": container.version, "ir_sha256": container.ir_sha256,
-                       "graphs": list(container.graphs), "backend": backend}, sort_keys=True)
+                       "graphs": list(container.graphs), "backend": backend,
+                       "native": native.enabled()}, sort_keys=True)
 
 
 def _entry_name(key: str) -> str:
@@ -241,9 +243,12 @@ def _encode(v: Any) -> Any:
     if _dataclasses().get(t.__name__) is t:
         return (b"dc", t.__name__, tuple(_encode(getattr(v, f.name)) for f in dataclasses.fields(v)))
     name = _names().get(id(v))
-    if name is None:
+    if name is not None:
+        return (b"r", name)
+    compiled = native.function_name(v)
+    if compiled is None:
         raise _Unencodable(f"{t.__name__} {v!r}"[:200])
-    return (b"r", name)
+    return (b"nat", *compiled)
 
 
 _SEQUENCES: dict[type, bytes] = {tuple: b"t", list: b"l", frozenset: b"fs"}
@@ -283,6 +288,8 @@ def _decode(v: Any) -> Any:
         return v[1]
     if tag == b"r":
         return _by_name(v[1])
+    if tag == b"nat":  # a compiled kernel (a KeyError where it cannot be built here: a miss)
+        return native.function(v[1], v[2])
     raise ValueError(f"unknown tag {tag!r}")
 
 

@@ -63,6 +63,10 @@ class JitOptions(ArgSpecConvertible):
     """Let GEMMs read a copy's source through views instead of the copy (`forward.py`;
     off: to measure it)."""
 
+    native: bool = True
+    """Run a kernel through its compiled C form where it has one and it can be built here
+    (`wrc.backends.native`; `WRC_NATIVE=off` turns it off too; off: NumPy forms only)."""
+
     pool_min_bytes: int = 128 * 1024
     """A buffer takes a dead array of another shape (a view of a pooled flat array) only from
     this size: below it `np.empty` is served from memory the allocator holds (one call) while
