@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.irdl import OpDef
 from xdsl.utils.exceptions import VerifyException
 
@@ -140,3 +141,48 @@ def test_names_enter_signatures_as_their_class(second, fails):
     module = parse(f"builtin.module {{\n{first}\n{GLOBAL.format(name=second)}\n}}")
     result = both(module)
     assert result == "ok" if fails is None else fails in result
+
+
+GENERIC = """linalg.generic {{indexing_maps = [affine_map<(d0) -> ({map})>, affine_map<(d0) -> (d0)>],
+      iterator_types = ["parallel"]}} ins(%a : memref<4xf32>) outs({out}) {{
+    ^bb0(%x: {arg}, %y: f32):
+      linalg.yield %y : f32
+    }}"""
+
+
+@pytest.mark.parametrize("second, fails", [
+    (dict(map="d0", out="%b : memref<4xf32>", arg="f32"), None),  # the same signature again
+    (dict(map="d0", out="%c : memref<3xf32>", arg="f32"), "inferred input/output operand #1"),
+    (dict(map="d0 + 1", out="%b : memref<4xf32>", arg="f32"), "inferred input/output operand #0"),
+    (dict(map="d0", out="%b : memref<4xf32>", arg="i32"), "expected type of bb argument #0"),
+])
+def test_a_generic_verifier_runs_once_per_signature(second, fails, monkeypatch):
+    """A `linalg.generic`'s own verifier reads only its signature: it runs for the first op of
+    each signature only, and a generic that differs from a seen one is checked as xDSL
+    checks it, with xDSL's message."""
+    first = GENERIC.format(map="d0", out="%b : memref<4xf32>", arg="f32")
+    module = parse(f"""
+builtin.module {{
+  func.func @f(%a: memref<4xf32>, %b: memref<4xf32>, %c: memref<3xf32>) {{
+    {first}
+    {GENERIC.format(**second)}
+    func.return
+  }}
+}}""")
+    result = both(module)
+    assert result == "ok" if fails is None else fails in result
+    original = ir_verify._irdl_parts
+    op_def, own = original(GenericOp)
+    calls = []
+
+    def counted(op):
+        calls.append(op)
+        own(op)
+
+    monkeypatch.setattr(ir_verify, "_irdl_parts", lambda cls: (op_def, counted) if cls is GenericOp else original(cls))
+    monkeypatch.setattr(ir_verify, "_SIGNATURE_ONLY_VERIFIERS", frozenset({(GenericOp, counted)}))
+    assert outcome(ir_verify.verify, module) == result
+    assert calls == []  # a seen signature skips it (a new one runs it inside op.verify_())
+    monkeypatch.setattr(ir_verify, "_SIGNATURE_ONLY_VERIFIERS", frozenset())
+    assert outcome(ir_verify.verify, module) == result
+    assert len(calls) == (1 if fails is None else 0)  # without the skip, the seen one ran it

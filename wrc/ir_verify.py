@@ -12,7 +12,10 @@ once per signature; everything else runs for every op, as in xDSL and in the sam
 the structural checks (parents, terminators, erased operands), nested regions first, the op
 definition's traits (they may read the op's context), and the op's own `verify_`. A property
 or attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
-`get_global`'s symbol) enters the signature as its class.
+`get_global`'s symbol) enters the signature as its class. A `linalg.generic`'s own verifier
+(xDSL 0.74's `LinalgStructuredOperation.verify_`: operand types against the indexing maps,
+iterators and body argument types) reads nothing but its signature either, so a seen generic
+signature skips it too: that is a quarter of a level-3 module's verification.
 
 An op whose class does not have the shape `irdl_op_definition` gives it (its `verify_`
 generated around the definition and the class's own verifier), whose signature holds an
@@ -26,12 +29,18 @@ from collections.abc import Callable
 from typing import Any
 
 from xdsl.dialects.builtin import SymbolNameConstraint
+from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
+from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.ir import Block, Operation, Region
 from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
-from xdsl.traits import IsTerminator, NoTerminator
+from xdsl.traits import IsTerminator, NoTerminator, OpTrait
 from xdsl.utils.exceptions import VerifyException
 
 _Parts = tuple[OpDef, Callable[[Operation], None] | None]
+
+# (op class, its own verifier) pairs whose verifier reads only what `_signature` holds
+# (audited in xDSL 0.74, which pyproject.toml pins): run once per signature, like `OpDef.verify`.
+_SIGNATURE_ONLY_VERIFIERS = frozenset({(GenericOp, LinalgStructuredOperation.verify_)})
 
 
 @functools.cache
@@ -77,13 +86,19 @@ def _signature(op: Operation) -> tuple[Any, ...]:
     props, attrs = _class_only(type(op))
     return (
         type(op),
-        tuple(v.type for v in op.operands),
-        tuple(r.type for r in op.results),
+        tuple([v.type for v in op._operands]),  # (the tuples themselves: no view objects)
+        tuple([r.type for r in op.results]),
         tuple((k, type(v) if k in props else v) for k, v in op.properties.items()),
         tuple((k, type(v) if k in attrs else v) for k, v in op.attributes.items()),
         tuple((len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in op.regions),
-        len(op.successors),
+        len(op._successors),
     )
+
+
+@functools.cache
+def _has(cls: type[Operation], trait: type[OpTrait]) -> bool:
+    """`op.has_trait(trait)` of a registered op class (traits are fixed per class)."""
+    return cls.has_trait(trait)
 
 
 class _Verifier:
@@ -139,7 +154,7 @@ class _Verifier:
             return
         for trait in op_def.traits:
             trait.verify(op)
-        if custom_verify is not None:
+        if custom_verify is not None and (type(op), custom_verify) not in _SIGNATURE_ONLY_VERIFIERS:
             custom_verify(op)
 
     @staticmethod
@@ -147,12 +162,12 @@ class _Verifier:
         """The checks of `Operation.verify` before its regions and `verify_`."""
         from xdsl.ir.core import ErasedSSAValue
 
-        for operand in op.operands:
+        for operand in op._operands:
             if isinstance(operand, ErasedSSAValue):
                 raise ValueError("Erased SSA value is used by the operation")
         parent_block = op.parent
         parent_region = None if parent_block is None else parent_block.parent
-        if op.successors:
+        if op._successors:
             if parent_block is None or parent_region is None:
                 raise VerifyException(
                     f"Operation {op.name} with block successors does not belong to a block or a region"
@@ -164,12 +179,12 @@ class _Verifier:
                     raise VerifyException(f"Operation {op.name} is branching to a block of a different region")
         if parent_block is not None and parent_region is not None and parent_block.last_op == op:
             if len(parent_region.blocks) == 1:
-                if (parent_op := parent_region.parent) is not None and not parent_op.has_trait(NoTerminator):
-                    if not op.has_trait(IsTerminator):
+                if (parent_op := parent_region.parent) is not None and not _has(type(parent_op), NoTerminator):
+                    if not _has(type(op), IsTerminator):
                         raise VerifyException(
                             f"Operation {op.name} terminates block in single-block region but is not a terminator"
                         )
-            elif len(parent_region.blocks) > 1 and not op.has_trait(IsTerminator):
+            elif len(parent_region.blocks) > 1 and not _has(type(op), IsTerminator):
                 raise VerifyException(
                     f"Operation {op.name} terminates block in multi-block region but is not a terminator"
                 )

@@ -6,12 +6,13 @@ each group are chosen so that the fewest operands need a copy before BLAS takes 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wrc.backends.numpy_jit.access import Access, Generic
+from wrc.backends.numpy_jit.access import Generic
 
 
 def merge(dims: Sequence[int], strides: Sequence[int], ext: Sequence[int]) -> tuple[int, int] | None:
@@ -62,36 +63,46 @@ class Gemm:
     cost: float
 
 
-def copy_cost(acc: Access, groups: Sequence[Sequence[int]], ext: Sequence[int]) -> float:
-    """0 if the operand is a BLAS-able [batch,] matrix view as it is, else a copy estimate.
+def copy_cost(strides: Sequence[int], groups: Sequence[Sequence[int]], ext: Sequence[int]) -> float:
+    """0 if the operand (its `strides`) is a BLAS-able [batch,] matrix view as it is, else a
+    copy estimate.
 
     NumPy copies strided views fast only when the innermost run is long, so short
     innermost dims (a 3-wide kernel row of an im2col) are charged extra.
     """
-    if matrix(groups, acc.strides, ext) is not None:
+    if matrix(groups, strides, ext) is not None:
         return 0.0
     dims = [d for g in groups for d in g]
     inner = dims[-1]
-    return math.prod(ext[d] for d in dims) * (1 + 16 / ext[inner]) * (1 if abs(acc.strides[inner]) == 1 else 1.5)
+    return math.prod(ext[d] for d in dims) * (1 + 16 / ext[inner]) * (1 if abs(strides[inner]) == 1 else 1.5)
 
 
 def plan_gemm(g: Generic) -> Gemm | None:
     """Group loop dims as batch/M/N/K, pick the orientation and dim orders that copy least;
     None when the multiply-accumulate is not a GEMM (a dim summed in one operand only)."""
     assert g.mac is not None
-    oa, ext = g.out, g.extents
+    x, y = g.mac
+    return _plan_gemm(g.mac, g.extents, g.accesses[x].strides, g.accesses[y].strides, g.out.strides)
 
-    def order(ds: list[int], acc: Access) -> tuple[int, ...]:
-        return tuple(sorted(ds, key=lambda d: -abs(acc.strides[d])))
 
+@functools.lru_cache(maxsize=4096)
+def _plan_gemm(mac: tuple[int, int], ext: tuple[int, ...], x_strides: tuple[int, ...],
+               y_strides: tuple[int, ...], out_strides: tuple[int, ...]) -> Gemm | None:
+    """`plan_gemm` from all it reads (a model repeats few GEMM shapes: planned once each)."""
+    strides = {mac[0]: x_strides, mac[1]: y_strides}
+
+    def order(ds: list[int], acc: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(ds, key=lambda d: -abs(acc[d])))
+
+    oa = out_strides
     best: Gemm | None = None
     for swap in (False, True):
-        xi, yi = g.mac[::-1] if swap else g.mac
-        a, b = g.accesses[xi], g.accesses[yi]
+        xi, yi = mac[::-1] if swap else mac
+        a, b = strides[xi], strides[yi]
         groups: dict[tuple[bool, bool, bool], list[int]] = {}
         for d in range(len(ext)):
             if ext[d] > 1:
-                groups.setdefault((a.uses(d), b.uses(d), oa.uses(d)), []).append(d)
+                groups.setdefault((a[d] != 0, b[d] != 0, oa[d] != 0), []).append(d)
         batch, m = groups.pop((True, True, True), []), groups.pop((True, False, True), [])
         n, k = groups.pop((False, True, True), []), groups.pop((True, True, False), [])
         if groups or not k:

@@ -232,16 +232,14 @@ class _Planner:
         """First and last use (top-level op index, views included) of each top-level alloc."""
         index = {op: i for i, op in enumerate(self.top)}
         uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
-        for op in self.fn.walk():
-            top: Operation | None = op
-            while top is not None and top not in index:
-                top = top.parent_op()
-            if top is None or isinstance(op, memref.AllocOp):
-                continue
-            for v in op.operands:
-                r = root(v) if isinstance(v.type, MemRefType) else None
-                if isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp):
-                    uses.setdefault(r, []).append((index[top], top))
+        for i, top in enumerate(self.top):
+            for op in top.walk():  # (each op nested in a top-level op counts as that op)
+                if isinstance(op, memref.AllocOp):
+                    continue
+                for v in op.operands:
+                    r = root(v) if isinstance(v.type, MemRefType) else None
+                    if isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp):
+                        uses.setdefault(r, []).append((i, top))
         for r, us in uses.items():
             if r.owner in index:
                 first = min(us, key=lambda u: u[0])
