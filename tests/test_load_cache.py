@@ -257,9 +257,59 @@ def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.M
     data = bundle_bytes(build())
     wrc.load_bundle(data)
     assert not read  # cold: nothing to read
-    assert is_hit(wrc.load_bundle(data))
+    b = wrc.load_bundle(data)
+    assert is_hit(b)
     (entry,) = entries(cache)
-    assert read == [entry.read_bytes()[48:]]
+    body = entry.read_bytes()[48:]
+    assert read == [body]
+    run(b)  # each function run decodes its part of the entry (StoredFunction)
+    made = b._compiled._fns  # noqa: SLF001 - the functions run, each decoded once
+    assert len(read) == 1 + len(made) > 3 and all(r in body for r in read[1:])
+
+
+def test_a_hit_makes_each_function_when_first_used(cache: Path) -> None:
+    """A load from the cache decodes no generated function; each is made (decoded, its
+    code object run) when it is first run or read, and then runs as a cold load's does."""
+    data = bundle_bytes(build())
+    cold = wrc.load_bundle(data)
+    b = wrc.load_bundle(data)
+    assert is_hit(b)
+    made = b._compiled._fns  # noqa: SLF001 - which functions were made
+    assert list(made) == [] and b._compiled.graphs == cold._compiled.graphs
+    b.init()  # the derive functions run, and the infer graph once (warm-up); not the init graph
+    assert set(made) == {INFER_GRAPH, *(d.name for d in b._derives)}  # noqa: SLF001
+    assert b.infer({"x": X})[0].tobytes() == (cold.init() or cold.infer({"x": X}))[0].tobytes()
+    assert b.source("var_update_graph") == cold.source("var_update_graph")
+    assert "var_update_graph" not in made  # its source was decoded, its code not run
+    b.update(weights(2))
+    cold.update(weights(2))
+    assert b.infer({"x": X})[0].tobytes() == cold.infer({"x": X})[0].tobytes()
+    assert "var_update_graph" in made
+
+
+def test_threads_first_running_a_hits_function_agree(cache: Path) -> None:
+    import threading
+
+    data = bundle_bytes(build())
+    cold = wrc.load_bundle(data)
+    cold.init()
+    want = cold.infer({"x": X})[0].tobytes()
+    for _ in range(3):
+        b = wrc.load_bundle(data)
+        b.init()
+        got: list[bytes] = []
+        start = threading.Barrier(4)
+
+        def infer(b: wrc.Bundle = b, got: list[bytes] = got, start: threading.Barrier = start) -> None:
+            start.wait()
+            got.append(b.infer({"x": X})[0].tobytes())
+
+        threads = [threading.Thread(target=infer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert got == [want] * 4
 
 
 def test_what_the_cache_cannot_hold_is_not_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from xdsl.dialects import func
@@ -91,45 +91,79 @@ class GeneratedFunction:
     namespace: Mapping[str, Any]
     code: CodeType
 
+    def load(self) -> GeneratedFunction:
+        """Itself (a `StoredFunction` of the load cache decodes itself here)."""
+        return self
+
+
+class StoredFunction(Protocol):
+    """A function known by name and arity whose source, constants and code are decoded on
+    first use (`wrc.load_cache.StoredFunction`)."""
+
+    name: str
+    arity: int
+
+    def load(self) -> GeneratedFunction: ...
+
+
+class _Functions(dict[str, tuple[_Fn, int]]):
+    """Name → (Python function, arity), each made (its constants decoded, its code object
+    run) when first looked up: a bundle from the load cache pays only for the functions it
+    runs. Two threads may both make one: the same function, either kept."""
+
+    def __init__(self, functions: Sequence[GeneratedFunction | StoredFunction]) -> None:
+        super().__init__()
+        self.stored = {f.name: f for f in functions}
+
+    def __missing__(self, name: str) -> tuple[_Fn, int]:
+        f = self.generated(name)
+        namespace = dict(f.namespace)
+        exec(f.code, namespace)
+        made = self[name] = (namespace["graph"], f.arity)
+        return made
+
+    def generated(self, name: str) -> GeneratedFunction:
+        f = self.stored[name].load()
+        self.stored[name] = f
+        return f
+
 
 class NumpyCompiledModule:
     """The module's functions as compiled Python functions (see `source`)."""
 
     def __init__(self, module: ModuleOp | None, arrays: ArrayModule = NUMPY,
                  options: JitOptions = DEFAULT_OPTIONS,
-                 functions: Sequence[GeneratedFunction] | None = None) -> None:
+                 functions: Sequence[GeneratedFunction | StoredFunction] | None = None) -> None:
         """`functions`: generated before from the same module, arrays and options (then
-        `module` is not read)."""
+        `module` is not read), each made into a Python function on first use."""
         self.arrays = arrays
         if functions is None:
             assert module is not None
             functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
                                            compile(text, "<wrc numpy jit>", "exec"))
                          for op, src in compile_functions(module, arrays, options) for text in [src.text()]]
-        self.functions = tuple(functions)
-        self._fns: dict[str, tuple[_Fn, int]] = {}
-        self._sources: dict[str, str] = {}
+        self._fns = _Functions(functions)
+        self._arity = {f.name: f.arity for f in functions}
         self._callers: dict[str, Caller] = {}
-        for f in self.functions:
-            namespace = dict(f.namespace)
-            exec(f.code, namespace)
-            self._fns[f.name] = (namespace["graph"], f.arity)
-            self._sources[f.name] = f.source
+
+    @property
+    def functions(self) -> tuple[GeneratedFunction, ...]:
+        """Every function as generated (decoded, where it came from the load cache)."""
+        return tuple(map(self._fns.generated, self._arity))
 
     @property
     def graphs(self) -> tuple[str, ...]:
-        return tuple(self._fns)
+        return tuple(self._arity)
 
     def source(self, graph_name: str) -> str:
         """The generated Python source of one function."""
-        if graph_name not in self._sources:
+        if graph_name not in self._arity:
             raise InputError(f"the module has no graph {graph_name!r}")
-        return self._sources[graph_name]
+        return self._fns.generated(graph_name).source
 
     def run(self, graph_name: str, globals_: Mapping[str, np.ndarray],
             args: Sequence[np.ndarray | bool]) -> list[np.ndarray]:
-        n = self._fns[graph_name][1] if graph_name in self._fns else None
-        check_call(graph_name, n, args)
+        check_call(graph_name, self._arity.get(graph_name), args)
         return self._call_of(graph_name)(globals_, args)
 
     def caller(self, graph_name: str) -> Caller:
@@ -144,7 +178,8 @@ class NumpyCompiledModule:
         return call
 
     def _caller(self, graph_name: str) -> Caller:
-        fn = self._fns[graph_name][0]
+        fns = self._fns
+        fns[graph_name]  # noqa: B018 - made now; each call looks it up (a profiler may swap it)
         quiet = _QUIET if self.arrays.errstate is NUMPY.errstate else None
 
         def missing(e: KeyError) -> InputError:
@@ -156,7 +191,7 @@ class NumpyCompiledModule:
             def call(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
                 with errstate():
                     try:
-                        return fn(globals_, *args)
+                        return fns[graph_name][0](globals_, *args)
                     except KeyError as e:
                         raise missing(e) from None
             return call
@@ -166,7 +201,7 @@ class NumpyCompiledModule:
         def call_quiet(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
             token = var.set(ignore)
             try:
-                return fn(globals_, *args)
+                return fns[graph_name][0](globals_, *args)
             except KeyError as e:
                 raise missing(e) from None
             finally:
