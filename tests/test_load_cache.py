@@ -138,9 +138,10 @@ def _corruptions(entry: Path, other: Path) -> list[tuple[str, Callable[[], None]
             ("last byte gone", write(good[:-1])), ("bit flip in the head", flip(3)),
             ("bit flip in the body", flip(len(good) // 2)), ("foreign entry", write(foreign)),
             ("junk", write(os.urandom(len(good)))), ("a directory", directory),
-            ("resealed junk", write(resealed((key, (b"zz", 1))))),
-            ("resealed wrong type", write(resealed((key, (b"n", [1, 2]))))),
-            ("resealed unknown callable", write(resealed((key, (b"r", "os.system"))))),
+            ("resealed junk", write(resealed((key, [b"zz", 1])))),
+            ("resealed wrong type", write(resealed((key, [b"b", [1, 2]])))),
+            ("resealed unknown callable", write(resealed((key, [b"r", "os.system"])))),
+            ("resealed native value", write(resealed((key, (b"r", "os.system"))))),
             ("resealed bad marshal", write(good[:16] + hashlib.sha256(b"\xff").digest() + b"\xff"))]
 
 
@@ -159,6 +160,38 @@ def test_a_bad_entry_is_ignored_and_rebuilt(cache: Path) -> None:
             entry.rmdir()
             wrc.load_bundle(data)
         assert is_hit(wrc.load_bundle(data)), f"{what}: not rebuilt"
+
+
+def test_a_function_that_fails_to_decode_is_generated_again(cache: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function's part of the entry is decoded when first used, after the load: one that
+    fails then (resealed to name `os.system`, or junk) is generated again from the IR, and
+    runs as a cold load's does; the name is never looked up outside the table."""
+    import hashlib
+    import marshal
+
+    data = bundle_bytes(build())
+    reference = run(wrc.load_bundle(data))
+    (entry,) = entries(cache)
+    good = entry.read_bytes()
+    key, value = marshal.loads(good[48:])
+    looked_up: list[str] = []
+    by_name = load_cache._by_name.__wrapped__
+    monkeypatch.setattr(load_cache, "_by_name", lambda name: looked_up.append(name) or by_name(name))
+    made = []
+    for bad in (marshal.dumps([b"r", "os.system"]), b"junk"):
+        functions = value[2][2]  # Entry(facts, analysis, functions): [b"t", [StoredFunction, ...]]
+        for f in functions[1]:
+            f[2][2] = [b"b", bad]  # StoredFunction(name, arity, data)
+        body = marshal.dumps((key, value))
+        entry.write_bytes(good[:16] + hashlib.sha256(body).digest() + body)
+        b = wrc.load_bundle(data)
+        assert is_hit(b)
+        assert run(b) == reference
+        assert "module" in vars(b.model)  # decoded for the functions generated again
+        made.append(set(b._compiled._fns))  # noqa: SLF001 - the functions run
+    assert looked_up.count("os.system") == len(made[0]) > 3  # once per function run, refused
+    assert {n for n in looked_up if not n.startswith("numpy.")} == {"os.system"}
 
 
 def test_a_tampered_ir_misses_the_cache_and_is_validated(cache: Path) -> None:

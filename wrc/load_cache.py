@@ -358,13 +358,15 @@ class Entry:
     analysis: Analysis
     functions: tuple[StoredFunction, ...] | None  # for the numpy backend
 
-    def compiled(self, backend: Any) -> Any:
-        """The backend's compiled module made from the entry's functions (None: none kept)."""
+    def compiled(self, backend: Any, module_of: Callable[[], Any]) -> Any:
+        """The backend's compiled module made from the entry's functions (None: none kept);
+        `module_of()`: the IR's module, from which a function whose part of the entry fails
+        to decode is generated again (a cache problem never fails a load, nor a run)."""
         if self.functions is None:
             return None
         from wrc.backends.numpy_jit import NumpyCompiledModule
 
-        return NumpyCompiledModule(None, options=backend.options, functions=self.functions)
+        return NumpyCompiledModule(None, options=backend.options, functions=self.functions, module_of=module_of)
 
 
 def lookup(container: Container, backend: Any) -> Entry | None:

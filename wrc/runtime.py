@@ -888,7 +888,8 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
             model = c.model(module)
         try:
             if hit is not None:
-                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be), stored=stored)
+                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be, lambda: model.module),
+                              stored=stored)
             analysis = analyse(model)
             bundle = Bundle(model, backend, analysis=analysis, stored=stored)
         except BundleFormatError:

@@ -71,13 +71,22 @@ def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
                       options: JitOptions = DEFAULT_OPTIONS) -> Iterator[tuple[func.FuncOp, Source]]:
     """Each function of `module` with its generated source (planned, then emitted)."""
     for op in module.ops:
-        if not isinstance(op, func.FuncOp):
-            continue
-        if not op.body.blocks:
-            raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
-        emitter = FuncEmitter(op, plan_function(op, options), arrays)
-        emitter.emit()
-        yield op, emitter.src
+        if isinstance(op, func.FuncOp):
+            yield op, _generate(op, arrays, options)
+
+
+def _generate(op: func.FuncOp, arrays: ArrayModule, options: JitOptions) -> Source:
+    if not op.body.blocks:
+        raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
+    emitter = FuncEmitter(op, plan_function(op, options), arrays)
+    emitter.emit()
+    return emitter.src
+
+
+def _generated(op: func.FuncOp, src: Source) -> GeneratedFunction:
+    text = src.text()
+    return GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
+                             compile(text, "<wrc numpy jit>", "exec"))
 
 
 @dataclass(frozen=True)
@@ -111,9 +120,11 @@ class _Functions(dict[str, tuple[_Fn, int]]):
     run) when first looked up: a bundle from the load cache pays only for the functions it
     runs. Two threads may both make one: the same function, either kept."""
 
-    def __init__(self, functions: Sequence[GeneratedFunction | StoredFunction]) -> None:
+    def __init__(self, functions: Sequence[GeneratedFunction | StoredFunction],
+                 generate: Callable[[str], GeneratedFunction] | None) -> None:
         super().__init__()
         self.stored = {f.name: f for f in functions}
+        self.generate = generate  # from the IR, for a stored function that fails to decode
 
     def __missing__(self, name: str) -> tuple[_Fn, int]:
         f = self.generated(name)
@@ -123,7 +134,12 @@ class _Functions(dict[str, tuple[_Fn, int]]):
         return made
 
     def generated(self, name: str) -> GeneratedFunction:
-        f = self.stored[name].load()
+        try:
+            f = self.stored[name].load()
+        except Exception:  # a cache entry wrc did not write as it reads it: never in practice
+            if self.generate is None:
+                raise
+            f = self.generate(name)
         self.stored[name] = f
         return f
 
@@ -133,18 +149,25 @@ class NumpyCompiledModule:
 
     def __init__(self, module: ModuleOp | None, arrays: ArrayModule = NUMPY,
                  options: JitOptions = DEFAULT_OPTIONS,
-                 functions: Sequence[GeneratedFunction | StoredFunction] | None = None) -> None:
+                 functions: Sequence[GeneratedFunction | StoredFunction] | None = None,
+                 module_of: Callable[[], ModuleOp] | None = None) -> None:
         """`functions`: generated before from the same module, arrays and options (then
-        `module` is not read), each made into a Python function on first use."""
+        `module` is not read), each made into a Python function on first use; a stored one
+        that fails to decode is generated again from `module_of()` (the module, made then)."""
         self.arrays = arrays
+        self.options = options
         if functions is None:
             assert module is not None
-            functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
-                                           compile(text, "<wrc numpy jit>", "exec"))
-                         for op, src in compile_functions(module, arrays, options) for text in [src.text()]]
-        self._fns = _Functions(functions)
+            functions = [_generated(op, src) for op, src in compile_functions(module, arrays, options)]
+        self._module_of = module_of
+        self._fns = _Functions(functions, self._generate if module_of is not None else None)
         self._arity = {f.name: f.arity for f in functions}
         self._callers: dict[str, Caller] = {}
+
+    def _generate(self, name: str) -> GeneratedFunction:
+        assert self._module_of is not None
+        (op,) = (op for op in self._module_of().ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+        return _generated(op, _generate(op, self.arrays, self.options))
 
     @property
     def functions(self) -> tuple[GeneratedFunction, ...]:
