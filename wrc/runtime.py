@@ -396,7 +396,10 @@ class Bundle:
 
     def _new_reader(self, graph: str) -> _Reader:
         info = self._graphs.get(graph)
-        if info is None or info.writes or not self._arrays.host or any(x.optional for x in info.inputs):
+        if info is None:  # (an unknown name is not kept)
+            return _NO_READER
+        if info.writes or not self._arrays.host or any(x.optional for x in info.inputs):
+            self._readers[graph] = _NO_READER
             return _NO_READER
         compiled = self._compiled
         call = getattr(compiled, "caller", None)
