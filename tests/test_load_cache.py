@@ -138,9 +138,10 @@ def _corruptions(entry: Path, other: Path) -> list[tuple[str, Callable[[], None]
             ("last byte gone", write(good[:-1])), ("bit flip in the head", flip(3)),
             ("bit flip in the body", flip(len(good) // 2)), ("foreign entry", write(foreign)),
             ("junk", write(os.urandom(len(good)))), ("a directory", directory),
-            ("resealed junk", write(resealed((key, (b"zz", 1))))),
-            ("resealed wrong type", write(resealed((key, (b"n", [1, 2]))))),
-            ("resealed unknown callable", write(resealed((key, (b"r", "os.system"))))),
+            ("resealed junk", write(resealed((key, [b"zz", 1])))),
+            ("resealed wrong type", write(resealed((key, [b"b", [1, 2]])))),
+            ("resealed unknown callable", write(resealed((key, [b"r", "os.system"])))),
+            ("resealed native value", write(resealed((key, (b"r", "os.system"))))),
             ("resealed bad marshal", write(good[:16] + hashlib.sha256(b"\xff").digest() + b"\xff"))]
 
 
@@ -159,6 +160,38 @@ def test_a_bad_entry_is_ignored_and_rebuilt(cache: Path) -> None:
             entry.rmdir()
             wrc.load_bundle(data)
         assert is_hit(wrc.load_bundle(data)), f"{what}: not rebuilt"
+
+
+def test_a_function_that_fails_to_decode_is_generated_again(cache: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function's part of the entry is decoded when first used, after the load: one that
+    fails then (resealed to name `os.system`, or junk) is generated again from the IR, and
+    runs as a cold load's does; the name is never looked up outside the table."""
+    import hashlib
+    import marshal
+
+    data = bundle_bytes(build())
+    reference = run(wrc.load_bundle(data))
+    (entry,) = entries(cache)
+    good = entry.read_bytes()
+    key, value = marshal.loads(good[48:])
+    looked_up: list[str] = []
+    by_name = load_cache._by_name.__wrapped__
+    monkeypatch.setattr(load_cache, "_by_name", lambda name: looked_up.append(name) or by_name(name))
+    made = []
+    for bad in (marshal.dumps([b"r", "os.system"]), b"junk"):
+        functions = value[2][2]  # Entry(facts, analysis, functions): [b"t", [StoredFunction, ...]]
+        for f in functions[1]:
+            f[2][2] = [b"b", bad]  # StoredFunction(name, arity, data)
+        body = marshal.dumps((key, value))
+        entry.write_bytes(good[:16] + hashlib.sha256(body).digest() + body)
+        b = wrc.load_bundle(data)
+        assert is_hit(b)
+        assert run(b) == reference
+        assert "module" in vars(b.model)  # decoded for the functions generated again
+        made.append(set(b._compiled._fns))  # noqa: SLF001 - the functions run
+    assert looked_up.count("os.system") == len(made[0]) > 3  # once per function run, refused
+    assert {n for n in looked_up if not n.startswith("numpy.")} == {"os.system"}
 
 
 def test_a_tampered_ir_misses_the_cache_and_is_validated(cache: Path) -> None:
@@ -257,9 +290,59 @@ def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.M
     data = bundle_bytes(build())
     wrc.load_bundle(data)
     assert not read  # cold: nothing to read
-    assert is_hit(wrc.load_bundle(data))
+    b = wrc.load_bundle(data)
+    assert is_hit(b)
     (entry,) = entries(cache)
-    assert read == [entry.read_bytes()[48:]]
+    body = entry.read_bytes()[48:]
+    assert read == [body]
+    run(b)  # each function run decodes its part of the entry (StoredFunction)
+    made = b._compiled._fns  # noqa: SLF001 - the functions run, each decoded once
+    assert len(read) == 1 + len(made) > 3 and all(r in body for r in read[1:])
+
+
+def test_a_hit_makes_each_function_when_first_used(cache: Path) -> None:
+    """A load from the cache decodes no generated function; each is made (decoded, its
+    code object run) when it is first run or read, and then runs as a cold load's does."""
+    data = bundle_bytes(build())
+    cold = wrc.load_bundle(data)
+    b = wrc.load_bundle(data)
+    assert is_hit(b)
+    made = b._compiled._fns  # noqa: SLF001 - which functions were made
+    assert list(made) == [] and b._compiled.graphs == cold._compiled.graphs
+    b.init()  # the derive functions run, and the infer graph once (warm-up); not the init graph
+    assert set(made) == {INFER_GRAPH, *(d.name for d in b._derives)}  # noqa: SLF001
+    assert b.infer({"x": X})[0].tobytes() == (cold.init() or cold.infer({"x": X}))[0].tobytes()
+    assert b.source("var_update_graph") == cold.source("var_update_graph")
+    assert "var_update_graph" not in made  # its source was decoded, its code not run
+    b.update(weights(2))
+    cold.update(weights(2))
+    assert b.infer({"x": X})[0].tobytes() == cold.infer({"x": X})[0].tobytes()
+    assert "var_update_graph" in made
+
+
+def test_threads_first_running_a_hits_function_agree(cache: Path) -> None:
+    import threading
+
+    data = bundle_bytes(build())
+    cold = wrc.load_bundle(data)
+    cold.init()
+    want = cold.infer({"x": X})[0].tobytes()
+    for _ in range(3):
+        b = wrc.load_bundle(data)
+        b.init()
+        got: list[bytes] = []
+        start = threading.Barrier(4)
+
+        def infer(b: wrc.Bundle = b, got: list[bytes] = got, start: threading.Barrier = start) -> None:
+            start.wait()
+            got.append(b.infer({"x": X})[0].tobytes())
+
+        threads = [threading.Thread(target=infer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert got == [want] * 4
 
 
 def test_what_the_cache_cannot_hold_is_not_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,7 +66,7 @@ def _dataclasses() -> dict[str, type]:
     from wrc.backends.numpy_jit import GeneratedFunction
 
     return {c.__name__: c for c in (FunctionPlan, Input, Plan, Weight, WeightSignature, Write,
-                                    Analysis, IRFacts, GeneratedFunction, Entry)}
+                                    Analysis, IRFacts, GeneratedFunction, StoredFunction, Entry)}
 
 
 class _Unencodable(Exception):
@@ -189,6 +189,7 @@ def _names() -> dict[int, str]:
     return out
 
 
+@functools.cache
 def _by_name(name: str) -> Any:
     """The function or module `_names` calls `name` (a `KeyError` for any other name)."""
     if name == "numpy":
@@ -206,11 +207,12 @@ _NATIVE_SCALARS = (type(None), bool, int, float, str)
 
 
 def _native(v: Any) -> bool:
-    """Whether `marshal` writes `v` as it is (containers of scalars, no bytes: bytes are tags)."""
+    """Whether `v` is stored as it is: a scalar, or a tuple, frozenset or dict of such values
+    (not a list, not bytes: a list is a tagged value)."""
     t = type(v)
     if t in _NATIVE_SCALARS:
         return True
-    if t in (tuple, list, frozenset):
+    if t is tuple or t is frozenset:
         return all(map(_native, v))
     if t is dict:
         return all(map(_native, v.keys())) and all(map(_native, v.values()))
@@ -218,41 +220,42 @@ def _native(v: Any) -> bool:
 
 
 def _encode(v: Any) -> Any:
-    """`v` as values `marshal` writes: scalars as they are, anything else a tuple whose first
-    item is a bytes tag; a container of scalars only is kept whole, so that decoding does not
-    walk it."""
+    """`v` as values `marshal` writes: a native value (`_native`) as it is, anything else a
+    list whose first item is a bytes tag; decoding walks only the lists, so a shape or a
+    name costs nothing to decode."""
     t = type(v)
-    if t in _NATIVE_SCALARS:
-        return v
     if _native(v):
-        return (b"n", v)
-    if t in (tuple, list, frozenset):
-        return (_SEQUENCES[t], [_encode(x) for x in v])
+        return v
+    if t in _SEQUENCES:
+        return [_SEQUENCES[t], [_encode(x) for x in v]]
     if t is dict:
-        return (b"d", [(_encode(k), _encode(x)) for k, x in v.items()])
+        if _native(tuple(v)):  # (names): the keys stored as they are
+            return [b"dk", tuple(v), [_encode(x) for x in v.values()]]
+        return [b"d", [(_encode(k), _encode(x)) for k, x in v.items()]]
     if isinstance(v, np.dtype):
-        return (b"dt", _dtype(v))
+        return [b"dt", _dtype(v)]
     if isinstance(v, np.generic):
-        return (b"sc", _dtype(v.dtype), v.tobytes())
+        return [b"sc", _dtype(v.dtype), v.tobytes()]
     if t is np.ndarray:
-        return (b"a", _dtype(v.dtype), v.shape, bool(v.flags.writeable), np.ascontiguousarray(v).tobytes())
+        return [b"a", _dtype(v.dtype), v.shape, bool(v.flags.writeable), np.ascontiguousarray(v).tobytes()]
+    if t is bytes:
+        return [b"b", v]
     if t is slice:
-        return (b"sl", _encode(v.start), _encode(v.stop), _encode(v.step))
+        return [b"sl", _encode(v.start), _encode(v.stop), _encode(v.step)]
     if t is CodeType:
-        return (b"code", v)
+        return [b"code", v]
     if _dataclasses().get(t.__name__) is t:
-        return (b"dc", t.__name__, tuple(_encode(getattr(v, f.name)) for f in dataclasses.fields(v)))
+        return [b"dc", t.__name__, [_encode(getattr(v, f.name)) for f in dataclasses.fields(v)]]
     name = _names().get(id(v))
     if name is not None:
-        return (b"r", name)
+        return [b"r", name]
     compiled = native.function_name(v)
     if compiled is None:
         raise _Unencodable(f"{t.__name__} {v!r}"[:200])
-    return (b"nat", *compiled)
+    return [b"nat", *compiled]
 
 
 _SEQUENCES: dict[type, bytes] = {tuple: b"t", list: b"l", frozenset: b"fs"}
-_CONTAINERS: dict[bytes, type] = {b"t": tuple, b"l": list, b"fs": frozenset}
 
 
 def _dtype(d: np.dtype) -> str:
@@ -263,37 +266,94 @@ def _dtype(d: np.dtype) -> str:
 
 def _decode(v: Any) -> Any:
     """The inverse of `_encode` (malformed input raises; the caller treats it as a miss)."""
-    if type(v) is not tuple:
+    if type(v) is not list:
         return v
-    tag = v[0]
-    if tag == b"n":
+    return _DECODERS[v[0]](v)
+
+
+def _decode_all(items: Any) -> list[Any]:
+    return [x if type(x) is not list else _DECODERS[x[0]](x) for x in items]
+
+
+def _dataclass(v: list[Any]) -> Any:
+    """A dataclass of `_dataclasses()` with its stored fields, set as `__init__` would set
+    them (none of these classes computes or checks anything there) at a fraction of the
+    cost of a frozen dataclass's `__init__`."""
+    cls, names = _fields()[v[1]]
+    values = _decode_all(v[2])
+    if len(values) != len(names):
+        raise ValueError(f"{v[1]}: {len(values)} fields stored, {len(names)} expected")
+    obj = object.__new__(cls)
+    obj.__dict__.update(zip(names, values))
+    return obj
+
+
+@functools.lru_cache(maxsize=1)
+def _fields() -> dict[str, tuple[type, tuple[str, ...]]]:
+    return {name: (c, tuple(f.name for f in dataclasses.fields(c))) for name, c in _dataclasses().items()}
+
+
+@functools.cache
+def _np_dtype(text: str) -> np.dtype:
+    return np.dtype(text)
+
+
+def _array(v: list[Any]) -> np.ndarray:
+    a = np.frombuffer(v[4], _np_dtype(v[1])).reshape(v[2]).copy()
+    a.flags.writeable = v[3]
+    return a
+
+
+def _exact(kind: type) -> Callable[[list[Any]], Any]:
+    def read(v: list[Any]) -> Any:
+        if type(v[1]) is not kind:
+            raise ValueError(f"a {type(v[1]).__name__} tagged {v[0]!r}")
         return v[1]
-    if tag in _CONTAINERS:
-        return _CONTAINERS[tag](map(_decode, v[1]))
-    if tag == b"d":
-        return {_decode(k): _decode(x) for k, x in v[1]}
-    if tag == b"dc":
-        return _dataclasses()[v[1]](*map(_decode, v[2]))
-    if tag == b"dt":
-        return np.dtype(v[1])
-    if tag == b"sc":
-        return np.frombuffer(v[2], np.dtype(v[1]))[0]
-    if tag == b"a":
-        a = np.frombuffer(v[4], np.dtype(v[1])).reshape(v[2]).copy()
-        a.flags.writeable = v[3]
-        return a
-    if tag == b"sl":
-        return slice(*map(_decode, v[1:]))
-    if tag == b"code" and type(v[1]) is CodeType:
-        return v[1]
-    if tag == b"r":
-        return _by_name(v[1])
-    if tag == b"nat":  # a compiled kernel (a KeyError where it cannot be built here: a miss)
-        return native.function(v[1], v[2])
-    raise ValueError(f"unknown tag {tag!r}")
+    return read
+
+
+_DECODERS: dict[bytes, Callable[[Any], Any]] = {
+    b"t": lambda v: tuple(_decode_all(v[1])),
+    b"l": lambda v: _decode_all(v[1]),
+    b"fs": lambda v: frozenset(_decode_all(v[1])),
+    b"d": lambda v: {_decode(k): _decode(x) for k, x in v[1]},
+    b"dk": lambda v: dict(zip(v[1], _decode_all(v[2]), strict=True)),
+    b"dc": _dataclass,
+    b"dt": lambda v: _np_dtype(v[1]),
+    b"sc": lambda v: np.frombuffer(v[2], _np_dtype(v[1]))[0],
+    b"a": _array,
+    b"sl": lambda v: slice(*_decode_all(v[1:])),
+    b"b": _exact(bytes),
+    b"code": _exact(CodeType),
+    b"r": lambda v: _by_name(v[1]),
+    b"nat": lambda v: native.function(v[1], v[2]),  # a KeyError where it cannot be built here: a miss
+}
+"""Each tag's decoder; an unknown tag is a `KeyError`."""
 
 
 # --------------------------------------------------------------------------- entries
+
+
+@dataclass(frozen=True)
+class StoredFunction:
+    """A generated function as an entry holds it: its name and arity, and the rest (source,
+    constants, code object) as an encoded value of its own, decoded only when the function
+    is first run or read (`numpy_jit.NumpyCompiledModule`): a load decodes what it runs.
+    The entry's SHA-256 was checked when it was read."""
+
+    name: str
+    arity: int
+    data: bytes  # marshal of the encoded numpy_jit.GeneratedFunction
+
+    def load(self) -> Any:
+        f = _decode(marshal.loads(self.data))
+        if type(f) is not _dataclasses()["GeneratedFunction"] or (f.name, f.arity) != (self.name, self.arity):
+            raise ValueError(f"load cache: function {self.name!r} does not match its entry")
+        return f
+
+
+def _stored(f: Any) -> StoredFunction:
+    return StoredFunction(f.name, f.arity, marshal.dumps(_encode(f)))
 
 
 @dataclass(frozen=True)
@@ -302,15 +362,17 @@ class Entry:
 
     facts: IRFacts
     analysis: Analysis
-    functions: tuple[Any, ...] | None  # numpy_jit.GeneratedFunction, for the numpy backend
+    functions: tuple[StoredFunction, ...] | None  # for the numpy backend
 
-    def compiled(self, backend: Any) -> Any:
-        """The backend's compiled module made from the entry's functions (None: none kept)."""
+    def compiled(self, backend: Any, module_of: Callable[[], Any]) -> Any:
+        """The backend's compiled module made from the entry's functions (None: none kept);
+        `module_of()`: the IR's module, from which a function whose part of the entry fails
+        to decode is generated again (a cache problem never fails a load, nor a run)."""
         if self.functions is None:
             return None
         from wrc.backends.numpy_jit import NumpyCompiledModule
 
-        return NumpyCompiledModule(None, options=backend.options, functions=self.functions)
+        return NumpyCompiledModule(None, options=backend.options, functions=self.functions, module_of=module_of)
 
 
 def lookup(container: Container, backend: Any) -> Entry | None:
@@ -372,4 +434,4 @@ def entry_for(facts: IRFacts, analysis: Analysis, compiled: Any) -> Entry:
     from wrc.backends.numpy_jit import NumpyCompiledModule
 
     cacheable = type(compiled) is NumpyCompiledModule and compiled.arrays is NUMPY
-    return Entry(facts, analysis, compiled.functions if cacheable else None)
+    return Entry(facts, analysis, tuple(map(_stored, compiled.functions)) if cacheable else None)

@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,50 @@ class VariableInfo:
 class _Call:
     args: list[Any]  # backend arguments, flags included
     flags: dict[int, bool]  # optional input index → non-empty
+
+
+class _Reader:
+    """The checks and the call of a read-only graph without optional inputs, made once.
+
+    Inputs that pass its checks as they are (C-contiguous NumPy arrays with the graph's
+    input names, shapes and dtypes: the common case) go straight to the generated code,
+    without building a message or a copy; anything else takes the checked path
+    (`Bundle._bind_named`), which accepts or rejects it exactly as before.
+    """
+
+    __slots__ = ("info", "checks", "call")
+
+    def __init__(self, info: FunctionPlan | None, call: Callable[[Mapping[str, Any], Sequence[Any]], list[Any]]
+                 ) -> None:
+        self.info = info
+        self.checks = None if info is None else tuple((x.name, x.shape, x.dtype) for x in info.inputs)
+        self.call = call  # (globals, arguments) -> outputs
+
+    def args(self, inputs: Any) -> Sequence[Any] | None:
+        """The arguments of a call with `inputs`, or None: the checked path decides."""
+        checks = self.checks
+        if checks is None:
+            return None
+        t = type(inputs)
+        if t is dict:
+            if len(inputs) != len(checks):  # (then every name is known when each is found)
+                return None
+            values: Sequence[Any] = [inputs.get(name) for name, _, _ in checks]
+        elif t is list or t is tuple:
+            if len(inputs) != len(checks):
+                return None
+            values = inputs
+        elif inputs is None and not checks:
+            return ()
+        else:
+            return None
+        for v, (_, shape, dtype) in zip(values, checks):
+            if type(v) is not np.ndarray or v.shape != shape or v.dtype != dtype or not v.flags.c_contiguous:
+                return None
+        return values
+
+
+_NO_READER = _Reader(None, lambda g, args: [])  # graphs that always take the checked path
 
 
 def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
@@ -144,6 +188,7 @@ class Bundle:
         # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
         # the reuse of the old arrays in _buffer), never a wrong read.
         self._reader_globals: tuple[dict[str, Any], FunctionPlan, dict[str, Any]] | None = None
+        self._readers: dict[str, _Reader] = {}  # the fast paths of read-only graphs (see _read)
         if compiled is None:
             with paused_gc():
                 compiled = get_backend(backend).compile(model.module)
@@ -323,17 +368,44 @@ class Bundle:
         """Run `var_infer_graph`; inputs by name (dict) or position. Returns its outputs as
         NumPy arrays (`output="numpy"`) or as the backend's own arrays (`"device"`);
         `with_version=True`: `(outputs, version)`, the version of the weights that computed them."""
-        if not with_version:
-            return self.run(INFER_GRAPH, inputs, output)
-        _check_output(output)
         snap = self._snapshot  # the one read of the live version
-        return self._outputs(self._run(INFER_GRAPH, inputs, snap), output), snap.version
+        outs = self._read(INFER_GRAPH, inputs, snap) if output in OUTPUTS else None
+        if outs is None:  # the checked path
+            _check_output(output)
+            outs = self._outputs(self._run(INFER_GRAPH, inputs, snap), output)
+        return (outs, snap.version) if with_version else outs
 
     def run(self, graph: str, inputs: Mapping[str, Any] | Sequence[Any] | None = None,
             output: str = "numpy") -> list[Any]:
         """Run any graph of the bundle, GE style (`aclmdlExecute`)."""
+        if type(graph) is str and output in OUTPUTS:
+            outs = self._read(graph, inputs, self._snapshot)
+            if outs is not None:
+                return outs
         _check_output(output)
         return self._outputs(self._run(graph, inputs), output)
+
+    def _read(self, graph: str, inputs: Any, snap: Snapshot) -> list[Any] | None:
+        """The fast path of a read-only graph (see `_Reader`): its outputs, or None when
+        `inputs` need the checked path. Host arrays only, so either `output` returns them."""
+        reader = self._readers.get(graph) or self._new_reader(graph)
+        args = reader.args(inputs)
+        if args is None:
+            return None
+        return reader.call(self._reading(reader.info, snap), args)
+
+    def _new_reader(self, graph: str) -> _Reader:
+        info = self._graphs.get(graph)
+        if info is None:  # (an unknown name is not kept)
+            return _NO_READER
+        if info.writes or not self._arrays.host or any(x.optional for x in info.inputs):
+            self._readers[graph] = _NO_READER
+            return _NO_READER
+        compiled = self._compiled
+        call = getattr(compiled, "caller", None)
+        reader = self._readers[graph] = _Reader(info, call(info.name) if call is not None else
+                                                (lambda g, args: compiled.run(info.name, g, args)))
+        return reader
 
     def _outputs(self, outs: list[Any], output: str) -> list[Any]:
         if output == "device" or self._arrays.host:
@@ -413,14 +485,18 @@ class Bundle:
         if not info.writes:  # readers: no lock, one snapshot for the whole run
             if snap is None:
                 snap = self._snapshot
-            cached = self._reader_globals
-            if cached is None or cached[0] is not snap or cached[1] is not info:
-                cached = self._reader_globals = (snap, info, self._globals(info, snap, {}))
-            return self._compiled.run(info.name, cached[2], call.args)
+            return self._compiled.run(info.name, self._reading(info, snap), call.args)
         with self._write_lock:
             outs, prepared = self._prepare(info, call)
             self._publish(prepared)
             return outs
+
+    def _reading(self, info: FunctionPlan, snap: Snapshot) -> dict[str, Any]:
+        """The globals of a read-only graph on `snap`, made once per snapshot (and graph)."""
+        cached = self._reader_globals
+        if cached is None or cached[0] is not snap or cached[1] is not info:
+            cached = self._reader_globals = (snap, info, self._globals(info, snap, {}))
+        return cached[2]
 
     def _prepare(self, info: FunctionPlan, call: _Call) -> tuple[list[np.ndarray], Prepared]:
         """Run a graph that writes variables into a new version beside the live one, derived
@@ -815,7 +891,8 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
             model = c.model(module)
         try:
             if hit is not None:
-                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be), stored=stored)
+                return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be, lambda: model.module),
+                              stored=stored)
             analysis = analyse(model)
             bundle = Bundle(model, backend, analysis=analysis, stored=stored)
         except BundleFormatError:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from xdsl.dialects import func
@@ -48,20 +48,45 @@ from wrc.backends.numpy_jit.source import Source
 from wrc.errors import InputError, LoweringError
 
 _Fn = Callable[..., list[np.ndarray]]
+Caller = Callable[[Mapping[str, np.ndarray], Sequence[Any]], list[np.ndarray]]
 DEFAULT_OPTIONS = JitOptions()
+
+
+def _numpy_quiet() -> tuple[Any, Any] | None:
+    """`np.errstate(all="ignore")` as (NumPy's context variable, the value it sets): entering
+    an `errstate` costs ~1.3 µs a call, setting the variable ~0.1 µs. None where NumPy keeps
+    its error state otherwise (before 2.0): generated code then enters `errstate`."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+
+        return _extobj_contextvar, _make_extobj(all="ignore")
+    except (ImportError, TypeError):
+        return None
+
+
+_QUIET = _numpy_quiet()
 
 
 def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
                       options: JitOptions = DEFAULT_OPTIONS) -> Iterator[tuple[func.FuncOp, Source]]:
     """Each function of `module` with its generated source (planned, then emitted)."""
     for op in module.ops:
-        if not isinstance(op, func.FuncOp):
-            continue
-        if not op.body.blocks:
-            raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
-        emitter = FuncEmitter(op, plan_function(op, options), arrays)
-        emitter.emit()
-        yield op, emitter.src
+        if isinstance(op, func.FuncOp):
+            yield op, _generate(op, arrays, options)
+
+
+def _generate(op: func.FuncOp, arrays: ArrayModule, options: JitOptions) -> Source:
+    if not op.body.blocks:
+        raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
+    emitter = FuncEmitter(op, plan_function(op, options), arrays)
+    emitter.emit()
+    return emitter.src
+
+
+def _generated(op: func.FuncOp, src: Source) -> GeneratedFunction:
+    text = src.text()
+    return GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
+                             compile(text, "<wrc numpy jit>", "exec"))
 
 
 @dataclass(frozen=True)
@@ -75,50 +100,136 @@ class GeneratedFunction:
     namespace: Mapping[str, Any]
     code: CodeType
 
+    def load(self) -> GeneratedFunction:
+        """Itself (a `StoredFunction` of the load cache decodes itself here)."""
+        return self
+
+
+class StoredFunction(Protocol):
+    """A function known by name and arity whose source, constants and code are decoded on
+    first use (`wrc.load_cache.StoredFunction`)."""
+
+    name: str
+    arity: int
+
+    def load(self) -> GeneratedFunction: ...
+
+
+class _Functions(dict[str, tuple[_Fn, int]]):
+    """Name → (Python function, arity), each made (its constants decoded, its code object
+    run) when first looked up: a bundle from the load cache pays only for the functions it
+    runs. Two threads may both make one: the same function, either kept."""
+
+    def __init__(self, functions: Sequence[GeneratedFunction | StoredFunction],
+                 generate: Callable[[str], GeneratedFunction] | None) -> None:
+        super().__init__()
+        self.stored = {f.name: f for f in functions}
+        self.generate = generate  # from the IR, for a stored function that fails to decode
+
+    def __missing__(self, name: str) -> tuple[_Fn, int]:
+        f = self.generated(name)
+        namespace = dict(f.namespace)
+        exec(f.code, namespace)
+        made = self[name] = (namespace["graph"], f.arity)
+        return made
+
+    def generated(self, name: str) -> GeneratedFunction:
+        try:
+            f = self.stored[name].load()
+        except Exception:  # a cache entry wrc did not write as it reads it: never in practice
+            if self.generate is None:
+                raise
+            f = self.generate(name)
+        self.stored[name] = f
+        return f
+
 
 class NumpyCompiledModule:
     """The module's functions as compiled Python functions (see `source`)."""
 
     def __init__(self, module: ModuleOp | None, arrays: ArrayModule = NUMPY,
                  options: JitOptions = DEFAULT_OPTIONS,
-                 functions: Sequence[GeneratedFunction] | None = None) -> None:
+                 functions: Sequence[GeneratedFunction | StoredFunction] | None = None,
+                 module_of: Callable[[], ModuleOp] | None = None) -> None:
         """`functions`: generated before from the same module, arrays and options (then
-        `module` is not read)."""
+        `module` is not read), each made into a Python function on first use; a stored one
+        that fails to decode is generated again from `module_of()` (the module, made then)."""
         self.arrays = arrays
+        self.options = options
         if functions is None:
             assert module is not None
-            functions = [GeneratedFunction(op.sym_name.data, len(op.body.block.args), text, src.namespace,
-                                           compile(text, "<wrc numpy jit>", "exec"))
-                         for op, src in compile_functions(module, arrays, options) for text in [src.text()]]
-        self.functions = tuple(functions)
-        self._fns: dict[str, tuple[_Fn, int]] = {}
-        self._sources: dict[str, str] = {}
-        for f in self.functions:
-            namespace = dict(f.namespace)
-            exec(f.code, namespace)
-            self._fns[f.name] = (namespace["graph"], f.arity)
-            self._sources[f.name] = f.source
+            functions = [_generated(op, src) for op, src in compile_functions(module, arrays, options)]
+        self._module_of = module_of
+        self._fns = _Functions(functions, self._generate if module_of is not None else None)
+        self._arity = {f.name: f.arity for f in functions}
+        self._callers: dict[str, Caller] = {}
+
+    def _generate(self, name: str) -> GeneratedFunction:
+        assert self._module_of is not None
+        (op,) = (op for op in self._module_of().ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+        return _generated(op, _generate(op, self.arrays, self.options))
+
+    @property
+    def functions(self) -> tuple[GeneratedFunction, ...]:
+        """Every function as generated (decoded, where it came from the load cache)."""
+        return tuple(map(self._fns.generated, self._arity))
 
     @property
     def graphs(self) -> tuple[str, ...]:
-        return tuple(self._fns)
+        return tuple(self._arity)
 
     def source(self, graph_name: str) -> str:
         """The generated Python source of one function."""
-        if graph_name not in self._sources:
+        if graph_name not in self._arity:
             raise InputError(f"the module has no graph {graph_name!r}")
-        return self._sources[graph_name]
+        return self._fns.generated(graph_name).source
 
     def run(self, graph_name: str, globals_: Mapping[str, np.ndarray],
             args: Sequence[np.ndarray | bool]) -> list[np.ndarray]:
-        fn, n = self._fns.get(graph_name, (None, None))
-        check_call(graph_name, n, args)
-        assert fn is not None
-        with self.arrays.errstate():
+        check_call(graph_name, self._arity.get(graph_name), args)
+        return self._call_of(graph_name)(globals_, args)
+
+    def caller(self, graph_name: str) -> Caller:
+        """`run` of one graph without its checks of the name and argument count (for callers
+        that made them once): `call(globals_, args)`, with floating-point errors ignored."""
+        return self._call_of(graph_name)
+
+    def _call_of(self, graph_name: str) -> Caller:
+        call = self._callers.get(graph_name)
+        if call is None:  # (two threads may both make it: the same function)
+            call = self._callers[graph_name] = self._caller(graph_name)
+        return call
+
+    def _caller(self, graph_name: str) -> Caller:
+        fns = self._fns
+        fns[graph_name]  # noqa: B018 - made now; each call looks it up (a profiler may swap it)
+        quiet = _QUIET if self.arrays.errstate is NUMPY.errstate else None
+
+        def missing(e: KeyError) -> InputError:
+            return InputError(f"graph {graph_name!r} needs global {e.args[0]!r}")
+
+        if quiet is None:
+            errstate = self.arrays.errstate
+
+            def call(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
+                with errstate():
+                    try:
+                        return fns[graph_name][0](globals_, *args)
+                    except KeyError as e:
+                        raise missing(e) from None
+            return call
+
+        var, ignore = quiet
+
+        def call_quiet(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
+            token = var.set(ignore)
             try:
-                return fn(globals_, *args)
+                return fns[graph_name][0](globals_, *args)
             except KeyError as e:
-                raise InputError(f"graph {graph_name!r} needs global {e.args[0]!r}") from None
+                raise missing(e) from None
+            finally:
+                var.reset(token)
+        return call_quiet
 
 
 class NumpyBackend:
