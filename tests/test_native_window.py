@@ -69,6 +69,21 @@ def test_depthwise_matches_numpy_form_and_reference(k, s, pads, n, with_bias) ->
     np.testing.assert_allclose(got, conv_ref(x, w, (s, s), pads, bias=bias), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_wide_images_run_row_by_row(k) -> None:
+    """Rows of 32 outputs or more run in blocks (stride 1) or one by one (stride 2) instead of
+    as one wide row per plane: 75 columns, a block of 64 and 11 more."""
+    x = RNG.standard_normal((2, 3, 6, 75)).astype(np.float32)
+    w = RNG.standard_normal((3, 1, k, k)).astype(np.float32)
+    pads = (k // 2,) * 4
+    for s in (1, 2):
+        (nat, ref), weights = compiled(x.shape, w, (s, s), pads)
+        assert calls_native(nat)
+        got, want = (m.run("main", weights, [x])[0] for m in (nat, ref))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, conv_ref(x, w, (s, s), pads), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("k, s, pads, dilations", [(3, 1, (1, 1, 1, 1), (1, 1)), (5, 2, (2, 1, 2, 2), (1, 1)),
                                                    (3, 1, (2, 2, 2, 2), (2, 2)), (2, 1, (0, 1, 1, 0), (1, 1))])
 def test_depthwise_matches_interpreter_on_tiny_shapes(k, s, pads, dilations) -> None:
@@ -134,13 +149,17 @@ def params(c, hp, oh, k, s, accumulate=0, xoff=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_accumulating_into_the_output(dtype) -> None:
+@pytest.mark.parametrize("side, s", [(7, 1), (70, 1), (70, 2)])
+def test_accumulating_into_the_output(dtype, side, s) -> None:
+    """An output that is not fresh: the sums are added to it (a wide row per plane, rows in
+    blocks, rows one by one)."""
     conv = native.load("window").conv
-    x = RNG.standard_normal((3, 7, 7)).astype(dtype)
+    oh = (side - 3) // s + 1
+    x = RNG.standard_normal((3, side, side)).astype(dtype)
     w = RNG.standard_normal((3, 1, 3, 3)).astype(dtype)
-    out = RNG.standard_normal((3, 5, 5)).astype(dtype)
-    want = out + conv_ref(x[None], w, (1, 1), (0, 0, 0, 0))[0]
-    conv(x, w, out, params(3, 7, 5, 3, 1, accumulate=1))
+    out = RNG.standard_normal((3, oh, oh)).astype(dtype)
+    want = out + conv_ref(x[None], w, (s, s), (0, 0, 0, 0))[0]
+    conv(x, w, out, params(3, side, oh, 3, s, accumulate=1))
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 

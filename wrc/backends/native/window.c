@@ -13,10 +13,10 @@
  *
  * Windows of K x K points (K = 3, 5, 7) over a column stride of 1 or 2, with unit window
  * columns and a contiguous output row, run a loop specialised per (K, stride): the K*K
- * weights in a local array and, per output element, one sum over the window, which the
- * compiler unrolls and vectorises across output columns. Anything else takes the generic
- * loop, which reads the same views with runtime extents and strides. The GIL is released
- * around the loops. */
+ * weights of a plane in a local array, the window's products summed in vector registers
+ * (`line`; narrow planes as one wide row). Anything else takes the generic loop, which reads
+ * the same views with runtime extents and strides. The GIL is released around the loops.
+ * (Measured forms: bench/depthwise.py, docs/performance.md "compiled window kernels".) */
 #include "native.h"
 
 #include <stdint.h>
@@ -67,42 +67,87 @@ typedef struct {
   }
 
 /* K x K windows, column stride S, unit window columns (x stride 1 along q), one weight per
- * (i0..i3) (w stride 0 along j, r absent), a contiguous output row (out stride 1 along j). */
+ * (i0..i3) (w stride 0 along j, r absent), a contiguous output row (out stride 1 along j).
+ *
+ * `line` sums the windows of `n` outputs whose window origins are S apart from `xb` (rows
+ * `xp` apart) into `dst`: with stride 1, blocks of BLOCK outputs, each window point's weight
+ * read once per block and its products added to BLOCK sums held in vector registers (one
+ * load per product instead of two); then (stride 2: all) outputs one by one, vectorised
+ * across outputs (stride-2 blocks measured 3-4x slower: the loads do not vectorise). */
+#define BLOCK_float 64
+#define BLOCK_double 32
+
+#define LINE(T, K, S)                                                                        \
+  static inline void line_##T##_##K##_##S(const T *restrict xb, Py_ssize_t xp,              \
+                                          const T *restrict wk, T *restrict dst,            \
+                                          Py_ssize_t n) {                                    \
+    enum { B = BLOCK_##T };                                                                  \
+    Py_ssize_t t = 0;                                                                        \
+    for (; S == 1 && t + B <= n; t += B) {                                                   \
+      T acc[B];                                                                              \
+      for (int u = 0; u < B; u++) acc[u] = 0;                                                \
+      for (int p = 0; p < K; p++)                                                            \
+        _Pragma("GCC unroll 8") for (int q = 0; q < K; q++) {                                \
+          const T wv = wk[p * K + q], *xr = xb + t * S + p * xp + q;                         \
+          for (int u = 0; u < B; u++) acc[u] = MADD_##T(xr[u * S], wv, acc[u]);              \
+        }                                                                                    \
+      for (int u = 0; u < B; u++) dst[t + u] = acc[u];                                       \
+    }                                                                                        \
+    for (; t < n; t++) {                                                                     \
+      const T *xj = xb + t * S;                                                              \
+      T acc = 0;                                                                             \
+      _Pragma("GCC unroll 8") for (int p = 0; p < K; p++)                                    \
+        _Pragma("GCC unroll 8") for (int q = 0; q < K; q++)                                  \
+          acc = MADD_##T(xj[p * xp + q], wk[p * K + q], acc);                                \
+      dst[t] = acc;                                                                          \
+    }                                                                                        \
+  }
+
+/* Rows of fewer than WIDE_COLS outputs are too short for `line`'s blocks: with stride 1, when
+ * the row dim i3 steps one image row of `xp` elements, output (i, j) reads from i * xp + j,
+ * so the plane runs as one wide row of (rows - 1) * xp + cols outputs (at most WIDE_SPAN;
+ * the K - 1 columns between rows are computed and dropped), whose kept columns are copied
+ * out. (With stride 2 every other column would be dropped: measured slower.) */
+enum { WIDE_COLS = 32, WIDE_SPAN = 4096 };
+
 #define SQUARE(T, K, S)                                                                      \
+  LINE(T, K, S)                                                                              \
   static void square_##T##_##K##_##S(const conv_t *c, const T *restrict x,                  \
                                      const T *restrict w, T *restrict o) {                  \
     const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2]; \
     const Py_ssize_t xp = xs[P], n = e[J];                                                   \
+    const int wide = S == 1 && n < WIDE_COLS && xs[3] == S * xp && xp >= n &&                \
+                     (e[3] - 1) * xp + n <= WIDE_SPAN;                                       \
+    T tmp[WIDE_SPAN];                                                                        \
     for (Py_ssize_t i0 = 0; i0 < e[0]; i0++)                                                 \
       for (Py_ssize_t i1 = 0; i1 < e[1]; i1++)                                               \
-        for (Py_ssize_t i2 = 0; i2 < e[2]; i2++)                                             \
+        for (Py_ssize_t i2 = 0; i2 < e[2]; i2++) {                                           \
+          const T *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2];             \
+          const T *wb = w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2];             \
+          T *ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2];                   \
+          T wk[K * K];                                                                       \
+          for (int p = 0; p < K; p++)                                                        \
+            for (int q = 0; q < K; q++) wk[p * K + q] = wb[p * ws[P] + q * ws[Q]];           \
+          if (wide) {                                                                        \
+            line_##T##_##K##_##S(xb, xp, wk, tmp, (e[3] - 1) * xp + n);                      \
+            for (Py_ssize_t i = 0; i < e[3]; i++)                                            \
+              for (Py_ssize_t j = 0; j < n; j++)                                             \
+                ob[i * os[3] + j] = c->accumulate ? ob[i * os[3] + j] + tmp[i * xp + j]      \
+                                                  : tmp[i * xp + j];                         \
+            continue;                                                                        \
+          }                                                                                  \
           for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                         \
-            const T *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2] + i3 * xs[3]; \
-            const T *wb = w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2] + i3 * ws[3]; \
-            T *restrict ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2] + i3 * os[3]; \
-            T wk[K * K];                                                                     \
-            for (int p = 0; p < K; p++)                                                      \
-              for (int q = 0; q < K; q++) wk[p * K + q] = wb[p * ws[P] + q * ws[Q]];         \
-            if (c->accumulate) {                                                             \
-              for (Py_ssize_t j = 0; j < n; j++) {                                           \
-                const T *xj = xb + j * S;                                                    \
-                T acc = 0;                                                                   \
-                _Pragma("GCC unroll 8") for (int p = 0; p < K; p++)                          \
-                  _Pragma("GCC unroll 8") for (int q = 0; q < K; q++)                        \
-                    acc = MADD_##T(xj[p * xp + q], wk[p * K + q], acc);                      \
-                ob[j] += acc;                                                                \
-              }                                                                              \
-            } else {                                                                         \
-              for (Py_ssize_t j = 0; j < n; j++) {                                           \
-                const T *xj = xb + j * S;                                                    \
-                T acc = 0;                                                                   \
-                _Pragma("GCC unroll 8") for (int p = 0; p < K; p++)                          \
-                  _Pragma("GCC unroll 8") for (int q = 0; q < K; q++)                        \
-                    acc = MADD_##T(xj[p * xp + q], wk[p * K + q], acc);                      \
-                ob[j] = acc;                                                                 \
-              }                                                                              \
+            if (!c->accumulate) {                                                            \
+              line_##T##_##K##_##S(xb + i3 * xs[3], xp, wk, ob + i3 * os[3], n);             \
+              continue;                                                                      \
+            }                                                                                \
+            for (Py_ssize_t j0 = 0; j0 < n; j0 += WIDE_SPAN) {                               \
+              Py_ssize_t m = n - j0 < WIDE_SPAN ? n - j0 : WIDE_SPAN;                        \
+              line_##T##_##K##_##S(xb + i3 * xs[3] + j0 * S, xp, wk, tmp, m);                \
+              for (Py_ssize_t j = 0; j < m; j++) ob[i3 * os[3] + j0 + j] += tmp[j];          \
             }                                                                                \
           }                                                                                  \
+        }                                                                                    \
   }
 
 #define KERNELS(T)                                                                           \
@@ -111,7 +156,7 @@ typedef struct {
   static void run_##T(const conv_t *c, const T *x, const T *w, T *o) {                       \
     const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2]; \
     Py_ssize_t k = e[P];                                                                     \
-    if (e[Q] == k && e[R] == 1 && xs[Q] == 1 && ws[J] == 0 && os[J] == 1 &&                  \
+    if (e[Q] == k && e[R] == 1 && xs[Q] == 1 && ws[J] == 0 && ws[3] == 0 && os[J] == 1 &&    \
         (xs[J] == 1 || xs[J] == 2)) {                                                        \
       int s1 = xs[J] == 1;                                                                   \
       switch (k) {                                                                           \
