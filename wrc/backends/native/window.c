@@ -5,9 +5,9 @@
  *   out[i0, i1, i2, i3, j] (+)= sum over r, p, q of
  *       x[i0, i1, i2, i3, j, r, p, q] * w[i0, i1, i2, i3, j, r, p, q]
  *
- * over strided views of three C-contiguous buffers: each operand is an element offset and a
- * stride per loop dim (0 where it does not use the dim), as the JIT's access analysis gives
- * them; i0..i3 are the outer loop dims (batch, channel, output row), j the output column,
+ * over strided views of three C-contiguous float32 buffers (float64 keeps the NumPy forms:
+ * its loops would double the one-time build): each operand is an element offset and a stride
+ * per loop dim (0 where it does not use the dim), as the JIT's access analysis gives them; i0..i3 are the outer loop dims (batch, channel, output row), j the output column,
  * p, q the window's rows and columns, r a third window dim (channels per group). Every
  * element the views reach is checked to lie inside its buffer before anything is read.
  *
@@ -18,8 +18,6 @@
  * the same views with runtime extents and strides. The GIL is released around the loops.
  * (Measured forms: bench/depthwise.py, docs/performance.md "compiled window kernels".) */
 #include "native.h"
-
-#include <stdint.h>
 
 enum { NDIM = 8 }; /* i0, i1, i2, i3, j, r, p, q */
 enum { J = 4, R = 5, P = 6, Q = 7 };
@@ -32,14 +30,10 @@ typedef struct {
 } conv_t;
 
 #ifdef __FMA__
-#define MADD(a, b, c) __builtin_fma((a), (b), (c))
-#define MADDF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define MADD_float(a, b, c) __builtin_fmaf((a), (b), (c))
 #else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#define MADDF(a, b, c) ((a) * (b) + (c))
+#define MADD_float(a, b, c) ((a) * (b) + (c))
 #endif
-#define MADD_float MADDF
-#define MADD_double MADD
 
 /* The generic loop: any extents and strides. */
 #define GENERIC(T)                                                                           \
@@ -75,7 +69,6 @@ typedef struct {
  * load per product instead of two); then (stride 2: all) outputs one by one, vectorised
  * across outputs (stride-2 blocks measured 3-4x slower: the loads do not vectorise). */
 #define BLOCK_float 64
-#define BLOCK_double 32
 
 #define LINE(T, K, S)                                                                        \
   static inline void line_##T##_##K##_##S(const T *restrict xb, Py_ssize_t xp,              \
@@ -170,7 +163,6 @@ enum { WIDE_COLS = 32, WIDE_SPAN = 4096 };
   }
 
 KERNELS(float)
-KERNELS(double)
 
 /* The params tuple: accumulate, the 8 extents, then per operand (x, w, out) its element
  * offset and its 8 strides. */
@@ -227,29 +219,18 @@ static PyObject *conv(PyObject *self, PyObject *args) {
       PyErr_SetString(PyExc_ValueError, "out: a window dim must not move the output");
       return NULL;
     }
-  Py_buffer bx, bw, bo, probe;
-  const char *fmt = "f"; /* the output's element type, float32 unless it is float64 */
-  if (PyObject_GetBuffer(out, &probe, PyBUF_RECORDS_RO) == 0) {
-    const char *f = probe.format ? probe.format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    if (strcmp(f, "d") == 0) fmt = "d";
-    PyBuffer_Release(&probe);
-  } else {
-    PyErr_Clear(); /* wrc_buffer says what is wrong with it */
-  }
-  Py_ssize_t isz = fmt[0] == 'd' ? 8 : 4;
-  if (wrc_buffer(x, &bx, fmt, isz, 0, "x") < 0) return NULL;
-  if (wrc_buffer(w, &bw, fmt, isz, 0, "w") < 0) { PyBuffer_Release(&bx); return NULL; }
-  if (wrc_buffer(out, &bo, fmt, isz, 1, "out") < 0) {
+  Py_buffer bx, bw, bo;
+  if (wrc_buffer(x, &bx, "f", 4, 0, "x") < 0) return NULL;
+  if (wrc_buffer(w, &bw, "f", 4, 0, "w") < 0) { PyBuffer_Release(&bx); return NULL; }
+  if (wrc_buffer(out, &bo, "f", 4, 1, "out") < 0) {
     PyBuffer_Release(&bx); PyBuffer_Release(&bw); return NULL;
   }
   PyObject *result = NULL;
-  if (inside(&c, 0, bx.len / isz, "x") < 0 || inside(&c, 1, bw.len / isz, "w") < 0 ||
-      inside(&c, 2, bo.len / isz, "out") < 0)
+  if (inside(&c, 0, bx.len / 4, "x") < 0 || inside(&c, 1, bw.len / 4, "w") < 0 ||
+      inside(&c, 2, bo.len / 4, "out") < 0)
     goto done;
   Py_BEGIN_ALLOW_THREADS
-  if (isz == 8) run_double(&c, bx.buf, bw.buf, bo.buf);
-  else run_float(&c, bx.buf, bw.buf, bo.buf);
+  run_float(&c, bx.buf, bw.buf, bo.buf);
   Py_END_ALLOW_THREADS
   result = Py_NewRef(Py_None);
 done:
@@ -259,7 +240,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS,
-     "conv(x, w, out, params): a depthwise convolution over strided views (float32/float64)"},
+     "conv(x, w, out, params): a depthwise convolution over strided views of float32 buffers"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_wrc_window", NULL, -1, methods, NULL, NULL, NULL, NULL};
 PyMODINIT_FUNC PyInit__wrc_window(void) { return PyModule_Create(&def); }

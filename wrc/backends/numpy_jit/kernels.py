@@ -115,8 +115,9 @@ class NativeWindow:
     dims: tuple[int | None, ...]
 
 
-NATIVE_DTYPES = ("float32", "float64")
-"""Element types `window.conv` runs; other types keep the NumPy forms."""
+NATIVE_DTYPES = ("float32",)
+"""Element types `window.conv` runs; other types keep the NumPy forms (float64's loops would
+double the one-time build of window.c, ~4 s of CPU, for models that hardly exist)."""
 
 
 Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | Gather
