@@ -1,7 +1,8 @@
-"""Section `depthwise`: one depthwise convolution (3x3 / 5x5, stride 1 / 2, pads k // 2) at
-the shapes of ShuffleNet, MobileNet and EfficientNet, one thread: wrc (the kernel its plan
-picks) vs onnxruntime vs the NumPy forms a kernel could take, written by hand on the
-padded input:
+"""Section `depthwise`: one depthwise convolution (3x3 / 5x5 / 7x7, stride 1 / 2, pads k // 2)
+at the shapes of ShuffleNet, MobileNet, EfficientNet and ConvNeXt, one thread: wrc (the kernel
+its plan picks: the compiled one where it can be built), wrc with NumPy forms only
+(`numpy{native=false}`), onnxruntime, and by hand on the padded input the compiled kernel
+alone (`native`: `window.conv`, wrc.backends.native) and the NumPy forms a kernel could take:
 
 * `im2col`: the window copy and one batched GEMM (`[C, 1, K] @ [C, K, OH*OW]`: wrc's Gemm);
 * `taps`: per window point, `out += x shifted * w[:, i, j]` over strided views (2 calls a point);
@@ -23,11 +24,13 @@ from onnx import TensorProto, helper, numpy_helper
 from threadpoolctl import threadpool_limits
 
 import wrc
+from wrc.backends import native
 from wrc.onnx import import_onnx, weight_names
 from wrc.workflow import compile_graph
 
 SHAPES = [(240, 28, 1, 3), (240, 56, 2, 3), (480, 14, 1, 3), (480, 28, 2, 3), (960, 7, 1, 3),
-          (72, 16, 1, 3), (96, 28, 1, 3), (144, 56, 1, 3), (32, 112, 1, 3), (672, 14, 1, 5), (672, 14, 2, 5)]
+          (72, 16, 1, 3), (96, 28, 1, 3), (144, 56, 1, 3), (32, 112, 1, 3), (672, 14, 1, 5), (672, 14, 2, 5),
+          (96, 16, 1, 7), (384, 4, 1, 7), (768, 7, 1, 7)]
 """(channels, image side, stride, kernel side)."""
 
 
@@ -79,6 +82,11 @@ def by_hand(x: np.ndarray, w: np.ndarray, stride: int) -> dict[str, Callable[[],
         return out
 
     forms = {"im2col": im2col, "taps": shifted, "rows": rows}
+    kernels = native.load("window")
+    if kernels is not None:  # window.conv's params: kernels.NativeWindow, emit.py
+        params = (0, 1, 1, c, oh, oh, 1, k, k, 0, 0, 0, hp * hp, stride * hp, stride, 0, hp, 1,
+                  0, 0, 0, k * k, 0, 0, 0, k, 1, 0, 0, 0, oh * oh, oh, 1, 0, 0, 0)
+        forms["native"] = lambda: (kernels.conv(xp, wk, out, params), out)[1]
     if stride == 1:
         span = (oh - 1) * hp + oh
         flat = xp.reshape(c, hp * hp)
@@ -110,10 +118,13 @@ def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         graph = import_onnx(m, {"x": x.shape})
-        b = wrc.load_bundle(compile_graph(graph, weight_names(graph)))
+        bundle = compile_graph(graph, weight_names(graph))
+        b, bn = wrc.load_bundle(bundle), wrc.load_bundle(bundle, "numpy{native=false}")
         b.init()
+        bn.init()
         want = sess.run(None, {"x": x})[0]
-        fns = {"wrc": lambda b=b, x=x: b.infer({"x": x}), "ort": lambda s=sess, x=x: s.run(None, {"x": x})}
+        fns = {"wrc": lambda b=b, x=x: b.infer({"x": x}), "wrc numpy forms": lambda b=bn, x=x: b.infer({"x": x}),
+               "ort": lambda s=sess, x=x: s.run(None, {"x": x})}
         for name, f in by_hand(x, w, stride).items():
             fns[f"numpy {name}"] = f
         for name, f in fns.items():

@@ -68,6 +68,8 @@ def build(case: str) -> tuple[Any, ort.InferenceSession, dict[str, np.ndarray]]:
 
 def kind(line: str) -> str:
     """What one statement of generated code does, for `profile`."""
+    if re.match(r"k\d+\(", line):  # a constant called: a compiled kernel (wrc.backends.native)
+        return "native"
     calls = re.findall(r"np\.(\w+)\(|\.(fill|reshape)\(|(_nd)\(", line)
     names = [next(n for n in c if n) for c in calls]
     if not names or names[0] in ("reshape", "_nd", "asarray"):

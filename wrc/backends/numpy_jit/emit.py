@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import IntegerAttr, MemRefType
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
+from wrc.backends import native
 from wrc.backends.arrays import ArrayModule
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
@@ -24,6 +25,7 @@ from wrc.backends.numpy_jit.kernels import (
     Elementwise,
     Gather,
     Kernel,
+    NativeWindow,
     Reduce,
     ShiftedGemm,
     WindowReduce,
@@ -621,6 +623,20 @@ class FuncEmitter:
         else:
             self.src.emit(ind, f"np.add({o}, {res}, out={o})")
 
+
+    @kernel.register
+    def _(self, plan: NativeWindow, op: linalg.GenericOp, ind: int) -> None:
+        """One call of the compiled `window.conv` on the operands' buffers, with each view's
+        element offset and strides over the kernel's loop slots (`NativeWindow.dims`)."""
+        g = self.plan.analyses[op]
+        module = native.load("window")
+        assert module is not None  # the plan chose it: it was built
+        params: list[int] = [0 if op in self.plan.fresh else 1]
+        params += [1 if d is None else g.extents[d] for d in plan.dims]
+        for acc in (g.accesses[plan.x], g.accesses[plan.w], g.out):
+            params += [acc.offset, *(0 if d is None else acc.strides[d] for d in plan.dims)]
+        x, w, o = (self.name(g.accesses[i].value) for i in (plan.x, plan.w, g.n_in))
+        self.src.emit(ind, f"{self.src.const(module.conv)}({x}, {w}, {o}, {self.src.const(tuple(params))})")
 
     @kernel.register
     def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:

@@ -6,9 +6,11 @@ Each kernel is a value the plan holds and `emit.FuncEmitter` has one emitter for
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects.linalg import ops as linalg
+from xdsl.ir import Operation
 
 from wrc.backends.numpy_jit.access import Generic
 from wrc.backends.numpy_jit.contract import gather_axis
@@ -96,7 +98,29 @@ class Gather:
     axis: int
 
 
-Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | Gather
+@dataclass(frozen=True)
+class NativeWindow:
+    """A depthwise convolution (one filter per channel: no loop dim where BLAS would reuse an
+    operand) as one call of the compiled `window.conv` (`wrc/backends/native/window.c`): per
+    output element, the sum over its window in registers, instead of an im2col copy and a
+    batched matrix-vector product or one NumPy pass per window point.
+
+    `x`, `w`: operand indices of the image and the filters; `dims`: the loop dim of each of
+    the C loop's slots (i0, i1, i2, i3: outer output dims, by decreasing output stride; j:
+    the output's innermost dim; r, p, q: window dims, by decreasing image stride), None for
+    a slot of extent 1."""
+
+    x: int
+    w: int
+    dims: tuple[int | None, ...]
+
+
+NATIVE_DTYPES = ("float32",)
+"""Element types `window.conv` runs; other types keep the NumPy forms (float64's loops would
+double the one-time build of window.c, ~4 s of CPU, for models that hardly exist)."""
+
+
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | Gather
 
 
 def wide_rows(g: Generic) -> tuple[int, int, int] | None:
@@ -177,17 +201,48 @@ def shifted_gemm(g: Generic, rows: tuple[int, int, int]) -> ShiftedGemm | None:
     return ShiftedGemm(ix, iw, rows, tuple(batch), fs[0], cs[0], tuple(window))
 
 
+def native_window(op: linalg.GenericOp, g: Generic) -> NativeWindow | None:
+    """`NativeWindow` for `g`, when it is a float multiply-accumulate over sliding windows
+    in which every output dim is an image dim (a depthwise convolution: no filter dim of
+    weights only) and every window dim is read by both operands, of at most 4 + 1 output
+    and 3 window dims, none of whose inputs is the output's memory."""
+    if g.mac is None or not g.windowed or g.out.dtype.name not in NATIVE_DTYPES:
+        return None
+    e = g.expr.owner if g.expr is not None else None
+    if not isinstance(e, Operation) or e.name != "arith.mulf" \
+            or any(root(v) == root(op.outputs[0]) for v in op.inputs):
+        return None
+    i, k = g.mac
+    a, b = g.accesses[i], g.accesses[k]
+    if a.dtype != g.out.dtype or b.dtype != g.out.dtype:
+        return None
+    dims = [d for d in range(len(g.extents)) if g.extents[d] > 1]
+    par = sorted((d for d in dims if d not in g.reduction), key=lambda d: -g.out.strides[d])
+    if not par or len(par) > 5 or len(g.reduction) > 3:
+        return None
+    inner = par[-1]
+    if not a.uses(inner) and b.uses(inner):
+        (i, a), (k, b) = (k, b), (i, a)
+    if any(not a.uses(d) for d in par) or any(not (a.uses(d) and b.uses(d)) for d in g.reduction):
+        return None
+    window = sorted(g.reduction, key=lambda d: -abs(a.strides[d]))
+    return NativeWindow(i, k, (*[None] * (5 - len(par)), *par, *[None] * (3 - len(window)), *window))
+
+
 def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool = True,
-                  fresh: bool = False) -> Kernel:
+                  fresh: bool = False, native: Callable[[], bool] = lambda: False) -> Kernel:
     """The kernel of `op`; `analysis` is its access analysis (None for a gather);
     `windows`: whether `WindowReduce` may be chosen; `fresh`: the output needs no initial
-    value (its fill was elided)."""
+    value (its fill was elided); `native`: whether compiled kernels can be had (asked only
+    for a generic that has one)."""
     axis = gather_axis(op)
     if axis is not None:
         return Gather(axis)
     assert analysis is not None
     if analysis.kind == "parallel":
         return Elementwise()
+    if (nat := native_window(op, analysis)) is not None and native():
+        return nat
     window = (windows and analysis.windowed and math.prod(analysis.extents[k] for k in analysis.reduction) <= MAX_WINDOW
               and all(o.name != "linalg.index" for o in op.body.block.ops)
               and not any(root(x) == root(op.outputs[0]) for x in op.inputs))  # written point by point

@@ -38,6 +38,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.utils.arg_spec import ArgSpecConvertible
 
 from wrc.abi import copy_into_global
+from wrc.backends import native
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
@@ -102,6 +103,10 @@ class _Planner:
         self.parts: dict[SSAValue, tuple[SSAValue, int]] = {}
         self.copies_out: set[Operation] = set()
 
+    def native(self) -> bool:
+        """Whether compiled window kernels are on and can be had here (built on first ask)."""
+        return self.options.native and native.load("window") is not None
+
     def analysis(self, op: linalg.GenericOp) -> Generic:
         if op not in self.analyses:
             self.analyses[op] = analyze(op)
@@ -134,7 +139,7 @@ class _Planner:
                 continue
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
                 kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
-                                            self.options.window_kernels, op in fresh)
+                                            self.options.window_kernels, op in fresh, self.native)
             elif isinstance(op, linalg.FillOp):
                 check_fill(op)
                 if op not in elided and (nxt := self.overwriter(op)) is not None:
