@@ -32,7 +32,7 @@ Anything unsupported raises a `LoweringError` naming the op when the module is c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CodeType
 from typing import Any
 
@@ -54,6 +54,8 @@ DEFAULT_OPTIONS = JitOptions()
 def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
                       options: JitOptions = DEFAULT_OPTIONS) -> Iterator[tuple[func.FuncOp, Source]]:
     """Each function of `module` with its generated source (planned, then emitted)."""
+    if not arrays.host:  # native kernels take host memory
+        options = replace(options, native=False)
     for op in module.ops:
         if not isinstance(op, func.FuncOp):
             continue

@@ -6,9 +6,10 @@ Each kernel is a value the plan holds and `emit.FuncEmitter` has one emitter for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.dialects.linalg import ops as linalg
+from xdsl.ir import SSAValue
 
 from wrc.backends.numpy_jit.access import Generic
 from wrc.backends.numpy_jit.contract import gather_axis
@@ -96,7 +97,20 @@ class Gather:
     axis: int
 
 
-Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | Gather
+@dataclass(frozen=True)
+class Fused:
+    """A chain of elementwise generics run as one call of the native register machine
+    (`fuse.py`, `wrc/backends/native/elementwise.c`), at the chain's last generic (the
+    others are elided): `run(program, *operands)`. `program`: the int64 words the machine
+    reads (loop space, operand strides, instructions); `operands`: the buffers passed;
+    `members`: the generics it runs."""
+
+    program: tuple[int, ...]
+    operands: tuple[SSAValue, ...]
+    members: tuple[linalg.GenericOp, ...] = field(compare=False)
+
+
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | Gather | Fused
 
 
 def wide_rows(g: Generic) -> tuple[int, int, int] | None:
