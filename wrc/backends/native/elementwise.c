@@ -13,8 +13,10 @@
  *   dtype (0: float32, 1: float64), ndim n, extents[n],
  *   operands m, per operand: written (0/1), offset, strides[n] (elements),
  *   registers r, instructions k, per instruction: opcode, d, a, b, c.
- * A constant's value is the bit pattern of a double in `a`. Registers < r, operands < m,
- * and every operand's reach within its buffer are checked on each call. */
+ * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass (below);
+ * an opcode | ROW_INVARIANT is computed on one element and copied along the block.
+ * Registers < r, operands < m, and every operand's reach within its buffer are checked on
+ * each call. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* sqrt as one instruction, and conditional selects without branches: the loops vectorize */
 #pragma GCC optimize("no-math-errno", "no-trapping-math")
@@ -36,8 +38,10 @@ enum {
   OP_NEG, OP_EXP, OP_LOG, OP_SQRT, OP_TANH, OP_ERF, OP_ABS,
   OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_FMAX, OP_FMIN, OP_POW,
   OP_CMP, OP_SELECT,
+  OP_SUM, OP_MAX_OF, OP_PASS,
   N_OPCODES
 };
+#define ROW_INVARIANT 256 /* opcode flag: the same value along the innermost dim (computed once) */
 
 typedef struct {
   int64_t op, d, a, b, c;
@@ -130,10 +134,14 @@ static int cmp(double a, double b, int pred) {
   }
 }
 
-/* One function per element type: the same body over T (math functions by suffix F). */
-#define DEFINE_RUN(T, F, EXP, TANH, ERF)                                                               \
+/* One function per element type: the same body over T (math functions by suffix F).
+ * Per row (an index of every dim but the innermost), each pass runs its instructions over
+ * the row's blocks; a sum or maximum (OP_SUM, OP_MAX_OF) accumulates over the whole row in
+ * its pass and is, in the passes after it, a register holding that value in every element. */
+#define DEFINE_RUN(T, F, EXP, TANH, ERF)                                                      \
   static void run_##T(const prog_t *p) {                                                      \
     T scratch[MAX_REGS][BLOCK];                                                               \
+    T acc[MAX_REGS];                                                                          \
     T *reg[MAX_REGS];                                                                         \
     int n = p->ndim;                                                                          \
     Py_ssize_t inner = p->ext[n - 1], idx[MAX_DIMS] = {0}, outer = 1;                         \
@@ -143,6 +151,7 @@ static int cmp(double a, double b, int pred) {
         double v;                                                                             \
         memcpy(&v, &p->code[i].a, sizeof v);                                                  \
         for (int j = 0; j < BLOCK; j++) scratch[p->code[i].d][j] = (T)v;                      \
+        reg[p->code[i].d] = scratch[p->code[i].d];                                            \
       }                                                                                       \
     for (Py_ssize_t o = 0; o < outer; o++) {                                                  \
       T *at[MAX_OPERANDS];                                                                    \
@@ -151,67 +160,101 @@ static int cmp(double a, double b, int pred) {
         for (int k = 0; k < n - 1; k++) off += idx[k] * p->stride[q][k];                      \
         at[q] = (T *)p->base[q] + off;                                                        \
       }                                                                                       \
-      for (Py_ssize_t j0 = 0; j0 < inner; j0 += BLOCK) {                                      \
-        int len = (int)(inner - j0 < BLOCK ? inner - j0 : BLOCK);                             \
-        for (int i = 0; i < p->ninstrs; i++) {                                                \
-          const instr_t *in = &p->code[i];                                                    \
-          int d = (int)in->d;                                                                 \
-          T *r = scratch[d];                                                                  \
-          const T *x = in->op >= OP_NEG ? reg[in->a] : NULL;                                  \
-          const T *y = in->op >= OP_ADD ? reg[in->b] : NULL;                                  \
-          switch (in->op) {                                                                   \
-            case OP_LOAD: {                                                                   \
-              Py_ssize_t s = p->stride[in->a][n - 1];                                         \
-              T *src = at[in->a] + j0 * s;                                                    \
-              if (s == 1) { reg[d] = src; continue; }                                         \
-              for (int j = 0; j < len; j++) r[j] = src[j * s];                                \
-              break;                                                                          \
-            }                                                                                 \
-            case OP_STORE: {                                                                  \
-              Py_ssize_t s = p->stride[d][n - 1];                                             \
-              T *dst = at[d] + j0 * s;                                                        \
-              const T *v = reg[in->a];                                                        \
-              if (s == 1) {                                                                   \
-                if (dst != v) memmove(dst, v, (size_t)len * sizeof(T));                       \
-              } else {                                                                        \
-                for (int j = 0; j < len; j++) dst[j * s] = v[j];                              \
-              }                                                                               \
-              continue;                                                                       \
-            }                                                                                 \
-            case OP_CONST: break;                                                             \
-            case OP_NEG: for (int j = 0; j < len; j++) r[j] = -x[j]; break;                   \
-            case OP_EXP: for (int j = 0; j < len; j++) r[j] = EXP(x[j]); break;                 \
-            case OP_LOG: for (int j = 0; j < len; j++) r[j] = log##F(x[j]); break;            \
-            case OP_SQRT: for (int j = 0; j < len; j++) r[j] = sqrt##F(x[j]); break;          \
-            case OP_TANH: for (int j = 0; j < len; j++) r[j] = TANH(x[j]); break;               \
-            case OP_ERF: for (int j = 0; j < len; j++) r[j] = ERF(x[j]); break;               \
-            case OP_ABS: for (int j = 0; j < len; j++) r[j] = fabs##F(x[j]); break;           \
-            case OP_ADD: for (int j = 0; j < len; j++) r[j] = x[j] + y[j]; break;             \
-            case OP_SUB: for (int j = 0; j < len; j++) r[j] = x[j] - y[j]; break;             \
-            case OP_MUL: for (int j = 0; j < len; j++) r[j] = x[j] * y[j]; break;             \
-            case OP_DIV: for (int j = 0; j < len; j++) r[j] = x[j] / y[j]; break;             \
-            case OP_MAX: /* NaN-propagating, as np.maximum */                                 \
-              for (int j = 0; j < len; j++)                                                   \
-                r[j] = (x[j] > y[j] || x[j] != x[j]) ? x[j] : y[j];                           \
-              break;                                                                          \
-            case OP_MIN:                                                                      \
-              for (int j = 0; j < len; j++)                                                   \
-                r[j] = (x[j] < y[j] || x[j] != x[j]) ? x[j] : y[j];                           \
-              break;                                                                          \
-            case OP_FMAX: for (int j = 0; j < len; j++) r[j] = fmax##F(x[j], y[j]); break;    \
-            case OP_FMIN: for (int j = 0; j < len; j++) r[j] = fmin##F(x[j], y[j]); break;    \
-            case OP_POW: for (int j = 0; j < len; j++) r[j] = pow##F(x[j], y[j]); break;      \
-            case OP_CMP:                                                                      \
-              for (int j = 0; j < len; j++) r[j] = (T)cmp(x[j], y[j], (int)in->c);            \
-              break;                                                                          \
-            case OP_SELECT: {                                                                 \
-              const T *z = reg[in->c];                                                        \
-              for (int j = 0; j < len; j++) r[j] = x[j] != 0 ? y[j] : z[j];                   \
-              break;                                                                          \
-            }                                                                                 \
-          }                                                                                   \
-          reg[d] = r;                                                                         \
+      for (int s0 = 0; s0 < p->ninstrs;) {                                                    \
+        int s1 = s0;                                                                          \
+        while (s1 < p->ninstrs && p->code[s1].op != OP_PASS) s1++;                            \
+        for (int i = s0; i < s1; i++) {                                                       \
+          if (p->code[i].op == OP_SUM) acc[p->code[i].d] = 0;                                 \
+          if (p->code[i].op == OP_MAX_OF) acc[p->code[i].d] = -INFINITY;                      \
         }                                                                                     \
+        for (Py_ssize_t j0 = 0; j0 < inner; j0 += BLOCK) {                                    \
+          int len = (int)(inner - j0 < BLOCK ? inner - j0 : BLOCK);                           \
+          for (int i = s0; i < s1; i++) {                                                     \
+            const instr_t *in = &p->code[i];                                                  \
+            int op = (int)(in->op & (ROW_INVARIANT - 1)), d = (int)in->d;                     \
+            int m = in->op & ROW_INVARIANT ? 1 : len;                                         \
+            T *r = scratch[d];                                                                \
+            const T *x = op >= OP_NEG ? reg[in->a] : NULL;                                    \
+            const T *y = op >= OP_ADD && op <= OP_SELECT ? reg[in->b] : NULL;                 \
+            switch (op) {                                                                     \
+              case OP_LOAD: {                                                                 \
+                Py_ssize_t s = p->stride[in->a][n - 1];                                       \
+                T *src = at[in->a] + j0 * s;                                                  \
+                if (s == 1) { reg[d] = src; continue; }                                       \
+                for (int j = 0; j < len; j++) r[j] = src[j * s];                              \
+                break;                                                                        \
+              }                                                                               \
+              case OP_STORE: {                                                                \
+                Py_ssize_t s = p->stride[d][n - 1];                                           \
+                T *dst = at[d] + j0 * s;                                                      \
+                const T *v = reg[in->a];                                                      \
+                if (s == 1) {                                                                 \
+                  if (dst != v) memmove(dst, v, (size_t)len * sizeof(T));                     \
+                } else {                                                                      \
+                  for (int j = 0; j < len; j++) dst[j * s] = v[j];                            \
+                }                                                                             \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_CONST: continue;                                                        \
+              case OP_SUM: { /* eight partial sums: the loop vectorizes */                    \
+                T part[8] = {0}, t = 0;                                                       \
+                int j = 0;                                                                    \
+                for (; j + 8 <= len; j += 8)                                                  \
+                  for (int l = 0; l < 8; l++) part[l] += x[j + l];                            \
+                for (; j < len; j++) t += x[j];                                               \
+                for (int l = 0; l < 8; l++) t += part[l];                                     \
+                acc[d] += t;                                                                  \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_MAX_OF: { /* NaN-propagating, as np.maximum.reduce */                   \
+                T t = acc[d];                                                                 \
+                for (int j = 0; j < len; j++) t = (x[j] > t || x[j] != x[j]) ? x[j] : t;      \
+                acc[d] = t != t ? t : (acc[d] != acc[d] ? acc[d] : t);                        \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_NEG: for (int j = 0; j < m; j++) r[j] = -x[j]; break;                   \
+              case OP_EXP: for (int j = 0; j < m; j++) r[j] = EXP(x[j]); break;               \
+              case OP_LOG: for (int j = 0; j < m; j++) r[j] = log##F(x[j]); break;            \
+              case OP_SQRT: for (int j = 0; j < m; j++) r[j] = sqrt##F(x[j]); break;          \
+              case OP_TANH: for (int j = 0; j < m; j++) r[j] = TANH(x[j]); break;             \
+              case OP_ERF: for (int j = 0; j < m; j++) r[j] = ERF(x[j]); break;               \
+              case OP_ABS: for (int j = 0; j < m; j++) r[j] = fabs##F(x[j]); break;           \
+              case OP_ADD: for (int j = 0; j < m; j++) r[j] = x[j] + y[j]; break;             \
+              case OP_SUB: for (int j = 0; j < m; j++) r[j] = x[j] - y[j]; break;             \
+              case OP_MUL: for (int j = 0; j < m; j++) r[j] = x[j] * y[j]; break;             \
+              case OP_DIV: for (int j = 0; j < m; j++) r[j] = x[j] / y[j]; break;             \
+              case OP_MAX: /* NaN-propagating, as np.maximum */                               \
+                for (int j = 0; j < m; j++)                                                   \
+                  r[j] = (x[j] > y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
+                break;                                                                        \
+              case OP_MIN:                                                                    \
+                for (int j = 0; j < m; j++)                                                   \
+                  r[j] = (x[j] < y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
+                break;                                                                        \
+              case OP_FMAX: for (int j = 0; j < m; j++) r[j] = fmax##F(x[j], y[j]); break;    \
+              case OP_FMIN: for (int j = 0; j < m; j++) r[j] = fmin##F(x[j], y[j]); break;    \
+              case OP_POW: for (int j = 0; j < m; j++) r[j] = pow##F(x[j], y[j]); break;      \
+              case OP_CMP:                                                                    \
+                for (int j = 0; j < m; j++) r[j] = (T)cmp(x[j], y[j], (int)in->c);            \
+                break;                                                                        \
+              case OP_SELECT: {                                                               \
+                const T *z = reg[in->c];                                                      \
+                for (int j = 0; j < m; j++) r[j] = x[j] != 0 ? y[j] : z[j];                   \
+                break;                                                                        \
+              }                                                                               \
+            }                                                                                 \
+            if (m < len) /* a row-invariant value: computed once, in every element */         \
+              for (int j = 1; j < len; j++) r[j] = r[0];                                      \
+            reg[d] = r;                                                                       \
+          }                                                                                   \
+        }                                                                                     \
+        for (int i = s0; i < s1; i++) /* the row's sums and maxima, in every element */      \
+          if (p->code[i].op == OP_SUM || p->code[i].op == OP_MAX_OF) {                        \
+            int d = (int)p->code[i].d;                                                        \
+            for (int j = 0; j < BLOCK; j++) scratch[d][j] = acc[d];                           \
+            reg[d] = scratch[d];                                                              \
+          }                                                                                   \
+        s0 = s1 + 1;                                                                          \
       }                                                                                       \
       for (int k = n - 2; k >= 0; k--) { /* the next outer index */                           \
         if (++idx[k] < p->ext[k]) break;                                                      \
@@ -242,17 +285,18 @@ static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
   p->code = (const instr_t *)(w + i);
   for (int k = 0; k < p->ninstrs; k++) {
     const instr_t *in = &p->code[k];
-    int64_t nr = p->nregs;
-    if (in->op < 0 || in->op >= N_OPCODES) goto bad;
-    if (in->op == OP_STORE) {
+    int64_t nr = p->nregs, op = in->op & ~(int64_t)ROW_INVARIANT;
+    if (op < 0 || op >= N_OPCODES || (op != in->op && (op < OP_NEG || op > OP_SELECT))) goto bad;
+    if (op == OP_PASS) continue;
+    if (op == OP_STORE) {
       if (in->d < 0 || in->d >= p->nops || !p->written[in->d] || in->a < 0 || in->a >= nr) goto bad;
       continue;
     }
     if (in->d < 0 || in->d >= nr) goto bad;
-    if (in->op == OP_LOAD && (in->a < 0 || in->a >= p->nops)) goto bad;
-    if (in->op >= OP_NEG && (in->a < 0 || in->a >= nr)) goto bad;
-    if (in->op >= OP_ADD && (in->b < 0 || in->b >= nr)) goto bad;
-    if (in->op == OP_SELECT && (in->c < 0 || in->c >= nr)) goto bad;
+    if (op == OP_LOAD && (in->a < 0 || in->a >= p->nops)) goto bad;
+    if (op >= OP_NEG && (in->a < 0 || in->a >= nr)) goto bad;
+    if (op >= OP_ADD && op <= OP_SELECT && (in->b < 0 || in->b >= nr)) goto bad;
+    if (op == OP_SELECT && (in->c < 0 || in->c >= nr)) goto bad;
   }
   return 0;
 #undef NEXT

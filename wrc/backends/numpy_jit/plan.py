@@ -168,7 +168,7 @@ class _Planner:
                 if buf in self.span:
                     occupant[buf] = buf
         if self.options.native:
-            self.fuse(kernels, elided, sinks, reuse)
+            self.fuse(kernels, elided, fresh, sinks, reuse)
         return MemoryPlan(
             kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
             sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), pooled=MappingProxyType(pooled),
@@ -178,7 +178,7 @@ class _Planner:
 
     # -- fused elementwise chains
 
-    def fuse(self, kernels: dict[linalg.GenericOp, Kernel], elided: set[Operation],
+    def fuse(self, kernels: dict[linalg.GenericOp, Kernel], elided: set[Operation], fresh: set[Operation],
              sinks: Mapping[SSAValue, str], reuse: Mapping[SSAValue, SSAValue]) -> None:
         """Chains of elementwise generics as one native call (`fuse.py`), where the native
         module can be had: the last generic's kernel is the chain's, the others elided."""
@@ -204,7 +204,7 @@ class _Planner:
                 return True
             return r not in self.span or self.span[r][1] > i
 
-        for group in fuse.fuse_groups(self.top, kernels, self.analyses, elided, array_of, live_after):
+        for group in fuse.fuse_groups(self.top, kernels, self.analyses, elided, fresh, array_of, live_after):
             kernels[group.members[-1]] = group
             elided.update(group.members[:-1])
 
