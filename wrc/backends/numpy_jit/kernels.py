@@ -99,9 +99,9 @@ class Gather:
 
 @dataclass(frozen=True)
 class Fused:
-    """A chain of elementwise generics run as one call of the native register machine
-    (`fuse.py`, `wrc/backends/native/elementwise.c`), at the chain's last generic (the
-    others are elided): `run(program, *operands)`. `program`: the int64 words the machine
+    """A chain of elementwise generics (and row reductions between them) run as one call of
+    the native register machine (`fuse.py`, `wrc/backends/native/elementwise.c`), at the
+    chain's last generic (the others are elided): `run(program, *operands)`. `program`: the int64 words the machine
     reads (loop space, operand strides, instructions); `operands`: the buffers passed;
     `members`: the generics it runs."""
 

@@ -21,8 +21,9 @@
   it writes its output with `out=` instead of accumulating into it.
 * **forwarded copies** (`forward.py`): a copy generic whose result only GEMMs read is elided
   with its buffer; they read its source through strided views, whose array lives that long.
-* **fused chains** (`fuse.py`, option `native`): adjacent elementwise generics over one loop
-  space run as one native call at the last of them (a `Fused` kernel); the others are elided.
+* **fused chains** (`fuse.py`, option `native`): adjacent elementwise generics (and row
+  reductions) over one loop space run as one native call at the last of them (a `Fused`
+  kernel); the others are elided.
 """
 
 from __future__ import annotations
