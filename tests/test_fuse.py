@@ -54,6 +54,11 @@ def check(g: Graph, inputs: list[np.ndarray], want: list[np.ndarray], tol: float
     return got
 
 
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def erf64(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf)(x.astype(np.float64))
 
@@ -143,6 +148,28 @@ def test_row_reductions_over_wide_rows_with_nan_and_inf() -> None:
         np.testing.assert_allclose(got[i], off[i], rtol=1e-5, atol=1e-6)
     assert np.isnan(got[0][0, 1]).all() and np.isnan(got[1][1, 2]).all() and not np.isnan(got[1][1, 1]).any()
     assert groups(g)
+
+
+@needs_native
+def test_masks_computed_in_the_group_stay_registers() -> None:
+    # sdpa's masked softmax: `where(isnan(p), 0, p)` after the softmax joins its group (the
+    # i1 mask is a register); a mask from memory (an input) is no member's
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    mask = np.zeros((3, 4), np.float32)
+    mask[1] = -np.inf
+    mask[2, :2] = -np.inf
+    keep = np.array([[True, False, True, True]] * 3)
+    g = Graph("masked")
+    p = g.softmax(g.add(g.data("x", x.shape), g.const("mask", mask)))
+    filled = g.where(g.is_nan(p), g.const("zero", np.float32(0)), p)
+    g.output(g.where(g.data("keep", keep.shape, "bool"), filled, g.neg(filled)))
+    with np.errstate(invalid="ignore"):
+        ref = softmax(x.astype(np.float64) + mask)
+    ref[np.isnan(ref)] = 0
+    got = check(g, [x, keep], [np.where(keep, ref, -ref)], tol=2e-6)
+    assert not got[0][1].any()
+    sizes = sorted(len(f.members) for f in groups(g))
+    assert sizes[-1] >= 6  # + mask, softmax's four, isnan, select (the input mask's select: not)
 
 
 UNARY = {

@@ -20,7 +20,8 @@ extent > 1, in order. A member is
   register in the passes after (the values a pass needs are computed again from the
   operands: a row is in the cache).
 
-All its operands float32 (or all float64) buffers, its body made of the ops in `OPCODES`.
+All its operands float32 (or all float64) buffers, or masks (`BOOL`) the group computes and
+reads only in it, its body made of the ops in `OPCODES`.
 Every access to an array some member writes (the array as the memory plan shares arrays
 between buffers, its flat offset and strides per loop dim) must be the same access: each
 element is then read and written at one row only, after the row's loads, so running the
@@ -59,6 +60,9 @@ SOURCES = {LOAD: 0, STORE: 1, CONST: 0, **{c: 1 for c in range(3, 10)}, **{c: 2 
 """Registers each opcode reads (from field `a` on; a store's is `a`)."""
 
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+BOOL = np.dtype(np.bool_)
+"""A mask (`cmpf`'s i1) a member writes and a later one reads is a register of 0s and 1s;
+a mask from memory, or read after the group, is no member's."""
 MAX_DIMS, MAX_OPERANDS, MAX_REGS, MAX_INSTRS = 8, 32, 32, 256
 """The machine's limits (elementwise.c): a group that would exceed them stops growing."""
 
@@ -148,8 +152,8 @@ def _eligible(op: linalg.GenericOp, kernel: object, g: Generic | None, fresh: bo
             return False
     elif not isinstance(kernel, Elementwise):
         return False
-    dtypes = {a.dtype for a in g.accesses}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in DTYPES or any(a.shape is None for a in g.accesses):
+    floats = {a.dtype for a in g.accesses} - {BOOL}
+    if len(floats) != 1 or next(iter(floats)) not in DTYPES or any(a.shape is None for a in g.accesses):
         return False
     if len(_space(g)) > MAX_DIMS:
         return False
@@ -194,7 +198,10 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     space = _group_space(gs)
     if space is None:
         return None
-    dtype = gs[0].accesses[0].dtype
+    floats = {a.dtype for g in gs for a in g.accesses} - {BOOL}
+    if len(floats) != 1:
+        return None
+    (dtype,) = floats
     n = len(space)
     operands: dict[tuple[SSAValue, int, tuple[int, ...]], int] = {}
     layout: list[tuple[int, int, tuple[int, ...]]] = []  # per operand: written, offset, strides
@@ -259,6 +266,8 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
             if key in current:
                 values[arg] = current[key]
                 continue
+            if acc.dtype == BOOL:
+                return None  # a mask the group does not compute (registers hold floats)
             r = new()
             code.append([LOAD, r, operand(acc, strides_of(acc), False), 0, 0])
             values[arg] = r
@@ -293,7 +302,7 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
             assert key is not None
             current[key] = value(v)
             stores[key] = (acc, strides_of(acc), value(v))
-            if row:
+            if row or acc.dtype == BOOL:
                 unstored.add(acc.value)
     if any(len(written[a] | accessed[a]) > 1 for a in written):
         return None  # an array written and accessed another way
