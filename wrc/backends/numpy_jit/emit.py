@@ -17,12 +17,14 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from wrc.backends import native
 from wrc.backends.arrays import ArrayModule
+from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
 from wrc.backends.numpy_jit.kernels import (
     Elementwise,
+    Fused,
     Gather,
     Kernel,
     NativeWindow,
@@ -362,6 +364,15 @@ class FuncEmitter:
             self.src.emit(ind, f"{red}, out={outs[0]})")
         else:
             self.src.emit(ind, f"np.{g.combiner}({outs[0]}, {red}), out={outs[0]})")
+
+    @kernel.register
+    def _(self, kernel: Fused, op: linalg.GenericOp, ind: int) -> None:
+        """A chain of elementwise generics as one call of the native register machine
+        (`fuse.py`): its program a constant, the buffers passed as they are."""
+        c = self.src.const
+        run = c(fuse.native_module().run)
+        args = "".join(f", {self.name(v)}" for v in kernel.operands)
+        self.src.emit(ind, f"{run}({c(fuse.program_array(kernel.program))}{args})")
 
     @kernel.register
     def _(self, kernel: WindowReduce, op: linalg.GenericOp, ind: int) -> None:

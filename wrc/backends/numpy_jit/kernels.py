@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.dialects.linalg import ops as linalg
-from xdsl.ir import Operation
+from xdsl.ir import Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Generic
 from wrc.backends.numpy_jit.contract import gather_axis
@@ -120,7 +120,20 @@ NATIVE_DTYPES = ("float32",)
 double the one-time build of window.c, ~4 s of CPU, for models that hardly exist)."""
 
 
-Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | Gather
+@dataclass(frozen=True)
+class Fused:
+    """A chain of elementwise generics (and row reductions between them) run as one call of
+    the native register machine (`fuse.py`, `wrc/backends/native/elementwise.c`), at the
+    chain's last generic (the others are elided): `run(program, *operands)`. `program`: the int64 words the machine
+    reads (loop space, operand strides, instructions); `operands`: the buffers passed;
+    `members`: the generics it runs."""
+
+    program: tuple[int, ...]
+    operands: tuple[SSAValue, ...]
+    members: tuple[linalg.GenericOp, ...] = field(compare=False)
+
+
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | Gather | Fused
 
 
 def wide_rows(g: Generic) -> tuple[int, int, int] | None:

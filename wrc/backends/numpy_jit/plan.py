@@ -21,6 +21,9 @@
   it writes its output with `out=` instead of accumulating into it.
 * **forwarded copies** (`forward.py`): a copy generic whose result only GEMMs read is elided
   with its buffer; they read its source through strided views, whose array lives that long.
+* **fused chains** (`fuse.py`, option `native`): adjacent elementwise generics (and row
+  reductions) over one loop space run as one native call at the last of them (a `Fused`
+  kernel); the others are elided.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from xdsl.utils.arg_spec import ArgSpecConvertible
 
 from wrc.abi import copy_into_global
 from wrc.backends import native
+from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
@@ -169,12 +173,46 @@ class _Planner:
                     elided.add(fill)
                 if buf in self.span:
                     occupant[buf] = buf
+        if self.options.native:
+            self.fuse(kernels, elided, fresh, sinks, reuse)
         return MemoryPlan(
             kernels=MappingProxyType(kernels), analyses=MappingProxyType(dict(self.analyses)),
             sinks=MappingProxyType(sinks), reuse=MappingProxyType(reuse), pooled=MappingProxyType(pooled),
             parts=MappingProxyType(dict(self.parts)),
             zeroed=frozenset(zeroed),
             elided=frozenset(elided), fresh=frozenset(fresh))
+
+    # -- fused elementwise chains
+
+    def fuse(self, kernels: dict[linalg.GenericOp, Kernel], elided: set[Operation], fresh: set[Operation],
+             sinks: Mapping[SSAValue, str], reuse: Mapping[SSAValue, SSAValue]) -> None:
+        """Chains of elementwise generics as one native call (`fuse.py`), where the native
+        module can be had: the last generic's kernel is the chain's, the others elided."""
+        if fuse.native_module() is None:
+            return
+
+        def array_of(buf: SSAValue) -> tuple[object, int] | None:
+            r = root(buf)
+            if not (isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp)):
+                return (r, 0) if r is not None else None
+            if r in sinks:
+                return ("global", sinks[r]), 0
+            if r in self.parts:
+                base, offset = self.parts[r]
+                at = array_of(base)
+                return (at[0], at[1] + offset) if at is not None else None
+            return reuse.get(r, r), 0
+
+        def live_after(buf: SSAValue, i: int) -> bool:
+            r = root(buf)
+            if not (isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp)) or r in sinks \
+                    or r in self.parts or any(base is r for base, _ in self.parts.values()):
+                return True
+            return r not in self.span or self.span[r][1] > i
+
+        for group in fuse.fuse_groups(self.top, kernels, self.analyses, elided, fresh, array_of, live_after):
+            kernels[group.members[-1]] = group
+            elided.update(group.members[:-1])
 
     # -- fills
 

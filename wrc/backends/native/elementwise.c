@@ -1,0 +1,377 @@
+/* _wrc_elementwise: a chain of elementwise ops run as one call (numpy_jit/fuse.py).
+ *
+ * run(program, *arrays): `program` is a read-only int64 array the JIT builds once, when it
+ * generates code (layout below); `arrays` are the operands, C-contiguous float32 (or
+ * float64) buffers. The loop space is walked in blocks of up to BLOCK elements of its
+ * innermost dim; per block, the instructions run in order over registers of BLOCK values,
+ * so the chain's intermediates never reach memory and NumPy's per-call cost (iterator
+ * setup, broadcasting) is paid once. A register loaded from a contiguous operand points
+ * into it (no copy); stores come last in the program, so a store never changes a register
+ * an instruction reads afterwards.
+ *
+ * Program (int64):
+ *   dtype (0: float32, 1: float64), ndim n, extents[n],
+ *   operands m, per operand: written (0/1), offset, strides[n] (elements),
+ *   registers r, instructions k, per instruction: opcode, d, a, b, c.
+ * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass (below);
+ * an opcode | ROW_INVARIANT is computed on one element and copied along the block.
+ * Registers < r, operands < m, and every operand's reach within its buffer are checked on
+ * each call. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* sqrt as one instruction, and conditional selects without branches: the loops vectorize */
+#pragma GCC optimize("no-math-errno", "no-trapping-math")
+#endif
+#include "native.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define BLOCK 256
+#define MAX_DIMS 8
+#define MAX_OPERANDS 32
+#define MAX_REGS 32
+#define MAX_INSTRS 256
+#define NOGIL_ELEMENTS 16384 /* below this the GIL's release costs more than it frees */
+
+enum {
+  OP_LOAD, OP_STORE, OP_CONST,
+  OP_NEG, OP_EXP, OP_LOG, OP_SQRT, OP_TANH, OP_ERF, OP_ABS,
+  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_FMAX, OP_FMIN, OP_POW,
+  OP_CMP, OP_SELECT,
+  OP_SUM, OP_MAX_OF, OP_PASS,
+  N_OPCODES
+};
+#define ROW_INVARIANT 256 /* opcode flag: the same value along the innermost dim (computed once) */
+
+typedef struct {
+  int64_t op, d, a, b, c;
+} instr_t;
+
+typedef struct {
+  int dtype, ndim, nops, nregs, ninstrs;
+  Py_ssize_t ext[MAX_DIMS];
+  int written[MAX_OPERANDS];
+  Py_ssize_t offset[MAX_OPERANDS];
+  Py_ssize_t stride[MAX_OPERANDS][MAX_DIMS];
+  const instr_t *code;
+  char *base[MAX_OPERANDS];
+} prog_t;
+
+/* float32 erf: the rational approximation of wrc/backends/erf.py (Eigen's and XLA's),
+ * x * P(x^2) / Q(x^2) on x clamped to [-4, 4]; branch-free, so the loop vectorizes. */
+static inline float erf32(float x) {
+  float c = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+  if (x != x) c = x;
+  float xx = c * c;
+  float p = xx * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = p * xx + -2.10102402082508e-06f;
+  p = p * xx + -5.69250639462346e-05f;
+  p = p * xx + -7.34990630326855e-04f;
+  p = p * xx + -2.95459980854025e-03f;
+  p = p * xx + -1.60960333262415e-02f;
+  float q = xx * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = q * xx + -1.68282697438203e-03f;
+  q = q * xx + -7.37332916720468e-03f;
+  q = q * xx + -1.42647390514189e-02f;
+  return p / q * c;
+}
+
+/* float32 exp and tanh, branch-free (Cephes' expf and tanhf: within 2 ulp) so that their
+ * loops vectorize: libm's are called element by element, 4-6x slower than NumPy's SIMD. */
+static inline float pow2i(int n) { /* 2^n for n in [-126, 127] */
+  union { int32_t i; float f; } u = {(int32_t)((n + 127) << 23)};
+  return u.f;
+}
+
+static inline float exp32(float x) {
+  float c = x != x ? 0.0f : (x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x));
+  float n = floorf(c * 1.44269504088896341f + 0.5f);
+  float r = c - n * 0.693359375f + n * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  int k = (int)n, k1 = k / 2; /* two factors: 2^k may be subnormal or overflow */
+  y = y * pow2i(k1) * pow2i(k - k1);
+  return x != x ? x : y;
+}
+
+static inline float tanh32(float x) {
+  float a = fabsf(x), z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  float small = p * z * x + x;
+  float big = 1.0f - 2.0f / (exp32(2.0f * a) + 1.0f);
+  big = x < 0 ? -big : big;
+  return a < 0.625f ? small : big;
+}
+
+static int cmp(double a, double b, int pred) {
+  int uno = a != a || b != b;
+  switch (pred) { /* arith.cmpf predicates */
+    case 0: return 0;
+    case 1: return !uno && a == b;
+    case 2: return !uno && a > b;
+    case 3: return !uno && a >= b;
+    case 4: return !uno && a < b;
+    case 5: return !uno && a <= b;
+    case 6: return !uno && a != b;
+    case 7: return !uno;
+    case 8: return uno || a == b;
+    case 9: return uno || a > b;
+    case 10: return uno || a >= b;
+    case 11: return uno || a < b;
+    case 12: return uno || a <= b;
+    case 13: return uno || a != b;
+    case 14: return uno;
+    default: return 1;
+  }
+}
+
+/* One function per element type: the same body over T (math functions by suffix F).
+ * Per row (an index of every dim but the innermost), each pass runs its instructions over
+ * the row's blocks; a sum or maximum (OP_SUM, OP_MAX_OF) accumulates over the whole row in
+ * its pass and is, in the passes after it, a register holding that value in every element. */
+#define DEFINE_RUN(T, F, EXP, TANH, ERF)                                                      \
+  static void run_##T(const prog_t *p) {                                                      \
+    T scratch[MAX_REGS][BLOCK];                                                               \
+    T acc[MAX_REGS];                                                                          \
+    T *reg[MAX_REGS];                                                                         \
+    int n = p->ndim;                                                                          \
+    Py_ssize_t inner = p->ext[n - 1], idx[MAX_DIMS] = {0}, outer = 1;                         \
+    for (int k = 0; k < n - 1; k++) outer *= p->ext[k];                                       \
+    for (int i = 0; i < p->ninstrs; i++) /* constants once */                                 \
+      if (p->code[i].op == OP_CONST) {                                                        \
+        double v;                                                                             \
+        memcpy(&v, &p->code[i].a, sizeof v);                                                  \
+        for (int j = 0; j < BLOCK; j++) scratch[p->code[i].d][j] = (T)v;                      \
+        reg[p->code[i].d] = scratch[p->code[i].d];                                            \
+      }                                                                                       \
+    for (Py_ssize_t o = 0; o < outer; o++) {                                                  \
+      T *at[MAX_OPERANDS];                                                                    \
+      for (int q = 0; q < p->nops; q++) {                                                     \
+        Py_ssize_t off = p->offset[q];                                                        \
+        for (int k = 0; k < n - 1; k++) off += idx[k] * p->stride[q][k];                      \
+        at[q] = (T *)p->base[q] + off;                                                        \
+      }                                                                                       \
+      for (int s0 = 0; s0 < p->ninstrs;) {                                                    \
+        int s1 = s0;                                                                          \
+        while (s1 < p->ninstrs && p->code[s1].op != OP_PASS) s1++;                            \
+        for (int i = s0; i < s1; i++) {                                                       \
+          if (p->code[i].op == OP_SUM) acc[p->code[i].d] = 0;                                 \
+          if (p->code[i].op == OP_MAX_OF) acc[p->code[i].d] = -INFINITY;                      \
+        }                                                                                     \
+        for (Py_ssize_t j0 = 0; j0 < inner; j0 += BLOCK) {                                    \
+          int len = (int)(inner - j0 < BLOCK ? inner - j0 : BLOCK);                           \
+          for (int i = s0; i < s1; i++) {                                                     \
+            const instr_t *in = &p->code[i];                                                  \
+            int op = (int)(in->op & (ROW_INVARIANT - 1)), d = (int)in->d;                     \
+            int m = in->op & ROW_INVARIANT ? 1 : len;                                         \
+            T *r = scratch[d];                                                                \
+            const T *x = op >= OP_NEG ? reg[in->a] : NULL;                                    \
+            const T *y = op >= OP_ADD && op <= OP_SELECT ? reg[in->b] : NULL;                 \
+            switch (op) {                                                                     \
+              case OP_LOAD: {                                                                 \
+                Py_ssize_t s = p->stride[in->a][n - 1];                                       \
+                T *src = at[in->a] + j0 * s;                                                  \
+                if (s == 1) { reg[d] = src; continue; }                                       \
+                for (int j = 0; j < len; j++) r[j] = src[j * s];                              \
+                break;                                                                        \
+              }                                                                               \
+              case OP_STORE: {                                                                \
+                Py_ssize_t s = p->stride[d][n - 1];                                           \
+                T *dst = at[d] + j0 * s;                                                      \
+                const T *v = reg[in->a];                                                      \
+                if (s == 1) {                                                                 \
+                  if (dst != v) memmove(dst, v, (size_t)len * sizeof(T));                     \
+                } else {                                                                      \
+                  for (int j = 0; j < len; j++) dst[j * s] = v[j];                            \
+                }                                                                             \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_CONST: continue;                                                        \
+              case OP_SUM: { /* eight partial sums: the loop vectorizes */                    \
+                T part[8] = {0}, t = 0;                                                       \
+                int j = 0;                                                                    \
+                for (; j + 8 <= len; j += 8)                                                  \
+                  for (int l = 0; l < 8; l++) part[l] += x[j + l];                            \
+                for (; j < len; j++) t += x[j];                                               \
+                for (int l = 0; l < 8; l++) t += part[l];                                     \
+                acc[d] += t;                                                                  \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_MAX_OF: { /* NaN-propagating, as np.maximum.reduce */                   \
+                T t = acc[d];                                                                 \
+                for (int j = 0; j < len; j++) t = (x[j] > t || x[j] != x[j]) ? x[j] : t;      \
+                acc[d] = t != t ? t : (acc[d] != acc[d] ? acc[d] : t);                        \
+                continue;                                                                     \
+              }                                                                               \
+              case OP_NEG: for (int j = 0; j < m; j++) r[j] = -x[j]; break;                   \
+              case OP_EXP: for (int j = 0; j < m; j++) r[j] = EXP(x[j]); break;               \
+              case OP_LOG: for (int j = 0; j < m; j++) r[j] = log##F(x[j]); break;            \
+              case OP_SQRT: for (int j = 0; j < m; j++) r[j] = sqrt##F(x[j]); break;          \
+              case OP_TANH: for (int j = 0; j < m; j++) r[j] = TANH(x[j]); break;             \
+              case OP_ERF: for (int j = 0; j < m; j++) r[j] = ERF(x[j]); break;               \
+              case OP_ABS: for (int j = 0; j < m; j++) r[j] = fabs##F(x[j]); break;           \
+              case OP_ADD: for (int j = 0; j < m; j++) r[j] = x[j] + y[j]; break;             \
+              case OP_SUB: for (int j = 0; j < m; j++) r[j] = x[j] - y[j]; break;             \
+              case OP_MUL: for (int j = 0; j < m; j++) r[j] = x[j] * y[j]; break;             \
+              case OP_DIV: for (int j = 0; j < m; j++) r[j] = x[j] / y[j]; break;             \
+              case OP_MAX: /* NaN-propagating, as np.maximum */                               \
+                for (int j = 0; j < m; j++)                                                   \
+                  r[j] = (x[j] > y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
+                break;                                                                        \
+              case OP_MIN:                                                                    \
+                for (int j = 0; j < m; j++)                                                   \
+                  r[j] = (x[j] < y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
+                break;                                                                        \
+              case OP_FMAX: for (int j = 0; j < m; j++) r[j] = fmax##F(x[j], y[j]); break;    \
+              case OP_FMIN: for (int j = 0; j < m; j++) r[j] = fmin##F(x[j], y[j]); break;    \
+              case OP_POW: for (int j = 0; j < m; j++) r[j] = pow##F(x[j], y[j]); break;      \
+              case OP_CMP:                                                                    \
+                for (int j = 0; j < m; j++) r[j] = (T)cmp(x[j], y[j], (int)in->c);            \
+                break;                                                                        \
+              case OP_SELECT: {                                                               \
+                const T *z = reg[in->c];                                                      \
+                for (int j = 0; j < m; j++) r[j] = x[j] != 0 ? y[j] : z[j];                   \
+                break;                                                                        \
+              }                                                                               \
+            }                                                                                 \
+            if (m < len) /* a row-invariant value: computed once, in every element */         \
+              for (int j = 1; j < len; j++) r[j] = r[0];                                      \
+            reg[d] = r;                                                                       \
+          }                                                                                   \
+        }                                                                                     \
+        for (int i = s0; i < s1; i++) /* the row's sums and maxima, in every element */      \
+          if (p->code[i].op == OP_SUM || p->code[i].op == OP_MAX_OF) {                        \
+            int d = (int)p->code[i].d;                                                        \
+            for (int j = 0; j < BLOCK; j++) scratch[d][j] = acc[d];                           \
+            reg[d] = scratch[d];                                                              \
+          }                                                                                   \
+        s0 = s1 + 1;                                                                          \
+      }                                                                                       \
+      for (int k = n - 2; k >= 0; k--) { /* the next outer index */                           \
+        if (++idx[k] < p->ext[k]) break;                                                      \
+        idx[k] = 0;                                                                           \
+      }                                                                                       \
+    }                                                                                         \
+  }
+
+DEFINE_RUN(float, f, exp32, tanh32, erf32)
+DEFINE_RUN(double, , exp, tanh, erf)
+
+/* Reads and checks the program's layout (not the arrays). */
+static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
+  Py_ssize_t i = 0;
+#define NEXT(v) do { if (i >= len) goto bad; (v) = w[i++]; } while (0)
+  int64_t v;
+  NEXT(v); if (v != 0 && v != 1) goto bad; p->dtype = (int)v;
+  NEXT(v); if (v < 1 || v > MAX_DIMS) goto bad; p->ndim = (int)v;
+  for (int k = 0; k < p->ndim; k++) { NEXT(v); if (v < 0) goto bad; p->ext[k] = (Py_ssize_t)v; }
+  NEXT(v); if (v < 1 || v > MAX_OPERANDS) goto bad; p->nops = (int)v;
+  for (int q = 0; q < p->nops; q++) {
+    NEXT(v); p->written[q] = v != 0;
+    NEXT(v); p->offset[q] = (Py_ssize_t)v;
+    for (int k = 0; k < p->ndim; k++) { NEXT(v); p->stride[q][k] = (Py_ssize_t)v; }
+  }
+  NEXT(v); if (v < 1 || v > MAX_REGS) goto bad; p->nregs = (int)v;
+  NEXT(v); if (v < 1 || v > MAX_INSTRS || len - i != 5 * v) goto bad; p->ninstrs = (int)v;
+  p->code = (const instr_t *)(w + i);
+  for (int k = 0; k < p->ninstrs; k++) {
+    const instr_t *in = &p->code[k];
+    int64_t nr = p->nregs, op = in->op & ~(int64_t)ROW_INVARIANT;
+    if (op < 0 || op >= N_OPCODES || (op != in->op && (op < OP_NEG || op > OP_SELECT))) goto bad;
+    if (op == OP_PASS) continue;
+    if (op == OP_STORE) {
+      if (in->d < 0 || in->d >= p->nops || !p->written[in->d] || in->a < 0 || in->a >= nr) goto bad;
+      continue;
+    }
+    if (in->d < 0 || in->d >= nr) goto bad;
+    if (op == OP_LOAD && (in->a < 0 || in->a >= p->nops)) goto bad;
+    if (op >= OP_NEG && (in->a < 0 || in->a >= nr)) goto bad;
+    if (op >= OP_ADD && op <= OP_SELECT && (in->b < 0 || in->b >= nr)) goto bad;
+    if (op == OP_SELECT && (in->c < 0 || in->c >= nr)) goto bad;
+  }
+  return 0;
+#undef NEXT
+bad:
+  PyErr_SetString(PyExc_ValueError, "program: malformed elementwise program");
+  return -1;
+}
+
+static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "run(program, *arrays)");
+    return NULL;
+  }
+  Py_buffer bp, bufs[MAX_OPERANDS];
+  if (PyObject_GetBuffer(args[0], &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return NULL;
+  const char *f = bp.format ? bp.format : "B";
+  if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+  if (bp.itemsize != 8 || (strcmp(f, "q") != 0 && strcmp(f, "l") != 0)) {
+    PyErr_SetString(PyExc_ValueError, "program: expected an int64 array");
+    PyBuffer_Release(&bp);
+    return NULL;
+  }
+  prog_t p;
+  int got = 0;
+  PyObject *result = NULL;
+  if (parse((const int64_t *)bp.buf, bp.len / 8, &p) < 0) goto done;
+  if (nargs - 1 != p.nops) {
+    PyErr_Format(PyExc_TypeError, "run: the program takes %d arrays, got %zd", p.nops, nargs - 1);
+    goto done;
+  }
+  Py_ssize_t itemsize = p.dtype ? 8 : 4, total = 1;
+  for (int k = 0; k < p.ndim; k++) total *= p.ext[k];
+  for (; got < p.nops; got++) {
+    static const char *what[MAX_OPERANDS] = {
+        "array 0", "array 1", "array 2", "array 3", "array 4", "array 5", "array 6", "array 7",
+        "array 8", "array 9", "array 10", "array 11", "array 12", "array 13", "array 14", "array 15",
+        "array 16", "array 17", "array 18", "array 19", "array 20", "array 21", "array 22", "array 23",
+        "array 24", "array 25", "array 26", "array 27", "array 28", "array 29", "array 30", "array 31"};
+    if (wrc_buffer(args[got + 1], &bufs[got], p.dtype ? "d" : "f", itemsize, p.written[got], what[got]) < 0)
+      goto done;
+    Py_ssize_t lo = p.offset[got], hi = p.offset[got];
+    for (int k = 0; k < p.ndim; k++) {
+      Py_ssize_t s = p.stride[got][k] * (p.ext[k] > 0 ? p.ext[k] - 1 : 0);
+      if (s < 0) lo += s; else hi += s;
+    }
+    if (total > 0 && (lo < 0 || hi >= bufs[got].len / itemsize)) {
+      PyErr_Format(PyExc_ValueError, "%s: the program reaches [%zd, %zd] of %zd elements", what[got], lo, hi,
+                   bufs[got].len / itemsize);
+      got++;
+      goto done;
+    }
+    p.base[got] = bufs[got].buf;
+  }
+  if (total > 0) {
+    if (total >= NOGIL_ELEMENTS) {
+      Py_BEGIN_ALLOW_THREADS
+      if (p.dtype) run_double(&p); else run_float(&p);
+      Py_END_ALLOW_THREADS
+    } else if (p.dtype) {
+      run_double(&p);
+    } else {
+      run_float(&p);
+    }
+  }
+  result = Py_None;
+  Py_INCREF(result);
+done:
+  for (int q = 0; q < got; q++) PyBuffer_Release(&bufs[q]);
+  PyBuffer_Release(&bp);
+  return result;
+}
+
+static PyMethodDef methods[] = {
+    {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL,
+     "run(program, *arrays): an elementwise program over the arrays (numpy_jit/fuse.py)"},
+    {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_wrc_elementwise", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__wrc_elementwise(void) { return PyModule_Create(&def); }
