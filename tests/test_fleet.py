@@ -387,7 +387,7 @@ def test_what_a_publish_packs() -> None:
     """`pack="auto"`: always with copy=True; with copy=False only small tensors (below
     PACK_BELOW on average); never what a pack cannot hold as given."""
     from wrc.fleet import PACK_BELOW
-    from wrc.weight_pack import WeightPack
+    from wrc.weight_pack import WeightPack, pack_weights, packable
 
     small = {f"w{i}": np.ones(16, np.float32) for i in range(4)}
     big = {"w": np.ones(PACK_BELOW // 4, np.float32)}
@@ -400,3 +400,5 @@ def test_what_a_publish_packs() -> None:
         sent = f._packed(values)  # noqa: SLF001
         assert isinstance(sent, WeightPack) is packed, (copy, pack)
         assert all(np.array_equal(sent[k], a) for k, a in values.items())
+        given = pack_weights(values) if packable(values) else None
+        assert given is None or f._packed(given) is given  # noqa: SLF001 - a caller's pack: put as it is

@@ -53,7 +53,10 @@ from wrc.errors import (
 )
 from wrc.model_buffer import ModelBuffer, c_array
 from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
-from wrc.weight_pack import WeightPack, aligned_empty
+from wrc.weight_pack import ALIGN, WeightPack, aligned_empty
+
+Placed = dict[str, tuple[np.dtype, tuple[int, ...], int]]
+"""Variable → (dtype, shape, byte offset) of its array in a `WeightPack`'s buffer."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class Bundle:
         self._graphs, self._derives, self._derived = dict(p.graphs), p.derives, p.derived
         self._specs: Mapping[str, Spec] = p.specs
         self._weights = p.weights  # update() keys: the original constant names (docs/spec.md §2)
+        # A pack's manifest is checked against this (see _placed): name → variable, dtype, shape.
+        self._pack_table = {w.name: (w.variable, w.dtype.str, w.shape, w.dtype) for w in self._weights
+                            if 0 not in w.shape}
         self._shared = dict(analysis.shared)
         self._warm = False  # an infer has run once (see _warm_up)
         self._constants: dict[str, np.ndarray] = {}
@@ -291,18 +297,37 @@ class Bundle:
         with self._write_lock:
             self._release_retained()
 
+    def _placed(self, pack: WeightPack) -> Placed | None:
+        """Where each array of `pack` is, when every one passes `update`'s checks as it is:
+        its manifest against the weights' names, dtypes and shapes, one pass over tuples, no
+        array made. None when any needs the full checks (and their messages naming it)."""
+        table = self._pack_table
+        placed: Placed = {}
+        for name, dtype, shape, offset in pack.entries:
+            t = table.get(name)
+            if t is None or t[1] != dtype or t[2] != shape:
+                return None
+            placed[t[0]] = (t[3], shape, offset)
+        return placed
+
     def _packed(self, weights: Mapping[str, Any]) -> bool:
         """Whether `weights` is a pack that `copy=True` copies whole (see `_copy_pack`)."""
         return type(weights) is WeightPack and self._adoptable
 
     def _adopted(self, weights: Mapping[str, Any], method: str, copy: bool = False
-                 ) -> tuple[dict[str, np.ndarray], WeightPack | None]:
+                 ) -> tuple[dict[str, Any], WeightPack | None]:
         """Variable → read-only view of each checked weight, for `copy=False`; with `copy`
-        (a `WeightPack`), the views of the pack to copy, and the pack."""
+        (a `WeightPack`), where each is in the pack (`Placed`), and the pack."""
+        if type(weights) is WeightPack and self._adoptable:
+            placed = self._placed(weights)
+            if placed is not None and copy:
+                return placed, weights
+            if placed is not None and weights.buffer.ctypes.data % ALIGN == 0:  # every array aligned
+                return _views(weights.buffer, placed), None
         upd, values = self._checked(weights, method)
         if copy:
             assert isinstance(weights, WeightPack)
-            return {w.variable: a for w, a in values}, weights
+            return {w.variable: (a.dtype, a.shape, weights.offset(w.name)) for w, a in values}, weights
         if not self._adoptable:
             why = (f"backend {self.backend!r} keeps its arrays on a device" if not self._arrays.host
                    else f"its {UPDATE_GRAPH!r} computes more than copies of the weights")
@@ -465,9 +490,9 @@ class Bundle:
         new.update(applied)
         return adapter
 
-    def _adopt(self, arrays: dict[str, np.ndarray], pack: WeightPack | None = None) -> Prepared:
+    def _adopt(self, arrays: dict[str, Any], pack: WeightPack | None = None) -> Prepared:
         """A new version whose weights are `arrays` themselves (adopted, read-only), or with
-        `pack` their places in a copy of it (`_copy_pack`); derived values computed into
+        `pack` views of a copy of it at the places `arrays` gives (`_copy_pack`); derived values computed into
         arrays of its own; unpublished (the caller holds the write lock)."""
         self._release_retained()
         if pack is not None:
@@ -480,19 +505,14 @@ class Bundle:
         fresh.update(self._derive(new, arrays))
         return Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh), adopted=True)
 
-    def _copy_pack(self, pack: WeightPack, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _copy_pack(self, pack: WeightPack, placed: Placed) -> dict[str, np.ndarray]:
         """The pack's whole buffer copied at once (one memcpy: a large copy runs at up to twice
-        the speed of many small ones) into a slab of the bundle's own, and `arrays` (views of
-        the pack) as read-only views of that copy."""
+        the speed of many small ones) into a slab of the bundle's own; read-only views of that
+        copy at the places given."""
         src = pack.buffer
         slab = self._slab(src.size)
         np.copyto(slab[:src.size], src)  # (NumPy lets the GIL go while it copies: infer runs on)
-        start = src.ctypes.data
-        out = {}
-        for var, a in arrays.items():
-            view = out[var] = np.ndarray(a.shape, a.dtype, buffer=slab, offset=a.ctypes.data - start)
-            view.flags.writeable = False
-        return out
+        return _views(slab, placed)
 
     def _slab(self, size: int) -> np.ndarray:
         """A writable `uint8` array of `size` bytes for `_copy_pack`: a slab made before that no
@@ -831,6 +851,15 @@ class Bundle:
             raise RuntimeStateError(f"export_weights: weight(s) {', '.join(unset)} were never set "
                                     f"(call init() or update() first)")
         write_weights(path, values, format)
+
+
+def _views(buffer: np.ndarray, placed: Placed) -> dict[str, np.ndarray]:
+    """Variable → a read-only array of `buffer` at its place."""
+    out = {}
+    for var, (dtype, shape, offset) in placed.items():
+        view = out[var] = np.ndarray(shape, dtype, buffer=buffer, offset=offset)
+        view.flags.writeable = False
+    return out
 
 
 def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: str = "numpy") -> Bundle:

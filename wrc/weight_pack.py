@@ -61,19 +61,14 @@ class WeightPack(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._index)
 
-    def views(self, buffer: np.ndarray, start: int = 0) -> dict[str, np.ndarray]:
-        """Name → array at the same place in `buffer` from byte `start` (a copy of this pack's
-        buffer there), read-only."""
-        out = {}
-        for e in self.entries:
-            v = out[e[0]] = _view(buffer, e, start)
-            v.flags.writeable = False
-        return out
+    def offset(self, name: str) -> int:
+        """Where the array `name` starts in the buffer (bytes)."""
+        return self._index[name][3]
 
 
-def _view(buffer: np.ndarray, entry: Entry, start: int = 0) -> np.ndarray:
+def _view(buffer: np.ndarray, entry: Entry) -> np.ndarray:
     _, dtype, shape, offset = entry
-    return np.ndarray(shape, dtype, buffer=buffer, offset=start + offset)
+    return np.ndarray(shape, dtype, buffer=buffer, offset=offset)
 
 
 def packable(weights: Mapping[str, Any]) -> bool:
