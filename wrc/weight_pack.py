@@ -14,6 +14,7 @@ weight dict takes a pack, with the same checks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -39,9 +40,11 @@ class WeightPack(Mapping[str, np.ndarray]):
             raise InputError("WeightPack: the buffer must be a 1-D C-contiguous uint8 array")
         self.buffer, self.entries = buffer, tuple(entries)
         self._index: dict[str, Entry] = {}
+        itemsize: dict[str, int] = {}  # (a replica unpickles thousands of entries: no np.prod each)
         for e in self.entries:
             name, dtype, shape, offset = e
-            size = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
+            size = itemsize.get(dtype) or itemsize.setdefault(dtype, np.dtype(dtype).itemsize)
+            size *= math.prod(shape)
             if name in self._index or offset < 0 or offset % ALIGN or offset + size > buffer.size:
                 raise InputError(f"WeightPack: weight {name!r} is listed twice or lies outside the buffer "
                                  f"(offset {offset}, {size} bytes, buffer {buffer.size} bytes, "
