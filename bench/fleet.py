@@ -18,6 +18,7 @@ bytes); `replicas` replicas on a local Ray with one CPU each at most, copying ea
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -174,9 +175,11 @@ def _publish_times(fleet: Any, sets: list[Any], times: int) -> list[float]:
 
 
 def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...] = (True, False),
-                total_mib: int | None = None, counts: tuple[int, ...] | None = None) -> None:
+                total_mib: int | None = None, counts: tuple[int, ...] | None = None,
+                packs: tuple[bool | str, ...] = ("auto",)) -> None:
     """`modes`: copy=True (replicas copy each set) and/or copy=False (zero-copy); `counts`:
-    the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`)."""
+    the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`); `packs`:
+    `Fleet(pack=...)` settings, each a fleet of its own (False: a dict per publish)."""
     import ray
 
     from wrc.fleet import Fleet
@@ -195,10 +198,10 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
         per_tensor = _memcpy_tensors(sets[0], 3)
         case = f"{total // MIB}MiB/{tensors}t"
         record("fleet", case, "memcpy tensor by tensor (min)", per_tensor * 1e3, per_tensor * 1e3)
-        for mode in modes:
-            # copy: R private sets of 2 arrays + the store's 2-3 sets + the driver's 2 sets
-            need = (2 * replicas + 5 if mode else 5) * total + replicas * 200 * MIB
-            label = f"{case}/{'copy' if mode else 'zero-copy'}"
+        for mode, pack in ((m, p) for m in modes for p in packs):
+            # copy: R private sets of 2 arrays + the store's 2-3 sets + the driver's 2 sets + a pack
+            need = (2 * replicas + 6 if mode else 6) * total + replicas * 200 * MIB
+            label = f"{case}/{'copy' if mode else 'zero-copy'}{'' if pack == 'auto' else f'/pack={pack}'}"
             if _available() < need:
                 record("fleet", label, "skipped: not enough memory", need / MIB, None, unit="MiB",
                        note=f"MemAvailable {_available() // MIB} MiB")
@@ -210,7 +213,7 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
                      object_store_memory=int(3 * total + 256 * MIB),
                      _system_config={"free_objects_period_milliseconds": 0})
             try:
-                _run_mode(ray, Fleet, record, label, model, sets, mode, replicas, total, bound,
+                _run_mode(ray, functools.partial(Fleet, pack=pack), record, label, model, sets, mode, replicas, total, bound,
                           replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0)
             finally:
                 ray.shutdown()
@@ -251,7 +254,7 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
             refs: list[float] = []
             for i in range(4):
                 fleet.release()
-                ref = ray.put(sets[i % 2])
+                ref = ray.put(fleet._packed(sets[i % 2]))  # noqa: SLF001 - as the fleet would put it
                 t = time.perf_counter()
                 fleet.publish(ref)
                 refs.append(time.perf_counter() - t)
@@ -291,6 +294,7 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
     parser.add_argument("--mib", type=int, default=None, help="weight set size (default 1024, --quick 256)")
     parser.add_argument("--modes", default="copy,zero", help="copy, zero (zero-copy) or both")
     parser.add_argument("--counts", default=None, help="tensor counts, e.g. 256 (default: 256 and 1024 / 4096)")
+    parser.add_argument("--pack", default="auto", help="Fleet(pack=...) settings: auto, true, false or several")
     args = parser.parse_args()
 
     def show(section: str, case: str, what: str, med: float, mn: float | None = None, unit: str = "ms",
@@ -299,4 +303,5 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
               f"{extra.get('note', '')}", flush=True)
 
     bench_fleet(args.quick, show, tuple(m == "copy" for m in args.modes.split(",")), args.mib,
-                None if args.counts is None else tuple(int(c) for c in args.counts.split(",")))
+                None if args.counts is None else tuple(int(c) for c in args.counts.split(",")),
+                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")))

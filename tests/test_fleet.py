@@ -349,3 +349,56 @@ def test_zero_copy_replicas_adopt_the_object_store_arrays(fleet: Fleet) -> None:
             np.testing.assert_allclose(y, reference(X, weights(64)), rtol=1e-5, atol=1e-5)
     finally:
         zero.shutdown()
+
+
+def test_a_publish_travels_as_one_pack_that_each_replica_copies_whole(fleet: Fleet) -> None:
+    """copy=True: the set goes into the store as one `WeightPack` (one array for Ray), each
+    replica copies its buffer at once into one slab of its own; a bad tensor inside the pack
+    aborts the publish naming it."""
+    from wrc.weight_pack import WeightPack
+
+    def slabs(replica: object) -> tuple[int, bool]:  # (runs inside a replica)
+        snap = replica.bundle._snapshot  # type: ignore[attr-defined]
+        arrays = [snap[n] for n in ("w_var", "lora_a_var", "lora_b_var", "gamma_var", "var_var")]
+        return len({id(a.base) for a in arrays}), all(a.flags.writeable is False for a in arrays)
+
+    v = _publish(fleet, 70)
+    sent = ray.get(fleet._committed[1])  # noqa: SLF001 - what the store holds for version v
+    assert isinstance(sent, WeightPack) and sorted(sent) == sorted(weights(70))
+    assert all(np.array_equal(sent[k], a) for k, a in weights(70).items())
+    del sent
+    for r in fleet.replicas:
+        assert ray.get(r.__ray_call__.remote(slabs)) == (1, True)
+    for y, served in _each_replica(fleet):
+        assert served == v
+        _check(y, v)
+    bad = {**weights(71), "gamma": weights(71)["gamma"].astype(np.float64)}
+    with pytest.raises(FleetError, match=rf"every replica still serves version {v}: stage failed on 3 of 3 "
+                                         r"replica\(s\): replica 0: InputError: .*'gamma': expected dtype float32"):
+        fleet.publish(bad)
+    for y, served in _each_replica(fleet):
+        assert served == v
+        _check(y, v)
+    with pytest.raises(InputError, match=r"^Fleet: pack must be 'auto', True or False, got 'yes'$"):
+        Fleet(b"", 1, pack="yes")
+
+
+def test_what_a_publish_packs() -> None:
+    """`pack="auto"`: always with copy=True; with copy=False only small tensors (below
+    PACK_BELOW on average); never what a pack cannot hold as given."""
+    from wrc.fleet import PACK_BELOW
+    from wrc.weight_pack import WeightPack, pack_weights, packable
+
+    small = {f"w{i}": np.ones(16, np.float32) for i in range(4)}
+    big = {"w": np.ones(PACK_BELOW // 4, np.float32)}
+    fortran = {"w": np.asfortranarray(np.ones((4, 4), np.float32))}
+    for copy, pack, values, packed in [(True, "auto", big, True), (False, "auto", small, True),
+                                       (False, "auto", big, False), (True, False, small, False),
+                                       (False, True, big, True), (True, "auto", fortran, False)]:
+        f = object.__new__(Fleet)
+        f.copy, f.pack, f._pack_buffer = copy, pack, None  # noqa: SLF001
+        sent = f._packed(values)  # noqa: SLF001
+        assert isinstance(sent, WeightPack) is packed, (copy, pack)
+        assert all(np.array_equal(sent[k], a) for k, a in values.items())
+        given = pack_weights(values) if packable(values) else None
+        assert given is None or f._packed(given) is given  # noqa: SLF001 - a caller's pack: put as it is

@@ -34,6 +34,7 @@ from typing import Any
 from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import load_bundle
+from wrc.weight_pack import WeightPack, pack_weights, packable, packed_size
 
 INFER_GROUP, CONTROL_GROUP = "infer", "control"
 """The replicas' concurrency groups: requests, and publish / rollback calls."""
@@ -51,6 +52,11 @@ def _ray() -> Any:
 # that Ray hands it on as a reference instead of fetching the weights.
 Published = tuple[int, list[Any]]
 
+
+PACK_BELOW = 64 << 10
+"""With `copy=False`, `publish` packs a weight set (`pack="auto"`) when its tensors are smaller than
+this on average: only then do Ray's per-array costs (~20 µs) exceed the pack's own copy of
+their bytes at the controller (measured: docs/performance.md)."""
 
 RELEASE_WAIT_S = 1.0
 """How long `publish` waits for the previous weight set to be let go before putting the next:
@@ -167,8 +173,11 @@ def _model_bytes(model: str | os.PathLike[str] | bytes | ModelBuffer) -> bytes:
     raise InputError(f"Fleet: model must be a bundle path, its bytes or a ModelBuffer, got {type(model).__name__}")
 
 
-def _weight_set(weights: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """The whole weight set as one dict (read from a `.safetensors`/`.npz` file if a path)."""
+def _weight_set(weights: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The whole weight set as one dict (read from a `.safetensors`/`.npz` file if a path), or
+    the `WeightPack` given."""
+    if type(weights) is WeightPack:
+        return weights
     if isinstance(weights, str | os.PathLike):
         from wrc.weight_files import read_weights
 
@@ -195,13 +204,16 @@ class Fleet:
                  backend: str = "numpy", weights: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                  infer_threads: int = 2,
                  options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-                 copy: bool = True, timeout: float = 120.0) -> None:
+                 copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto") -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise InputError(f"Fleet: timeout must be a positive number of seconds, got {timeout!r}")
-        self.copy, self.timeout = bool(copy), float(timeout)
+        if not (isinstance(pack, bool) or pack == "auto"):
+            raise InputError(f"Fleet: pack must be 'auto', True or False, got {pack!r}")
+        self.copy, self.timeout, self.pack = bool(copy), float(timeout), pack
+        self._pack_buffer: Any = None  # the last pack's buffer, reused (touched pages)
         each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
         if len(each) != replicas:
             raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
@@ -211,7 +223,7 @@ class Fleet:
         self._previous: tuple[int, Any] | None = None
         self._version = self._last = 0
         if weights is not None:
-            self._committed = (1, ray.put(_weight_set(weights)))
+            self._committed = (1, ray.put(self._packed(_weight_set(weights))))
             self._version = self._last = 1
             self._registry_set((1, [self._committed[1]]), None)
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
@@ -265,9 +277,10 @@ class Fleet:
                              f"{type(e).__name__}: {e}") from None
 
     def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str] | Any) -> int:
-        """Stage a weight set (a dict, a `.safetensors`/`.npz` file, or the `ObjectRef` of a
-        dict already in the object store) on every replica, then commit it on all; returns
-        its fleet version. One `ray.put` for the whole set (none for an `ObjectRef`).
+        """Stage a weight set (a dict, a `WeightPack`, a `.safetensors`/`.npz` file, or the
+        `ObjectRef` of a dict or pack already in the object store) on every replica, then
+        commit it on all; returns its fleet version. One `ray.put` for the whole set (none for
+        an `ObjectRef`), packed first as `pack` says (`_packed`).
 
         A failure while staging on any replica (`FleetError` naming each) commits nothing:
         every replica keeps serving the version it served.
@@ -282,7 +295,7 @@ class Fleet:
             version = self._last = self._last + 1
             try:
                 self._release(replicas=not self.copy)
-                ref = given if given is not None else ray.put(values)
+                ref = given if given is not None else ray.put(self._packed(values))
                 del values
                 self._all("stage", version, ref)
                 # The registry first: a replica restarting now starts on the new version.
@@ -300,6 +313,23 @@ class Fleet:
                 raise FleetError(f"version {version} is committed, but {self._failed('commit', problems)}; "
                                  f"restarted {', '.join(f'replica {i}' for i in problems)} on it")
             return version
+
+    def _packed(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The weight set as Ray should carry it: one `WeightPack` (one array for Ray to
+        serialize and each replica to read; with `copy=True` each replica copies it with one
+        memcpy), or the dict as it is (zero-copy with large tensors: the pack's own copy would
+        cost more than it saves; or arrays a pack cannot hold as given, left to the replicas'
+        checks)."""
+        if type(values) is WeightPack or not values or not packable(values):
+            return values
+        if self.pack == "auto" and not self.copy and packed_size(values) >= PACK_BELOW * len(values):
+            return values
+        if self.pack is False:
+            return values
+        pack = pack_weights(values, out=self._pack_buffer)  # (ray.put copies it: reusable next time)
+        if self._pack_buffer is None or pack.buffer.size > self._pack_buffer.size:
+            self._pack_buffer = pack.buffer
+        return pack
 
     def _restart(self, replicas: Mapping[int, str], version: int) -> None:
         """Kill these replicas (Ray restarts them, on the registry's `version`) and wait until

@@ -1,0 +1,112 @@
+"""A weight set packed into one contiguous buffer plus a manifest (docs/api.md "Weight
+versions", docs/fleet.md "Packed weight sets").
+
+A dict of thousands of arrays costs per array wherever it travels: Ray pickles each one
+(~13 µs here) and each replica unpickles it (~4 µs), and copying a set tensor by tensor into
+a bundle's buffers runs at about half the speed of one large copy (small copies cannot use
+the non-temporal stores a large memcpy does). A `WeightPack` is one `uint8` buffer and a
+tuple of `(name, dtype, shape, offset)`: Ray moves it as one array, and a bundle staging it
+with `copy=True` copies the whole buffer at once into memory of its own (`Bundle.stage`).
+
+It is a read-only `Mapping` name → array (views of the buffer), so everything that takes a
+weight dict takes a pack, with the same checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from wrc.errors import InputError
+
+ALIGN = 64
+"""Each array's offset in a pack (and a bundle's copy of it) is a multiple of this."""
+
+Entry = tuple[str, str, tuple[int, ...], int]
+"""(weight name, dtype as `np.dtype.str`, shape, byte offset in the buffer)."""
+
+
+class WeightPack(Mapping[str, np.ndarray]):
+    """`buffer` (a 1-D C-contiguous `uint8` array) holding the arrays that `entries` describe."""
+
+    __slots__ = ("buffer", "entries", "_index")
+
+    def __init__(self, buffer: np.ndarray, entries: tuple[Entry, ...]) -> None:
+        if not (isinstance(buffer, np.ndarray) and buffer.dtype == np.uint8 and buffer.ndim == 1
+                and buffer.flags.c_contiguous):
+            raise InputError("WeightPack: the buffer must be a 1-D C-contiguous uint8 array")
+        self.buffer, self.entries = buffer, tuple(entries)
+        self._index: dict[str, Entry] = {}
+        itemsize: dict[str, int] = {}  # (a replica unpickles thousands of entries: no np.prod each)
+        for e in self.entries:
+            name, dtype, shape, offset = e
+            size = itemsize.get(dtype) or itemsize.setdefault(dtype, np.dtype(dtype).itemsize)
+            size *= math.prod(shape)
+            if name in self._index or offset < 0 or offset % ALIGN or offset + size > buffer.size:
+                raise InputError(f"WeightPack: weight {name!r} is listed twice or lies outside the buffer "
+                                 f"(offset {offset}, {size} bytes, buffer {buffer.size} bytes, "
+                                 f"offsets multiples of {ALIGN})")
+            self._index[name] = e
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled with protocol 5 (Ray), the buffer travels out of band: one array, no copy.
+        return WeightPack, (self.buffer, self.entries)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return _view(self.buffer, self._index[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def offset(self, name: str) -> int:
+        """Where the array `name` starts in the buffer (bytes)."""
+        return self._index[name][3]
+
+
+def _view(buffer: np.ndarray, entry: Entry) -> np.ndarray:
+    _, dtype, shape, offset = entry
+    return np.ndarray(shape, dtype, buffer=buffer, offset=offset)
+
+
+def packable(weights: Mapping[str, Any]) -> bool:
+    """Whether `pack_weights` packs these exactly as given: C-contiguous NumPy arrays of plain
+    dtypes (anything else is left to the receiver's own checks, with their messages)."""
+    return all(type(a) is np.ndarray and a.flags.c_contiguous and not a.dtype.hasobject
+               for a in weights.values())
+
+
+def packed_size(weights: Mapping[str, np.ndarray]) -> int:
+    """The bytes `pack_weights` needs for these arrays."""
+    return sum(-(-a.nbytes // ALIGN) * ALIGN for a in weights.values())
+
+
+def pack_weights(weights: Mapping[str, np.ndarray], out: np.ndarray | None = None) -> WeightPack:
+    """One pack of `weights` (C-contiguous NumPy arrays: `packable`), copied into `out` (a
+    1-D `uint8` array of at least `packed_size` bytes, e.g. reused from the last pack: its
+    pages are touched) or a new buffer."""
+    if not packable(weights):
+        bad = next(k for k, a in weights.items() if not (type(a) is np.ndarray and a.flags.c_contiguous
+                                                         and not a.dtype.hasobject))
+        raise InputError(f"pack_weights: weight {bad!r} must be a C-contiguous NumPy array of a plain dtype")
+    size = packed_size(weights)
+    buffer = out[:size] if out is not None and out.size >= size else aligned_empty(size)
+    entries: list[Entry] = []
+    offset = 0
+    for name, a in weights.items():
+        entries.append((name, a.dtype.str, a.shape, offset))
+        buffer[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8)
+        offset += -(-a.nbytes // ALIGN) * ALIGN
+    return WeightPack(buffer, tuple(entries))
+
+
+def aligned_empty(size: int) -> np.ndarray:
+    """A new `uint8` array of `size` bytes starting at a multiple of `ALIGN`."""
+    raw = np.empty(size + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + size]
