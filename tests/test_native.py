@@ -123,3 +123,19 @@ def test_jit_option_spelling():
 
     assert get_backend("numpy").options.native is True
     assert get_backend("numpy{native=false}").options.native is False
+
+
+def test_without_a_cache_a_temporary_directory_is_used_and_removed(sources, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from wrc.backends import native; "
+            "native.SOURCES = Path(sys.argv[1]); assert native.load('probe') is not None; "
+            "print(native._build_dir())")
+    env = {**os.environ, "WRC_CACHE_DIR": "off", "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code, str(sources)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    built = Path(out.stdout.strip())
+    assert built.parent == tmp_path and built.name.startswith("wrc-native-")
+    assert not built.exists()  # removed at exit

@@ -23,6 +23,7 @@ Nothing a bundle holds is compiled or loaded here: the sources are wrc's own fil
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.machinery
@@ -30,6 +31,7 @@ import importlib.util
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -177,7 +179,9 @@ def _build_dir() -> Path:
                 return path
         except OSError:
             pass
-    return Path(tempfile.mkdtemp(prefix="wrc-native-"))
+    path = Path(tempfile.mkdtemp(prefix="wrc-native-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)  # (a loaded library stays mapped)
+    return path
 
 
 def function_name(fn: object) -> tuple[str, str] | None:
