@@ -8,7 +8,7 @@ extension module, `_wrc_<name>`, that takes NumPy arrays through the buffer prot
 
 `load(name)` compiles it once per machine into the user's cache directory (the load
 cache's: `WRC_CACHE_DIR`, else `$XDG_CACHE_HOME/wrc`, else `~/.cache/wrc`; a private
-directory, or a private temporary one when the cache is off), keyed by the source, the
+directory, or a private temporary one, removed at exit, when the cache is off), keyed by the source, the
 compiler and its version, the CPU's flags (the code is built with `-march=native`) and the
 Python ABI, and imports it. It returns None, and the JIT keeps its NumPy forms, when:
 
