@@ -10,7 +10,7 @@ import pytest
 from wrc import pipeline
 from wrc.backends import get_backend
 from wrc.backends.numpy_jit import JitOptions, NumpyBackend
-from wrc.graph import Graph
+from wrc.graph import Graph, Tensor
 
 RNG = np.random.default_rng(12)
 
@@ -77,6 +77,20 @@ def test_head_transposes_read_through_views(scaled: bool) -> None:
     assert on.count("np.copyto(") == 1 and before.count("np.copyto(") == 4
 
 
+def layer_norm(g: Graph, a: Tensor, gamma: np.ndarray, beta: np.ndarray) -> Tensor:
+    """LayerNorm over the last axis as the importer spells it (two row means, eps 1e-5)."""
+    d = g.sub(a, g.reduce_mean(a, -1, keepdims=True))
+    var = g.reduce_mean(g.mul(d, d), -1, keepdims=True)
+    return g.add(g.mul(g.div(d, g.sqrt(g.add(var, g.const("eps", np.float32(1e-5))))), g.const("g", gamma)),
+                 g.const("b", beta))
+
+
+def layer_norm64(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    dd = x64 - x64.mean(-1, keepdims=True)
+    return dd / np.sqrt((dd * dd).mean(-1, keepdims=True) + 1e-5) * gamma + beta
+
+
 def test_layer_norm_row_sums_as_products_with_ones() -> None:
     # LayerNorm's two row means and softmax's row sums: a product with a column of ones
     # (`FuncEmitter.row_sum`); a sum over a non-innermost axis stays a reduction
@@ -84,15 +98,10 @@ def test_layer_norm_row_sums_as_products_with_ones() -> None:
     gamma, beta = (RNG.standard_normal(8).astype(np.float32) for _ in range(2))
     g = Graph("ln")
     a = g.data("x", x.shape)
-    d = g.sub(a, g.reduce_mean(a, -1, keepdims=True))
-    var = g.reduce_mean(g.mul(d, d), -1, keepdims=True)
-    y = g.add(g.mul(g.div(d, g.sqrt(g.add(var, g.const("eps", np.float32(1e-5))))), g.const("g", gamma)),
-              g.const("b", beta))
+    y = layer_norm(g, a, gamma, beta)
     g.output(y, g.softmax(y), g.reduce_sum(a, 1, keepdims=True))
-    x64 = x.astype(np.float64)
-    dd = x64 - x64.mean(-1, keepdims=True)
-    ref = dd / np.sqrt((dd * dd).mean(-1, keepdims=True) + 1e-5) * gamma + beta
-    want = [ref, softmax(ref), x64.sum(1, keepdims=True)]
+    ref = layer_norm64(x, gamma, beta)
+    want = [ref, softmax(ref), x.astype(np.float64).sum(1, keepdims=True)]
     got, interp = run(g, [x], "numpy"), run(g, [x], "interp")
     for o, i, w in zip(got, interp, want, strict=True):
         np.testing.assert_allclose(o, w, rtol=2e-5, atol=2e-5)
