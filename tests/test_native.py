@@ -3,6 +3,7 @@ they cannot be; named by the load cache."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -139,3 +140,15 @@ def test_without_a_cache_a_temporary_directory_is_used_and_removed(sources, tmp_
     built = Path(out.stdout.strip())
     assert built.parent == tmp_path and built.name.startswith("wrc-native-")
     assert not built.exists()  # removed at exit
+
+
+def test_no_folder_to_build_in_is_none(sources, monkeypatch, caplog):
+    @functools.cache  # (as the function it replaces: the fixture clears it)
+    def no_folder() -> Path:
+        raise PermissionError("[Errno 13] Permission denied: '/tmp/wrc-native-x'")
+
+    monkeypatch.setattr(native, "_build_dir", no_folder)
+    with caplog.at_level(logging.WARNING, logger="wrc.native"):
+        assert native.load("probe") is None
+    [record] = caplog.records
+    assert "native kernels 'probe' unavailable, using NumPy forms: [Errno 13] Permission denied" in record.message

@@ -69,7 +69,7 @@ def _load(name: str) -> ModuleType | None:
     source = SOURCES / f"{name}.c"
     try:
         return build(source, PREFIX + name, _build_dir())
-    except NativeBuildError as e:
+    except (NativeBuildError, OSError) as e:  # (OSError: no temporary folder to build in)
         log.warning("native kernels %r unavailable, using NumPy forms: %s", name, e)
         return None
 
