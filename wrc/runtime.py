@@ -356,14 +356,15 @@ class Bundle:
         return placed
 
     def _packed(self, weights: Mapping[str, Any]) -> bool:
-        """Whether `weights` is a pack that `copy=True` copies whole (see `_copy_pack`)."""
+        """Whether `weights` is a pack this bundle can copy whole (`copy=True`, see `_copy_pack`)
+        or adopt (`copy=False`) as it is."""
         return type(weights) is WeightPack and self._adoptable
 
     def _adopted(self, weights: Mapping[str, Any], method: str, copy: bool = False
                  ) -> tuple[dict[str, Any], WeightPack | None]:
         """Variable → read-only view of each checked weight, for `copy=False`; with `copy`
         (a `WeightPack`), where each is in the pack (`Placed`), and the pack."""
-        if type(weights) is WeightPack and self._adoptable:
+        if self._packed(weights):
             placed = self._placed(weights)
             if placed is not None and copy:
                 return placed, weights

@@ -74,25 +74,32 @@ def _view(buffer: np.ndarray, entry: Entry) -> np.ndarray:
     return np.ndarray(shape, dtype, buffer=buffer, offset=offset)
 
 
+def _packable(a: Any) -> bool:
+    return type(a) is np.ndarray and a.flags.c_contiguous and not a.dtype.hasobject
+
+
 def packable(weights: Mapping[str, Any]) -> bool:
     """Whether `pack_weights` packs these exactly as given: C-contiguous NumPy arrays of plain
     dtypes (anything else is left to the receiver's own checks, with their messages)."""
-    return all(type(a) is np.ndarray and a.flags.c_contiguous and not a.dtype.hasobject
-               for a in weights.values())
+    return all(map(_packable, weights.values()))
+
+
+def _padded(nbytes: int) -> int:
+    """The bytes an array of `nbytes` takes in a pack (the next array starts aligned)."""
+    return -(-nbytes // ALIGN) * ALIGN
 
 
 def packed_size(weights: Mapping[str, np.ndarray]) -> int:
     """The bytes `pack_weights` needs for these arrays."""
-    return sum(-(-a.nbytes // ALIGN) * ALIGN for a in weights.values())
+    return sum(_padded(a.nbytes) for a in weights.values())
 
 
 def pack_weights(weights: Mapping[str, np.ndarray], out: np.ndarray | None = None) -> WeightPack:
     """One pack of `weights` (C-contiguous NumPy arrays: `packable`), copied into `out` (a
     1-D `uint8` array of at least `packed_size` bytes, e.g. reused from the last pack: its
     pages are touched) or a new buffer."""
-    if not packable(weights):
-        bad = next(k for k, a in weights.items() if not (type(a) is np.ndarray and a.flags.c_contiguous
-                                                         and not a.dtype.hasobject))
+    bad = next((k for k, a in weights.items() if not _packable(a)), None)
+    if bad is not None:
         raise InputError(f"pack_weights: weight {bad!r} must be a C-contiguous NumPy array of a plain dtype")
     size = packed_size(weights)
     buffer = out[:size] if out is not None and out.size >= size else aligned_empty(size)
@@ -101,7 +108,7 @@ def pack_weights(weights: Mapping[str, np.ndarray], out: np.ndarray | None = Non
     for name, a in weights.items():
         entries.append((name, a.dtype.str, a.shape, offset))
         buffer[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8)
-        offset += -(-a.nbytes // ALIGN) * ALIGN
+        offset += _padded(a.nbytes)
     return WeightPack(buffer, tuple(entries))
 
 
