@@ -87,7 +87,7 @@ def cache_dir() -> Path | None:
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "wrc"
 
 
-def private_dir(path: Path) -> bool:
+def _private(path: Path) -> bool:
     """A directory only this user can write (POSIX; elsewhere: a directory)."""
     st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
@@ -97,19 +97,25 @@ def private_dir(path: Path) -> bool:
     return True
 
 
-def _entries_dir(create: bool) -> Path | None:
-    """The directory of the entries, usable (made 0700 if `create`), or None."""
+def cache_subdir(name: str, create: bool) -> Path | None:
+    """The folder `name` of the cache directory, usable (both made 0700 if `create`), or None
+    (the cache is off, or a folder is not this user's alone)."""
     base = cache_dir()
     if base is None:
         return None
-    path = base / f"load-v{CACHE_VERSION}"
+    path = base / name
     try:
         if create:
             os.makedirs(base, mode=0o700, exist_ok=True)  # (only the last level gets the mode)
             os.makedirs(path, mode=0o700, exist_ok=True)
-        return path if private_dir(base) and private_dir(path) else None
+        return path if _private(base) and _private(path) else None
     except OSError:
         return None
+
+
+def _entries_dir(create: bool) -> Path | None:
+    """The directory of the entries, usable (made 0700 if `create`), or None."""
+    return cache_subdir(f"load-v{CACHE_VERSION}", create)
 
 
 # --------------------------------------------------------------------------- the key

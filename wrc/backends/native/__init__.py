@@ -169,16 +169,9 @@ def _build_dir() -> Path:
     directory for this process."""
     from wrc import load_cache
 
-    base = load_cache.cache_dir()
-    if base is not None:
-        path = base / "native-v1"
-        try:
-            os.makedirs(base, mode=0o700, exist_ok=True)
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            if load_cache.private_dir(base) and load_cache.private_dir(path):
-                return path
-        except OSError:
-            pass
+    path = load_cache.cache_subdir("native-v1", create=True)
+    if path is not None:
+        return path
     path = Path(tempfile.mkdtemp(prefix="wrc-native-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)  # (a loaded library stays mapped)
     return path
