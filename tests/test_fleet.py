@@ -354,13 +354,15 @@ def test_zero_copy_replicas_adopt_the_object_store_arrays(fleet: Fleet) -> None:
 def test_a_publish_travels_as_one_pack_that_each_replica_copies_whole(fleet: Fleet) -> None:
     """copy=True: the set goes into the store as one `WeightPack` (one array for Ray), each
     replica copies its buffer at once into one slab of its own; a bad tensor inside the pack
-    aborts the publish naming it."""
+    aborts the publish naming it. A dict (`pack=False`): Ray lays its arrays out back to back
+    in the store, and each replica copies that span at once, as a pack."""
     from wrc.weight_pack import WeightPack
 
     def slabs(replica: object) -> tuple[int, bool]:  # (runs inside a replica)
         snap = replica.bundle._snapshot  # type: ignore[attr-defined]
         arrays = [snap[n] for n in ("w_var", "lora_a_var", "lora_b_var", "gamma_var", "var_var")]
-        return len({id(a.base) for a in arrays}), all(a.flags.writeable is False for a in arrays)
+        owners = {id(a if a.base is None else a.base) for a in arrays}
+        return len(owners), all(a.flags.writeable is False for a in arrays)
 
     v = _publish(fleet, 70)
     sent = ray.get(fleet._committed[1])  # noqa: SLF001 - what the store holds for version v
@@ -372,6 +374,17 @@ def test_a_publish_travels_as_one_pack_that_each_replica_copies_whole(fleet: Fle
     for y, served in _each_replica(fleet):
         assert served == v
         _check(y, v)
+    fleet.pack = False
+    try:
+        v = _publish(fleet, 72)
+        assert type(ray.get(fleet._committed[1])) is dict  # noqa: SLF001
+        for r in fleet.replicas:
+            assert ray.get(r.__ray_call__.remote(slabs)) == (1, True)
+        for y, served in _each_replica(fleet):
+            assert served == v
+            _check(y, v)
+    finally:
+        fleet.pack = "auto"
     bad = {**weights(71), "gamma": weights(71)["gamma"].astype(np.float64)}
     with pytest.raises(FleetError, match=rf"every replica still serves version {v}: stage failed on 3 of 3 "
                                          r"replica\(s\): replica 0: InputError: .*'gamma': expected dtype float32"):

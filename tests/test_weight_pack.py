@@ -1,5 +1,7 @@
 """Packed weight sets (wrc/weight_pack.py): one buffer and a manifest, staged by a bundle with
-one copy (`copy=True`) or adopted (`copy=False`), bit-identical to the same weights as a dict.
+one copy (`copy=True`) or adopted (`copy=False`), bit-identical to the same weights as a dict;
+and a dict whose arrays lie back to back in one buffer (`span`, Ray's layout of one put)
+staged with one copy as a pack is.
 
 The model is test_hoist's LoRA + BatchNorm layer (derived values recomputed on staging).
 """
@@ -16,7 +18,7 @@ from test_hoist import X, build, reference, weights
 from wrc.errors import InputError, VersionError
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import Bundle, load_bundle
-from wrc.weight_pack import ALIGN, WeightPack, pack_weights, packable
+from wrc.weight_pack import ALIGN, WeightPack, aligned_empty, pack_weights, packable, span
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +138,89 @@ def test_a_bad_tensor_in_a_pack_changes_nothing(model: ModelBuffer, copy: bool) 
     assert b.rollback() == before[0]
     with pytest.raises(VersionError):
         b.rollback()
+
+
+def _back_to_back(values: dict[str, np.ndarray], skew: int, gap: int = 8) -> dict[str, np.ndarray]:
+    """The arrays copied into one buffer, in order, `gap` bytes apart (rounded up to 8), the
+    first `skew` bytes past a multiple of ALIGN: as Ray lays out the arrays of one put."""
+    offsets, end = [], skew
+    for a in values.values():
+        offsets.append(end)
+        end = -(-(end + a.nbytes + gap) // 8) * 8
+    buffer = aligned_empty(end)
+    out = {}
+    for (k, a), offset in zip(values.items(), offsets, strict=True):
+        out[k] = np.ndarray(a.shape, a.dtype, buffer=buffer, offset=offset)
+        out[k][...] = a
+    return out
+
+
+def _owners(arrays: dict[str, np.ndarray]) -> set[int]:
+    """The arrays owning the memory of these (each its own, or the one whose views they are)."""
+    return {id(a if a.base is None else a.base) for a in arrays.values()}
+
+
+def test_span_finds_arrays_that_lie_back_to_back_and_nothing_else() -> None:
+    values = {"a": np.arange(7, dtype=np.float32), "b": np.array(2.5), "c": np.ones((3, 5), np.int8)}
+    packed = pack_weights(values)
+    found = span(list(packed.values()))
+    assert found is not None
+    view, offsets = found
+    assert offsets == [e[3] for e in packed.entries] and not view.flags.writeable
+    assert view.size == offsets[-1] + values["c"].nbytes and np.shares_memory(view, packed.buffer)
+    assert np.array_equal(view, packed.buffer[:view.size])
+    laid = _back_to_back(values, skew=8)
+    view, offsets = span(list(laid.values()))  # type: ignore[misc]
+    for (k, a), offset in zip(laid.items(), offsets, strict=True):
+        assert np.array_equal(np.ndarray(a.shape, a.dtype, buffer=view, offset=offset), values[k]), k
+    views = list(packed.values())
+    far = _back_to_back(values, skew=0, gap=ALIGN)
+    for arrays in [views[::-1],  # out of order
+                   [views[0], views[0]],  # the same array twice (overlapping)
+                   list(far.values()),  # ALIGN bytes or more apart
+                   [views[0], np.zeros((0,), np.float32)],  # an empty array
+                   [views[0], np.ones((4, 4), np.float32).T],  # not C-contiguous
+                   [views[0], [1.0, 2.0]],  # not an array
+                   []]:
+        assert span(arrays) is None
+
+
+@pytest.mark.parametrize("skew", [0, 8, 40])
+def test_a_dict_in_one_span_is_staged_with_one_copy_bit_identical_to_weight_by_weight(
+        model: ModelBuffer, skew: int) -> None:
+    by_dict, by_span = load_bundle(model), load_bundle(model)
+    for b in (by_dict, by_span):
+        b.update(weights(1))
+    for seed in (2, 3, 4):
+        w = weights(seed)
+        laid = _back_to_back(w, skew)
+        by_dict.commit(by_dict.stage(dict(w)))
+        by_span.commit(by_span.stage(laid))
+        _same(_state(by_span), _state(by_dict))
+        live = by_span.weights()
+        assert len(_owners(live)) == 1  # one slab of the bundle's own
+        assert not any(np.shares_memory(a, laid["w"].base) for a in live.values())
+        assert all(a.flags.aligned and not a.flags.writeable for a in live.values())
+        del live
+        laid["w"][...] = 0  # the caller's buffer changes: the version is the bundle's own copy
+        _same(_state(by_span), _state(by_dict))
+    assert not any(np.shares_memory(a, b) for a in by_dict.weights().values() for b in by_span.weights().values())
+    assert by_span.rollback() == by_dict.rollback()
+    _same(_state(by_span), _state(by_dict))
+    by_span.update(_back_to_back(weights(5), skew))  # update takes a span the same way
+    np.testing.assert_allclose(by_span.infer({"x": X})[0], reference(X, weights(5)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_dict_not_in_one_span_or_failing_a_check_is_staged_weight_by_weight(model: ModelBuffer) -> None:
+    b = load_bundle(model)
+    b.update(weights(1))
+    pack = pack_weights(weights(2))
+    b.commit(b.stage({k: pack[k] for k in reversed(list(pack))}))  # one buffer, out of order: per variable
+    assert len(_owners(b.weights())) == len(pack)
+    np.testing.assert_allclose(b.infer({"x": X})[0], reference(X, weights(2)), rtol=1e-5, atol=1e-5)
+    w = weights(3)
+    before = _state(b)
+    bad = _back_to_back({**w, "gamma": w["gamma"].astype(np.float64)}, skew=0)
+    with pytest.raises(InputError, match=r"weight 'gamma': expected dtype float32"):
+        b.stage(bad)
+    _same(_state(b), before)

@@ -53,10 +53,10 @@ from wrc.errors import (
 )
 from wrc.model_buffer import ModelBuffer, c_array
 from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
-from wrc.weight_pack import ALIGN, WeightPack, aligned_empty
+from wrc.weight_pack import ALIGN, Entry, WeightPack, aligned_empty, span
 
 Placed = dict[str, tuple[np.dtype, tuple[int, ...], int]]
-"""Variable → (dtype, shape, byte offset) of its array in a `WeightPack`'s buffer."""
+"""Variable → (dtype, shape, byte offset) of its array in a `WeightPack`'s buffer (or a span)."""
 
 
 @dataclass(frozen=True)
@@ -274,13 +274,14 @@ class Bundle:
         It is `stage` and `commit` in one step (no other writer can come between them);
         `copy=False` adopts the arrays as `stage` does.
         """
-        if copy and not self._packed(weights):
+        whole = self._spanned(weights) if copy and not self._packed(weights) else None
+        if copy and whole is None and not self._packed(weights):
             upd, call = self._update_call(weights, "update")
             self._execute(upd, call)
         else:
-            arrays, pack = self._adopted(weights, "update", copy)
+            arrays, source = whole or self._adopted(weights, "update", copy)
             with self._write_lock:
-                self._publish(self._adopt(arrays, pack))
+                self._publish(self._adopt(arrays, source))
         if not self._warm:  # a weight-stripped bundle: its first complete update
             self._warm_up()
 
@@ -322,17 +323,20 @@ class Bundle:
         given (C-contiguous, aligned NumPy arrays, else `InputError`), which must not change
         while a version holds them; derived values are computed as with a copy.
         A `WeightPack` with `copy=True` is copied whole, with one memcpy, into memory of the
-        bundle's own whose views the new version's weights are (when `copy=False` could adopt).
+        bundle's own whose views the new version's weights are (when `copy=False` could adopt);
+        so is a dict whose arrays lie back to back in one buffer (`weight_pack.span`: as Ray
+        hands out the arrays of one `ray.put`).
         """
-        if copy and not self._packed(weights):
+        whole = self._spanned(weights) if copy and not self._packed(weights) else None
+        if copy and whole is None and not self._packed(weights):
             upd, call = self._update_call(weights, "stage")
             with self._write_lock:
                 staged = self._prepare(upd, call)[1]
                 self._versions.staged = staged
         else:
-            arrays, pack = self._adopted(weights, "stage", copy)
+            arrays, source = whole or self._adopted(weights, "stage", copy)
             with self._write_lock:
-                staged = self._versions.staged = self._adopt(arrays, pack)
+                staged = self._versions.staged = self._adopt(arrays, source)
         return staged.snapshot.version
 
     def release(self) -> None:
@@ -342,18 +346,33 @@ class Bundle:
         with self._write_lock:
             self._release_retained()
 
-    def _placed(self, pack: WeightPack) -> Placed | None:
-        """Where each array of `pack` is, when every one passes `update`'s checks as it is:
-        its manifest against the weights' names, dtypes and shapes, one pass over tuples, no
-        array made. None when any needs the full checks (and their messages naming it)."""
+    def _placed(self, entries: Iterable[Entry]) -> Placed | None:
+        """Where each array of a pack's manifest `entries` is, when every one passes `update`'s
+        checks as it is: the manifest against the weights' names, dtypes and shapes, one pass
+        over tuples, no array made. None when any needs the full checks (and their messages
+        naming it)."""
         table = self._pack_table
         placed: Placed = {}
-        for name, dtype, shape, offset in pack.entries:
+        for name, dtype, shape, offset in entries:
             t = table.get(name)
             if t is None or t[1] != dtype or t[2] != shape:
                 return None
             placed[t[0]] = (t[3], shape, offset)
         return placed
+
+    def _spanned(self, weights: Mapping[str, Any]) -> tuple[Placed, np.ndarray] | None:
+        """For `copy=True`: a dict whose arrays lie back to back in one buffer (`span`), which
+        pass the checks as a pack's manifest would: where each is in that span, and the span,
+        to be copied at once as a pack is. None: copied weight by weight."""
+        if type(weights) is not dict or not self._adoptable:
+            return None
+        found = span(list(weights.values()))
+        if found is None:
+            return None
+        buffer, offsets = found
+        placed = self._placed((name, a.dtype.str, a.shape, offset)
+                              for (name, a), offset in zip(weights.items(), offsets, strict=True))
+        return None if placed is None else (placed, buffer)
 
     def _packed(self, weights: Mapping[str, Any]) -> bool:
         """Whether `weights` is a pack this bundle can copy whole (`copy=True`, see `_copy_pack`)
@@ -361,19 +380,19 @@ class Bundle:
         return type(weights) is WeightPack and self._adoptable
 
     def _adopted(self, weights: Mapping[str, Any], method: str, copy: bool = False
-                 ) -> tuple[dict[str, Any], WeightPack | None]:
+                 ) -> tuple[dict[str, Any], np.ndarray | None]:
         """Variable → read-only view of each checked weight, for `copy=False`; with `copy`
-        (a `WeightPack`), where each is in the pack (`Placed`), and the pack."""
+        (a `WeightPack`), where each is in the pack (`Placed`), and the pack's buffer."""
         if self._packed(weights):
-            placed = self._placed(weights)
+            placed = self._placed(weights.entries)
             if placed is not None and copy:
-                return placed, weights
+                return placed, weights.buffer
             if placed is not None and weights.buffer.ctypes.data % ALIGN == 0:  # every array aligned
                 return _views(weights.buffer, placed), None
         upd, values = self._checked(weights, method)
         if copy:
             assert isinstance(weights, WeightPack)
-            return {w.variable: (a.dtype, a.shape, weights.offset(w.name)) for w, a in values}, weights
+            return {w.variable: (a.dtype, a.shape, weights.offset(w.name)) for w, a in values}, weights.buffer
         if not self._adoptable:
             why = (f"backend {self.backend!r} keeps its arrays on a device" if not self._arrays.host
                    else f"its {UPDATE_GRAPH!r} computes more than copies of the weights")
@@ -567,13 +586,14 @@ class Bundle:
         new.update(applied)
         return adapter
 
-    def _adopt(self, arrays: dict[str, Any], pack: WeightPack | None = None) -> Prepared:
+    def _adopt(self, arrays: dict[str, Any], source: np.ndarray | None = None) -> Prepared:
         """A new version whose weights are `arrays` themselves (adopted, read-only), or with
-        `pack` views of a copy of it at the places `arrays` gives (`_copy_pack`); derived values computed into
-        arrays of its own; unpublished (the caller holds the write lock)."""
+        `source` (a pack's buffer, or a span) views of a copy of it at the places `arrays`
+        gives (`_copy_pack`); derived values computed into arrays of its own; unpublished (the
+        caller holds the write lock)."""
         self._release_retained()
-        if pack is not None:
-            arrays = self._copy_pack(pack, arrays)
+        if source is not None:
+            arrays = self._copy_pack(source, arrays)
         snap = self._snapshot
         self._drop_spares(arrays)
         new = {**snap, **arrays}
@@ -582,14 +602,16 @@ class Bundle:
         fresh.update(self._derive(new, arrays))
         return Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh), adopted=True)
 
-    def _copy_pack(self, pack: WeightPack, placed: Placed) -> dict[str, np.ndarray]:
-        """The pack's whole buffer copied at once (one memcpy: a large copy runs at up to twice
-        the speed of many small ones) into a slab of the bundle's own; read-only views of that
-        copy at the places given."""
-        src = pack.buffer
-        slab = self._slab(src.size)
-        np.copyto(slab[:src.size], src)  # (NumPy lets the GIL go while it copies: infer runs on)
-        return _views(slab, placed)
+    def _copy_pack(self, src: np.ndarray, placed: Placed) -> dict[str, np.ndarray]:
+        """A pack's whole buffer (or a span) copied at once (one memcpy: a large copy runs at up
+        to twice the speed of many small ones) into a slab of the bundle's own, at the same
+        address modulo `ALIGN` (each array as aligned as it was); read-only views of that copy
+        at the places given."""
+        skew = src.__array_interface__["data"][0] % ALIGN
+        slab = self._slab(skew + src.size)
+        into = slab[skew:skew + src.size] if skew else slab[:src.size]
+        np.copyto(into, src)  # (NumPy lets the GIL go while it copies: infer runs on)
+        return _views(into, placed)
 
     def _slab(self, size: int) -> np.ndarray:
         """A writable `uint8` array of `size` bytes for `_copy_pack`: a slab made before that no

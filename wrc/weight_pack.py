@@ -15,10 +15,11 @@ weight dict takes a pack, with the same checks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from wrc.errors import InputError
 
@@ -110,6 +111,35 @@ def pack_weights(weights: Mapping[str, np.ndarray], out: np.ndarray | None = Non
         buffer[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8)
         offset += _padded(a.nbytes)
     return WeightPack(buffer, tuple(entries))
+
+
+def span(arrays: Sequence[Any]) -> tuple[np.ndarray, list[int]] | None:
+    """A read-only `uint8` view of the memory from the first array's start to the last's end,
+    and each array's byte offset in it, when the arrays lie in it back to back in this order
+    (each starting less than `ALIGN` bytes after the one before ends), as Ray lays out the
+    arrays of one object (a dict put with one `ray.put`, docs/fleet.md "Packed weight sets"):
+    one copy of the view copies them all. None otherwise (not C-contiguous NumPy arrays of a
+    plain dtype, empty, overlapping, apart or out of order).
+
+    Safe to read whatever the arrays' owners: a gap under `ALIGN` bytes lies within the pages
+    of the arrays around it, so every byte of the view is mapped; the view keeps the first
+    array alive, the caller the others."""
+    offsets: list[int] = []
+    start = end = 0
+    for a in arrays:
+        if not _packable(a) or a.nbytes == 0:
+            return None
+        address = a.__array_interface__["data"][0]
+        if not offsets:
+            start = end = address
+        elif not 0 <= address - end < ALIGN:
+            return None
+        offsets.append(address - start)
+        end = address + a.nbytes
+    if not offsets:
+        return None
+    first = arrays[0].reshape(-1).view(np.uint8)
+    return as_strided(first, (end - start,), (1,), writeable=False), offsets
 
 
 def aligned_empty(size: int) -> np.ndarray:
