@@ -64,6 +64,27 @@ def test_gather_on_both_sides_of_the_index_range() -> None:
             np.testing.assert_array_equal(y, want, err_msg=f"{what}, {b}")
 
 
+def test_gathers_sharing_a_constant_index_test_its_range_once_on_both_sides() -> None:
+    """Two gathers by one constant's indices read one range test (the first computes it;
+    tests/filecheck/backends/numpy-gather-shared-index.mlir), a third by an input's has its
+    own: all right whether the constant's indices are in range or not."""
+    d, e = (RNG.standard_normal((5, 3)).astype(np.float32) for _ in range(2))
+
+    def want(data: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        norm = np.where(idx < 0, idx + 5, idx)
+        ok = (norm >= 0) & (norm < 5)
+        return np.where(ok[..., None], data[np.where(ok, norm, 0)], 0)
+
+    j = np.array([4, -5])
+    for idx in (np.array([-5, 4]), np.array([1, 5]), np.array([-6, 0])):
+        g = Graph("main")
+        i, de = g.const("i", idx), g.const("e", e)
+        g.output(g.gather(g.const("d", d), i), g.gather(de, i), g.gather(de, g.data("j", (2,), np.int64)))
+        for b in ("numpy", "interp"):
+            for y, ref in zip(run(g, [j], b), [want(d, idx), want(e, idx), want(e, j)], strict=True):
+                np.testing.assert_array_equal(y, ref, err_msg=f"{idx}, {b}")
+
+
 def test_comparisons_written_with_out_and_a_cast_onto_its_own_array() -> None:
     x = RNG.standard_normal((3, 4)).astype(np.float32)
     y = np.where(RNG.random((3, 4)) < 0.3, x, RNG.standard_normal((3, 4)).astype(np.float32))

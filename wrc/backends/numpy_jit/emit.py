@@ -54,6 +54,8 @@ class FuncEmitter:
         self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
         self.flat: dict[SSAValue, str] = {}  # a pooled array's first alloc → its flat array
         self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
+        self.in_range: dict[tuple[SSAValue, str], str] = {}  # a constant's indices → its range test's flag
+        self.constants: set[str] | None = None  # the module's constant globals (see indices_in_range)
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -595,13 +597,35 @@ class FuncEmitter:
         # All indices in [-size, size) (two reductions over the indices only): take straight
         # into the output, unbuffered; mode "wrap" maps -size..-1 to what they count from the
         # end. Else mask the out-of-range ones.
-        e(ind, f"if {i}.min() >= -{size} and {i}.max() < {size}:")
+        e(ind, f"if {self.indices_in_range(idx, size, ind)}:")
         e(ind + 1, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
         e(ind, "else:")
         e(ind + 1, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
         e(ind + 1, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
         e(ind + 1, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
                    f"axis={c(axis)}), {c(np.zeros((), ddt))}))")
+
+    def indices_in_range(self, idx: SSAValue, size: str, ind: int) -> str:
+        """The test that every index of `idx` lies in [-size, size) (two reductions over the
+        indices). The indices of a constant global cannot change while the function runs: the
+        first top-level gather of them computes the test into a flag, later ones read it (the
+        hoisted gathers of many weights by one shared row read it thousands of times)."""
+        i = self.name(idx)
+        test = f"{i}.min() >= -{size} and {i}.max() < {size}"
+        owner = idx.owner
+        if not isinstance(owner, memref.GetGlobalOp):
+            return test
+        if self.constants is None:
+            module = self.fn.parent_block()  # (globals are top-level ops)
+            self.constants = {g.sym_name.data for g in (module.ops if module is not None else ())
+                              if isinstance(g, memref.GlobalOp) and g.constant is not None}
+        if owner.name_.string_value() not in self.constants:
+            return test
+        flag = self.in_range.get((idx, size))
+        if flag is None and ind == 1:
+            flag = self.in_range[idx, size] = self.src.var("r")
+            self.src.emit(ind, f"{flag} = {test}")
+        return test if flag is None else flag
 
     @kernel.register
     def _(self, plan: Gemm, op: linalg.GenericOp, ind: int) -> None:
