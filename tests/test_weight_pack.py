@@ -218,6 +218,13 @@ def test_a_dict_not_in_one_span_or_failing_a_check_is_staged_weight_by_weight(mo
     b.commit(b.stage({k: pack[k] for k in reversed(list(pack))}))  # one buffer, out of order: per variable
     assert len(_owners(b.weights())) == len(pack)
     np.testing.assert_allclose(b.infer({"x": X})[0], reference(X, weights(2)), rtol=1e-5, atol=1e-5)
+    part = _back_to_back({k: weights(6)[k] for k in ("w", "lora_a")}, skew=0)  # a span, not every weight
+    buffers = {k: id(a.base) for k, a in b.weights().items()}
+    b.update(part)  # into the weights' own buffers (spares), not a slab
+    assert len(_owners(b.weights())) == len(pack)
+    assert {k: id(a.base) for k, a in b.weights().items() if k not in part} == \
+        {k: v for k, v in buffers.items() if k not in part}
+    np.testing.assert_allclose(b.infer({"x": X})[0], reference(X, {**weights(2), **part}), rtol=1e-5, atol=1e-5)
     w = weights(3)
     before = _state(b)
     bad = _back_to_back({**w, "gamma": w["gamma"].astype(np.float64)}, skew=0)

@@ -324,8 +324,8 @@ class Bundle:
         while a version holds them; derived values are computed as with a copy.
         A `WeightPack` with `copy=True` is copied whole, with one memcpy, into memory of the
         bundle's own whose views the new version's weights are (when `copy=False` could adopt);
-        so is a dict whose arrays lie back to back in one buffer (`weight_pack.span`: as Ray
-        hands out the arrays of one `ray.put`).
+        so is a dict of every weight whose arrays lie back to back in one buffer
+        (`weight_pack.span`: as Ray hands out the arrays of one `ray.put`).
         """
         whole = self._spanned(weights) if copy and not self._packed(weights) else None
         if copy and whole is None and not self._packed(weights):
@@ -361,10 +361,11 @@ class Bundle:
         return placed
 
     def _spanned(self, weights: Mapping[str, Any]) -> tuple[Placed, np.ndarray] | None:
-        """For `copy=True`: a dict whose arrays lie back to back in one buffer (`span`), which
-        pass the checks as a pack's manifest would: where each is in that span, and the span,
-        to be copied at once as a pack is. None: copied weight by weight."""
-        if type(weights) is not dict or not self._adoptable:
+        """For `copy=True`: a dict of every weight whose arrays lie back to back in one buffer
+        (`span`), which pass the checks as a pack's manifest would: where each is in that span,
+        and the span, to be copied at once as a pack is. None: copied weight by weight (also a
+        partial set: a slab for each would leave the weights' own buffers unused)."""
+        if type(weights) is not dict or len(weights) != len(self._pack_table) or not self._adoptable:
             return None
         found = span(list(weights.values()))
         if found is None:
