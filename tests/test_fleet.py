@@ -396,6 +396,55 @@ def test_a_publish_travels_as_one_pack_that_each_replica_copies_whole(fleet: Fle
         Fleet(b"", 1, pack="yes")
 
 
+def test_copies_run_below_the_priority_of_requests(fleet: Fleet) -> None:
+    """Each replica stages, and the controller packs and puts a set, on a thread of its own
+    whose CPU priority is `nice` (10) lower than the threads serving requests (Linux: per
+    thread), so that requests keep the cores during a publish."""
+    import os
+
+    from wrc.fleet import COPY_NICE, _copier
+
+    def where() -> tuple[int, int]:
+        tid = threading.get_native_id()
+        return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+    def spy(replica: object) -> None:  # (runs inside a replica)
+        bundle = replica.bundle  # type: ignore[attr-defined]
+        stage = bundle.stage
+
+        def recorded(*args: object, **kwargs: object) -> object:
+            bundle.staged_on = where()
+            return stage(*args, **kwargs)
+
+        bundle.stage = recorded
+
+    def seen(replica: object) -> tuple[tuple[int, int], tuple[int, int]]:
+        bundle = replica.bundle  # type: ignore[attr-defined]
+        del bundle.stage
+        return bundle.staged_on, where()
+
+    for r in fleet.replicas:
+        ray.get(r.__ray_call__.remote(spy))
+    put = fleet._put  # noqa: SLF001
+    at: list[tuple[int, int]] = []
+    fleet._put = lambda values: (at.append(where()), put(values))[1]  # noqa: SLF001
+    try:
+        _publish(fleet, 73)
+    finally:
+        del fleet._put  # noqa: SLF001
+    me = where()
+    assert at[0][0] != me[0] and at[0][1] == min(me[1] + COPY_NICE, 19)
+    for r in fleet.replicas:
+        staged, caller = ray.get(r.__ray_call__.remote(seen))
+        assert staged[0] != caller[0] and staged[1] == min(caller[1] + COPY_NICE, 19)
+    for y, served in _each_replica(fleet):
+        _check(y, served)
+    assert _copier(0) is None
+    for bad in (-1, 20, 2.5, True):
+        with pytest.raises(InputError, match=rf"^Fleet: nice must be an int from 0 to 19, got {bad!r}$"):
+            Fleet(b"", 1, nice=bad)
+
+
 def test_what_a_publish_packs() -> None:
     """`pack="auto"`: always with copy=True; with copy=False only small tensors (below
     PACK_BELOW on average); never what a pack cannot hold as given."""

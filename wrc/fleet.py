@@ -27,7 +27,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,36 @@ their bytes at the controller (measured: docs/performance.md)."""
 RELEASE_WAIT_S = 1.0
 """How long `publish` waits for the previous weight set to be let go before putting the next:
 beyond it the store holds three sets for a while instead of stalling the publish."""
+
+
+COPY_NICE = 10
+"""`Fleet(nice=...)`'s default: how much lower the CPU priority (`nice`) of the threads that
+copy weight sets is than the process's, so that a replica's staging and the controller's pack
+and `ray.put` leave the cores to requests first (measured: docs/performance.md "issue 14,
+session 5")."""
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (Linux: `nice` is per thread;
+    elsewhere, or where refused, it stays as it is)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError):
+        pass
+
+
+def _copier(nice: int) -> ThreadPoolExecutor | None:
+    """One thread at a CPU priority `nice` lower, for the copies of weight sets (it cannot be
+    raised again without privileges: a thread of its own, kept); None for 0."""
+    if not nice:
+        return None
+    return ThreadPoolExecutor(1, thread_name_prefix="wrc-copy", initializer=_lower_priority, initargs=(nice,))
+
+
+def _on(copier: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` on `copier`'s thread (None: on this one), waited for."""
+    return fn(*args) if copier is None else copier.submit(fn, *args).result()
 
 
 def _out_of_scope(entry: tuple[int, Any] | None) -> threading.Event:
@@ -97,10 +128,12 @@ class Replica:
     """One loaded bundle in a Ray actor; versions are the fleet's, mapped to the bundle's own.
     `copy`: weight sets copied into the bundle's buffers, or adopted (zero-copy)."""
 
-    def __init__(self, model: bytes, backend: str, registry: Any, copy: bool = True, timeout: float = 120.0) -> None:
+    def __init__(self, model: bytes, backend: str, registry: Any, copy: bool = True, timeout: float = 120.0,
+                 nice: int = COPY_NICE) -> None:
         ray = _ray()
         self.bundle = load_bundle(model, backend)
         self.copy = copy
+        self._copier = _copier(nice)  # staging, below the requests' priority
         # bundle version → fleet version; only added to (an int pair per version), so that a
         # request finishing on an old snapshot still finds its version.
         self._fleet: dict[int, int] = {}
@@ -132,7 +165,7 @@ class Replica:
     def stage(self, version: int, weights: Mapping[str, Any]) -> None:
         self._replaced = None  # staging gives up the bundle's previous version
         # copy: into the bundle's buffers, the store's arrays let go; else they are adopted
-        local = self.bundle.stage(weights, copy=self.copy)
+        local = _on(self._copier, self.bundle.stage, weights, self.copy)
         self._fleet[local] = version
         self._staged = (version, local)
 
@@ -197,14 +230,17 @@ class Fleet:
     `max_restarts`; restarts and task retries are unlimited by default), or a list of them,
     one per replica (e.g. to place each on a node). `copy=False`: zero-copy, replicas adopt
     the object store's arrays (docs/fleet.md "Zero-copy"). `timeout`: seconds any call waits
-    for a replica (loading, staging, committing, a request) or the registry.
+    for a replica (loading, staging, committing, a request) or the registry. `nice`: how much
+    lower the CPU priority of the threads that copy weight sets is (replicas' staging, the
+    controller's pack and put), so that requests keep the cores during a publish; 0: the same.
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
                  backend: str = "numpy", weights: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                  infer_threads: int = 2,
                  options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-                 copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto") -> None:
+                 copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto",
+                 nice: int = COPY_NICE) -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
@@ -212,8 +248,11 @@ class Fleet:
             raise InputError(f"Fleet: timeout must be a positive number of seconds, got {timeout!r}")
         if not (isinstance(pack, bool) or pack == "auto"):
             raise InputError(f"Fleet: pack must be 'auto', True or False, got {pack!r}")
-        self.copy, self.timeout, self.pack = bool(copy), float(timeout), pack
+        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+            raise InputError(f"Fleet: nice must be an int from 0 to 19, got {nice!r}")
+        self.copy, self.timeout, self.pack, self.nice = bool(copy), float(timeout), pack, nice
         self._pack_buffer: Any = None  # the last pack's buffer, reused (touched pages)
+        self._copier = _copier(nice)  # packs and puts, below the requests' priority
         each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
         if len(each) != replicas:
             raise InputError(f"Fleet: {len(each)} option sets for {replicas} replicas")
@@ -229,7 +268,7 @@ class Fleet:
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
         self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
         self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
-            self._model, backend, self._registry, self.copy, self.timeout) for opts in each]
+            self._model, backend, self._registry, self.copy, self.timeout, nice) for opts in each]
         self._all("version")  # every replica loaded (their errors surface here)
         self._next = itertools.count()
 
@@ -295,7 +334,7 @@ class Fleet:
             version = self._last = self._last + 1
             try:
                 self._release(replicas=not self.copy)
-                ref = given if given is not None else ray.put(self._packed(values))
+                ref = given if given is not None else _on(self._copier, self._put, values)
                 del values
                 self._all("stage", version, ref)
                 # The registry first: a replica restarting now starts on the new version.
@@ -313,6 +352,9 @@ class Fleet:
                 raise FleetError(f"version {version} is committed, but {self._failed('commit', problems)}; "
                                  f"restarted {', '.join(f'replica {i}' for i in problems)} on it")
             return version
+
+    def _put(self, values: Mapping[str, Any]) -> Any:
+        return _ray().put(self._packed(values))
 
     def _packed(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
         """The weight set as Ray should carry it: one `WeightPack` (one array for Ray to
@@ -416,3 +458,5 @@ class Fleet:
             ray.kill(actor, no_restart=True)
         self.replicas = []
         self._committed = self._previous = None  # the weight sets leave the store
+        if self._copier is not None:
+            self._copier.shutdown()
