@@ -316,6 +316,9 @@ def test_zero_copy_replicas_adopt_the_object_store_arrays(fleet: Fleet) -> None:
 
     zero = Fleet(bundle_bytes(build()), 2, weights=weights(60), options={"num_cpus": 0}, copy=False)
     try:
+        # zero-copy's default priority: the same as requests' (nothing but the put to copy)
+        assert zero.nice == 0 and zero._copier is None  # noqa: SLF001
+        assert ray.get([r.__ray_call__.remote(lambda self: self._copier is None) for r in zero.replicas]) == [True] * 2
         seed_of_zero = {1: 60}
         v2 = zero.publish(weights(61))
         seed_of_zero[v2] = 61
@@ -433,6 +436,7 @@ def test_copies_run_below_the_priority_of_requests(fleet: Fleet) -> None:
     finally:
         del fleet._put  # noqa: SLF001
     me = where()
+    assert fleet.nice == COPY_NICE
     assert at[0][0] != me[0] and at[0][1] == min(me[1] + COPY_NICE, 19)
     for r in fleet.replicas:
         staged, caller = ray.get(r.__ray_call__.remote(seen))

@@ -65,10 +65,11 @@ beyond it the store holds three sets for a while instead of stalling the publish
 
 
 COPY_NICE = 10
-"""`Fleet(nice=...)`'s default: how much lower the CPU priority (`nice`) of the threads that
-copy weight sets is than the process's, so that a replica's staging and the controller's pack
-and `ray.put` leave the cores to requests first (measured: docs/performance.md "issue 14,
-session 5")."""
+"""`Fleet(nice=...)`'s default in copy mode: how much lower the CPU priority (`nice`) of the
+threads that copy weight sets is than the process's, so that a replica's staging and the
+controller's pack and `ray.put` leave the cores to requests first. Zero-copy's default is 0:
+with only the `ray.put` to copy, a lower priority made publishes longer and serving no better
+(measured: docs/performance.md "issue 14, session 5")."""
 
 
 def _lower_priority(nice: int) -> None:
@@ -232,7 +233,8 @@ class Fleet:
     the object store's arrays (docs/fleet.md "Zero-copy"). `timeout`: seconds any call waits
     for a replica (loading, staging, committing, a request) or the registry. `nice`: how much
     lower the CPU priority of the threads that copy weight sets is (replicas' staging, the
-    controller's pack and put), so that requests keep the cores during a publish; 0: the same.
+    controller's pack and put), so that requests keep the cores during a publish; 0: the same;
+    None: `COPY_NICE` (10) with `copy=True`, 0 with `copy=False`.
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
@@ -240,7 +242,7 @@ class Fleet:
                  infer_threads: int = 2,
                  options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                  copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto",
-                 nice: int = COPY_NICE) -> None:
+                 nice: int | None = None) -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
@@ -248,6 +250,8 @@ class Fleet:
             raise InputError(f"Fleet: timeout must be a positive number of seconds, got {timeout!r}")
         if not (isinstance(pack, bool) or pack == "auto"):
             raise InputError(f"Fleet: pack must be 'auto', True or False, got {pack!r}")
+        if nice is None:
+            nice = COPY_NICE if copy else 0
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise InputError(f"Fleet: nice must be an int from 0 to 19, got {nice!r}")
         self.copy, self.timeout, self.pack, self.nice = bool(copy), float(timeout), pack, nice
