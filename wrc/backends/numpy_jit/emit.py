@@ -21,7 +21,7 @@ from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
-from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, root, scalar_dtype
+from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, inline_constant, root, scalar_dtype
 from wrc.backends.numpy_jit.kernels import (
     Elementwise,
     Fused,
@@ -591,6 +591,12 @@ class FuncEmitter:
         size = c(dshape[axis])
         mask_shape = (1,) * axis + ishape + (1,) * (len(dshape) - axis - 1)
         if math.prod(ishape) == 0:  # nothing to take (and no minimum to check)
+            return
+        known = inline_constant(idx)
+        if known is not None and -dshape[axis] <= known.min() and known.max() < dshape[axis]:
+            # constant indices in range (torchvision's q, k, v = proj[0], proj[1], proj[2]):
+            # checked now, not at every call (two reductions, ~2 µs each on a 0-d array)
+            e(ind, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
             return
         # All indices in [-size, size) (two reductions over the indices only): take straight
         # into the output, unbuffered; mode "wrap" maps -size..-1 to what they count from the
