@@ -598,12 +598,20 @@ class FuncEmitter:
             # checked now, not at every call (two reductions, ~2 µs each on a 0-d array)
             e(ind, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
             return
-        # All indices in [-size, size) (two reductions over the indices only): take straight
-        # into the output, unbuffered; mode "wrap" maps -size..-1 to what they count from the
-        # end. Else mask the out-of-range ones.
-        e(ind, f"if {i}.min() >= -{size} and {i}.max() < {size}:")
-        e(ind + 1, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
-        e(ind, "else:")
+        if self.arrays.host:
+            # NumPy's take raises IndexError unless every index is in [-size, size), counting
+            # -size..-1 from the end: one call where checking the min and max first is three
+            # (~5 against ~12 µs on BERT's 16 token ids). Then mask the out-of-range ones.
+            e(ind, "try:")
+            e(ind + 1, f"np.take({d}, {i}, axis={c(axis)}, out={o})")
+            e(ind, "except IndexError:")
+        else:
+            # All indices in [-size, size) (two reductions over the indices only): take straight
+            # into the output, unbuffered; mode "wrap" maps -size..-1 to what they count from
+            # the end. Else mask the out-of-range ones.
+            e(ind, f"if {i}.min() >= -{size} and {i}.max() < {size}:")
+            e(ind + 1, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
+            e(ind, "else:")
         e(ind + 1, f"{t} = np.where({i} < 0, {i} + {size}, {i})")
         e(ind + 1, f"{ok} = np.logical_and({t} >= 0, {t} < {size})")
         e(ind + 1, f"np.copyto({o}, np.where({ok}.reshape({c(mask_shape)}), np.take({d}, np.where({ok}, {t}, 0), "
