@@ -105,3 +105,25 @@ def test_short_rows_agree_with_the_interpreter() -> None:
     g = Graph("tiny")
     g.output(g.softmax(layer_norm(g, g.data("x", x.shape), gamma, beta)))
     check(g, [x], [softmax(layer_norm64(x, gamma, beta))], tol=2e-5)
+
+
+def _opcodes(program: tuple[int, ...]) -> list[int]:
+    ndim = program[1]
+    at = 2 + ndim
+    at += 1 + program[at] * (2 + ndim) + 1  # operands, then the register count
+    return [op & (INV - 1) for op in program[at + 1::5]]
+
+
+@needs_native
+def test_a_row_of_one_block_computes_each_value_once() -> None:
+    # softmax(x * 3): the machine keeps a block's registers from pass to pass, so where a row
+    # is one block `x * 3` and exp(x * 3 - max) are computed once (pass 1 and 2), not again
+    # in the pass that divides; rows of 600 (three blocks) compute them again
+    for width, muls, exps in ((17, 1, 1), (600, 3, 2)):
+        x = RNG.standard_normal((4, width)).astype(np.float32)
+        g = Graph("sm")
+        g.output(g.softmax(g.mul(g.data("x", x.shape), g.const("three", np.float32(3)))))
+        check(g, [x], [softmax(3 * x.astype(np.float64))], tol=1e-6, interp=False)
+        [group] = groups(g)
+        ops = _opcodes(group.program)
+        assert (ops.count(MUL), ops.count(EXP), ops.count(PASS)) == (muls, exps, 2), (width, ops)

@@ -18,7 +18,8 @@ extent > 1, in order. A member is
   softmax's maximum and sum), whose result is read in the group only: the machine runs the
   row in **passes**, each ending at the reductions it needs, the row's value then a
   register in the passes after (the values a pass needs are computed again from the
-  operands: a row is in the cache).
+  operands: a row is in the cache; where a row is one block, its registers are kept from
+  pass to pass and each value is computed once).
 
 All its operands float32 (or all float64) buffers, or masks (`BOOL`) the group computes and
 reads only in it, its body made of the ops in `OPCODES`.
@@ -65,6 +66,8 @@ BOOL = np.dtype(np.bool_)
 a mask from memory, or read after the group, is no member's."""
 MAX_DIMS, MAX_OPERANDS, MAX_REGS, MAX_INSTRS = 8, 32, 32, 256
 """The machine's limits (elementwise.c): a group that would exceed them stops growing."""
+BLOCK = 256
+"""Elements of a register (elementwise.c): a row of at most BLOCK elements is one block."""
 
 _QUIET = (memref.AllocOp, memref.GetGlobalOp, memref.CollapseShapeOp, memref.ExpandShapeOp,
           memref.DeallocOp, arith.ConstantOp)
@@ -319,6 +322,8 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
     if regs is None or len(layout) > MAX_OPERANDS or len(code) > MAX_INSTRS or n > MAX_DIMS:
         return None
+    if extents[-1] <= BLOCK:
+        code = _kept_across_passes(code)
     words = [DTYPES[dtype], len(extents), *extents, len(layout)]
     for (written_, offset, _), s in zip(layout, strides, strict=True):
         words += [written_, offset, *s]
@@ -373,6 +378,29 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
                     ins[0] |= ROW_INVARIANT
         out += body + [list(t) for t in targets] + [[PASS, 0, 0, 0, 0]]
     return out[:-1]
+
+
+def _kept_across_passes(code: list[list[int]]) -> list[list[int]]:
+    """The program without the instructions that compute again a value still in its register:
+    the same instruction as the last that wrote its register, its sources unchanged since.
+    Only where a row is one block: the machine then keeps a block's registers from pass to
+    pass (LayerNorm's `x + bias + residual` and `x - mean`, softmax's `exp(x - max)` are
+    computed once, not in every pass)."""
+    kept: list[list[int]] = []
+    writes: dict[int, int] = {}  # register → writes so far
+    last: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # register → its last write
+    for ins in code:
+        if ins[0] in (PASS, STORE):
+            kept.append(ins)
+            continue
+        made = (tuple(ins), tuple(writes.get(r, 0) for r in _sources(ins)))
+        d = ins[1]
+        if last.get(d) == made:
+            continue
+        writes[d] = writes.get(d, 0) + 1
+        last[d] = made
+        kept.append(ins)
+    return kept
 
 
 def _reductions_under(ins: list[int], by_reg: Mapping[int, list[int]], level: Mapping[int, int]) -> set[int]:
