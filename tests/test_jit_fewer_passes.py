@@ -65,16 +65,18 @@ def test_gather_on_both_sides_of_the_index_range() -> None:
 
 
 def test_gather_by_inline_constant_indices_checked_when_generated() -> None:
-    # torchvision's q, k, v = proj[0], proj[1], proj[2] (0-d inline indices) and both ends of
-    # the range: no min/max test in the code; an index out of range keeps it (zeros)
+    # torchvision's q, k, v = proj[0], proj[1], proj[2] (0-d inline indices: slices), one
+    # from the end, and both ends of the range: no fallback in the code; an index out of
+    # range keeps it (zeros)
     data = RNG.standard_normal((3, 2, 4)).astype(np.float32)
-    indices = {"i0": (0, 0), "i1": (1, 0), "i2": (2, 0), "ends": ([[-2, -1], [0, 1]], 1), "out": ([1, 4], 2)}
+    indices = {"i0": (0, 0), "i1": (1, 0), "i2": (2, 0), "last": (-1, 1), "ends": ([[-2, -1], [0, 1]], 1),
+               "out": ([1, 4], 2)}
     g = Graph("main")
     d = g.data("d", data.shape)
     g.output(*(g.gather(d, g.const(n, np.array(i, np.int64), inline=True), axis=a) for n, (i, a) in indices.items()))
     out = data[:, :, [1, 1]]
     out[:, :, 1] = 0
-    want = [data[0], data[1], data[2], data[:, [[0, 1], [0, 1]]], out]
+    want = [data[0], data[1], data[2], data[:, 1], data[:, [[0, 1], [0, 1]]], out]
     module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
     values = {n: np.array(i, np.int64) for n, (i, _) in indices.items()}  # what a bundle binds
     for b in ("numpy", "interp"):

@@ -594,9 +594,13 @@ class FuncEmitter:
             return
         known = inline_constant(idx)
         if known is not None and -dshape[axis] <= known.min() and known.max() < dshape[axis]:
-            # constant indices in range (torchvision's q, k, v = proj[0], proj[1], proj[2]):
-            # checked now, not at every call (two reductions, ~2 µs each on a 0-d array)
-            e(ind, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
+            # constant indices in range, checked now; one index (torchvision's q, k, v =
+            # proj[0], proj[1], proj[2]) is a copy of a slice (~1 µs against ~2 for np.take)
+            if known.ndim == 0:
+                key = (slice(None),) * axis + (int(known) % dshape[axis],)
+                e(ind, f"np.copyto({o}, {d}[{c(key)}])")
+            else:
+                e(ind, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
             return
         if self.arrays.host:
             # NumPy's take raises IndexError unless every index is in [-size, size), counting
