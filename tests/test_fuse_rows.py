@@ -127,3 +127,19 @@ def test_a_row_of_one_block_computes_each_value_once() -> None:
         [group] = groups(g)
         ops = _opcodes(group.program)
         assert (ops.count(MUL), ops.count(EXP), ops.count(PASS)) == (muls, exps, 2), (width, ops)
+
+
+@needs_native
+def test_one_broadcasting_op_on_a_small_space_is_a_call() -> None:
+    # a bias add along the rows (16 x 32: NumPy's broadcasting costs more than the machine's
+    # call) is a group of one; on 64 x 64, or with no operand broadcast, it stays NumPy's
+    for shape, grouped in (((16, 32), True), ((64, 64), False)):
+        x = RNG.standard_normal(shape).astype(np.float32)
+        bias = RNG.standard_normal(shape[1]).astype(np.float32)
+        g = Graph("bias")
+        g.output(g.add(g.data("x", shape), g.const("b", bias)))
+        check(g, [x], [x.astype(np.float64) + bias], interp=shape == (16, 32))
+        assert [len(f.members) for f in groups(g)] == ([1] if grouped else [])
+    g = Graph("same")
+    g.output(g.add(g.data("x", (16, 32)), g.data("y", (16, 32))))
+    assert groups(g) == []
