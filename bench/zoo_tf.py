@@ -36,7 +36,8 @@ Interleaved = Callable[[dict[str, Callable[[], object]], int, int], dict[str, tu
 
 def numpy_calls(source: str) -> int:
     """Calls on the common path of a generated function (views by slicing included):
-    argument checks and the `else` branches (a gather's out-of-range indices) left out."""
+    argument checks and the fallbacks (`else`, `except IndexError`: a gather's out-of-range
+    indices) left out."""
     n, skip = 0, None
     for line in source.splitlines()[1:]:
         ind = len(line) - len(line.lstrip())
@@ -44,7 +45,7 @@ def numpy_calls(source: str) -> int:
             continue
         skip = None
         text = line.strip()
-        if text == "else:":
+        if text in ("else:", "except IndexError:"):
             skip = ind
         elif not text.startswith(("a", "_bad_arg", "if a")):
             n += len(_CALL.findall(text))

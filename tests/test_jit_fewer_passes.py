@@ -1,7 +1,7 @@
 """The NumPy JIT's call-saving emissions (tests/filecheck/backends/numpy-fewer-passes.mlir):
 reshape chains as one reshape, erf with `out=`, softmax's difference written into its
-output, gathers checked by their indices' min and max; against NumPy formulas and the
-interpreter."""
+output, gathers that fall back to masking out-of-range indices (inline constant ones
+checked when the code is generated); against NumPy formulas and the interpreter."""
 
 from __future__ import annotations
 
@@ -83,6 +83,26 @@ def test_gathers_sharing_a_constant_index_test_its_range_once_on_both_sides() ->
         for b in ("numpy", "interp"):
             for y, ref in zip(run(g, [j], b), [want(d, idx), want(e, idx), want(e, j)], strict=True):
                 np.testing.assert_array_equal(y, ref, err_msg=f"{idx}, {b}")
+def test_gather_by_inline_constant_indices_checked_when_generated() -> None:
+    # torchvision's q, k, v = proj[0], proj[1], proj[2] (0-d inline indices: slices), one
+    # from the end, and both ends of the range: no fallback in the code; an index out of
+    # range keeps it (zeros)
+    data = RNG.standard_normal((3, 2, 4)).astype(np.float32)
+    indices = {"i0": (0, 0), "i1": (1, 0), "i2": (2, 0), "last": (-1, 1), "ends": ([[-2, -1], [0, 1]], 1),
+               "out": ([1, 4], 2)}
+    g = Graph("main")
+    d = g.data("d", data.shape)
+    g.output(*(g.gather(d, g.const(n, np.array(i, np.int64), inline=True), axis=a) for n, (i, a) in indices.items()))
+    out = data[:, :, [1, 1]]
+    out[:, :, 1] = 0
+    want = [data[0], data[1], data[2], data[:, 1], data[:, [[0, 1], [0, 1]]], out]
+    module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+    values = {n: np.array(i, np.int64) for n, (i, _) in indices.items()}  # what a bundle binds
+    for b in ("numpy", "interp"):
+        for o, ref in zip(get_backend(b).compile(module).run("main", values, [data]), want, strict=True):
+            np.testing.assert_array_equal(o, ref, err_msg=b)
+    source = get_backend("numpy").compile(module).source("main")
+    assert "except IndexError" not in source and source.count("np.logical_and(") == 1  # `out` only, masked
 
 
 def test_comparisons_written_with_out_and_a_cast_onto_its_own_array() -> None:

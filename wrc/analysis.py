@@ -16,7 +16,7 @@ from wrc.errors import BundleFormatError
 from wrc.model_buffer import ModelBuffer, c_array
 
 
-def _constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
+def constant_value(op: memref.GlobalOp, spec: Spec) -> np.ndarray:
     """The value of an inline `dense<...>` global (stored little-endian by xDSL)."""
     attr = op.initial_value
     assert isinstance(attr, DenseIntOrFPElementsAttr)
@@ -54,6 +54,6 @@ def analyse(model: ModelBuffer) -> Analysis:
         p = plan(model.module, model.graphs)
     funcs, globals_ = module_funcs(model.module), module_globals(model.module)
     shared = {g: c for g in model.graphs if (c := constant_copies(funcs[g], globals_)) is not None}
-    inline = {name: _constant_value(op, p.specs[name]) for name, op in globals_.items()
+    inline = {name: constant_value(op, p.specs[name]) for name, op in globals_.items()
               if isinstance(op.initial_value, DenseIntOrFPElementsAttr)}
     return Analysis(p, shared, inline)

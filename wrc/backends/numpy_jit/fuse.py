@@ -18,7 +18,8 @@ extent > 1, in order. A member is
   softmax's maximum and sum), whose result is read in the group only: the machine runs the
   row in **passes**, each ending at the reductions it needs, the row's value then a
   register in the passes after (the values a pass needs are computed again from the
-  operands: a row is in the cache).
+  operands: a row is in the cache; where a row is one block, its registers are kept from
+  pass to pass and each value is computed once).
 
 All its operands float32 (or all float64) buffers, or masks (`BOOL`) the group computes and
 reads only in it, its body made of the ops in `OPCODES`.
@@ -30,6 +31,7 @@ chain row by row is running it generic by generic.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -65,6 +67,8 @@ BOOL = np.dtype(np.bool_)
 a mask from memory, or read after the group, is no member's."""
 MAX_DIMS, MAX_OPERANDS, MAX_REGS, MAX_INSTRS = 8, 32, 32, 256
 """The machine's limits (elementwise.c): a group that would exceed them stops growing."""
+BLOCK = 256
+"""Elements of a register (elementwise.c): a row of at most BLOCK elements is one block."""
 
 _QUIET = (memref.AllocOp, memref.GetGlobalOp, memref.CollapseShapeOp, memref.ExpandShapeOp,
           memref.DeallocOp, arith.ConstantOp)
@@ -97,8 +101,11 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
                     break
             else:
                 end, fused = 1, None
-            # One generic whose body is one op stays a NumPy call (as cheap as the machine's).
-            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1):
+            # One generic whose body is one op stays a NumPy call (as cheap as the machine's),
+            # unless NumPy would broadcast an operand over a small space (`_small_broadcast`).
+            one = run[0][1]
+            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in one.body.block.ops) > 1
+                                      or _small_broadcast(analyses[one])):
                 groups.append(fused)
             del run[:end]
 
@@ -117,6 +124,20 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
             run.append(last)
     close()
     return groups
+
+
+SMALL_BROADCAST = 2048
+"""Elements up to which one broadcasting op runs in the machine: a bias add on 16 x 32 costs
+NumPy's iterator 2-3 µs, the machine's call ~1 µs; from a few thousand elements on, NumPy's
+loops are the faster."""
+
+
+def _small_broadcast(g: Generic) -> bool:
+    """Whether an array operand of `g` repeats along a loop dim (a bias along the rows) in
+    a loop space of at most SMALL_BROADCAST elements."""
+    return math.prod(g.extents) <= SMALL_BROADCAST and any(
+        a.shape is not None and math.prod(a.shape) > 1 and any(s == 0 and e > 1 for s, e in zip(a.strides, g.extents))
+        for a in g.accesses[:g.n_in])
 
 
 def _space(g: Generic) -> tuple[int, ...]:
@@ -319,6 +340,8 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
     if regs is None or len(layout) > MAX_OPERANDS or len(code) > MAX_INSTRS or n > MAX_DIMS:
         return None
+    if extents[-1] <= BLOCK:
+        code = _kept_across_passes(code)
     words = [DTYPES[dtype], len(extents), *extents, len(layout)]
     for (written_, offset, _), s in zip(layout, strides, strict=True):
         words += [written_, offset, *s]
@@ -373,6 +396,29 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
                     ins[0] |= ROW_INVARIANT
         out += body + [list(t) for t in targets] + [[PASS, 0, 0, 0, 0]]
     return out[:-1]
+
+
+def _kept_across_passes(code: list[list[int]]) -> list[list[int]]:
+    """The program without the instructions that compute again a value still in its register:
+    the same instruction as the last that wrote its register, its sources unchanged since.
+    Only where a row is one block: the machine then keeps a block's registers from pass to
+    pass (LayerNorm's `x + bias + residual` and `x - mean`, softmax's `exp(x - max)` are
+    computed once, not in every pass)."""
+    kept: list[list[int]] = []
+    writes: dict[int, int] = {}  # register → writes so far
+    last: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # register → its last write
+    for ins in code:
+        if ins[0] in (PASS, STORE):
+            kept.append(ins)
+            continue
+        made = (tuple(ins), tuple(writes.get(r, 0) for r in _sources(ins)))
+        d = ins[1]
+        if last.get(d) == made:
+            continue
+        writes[d] = writes.get(d, 0) + 1
+        last[d] = made
+        kept.append(ins)
+    return kept
 
 
 def _reductions_under(ins: list[int], by_reg: Mapping[int, list[int]], level: Mapping[int, int]) -> set[int]:

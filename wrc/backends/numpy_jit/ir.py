@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func, memref
-from xdsl.dialects.builtin import AffineMapAttr, FloatAttr, IntegerAttr, MemRefType, NoneAttr
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IntegerAttr,
+    MemRefType,
+    NoneAttr,
+)
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr,
@@ -16,7 +23,10 @@ from xdsl.ir.affine import (
     AffineDimExpr,
     AffineExpr,
 )
+from xdsl.traits import SymbolTable
 
+from wrc.abi import global_spec
+from wrc.analysis import constant_value
 from wrc.dtypes import UnsupportedDtypeError, to_numpy_dtype
 from wrc.errors import LoweringError
 
@@ -86,6 +96,22 @@ def const_value(v: SSAValue) -> float | int | None:
         if isinstance(attr, FloatAttr | IntegerAttr):
             return attr.value.data
     return None
+
+
+def inline_constant(v: SSAValue) -> np.ndarray | None:
+    """The value `v` holds when it is a constant global with its value inline in the IR
+    (`dense<...>`, read through reshapes): known when the code is generated, the same at
+    every call (no update writes a constant). Else None."""
+    while isinstance(v.owner, memref.CollapseShapeOp | memref.ExpandShapeOp):
+        v = v.owner.src
+    owner = v.owner
+    if not isinstance(owner, memref.GetGlobalOp):
+        return None
+    g = SymbolTable.lookup_symbol(owner, owner.name_)
+    if not isinstance(g, memref.GlobalOp) or g.constant is None \
+            or not isinstance(g.initial_value, DenseIntOrFPElementsAttr) or (spec := global_spec(g)) is None:
+        return None
+    return constant_value(g, spec)
 
 
 def root(v: SSAValue) -> object | None:
