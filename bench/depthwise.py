@@ -28,7 +28,8 @@ from onnx import TensorProto, helper, numpy_helper
 from threadpoolctl import threadpool_limits
 
 import wrc
-from wrc.backends import native
+from wrc import pipeline
+from wrc.backends import get_backend, native
 from wrc.onnx import import_onnx, weight_names
 from wrc.workflow import compile_graph
 
@@ -173,12 +174,11 @@ def bench_pools(quick: bool, interleaved: Callable[..., dict[str, tuple[float, f
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        bundle = compile_graph(import_onnx(m, {"x": x.shape}), [])
-        b, bn = wrc.load_bundle(bundle), wrc.load_bundle(bundle, "numpy{native=false}")
-        b.init()
-        bn.init()
+        g = import_onnx(m, {"x": x.shape})  # no weights, so no bundle: the lowered module compiled
+        module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+        b, bn = (get_backend(name).compile(module) for name in ("numpy", "numpy{native=false}"))
         want = sess.run(None, {"x": x})[0]
-        fns = {"wrc": lambda b=b, x=x: b.infer({"x": x}), "wrc numpy forms": lambda b=bn, x=x: b.infer({"x": x}),
+        fns = {"wrc": lambda b=b, x=x: b.run("pool", {}, [x]), "wrc numpy forms": lambda b=bn, x=x: b.run("pool", {}, [x]),
                "ort": lambda s=sess, x=x: s.run(None, {"x": x})}
         for name, f in fns.items():
             if not np.allclose(f()[0], want, rtol=1e-4, atol=1e-4):

@@ -57,8 +57,8 @@ typedef struct {
 #else
 #define MADD_float(a, b, c) ((a) * (b) + (c))
 #endif
-/* NaN-propagating, as np.maximum and arith.maximumf */
-#define MAX_OF(a, b) ((a) > (b) || (a) != (a) ? (a) : (b))
+/* NaN-propagating, as np.maximum and arith.maximumf (`|`, not `||`: a select, no branch) */
+#define MAX_OF(a, b) (((a) > (b)) | ((a) != (a)) ? (a) : (b))
 
 static inline float combine(int op, float acc, float v) {
   return op == MAX ? MAX_OF(acc, v) : acc + v;
@@ -189,31 +189,86 @@ static square_fn square_for(Py_ssize_t k, Py_ssize_t s) {
 }
 
 /* A pool's plane, separably: per output row, the window's rows combined into `tmp` (every
- * column the row's windows read, contiguous), then the window's columns. */
-#define POOL(NAME, OP)                                                                       \
+ * column the row's windows read, contiguous), then the window's columns into `acc` (both
+ * passes vectorised along the row). A padded image is read in place: rows outside it are
+ * skipped, columns outside it left at the identity `ID`. `OP` is the plain combiner (for
+ * the max `a > b ? a : b`, one instruction, which may drop a NaN); a row whose inputs hold
+ * a NaN (`NANS`: the max) is done again with `EXACT` (NaN-propagating, ~1.7x slower). */
+#define POOL(NAME, OP, EXACT, ID, NANS)                                                      \
   static void pool_##NAME(const conv_t *c, const view_t *v, const float *restrict xb,       \
                           float *restrict ob, float *restrict tmp) {                         \
     const Py_ssize_t *e = c->ext, *os = c->stride[2];                                        \
-    const Py_ssize_t n = e[J], kh = e[P], kw = e[Q], span = (n - 1) * v->sj + kw;            \
+    const Py_ssize_t n = e[J], kh = e[P], kw = e[Q], sj = v->sj, span = (n - 1) * sj + kw;   \
+    float *restrict acc = tmp + span;                                                        \
+    Py_ssize_t x0 = 0, t0 = 0, t1 = span;                                                    \
+    if (c->padded) {                                                                         \
+      x0 = c->col0;                                                                          \
+      t0 = x0 < 0 ? (-x0 < span ? -x0 : span) : 0;                                           \
+      t1 = c->cols - x0 < span ? c->cols - x0 : span;                                        \
+      if (t1 < t0) t1 = t0;                                                                  \
+    }                                                                                        \
     for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                               \
-      const float *restrict r = xb + i3 * v->s3;                                             \
-      for (Py_ssize_t t = 0; t < span; t++) tmp[t] = r[t];                                   \
-      for (Py_ssize_t p = 1; p < kh; p++) {                                                  \
-        const float *restrict rp = r + p * v->sp;                                            \
-        for (Py_ssize_t t = 0; t < span; t++) tmp[t] = OP(tmp[t], rp[t]);                    \
+      int first = 1, nan = 0;                                                                \
+      for (int exact = 0; exact <= nan; exact++) {                                           \
+        first = 1;                                                                           \
+        for (Py_ssize_t p = 0; p < kh; p++) {                                                \
+          const float *restrict rp;                                                          \
+          if (c->padded) {                                                                   \
+            Py_ssize_t y = c->row0 + i3 * c->rstep[3] + p * c->rstep[P];                     \
+            if (y < 0 || y >= c->rows) continue;                                             \
+            rp = xb + y * c->cols;                                                           \
+          } else {                                                                           \
+            rp = xb + i3 * v->s3 + p * v->sp;                                                \
+          }                                                                                  \
+          if (first) {                                                                       \
+            for (Py_ssize_t t = 0; t < t0; t++) tmp[t] = ID;                                 \
+            for (Py_ssize_t t = t0; t < t1; t++) {                                           \
+              tmp[t] = rp[x0 + t];                                                           \
+              if (NANS) nan |= rp[x0 + t] != rp[x0 + t];                                     \
+            }                                                                                \
+            for (Py_ssize_t t = t1; t < span; t++) tmp[t] = ID;                              \
+            first = 0;                                                                       \
+          } else if (!exact) {                                                               \
+            for (Py_ssize_t t = t0; t < t1; t++) {                                           \
+              tmp[t] = OP(tmp[t], rp[x0 + t]);                                               \
+              if (NANS) nan |= rp[x0 + t] != rp[x0 + t];                                     \
+            }                                                                                \
+          } else {                                                                           \
+            for (Py_ssize_t t = t0; t < t1; t++) tmp[t] = EXACT(tmp[t], rp[x0 + t]);         \
+          }                                                                                  \
+        }                                                                                    \
+        if (!nan || exact) break;                                                            \
+      }                                                                                      \
+      if (first)                                                                             \
+        for (Py_ssize_t t = 0; t < span; t++) tmp[t] = ID;                                   \
+      /* (after the rows, a NaN of the inputs is in tmp: EXACT keeps it from here on) */     \
+      if (nan) {                                                                             \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = tmp[j * sj];                             \
+        for (Py_ssize_t q = 1; q < kw; q++)                                                  \
+          for (Py_ssize_t j = 0; j < n; j++) acc[j] = EXACT(acc[j], tmp[j * sj + q]);        \
+      } else if (sj == 2 && kw == 3) { /* (grouped loads: even/odd columns, vectorised) */   \
+        for (Py_ssize_t j = 0; j < n; j++)                                                   \
+          acc[j] = OP(OP(tmp[2 * j], tmp[2 * j + 1]), tmp[2 * j + 2]);                       \
+      } else if (sj == 2 && kw == 2) {                                                       \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(tmp[2 * j], tmp[2 * j + 1]);          \
+      } else {                                                                               \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = tmp[j * sj];                             \
+        for (Py_ssize_t q = 1; q < kw; q++)                                                  \
+          for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(acc[j], tmp[j * sj + q]);           \
       }                                                                                      \
       float *od = ob + i3 * os[3];                                                           \
-      for (Py_ssize_t j = 0; j < n; j++) {                                                   \
-        const float *tj = tmp + j * v->sj;                                                   \
-        float acc = tj[0];                                                                   \
-        for (Py_ssize_t q = 1; q < kw; q++) acc = OP(acc, tj[q]);                            \
-        od[j * os[J]] = c->accumulate ? OP(od[j * os[J]], acc) : acc;                        \
-      }                                                                                      \
+      if (c->accumulate)                                                                     \
+        for (Py_ssize_t j = 0; j < n; j++) od[j * os[J]] = EXACT(od[j * os[J]], acc[j]);     \
+      else if (os[J] == 1)                                                                   \
+        memcpy(od, acc, (size_t)n * sizeof(float));                                          \
+      else                                                                                   \
+        for (Py_ssize_t j = 0; j < n; j++) od[j * os[J]] = acc[j];                           \
     }                                                                                        \
   }
 #define ADD_OF(a, b) ((a) + (b))
-POOL(max, MAX_OF)
-POOL(sum, ADD_OF)
+#define GREATER_OF(a, b) ((a) > (b) ? (a) : (b))
+POOL(max, GREATER_OF, MAX_OF, -INFINITY, 1)
+POOL(sum, ADD_OF, ADD_OF, 0.0f, 0)
 
 /* Whether the plane loops can run, with the view of one plane they read: x moves along
  * i3, j, p, q within a plane only (rows along i3 and p, columns along j and q), r is
@@ -251,34 +306,31 @@ static void fill_plane(const conv_t *c, const view_t *v, const float *xb, float 
 
 /* The scratch the plane loops need (floats): a padded plane and a pool's row buffer. */
 static Py_ssize_t scratch_size(const conv_t *c, const view_t *v) {
-  Py_ssize_t n = c->padded ? v->h * v->w : 0;
-  if (c->op != CONV) n += (c->ext[J] - 1) * v->sj + c->ext[Q];
-  return n;
+  if (c->op != CONV) return (c->ext[J] - 1) * v->sj + c->ext[Q] + c->ext[J];
+  return c->padded ? v->h * v->w : 0;
 }
 
 static void run(const conv_t *c, const view_t *v, square_fn square, const float *x,
                 const float *w, float *o, float *scratch) {
   const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2];
-  float *plane = scratch, *rowbuf = scratch + (c->padded ? v->h * v->w : 0);
-  if (c->padded) {
-    const float ident = c->op == MAX ? -INFINITY : 0.0f;
-    for (Py_ssize_t t = 0; t < v->h * v->w; t++) plane[t] = ident;
-  }
+  const int unpad = c->padded && c->op == CONV; /* pools read a padded image in place */
+  if (unpad)
+    for (Py_ssize_t t = 0; t < v->h * v->w; t++) scratch[t] = 0.0f;
   for (Py_ssize_t i0 = 0; i0 < e[0]; i0++)
     for (Py_ssize_t i1 = 0; i1 < e[1]; i1++)
       for (Py_ssize_t i2 = 0; i2 < e[2]; i2++) {
         const float *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2];
         float *ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2];
-        if (c->padded) {
-          fill_plane(c, v, xb, plane);
-          xb = plane;
+        if (unpad) {
+          fill_plane(c, v, xb, scratch);
+          xb = scratch;
         }
         if (c->op == CONV)
           square(c, v, xb, w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2], ob);
         else if (c->op == MAX)
-          pool_max(c, v, xb, ob, rowbuf);
+          pool_max(c, v, xb, ob, scratch);
         else
-          pool_sum(c, v, xb, ob, rowbuf);
+          pool_sum(c, v, xb, ob, scratch);
       }
 }
 
