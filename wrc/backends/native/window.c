@@ -20,13 +20,14 @@
  * Windows of K x K points (K = 3, 5, 7) over a column stride of 1 or 2, with unit window
  * columns and a contiguous output row, run a loop specialised per (K, stride): the K*K
  * weights of a plane in a local array, the window's products summed in vector registers
- * (`line`; narrow planes as one wide row). Pools with unit window columns run separably per
- * output row (the window's rows combined into a row buffer, then its columns). A padded
- * image is copied plane by plane into a scratch plane with the padding around it (small,
- * cache-resident, its border written once per call) for those loops. Anything else takes
- * the generic loop, which reads the same views with runtime extents and strides and checks
- * each tap against the image. The GIL is released around the loops. (Measured forms:
- * bench/depthwise.py, docs/performance.md "compiled window kernels".) */
+ * (`line`; narrow planes as one wide row); a padded image is copied plane by plane into a
+ * scratch plane with the padding around it (small, cache-resident, its border written once
+ * per call). Pools with unit window columns run separably per output row (the window's rows
+ * combined into a row buffer, then its columns), reading a padded image in place. Anything
+ * else takes the generic loop, which reads the same views with runtime extents and strides
+ * and checks each tap against the image. The GIL is released around the loops. (Measured
+ * forms: bench/depthwise.py, docs/performance.md "compiled window kernels" and "window
+ * kernels, padding and pools".) */
 #include "native.h"
 #include <math.h>
 

@@ -19,6 +19,8 @@
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
   reduces into with the fill value as the combiner's identity); that generic is **fresh**:
   it writes its output with `out=` instead of accumulating into it.
+* **unpadded images** (`unpad.py`, option `native`): a padded copy only compiled window
+  kernels read is elided with its buffer; they read the image itself.
 * **forwarded copies** (`forward.py`): a copy generic whose result only GEMMs read is elided
   with its buffer; they read its source through strided views, whose array lives that long.
 * **fused chains** (`fuse.py`, option `native`): adjacent elementwise generics (and row
