@@ -2,12 +2,16 @@
 at the shapes of ShuffleNet, MobileNet, EfficientNet and ConvNeXt, one thread: wrc (the kernel
 its plan picks: the compiled one where it can be built), wrc with NumPy forms only
 (`numpy{native=false}`), onnxruntime, and by hand on the padded input the compiled kernel
-alone (`native`: `window.conv`, wrc.backends.native) and the NumPy forms a kernel could take:
+alone (`native`: `window.conv`, wrc.backends.native; `native unpadded`: the same on the
+unpadded input, the padding read as zeros) and the NumPy forms a kernel could take:
 
 * `im2col`: the window copy and one batched GEMM (`[C, 1, K] @ [C, K, OH*OW]`: wrc's Gemm);
 * `taps`: per window point, `out += x shifted * w[:, i, j]` over strided views (2 calls a point);
 * `wide`: `taps` over whole padded rows (stride 1 only: wrc's WindowReduce `rows`);
 * `rows`: per window row, a batched `[1, k] @ [k, OW]` matmul over a strided view (no copy).
+
+Then one pool (MaxPool / AveragePool at the shapes of ResNet, SqueezeNet, Inception,
+DenseNet): wrc, wrc with NumPy forms only, onnxruntime.
 
     .venv/bin/python bench/depthwise.py [--quick]     # or: bench/run.py --only depthwise
 """
@@ -24,7 +28,8 @@ from onnx import TensorProto, helper, numpy_helper
 from threadpoolctl import threadpool_limits
 
 import wrc
-from wrc.backends import native
+from wrc import pipeline
+from wrc.backends import get_backend, native
 from wrc.onnx import import_onnx, weight_names
 from wrc.workflow import compile_graph
 
@@ -87,6 +92,11 @@ def by_hand(x: np.ndarray, w: np.ndarray, stride: int) -> dict[str, Callable[[],
         params = (0, 1, 1, c, oh, oh, 1, k, k, 0, 0, 0, hp * hp, stride * hp, stride, 0, hp, 1,
                   0, 0, 0, k * k, 0, 0, 0, k, 1, 0, 0, 0, oh * oh, oh, 1, 0, 0, 0)
         forms["native"] = lambda: (kernels.conv(xp, wk, out, params), out)[1]
+        side = x.shape[2]  # the unpadded image: planes of side², the first window at (-p, -p)
+        unpadded = (0, 1, 1, c, oh, oh, 1, k, k, 0, 0, 0, side * side, 0, 0, 0, 0, 0,
+                    0, 0, 0, k * k, 0, 0, 0, k, 1, 0, 0, 0, oh * oh, oh, 1, 0, 0, 0,
+                    side, side, -p, -p, 0, 0, 0, stride, 0, 0, 1, 0, 0, 0, 0, 0, stride, 0, 0, 1)
+        forms["native unpadded"] = lambda: (kernels.conv(x, wk, out, unpadded), out)[1]
     if stride == 1:
         span = (oh - 1) * hp + oh
         flat = xp.reshape(c, hp * hp)
@@ -136,6 +146,47 @@ def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]
             res = interleaved(fns, rounds, calls)
         for what, (med, mn) in res.items():
             record("depthwise", case, what, med, mn)
+    bench_pools(quick, interleaved, record)
+
+
+POOLS = [("MaxPool", 64, 112, 3, 2, 1, 0), ("MaxPool", 24, 112, 3, 2, 1, 0), ("MaxPool", 96, 109, 3, 2, 0, 1),
+         ("MaxPool", 192, 56, 3, 2, 0, 1), ("AveragePool", 192, 28, 3, 1, 1, 0), ("AveragePool", 256, 56, 2, 2, 0, 0)]
+"""(op, channels, image side, kernel side, stride, pads, ceil_mode): ResNet, ShuffleNet, SqueezeNet,
+Inception (two), DenseNet."""
+
+
+def pool_model(op: str, c: int, side: int, k: int, stride: int, pad: int, ceil: int) -> onnx.ModelProto:
+    node = helper.make_node(op, ["x"], ["y"], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4,
+                            ceil_mode=ceil)
+    graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, side, side])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def bench_pools(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]],
+                record: Callable[..., None]) -> None:
+    rng = np.random.default_rng(0)
+    rounds, calls = (3, 5) if quick else (7, 10)
+    for op, c, side, k, stride, pad, ceil in POOLS:
+        case = f"{op[:3]} {c}x{side}^2 {k}x{k}/{stride}"
+        x = rng.standard_normal((1, c, side, side), dtype=np.float32)
+        m = pool_model(op, c, side, k, stride, pad, ceil)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        g = import_onnx(m, {"x": x.shape})  # no weights, so no bundle: the lowered module compiled
+        module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+        b, bn = (get_backend(name).compile(module) for name in ("numpy", "numpy{native=false}"))
+        want = sess.run(None, {"x": x})[0]
+        fns = {"wrc": lambda b=b, x=x: b.run("pool", {}, [x]), "wrc numpy forms": lambda b=bn, x=x: b.run("pool", {}, [x]),
+               "ort": lambda s=sess, x=x: s.run(None, {"x": x})}
+        for name, f in fns.items():
+            if not np.allclose(f()[0], want, rtol=1e-4, atol=1e-4):
+                raise SystemExit(f"{case}: {name} differs from onnxruntime")
+        with threadpool_limits(1):
+            res = interleaved(fns, rounds, calls)
+        for what, (med, mn) in res.items():
+            record("pool", case, what, med, mn)
 
 
 def main() -> None:

@@ -176,7 +176,7 @@ def test_bad_calls_are_refused_before_reading() -> None:
         conv(x, w, out, params(3, 7, 5, 3, 1, xoff=-1))
     with pytest.raises(ValueError, match="^out: the view reaches outside the buffer$"):
         conv(x, w, out[:2], params(3, 7, 5, 3, 1))
-    with pytest.raises(ValueError, match="^params: expected a tuple of 36 ints$"):
+    with pytest.raises(ValueError, match="^params: expected a tuple of 36 or 56 ints$"):
         conv(x, w, out, params(3, 7, 5, 3, 1)[:-1])
     huge = list(params(3, 7, 5, 3, 1))
     huge[12] = 2**62  # x's stride along the channels: the reach overflows
@@ -189,3 +189,152 @@ def test_bad_calls_are_refused_before_reading() -> None:
         conv(x, w.astype(np.float64), out, params(3, 7, 5, 3, 1))
     with pytest.raises(ValueError, match="^out: expected a C-contiguous writable array$"):
         conv(x, w, np.zeros((3, 5, 10), np.float32)[:, :, ::2], params(3, 7, 5, 3, 1))
+
+
+# -- padded images read in place (unpad.py) and pools (window.pool)
+
+def test_the_padded_copy_is_gone() -> None:
+    """The kernel reads the unpadded image: no zeroed buffer, no copy into it."""
+    x = RNG.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    w = RNG.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    (nat, ref), weights = compiled(x.shape, w, (1, 1), (1, 1, 1, 1))
+    assert "np.zeros(" not in nat.source("main") and "copyto" not in nat.source("main")
+    assert "np.zeros(" in ref.source("main")
+    np.testing.assert_allclose(nat.run("main", weights, [x])[0], conv_ref(x, w, (1, 1), (1, 1, 1, 1)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def pool_ref(x, kind, kernel, strides, pads, count_include_pad=False):
+    """NCHW max or average pool in float64; `pads` (top, left, bottom, right), the padding
+    not counted unless `count_include_pad`."""
+    t, left, b, r = pads
+    fill = -np.inf if kind == "MaxPool" else 0.0
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, b), (left, r)), constant_values=fill)
+    win = sliding_window_view(xp, kernel, axis=(2, 3))[:, :, ::strides[0], ::strides[1]]
+    if kind == "MaxPool":
+        return win.max(axis=(-2, -1))
+    ones = np.pad(np.ones(x.shape[2:]), ((t, b), (left, r)), constant_values=count_include_pad)
+    count = sliding_window_view(ones, kernel)[::strides[0], ::strides[1]].sum(axis=(-2, -1))
+    return win.sum(axis=(-2, -1)) / count
+
+
+def pool_modules(kind, x_shape, backends=(NATIVE, NUMPY), **attrs):
+    """A one-node ONNX model (graph `main`) imported, lowered and compiled by each backend."""
+    from onnx import TensorProto, helper
+
+    from wrc.onnx import import_onnx
+
+    nd = helper.make_node(kind, ["x"], ["y"], **attrs)
+    graph = helper.make_graph([nd], "main", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    g = import_onnx(model)
+    module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+    return [get_backend(b).compile(module) for b in backends], model
+
+
+def calls_pool(mod, pool=None) -> bool:
+    pool = pool or native.load("window").pool
+    return any(v is pool for f in mod.functions for v in f.namespace.values())
+
+
+POOLS = [  # kind, input shape, kernel, strides, pads (top, left, bottom, right), ceil_mode, count_include_pad
+    ("MaxPool", (2, 3, 12, 12), (3, 3), (2, 2), (1, 1, 1, 1), 0, 0),  # ResNet
+    ("MaxPool", (1, 4, 13, 13), (3, 3), (2, 2), (0, 0, 0, 0), 1, 0),  # SqueezeNet: ceil_mode
+    ("MaxPool", (1, 3, 9, 10), (2, 2), (2, 2), (0, 0, 0, 0), 0, 0),  # VGG
+    ("MaxPool", (1, 2, 7, 80), (3, 3), (1, 1), (1, 1, 1, 1), 0, 0),  # wide rows
+    ("MaxPool", (1, 2, 8, 9), (3, 2), (2, 1), (1, 0, 2, 1), 0, 0),  # asymmetric
+    ("AveragePool", (1, 3, 9, 9), (3, 3), (1, 1), (1, 1, 1, 1), 0, 0),  # Inception
+    ("AveragePool", (1, 3, 9, 9), (3, 3), (1, 1), (1, 1, 1, 1), 0, 1),
+    ("AveragePool", (2, 3, 11, 11), (2, 2), (2, 2), (0, 0, 0, 0), 1, 0),  # DenseNet, ceil_mode
+    ("AveragePool", (1, 2, 10, 7), (5, 3), (2, 1), (2, 1, 1, 0), 0, 1),
+]
+
+
+@pytest.mark.parametrize("kind, shape, kernel, strides, pads, ceil, include", POOLS)
+def test_pools_match_onnxruntime_and_the_numpy_form(kind, shape, kernel, strides, pads, ceil, include) -> None:
+    import onnxruntime as ort
+
+    attrs = dict(kernel_shape=kernel, strides=strides, pads=[pads[0], pads[1], pads[2], pads[3]], ceil_mode=ceil)
+    if kind == "AveragePool":
+        attrs["count_include_pad"] = include
+    (nat, ref), model = pool_modules(kind, shape, **attrs)
+    assert calls_pool(nat) and not calls_pool(ref)
+    assert "np.zeros(" not in nat.source("main") and "copyto" not in nat.source("main")
+    x = RNG.standard_normal(shape).astype(np.float32)
+    got, want = (m.run("main", {}, [x])[0] for m in (nat, ref))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if not ceil:
+        np.testing.assert_allclose(got, pool_ref(x, kind, kernel, strides, pads, include), rtol=1e-5, atol=1e-6)
+
+
+def test_max_pool_propagates_nan_as_the_numpy_form() -> None:
+    (nat, ref), _ = pool_modules("MaxPool", (1, 2, 8, 8), kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))
+    x = RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    x[0, 0, 3, 4] = x[0, 1, 0, 0] = np.nan
+    got, want = (m.run("main", {}, [x])[0] for m in (nat, ref))
+    assert np.isnan(got).sum() == 3  # (3, 4): two windows, (0, 0): one
+    np.testing.assert_array_equal(got, want)
+
+
+def test_pool_1d_and_the_native_switch(monkeypatch) -> None:
+    """A 1-d pool runs natively; WRC_NATIVE=off keeps the separable NumPy form."""
+    attrs = dict(kernel_shape=[3], strides=[2], pads=[1, 1])
+    (nat, ref), _ = pool_modules("MaxPool", (2, 3, 15), **attrs)
+    x = RNG.standard_normal((2, 3, 15)).astype(np.float32)
+    assert calls_pool(nat)
+    np.testing.assert_array_equal(nat.run("main", {}, [x])[0], ref.run("main", {}, [x])[0])
+    pool = native.load("window").pool
+    monkeypatch.setenv("WRC_NATIVE", "off")
+    (off,), _ = pool_modules("MaxPool", (2, 3, 15), backends=(NATIVE,), **attrs)
+    assert not calls_pool(off, pool) and "np.maximum(" in off.source("main")
+    np.testing.assert_array_equal(off.run("main", {}, [x])[0], ref.run("main", {}, [x])[0])
+
+
+def pad_params(c, h, w, oh, ow, k, s, pad, accumulate=0):
+    """`window.conv`'s params for an unpadded (c, h, w) image, padding `pad` on every side."""
+    ext = (1, 1, c, oh, ow, 1, k, k)
+    xs = (0, 0, h * w, 0, 0, 0, 0, 0)
+    ws = (0, 0, k * k, 0, 0, 0, k, 1)
+    os_ = (0, 0, oh * ow, ow, 1, 0, 0, 0)
+    rsteps, csteps = (0, 0, 0, s, 0, 0, 1, 0), (0, 0, 0, 0, s, 0, 0, 1)
+    return (accumulate, *ext, 0, *xs, 0, *ws, 0, *os_, h, w, -pad, -pad, *rsteps, *csteps)
+
+
+@pytest.mark.parametrize("h, w, s, pad", [(6, 6, 1, 1), (9, 70, 1, 2), (9, 70, 2, 3), (4, 4, 1, 3)])
+def test_padded_image_accumulated_into(h, w, s, pad) -> None:
+    """The unpadded form, called directly: an output added to (wide rows, row blocks, rows
+    one by one; padding wider than the image)."""
+    conv = native.load("window").conv
+    oh, ow = (h + 2 * pad - 3) // s + 1, (w + 2 * pad - 3) // s + 1
+    x = RNG.standard_normal((3, h, w)).astype(np.float32)
+    wt = RNG.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    out = RNG.standard_normal((3, oh, ow)).astype(np.float32)
+    want = out + conv_ref(x[None], wt, (s, s), (pad,) * 4)[0]
+    conv(x, wt, out, pad_params(3, h, w, oh, ow, 3, s, pad, accumulate=1))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_padded_and_pool_calls_are_refused() -> None:
+    mod = native.load("window")
+    x, w, out = np.zeros((3, 6, 6), np.float32), np.zeros((3, 1, 3, 3), np.float32), np.zeros((3, 6, 6), np.float32)
+    good = pad_params(3, 6, 6, 6, 6, 3, 1, 1)
+    mod.conv(x, w, out, good)
+    with pytest.raises(ValueError, match="^x: the view reaches outside the buffer$"):
+        mod.conv(x[:2], w, out, good)  # the planes reach past the image
+    bigger = list(good)
+    bigger[37] = 7  # image rows
+    with pytest.raises(ValueError, match="^x: the view reaches outside the buffer$"):
+        mod.conv(x, w, out, tuple(bigger))
+    bigger[37], bigger[38] = 2**40, 2**40  # rows * cols overflows
+    with pytest.raises(ValueError, match="^x: the view reaches outside the buffer$"):
+        mod.conv(x, w, out, tuple(bigger))
+    bigger[37] = 0
+    with pytest.raises(ValueError, match="^params: the image must have rows and columns$"):
+        mod.conv(x, w, out, tuple(bigger))
+    with pytest.raises(ValueError, match="^op: expected 'max' or 'sum'$"):
+        mod.pool(x, out, "min", good)
+    with pytest.raises(ValueError, match="^out: the view reaches outside the buffer$"):
+        mod.pool(x, out[:2], "max", good)

@@ -1,64 +1,104 @@
 /* Window kernels of the NumPy JIT (`kernels.NativeWindow`): a depthwise convolution, one
  * filter per channel, as one pass over the output with the window's products in registers
- * (NumPy makes one pass over the input per window point, or copies every window).
+ * (NumPy makes one pass over the input per window point, or copies every window), and max
+ * and sum pools.
  *
- *   out[i0, i1, i2, i3, j] (+)= sum over r, p, q of
- *       x[i0, i1, i2, i3, j, r, p, q] * w[i0, i1, i2, i3, j, r, p, q]
+ *   out[i0, i1, i2, i3, j] (+)= comb over r, p, q of
+ *       x[i0, i1, i2, i3, j, r, p, q] (* w[i0, i1, i2, i3, j, r, p, q])
  *
- * over strided views of three C-contiguous float32 buffers (float64 keeps the NumPy forms:
- * its loops would double the one-time build): each operand is an element offset and a stride
+ * over strided views of C-contiguous float32 buffers (float64 keeps the NumPy forms: its
+ * loops would double the one-time build): each operand is an element offset and a stride
  * per loop dim (0 where it does not use the dim), as the JIT's access analysis gives them; i0..i3 are the outer loop dims (batch, channel, output row), j the output column,
  * p, q the window's rows and columns, r a third window dim (channels per group). Every
  * element the views reach is checked to lie inside its buffer before anything is read.
  *
+ * Padded images: instead of a zero- (or -inf-) padded copy of the image, x may be the
+ * unpadded image, C-contiguous planes of `rows` x `cols`; its view is then a plane offset
+ * and plane strides per loop dim plus a row and a column step per loop dim, and a tap
+ * outside the image reads the combiner's identity (0, or -inf for a max pool).
+ *
  * Windows of K x K points (K = 3, 5, 7) over a column stride of 1 or 2, with unit window
  * columns and a contiguous output row, run a loop specialised per (K, stride): the K*K
  * weights of a plane in a local array, the window's products summed in vector registers
- * (`line`; narrow planes as one wide row). Anything else takes the generic loop, which reads
- * the same views with runtime extents and strides. The GIL is released around the loops.
- * (Measured forms: bench/depthwise.py, docs/performance.md "compiled window kernels".) */
+ * (`line`; narrow planes as one wide row); a padded image is copied plane by plane into a
+ * scratch plane with the padding around it (small, cache-resident, its border written once
+ * per call). Pools with unit window columns run separably per output row (the window's rows
+ * combined into a row buffer, then its columns), reading a padded image in place. Anything
+ * else takes the generic loop, which reads the same views with runtime extents and strides
+ * and checks each tap against the image. The GIL is released around the loops. (Measured
+ * forms: bench/depthwise.py, docs/performance.md "compiled window kernels" and "window
+ * kernels, padding and pools".) */
 #include "native.h"
+#include <math.h>
 
 enum { NDIM = 8 }; /* i0, i1, i2, i3, j, r, p, q */
 enum { J = 4, R = 5, P = 6, Q = 7 };
+enum { CONV, MAX, SUM };
 
 typedef struct {
+  int op;
+  int accumulate;              /* combine into the output instead of overwriting it */
   Py_ssize_t ext[NDIM];
   Py_ssize_t offset[3];        /* x, w, out */
   Py_ssize_t stride[3][NDIM];  /* x, w, out (out: 0 along r, p, q) */
-  int accumulate;              /* add into the output instead of overwriting it */
+  int padded;                  /* x is the unpadded image (offset[0], stride[0]: its planes) */
+  Py_ssize_t rows, cols;       /* the image's plane */
+  Py_ssize_t row0, col0;       /* the first output's window origin (negative: in the padding) */
+  Py_ssize_t rstep[NDIM], cstep[NDIM];
 } conv_t;
+
+/* Where the loops of one plane (i0, i1, i2) read x: a pointer and strides along i3, j, p, q. */
+typedef struct {
+  Py_ssize_t s3, sj, sp, sq;
+  Py_ssize_t ylo, xlo, h, w;   /* padded: the scratch plane's rows/columns of the image */
+} view_t;
 
 #ifdef __FMA__
 #define MADD_float(a, b, c) __builtin_fmaf((a), (b), (c))
 #else
 #define MADD_float(a, b, c) ((a) * (b) + (c))
 #endif
+/* NaN-propagating, as np.maximum and arith.maximumf (`|`, not `||`: a select, no branch) */
+#define MAX_OF(a, b) (((a) > (b)) | ((a) != (a)) ? (a) : (b))
 
-/* The generic loop: any extents and strides. */
-#define GENERIC(T)                                                                           \
-  static void generic_##T(const conv_t *c, const T *x, const T *w, T *o) {                  \
-    const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2]; \
-    for (Py_ssize_t i0 = 0; i0 < e[0]; i0++)                                                 \
-      for (Py_ssize_t i1 = 0; i1 < e[1]; i1++)                                               \
-        for (Py_ssize_t i2 = 0; i2 < e[2]; i2++)                                             \
-          for (Py_ssize_t i3 = 0; i3 < e[3]; i3++)                                           \
-            for (Py_ssize_t j = 0; j < e[J]; j++) {                                          \
-              const T *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2] +        \
-                            i3 * xs[3] + j * xs[J];                                          \
-              const T *wb = w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2] +        \
-                            i3 * ws[3] + j * ws[J];                                          \
-              T *ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2] + i3 * os[3] + \
-                      j * os[J];                                                             \
-              T acc = 0;                                                                     \
-              for (Py_ssize_t r = 0; r < e[R]; r++)                                          \
-                for (Py_ssize_t p = 0; p < e[P]; p++)                                        \
-                  for (Py_ssize_t q = 0; q < e[Q]; q++)                                      \
-                    acc = MADD_##T(xb[r * xs[R] + p * xs[P] + q * xs[Q]],                    \
-                                   wb[r * ws[R] + p * ws[P] + q * ws[Q]], acc);             \
-              *ob = c->accumulate ? *ob + acc : acc;                                         \
-            }                                                                                \
-  }
+static inline float combine(int op, float acc, float v) {
+  return op == MAX ? MAX_OF(acc, v) : acc + v;
+}
+
+/* The generic loop: any extents and strides; a padded image's taps checked one by one. */
+static void generic(const conv_t *c, const float *x, const float *w, float *o) {
+  const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2];
+  const float ident = c->op == MAX ? -INFINITY : 0.0f;
+  Py_ssize_t i[NDIM];
+  for (i[0] = 0; i[0] < e[0]; i[0]++)
+    for (i[1] = 0; i[1] < e[1]; i[1]++)
+      for (i[2] = 0; i[2] < e[2]; i[2]++)
+        for (i[3] = 0; i[3] < e[3]; i[3]++)
+          for (i[J] = 0; i[J] < e[J]; i[J]++) {
+            Py_ssize_t xo = c->offset[0], wo = c->offset[1], oo = c->offset[2], y0 = c->row0,
+                       x0 = c->col0;
+            for (int k = 0; k <= J; k++) {
+              xo += i[k] * xs[k]; wo += i[k] * ws[k]; oo += i[k] * os[k];
+              y0 += i[k] * c->rstep[k]; x0 += i[k] * c->cstep[k];
+            }
+            float acc = ident;
+            for (i[R] = 0; i[R] < e[R]; i[R]++)
+              for (i[P] = 0; i[P] < e[P]; i[P]++)
+                for (i[Q] = 0; i[Q] < e[Q]; i[Q]++) {
+                  Py_ssize_t xt = xo, wt = wo, y = y0, xc = x0;
+                  for (int k = R; k < NDIM; k++) {
+                    xt += i[k] * xs[k]; wt += i[k] * ws[k];
+                    y += i[k] * c->rstep[k]; xc += i[k] * c->cstep[k];
+                  }
+                  float v;
+                  if (!c->padded) v = x[xt];
+                  else if (y < 0 || y >= c->rows || xc < 0 || xc >= c->cols) v = ident;
+                  else v = x[xt + y * c->cols + xc];
+                  acc = c->op == CONV ? MADD_float(v, w[wt], acc) : combine(c->op, acc, v);
+                }
+            o[oo] = c->accumulate ? (c->op == CONV ? o[oo] + acc : combine(c->op, o[oo], acc)) : acc;
+          }
+}
 
 /* K x K windows, column stride S, unit window columns (x stride 1 along q), one weight per
  * (i0..i3) (w stride 0 along j, r absent), a contiguous output row (out stride 1 along j).
@@ -68,30 +108,29 @@ typedef struct {
  * read once per block and its products added to BLOCK sums held in vector registers (one
  * load per product instead of two); then (stride 2: all) outputs one by one, vectorised
  * across outputs (stride-2 blocks measured 3-4x slower: the loads do not vectorise). */
-#define BLOCK_float 64
+enum { BLOCK = 64 };
 
-#define LINE(T, K, S)                                                                        \
-  static inline void line_##T##_##K##_##S(const T *restrict xb, Py_ssize_t xp,              \
-                                          const T *restrict wk, T *restrict dst,            \
-                                          Py_ssize_t n) {                                    \
-    enum { B = BLOCK_##T };                                                                  \
+#define LINE(K, S)                                                                           \
+  static inline void line_##K##_##S(const float *restrict xb, Py_ssize_t xp,                \
+                                    const float *restrict wk, float *restrict dst,          \
+                                    Py_ssize_t n) {                                          \
     Py_ssize_t t = 0;                                                                        \
-    for (; S == 1 && t + B <= n; t += B) {                                                   \
-      T acc[B];                                                                              \
-      for (int u = 0; u < B; u++) acc[u] = 0;                                                \
+    for (; S == 1 && t + BLOCK <= n; t += BLOCK) {                                           \
+      float acc[BLOCK];                                                                      \
+      for (int u = 0; u < BLOCK; u++) acc[u] = 0;                                            \
       for (int p = 0; p < K; p++)                                                            \
         _Pragma("GCC unroll 8") for (int q = 0; q < K; q++) {                                \
-          const T wv = wk[p * K + q], *xr = xb + t * S + p * xp + q;                         \
-          for (int u = 0; u < B; u++) acc[u] = MADD_##T(xr[u * S], wv, acc[u]);              \
+          const float wv = wk[p * K + q], *xr = xb + t * S + p * xp + q;                     \
+          for (int u = 0; u < BLOCK; u++) acc[u] = MADD_float(xr[u * S], wv, acc[u]);        \
         }                                                                                    \
-      for (int u = 0; u < B; u++) dst[t + u] = acc[u];                                       \
+      for (int u = 0; u < BLOCK; u++) dst[t + u] = acc[u];                                   \
     }                                                                                        \
     for (; t < n; t++) {                                                                     \
-      const T *xj = xb + t * S;                                                              \
-      T acc = 0;                                                                             \
+      const float *xj = xb + t * S;                                                          \
+      float acc = 0;                                                                         \
       _Pragma("GCC unroll 8") for (int p = 0; p < K; p++)                                    \
         _Pragma("GCC unroll 8") for (int q = 0; q < K; q++)                                  \
-          acc = MADD_##T(xj[p * xp + q], wk[p * K + q], acc);                                \
+          acc = MADD_float(xj[p * xp + q], wk[p * K + q], acc);                              \
       dst[t] = acc;                                                                          \
     }                                                                                        \
   }
@@ -103,78 +142,213 @@ typedef struct {
  * out. (With stride 2 every other column would be dropped: measured slower.) */
 enum { WIDE_COLS = 32, WIDE_SPAN = 4096 };
 
-#define SQUARE(T, K, S)                                                                      \
-  LINE(T, K, S)                                                                              \
-  static void square_##T##_##K##_##S(const conv_t *c, const T *restrict x,                  \
-                                     const T *restrict w, T *restrict o) {                  \
-    const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2]; \
-    const Py_ssize_t xp = xs[P], n = e[J];                                                   \
-    const int wide = S == 1 && n < WIDE_COLS && xs[3] == S * xp && xp >= n &&                \
+#define SQUARE(K, S)                                                                         \
+  LINE(K, S)                                                                                 \
+  static void square_##K##_##S(const conv_t *c, const view_t *v, const float *restrict xb,  \
+                               const float *restrict wb, float *restrict ob) {              \
+    const Py_ssize_t *e = c->ext, *ws = c->stride[1], *os = c->stride[2];                    \
+    const Py_ssize_t xp = v->sp, n = e[J];                                                   \
+    const int wide = S == 1 && n < WIDE_COLS && v->s3 == S * xp && xp >= n &&                \
                      (e[3] - 1) * xp + n <= WIDE_SPAN;                                       \
-    T tmp[WIDE_SPAN];                                                                        \
-    for (Py_ssize_t i0 = 0; i0 < e[0]; i0++)                                                 \
-      for (Py_ssize_t i1 = 0; i1 < e[1]; i1++)                                               \
-        for (Py_ssize_t i2 = 0; i2 < e[2]; i2++) {                                           \
-          const T *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2];             \
-          const T *wb = w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2];             \
-          T *ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2];                   \
-          T wk[K * K];                                                                       \
-          for (int p = 0; p < K; p++)                                                        \
-            for (int q = 0; q < K; q++) wk[p * K + q] = wb[p * ws[P] + q * ws[Q]];           \
-          if (wide) {                                                                        \
-            line_##T##_##K##_##S(xb, xp, wk, tmp, (e[3] - 1) * xp + n);                      \
-            for (Py_ssize_t i = 0; i < e[3]; i++)                                            \
-              for (Py_ssize_t j = 0; j < n; j++)                                             \
-                ob[i * os[3] + j] = c->accumulate ? ob[i * os[3] + j] + tmp[i * xp + j]      \
-                                                  : tmp[i * xp + j];                         \
-            continue;                                                                        \
-          }                                                                                  \
-          for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                         \
-            if (!c->accumulate) {                                                            \
-              line_##T##_##K##_##S(xb + i3 * xs[3], xp, wk, ob + i3 * os[3], n);             \
-              continue;                                                                      \
-            }                                                                                \
-            for (Py_ssize_t j0 = 0; j0 < n; j0 += WIDE_SPAN) {                               \
-              Py_ssize_t m = n - j0 < WIDE_SPAN ? n - j0 : WIDE_SPAN;                        \
-              line_##T##_##K##_##S(xb + i3 * xs[3] + j0 * S, xp, wk, tmp, m);                \
-              for (Py_ssize_t j = 0; j < m; j++) ob[i3 * os[3] + j0 + j] += tmp[j];          \
-            }                                                                                \
-          }                                                                                  \
-        }                                                                                    \
-  }
-
-#define KERNELS(T)                                                                           \
-  GENERIC(T)                                                                                 \
-  SQUARE(T, 3, 1) SQUARE(T, 3, 2) SQUARE(T, 5, 1) SQUARE(T, 5, 2) SQUARE(T, 7, 1) SQUARE(T, 7, 2) \
-  static void run_##T(const conv_t *c, const T *x, const T *w, T *o) {                       \
-    const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2]; \
-    Py_ssize_t k = e[P];                                                                     \
-    if (e[Q] == k && e[R] == 1 && xs[Q] == 1 && ws[J] == 0 && ws[3] == 0 && os[J] == 1 &&    \
-        (xs[J] == 1 || xs[J] == 2)) {                                                        \
-      int s1 = xs[J] == 1;                                                                   \
-      switch (k) {                                                                           \
-        case 3: (s1 ? square_##T##_3_1 : square_##T##_3_2)(c, x, w, o); return;              \
-        case 5: (s1 ? square_##T##_5_1 : square_##T##_5_2)(c, x, w, o); return;              \
-        case 7: (s1 ? square_##T##_7_1 : square_##T##_7_2)(c, x, w, o); return;              \
-        default: break;                                                                      \
+    float tmp[WIDE_SPAN];                                                                    \
+    float wk[K * K];                                                                         \
+    for (int p = 0; p < K; p++)                                                              \
+      for (int q = 0; q < K; q++) wk[p * K + q] = wb[p * ws[P] + q * ws[Q]];                 \
+    if (wide) {                                                                              \
+      line_##K##_##S(xb, xp, wk, tmp, (e[3] - 1) * xp + n);                                  \
+      for (Py_ssize_t i = 0; i < e[3]; i++)                                                  \
+        for (Py_ssize_t j = 0; j < n; j++)                                                   \
+          ob[i * os[3] + j] = c->accumulate ? ob[i * os[3] + j] + tmp[i * xp + j]            \
+                                            : tmp[i * xp + j];                               \
+      return;                                                                                \
+    }                                                                                        \
+    for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                               \
+      if (!c->accumulate) {                                                                  \
+        line_##K##_##S(xb + i3 * v->s3, xp, wk, ob + i3 * os[3], n);                         \
+        continue;                                                                            \
+      }                                                                                      \
+      for (Py_ssize_t j0 = 0; j0 < n; j0 += WIDE_SPAN) {                                     \
+        Py_ssize_t m = n - j0 < WIDE_SPAN ? n - j0 : WIDE_SPAN;                              \
+        line_##K##_##S(xb + i3 * v->s3 + j0 * S, xp, wk, tmp, m);                            \
+        for (Py_ssize_t j = 0; j < m; j++) ob[i3 * os[3] + j0 + j] += tmp[j];                \
       }                                                                                      \
     }                                                                                        \
-    generic_##T(c, x, w, o);                                                                 \
   }
 
-KERNELS(float)
+SQUARE(3, 1) SQUARE(3, 2) SQUARE(5, 1) SQUARE(5, 2) SQUARE(7, 1) SQUARE(7, 2)
+
+typedef void (*square_fn)(const conv_t *, const view_t *, const float *, const float *, float *);
+
+static square_fn square_for(Py_ssize_t k, Py_ssize_t s) {
+  if (s != 1 && s != 2) return NULL;
+  switch (k) {
+    case 3: return s == 1 ? square_3_1 : square_3_2;
+    case 5: return s == 1 ? square_5_1 : square_5_2;
+    case 7: return s == 1 ? square_7_1 : square_7_2;
+    default: return NULL;
+  }
+}
+
+/* A pool's plane, separably: per output row, the window's rows combined into `tmp` (every
+ * column the row's windows read, contiguous), then the window's columns into `acc` (both
+ * passes vectorised along the row). A padded image is read in place: rows outside it are
+ * skipped, columns outside it left at the identity `ID`. `OP` is the plain combiner (for
+ * the max `a > b ? a : b`, one instruction, which may drop a NaN); a row whose inputs hold
+ * a NaN (`NANS`: the max) is done again with `EXACT` (NaN-propagating, ~1.7x slower). */
+#define POOL(NAME, OP, EXACT, ID, NANS)                                                      \
+  static void pool_##NAME(const conv_t *c, const view_t *v, const float *restrict xb,       \
+                          float *restrict ob, float *restrict tmp) {                         \
+    const Py_ssize_t *e = c->ext, *os = c->stride[2];                                        \
+    const Py_ssize_t n = e[J], kh = e[P], kw = e[Q], sj = v->sj, span = (n - 1) * sj + kw;   \
+    float *restrict acc = tmp + span;                                                        \
+    Py_ssize_t x0 = 0, t0 = 0, t1 = span;                                                    \
+    if (c->padded) {                                                                         \
+      x0 = c->col0;                                                                          \
+      t0 = x0 < 0 ? (-x0 < span ? -x0 : span) : 0;                                           \
+      t1 = c->cols - x0 < span ? c->cols - x0 : span;                                        \
+      if (t1 < t0) t1 = t0;                                                                  \
+    }                                                                                        \
+    for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                               \
+      int first = 1, nan = 0;                                                                \
+      for (int exact = 0; exact <= nan; exact++) {                                           \
+        first = 1;                                                                           \
+        for (Py_ssize_t p = 0; p < kh; p++) {                                                \
+          const float *restrict rp;                                                          \
+          if (c->padded) {                                                                   \
+            Py_ssize_t y = c->row0 + i3 * c->rstep[3] + p * c->rstep[P];                     \
+            if (y < 0 || y >= c->rows) continue;                                             \
+            rp = xb + y * c->cols;                                                           \
+          } else {                                                                           \
+            rp = xb + i3 * v->s3 + p * v->sp;                                                \
+          }                                                                                  \
+          if (first) {                                                                       \
+            for (Py_ssize_t t = 0; t < t0; t++) tmp[t] = ID;                                 \
+            for (Py_ssize_t t = t0; t < t1; t++) {                                           \
+              tmp[t] = rp[x0 + t];                                                           \
+              if (NANS) nan |= rp[x0 + t] != rp[x0 + t];                                     \
+            }                                                                                \
+            for (Py_ssize_t t = t1; t < span; t++) tmp[t] = ID;                              \
+            first = 0;                                                                       \
+          } else if (!exact) {                                                               \
+            for (Py_ssize_t t = t0; t < t1; t++) {                                           \
+              tmp[t] = OP(tmp[t], rp[x0 + t]);                                               \
+              if (NANS) nan |= rp[x0 + t] != rp[x0 + t];                                     \
+            }                                                                                \
+          } else {                                                                           \
+            for (Py_ssize_t t = t0; t < t1; t++) tmp[t] = EXACT(tmp[t], rp[x0 + t]);         \
+          }                                                                                  \
+        }                                                                                    \
+        if (!nan || exact) break;                                                            \
+      }                                                                                      \
+      if (first)                                                                             \
+        for (Py_ssize_t t = 0; t < span; t++) tmp[t] = ID;                                   \
+      /* (after the rows, a NaN of the inputs is in tmp: EXACT keeps it from here on) */     \
+      if (nan) {                                                                             \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = tmp[j * sj];                             \
+        for (Py_ssize_t q = 1; q < kw; q++)                                                  \
+          for (Py_ssize_t j = 0; j < n; j++) acc[j] = EXACT(acc[j], tmp[j * sj + q]);        \
+      } else if (sj == 2 && kw == 3) { /* (grouped loads: even/odd columns, vectorised) */   \
+        for (Py_ssize_t j = 0; j < n; j++)                                                   \
+          acc[j] = OP(OP(tmp[2 * j], tmp[2 * j + 1]), tmp[2 * j + 2]);                       \
+      } else if (sj == 2 && kw == 2) {                                                       \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(tmp[2 * j], tmp[2 * j + 1]);          \
+      } else {                                                                               \
+        for (Py_ssize_t j = 0; j < n; j++) acc[j] = tmp[j * sj];                             \
+        for (Py_ssize_t q = 1; q < kw; q++)                                                  \
+          for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(acc[j], tmp[j * sj + q]);           \
+      }                                                                                      \
+      float *od = ob + i3 * os[3];                                                           \
+      if (c->accumulate)                                                                     \
+        for (Py_ssize_t j = 0; j < n; j++) od[j * os[J]] = EXACT(od[j * os[J]], acc[j]);     \
+      else if (os[J] == 1)                                                                   \
+        memcpy(od, acc, (size_t)n * sizeof(float));                                          \
+      else                                                                                   \
+        for (Py_ssize_t j = 0; j < n; j++) od[j * os[J]] = acc[j];                           \
+    }                                                                                        \
+  }
+#define ADD_OF(a, b) ((a) + (b))
+#define GREATER_OF(a, b) ((a) > (b) ? (a) : (b))
+POOL(max, GREATER_OF, MAX_OF, -INFINITY, 1)
+POOL(sum, ADD_OF, ADD_OF, 0.0f, 0)
+
+/* Whether the plane loops can run, with the view of one plane they read: x moves along
+ * i3, j, p, q within a plane only (rows along i3 and p, columns along j and q), r is
+ * absent, and the window's columns are adjacent. */
+static int plane_view(const conv_t *c, view_t *v) {
+  const Py_ssize_t *e = c->ext, *xs = c->stride[0];
+  if (e[R] != 1) return 0;
+  if (!c->padded) {
+    *v = (view_t){xs[3], xs[J], xs[P], xs[Q], 0, 0, 0, 0};
+  } else {
+    const Py_ssize_t *rs = c->rstep, *cs = c->cstep;
+    for (int k = 0; k < 3; k++)
+      if (rs[k] || cs[k]) return 0;
+    if (xs[3] || xs[J] || xs[P] || xs[Q] || cs[3] || cs[P] || rs[J] || rs[Q] || rs[3] < 0 ||
+        rs[P] < 0 || cs[J] < 0 || cs[Q] < 0)
+      return 0;
+    Py_ssize_t h = (e[3] - 1) * rs[3] + (e[P] - 1) * rs[P] + 1;
+    Py_ssize_t w = (e[J] - 1) * cs[J] + (e[Q] - 1) * cs[Q] + 1, hw;
+    if (__builtin_mul_overflow(h, w, &hw) || hw > (Py_ssize_t)1 << 26) return 0;
+    *v = (view_t){rs[3] * w, cs[J], rs[P] * w, cs[Q], c->row0, c->col0, h, w};
+  }
+  return v->sq == 1 && v->sj > 0 && v->sp > 0 && v->s3 >= 0;
+}
+
+/* Copies the image's part of plane `xb` into the scratch plane (the padding around it
+ * written by the caller, once). */
+static void fill_plane(const conv_t *c, const view_t *v, const float *xb, float *scratch) {
+  Py_ssize_t y1 = v->ylo < 0 ? 0 : v->ylo, y2 = v->ylo + v->h < c->rows ? v->ylo + v->h : c->rows;
+  Py_ssize_t x1 = v->xlo < 0 ? 0 : v->xlo, x2 = v->xlo + v->w < c->cols ? v->xlo + v->w : c->cols;
+  if (x2 <= x1) return;
+  for (Py_ssize_t y = y1; y < y2; y++)
+    memcpy(scratch + (y - v->ylo) * v->w + (x1 - v->xlo), xb + y * c->cols + x1,
+           (size_t)(x2 - x1) * sizeof(float));
+}
+
+/* The scratch the plane loops need (floats): a padded plane and a pool's row buffer. */
+static Py_ssize_t scratch_size(const conv_t *c, const view_t *v) {
+  if (c->op != CONV) return (c->ext[J] - 1) * v->sj + c->ext[Q] + c->ext[J];
+  return c->padded ? v->h * v->w : 0;
+}
+
+static void run(const conv_t *c, const view_t *v, square_fn square, const float *x,
+                const float *w, float *o, float *scratch) {
+  const Py_ssize_t *e = c->ext, *xs = c->stride[0], *ws = c->stride[1], *os = c->stride[2];
+  const int unpad = c->padded && c->op == CONV; /* pools read a padded image in place */
+  if (unpad)
+    for (Py_ssize_t t = 0; t < v->h * v->w; t++) scratch[t] = 0.0f;
+  for (Py_ssize_t i0 = 0; i0 < e[0]; i0++)
+    for (Py_ssize_t i1 = 0; i1 < e[1]; i1++)
+      for (Py_ssize_t i2 = 0; i2 < e[2]; i2++) {
+        const float *xb = x + c->offset[0] + i0 * xs[0] + i1 * xs[1] + i2 * xs[2];
+        float *ob = o + c->offset[2] + i0 * os[0] + i1 * os[1] + i2 * os[2];
+        if (unpad) {
+          fill_plane(c, v, xb, scratch);
+          xb = scratch;
+        }
+        if (c->op == CONV)
+          square(c, v, xb, w + c->offset[1] + i0 * ws[0] + i1 * ws[1] + i2 * ws[2], ob);
+        else if (c->op == MAX)
+          pool_max(c, v, xb, ob, scratch);
+        else
+          pool_sum(c, v, xb, ob, scratch);
+      }
+}
 
 /* The params tuple: accumulate, the 8 extents, then per operand (x, w, out) its element
- * offset and its 8 strides. */
-enum { NPARAMS = 1 + NDIM + 3 * (1 + NDIM) };
+ * offset and its 8 strides; for a padded image then rows, cols, row0, col0 and the 8 row
+ * and 8 column steps. */
+enum { NPARAMS = 1 + NDIM + 3 * (1 + NDIM), NPAD = 4 + 2 * NDIM };
 
 static int parse(PyObject *params, conv_t *c) {
-  if (!PyTuple_Check(params) || PyTuple_GET_SIZE(params) != NPARAMS) {
-    PyErr_Format(PyExc_ValueError, "params: expected a tuple of %d ints", (int)NPARAMS);
+  Py_ssize_t size = PyTuple_Check(params) ? PyTuple_GET_SIZE(params) : -1;
+  if (size != NPARAMS && size != NPARAMS + NPAD) {
+    PyErr_Format(PyExc_ValueError, "params: expected a tuple of %d or %d ints", (int)NPARAMS,
+                 (int)(NPARAMS + NPAD));
     return -1;
   }
-  Py_ssize_t v[NPARAMS];
-  for (Py_ssize_t i = 0; i < NPARAMS; i++) {
+  Py_ssize_t v[NPARAMS + NPAD] = {0};
+  for (Py_ssize_t i = 0; i < size; i++) {
     v[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(params, i));
     if (v[i] == -1 && PyErr_Occurred()) return -1;
   }
@@ -190,22 +364,76 @@ static int parse(PyObject *params, conv_t *c) {
     c->offset[a] = v[1 + NDIM + a * (1 + NDIM)];
     for (int k = 0; k < NDIM; k++) c->stride[a][k] = v[2 + NDIM + a * (1 + NDIM) + k];
   }
+  const Py_ssize_t *pad = v + NPARAMS;
+  c->padded = size > NPARAMS;
+  c->rows = pad[0]; c->cols = pad[1]; c->row0 = pad[2]; c->col0 = pad[3];
+  for (int k = 0; k < NDIM; k++) {
+    c->rstep[k] = pad[4 + k];
+    c->cstep[k] = pad[4 + NDIM + k];
+  }
+  if (c->padded && (c->rows < 1 || c->cols < 1)) {
+    PyErr_SetString(PyExc_ValueError, "params: the image must have rows and columns");
+    return -1;
+  }
   return 0;
 }
 
-/* Whether every element operand `a`'s view reaches lies in a buffer of `len` items. */
+/* Whether every element operand `a`'s view reaches lies in a buffer of `len` items (a
+ * padded image: every element of every plane it reaches). */
 static int inside(const conv_t *c, int a, Py_ssize_t len, const char *what) {
-  Py_ssize_t lo = c->offset[a], hi = c->offset[a], d;
-  for (int k = 0; k < NDIM; k++) {
+  Py_ssize_t lo = c->offset[a], hi = c->offset[a], d, plane = 1;
+  int ok = !(a == 0 && c->padded && __builtin_mul_overflow(c->rows, c->cols, &plane));
+  for (int k = 0; ok && k < NDIM; k++) {
     if (__builtin_mul_overflow(c->stride[a][k], c->ext[k] - 1, &d) ||
-        __builtin_add_overflow(d >= 0 ? hi : lo, d, d >= 0 ? &hi : &lo)) {
-      lo = -1;
-      break;
-    }
+        __builtin_add_overflow(d >= 0 ? hi : lo, d, d >= 0 ? &hi : &lo))
+      ok = 0;
   }
-  if (lo >= 0 && hi < len) return 0;
+  if (ok && a == 0 && c->padded && __builtin_add_overflow(hi, plane - 1, &hi)) ok = 0;
+  if (ok && lo >= 0 && hi < len) return 0;
   PyErr_Format(PyExc_ValueError, "%s: the view reaches outside the buffer", what);
   return -1;
+}
+
+/* Checks, runs and releases: the kernels' common part (`w` NULL for a pool). */
+static PyObject *call(conv_t *c, PyObject *x, PyObject *w, PyObject *out) {
+  for (int k = R; k < NDIM; k++)
+    if (c->stride[2][k] != 0) {
+      PyErr_SetString(PyExc_ValueError, "out: a window dim must not move the output");
+      return NULL;
+    }
+  Py_buffer bx, bw = {0}, bo;
+  if (wrc_buffer(x, &bx, "f", 4, 0, "x") < 0) return NULL;
+  if (w && wrc_buffer(w, &bw, "f", 4, 0, "w") < 0) { PyBuffer_Release(&bx); return NULL; }
+  if (wrc_buffer(out, &bo, "f", 4, 1, "out") < 0) {
+    PyBuffer_Release(&bx); if (w) PyBuffer_Release(&bw); return NULL;
+  }
+  PyObject *result = NULL;
+  float *scratch = NULL;
+  if (inside(c, 0, bx.len / 4, "x") < 0 || (w && inside(c, 1, bw.len / 4, "w") < 0) ||
+      inside(c, 2, bo.len / 4, "out") < 0)
+    goto done;
+  view_t v;
+  square_fn square = NULL;
+  int planes = plane_view(c, &v);
+  if (planes && c->op == CONV) {
+    const Py_ssize_t *ws = c->stride[1], *os = c->stride[2];
+    square = c->ext[P] == c->ext[Q] && ws[J] == 0 && ws[3] == 0 && os[J] == 1
+                 ? square_for(c->ext[P], v.sj) : NULL;
+    planes = square != NULL;
+  }
+  if (planes && scratch_size(c, &v) > 0) {
+    scratch = PyMem_RawMalloc((size_t)scratch_size(c, &v) * sizeof(float));
+    if (!scratch) { PyErr_NoMemory(); goto done; }
+  }
+  Py_BEGIN_ALLOW_THREADS
+  if (planes) run(c, &v, square, bx.buf, bw.buf, bo.buf, scratch);
+  else generic(c, bx.buf, bw.buf, bo.buf);
+  Py_END_ALLOW_THREADS
+  result = Py_NewRef(Py_None);
+done:
+  PyMem_RawFree(scratch);
+  PyBuffer_Release(&bx); if (w) PyBuffer_Release(&bw); PyBuffer_Release(&bo);
+  return result;
 }
 
 static PyObject *conv(PyObject *self, PyObject *args) {
@@ -214,33 +442,33 @@ static PyObject *conv(PyObject *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OOOO", &x, &w, &out, &params)) return NULL;
   conv_t c;
   if (parse(params, &c) < 0) return NULL;
-  for (int k = R; k < NDIM; k++)
-    if (c.stride[2][k] != 0) {
-      PyErr_SetString(PyExc_ValueError, "out: a window dim must not move the output");
-      return NULL;
-    }
-  Py_buffer bx, bw, bo;
-  if (wrc_buffer(x, &bx, "f", 4, 0, "x") < 0) return NULL;
-  if (wrc_buffer(w, &bw, "f", 4, 0, "w") < 0) { PyBuffer_Release(&bx); return NULL; }
-  if (wrc_buffer(out, &bo, "f", 4, 1, "out") < 0) {
-    PyBuffer_Release(&bx); PyBuffer_Release(&bw); return NULL;
+  c.op = CONV;
+  return call(&c, x, w, out);
+}
+
+static PyObject *pool(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *x, *out, *params;
+  const char *op;
+  if (!PyArg_ParseTuple(args, "OOsO", &x, &out, &op, &params)) return NULL;
+  conv_t c;
+  if (parse(params, &c) < 0) return NULL;
+  if (strcmp(op, "max") != 0 && strcmp(op, "sum") != 0) {
+    PyErr_SetString(PyExc_ValueError, "op: expected 'max' or 'sum'");
+    return NULL;
   }
-  PyObject *result = NULL;
-  if (inside(&c, 0, bx.len / 4, "x") < 0 || inside(&c, 1, bw.len / 4, "w") < 0 ||
-      inside(&c, 2, bo.len / 4, "out") < 0)
-    goto done;
-  Py_BEGIN_ALLOW_THREADS
-  run_float(&c, bx.buf, bw.buf, bo.buf);
-  Py_END_ALLOW_THREADS
-  result = Py_NewRef(Py_None);
-done:
-  PyBuffer_Release(&bx); PyBuffer_Release(&bw); PyBuffer_Release(&bo);
-  return result;
+  c.op = op[0] == 'm' ? MAX : SUM;
+  for (int k = 0; k < NDIM; k++) c.stride[1][k] = 0;
+  c.offset[1] = 0;
+  return call(&c, x, NULL, out);
 }
 
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS,
      "conv(x, w, out, params): a depthwise convolution over strided views of float32 buffers"},
+    {"pool", pool, METH_VARARGS,
+     "pool(x, out, op, params): a max ('max') or sum ('sum') pool over strided views of float32 "
+     "buffers"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_wrc_window", NULL, -1, methods, NULL, NULL, NULL, NULL};
 PyMODINIT_FUNC PyInit__wrc_window(void) { return PyModule_Create(&def); }

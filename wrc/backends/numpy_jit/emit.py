@@ -682,17 +682,32 @@ class FuncEmitter:
 
     @kernel.register
     def _(self, plan: NativeWindow, op: linalg.GenericOp, ind: int) -> None:
-        """One call of the compiled `window.conv` on the operands' buffers, with each view's
-        element offset and strides over the kernel's loop slots (`NativeWindow.dims`)."""
+        """One call of the compiled `window.conv` (`window.pool`) on the operands' buffers,
+        with each view's element offset and strides over the kernel's loop slots
+        (`NativeWindow.dims`); for an unpadded image (`NativeWindow.pad`) its planes' offset
+        and strides, then its rows, columns, first window origin and row and column steps."""
         g = self.plan.analyses[op]
         module = native.load("window")
         assert module is not None  # the plan chose it: it was built
+        c, pad = self.src.const, plan.pad
+
+        def slots(steps: Sequence[int]) -> list[int]:
+            return [0 if d is None else steps[d] for d in plan.dims]
+
         params: list[int] = [0 if op in self.plan.fresh else 1]
         params += [1 if d is None else g.extents[d] for d in plan.dims]
-        for acc in (g.accesses[plan.x], g.accesses[plan.w], g.out):
-            params += [acc.offset, *(0 if d is None else acc.strides[d] for d in plan.dims)]
-        x, w, o = (self.name(g.accesses[i].value) for i in (plan.x, plan.w, g.n_in))
-        self.src.emit(ind, f"{self.src.const(module.conv)}({x}, {w}, {o}, {self.src.const(tuple(params))})")
+        x_acc = g.accesses[plan.x]
+        params += [pad.offset, *slots(pad.strides)] if pad else [x_acc.offset, *slots(x_acc.strides)]
+        w_acc = g.accesses[plan.w] if plan.w is not None else None
+        params += [w_acc.offset, *slots(w_acc.strides)] if w_acc else [0] * (1 + len(plan.dims))
+        params += [g.out.offset, *slots(g.out.strides)]
+        if pad:
+            params += [pad.rows, pad.cols, pad.row0, pad.col0, *slots(pad.rsteps), *slots(pad.csteps)]
+        x, o = self.name(pad.source if pad else x_acc.value), self.name(g.out.value)
+        if w_acc is None:
+            self.src.emit(ind, f"{c(module.pool)}({x}, {o}, {c(plan.op)}, {c(tuple(params))})")
+        else:
+            self.src.emit(ind, f"{c(module.conv)}({x}, {self.name(w_acc.value)}, {o}, {c(tuple(params))})")
 
     @kernel.register
     def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:

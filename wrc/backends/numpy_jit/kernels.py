@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.dialects.linalg import ops as linalg
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 
-from wrc.backends.numpy_jit.access import Generic
+from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import gather_axis
 from wrc.backends.numpy_jit.gemm import Gemm, plan_gemm
 from wrc.backends.numpy_jit.ir import root
@@ -99,20 +99,45 @@ class Gather:
 
 
 @dataclass(frozen=True)
+class PaddedImage:
+    """The unpadded image a `NativeWindow` reads in place of the padded copy the lowering
+    makes (`unpad.py`; the copy, its buffer and fill are elided): C-contiguous planes of
+    `rows` x `cols` elements of `source`, a tap outside them reading the combiner's
+    identity (the fill). The padded view's element offset and strides, digit by digit:
+    `offset` and `strides` (per loop dim) step the planes, in elements of `source`;
+    `row0`, `col0` are the first window origin's row and column in the image (negative:
+    in the padding) and `rsteps`, `csteps` (per loop dim) step them."""
+
+    source: SSAValue
+    rows: int
+    cols: int
+    offset: int
+    strides: tuple[int, ...]
+    row0: int
+    col0: int
+    rsteps: tuple[int, ...]
+    csteps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class NativeWindow:
     """A depthwise convolution (one filter per channel: no loop dim where BLAS would reuse an
     operand) as one call of the compiled `window.conv` (`wrc/backends/native/window.c`): per
     output element, the sum over its window in registers, instead of an im2col copy and a
-    batched matrix-vector product or one NumPy pass per window point.
+    batched matrix-vector product or one NumPy pass per window point; or a max or sum pool
+    as one call of `window.pool` instead of the separable ufunc calls (`op` "max", "sum").
 
-    `x`, `w`: operand indices of the image and the filters; `dims`: the loop dim of each of
-    the C loop's slots (i0, i1, i2, i3: outer output dims, by decreasing output stride; j:
-    the output's innermost dim; r, p, q: window dims, by decreasing image stride), None for
-    a slot of extent 1."""
+    `x`, `w`: operand indices of the image and the filters (None for a pool); `dims`: the
+    loop dim of each of the C loop's slots (i0, i1, i2, i3: outer output dims, by decreasing
+    output stride; j: the output's innermost dim; r, p, q: window dims, by decreasing image
+    stride), None for a slot of extent 1; `pad`: the unpadded image read instead of
+    operand `x`, when the plan elided its padded copy."""
 
     x: int
-    w: int
+    w: int | None
     dims: tuple[int | None, ...]
+    op: str = "conv"
+    pad: PaddedImage | None = None
 
 
 NATIVE_DTYPES = ("float32",)
@@ -238,8 +263,40 @@ def native_window(op: linalg.GenericOp, g: Generic) -> NativeWindow | None:
         (i, a), (k, b) = (k, b), (i, a)
     if any(not a.uses(d) for d in par) or any(not (a.uses(d) and b.uses(d)) for d in g.reduction):
         return None
-    window = sorted(g.reduction, key=lambda d: -abs(a.strides[d]))
-    return NativeWindow(i, k, (*[None] * (5 - len(par)), *par, *[None] * (3 - len(window)), *window))
+    return NativeWindow(i, k, _slots(g, par, a))
+
+
+def _slots(g: Generic, par: list[int], x: Access) -> tuple[int | None, ...]:
+    """`NativeWindow.dims`: the output dims `par` (by decreasing output stride) and the
+    window dims by decreasing stride of the image `x`."""
+    window = sorted(g.reduction, key=lambda d: -abs(x.strides[d]))
+    return (*[None] * (5 - len(par)), *par, *[None] * (3 - len(window)), *window)
+
+
+NATIVE_POOLS = {"arith.maximumf": "max", "arith.addf": "sum"}
+"""Pool combiners `window.pool` runs (NaN-propagating max, as `np.maximum`)."""
+
+
+def native_pool(op: linalg.GenericOp, g: Generic) -> NativeWindow | None:
+    """`NativeWindow` for a pool: a float32 max or sum over sliding windows of one input
+    (the body combines it as it is), every output and window dim read by it, of at most
+    4 + 1 output and 3 window dims, the input not the output's memory."""
+    if g.kind != "reduce" or not g.windowed or g.out.dtype.name not in NATIVE_DTYPES or g.expr is None \
+            or not isinstance(g.expr, BlockArgument) or g.expr.owner is not op.body.block or g.expr.index >= g.n_in:
+        return None
+    yielded = op.body.block.last_op
+    comb = yielded.operands[0].owner if yielded is not None and len(yielded.operands) == 1 else None
+    if not isinstance(comb, Operation) or comb.name not in NATIVE_POOLS:
+        return None
+    i = g.expr.index
+    x = g.accesses[i]
+    if x.dtype != g.out.dtype or any(root(v) == root(op.outputs[0]) for v in op.inputs):
+        return None
+    dims = [d for d in range(len(g.extents)) if g.extents[d] > 1]
+    par = sorted((d for d in dims if d not in g.reduction), key=lambda d: -g.out.strides[d])
+    if not par or len(par) > 5 or len(g.reduction) > 3 or not all(x.uses(d) for d in dims):
+        return None
+    return NativeWindow(i, None, _slots(g, par, x), NATIVE_POOLS[comb.name])
 
 
 def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool = True,
@@ -254,7 +311,7 @@ def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool 
     assert analysis is not None
     if analysis.kind == "parallel":
         return Elementwise()
-    if (nat := native_window(op, analysis)) is not None and native():
+    if (nat := native_window(op, analysis) or native_pool(op, analysis)) is not None and native():
         return nat
     window = (windows and analysis.windowed and math.prod(analysis.extents[k] for k in analysis.reduction) <= MAX_WINDOW
               and all(o.name != "linalg.index" for o in op.body.block.ops)

@@ -19,6 +19,8 @@
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
   reduces into with the fill value as the combiner's identity); that generic is **fresh**:
   it writes its output with `out=` instead of accumulating into it.
+* **unpadded images** (`unpad.py`, option `native`): a padded copy only compiled window
+  kernels read is elided with its buffer; they read the image itself.
 * **forwarded copies** (`forward.py`): a copy generic whose result only GEMMs read is elided
   with its buffer; they read its source through strided views, whose array lives that long.
 * **fused chains** (`fuse.py`, option `native`): adjacent elementwise generics (and row
@@ -46,8 +48,9 @@ from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
-from wrc.backends.numpy_jit.kernels import Kernel, choose_kernel
+from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
+from wrc.backends.numpy_jit.unpad import Unpadded, unpad_windows
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,10 @@ class _Planner:
                 self.span[src] = (first, last, user)
             forwarded = fwd.elided
             elided |= forwarded
+        unpadded = self.unpad(forwarded) if self.options.native else None
+        if unpadded is not None:
+            forwarded |= unpadded.elided
+            elided |= unpadded.elided
         pooled: dict[SSAValue, int] = {}
         for op in self.fn.walk():
             if op in forwarded:
@@ -144,6 +151,8 @@ class _Planner:
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
                 kernels[op] = choose_kernel(op, None if op.library_call is not None else self.analysis(op),
                                             self.options.window_kernels, op in fresh, self.native)
+                if unpadded is not None and op in unpadded.kernels:
+                    kernels[op] = unpadded.kernels[op]
             elif isinstance(op, linalg.FillOp):
                 check_fill(op)
                 if op not in elided and (nxt := self.overwriter(op)) is not None:
@@ -181,6 +190,22 @@ class _Planner:
             parts=MappingProxyType(dict(self.parts)),
             zeroed=frozenset(zeroed),
             elided=frozenset(elided), fresh=frozenset(fresh))
+
+    # -- padded copies read in place
+
+    def unpad(self, skip: frozenset[Operation]) -> Unpadded:
+        """Padded images the window kernels read in place (`unpad.py`); the sources' spans
+        extended to their last reader."""
+        def kernel_of(op: linalg.GenericOp, g: Generic) -> NativeWindow | None:
+            k = choose_kernel(op, g, native=self.native)
+            return k if isinstance(k, NativeWindow) else None
+
+        keep = {*self.copies_out, *skip, *(v for y, (x, _) in self.parts.items() for v in (x, y))}
+        found = unpad_windows(self.top, self.analysis, kernel_of, self.span, keep)
+        for src, last in found.last_read.items():
+            first, _, user = self.span[src]
+            self.span[src] = (first, last, user)
+        return found
 
     # -- fused elementwise chains
 
