@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
-from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
@@ -75,7 +75,33 @@ def scalar_attr(value: float, element_type: Attribute) -> FloatAttr | IntegerAtt
 
 def scalar(value: float, element_type: Attribute) -> SSAValue:
     """An `arith.constant` created where the caller's implicit builder is (inside a body)."""
-    return arith.ConstantOp(scalar_attr(value, element_type)).result
+    attr = _scalar_attr(repr(value), value, element_type)
+    return arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr}).result
+
+
+@functools.lru_cache(maxsize=1024)
+def _scalar_attr(key: str, value: float, element_type: Attribute) -> FloatAttr | IntegerAttr:
+    """`scalar_attr`, made once per value (attributes are immutable); keyed by `repr` so that
+    -0.0 and 0.0, which compare equal, are two entries."""
+    return scalar_attr(value, element_type)
+
+
+@functools.cache
+def _defaults_only(kind: Callable[..., Operation]) -> bool:
+    """Whether `kind(a, b)` is `kind.create(operands=(a, b), result_types=(a.type,))`: arith's
+    float and integer binary ops, whose builders set only properties that IRDL's
+    `__post_init__` fills with the same defaults."""
+    return isinstance(kind, type) and issubclass(
+        kind, arith.FloatingPointLikeBinaryOperation | arith.SignlessIntegerBinaryOperation)
+
+
+def binary(kind: Callable[..., Operation], a: SSAValue, b: SSAValue) -> SSAValue:
+    """`kind(a, b)`'s result, created where the caller's implicit builder is; arith's binary
+    ops without their IRDL builder (most of the ops a lowering creates are body ops)."""
+    if _defaults_only(kind):
+        assert isinstance(kind, type)
+        return kind.create(operands=(a, b), result_types=(a.type,)).results[0]
+    return kind(a, b).results[0]
 
 
 # The ops below are made with `Op.create` and the properties their xDSL builders would set
