@@ -99,6 +99,13 @@ def max_tensor_bytes() -> int:
     return int(value) if value.isdigit() else MAX_TENSOR_BYTES
 
 
+@functools.lru_cache(maxsize=64)
+def dtype_name(dtype: np.dtype) -> str:
+    """`dtype.name`, which NumPy derives anew on each read (~10 µs: a bundle's header and checks
+    read it for every weight)."""
+    return dtype.name
+
+
 def _buffer_bytes(t: Attribute) -> int:
     """Bytes of a static shaped type (elements of unknown width count 8 bytes); 0 otherwise."""
     if not isinstance(t, MemRefType | TensorType | VectorType):
@@ -114,17 +121,16 @@ def _check_buffer_sizes(module: ModuleOp) -> None:
     """No global, argument or op result is larger than `max_tensor_bytes()` (nothing is
     allocated here: types only)."""
     limit = max_tensor_bytes()
-    for op, kind, t, size in _buffers(module):
-        if size > limit:
-            # (a memref.global has no results, regions or arguments: its one buffer is itself)
-            what = f"global @{op.sym_name.data[:200]}" if isinstance(op, GlobalOp) else f"{kind} of {op.name}"
-            raise _fail(f"{what} is {t} ({size} bytes), more than the "
-                        f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+    for op, kind, t, size in _buffers(module, over=limit):
+        # (a memref.global has no results, regions or arguments: its one buffer is itself)
+        what = f"global @{op.sym_name.data[:200]}" if isinstance(op, GlobalOp) else f"{kind} of {op.name}"
+        raise _fail(f"{what} is {t} ({size} bytes), more than the "
+                    f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
 
 
-def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]]:
-    """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares:
-    op results, globals, block arguments, in walk order."""
+def _buffers(module: ModuleOp, over: int = -1) -> Iterator[tuple[Operation, str, Attribute, int]]:
+    """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares
+    that is larger than `over` bytes: op results, globals, block arguments, in walk order."""
     sizes: dict[int, int] = {}  # id(type) -> bytes: a module shares few type objects among many values
 
     def size(t: Attribute) -> int:
@@ -135,13 +141,15 @@ def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]
 
     for op in module.walk():
         for r in op.results:
-            yield op, "result", r.type, size(r.type)
-        if isinstance(op, GlobalOp):
+            if size(r.type) > over:
+                yield op, "result", r.type, size(r.type)
+        if not op.results and isinstance(op, GlobalOp) and size(op.type) > over:
             yield op, "global", op.type, size(op.type)
         for region in op.regions:
             for block in region.blocks:
                 for a in block.args:
-                    yield op, "argument", a.type, size(a.type)
+                    if size(a.type) > over:
+                        yield op, "argument", a.type, size(a.type)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -165,7 +173,7 @@ def check_model(model: ModelBuffer) -> None:
         assert spec is not None  # checked above
         if not isinstance(value, np.ndarray):
             raise _fail(f"weight {name!r} is a {type(value).__name__}, not a numpy array")
-        if value.shape != spec[0] or value.dtype.name != spec[1].name:
+        if value.shape != spec[0] or dtype_name(value.dtype) != dtype_name(spec[1]):
             raise _fail(f"weight {name!r} is {value.dtype.name}{list(value.shape)} but the IR "
                         f"declares {spec[1].name}{list(spec[0])}")
 
@@ -217,7 +225,7 @@ def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
     for name, op in module_globals(module).items():
         spec = global_spec(op)
         if is_variable(op) and spec is not None:
-            out[name] = {"shape": list(spec[0]), "dtype": spec[1].name}
+            out[name] = {"shape": list(spec[0]), "dtype": dtype_name(spec[1])}
     return out
 
 
@@ -277,7 +285,7 @@ def _plan(model: ModelBuffer, version: int = FORMAT_VERSION, digests: bool = Tru
             "graphs": list(model.graphs),
             "ir": {"offset": offsets[0], "nbytes": len(ir), "sha256": hashes[0]},
             "weights": [
-                {"name": name, "dtype": a.dtype.name, "shape": list(a.shape),
+                {"name": name, "dtype": dtype_name(a.dtype), "shape": list(a.shape),
                  "offset": off, "nbytes": b.nbytes, "sha256": h}
                 for (name, a, b), off, h in zip(blobs, offsets[1:], hashes[1:], strict=True)
             ],
@@ -705,7 +713,7 @@ def ir_facts(module: ModuleOp) -> IRFacts:
     for name in stored_weight_names(module):
         spec = global_spec(globals_[name])
         assert spec is not None  # checked by _check_ir
-        stored[name] = (spec[0], spec[1].name, str(globals_[name].type))
+        stored[name] = (spec[0], dtype_name(spec[1]), str(globals_[name].type))
     largest = max((size for _, _, _, size in _buffers(module)), default=0)
     return IRFacts(stored, _variables(module), largest)
 
@@ -750,7 +758,7 @@ class Container:
             if op is None or w.name not in stored:
                 raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
                             f"of the IR")
-            if spec is None or spec[0] != w.shape or spec[1].name != w.dtype.name:
+            if spec is None or spec[0] != w.shape or dtype_name(spec[1]) != dtype_name(w.dtype):
                 raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
                             f"declares {op.type}")
         if self.variables != _variables(module):
@@ -772,7 +780,7 @@ class Container:
             if known is None:
                 raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
                             f"of the IR")
-            if known[:2] != (w.shape, w.dtype.name):
+            if known[:2] != (w.shape, dtype_name(w.dtype)):
                 raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
                             f"declares {known[2]}")
         if self.variables != facts.variables:
