@@ -193,7 +193,10 @@ def writes_operand(op: Operation, index: int) -> bool:
     if isinstance(op, memref.CopyOp) or op.name == "memref.store":
         return index == 1
     outputs = getattr(op, "outputs", None)
-    return outputs is not None and any(v is op.operands[index] for v in outputs)
+    if outputs is None:
+        return False
+    value = op.operands[index]
+    return any(v is value for v in outputs)
 
 
 def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:
