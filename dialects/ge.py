@@ -15,6 +15,7 @@ arithmetic, functions, layout and indexing, bool tensors, contractions and windo
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,6 +179,13 @@ def _build(op: IRDLOperation, *, operands: Sequence[SSAValue] = (), result_types
     the variable ops below by the thousand (`ge-split-weight-refreshable`: four per weight)."""
     Operation.__init__(op, operands=operands, result_types=result_types,
                        properties={k: v for k, v in properties.items() if v is not None})
+
+
+@functools.lru_cache(maxsize=8192)
+def _symbol_ref(name: str) -> SymbolRefAttr:
+    """`SymbolRefAttr(name)`, made once per name (attributes are immutable values; a
+    conversion refers to each variable from several ops, and xDSL checks each new one)."""
+    return SymbolRefAttr(name)
 
 
 @irdl_op_definition
@@ -369,7 +377,7 @@ class ReadVariableOp(IRDLOperation):
     assembly_format = "$variable attr-dict `:` type($output)"
 
     def __init__(self, variable: str, type: TensorType):
-        _build(self, properties={"variable": SymbolRefAttr(variable)}, result_types=[type])
+        _build(self, properties={"variable": _symbol_ref(variable)}, result_types=[type])
 
 
 @irdl_op_definition
@@ -386,7 +394,7 @@ class AssignOp(IRDLOperation):
 
     def __init__(self, variable: str, value: SSAValue, name: str | None = None):
         _build(self, operands=[value], properties={
-            "variable": SymbolRefAttr(variable),
+            "variable": _symbol_ref(variable),
             "name": StringAttr(name) if name is not None else None,
         })
 
@@ -408,7 +416,7 @@ class AssignIfNonEmptyOp(IRDLOperation):
     assembly_format = "$variable `,` $value attr-dict `:` type($value)"
 
     def __init__(self, variable: str, value: SSAValue):
-        _build(self, operands=[value], properties={"variable": SymbolRefAttr(variable)})
+        _build(self, operands=[value], properties={"variable": _symbol_ref(variable)})
 
 
 # --------------------------------------------------------------------------- compute ops

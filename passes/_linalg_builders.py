@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from xdsl.builder import Builder
 from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import (
+    UNKNOWN_LOC,
     AffineMapAttr,
     AnyFloat,
     ArrayAttr,
@@ -30,7 +31,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
-from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
@@ -75,13 +76,40 @@ def scalar_attr(value: float, element_type: Attribute) -> FloatAttr | IntegerAtt
 
 def scalar(value: float, element_type: Attribute) -> SSAValue:
     """An `arith.constant` created where the caller's implicit builder is (inside a body)."""
-    return arith.ConstantOp(scalar_attr(value, element_type)).result
+    attr = _scalar_attr(repr(value), value, element_type)
+    return arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr}, location=UNKNOWN_LOC).result
+
+
+@functools.lru_cache(maxsize=1024)
+def _scalar_attr(key: str, value: float, element_type: Attribute) -> FloatAttr | IntegerAttr:
+    """`scalar_attr`, made once per value (attributes are immutable); keyed by `repr` so that
+    -0.0 and 0.0, which compare equal, are two entries."""
+    return scalar_attr(value, element_type)
+
+
+@functools.cache
+def _defaults_only(kind: Callable[..., Operation]) -> bool:
+    """Whether `kind(a, b)` is `kind.create(operands=(a, b), result_types=(a.type,))`: arith's
+    float and integer binary ops, whose builders set only properties that IRDL's
+    `__post_init__` fills with the same defaults."""
+    return isinstance(kind, type) and issubclass(
+        kind, arith.FloatingPointLikeBinaryOperation | arith.SignlessIntegerBinaryOperation)
+
+
+def binary(kind: Callable[..., Operation], a: SSAValue, b: SSAValue) -> SSAValue:
+    """`kind(a, b)`'s result, created where the caller's implicit builder is; arith's binary
+    ops without their IRDL builder (most of the ops a lowering creates are body ops)."""
+    if _defaults_only(kind):
+        assert isinstance(kind, type)
+        return kind.create(operands=(a, b), result_types=(a.type,), location=UNKNOWN_LOC).results[0]
+    return kind(a, b).results[0]
 
 
 # The ops below are made with `Op.create` and the properties their xDSL builders would set
 # (`tensor.EmptyOp((), t)`, `arith.ConstantOp(v)`, `FillOp((cst,), (init,), (t,))`,
 # `GenericOp(...)`): the IRDL builder's argument normalisation was half of the pass's time
-# on large graphs (docs/performance.md, "Issue 12: compile and cold load (session 3)").
+# on large graphs (docs/performance.md, "Issue 12: compile and cold load (session 3)"). The
+# location is given: xDSL looks its default up by an import per op.
 
 
 @functools.cache
@@ -100,18 +128,20 @@ def _tensor_type(element_type: Attribute, shape: tuple[int, ...]) -> TensorType:
 
 
 def empty(b: Builder, shape: Sequence[int], element_type: Attribute) -> SSAValue:
-    return b.insert(tensor.EmptyOp.create(result_types=(_tensor(element_type, shape),))).tensor
+    return b.insert(tensor.EmptyOp.create(result_types=(_tensor(element_type, shape),), location=UNKNOWN_LOC)).tensor
 
 
 def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: float) -> SSAValue:
     """`tensor.empty` + `linalg.fill` with a scalar `arith.constant`."""
     init = empty(b, shape, element_type)
     attr = scalar_attr(value, element_type)
-    cst = b.insert(arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr})).result
+    cst = b.insert(arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr},
+                                           location=UNKNOWN_LOC)).result
     body = Block(arg_types=(element_type, element_type))  # FillOp's hidden region: yield the value
-    body.add_op(YieldOp.create(operands=(body.args[0],)))
+    body.add_op(YieldOp.create(operands=(body.args[0],), location=UNKNOWN_LOC))
     fill = FillOp.create(operands=(cst, init), result_types=(init.type,),
-                         properties={"operandSegmentSizes": _segments(1, 1)}, regions=(Region(body),))
+                         properties={"operandSegmentSizes": _segments(1, 1)}, regions=(Region(body),),
+                         location=UNKNOWN_LOC)
     return b.insert(fill).results[0]
 
 
@@ -128,12 +158,13 @@ def generic(
 
     @Builder.implicit_region(arg_types)
     def region(args: tuple[BlockArgument, ...]) -> None:
-        YieldOp.create(operands=body(args))  # the implicit builder inserts it
+        YieldOp.create(operands=body(args), location=UNKNOWN_LOC)  # the implicit builder inserts it
 
     op = GenericOp.create(
         operands=(*inputs, init), result_types=(init.type,), regions=(region,),
         properties={"indexing_maps": ArrayAttr([AffineMapAttr(m) for m in maps]),
                     "iterator_types": ArrayAttr(iterators), "operandSegmentSizes": _segments(len(inputs), 1)},
+        location=UNKNOWN_LOC,
     )
     return b.insert(op).results[0]
 

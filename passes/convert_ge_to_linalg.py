@@ -9,8 +9,11 @@ use `arith`/`math` only (NumPy/ONNX semantics); reshapes become `tensor.collapse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import UnionType
+from typing import Union, get_args, get_origin
 
 from xdsl.context import Context
 from xdsl.dialects import arith, math
@@ -30,12 +33,11 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 
 from wrc.abi import GATHER_AXIS, GATHER_CALL
 from wrc.dialects import ge
@@ -67,15 +69,15 @@ def _ints(attr: DenseArrayBase) -> list[int]:
 
 
 def _add(a: SSAValue, b: SSAValue) -> SSAValue:
-    return (arith.AddfOp(a, b) if _is_float(a.type) else arith.AddiOp(a, b)).result
+    return B.binary(arith.AddfOp if _is_float(a.type) else arith.AddiOp, a, b)
 
 
 def _mul(a: SSAValue, b: SSAValue) -> SSAValue:
-    return (arith.MulfOp(a, b) if _is_float(a.type) else arith.MuliOp(a, b)).result
+    return B.binary(arith.MulfOp if _is_float(a.type) else arith.MuliOp, a, b)
 
 
 def _max(a: SSAValue, b: SSAValue) -> SSAValue:
-    return arith.MaximumfOp(a, b).result
+    return B.binary(arith.MaximumfOp, a, b)
 
 
 def _mac(args: Sequence[SSAValue]) -> list[SSAValue]:
@@ -118,7 +120,7 @@ class LowerElementwiseBinary(RewritePattern):
         kind = float_op if _is_float(out.element_type) else int_op
         y = B.elementwise(
             rewriter, [op.lhs, op.rhs], out.get_shape(), out.element_type,
-            lambda a: [kind(a[0], a[1]).results[0]],
+            lambda a: [B.binary(kind, a[0], a[1])],
         )
         rewriter.replace(op, [], [y])
 
@@ -168,7 +170,7 @@ class LowerSmallConstantPow(RewritePattern):
 
 
 def _relu(x: SSAValue) -> SSAValue:
-    return arith.MaximumfOp(x, B.scalar(0.0, x.type)).result
+    return B.binary(arith.MaximumfOp, x, B.scalar(0.0, x.type))
 
 
 def _sigmoid(x: SSAValue) -> SSAValue:
@@ -686,9 +688,10 @@ PATTERNS: tuple[RewritePattern, ...] = (
 )
 
 
-def check_lowerable(module: ModuleOp) -> None:
-    """Reject what the patterns cannot lower before rewriting anything (clean diagnostics)."""
-    for op in module.walk():
+def check_lowerable(ops: Iterable[Operation]) -> None:
+    """Reject what the patterns cannot lower before rewriting anything (clean diagnostics);
+    `ops`: the module's, walked."""
+    for op in ops:
         if not isinstance(op, ge.ComputeOp):
             continue
         for value in (*op.operands, *op.results):
@@ -710,9 +713,45 @@ class ConvertGeToLinalgPass(ModulePass):
     name = "convert-ge-to-linalg"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        check_lowerable(op)
+        ops = list(op.walk())  # walked once, for the checks and the rewrite
+        check_lowerable(ops)
         # No DCE: an unused op is lowered too (a later `dce` may drop it), so that what runs is
-        # what the graph said.
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier(list(PATTERNS), dce_enabled=False), apply_recursively=False
-        ).rewrite_module(op)
+        # what the graph said. Each op once, in program order, through the first pattern of
+        # its type that rewrites it: what xDSL's one-pass `PatternRewriteWalker` with a
+        # `GreedyRewritePatternApplier` does (the ops the patterns create match none), without
+        # its worklist and without trying all patterns on every op (a third of the pass on
+        # large graphs). A transpose folded into its matmuls is erased by the last one, after
+        # it was visited.
+        rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
+        for inner in ops:
+            patterns = _patterns_for(type(inner))
+            if not patterns:
+                continue
+            rewriter.has_done_action = False
+            rewriter._current_operation = inner
+            rewriter.insertion_point = InsertPoint.before(inner)
+            rewriter.name_hint = None
+            try:
+                for pattern in patterns:
+                    pattern.match_and_rewrite(inner, rewriter)
+                    if rewriter.has_done_action:
+                        break
+            except Exception as err:  # as the walker reports a failing pattern
+                inner.emit_error(f"Error while applying pattern: {err}", underlying_error=err)
+
+
+def _matched_type(pattern: RewritePattern) -> type[Operation] | tuple[type[Operation], ...]:
+    """The op type(s) an `op_type_rewrite_pattern` matches (from its wrapper's closure)."""
+    fn = type(pattern).match_and_rewrite
+    cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ()), strict=True))
+    expected = cells["expected_type"]
+    return get_args(expected) if get_origin(expected) in (Union, UnionType) else expected
+
+
+_MATCHED = [(_matched_type(p), p) for p in PATTERNS]
+
+
+@functools.cache
+def _patterns_for(cls: type[Operation]) -> tuple[RewritePattern, ...]:
+    """The patterns that match ops of class `cls`, in `PATTERNS` order."""
+    return tuple(p for t, p in _MATCHED if issubclass(cls, t))

@@ -31,6 +31,7 @@ from typing import Literal
 from xdsl.context import Context
 from xdsl.dialects import func, memref, scf, tensor
 from xdsl.dialects.builtin import (
+    UNKNOWN_LOC,
     ArrayAttr,
     DenseArrayBase,
     DictionaryAttr,
@@ -53,7 +54,7 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
@@ -98,13 +99,15 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
 # This pass creates tens of thousands of ops; `Op.create` with their properties as xDSL's
 # builders would set them skips the IRDL builder's argument normalisation, half of the
 # pass's time. The properties are those of `memref.AllocOp((), (), t)`,
-# `memref.GetGlobalOp(name, t)` and `memref.CopyOp(src, dst)`.
+# `memref.GetGlobalOp(name, t)`, `memref.CopyOp(src, dst)` and `memref.GlobalOp.get(...)`;
+# the location is given (xDSL looks its default up by an import per op).
 _NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
 
 
 def _new_alloc(t: Attribute) -> memref.AllocOp:
     assert isinstance(t, MemRefType)
-    return memref.AllocOp.create(result_types=(t,), properties={"operandSegmentSizes": _NO_OPERAND_SEGMENTS})
+    return memref.AllocOp.create(result_types=(t,), properties={"operandSegmentSizes": _NO_OPERAND_SEGMENTS},
+                                 location=UNKNOWN_LOC)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -113,11 +116,26 @@ def _symbol(name: str) -> SymbolRefAttr:
 
 
 def _new_get_global(name: str, t: Attribute) -> memref.GetGlobalOp:
-    return memref.GetGlobalOp.create(result_types=(t,), properties={"name": _symbol(name)})
+    return memref.GetGlobalOp.create(result_types=(t,), properties={"name": _symbol(name)}, location=UNKNOWN_LOC)
 
 
 def _new_copy(source: SSAValue, target: SSAValue) -> memref.CopyOp:
-    return memref.CopyOp.create(operands=(source, target))
+    return memref.CopyOp.create(operands=(source, target), location=UNKNOWN_LOC)
+
+
+def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: str,
+                constant: UnitAttr | None, marker: str) -> memref.GlobalOp:
+    """`memref.GlobalOp.get(name, t, initial_value, visibility, constant)` marked `{marker}`."""
+    properties = {"sym_name": StringAttr(name), "type": t, "initial_value": initial_value,
+                  "sym_visibility": _visibility(visibility)}
+    if constant is not None:
+        properties["constant"] = constant
+    return memref.GlobalOp.create(properties=properties, attributes={marker: UnitAttr()}, location=UNKNOWN_LOC)
+
+
+@functools.cache
+def _visibility(name: str) -> StringAttr:
+    return StringAttr(name)
 
 
 def _alloc(b: PatternRewriter, t: Attribute) -> SSAValue:
@@ -148,11 +166,8 @@ class VariableToGlobal(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ge.VariableOp, rewriter: PatternRewriter) -> None:
         name = op.sym_name.data
-        glob = memref.GlobalOp.get(
-            StringAttr(name), memref_of(op.type, f"ge.variable @{name}"), UnitAttr(), StringAttr("public")
-        )
-        glob.attributes[VARIABLE_ATTR] = UnitAttr()
-        rewriter.replace(op, glob)
+        t = memref_of(op.type, f"ge.variable @{name}")
+        rewriter.replace(op, _new_global(name, t, UnitAttr(), "public", None, VARIABLE_ATTR))
 
 
 def _const_globals(module: ModuleOp, ops: list[Operation]) -> list[memref.GlobalOp]:
@@ -182,12 +197,9 @@ def _const_globals(module: ModuleOp, ops: list[Operation]) -> list[memref.Global
             raise LoweringError(f'ge.const "{name}": defined with two different inline values')
     globals_: list[memref.GlobalOp] = []
     for name, op in consts.items():
-        glob = memref.GlobalOp.get(
-            StringAttr(name), memref_of(op.output.type, f'ge.const "{name}"'),
-            op.value if op.value is not None else UnitAttr(), StringAttr("private"), UnitAttr(),
-        )
-        glob.attributes[CONSTANT_ATTR] = UnitAttr()
-        globals_.append(glob)
+        t = memref_of(op.output.type, f'ge.const "{name}"')
+        value = op.value if op.value is not None else UnitAttr()
+        globals_.append(_new_global(name, t, value, "private", UnitAttr(), CONSTANT_ATTR))
     return globals_
 
 
@@ -289,7 +301,7 @@ def _on_buffers(
     outs = _out_buffers(b, op, state)
     new = type(op).create(
         operands=(*op.inputs, *outs), properties=dict(op.properties), attributes=dict(op.attributes),
-        regions=[b.move_region_contents_to_new_regions(op.regions[0])],
+        regions=[b.move_region_contents_to_new_regions(op.regions[0])], location=UNKNOWN_LOC,
     )
     return new, outs
 
@@ -487,10 +499,15 @@ class GeBufferizePass(ModulePass):
         # Each op once, in program order, so the producers of its operands are rewritten
         # before it: xDSL's greedy worklist driver found nothing more and added ~10 % to the
         # pass on large graphs (an op left unready would be reported by _check_bufferized).
+        rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))  # reset per op, as xDSL's walker does
         for inner in ops:
             pattern = patterns.get(type(inner))
             if pattern is not None:
-                pattern.match_and_rewrite(inner, PatternRewriter(inner))
+                rewriter.has_done_action = False
+                rewriter._current_operation = inner
+                rewriter.insertion_point = InsertPoint.before(inner)
+                rewriter.name_hint = None
+                pattern.match_and_rewrite(inner, rewriter)
         for fn in funcs:
             fn.update_function_type()
         ops = list(op.walk())

@@ -24,7 +24,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.traits import SymbolTable
+from xdsl.traits import SymbolOpInterface
 
 from wrc.abi import variable_name
 from wrc.dialects.ge import ConstOp, ReadVariableOp, VariableOp
@@ -72,6 +72,13 @@ def _plan(module: ModuleOp, names: tuple[str, ...]) -> dict[str, _Weight]:
         if isinstance(op, ConstOp):
             consts.setdefault(op.const_name.data, []).append(op)
 
+    # The module's symbols, as `SymbolTable.lookup_symbol(module, name)` finds them (which
+    # would build a `SymbolRefAttr` per name and scan the module each time).
+    symbols = set()
+    for o in module.ops:
+        trait = o.get_trait(SymbolOpInterface)
+        if trait is not None and (sym := trait.get_sym_attr_name(o)) is not None:
+            symbols.add(sym.data)
     plan: dict[str, _Weight] = {}
     for name in names:
         found = consts.get(name)
@@ -91,7 +98,7 @@ def _plan(module: ModuleOp, names: tuple[str, ...]) -> dict[str, _Weight]:
             if other.value != first.value:
                 raise ConversionError(f'{PASS}: ge.const "{name}" is used with different values')
         var = variable_name(name)
-        if SymbolTable.lookup_symbol(module, var) is not None:
+        if var in symbols:
             raise ConversionError(
                 f'{PASS}: symbol @{var} (the variable for "{name}") already exists'
             )

@@ -186,3 +186,33 @@ builtin.module {{
     monkeypatch.setattr(ir_verify, "_SIGNATURE_ONLY_VERIFIERS", frozenset())
     assert outcome(ir_verify.verify, module) == result
     assert len(calls) == (1 if fails is None else 0)  # without the skip, the seen one ran it
+
+
+TRANSPOSES = """
+builtin.module {{
+  func.func @f() -> (tensor<4x3x2xf32>, tensor<4x3x2xf32>) {{
+    %x = ge.data "x" index 0 : tensor<2x3x4xf32>
+    %a = ge.transpose %x {{perm = array<i64: 2, 1, 0>}} : tensor<2x3x4xf32> -> tensor<4x3x2xf32>
+    %b = ge.transpose %x {{perm = array<i64: {perm}>}} : tensor<2x3x4xf32> -> tensor<4x3x2xf32>
+    func.return %a, %b : tensor<4x3x2xf32>, tensor<4x3x2xf32>
+  }}
+}}"""
+
+
+@pytest.mark.parametrize("perm, fails", [("2, 1, 0", None), ("0, 1, 2", "does not match the inferred shape")])
+def test_a_ge_shape_rule_runs_once_per_signature_of_property_values(perm, fails, monkeypatch):
+    """A ge compute op's shape rule reads only its operand and result types and its properties:
+    it runs once per signature, whose properties are values (a transpose's `perm` is checked
+    by class by IRDL, but the rule reads it), so a second transpose with another perm is
+    checked, with xDSL's message."""
+    from wrc.dialects.ge import ComputeOp, TransposeOp
+
+    module = parse(TRANSPOSES.format(perm=perm))
+    result = both(module)
+    assert result == "ok" if fails is None else fails in result
+    calls = []
+    real = TransposeOp.infer_result
+    monkeypatch.setattr(TransposeOp, "infer_result", lambda op: (calls.append(op), real(op))[1])
+    assert outcome(ir_verify.verify, module) == result
+    assert len(calls) == (1 if fails is None else 2)
+    assert ir_verify._signature_only(TransposeOp, ComputeOp.verify_)

@@ -102,6 +102,16 @@ def memref_spec(t: Attribute) -> Spec | None:
     supported dtype."""
     if not isinstance(t, MemRefType):
         return None
+    try:
+        return _memref_spec(t)
+    except TypeError:  # an unhashable parameter (text IR may hold any attribute)
+        return _memref_spec.__wrapped__(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _memref_spec(t: MemRefType) -> Spec | None:
+    """`memref_spec`, derived once per type (types are values; a bundle's checks ask for each
+    global's several times)."""
     shape, dtype = tuple(t.get_shape()), element_dtype(t.element_type)
     return None if dtype is None or any(d < 0 for d in shape) else (shape, dtype)
 
@@ -183,7 +193,10 @@ def writes_operand(op: Operation, index: int) -> bool:
     if isinstance(op, memref.CopyOp) or op.name == "memref.store":
         return index == 1
     outputs = getattr(op, "outputs", None)
-    return outputs is not None and any(v is op.operands[index] for v in outputs)
+    if outputs is None:
+        return False
+    value = op.operands[index]
+    return any(v is value for v in outputs)
 
 
 def _uses(value: SSAValue, direct: bool = True) -> Iterator[tuple[Operation, int, bool]]:

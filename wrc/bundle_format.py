@@ -99,6 +99,13 @@ def max_tensor_bytes() -> int:
     return int(value) if value.isdigit() else MAX_TENSOR_BYTES
 
 
+@functools.lru_cache(maxsize=64)
+def dtype_name(dtype: np.dtype) -> str:
+    """`dtype.name`, which NumPy derives anew on each read (~10 µs: a bundle's header and checks
+    read it for every weight)."""
+    return dtype.name
+
+
 def _buffer_bytes(t: Attribute) -> int:
     """Bytes of a static shaped type (elements of unknown width count 8 bytes); 0 otherwise."""
     if not isinstance(t, MemRefType | TensorType | VectorType):
@@ -110,38 +117,34 @@ def _buffer_bytes(t: Attribute) -> int:
     return math.prod(shape) * (dtype.itemsize if dtype is not None else 8)
 
 
-def _check_buffer_sizes(module: ModuleOp) -> None:
-    """No global, argument or op result is larger than `max_tensor_bytes()` (nothing is
-    allocated here: types only)."""
-    limit = max_tensor_bytes()
-    for op, kind, t, size in _buffers(module):
-        if size > limit:
-            # (a memref.global has no results, regions or arguments: its one buffer is itself)
-            what = f"global @{op.sym_name.data[:200]}" if isinstance(op, GlobalOp) else f"{kind} of {op.name}"
-            raise _fail(f"{what} is {t} ({size} bytes), more than the "
-                        f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
-
-
 def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]]:
     """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares:
     op results, globals, block arguments, in walk order."""
-    sizes: dict[int, int] = {}  # id(type) -> bytes: a module shares few type objects among many values
+    size = _Sizes()
+    for op in module.walk():
+        yield from _op_buffers(op, size)
 
-    def size(t: Attribute) -> int:
-        known = sizes.get(id(t))
+
+class _Sizes(dict[int, int]):
+    """id(type) -> bytes: a module shares few type objects among many values (each `t` stays
+    alive in the module meanwhile)."""
+
+    def __call__(self, t: Attribute) -> int:
+        known = self.get(id(t))
         if known is None:
-            known = sizes[id(t)] = _buffer_bytes(t)  # `t` stays alive in the module meanwhile
+            known = self[id(t)] = _buffer_bytes(t)
         return known
 
-    for op in module.walk():
-        for r in op.results:
-            yield op, "result", r.type, size(r.type)
-        if isinstance(op, GlobalOp):
-            yield op, "global", op.type, size(op.type)
-        for region in op.regions:
-            for block in region.blocks:
-                for a in block.args:
-                    yield op, "argument", a.type, size(a.type)
+
+def _op_buffers(op: Operation, size: _Sizes) -> Iterator[tuple[Operation, str, Attribute, int]]:
+    for r in op.results:
+        yield op, "result", r.type, size(r.type)
+    if isinstance(op, GlobalOp):
+        yield op, "global", op.type, size(op.type)
+    for region in op.regions:
+        for block in region.blocks:
+            for a in block.args:
+                yield op, "argument", a.type, size(a.type)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -156,7 +159,6 @@ def check_model(model: ModelBuffer) -> None:
     if not isinstance(model.module, ModuleOp):
         raise _fail(f"module must be a ModuleOp, got {type(model.module).__name__}")
     _check_ir(model.module, model.graphs, model.weights)
-    _check_buffer_sizes(model.module)
     expected = stored_weight_names(model.module)
     globals_ = module_globals(model.module)
     for name in expected:
@@ -165,14 +167,16 @@ def check_model(model: ModelBuffer) -> None:
         assert spec is not None  # checked above
         if not isinstance(value, np.ndarray):
             raise _fail(f"weight {name!r} is a {type(value).__name__}, not a numpy array")
-        if value.shape != spec[0] or value.dtype.name != spec[1].name:
+        if value.shape != spec[0] or dtype_name(value.dtype) != dtype_name(spec[1]):
             raise _fail(f"weight {name!r} is {value.dtype.name}{list(value.shape)} but the IR "
                         f"declares {spec[1].name}{list(spec[0])}")
 
 
 def _check_ir(module: ModuleOp, graphs: Sequence[str], weight_names: Iterable[str]) -> None:
-    """Graphs are functions, globals have static shapes and supported dtypes, and
-    `weight_names` are exactly the stored constants."""
+    """Graphs are functions, globals have static shapes and supported dtypes, generic bodies
+    match their operands, `weight_names` are exactly the stored constants, and no buffer is
+    larger than `max_tensor_bytes()`: checked in that order (one walk finds the bodies' and the
+    buffers' faults)."""
     funcs = module_funcs(module)
     if len(set(graphs)) != len(graphs):
         raise _fail(f"graph names are not unique: {list(graphs)}")
@@ -183,19 +187,34 @@ def _check_ir(module: ModuleOp, graphs: Sequence[str], weight_names: Iterable[st
         if global_spec(op) is None:
             raise _fail(f"global {name!r} has type {op.type}: a bundle needs static shapes and one "
                         f"of the dtypes {sorted(DTYPES)}")
-    _check_generic_bodies(module)
+    oversized = _check_ops(module)
     expected, names = stored_weight_names(module), list(weight_names)
-    missing = [n for n in expected if n not in names]
-    extra = [n for n in names if n not in expected]
+    expected_set, names_set = set(expected), set(names)
+    missing = [n for n in expected if n not in names_set]
+    extra = [n for n in names if n not in expected_set]
     if missing or extra:
         raise _fail(f"weights do not match the IR's stored constants (missing: {missing}, "
                     f"not constants of the IR: {extra})")
+    if oversized is not None:
+        raise oversized
 
 
-def _check_generic_bodies(module: ModuleOp) -> None:
-    """Each `linalg.generic`'s body takes and yields the element types of its operands, which
-    xDSL 0.74 does not verify (the fuzzer made one yield a whole buffer, a crash at run time)."""
+def _check_ops(module: ModuleOp) -> BundleFormatError | None:
+    """Raises for the first `linalg.generic` whose body does not take and yield the element
+    types of its operands, which xDSL 0.74 does not verify (the fuzzer made one yield a whole
+    buffer, a crash at run time); returns the error of the first global, argument or op result
+    larger than `max_tensor_bytes()` (nothing is allocated here: types only), or None."""
+    limit, size = max_tensor_bytes(), _Sizes()
+    oversized = None
     for op in module.walk():
+        if oversized is None:
+            for _, kind, t, nbytes in _op_buffers(op, size):
+                if nbytes > limit:
+                    # (a memref.global has no results, regions or arguments: its one buffer is itself)
+                    what = f"global @{op.sym_name.data[:200]}" if isinstance(op, GlobalOp) else f"{kind} of {op.name}"
+                    oversized = _fail(f"{what} is {t} ({nbytes} bytes), more than the "
+                                      f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
+                    break
         if not isinstance(op, GenericOp):
             continue
         elements = [v.type.get_element_type() if isinstance(v.type, ShapedType) else v.type
@@ -210,6 +229,7 @@ def _check_generic_bodies(module: ModuleOp) -> None:
             want = [str(t) for t in elements]
             raise _fail(f"a linalg.generic's body takes {takes} and yields {yields}, but its "
                         f"operands' element types are {want} (the last {len(op.outputs)} yielded)")
+    return oversized
 
 
 def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
@@ -217,7 +237,7 @@ def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:
     for name, op in module_globals(module).items():
         spec = global_spec(op)
         if is_variable(op) and spec is not None:
-            out[name] = {"shape": list(spec[0]), "dtype": spec[1].name}
+            out[name] = {"shape": list(spec[0]), "dtype": dtype_name(spec[1])}
     return out
 
 
@@ -277,7 +297,7 @@ def _plan(model: ModelBuffer, version: int = FORMAT_VERSION, digests: bool = Tru
             "graphs": list(model.graphs),
             "ir": {"offset": offsets[0], "nbytes": len(ir), "sha256": hashes[0]},
             "weights": [
-                {"name": name, "dtype": a.dtype.name, "shape": list(a.shape),
+                {"name": name, "dtype": dtype_name(a.dtype), "shape": list(a.shape),
                  "offset": off, "nbytes": b.nbytes, "sha256": h}
                 for (name, a, b), off, h in zip(blobs, offsets[1:], hashes[1:], strict=True)
             ],
@@ -705,7 +725,7 @@ def ir_facts(module: ModuleOp) -> IRFacts:
     for name in stored_weight_names(module):
         spec = global_spec(globals_[name])
         assert spec is not None  # checked by _check_ir
-        stored[name] = (spec[0], spec[1].name, str(globals_[name].type))
+        stored[name] = (spec[0], dtype_name(spec[1]), str(globals_[name].type))
     largest = max((size for _, _, _, size in _buffers(module)), default=0)
     return IRFacts(stored, _variables(module), largest)
 
@@ -750,14 +770,13 @@ class Container:
             if op is None or w.name not in stored:
                 raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
                             f"of the IR")
-            if spec is None or spec[0] != w.shape or spec[1].name != w.dtype.name:
+            if spec is None or spec[0] != w.shape or dtype_name(spec[1]) != dtype_name(w.dtype):
                 raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
                             f"declares {op.type}")
         if self.variables != _variables(module):
             raise _fail(f"header variables {sorted(self.variables)} do not match the IR's "
                         f"{sorted(_variables(module))}")
         _check_ir(module, self.graphs, [w.name for w in self.weights])
-        _check_buffer_sizes(module)
         return ModelBuffer(module=module, graphs=self.graphs, weights=self.read_weights())
 
     def model_known(self, facts: IRFacts) -> ModelBuffer | None:
@@ -772,7 +791,7 @@ class Container:
             if known is None:
                 raise _fail(f"weight {w.name!r} (offset {w.section.offset}) is not a stored constant "
                             f"of the IR")
-            if known[:2] != (w.shape, w.dtype.name):
+            if known[:2] != (w.shape, dtype_name(w.dtype)):
                 raise _fail(f"weight {w.name!r}: header says {w.dtype.name}{list(w.shape)} but the IR "
                             f"declares {known[2]}")
         if self.variables != facts.variables:

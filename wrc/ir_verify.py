@@ -36,11 +36,23 @@ from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
 from xdsl.traits import IsTerminator, NoTerminator, OpTrait
 from xdsl.utils.exceptions import VerifyException
 
+from wrc.dialects.ge import ComputeOp
+
 _Parts = tuple[OpDef, Callable[[Operation], None] | None]
 
 # (op class, its own verifier) pairs whose verifier reads only what `_signature` holds
 # (audited in xDSL 0.74, which pyproject.toml pins): run once per signature, like `OpDef.verify`.
 _SIGNATURE_ONLY_VERIFIERS = frozenset({(GenericOp, LinalgStructuredOperation.verify_)})
+
+
+def _signature_only(cls: type[Operation], custom_verify: Callable[[Operation], None] | None) -> bool:
+    """Whether `custom_verify`, the own verifier of `cls`, reads only what `_signature` holds:
+    those of `_SIGNATURE_ONLY_VERIFIERS`, and a ge compute op's shape rule (`ComputeOp.verify_`
+    infers the result type from the operand types and the properties, and compares it with the
+    result type; its signature holds the properties' values, see `_class_only`)."""
+    if (cls, custom_verify) in _SIGNATURE_ONLY_VERIFIERS:
+        return True
+    return custom_verify is ComputeOp.verify_ and issubclass(cls, ComputeOp)
 
 
 @functools.cache
@@ -76,6 +88,8 @@ def _class_only(cls: type[Operation]) -> tuple[frozenset[str], frozenset[str]]:
     parts = _irdl_parts(cls)
     assert parts is not None
     op_def = parts[0]
+    if _signature_only(cls, parts[1]) and issubclass(cls, ComputeOp):
+        return frozenset(), frozenset()  # a shape rule reads property values (a transpose's perm)
     return (frozenset(n for n, d in op_def.properties.items() if _checks_class_only(d.constr)),
             frozenset(n for n, d in op_def.attributes.items() if _checks_class_only(d.constr)))
 
@@ -154,7 +168,7 @@ class _Verifier:
             return
         for trait in op_def.traits:
             trait.verify(op)
-        if custom_verify is not None and (type(op), custom_verify) not in _SIGNATURE_ONLY_VERIFIERS:
+        if custom_verify is not None and not _signature_only(type(op), custom_verify):
             custom_verify(op)
 
     @staticmethod
