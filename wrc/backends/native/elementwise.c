@@ -2,9 +2,9 @@
  *
  * run(program, *arrays): `program` is a read-only int64 array the JIT builds once, when it
  * generates code (layout below); `arrays` are the operands, C-contiguous float32 (or
- * float64) buffers. The loop space is walked in blocks of up to BLOCK elements of its
- * innermost dim; per block, the instructions run in order over registers of BLOCK values,
- * so the chain's intermediates never reach memory and NumPy's per-call cost (iterator
+ * float64) buffers. The loop space is walked in blocks of up to BLOCK elements (of a row,
+ * or of several short rows: elementwise_run.h); per block, the instructions run in order
+ * over registers of a block's values, so the chain's intermediates never reach memory and NumPy's per-call cost (iterator
  * setup, broadcasting) is paid once. A register loaded from a contiguous operand points
  * into it (no copy); stores come last in the program, so a store never changes a register
  * an instruction reads afterwards.
@@ -13,8 +13,9 @@
  *   dtype (0: float32, 1: float64), ndim n, extents[n],
  *   operands m, per operand: written (0/1), offset, strides[n] (elements),
  *   registers r, instructions k, per instruction: opcode, d, a, b, c.
- * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass (below);
- * an opcode | ROW_INVARIANT is computed on one element and copied along the block.
+ * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass: a row's
+ * sums and maxima (OP_SUM, OP_MAX_OF) accumulate over the whole row in their pass and are
+ * registers holding that value in the passes after it.
  * Registers < r, operands < m, and every operand's reach within its buffer are checked on
  * each call. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -41,7 +42,6 @@ enum {
   OP_SUM, OP_MAX_OF, OP_PASS,
   N_OPCODES
 };
-#define ROW_INVARIANT 256 /* opcode flag: the same value along the innermost dim (computed once) */
 
 typedef struct {
   int64_t op, d, a, b, c;
@@ -134,137 +134,42 @@ static int cmp(double a, double b, int pred) {
   }
 }
 
-/* One function per element type: the same body over T (math functions by suffix F).
- * Per row (an index of every dim but the innermost), each pass runs its instructions over
- * the row's blocks; a sum or maximum (OP_SUM, OP_MAX_OF) accumulates over the whole row in
- * its pass and is, in the passes after it, a register holding that value in every element. */
-#define DEFINE_RUN(T, F, EXP, TANH, ERF)                                                      \
-  static void run_##T(const prog_t *p) {                                                      \
-    T scratch[MAX_REGS][BLOCK];                                                               \
-    T acc[MAX_REGS];                                                                          \
-    T *reg[MAX_REGS];                                                                         \
-    int n = p->ndim;                                                                          \
-    Py_ssize_t inner = p->ext[n - 1], idx[MAX_DIMS] = {0}, outer = 1;                         \
-    for (int k = 0; k < n - 1; k++) outer *= p->ext[k];                                       \
-    for (int i = 0; i < p->ninstrs; i++) /* constants once */                                 \
-      if (p->code[i].op == OP_CONST) {                                                        \
-        double v;                                                                             \
-        memcpy(&v, &p->code[i].a, sizeof v);                                                  \
-        for (int j = 0; j < BLOCK; j++) scratch[p->code[i].d][j] = (T)v;                      \
-        reg[p->code[i].d] = scratch[p->code[i].d];                                            \
-      }                                                                                       \
-    for (Py_ssize_t o = 0; o < outer; o++) {                                                  \
-      T *at[MAX_OPERANDS];                                                                    \
-      for (int q = 0; q < p->nops; q++) {                                                     \
-        Py_ssize_t off = p->offset[q];                                                        \
-        for (int k = 0; k < n - 1; k++) off += idx[k] * p->stride[q][k];                      \
-        at[q] = (T *)p->base[q] + off;                                                        \
-      }                                                                                       \
-      for (int s0 = 0; s0 < p->ninstrs;) {                                                    \
-        int s1 = s0;                                                                          \
-        while (s1 < p->ninstrs && p->code[s1].op != OP_PASS) s1++;                            \
-        for (int i = s0; i < s1; i++) {                                                       \
-          if (p->code[i].op == OP_SUM) acc[p->code[i].d] = 0;                                 \
-          if (p->code[i].op == OP_MAX_OF) acc[p->code[i].d] = -INFINITY;                      \
-        }                                                                                     \
-        for (Py_ssize_t j0 = 0; j0 < inner; j0 += BLOCK) {                                    \
-          int len = (int)(inner - j0 < BLOCK ? inner - j0 : BLOCK);                           \
-          for (int i = s0; i < s1; i++) {                                                     \
-            const instr_t *in = &p->code[i];                                                  \
-            int op = (int)(in->op & (ROW_INVARIANT - 1)), d = (int)in->d;                     \
-            int m = in->op & ROW_INVARIANT ? 1 : len;                                         \
-            T *r = scratch[d];                                                                \
-            const T *x = op >= OP_NEG ? reg[in->a] : NULL;                                    \
-            const T *y = op >= OP_ADD && op <= OP_SELECT ? reg[in->b] : NULL;                 \
-            switch (op) {                                                                     \
-              case OP_LOAD: {                                                                 \
-                Py_ssize_t s = p->stride[in->a][n - 1];                                       \
-                T *src = at[in->a] + j0 * s;                                                  \
-                if (s == 1) { reg[d] = src; continue; }                                       \
-                for (int j = 0; j < len; j++) r[j] = src[j * s];                              \
-                break;                                                                        \
-              }                                                                               \
-              case OP_STORE: {                                                                \
-                Py_ssize_t s = p->stride[d][n - 1];                                           \
-                T *dst = at[d] + j0 * s;                                                      \
-                const T *v = reg[in->a];                                                      \
-                if (s == 1) {                                                                 \
-                  if (dst != v) memmove(dst, v, (size_t)len * sizeof(T));                     \
-                } else {                                                                      \
-                  for (int j = 0; j < len; j++) dst[j * s] = v[j];                            \
-                }                                                                             \
-                continue;                                                                     \
-              }                                                                               \
-              case OP_CONST: continue;                                                        \
-              case OP_SUM: { /* eight partial sums: the loop vectorizes */                    \
-                T part[8] = {0}, t = 0;                                                       \
-                int j = 0;                                                                    \
-                for (; j + 8 <= len; j += 8)                                                  \
-                  for (int l = 0; l < 8; l++) part[l] += x[j + l];                            \
-                for (; j < len; j++) t += x[j];                                               \
-                for (int l = 0; l < 8; l++) t += part[l];                                     \
-                acc[d] += t;                                                                  \
-                continue;                                                                     \
-              }                                                                               \
-              case OP_MAX_OF: { /* NaN-propagating, as np.maximum.reduce */                   \
-                T t = acc[d];                                                                 \
-                for (int j = 0; j < len; j++) t = (x[j] > t || x[j] != x[j]) ? x[j] : t;      \
-                acc[d] = t != t ? t : (acc[d] != acc[d] ? acc[d] : t);                        \
-                continue;                                                                     \
-              }                                                                               \
-              case OP_NEG: for (int j = 0; j < m; j++) r[j] = -x[j]; break;                   \
-              case OP_EXP: for (int j = 0; j < m; j++) r[j] = EXP(x[j]); break;               \
-              case OP_LOG: for (int j = 0; j < m; j++) r[j] = log##F(x[j]); break;            \
-              case OP_SQRT: for (int j = 0; j < m; j++) r[j] = sqrt##F(x[j]); break;          \
-              case OP_TANH: for (int j = 0; j < m; j++) r[j] = TANH(x[j]); break;             \
-              case OP_ERF: for (int j = 0; j < m; j++) r[j] = ERF(x[j]); break;               \
-              case OP_ABS: for (int j = 0; j < m; j++) r[j] = fabs##F(x[j]); break;           \
-              case OP_ADD: for (int j = 0; j < m; j++) r[j] = x[j] + y[j]; break;             \
-              case OP_SUB: for (int j = 0; j < m; j++) r[j] = x[j] - y[j]; break;             \
-              case OP_MUL: for (int j = 0; j < m; j++) r[j] = x[j] * y[j]; break;             \
-              case OP_DIV: for (int j = 0; j < m; j++) r[j] = x[j] / y[j]; break;             \
-              case OP_MAX: /* NaN-propagating, as np.maximum */                               \
-                for (int j = 0; j < m; j++)                                                   \
-                  r[j] = (x[j] > y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
-                break;                                                                        \
-              case OP_MIN:                                                                    \
-                for (int j = 0; j < m; j++)                                                   \
-                  r[j] = (x[j] < y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
-                break;                                                                        \
-              case OP_FMAX: for (int j = 0; j < m; j++) r[j] = fmax##F(x[j], y[j]); break;    \
-              case OP_FMIN: for (int j = 0; j < m; j++) r[j] = fmin##F(x[j], y[j]); break;    \
-              case OP_POW: for (int j = 0; j < m; j++) r[j] = pow##F(x[j], y[j]); break;      \
-              case OP_CMP:                                                                    \
-                for (int j = 0; j < m; j++) r[j] = (T)cmp(x[j], y[j], (int)in->c);            \
-                break;                                                                        \
-              case OP_SELECT: {                                                               \
-                const T *z = reg[in->c];                                                      \
-                for (int j = 0; j < m; j++) r[j] = x[j] != 0 ? y[j] : z[j];                   \
-                break;                                                                        \
-              }                                                                               \
-            }                                                                                 \
-            if (m < len) /* a row-invariant value: computed once, in every element */         \
-              for (int j = 1; j < len; j++) r[j] = r[0];                                      \
-            reg[d] = r;                                                                       \
-          }                                                                                   \
-        }                                                                                     \
-        for (int i = s0; i < s1; i++) /* the row's sums and maxima, in every element */      \
-          if (p->code[i].op == OP_SUM || p->code[i].op == OP_MAX_OF) {                        \
-            int d = (int)p->code[i].d;                                                        \
-            for (int j = 0; j < BLOCK; j++) scratch[d][j] = acc[d];                           \
-            reg[d] = scratch[d];                                                              \
-          }                                                                                   \
-        s0 = s1 + 1;                                                                          \
-      }                                                                                       \
-      for (int k = n - 2; k >= 0; k--) { /* the next outer index */                           \
-        if (++idx[k] < p->ext[k]) break;                                                      \
-        idx[k] = 0;                                                                           \
-      }                                                                                       \
-    }                                                                                         \
-  }
-
-DEFINE_RUN(float, f, exp32, tanh32, erf32)
-DEFINE_RUN(double, , exp, tanh, erf)
+/* One function per element type: elementwise_run.h over T with its math functions. */
+#define T float
+#define RUN run_float
+#define EXP exp32
+#define TANH tanh32
+#define ERF erf32
+#define LOG logf
+#define SQRT sqrtf
+#define ABS fabsf
+#define FMAX fmaxf
+#define FMIN fminf
+#define POW powf
+#include "elementwise_run.h"
+#undef T
+#undef RUN
+#undef EXP
+#undef TANH
+#undef ERF
+#undef LOG
+#undef SQRT
+#undef ABS
+#undef FMAX
+#undef FMIN
+#undef POW
+#define T double
+#define RUN run_double
+#define EXP exp
+#define TANH tanh
+#define ERF erf
+#define LOG log
+#define SQRT sqrt
+#define ABS fabs
+#define FMAX fmax
+#define FMIN fmin
+#define POW pow
+#include "elementwise_run.h"
 
 /* Reads and checks the program's layout (not the arrays). */
 static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
@@ -285,8 +190,8 @@ static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
   p->code = (const instr_t *)(w + i);
   for (int k = 0; k < p->ninstrs; k++) {
     const instr_t *in = &p->code[k];
-    int64_t nr = p->nregs, op = in->op & ~(int64_t)ROW_INVARIANT;
-    if (op < 0 || op >= N_OPCODES || (op != in->op && (op < OP_NEG || op > OP_SELECT))) goto bad;
+    int64_t nr = p->nregs, op = in->op;
+    if (op < 0 || op >= N_OPCODES) goto bad;
     if (op == OP_PASS) continue;
     if (op == OP_STORE) {
       if (in->d < 0 || in->d >= p->nops || !p->written[in->d] || in->a < 0 || in->a >= nr) goto bad;

@@ -54,7 +54,7 @@ OPCODES: dict[str, int] = {
 """Body ops the machine runs, by opcode (the `enum` of elementwise.c)."""
 REDUCTIONS = {"add": 21, "maximum": 22}
 """Combiners of the row reductions the machine runs (a whole row into one value)."""
-PASS, ROW_INVARIANT = 23, 256
+PASS = 23
 SOURCES = {LOAD: 0, STORE: 1, CONST: 0, **{c: 1 for c in range(3, 10)}, **{c: 2 for c in range(10, 20)},
            20: 3, 21: 1, 22: 1}
 """Registers each opcode reads (from field `a` on; a store's is `a`)."""
@@ -313,7 +313,7 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     if not targets and live is not None:
         return None  # nothing read after it
     extents, strides = _coalesce(space, [s for _, _, s in layout], keep_inner=any(g.kind == "reduce" for g in gs))
-    code = _passes(code, targets, {o: s[-1] == 0 for o, s in enumerate(strides)})
+    code = _passes(code, targets)
     # Constants and reductions are set before a pass and read in each of its blocks: their
     # registers are theirs throughout.
     regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
@@ -333,16 +333,14 @@ def _bits(x: float) -> int:
 
 
 def _sources(ins: list[int]) -> list[int]:
-    op = ins[0] & (ROW_INVARIANT - 1)
-    return [] if op == PASS else ins[2:2 + SOURCES[op]]
+    return [] if ins[0] == PASS else ins[2:2 + SOURCES[ins[0]]]
 
 
-def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: Mapping[int, bool]
-            ) -> list[list[int]]:
+def _passes(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
     """The instructions in passes over a row: a reduction's pass computes what it reads
     (the values of earlier passes' reductions are registers by then), the last pass what
-    is stored, stores last. Passes end with PASS. An instruction whose every source is the
-    same along the innermost dim (a row's value) is flagged ROW_INVARIANT."""
+    is stored, stores last. Passes end with PASS. (A value the same along a block, as a
+    row's, is computed once a block: the machine tracks that itself, elementwise_run.h.)"""
     by_reg = {ins[1]: ins for ins in code}
     order = {ins[1]: i for i, ins in enumerate(code)}
     level: dict[int, int] = {}  # reduction register → its pass
@@ -351,7 +349,6 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
             level[ins[1]] = 1 + max((level[r] for r in _reductions_under(ins, by_reg, level)), default=-1)
     passes = [[ins for ins in code if level.get(ins[1]) == k] for k in range(1 + max(level.values(), default=-1))]
     out: list[list[int]] = []
-    invariant: dict[int, bool] = {r: True for r in level}
     for targets in [*passes, stores]:
         need: set[int] = set()
         stack = [s for t in targets for s in _sources(t)]
@@ -362,15 +359,6 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
             need.add(r)
             stack.extend(_sources(by_reg[r]))
         body = [list(by_reg[r]) for r in sorted(need, key=order.__getitem__)]
-        for ins in body:
-            if ins[0] == CONST:
-                invariant[ins[1]] = True
-            elif ins[0] == LOAD:
-                invariant[ins[1]] = invariant_operand[ins[2]]
-            else:
-                invariant[ins[1]] = all(invariant[s] for s in _sources(ins))
-                if invariant[ins[1]]:
-                    ins[0] |= ROW_INVARIANT
         out += body + [list(t) for t in targets] + [[PASS, 0, 0, 0, 0]]
     return out[:-1]
 
@@ -403,7 +391,7 @@ def _allocate(code: list[list[int]], pinned: set[int]) -> int | None:
     free: list[int] = []
     used = 0
     for i, ins in enumerate(code):
-        op = ins[0] & (ROW_INVARIANT - 1)
+        op = ins[0]
         if op == PASS:
             continue
         srcs = _sources(ins)
