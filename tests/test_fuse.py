@@ -369,3 +369,19 @@ def test_cnn_tail_is_one_call(plane: tuple[int, int]) -> None:
     hs64 = h64 * np.clip(h64 + 3, 0, 6) / 6
     check(g, [x, r], [hs64 / (1 + np.exp(-gate.astype(np.float64))) + r], tol=1e-5)
     assert groups(g)
+
+
+@needs_native
+def test_one_op_with_a_broadcast_operand_is_a_call_of_the_machine() -> None:
+    # a lone per-channel bias add (a projection convolution's) runs on the machine; a lone
+    # add of two whole arrays stays NumPy's
+    x = RNG.standard_normal((1, 5, 3, 4)).astype(np.float32)
+    b = RNG.standard_normal((1, 5, 1, 1)).astype(np.float32)
+    g = Graph("bias")
+    g.output(g.add(g.data("x", x.shape), g.const("b", b)))
+    check(g, [x], [x.astype(np.float64) + b])
+    [group] = groups(g)
+    assert len(group.members) == 1
+    g2 = Graph("plain")
+    g2.output(g2.add(g2.data("x", x.shape), g2.data("y", x.shape)))
+    assert groups(g2) == []

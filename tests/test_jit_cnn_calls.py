@@ -57,10 +57,12 @@ def test_pointwise_convolution_reads_and_writes_reshaped_buffers(dtype: type) ->
     assert gemm.cost == 0
 
 
-def test_transposed_matrix_operand_is_a_reshape_and_transpose() -> None:
+@pytest.mark.parametrize("n", [6, 8])
+def test_transposed_matrix_operand_is_a_reshape_and_transpose(n: int) -> None:
     # x @ w.T with w a [N, K] weight: its [K, N] view is the weight reshaped, transposed
+    # (a square one too, whose transposed shape is its own)
     x = RNG.standard_normal((3, 8)).astype(np.float32)
-    w = RNG.standard_normal((6, 8)).astype(np.float32)
+    w = RNG.standard_normal((n, 8)).astype(np.float32)
     g = Graph("xt")
     g.output(g.matmul(g.data("x", x.shape), g.transpose(g.const("w", w), (1, 0))))
     src = check(g, [x], x.astype(np.float64) @ w.T.astype(np.float64), 1e-5)

@@ -20,7 +20,7 @@
  * each call. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* sqrt as one instruction, and conditional selects without branches: the loops vectorize */
-#pragma GCC optimize("no-math-errno", "no-trapping-math")
+#pragma GCC optimize("no-math-errno", "no-trapping-math", "fp-contract=fast")
 #endif
 #include "native.h"
 

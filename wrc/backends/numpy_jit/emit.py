@@ -262,8 +262,8 @@ class FuncEmitter:
             return self.reshape(buf, shape, ind)
         flat = self.flat_view(acc, shape, strides)
         if flat is not None:  # the whole buffer in another shape, or such a matrix transposed
-            view = self.reshape(buf, flat, ind)
-            return view if flat == shape else self.transposed(view, ind)
+            view = self.reshape(buf, flat[0], ind)
+            return self.transposed(view, ind) if flat[1] else view
         box = self.box(acc, shape, strides)
         v = self.src.var()
         if box is not None:  # a slice of the buffer: cheaper to make than a strided view
@@ -275,10 +275,12 @@ class FuncEmitter:
         return v
 
     @staticmethod
-    def flat_view(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...] | None:
-        """The shape to reshape the whole buffer to for this view: the view's own when it
-        walks the buffer C-contiguously (a 1x1 convolution's image as a [C, H*W] matrix),
-        its two dims swapped when it is such a matrix transposed; else None. (A reshape,
+    def flat_view(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]
+                  ) -> tuple[tuple[int, ...], bool] | None:
+        """(the shape to reshape the whole buffer to, whether to transpose it then) for this
+        view: the view's own shape when it walks the buffer C-contiguously (a 1x1
+        convolution's image as a [C, H*W] matrix), its two dims swapped and transposed when
+        it is such a matrix transposed; else None. (A reshape,
         and a transpose, cost ~0.2 µs and are made once per function at the top level; a
         strided view ~1 µs, every time.)"""
         assert acc.shape is not None
@@ -289,9 +291,9 @@ class FuncEmitter:
             return all(s == c for d, s, c in zip(sh, st, c_strides(sh), strict=True) if d != 1)
 
         if contiguous(shape, strides):
-            return shape
+            return shape, False
         if len(shape) == 2 and contiguous(shape[::-1], strides[::-1]):
-            return shape[::-1]
+            return shape[::-1], True
         return None
 
     def transposed(self, array: str, ind: int) -> str:

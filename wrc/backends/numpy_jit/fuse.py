@@ -97,8 +97,11 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
                     break
             else:
                 end, fused = 1, None
-            # One generic whose body is one op stays a NumPy call (as cheap as the machine's).
-            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1):
+            # One generic whose body is one op stays a NumPy call (as cheap as the machine's),
+            # unless an operand broadcasts (a per-channel bias or gate: NumPy's broadcasting
+            # costs ~1 µs more a call than the machine's uniform registers).
+            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1
+                                      or _broadcasts(analyses[run[0][1]])):
                 groups.append(fused)
             del run[:end]
 
@@ -117,6 +120,12 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
             run.append(last)
     close()
     return groups
+
+
+def _broadcasts(g: Generic) -> bool:
+    """Some input of `g` is an array read at a stride of 0 along a dim of extent > 1."""
+    return any(a.shape is not None and any(e > 1 and a.strides[k] == 0 for k, e in enumerate(g.extents))
+               for a in g.accesses[:g.n_in])
 
 
 def _space(g: Generic) -> tuple[int, ...]:
