@@ -305,3 +305,83 @@ def test_without_native_nothing_is_grouped(monkeypatch) -> None:
     assert groups(g) == []
     x = RNG.standard_normal((3, 4)).astype(np.float32)
     np.testing.assert_allclose(run(g, [x])[0], np.exp((x + x) * x), rtol=1e-6)
+
+
+def _program(ext: tuple[int, ...], operands: list[tuple[int, tuple[int, ...]]], regs: int,
+             code: list[tuple[int, ...]]) -> np.ndarray:
+    """elementwise.c's program: float32 over `ext`, operands as (written, strides)."""
+    words = [0, len(ext), *ext, len(operands)]
+    for written, strides in operands:
+        words += [written, 0, *strides]
+    words += [regs, len(code)]
+    for ins in code:
+        words += [*ins, *[0] * (5 - len(ins))]
+    return fuse_mod.program_array(tuple(words))
+
+
+@needs_native
+@pytest.mark.parametrize("width", [1, 3, 16, 128, 129, 300])
+@pytest.mark.parametrize("channels", [1, 5, 40])
+def test_machine_uniform_operands_and_row_blocks(channels: int, width: int) -> None:
+    # A per-channel value (stride 0 along the row), a scalar (stride 0 everywhere) and a
+    # transposed operand, over [2, C, W]: rows of up to 128 run several to a block (the
+    # per-channel value then differs along the block), longer ones block by block (then it
+    # is uniform, as the scalar is). Each op with a uniform operand on either side, both
+    # sides, a select mixing them, and a uniform value stored.
+    x = RNG.standard_normal((2, channels, width)).astype(np.float32)
+    b = RNG.standard_normal(channels).astype(np.float32)
+    s = np.array(1.5, np.float32)
+    t = RNG.standard_normal((2, width, channels)).astype(np.float32)
+    c, w = channels, width
+    prog = _program((2, c, w), [(0, (c * w, w, 1)), (0, (0, 1, 0)), (0, (0, 0, 0)), (0, (c * w, 1, c)),
+                                (1, (c * w, w, 1)), (1, (c * w, w, 1))], 10, [
+        (0, 0, 0), (0, 1, 1), (0, 2, 2), (0, 3, 3),  # x, b, s, t
+        (10, 4, 1, 0),  # b + x
+        (12, 5, 4, 2),  # (b + x) * s
+        (12, 6, 1, 2),  # b * s
+        (11, 7, 5, 3),  # - t
+        (19, 8, 0, 1, 2),  # x > b
+        (20, 9, 8, 7, 6),  # where(x > b, (b + x) * s - t, b * s)
+        (1, 4, 9), (1, 5, 6)])
+    out, out2 = np.empty_like(x), np.empty_like(x)
+    MODULE.run(prog, x, b, s, t, out, out2)
+    x64, b64, t64 = x.astype(np.float64), b.astype(np.float64)[:, None], t.astype(np.float64).transpose(0, 2, 1)
+    np.testing.assert_allclose(out, np.where(x64 > b64, (b64 + x64) * 1.5 - t64, b64 * 1.5), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(out2, np.broadcast_to(b[:, None] * s, x.shape))
+
+
+@needs_native
+@pytest.mark.parametrize("plane", [(1, 1), (2, 2), (4, 4), (7, 7), (16, 16)])
+def test_cnn_tail_is_one_call(plane: tuple[int, int]) -> None:
+    # a convolution's tail over NCHW planes from 1x1 to 16x16: per-channel bias and scale
+    # (BatchNorm folded), HardSwish, then a squeeze-excite gate (a per-channel sigmoid)
+    # and a residual add; the bias and gate broadcast over each plane (stride 0 along rows)
+    c = 6
+    x = RNG.standard_normal((1, c, *plane)).astype(np.float32) * 3
+    r = RNG.standard_normal((1, c, *plane)).astype(np.float32)
+    bias, scale, gate = (RNG.standard_normal((c, 1, 1)).astype(np.float32) for _ in range(3))
+    g = Graph("tail")
+    h = g.mul(g.add(g.data("x", x.shape), g.const("bias", bias)), g.const("scale", scale))
+    three, zero, six = (g.const(n, np.float32(v)) for n, v in (("three", 3), ("zero", 0), ("six", 6)))
+    hs = g.div(g.mul(h, g.minimum(g.maximum(g.add(h, three), zero), six)), six)
+    g.output(g.add(g.mul(hs, g.sigmoid(g.const("gate", gate))), g.data("r", r.shape)))
+    h64 = (x.astype(np.float64) + bias) * scale
+    hs64 = h64 * np.clip(h64 + 3, 0, 6) / 6
+    check(g, [x, r], [hs64 / (1 + np.exp(-gate.astype(np.float64))) + r], tol=1e-5)
+    assert groups(g)
+
+
+@needs_native
+def test_one_op_with_a_broadcast_operand_is_a_call_of_the_machine() -> None:
+    # a lone per-channel bias add (a projection convolution's) runs on the machine; a lone
+    # add of two whole arrays stays NumPy's
+    x = RNG.standard_normal((1, 5, 3, 4)).astype(np.float32)
+    b = RNG.standard_normal((1, 5, 1, 1)).astype(np.float32)
+    g = Graph("bias")
+    g.output(g.add(g.data("x", x.shape), g.const("b", b)))
+    check(g, [x], [x.astype(np.float64) + b])
+    [group] = groups(g)
+    assert len(group.members) == 1
+    g2 = Graph("plain")
+    g2.output(g2.add(g2.data("x", x.shape), g2.data("y", x.shape)))
+    assert groups(g2) == []

@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
 // RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{forward-copies=false}' | filecheck %s --check-prefix=OFF
 
 // Attention's head transposes (numpy_jit/forward.py): a transposing copy that only GEMMs
@@ -6,7 +6,8 @@
 // strided views (q as [heads, seq, dh], k as [heads, dh, seq] of the same [seq, heads*dh]
 // arrays), a multiply (sdpa's scale) reads its view and writes the transposed product. The
 // sum's array stays alive until the GEMM has read it. A transpose that is returned stays a
-// copy.
+// copy. (NumPy forms: with native kernels the scale, a broadcast operand, is a call of the
+// elementwise machine reading the same strides: tests/test_fuse.py.)
 
 builtin.module {
   func.func @heads() -> tensor<2x4x4xf32> {

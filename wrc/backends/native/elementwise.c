@@ -2,9 +2,9 @@
  *
  * run(program, *arrays): `program` is a read-only int64 array the JIT builds once, when it
  * generates code (layout below); `arrays` are the operands, C-contiguous float32 (or
- * float64) buffers. The loop space is walked in blocks of up to BLOCK elements of its
- * innermost dim; per block, the instructions run in order over registers of BLOCK values,
- * so the chain's intermediates never reach memory and NumPy's per-call cost (iterator
+ * float64) buffers. The loop space is walked in blocks of up to BLOCK elements (of a row,
+ * or of several short rows: elementwise_run.h); per block, the instructions run in order
+ * over registers of a block's values, so the chain's intermediates never reach memory and NumPy's per-call cost (iterator
  * setup, broadcasting) is paid once. A register loaded from a contiguous operand points
  * into it (no copy); stores come last in the program, so a store never changes a register
  * an instruction reads afterwards.
@@ -13,13 +13,14 @@
  *   dtype (0: float32, 1: float64), ndim n, extents[n],
  *   operands m, per operand: written (0/1), offset, strides[n] (elements),
  *   registers r, instructions k, per instruction: opcode, d, a, b, c.
- * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass (below);
- * an opcode | ROW_INVARIANT is computed on one element and copied along the block.
+ * A constant's value is the bit pattern of a double in `a`. OP_PASS ends a pass: a row's
+ * sums and maxima (OP_SUM, OP_MAX_OF) accumulate over the whole row in their pass and are
+ * registers holding that value in the passes after it.
  * Registers < r, operands < m, and every operand's reach within its buffer are checked on
  * each call. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* sqrt as one instruction, and conditional selects without branches: the loops vectorize */
-#pragma GCC optimize("no-math-errno", "no-trapping-math")
+#pragma GCC optimize("no-math-errno", "no-trapping-math", "fp-contract=fast")
 #endif
 #include "native.h"
 
@@ -41,7 +42,6 @@ enum {
   OP_SUM, OP_MAX_OF, OP_PASS,
   N_OPCODES
 };
-#define ROW_INVARIANT 256 /* opcode flag: the same value along the innermost dim (computed once) */
 
 typedef struct {
   int64_t op, d, a, b, c;
@@ -134,190 +134,42 @@ static int cmp(double a, double b, int pred) {
   }
 }
 
-/* One function per element type: the same body over T (math functions by suffix F).
- * Per row (an index of every dim but the innermost), each pass runs its instructions over
- * the row's blocks; a sum or maximum (OP_SUM, OP_MAX_OF) accumulates over the whole row in
- * its pass and is, in the passes after it, a register holding that value in every element.
- * Rows of at most BLOCK / 2 elements run `nr` at a time (as many as fill a block, within
- * one index of the next-to-innermost dim): a register then holds nr rows one after the
- * other, a reduction each row's value along its row, and a row-invariant op runs on the nr
- * rows' first elements (the transformers' rows of 16-64 elements: the instructions are
- * dispatched once per block instead of once per row). */
-/* A row's sum in eight partial sums (the loop vectorizes), its NaN-propagating maximum
- * (as np.maximum.reduce) from `from`, and the first elements of nr rows side by side. */
-#define DEFINE_ROW_REDUCTIONS(T)                                                              \
-  static inline T sum_##T(const T *x, int len) {                                              \
-    T part[8] = {0}, t = 0;                                                                   \
-    int j = 0;                                                                                \
-    for (; j + 8 <= len; j += 8)                                                              \
-      for (int l = 0; l < 8; l++) part[l] += x[j + l];                                        \
-    for (; j < len; j++) t += x[j];                                                           \
-    for (int l = 0; l < 8; l++) t += part[l];                                                 \
-    return t;                                                                                 \
-  }                                                                                           \
-  static inline T max_of_##T(const T *x, int len, T from) {                                   \
-    T t = from;                                                                               \
-    for (int j = 0; j < len; j++) t = (x[j] > t || x[j] != x[j]) ? x[j] : t;                  \
-    return t != t ? t : (from != from ? from : t);                                            \
-  }                                                                                           \
-  static inline const T *first_##T(T *to, const T *x, int nr, int len) {                      \
-    for (int k = 0; k < nr; k++) to[k] = x[k * len];                                          \
-    return to;                                                                                \
-  }
-DEFINE_ROW_REDUCTIONS(float)
-DEFINE_ROW_REDUCTIONS(double)
-
-#define DEFINE_RUN(T, F, EXP, TANH, ERF)                                                      \
-  static void run_##T(const prog_t *p) {                                                      \
-    T scratch[MAX_REGS][BLOCK];                                                               \
-    T acc[MAX_REGS];                                                                          \
-    T *reg[MAX_REGS];                                                                         \
-    int n = p->ndim;                                                                          \
-    Py_ssize_t inner = p->ext[n - 1], idx[MAX_DIMS] = {0}, outer = 1;                         \
-    for (int k = 0; k < n - 1; k++) outer *= p->ext[k];                                       \
-    Py_ssize_t fit = n > 1 && inner > 0 && inner <= BLOCK / 2 ? BLOCK / inner : 1;            \
-    T cx[BLOCK], cy[BLOCK], cz[BLOCK]; /* a row-invariant op's sources, one per row */        \
-    for (int i = 0; i < p->ninstrs; i++) /* constants once */                                 \
-      if (p->code[i].op == OP_CONST) {                                                        \
-        double v;                                                                             \
-        memcpy(&v, &p->code[i].a, sizeof v);                                                  \
-        for (int j = 0; j < BLOCK; j++) scratch[p->code[i].d][j] = (T)v;                      \
-        reg[p->code[i].d] = scratch[p->code[i].d];                                            \
-      }                                                                                       \
-    for (Py_ssize_t o = 0, nr = 1; o < outer; o += nr) {                                      \
-      T *at[MAX_OPERANDS];                                                                    \
-      nr = fit > 1 && p->ext[n - 2] - idx[n - 2] < fit ? p->ext[n - 2] - idx[n - 2] : fit;    \
-      for (int q = 0; q < p->nops; q++) {                                                     \
-        Py_ssize_t off = p->offset[q];                                                        \
-        for (int k = 0; k < n - 1; k++) off += idx[k] * p->stride[q][k];                      \
-        at[q] = (T *)p->base[q] + off;                                                        \
-      }                                                                                       \
-      for (int s0 = 0; s0 < p->ninstrs;) {                                                    \
-        int s1 = s0;                                                                          \
-        while (s1 < p->ninstrs && p->code[s1].op != OP_PASS) s1++;                            \
-        for (int i = s0; i < s1; i++) {                                                       \
-          if (p->code[i].op == OP_SUM) acc[p->code[i].d] = 0;                                 \
-          if (p->code[i].op == OP_MAX_OF) acc[p->code[i].d] = -INFINITY;                      \
-        }                                                                                     \
-        for (Py_ssize_t j0 = 0; j0 < inner; j0 += BLOCK) {                                    \
-          int len = (int)(inner - j0 < BLOCK ? inner - j0 : BLOCK), all = len * (int)nr;      \
-          for (int i = s0; i < s1; i++) {                                                     \
-            const instr_t *in = &p->code[i];                                                  \
-            int op = (int)(in->op & (ROW_INVARIANT - 1)), d = (int)in->d;                     \
-            int m = in->op & ROW_INVARIANT ? (int)nr : all;                                   \
-            T *r = scratch[d];                                                                \
-            const T *x = op >= OP_NEG ? reg[in->a] : NULL;                                    \
-            const T *y = op >= OP_ADD && op <= OP_SELECT ? reg[in->b] : NULL;                 \
-            const T *z = op == OP_SELECT ? reg[in->c] : NULL;                                 \
-            if (nr > 1 && m == nr) { /* each row's first element, side by side */             \
-              x = x ? first_##T(cx, x, (int)nr, len) : NULL;                                  \
-              y = y ? first_##T(cy, y, (int)nr, len) : NULL;                                  \
-              z = z ? first_##T(cz, z, (int)nr, len) : NULL;                                  \
-            }                                                                                 \
-            switch (op) {                                                                     \
-              case OP_LOAD: {                                                                 \
-                Py_ssize_t s = p->stride[in->a][n - 1], so = n > 1 ? p->stride[in->a][n - 2] : 0; \
-                T *src = at[in->a] + j0 * s;                                                  \
-                if (s == 1 && (nr == 1 || so == len)) { reg[d] = src; continue; }             \
-                for (int k = 0; k < nr; k++) { /* a scalar, a row's value or a row: */        \
-                  T *to = r + k * len; /* loops the compiler vectorizes */                    \
-                  const T *from = src + k * so;                                               \
-                  if (s == 0) {                                                               \
-                    T v = *from;                                                              \
-                    for (int j = 0; j < len; j++) to[j] = v;                                  \
-                  } else if (s == 1) {                                                        \
-                    memcpy(to, from, (size_t)len * sizeof(T));                                \
-                  } else {                                                                    \
-                    for (int j = 0; j < len; j++) to[j] = from[j * s];                        \
-                  }                                                                           \
-                }                                                                             \
-                break;                                                                        \
-              }                                                                               \
-              case OP_STORE: {                                                                \
-                Py_ssize_t s = p->stride[d][n - 1], so = n > 1 ? p->stride[d][n - 2] : 0;     \
-                T *dst = at[d] + j0 * s;                                                      \
-                const T *v = reg[in->a];                                                      \
-                if (s == 1 && (nr == 1 || so == len)) {                                       \
-                  if (dst != v) memmove(dst, v, (size_t)all * sizeof(T));                     \
-                } else {                                                                      \
-                  for (int k = 0; k < nr; k++)                                                \
-                    if (s == 1)                                                               \
-                      memmove(dst + k * so, v + k * len, (size_t)len * sizeof(T));            \
-                    else                                                                      \
-                      for (int j = 0; j < len; j++) dst[k * so + j * s] = v[k * len + j];     \
-                }                                                                             \
-                continue;                                                                     \
-              }                                                                               \
-              case OP_CONST: continue;                                                        \
-              case OP_SUM: /* one row: into acc (a row of several blocks); rows: each in r */ \
-                if (nr == 1) { acc[d] += sum_##T(x, len); continue; }                         \
-                for (int k = 0; k < nr; k++) {                                                \
-                  T t = sum_##T(x + k * len, len);                                            \
-                  for (int j = 0; j < len; j++) r[k * len + j] = t;                           \
-                }                                                                             \
-                reg[d] = r;                                                                   \
-                continue;                                                                     \
-              case OP_MAX_OF:                                                                 \
-                if (nr == 1) { acc[d] = max_of_##T(x, len, acc[d]); continue; }               \
-                for (int k = 0; k < nr; k++) {                                                \
-                  T t = max_of_##T(x + k * len, len, -INFINITY);                              \
-                  for (int j = 0; j < len; j++) r[k * len + j] = t;                           \
-                }                                                                             \
-                reg[d] = r;                                                                   \
-                continue;                                                                     \
-              case OP_NEG: for (int j = 0; j < m; j++) r[j] = -x[j]; break;                   \
-              case OP_EXP: for (int j = 0; j < m; j++) r[j] = EXP(x[j]); break;               \
-              case OP_LOG: for (int j = 0; j < m; j++) r[j] = log##F(x[j]); break;            \
-              case OP_SQRT: for (int j = 0; j < m; j++) r[j] = sqrt##F(x[j]); break;          \
-              case OP_TANH: for (int j = 0; j < m; j++) r[j] = TANH(x[j]); break;             \
-              case OP_ERF: for (int j = 0; j < m; j++) r[j] = ERF(x[j]); break;               \
-              case OP_ABS: for (int j = 0; j < m; j++) r[j] = fabs##F(x[j]); break;           \
-              case OP_ADD: for (int j = 0; j < m; j++) r[j] = x[j] + y[j]; break;             \
-              case OP_SUB: for (int j = 0; j < m; j++) r[j] = x[j] - y[j]; break;             \
-              case OP_MUL: for (int j = 0; j < m; j++) r[j] = x[j] * y[j]; break;             \
-              case OP_DIV: for (int j = 0; j < m; j++) r[j] = x[j] / y[j]; break;             \
-              case OP_MAX: /* NaN-propagating, as np.maximum */                               \
-                for (int j = 0; j < m; j++)                                                   \
-                  r[j] = (x[j] > y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
-                break;                                                                        \
-              case OP_MIN:                                                                    \
-                for (int j = 0; j < m; j++)                                                   \
-                  r[j] = (x[j] < y[j] || x[j] != x[j]) ? x[j] : y[j];                         \
-                break;                                                                        \
-              case OP_FMAX: for (int j = 0; j < m; j++) r[j] = fmax##F(x[j], y[j]); break;    \
-              case OP_FMIN: for (int j = 0; j < m; j++) r[j] = fmin##F(x[j], y[j]); break;    \
-              case OP_POW: for (int j = 0; j < m; j++) r[j] = pow##F(x[j], y[j]); break;      \
-              case OP_CMP:                                                                    \
-                for (int j = 0; j < m; j++) r[j] = (T)cmp(x[j], y[j], (int)in->c);            \
-                break;                                                                        \
-              case OP_SELECT:                                                                 \
-                for (int j = 0; j < m; j++) r[j] = x[j] != 0 ? y[j] : z[j];                   \
-                break;                                                                        \
-            }                                                                                 \
-            if (m < all) /* a row-invariant value: computed once per row, in its elements */ \
-              for (int k = m - 1; k >= 0; k--)                                                \
-                for (int j = len - 1; j >= 0; j--) r[k * len + j] = r[k];                     \
-            reg[d] = r;                                                                       \
-          }                                                                                   \
-        }                                                                                     \
-        for (int i = s0; i < s1 && nr == 1; i++) /* the row's sums and maxima, everywhere */ \
-          if (p->code[i].op == OP_SUM || p->code[i].op == OP_MAX_OF) {                        \
-            int d = (int)p->code[i].d;                                                        \
-            for (int j = 0; j < BLOCK; j++) scratch[d][j] = acc[d];                           \
-            reg[d] = scratch[d];                                                              \
-          }                                                                                   \
-        s0 = s1 + 1;                                                                          \
-      }                                                                                       \
-      if (n > 1) idx[n - 2] += nr - 1; /* the rows run, within dim n - 2 */                  \
-      for (int k = n - 2; k >= 0; k--) { /* the next outer index */                           \
-        if (++idx[k] < p->ext[k]) break;                                                      \
-        idx[k] = 0;                                                                           \
-      }                                                                                       \
-    }                                                                                         \
-  }
-
-DEFINE_RUN(float, f, exp32, tanh32, erf32)
-DEFINE_RUN(double, , exp, tanh, erf)
+/* One function per element type: elementwise_run.h over T with its math functions. */
+#define T float
+#define RUN run_float
+#define EXP exp32
+#define TANH tanh32
+#define ERF erf32
+#define LOG logf
+#define SQRT sqrtf
+#define ABS fabsf
+#define FMAX fmaxf
+#define FMIN fminf
+#define POW powf
+#include "elementwise_run.h"
+#undef T
+#undef RUN
+#undef EXP
+#undef TANH
+#undef ERF
+#undef LOG
+#undef SQRT
+#undef ABS
+#undef FMAX
+#undef FMIN
+#undef POW
+#define T double
+#define RUN run_double
+#define EXP exp
+#define TANH tanh
+#define ERF erf
+#define LOG log
+#define SQRT sqrt
+#define ABS fabs
+#define FMAX fmax
+#define FMIN fmin
+#define POW pow
+#include "elementwise_run.h"
 
 /* Reads and checks the program's layout (not the arrays). */
 static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
@@ -338,8 +190,8 @@ static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
   p->code = (const instr_t *)(w + i);
   for (int k = 0; k < p->ninstrs; k++) {
     const instr_t *in = &p->code[k];
-    int64_t nr = p->nregs, op = in->op & ~(int64_t)ROW_INVARIANT;
-    if (op < 0 || op >= N_OPCODES || (op != in->op && (op < OP_NEG || op > OP_SELECT))) goto bad;
+    int64_t nr = p->nregs, op = in->op;
+    if (op < 0 || op >= N_OPCODES) goto bad;
     if (op == OP_PASS) continue;
     if (op == OP_STORE) {
       if (in->d < 0 || in->d >= p->nops || !p->written[in->d] || in->a < 0 || in->a >= nr) goto bad;

@@ -52,6 +52,7 @@ class FuncEmitter:
         # views made at the top level, by (array, shape): a view is made once per function.
         self.same_array: dict[str, str] = {}
         self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.transposes: dict[str, str] = {}  # a top-level view → its transpose
         self.flat: dict[SSAValue, str] = {}  # a pooled array's first alloc → its flat array
         self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
         self.in_range: dict[tuple[SSAValue, str], str] = {}  # a constant's indices → its range test's flag
@@ -261,6 +262,10 @@ class FuncEmitter:
             if shape == acc.shape or (bare_ok and lead >= 0 and shape[lead:] == acc.shape):
                 return buf
             return self.reshape(buf, shape, ind)
+        flat = self.flat_view(acc, shape, strides)
+        if flat is not None:  # the whole buffer in another shape, or such a matrix transposed
+            view = self.reshape(buf, flat[0], ind)
+            return self.transposed(view, ind) if flat[1] else view
         box = self.box(acc, shape, strides)
         v = self.src.var()
         if box is not None:  # a slice of the buffer: cheaper to make than a strided view
@@ -269,6 +274,38 @@ class FuncEmitter:
         isz = acc.dtype.itemsize
         self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
                            f"{c(tuple(s * isz for s in strides))})")
+        return v
+
+    @staticmethod
+    def flat_view(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]
+                  ) -> tuple[tuple[int, ...], bool] | None:
+        """(the shape to reshape the whole buffer to, whether to transpose it then) for this
+        view: the view's own shape when it walks the buffer C-contiguously (a 1x1
+        convolution's image as a [C, H*W] matrix), its two dims swapped and transposed when
+        it is such a matrix transposed; else None. (A reshape,
+        and a transpose, cost ~0.2 µs and are made once per function at the top level; a
+        strided view ~1 µs, every time.)"""
+        assert acc.shape is not None
+        if acc.offset != 0 or math.prod(shape) != math.prod(acc.shape) or not math.prod(shape):
+            return None
+
+        def contiguous(sh: Sequence[int], st: Sequence[int]) -> bool:
+            return all(s == c for d, s, c in zip(sh, st, c_strides(sh), strict=True) if d != 1)
+
+        if contiguous(shape, strides):
+            return shape, False
+        if len(shape) == 2 and contiguous(shape[::-1], strides[::-1]):
+            return shape[::-1], True
+        return None
+
+    def transposed(self, array: str, ind: int) -> str:
+        """`array.T`, made once per function at the top level (as `reshape`'s views)."""
+        if array in self.transposes:
+            return self.transposes[array]
+        v = self.src.var()
+        self.src.emit(ind, f"{v} = {array}.T")
+        if ind == 1:
+            self.transposes[array] = v
         return v
 
     @staticmethod
@@ -357,6 +394,21 @@ class FuncEmitter:
                 self.src.emit(ind, f"np.matmul({expr_v}, {ones}, out={outs[0]})")
             else:
                 self.src.emit(ind, f"np.add({outs[0]}, np.matmul({expr_v}, {ones}), out={outs[0]})")
+            return
+        lead = self.plane_sum(g, shapes.get(g.expr))
+        if lead is not None:
+            # A sum over trailing dims (a global average pool's H and W) as the rows of the
+            # value's [lead..., H*W] matrix times ones: one BLAS call instead of a reduce
+            # with `keepdims` (its output viewed without its trailing 1-dims: still a view).
+            size = math.prod(g.extents[lead:])
+            ones = self.src.const(self.arrays.to_device(np.ones((size, 1), g.out.dtype)))
+            rows = tuple(g.extents[:lead])
+            k = self.src.const
+            x, o = f"{expr_v}.reshape({k(rows + (size,))})", f"{outs[0]}.reshape({k(rows + (1,))})"
+            if op in self.plan.fresh:
+                self.src.emit(ind, f"np.matmul({x}, {ones}, out={o})")
+            else:
+                self.src.emit(ind, f"np.add({o}, np.matmul({x}, {ones}), out={o})")
             return
         target = tuple(g.extents[k] if (k in g.reduction or g.out.uses(k)) else 1 for k in range(n))
         if shapes.get(g.expr, (1,) * n) != target:
@@ -472,6 +524,18 @@ class FuncEmitter:
         return (g.combiner == "add" and g.out.dtype in (np.float32, np.float64) and g.reduction == (n - 1,)
                 and expr_shape == tuple(g.extents)
                 and all(g.out.uses(k) or g.extents[k] == 1 for k in range(n - 1)))
+
+    @staticmethod
+    def plane_sum(g: Generic, expr_shape: tuple[int, ...] | None) -> int | None:
+        """The number of leading dims when `g` sums a float value over whole loop space along
+        its two or more trailing dims only, into every other dim (a global average pool's
+        sum over H and W); else None."""
+        n = len(g.extents)
+        lead = n - len(g.reduction)
+        if not (g.combiner == "add" and g.out.dtype in (np.float32, np.float64) and len(g.reduction) >= 2
+                and g.reduction == tuple(range(lead, n)) and expr_shape == tuple(g.extents)):
+            return None
+        return lead if all(g.out.uses(k) or g.extents[k] == 1 for k in range(lead)) else None
 
     def same_elements(self, g: Generic, v: SSAValue, out: int) -> bool:
         """`v` is an input read at the very elements output `out` writes (the output took

@@ -56,7 +56,7 @@ OPCODES: dict[str, int] = {
 """Body ops the machine runs, by opcode (the `enum` of elementwise.c)."""
 REDUCTIONS = {"add": 21, "maximum": 22}
 """Combiners of the row reductions the machine runs (a whole row into one value)."""
-PASS, ROW_INVARIANT = 23, 256
+PASS = 23
 SOURCES = {LOAD: 0, STORE: 1, CONST: 0, **{c: 1 for c in range(3, 10)}, **{c: 2 for c in range(10, 20)},
            20: 3, 21: 1, 22: 1}
 """Registers each opcode reads (from field `a` on; a store's is `a`)."""
@@ -102,10 +102,10 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
             else:
                 end, fused = 1, None
             # One generic whose body is one op stays a NumPy call (as cheap as the machine's),
-            # unless NumPy would broadcast an operand over a small space (`_small_broadcast`).
-            one = run[0][1]
-            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in one.body.block.ops) > 1
-                                      or _small_broadcast(analyses[one])):
+            # unless an operand broadcasts over a small space (a per-channel bias or gate:
+            # NumPy's broadcasting costs ~1 µs more a call than the machine's uniform registers).
+            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1
+                                      or _small_broadcast(analyses[run[0][1]])):
                 groups.append(fused)
             del run[:end]
 
@@ -126,17 +126,17 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
     return groups
 
 
-SMALL_BROADCAST = 2048
+SMALL_BROADCAST = 16384
 """Elements up to which one broadcasting op runs in the machine: a bias add on 16 x 32 costs
-NumPy's iterator 2-3 µs, the machine's call ~1 µs; from a few thousand elements on, NumPy's
-loops are the faster."""
+NumPy's iterator ~1 µs more than the machine's call; from some 10^4 elements on, the two are
+even or NumPy's loops faster (a bias add on 256 x 768: 50 against 61 µs)."""
 
 
 def _small_broadcast(g: Generic) -> bool:
-    """Whether an array operand of `g` repeats along a loop dim (a bias along the rows) in
-    a loop space of at most SMALL_BROADCAST elements."""
+    """Some input of `g` is an array read at a stride of 0 along a dim of extent > 1, in a loop
+    space of at most SMALL_BROADCAST elements."""
     return math.prod(g.extents) <= SMALL_BROADCAST and any(
-        a.shape is not None and math.prod(a.shape) > 1 and any(s == 0 and e > 1 for s, e in zip(a.strides, g.extents))
+        a.shape is not None and any(e > 1 and a.strides[k] == 0 for k, e in enumerate(g.extents))
         for a in g.accesses[:g.n_in])
 
 
@@ -334,7 +334,7 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     if not targets and live is not None:
         return None  # nothing read after it
     extents, strides = _coalesce(space, [s for _, _, s in layout], keep_inner=any(g.kind == "reduce" for g in gs))
-    code = _passes(code, targets, {o: s[-1] == 0 for o, s in enumerate(strides)})
+    code = _passes(code, targets)
     # Constants and reductions are set before a pass and read in each of its blocks: their
     # registers are theirs throughout.
     regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
@@ -356,16 +356,14 @@ def _bits(x: float) -> int:
 
 
 def _sources(ins: list[int]) -> list[int]:
-    op = ins[0] & (ROW_INVARIANT - 1)
-    return [] if op == PASS else ins[2:2 + SOURCES[op]]
+    return [] if ins[0] == PASS else ins[2:2 + SOURCES[ins[0]]]
 
 
-def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: Mapping[int, bool]
-            ) -> list[list[int]]:
+def _passes(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
     """The instructions in passes over a row: a reduction's pass computes what it reads
     (the values of earlier passes' reductions are registers by then), the last pass what
-    is stored, stores last. Passes end with PASS. An instruction whose every source is the
-    same along the innermost dim (a row's value) is flagged ROW_INVARIANT."""
+    is stored, stores last. Passes end with PASS. (A value the same along a block, as a
+    row's, is computed once a block: the machine tracks that itself, elementwise_run.h.)"""
     by_reg = {ins[1]: ins for ins in code}
     order = {ins[1]: i for i, ins in enumerate(code)}
     level: dict[int, int] = {}  # reduction register → its pass
@@ -374,7 +372,6 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
             level[ins[1]] = 1 + max((level[r] for r in _reductions_under(ins, by_reg, level)), default=-1)
     passes = [[ins for ins in code if level.get(ins[1]) == k] for k in range(1 + max(level.values(), default=-1))]
     out: list[list[int]] = []
-    invariant: dict[int, bool] = {r: True for r in level}
     for targets in [*passes, stores]:
         need: set[int] = set()
         stack = [s for t in targets for s in _sources(t)]
@@ -385,15 +382,6 @@ def _passes(code: list[list[int]], stores: list[list[int]], invariant_operand: M
             need.add(r)
             stack.extend(_sources(by_reg[r]))
         body = [list(by_reg[r]) for r in sorted(need, key=order.__getitem__)]
-        for ins in body:
-            if ins[0] == CONST:
-                invariant[ins[1]] = True
-            elif ins[0] == LOAD:
-                invariant[ins[1]] = invariant_operand[ins[2]]
-            else:
-                invariant[ins[1]] = all(invariant[s] for s in _sources(ins))
-                if invariant[ins[1]]:
-                    ins[0] |= ROW_INVARIANT
         out += body + [list(t) for t in targets] + [[PASS, 0, 0, 0, 0]]
     return out[:-1]
 
@@ -449,7 +437,7 @@ def _allocate(code: list[list[int]], pinned: set[int]) -> int | None:
     free: list[int] = []
     used = 0
     for i, ins in enumerate(code):
-        op = ins[0] & (ROW_INVARIANT - 1)
+        op = ins[0]
         if op == PASS:
             continue
         srcs = _sources(ins)

@@ -77,6 +77,15 @@ def copy_cost(strides: Sequence[int], groups: Sequence[Sequence[int]], ext: Sequ
     return math.prod(ext[d] for d in dims) * (1 + 16 / ext[inner]) * (1 if abs(strides[inner]) == 1 else 1.5)
 
 
+def column_major(strides: Sequence[int], groups: Sequence[Sequence[int]], ext: Sequence[int]) -> float:
+    """0.5 (less than any copy) when the output is a matrix view with columns of stride 1:
+    of two orientations that copy nothing, the one writing rows is taken. Its operands are
+    then mostly the buffers reshaped (a 1x1 convolution: [F, C] @ [C, H*W] into [F, H*W]),
+    views the generated code makes once, where the other needs strided ones every call."""
+    mat = matrix(groups, strides, ext)
+    return 0.5 if mat is not None and mat[1][-1] != 1 else 0.0
+
+
 def plan_gemm(g: Generic) -> Gemm | None:
     """Group loop dims as batch/M/N/K, pick the orientation and dim orders that copy least;
     None when the multiply-accumulate is not a GEMM (a dim summed in one operand only)."""
@@ -119,7 +128,7 @@ def _plan_gemm(mac: tuple[int, int], ext: tuple[int, ...], x_strides: tuple[int,
                 b_, m_, n_, k_ = order(bb, ob), order(mm, om), order(nn, on), order(k, ok)
                 grp = [b_] if b_ else []
                 cost = (copy_cost(a, [*grp, m_, k_], ext) + copy_cost(b, [*grp, k_, n_], ext)
-                        + copy_cost(oa, [*grp, m_, n_], ext))
+                        + copy_cost(oa, [*grp, m_, n_], ext) + column_major(oa, [*grp, m_, n_], ext))
                 if best is None or cost < best.cost:
                     best = Gemm(xi, yi, b_, m_, n_, k_, cost)
     return best
