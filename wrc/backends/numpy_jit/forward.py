@@ -127,10 +127,10 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
         src = g.accesses[0].value if op in analyses else _base(op.inputs[0])
         if src.owner in elided or not isinstance(src.type, MemRefType) or src in keep:
             continue
-        plan = _readers(op, out, index)
+        plan = copy_readers(op, out, index)
         if plan is None:
             continue
-        reshapes, readers = plan
+        _, reshapes, readers = plan
         new: dict[linalg.GenericOp, Generic] = {}
         for reader, operands in readers.items():
             r = new.get(reader) or analyses.get(reader) or analysis(reader)
@@ -148,7 +148,7 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
             break
         else:
             last = max(index[r] for r in readers)
-            if not _untouched(top[i + 1:last + 1], root(src)):
+            if not untouched(top[i + 1:last + 1], root(src)):
                 continue
             analyses.update(new)
             elided |= {op, out.owner, *reshapes}
@@ -160,12 +160,14 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
     return Forwarded(frozenset(elided), analyses, last_read)
 
 
-def _readers(copy: linalg.GenericOp, out: SSAValue, index: Mapping[Operation, int]
-             ) -> tuple[list[Operation], dict[linalg.GenericOp, list[int]]] | None:
+def copy_readers(copy: linalg.GenericOp, out: SSAValue, index: Mapping[Operation, int], fill: bool = False
+            ) -> tuple[linalg.FillOp | None, list[Operation], dict[linalg.GenericOp, list[int]]] | None:
     """The reshapes of `out` and, per generic reading it (or them) after `copy` at the top
-    level, which of its operands do; None if anything else uses them."""
+    level, which of its operands do; with `fill`, also the fill of `out` before `copy` (at the
+    top level), which there must be. None if anything else uses them."""
+    filled = None
     reshapes: list[Operation] = []
-    readers: dict[linalg.GenericOp, list[int]] = {}
+    found: dict[linalg.GenericOp, list[int]] = {}
     todo = [out]
     while todo:
         v = todo.pop()
@@ -176,15 +178,18 @@ def _readers(copy: linalg.GenericOp, out: SSAValue, index: Mapping[Operation, in
                 todo.append(user.result)
             elif user is copy and use.index == 1:
                 continue
+            elif fill and isinstance(user, linalg.FillOp) and v is out and filled is None \
+                    and -1 < index.get(user, -1) < index[copy]:
+                filled = user
             elif (isinstance(user, linalg.GenericOp) and user.library_call is None and use.index < len(user.inputs)
                   and index.get(user, -1) > index[copy]):
-                readers.setdefault(user, []).append(use.index)
+                found.setdefault(user, []).append(use.index)
             else:
                 return None
-    return (reshapes, readers) if readers else None
+    return (filled, reshapes, found) if found and (filled is not None or not fill) else None
 
 
-def _untouched(ops: Sequence[Operation], mem: object) -> bool:
+def untouched(ops: Sequence[Operation], mem: object) -> bool:
     """Nothing in `ops` (their regions included) writes memory `mem`, or may: only generics
     read it."""
     if mem is None:

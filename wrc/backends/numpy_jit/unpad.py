@@ -20,8 +20,7 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Access, Generic
-from wrc.backends.numpy_jit.forward import _untouched as untouched
-from wrc.backends.numpy_jit.forward import copy_layout
+from wrc.backends.numpy_jit.forward import copy_layout, copy_readers, untouched
 from wrc.backends.numpy_jit.ir import c_strides, const_value, root
 from wrc.backends.numpy_jit.kernels import NativeWindow, PaddedImage
 
@@ -64,7 +63,7 @@ def unpad_windows(top: Sequence[Operation], analysis: Callable[[linalg.GenericOp
         src = g.accesses[0].value
         if src in keep or not isinstance(src.type, MemRefType) or src.owner in elided:
             continue
-        users = _users(op, padded, index)
+        users = copy_readers(op, padded, index, fill=True)
         if users is None:
             continue
         fill, reshapes, readers = users
@@ -153,32 +152,3 @@ def _through_pad(acc: Access, extents: Sequence[int], box: _Box, src: SSAValue) 
     a0, b0, c0 = digits(acc.offset)
     return PaddedImage(src, rows, cols, a0 * rows * cols, tuple(plane_steps), b0 - box.top, c0 - box.left,
                        tuple(rsteps), tuple(csteps))
-
-
-def _users(copy: linalg.GenericOp, padded: SSAValue, index: Mapping[Operation, int]
-           ) -> tuple[linalg.FillOp, list[Operation], dict[linalg.GenericOp, list[int]]] | None:
-    """The fill of `padded` before `copy` (at the top level), its reshapes and, per generic
-    reading it (or them) after `copy` at the top level, which of its operands do; None if
-    anything else uses them."""
-    fill = None
-    reshapes: list[Operation] = []
-    readers: dict[linalg.GenericOp, list[int]] = {}
-    todo = [padded]
-    while todo:
-        v = todo.pop()
-        for use in v.uses:
-            user = use.operation
-            if isinstance(user, _Reshape):
-                reshapes.append(user)
-                todo.append(user.result)
-            elif user is copy and use.index == 1:
-                continue
-            elif isinstance(user, linalg.FillOp) and v is padded and fill is None \
-                    and -1 < index.get(user, -1) < index[copy]:
-                fill = user
-            elif (isinstance(user, linalg.GenericOp) and user.library_call is None and use.index < len(user.inputs)
-                  and index.get(user, -1) > index[copy]):
-                readers.setdefault(user, []).append(use.index)
-            else:
-                return None
-    return (fill, reshapes, readers) if readers and fill is not None else None
