@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,7 +75,10 @@ with only the `ray.put` to copy, a lower priority made publishes longer and serv
 
 def _lower_priority(nice: int) -> None:
     """Lower the calling thread's CPU priority by `nice` (Linux: `nice` is per thread;
-    elsewhere, or where refused, it stays as it is)."""
+    elsewhere, or where refused, it stays as it is: there a thread id may be another
+    process's id)."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
