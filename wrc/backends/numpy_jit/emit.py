@@ -51,8 +51,7 @@ class FuncEmitter:
         # Top-level names bound once to the same array (a reused temporary's), and reshaped
         # views made at the top level, by (array, shape): a view is made once per function.
         self.same_array: dict[str, str] = {}
-        self.reshaped: dict[tuple[str, tuple[int, ...]], str] = {}
-        self.transposes: dict[str, str] = {}  # a top-level view → its transpose
+        self.made: dict[tuple[object, ...], str] = {}  # views made at the top level, by what they are
         self.flat: dict[SSAValue, str] = {}  # a pooled array's first alloc → its flat array
         self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
         self.in_range: dict[tuple[SSAValue, str], str] = {}  # a constant's indices → its range test's flag
@@ -225,13 +224,18 @@ class FuncEmitter:
     def reshape(self, array: str, shape: tuple[int, ...], ind: int) -> str:
         """A name for `array` reshaped to `shape`: the view made earlier at the top level,
         else a new one."""
-        key = (self.same_array.get(array, array), tuple(shape))
-        if key in self.reshaped:
-            return self.reshaped[key]
+        key = ("reshape", self.same_array.get(array, array), tuple(shape))
+        return self.made_once(key, f"{array}.reshape({self.src.const(tuple(shape))})", ind)
+
+    def made_once(self, key: tuple[object, ...], expr: str, ind: int) -> str:
+        """A name for the view `expr` (what `key` says it is): the one made earlier at the
+        top level, else a new one, kept for later if made at the top level."""
+        if key in self.made:
+            return self.made[key]
         v = self.src.var()
-        self.src.emit(ind, f"{v} = {array}.reshape({self.src.const(tuple(shape))})")
+        self.src.emit(ind, f"{v} = {expr}")
         if ind == 1:
-            self.reshaped[key] = v
+            self.made[key] = v
         return v
 
     def view(self, acc: Access, ext: Sequence[int], ind: int, dims: Sequence[int] | None = None,
@@ -300,13 +304,7 @@ class FuncEmitter:
 
     def transposed(self, array: str, ind: int) -> str:
         """`array.T`, made once per function at the top level (as `reshape`'s views)."""
-        if array in self.transposes:
-            return self.transposes[array]
-        v = self.src.var()
-        self.src.emit(ind, f"{v} = {array}.T")
-        if ind == 1:
-            self.transposes[array] = v
-        return v
+        return self.made_once(("T", array), f"{array}.T", ind)
 
     @staticmethod
     def box(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[slice, ...] | None:
