@@ -274,12 +274,12 @@ class Bundle:
         It is `stage` and `commit` in one step (no other writer can come between them);
         `copy=False` adopts the arrays as `stage` does.
         """
-        whole = self._spanned(weights) if copy and not self._packed(weights) else None
-        if copy and whole is None and not self._packed(weights):
+        whole = self._whole(weights, "update", copy)
+        if whole is None:
             upd, call = self._update_call(weights, "update")
             self._execute(upd, call)
         else:
-            arrays, source = whole or self._adopted(weights, "update", copy)
+            arrays, source = whole
             with self._write_lock:
                 self._publish(self._adopt(arrays, source))
         if not self._warm:  # a weight-stripped bundle: its first complete update
@@ -327,14 +327,14 @@ class Bundle:
         so is a dict of every weight whose arrays lie back to back in one buffer
         (`weight_pack.span`: as Ray hands out the arrays of one `ray.put`).
         """
-        whole = self._spanned(weights) if copy and not self._packed(weights) else None
-        if copy and whole is None and not self._packed(weights):
+        whole = self._whole(weights, "stage", copy)
+        if whole is None:
             upd, call = self._update_call(weights, "stage")
             with self._write_lock:
                 staged = self._prepare(upd, call)[1]
                 self._versions.staged = staged
         else:
-            arrays, source = whole or self._adopted(weights, "stage", copy)
+            arrays, source = whole
             with self._write_lock:
                 staged = self._versions.staged = self._adopt(arrays, source)
         return staged.snapshot.version
@@ -359,6 +359,14 @@ class Bundle:
                 return None
             placed[t[0]] = (t[3], shape, offset)
         return placed
+
+    def _whole(self, weights: Mapping[str, Any], method: str, copy: bool
+               ) -> tuple[dict[str, Any], np.ndarray | None] | None:
+        """How `stage`/`update` take `weights` as a whole set (`_adopted`: adopted, or a pack or
+        a span copied at once); None when they go weight by weight through the update graph."""
+        if copy and not self._packed(weights):
+            return self._spanned(weights)
+        return self._adopted(weights, method, copy)
 
     def _spanned(self, weights: Mapping[str, Any]) -> tuple[Placed, np.ndarray] | None:
         """For `copy=True`: a dict of every weight whose arrays lie back to back in one buffer
