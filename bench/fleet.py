@@ -226,7 +226,8 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
     serving steady vs while publishing once a second."""
     from wrc.fleet import _out_of_scope as out_of_scope
 
-    fleet = fleet_class(model, replicas, weights=sets[0], options={"num_cpus": 0}, copy=copy)
+    # (timeout: 4 replicas compiling a 4,096-tensor bundle at once on a loaded 2-core machine take minutes)
+    fleet = fleet_class(model, replicas, weights=sets[0], options={"num_cpus": 0}, copy=copy, timeout=600.0)
     try:
         puts = []
         for _ in range(3):
