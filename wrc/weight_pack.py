@@ -255,7 +255,6 @@ def _unparcel(pieces: Sequence[np.ndarray], plan: Sequence[int], entries: tuple[
     """The `WeightPack` a parcel makes: over the pieces' own memory when each lies where the
     plan says relative to the first (as Ray lays them out in its store: no copy), else over a
     copy of them laid out so."""
-    pieces = [np.asarray(p) for p in pieces]
     size = plan[-1] + pieces[-1].nbytes if pieces else 0
     base = pieces[0].__array_interface__["data"][0] if pieces else 0
     if all(p.__array_interface__["data"][0] - base == at for p, at in zip(pieces, plan, strict=True)) and pieces:
