@@ -226,7 +226,11 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
     serving steady vs while publishing once a second."""
     from wrc.fleet import _out_of_scope as out_of_scope
 
-    fleet = fleet_class(model, replicas, weights=sets[0], options={"num_cpus": 0}, copy=copy)
+    # Loaded here first: the replicas (Ray runs them at nice 15) then find it in the load cache
+    # instead of compiling it 4 times at once (a 4,096-tensor bundle took over 10 minutes so
+    # on the loaded 2-core VM).
+    wrc.load_bundle(model)
+    fleet = fleet_class(model, replicas, weights=sets[0], options={"num_cpus": 0}, copy=copy, timeout=600.0)
     try:
         puts = []
         for _ in range(3):

@@ -355,7 +355,7 @@ def test_zero_copy_replicas_adopt_the_object_store_arrays(fleet: Fleet) -> None:
 
 
 def test_a_publish_travels_as_one_pack_that_each_replica_copies_whole(fleet: Fleet) -> None:
-    """copy=True: the set goes into the store as one `WeightPack` (one array for Ray), each
+    """copy=True: the set arrives from the store as one `WeightPack` (a parcel), each
     replica copies its buffer at once into one slab of its own; a bad tensor inside the pack
     aborts the publish naming it. A dict (`pack=False`): Ray lays its arrays out back to back
     in the store, and each replica copies that span at once, as a pack."""
@@ -450,21 +450,33 @@ def test_copies_run_below_the_priority_of_requests(fleet: Fleet) -> None:
 
 
 def test_what_a_publish_packs() -> None:
-    """`pack="auto"`: always with copy=True; with copy=False only small tensors (below
-    PACK_BELOW on average); never what a pack cannot hold as given."""
-    from wrc.fleet import PACK_BELOW
-    from wrc.weight_pack import WeightPack, pack_weights, packable
+    """`pack="auto"` (either mode): a parcel whose pack holds copies of the tensors under
+    PACK_BELOW bytes, the others sent as they are (pieces of the caller's arrays); `pack=True`:
+    every tensor copied; `pack=False`, or arrays a pack cannot hold as given: the dict as it
+    is; a caller's `WeightPack`: its buffer as it is."""
+    import pickle
 
-    small = {f"w{i}": np.ones(16, np.float32) for i in range(4)}
-    big = {"w": np.ones(PACK_BELOW // 4, np.float32)}
+    from wrc.fleet import PACK_BELOW
+    from wrc.weight_pack import WeightParcel, pack_weights
+
+    small = {f"s{i}": np.ones(16, np.float32) for i in range(4)}
+    values = {**small, "big": np.ones(PACK_BELOW // 4, np.float32)}
     fortran = {"w": np.asfortranarray(np.ones((4, 4), np.float32))}
-    for copy, pack, values, packed in [(True, "auto", big, True), (False, "auto", small, True),
-                                       (False, "auto", big, False), (True, False, small, False),
-                                       (False, True, big, True), (True, "auto", fortran, False)]:
+    for copy, pack, given, copied in [(True, "auto", values, set(small)), (False, "auto", values, set(small)),
+                                      (False, True, values, set(values)), (True, False, values, None),
+                                      (True, "auto", fortran, None)]:
         f = object.__new__(Fleet)
         f.copy, f.pack, f._pack_buffer = copy, pack, None  # noqa: SLF001
-        sent = f._packed(values)  # noqa: SLF001
-        assert isinstance(sent, WeightPack) is packed, (copy, pack)
-        assert all(np.array_equal(sent[k], a) for k, a in values.items())
-        given = pack_weights(values) if packable(values) else None
-        assert given is None or f._packed(given) is given  # noqa: SLF001 - a caller's pack: put as it is
+        sent = f._packed(given)  # noqa: SLF001
+        if copied is None:
+            assert sent is given, (copy, pack)
+            continue
+        assert isinstance(sent, WeightParcel), (copy, pack)
+        assert {k for k, a in given.items() if not any(np.shares_memory(p, a) for p in sent.pieces)} == copied
+        assert f._pack_buffer is sent.packed  # noqa: SLF001 - reused by the next publish
+        arrived = pickle.loads(pickle.dumps(sent))
+        assert all(np.array_equal(arrived[k], a) for k, a in given.items())
+    f.pack = "auto"
+    ours = pack_weights(values)
+    sent = f._packed(ours)  # noqa: SLF001
+    assert isinstance(sent, WeightParcel) and all(np.shares_memory(p, ours.buffer) for p in sent.pieces)

@@ -1,15 +1,18 @@
 """Packed weight sets (wrc/weight_pack.py): one buffer and a manifest, staged by a bundle with
 one copy (`copy=True`) or adopted (`copy=False`), bit-identical to the same weights as a dict;
 and a dict whose arrays lie back to back in one buffer (`span`, Ray's layout of one put)
-staged with one copy as a pack is.
+staged with one copy as a pack is; a parcel (`parcel`: the small arrays packed, the others
+in pieces as they are) arriving as a pack over the memory Ray lays its pieces out in.
 
 The model is test_hoist's LoRA + BatchNorm layer (derived values recomputed on staging).
 """
 
 from __future__ import annotations
 
+import gc
 import pickle
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -18,7 +21,18 @@ from test_hoist import X, build, reference, weights
 from wrc.errors import InputError, VersionError
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import Bundle, load_bundle
-from wrc.weight_pack import ALIGN, WeightPack, aligned_empty, pack_weights, packable, span
+from wrc.weight_pack import (
+    ALIGN,
+    PIECE,
+    SMALL,
+    WeightPack,
+    WeightParcel,
+    aligned_empty,
+    pack_weights,
+    packable,
+    parcel,
+    span,
+)
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +245,78 @@ def test_a_dict_not_in_one_span_or_failing_a_check_is_staged_weight_by_weight(mo
     with pytest.raises(InputError, match=r"weight 'gamma': expected dtype float32"):
         b.stage(bad)
     _same(_state(b), before)
+
+
+def _as_ray_lays_out(sent: WeightParcel) -> tuple[WeightPack, np.ndarray]:
+    """`sent` pickled as Ray pickles it (protocol 5, its pieces out of band), the pieces copied
+    into one buffer as Ray's store lays out one object (each at the next multiple of ALIGN
+    after the one before, of 8 below 2 KiB), and unpickled from there; and that buffer."""
+    pieces: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(sent, protocol=5, buffer_callback=pieces.append)
+    at, end = [], 0
+    for p in pieces:
+        end = -(-end // (ALIGN if p.raw().nbytes >= 2048 else 8)) * (ALIGN if p.raw().nbytes >= 2048 else 8)
+        at.append(end)
+        end += p.raw().nbytes
+    store = aligned_empty(end)
+    for p, offset in zip(pieces, at, strict=True):
+        store[offset:offset + p.raw().nbytes] = np.frombuffer(p.raw(), np.uint8)
+    views = [store[offset:offset + p.raw().nbytes] for p, offset in zip(pieces, at, strict=True)]
+    for v in views:
+        v.flags.writeable = False  # (as Ray's are)
+    return pickle.loads(data, buffers=views), store
+
+
+def test_a_parcel_copies_only_small_arrays_and_arrives_as_a_pack_over_rays_layout() -> None:
+    values = {"a": np.arange(7, dtype=np.float32), "b": np.array(2.5), "empty": np.zeros((0,), np.float16),
+              "mid": np.arange(10000, dtype=">i4"), "big": np.arange(2 * PIECE // 8 + 12, dtype=np.float64),
+              "c": np.ones((3, 5), np.int8), "huge": np.ones((3, PIECE // 2 + 5), np.int16)}
+    sent = parcel(values, small=64 << 10)
+    assert sent.packed is not None  # a, b, empty, c and mid (under 64 KiB) copied into one pack
+    for k, a in values.items():  # the others sent as they are: pieces of the caller's arrays
+        assert any(np.shares_memory(p, a) for p in sent.pieces) is (a.nbytes >= 64 << 10), k
+    assert all(SMALL <= p.nbytes <= PIECE for p in sent.pieces)  # (big's tail moved to its last piece)
+    assert len(sent.pieces) == 1 + 3 + 4
+    got, store = _as_ray_lays_out(sent)
+    assert isinstance(got, WeightPack) and list(got) == [k for k in values if values[k].nbytes < 64 << 10] + \
+        ["big", "huge"]
+    assert np.shares_memory(got.buffer, store) and not got.buffer.flags.writeable  # no copy of it
+    assert all(offset % ALIGN == 0 for *_, offset in got.entries)
+    for k, a in values.items():
+        assert got[k].dtype == a.dtype and got[k].shape == a.shape and np.array_equal(got[k], a), k
+    held = weakref.ref(store.base)  # (the array owning the memory)
+    del store
+    gc.collect()
+    assert held() is not None and np.array_equal(got["huge"], values["huge"])  # the pack keeps its memory
+    del got
+    gc.collect()
+    assert held() is None
+    again = pickle.loads(pickle.dumps(sent))  # pieces laid out otherwise (in band): copied into one
+    assert all(np.array_equal(again[k], a) and again[k].dtype == a.dtype for k, a in values.items())
+    assert all(offset % ALIGN == 0 for *_, offset in again.entries)
+    everything = parcel(values, small=1 << 62)  # all copied, as pack_weights would
+    assert not any(np.shares_memory(p, a) for p in everything.pieces for a in values.values())
+    assert all(np.array_equal(_as_ray_lays_out(everything)[0][k], a) for k, a in values.items())
+    pack = pack_weights(values)
+    whole = parcel(pack)  # a pack: its buffer as it is, in pieces, its manifest unchanged
+    assert whole.packed is None and all(np.shares_memory(p, pack.buffer) for p in whole.pieces)
+    assert _as_ray_lays_out(whole)[0].entries == pack.entries
+    out = np.zeros(4096, np.uint8)  # reused for the small arrays when large enough
+    assert parcel({"a": values["a"]}, out=out).packed is out
+    with pytest.raises(InputError, match=r"^parcel: weight 'w' must be a C-contiguous NumPy array"):
+        parcel({"w": np.asfortranarray(np.ones((3, 4), np.float32))})
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_parcel_is_staged_as_its_pack_bit_identical_to_a_dict(model: ModelBuffer, copy: bool) -> None:
+    by_dict, by_parcel = load_bundle(model), load_bundle(model)
+    for b in (by_dict, by_parcel):
+        b.update(weights(1))
+    for seed in (2, 3):
+        got, store = _as_ray_lays_out(parcel(weights(seed)))
+        by_dict.commit(by_dict.stage(weights(seed), copy=copy))
+        by_parcel.commit(by_parcel.stage(got, copy=copy))
+        _same(_state(by_parcel), _state(by_dict))
+        # copy=True: the bundle's own copy (one slab); copy=False: views of the store's memory
+        assert all(np.shares_memory(a, store) is not copy for a in by_parcel.weights().values())
+        assert len(_owners(by_parcel.weights())) == 1

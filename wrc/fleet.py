@@ -36,7 +36,7 @@ from typing import Any
 from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import load_bundle
-from wrc.weight_pack import WeightPack, pack_weights, packable, packed_size
+from wrc.weight_pack import WeightPack, packable, parcel
 
 INFER_GROUP, CONTROL_GROUP = "infer", "control"
 """The replicas' concurrency groups: requests, and publish / rollback calls."""
@@ -56,9 +56,9 @@ Published = tuple[int, list[Any]]
 
 
 PACK_BELOW = 64 << 10
-"""With `copy=False`, `publish` packs a weight set (`pack="auto"`) when its tensors are smaller than
-this on average: only then do Ray's per-array costs (~20 µs) exceed the pack's own copy of
-their bytes at the controller (measured: docs/performance.md)."""
+"""`publish` (`pack="auto"`) copies the tensors smaller than this into one pack, and hands Ray
+the others as they are (in pieces: `wrc.weight_pack.parcel`): below it, Ray's per-array costs
+(~20 µs) exceed the pack's own copy of their bytes (measured: docs/performance.md)."""
 
 RELEASE_WAIT_S = 1.0
 """How long `publish` waits for the previous weight set to be let go before putting the next:
@@ -364,22 +364,22 @@ class Fleet:
     def _put(self, values: Mapping[str, Any]) -> Any:
         return _ray().put(self._packed(values))
 
-    def _packed(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The weight set as Ray should carry it: one `WeightPack` (one array for Ray to
-        serialize and each replica to read; with `copy=True` each replica copies it with one
-        memcpy), or the dict as it is (zero-copy with large tensors: the pack's own copy would
-        cost more than it saves; or arrays a pack cannot hold as given, left to the replicas'
-        checks)."""
-        if type(values) is WeightPack or not values or not packable(values):
+    def _packed(self, values: Mapping[str, Any]) -> Any:
+        """The weight set as Ray should carry it: a `WeightParcel` (`wrc.weight_pack.parcel`),
+        which each replica receives as one `WeightPack` over the object store's memory (with
+        `copy=True` it copies that with one memcpy): the tensors under `PACK_BELOW` bytes packed
+        (all with `pack=True`), the others, or a `WeightPack`'s buffer, as they are, in pieces
+        Ray copies fastest. The dict as it is with `pack=False`, or holding arrays a pack
+        cannot hold as given (left to the replicas' checks)."""
+        if type(values) is WeightPack:
+            return parcel(values)
+        if not values or self.pack is False or not packable(values):
             return values
-        if self.pack == "auto" and not self.copy and packed_size(values) >= PACK_BELOW * len(values):
-            return values
-        if self.pack is False:
-            return values
-        pack = pack_weights(values, out=self._pack_buffer)  # (ray.put copies it: reusable next time)
-        if self._pack_buffer is None or pack.buffer.size > self._pack_buffer.size:
-            self._pack_buffer = pack.buffer
-        return pack
+        sent = parcel(values, PACK_BELOW if self.pack == "auto" else 1 << 62, out=self._pack_buffer)
+        # (Ray copies the pack into its store: its buffer serves the next publish)
+        if sent.packed is not None and (self._pack_buffer is None or sent.packed.size > self._pack_buffer.size):
+            self._pack_buffer = sent.packed
+        return sent
 
     def _restart(self, replicas: Mapping[int, str], version: int) -> None:
         """Kill these replicas (Ray restarts them, on the registry's `version`) and wait until
