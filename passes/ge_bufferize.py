@@ -59,6 +59,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
+from wrc.ir_walk import walk
+from wrc.passes._rewriter import OnePassRewriter
 
 Mode = Literal["reuse", "fresh", "copy"]
 """How a linalg op gets its output buffer: "reuse", "fresh" (new alloc) or "copy"."""
@@ -469,14 +471,14 @@ class GeBufferizePass(ModulePass):
     name = "ge-bufferize"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        ops = list(op.walk())  # the module's ops before rewriting, walked once for the checks below
+        ops = walk(op)  # the module's ops before rewriting, walked once for the checks below
         _check_lowered(ops)
         state = _State()
         consts = _const_globals(op, ops)
         funcs = [f for f in op.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
         for fn in funcs:
             _make_arguments(fn, state)
-            for inner in fn.walk():
+            for inner in walk(fn):
                 if isinstance(inner, ge.AssignOp | ge.AssignIfNonEmptyOp):
                     state.written.add((fn, inner.variable.string_value()))
         for data in ops:  # e.g. inside a nested builtin.module or an scf.if region
@@ -499,18 +501,15 @@ class GeBufferizePass(ModulePass):
         # Each op once, in program order, so the producers of its operands are rewritten
         # before it: xDSL's greedy worklist driver found nothing more and added ~10 % to the
         # pass on large graphs (an op left unready would be reported by _check_bufferized).
-        rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))  # reset per op, as xDSL's walker does
+        rewriter = OnePassRewriter(InsertPoint.at_end(op.body.block))
         for inner in ops:
             pattern = patterns.get(type(inner))
             if pattern is not None:
-                rewriter.has_done_action = False
-                rewriter._current_operation = inner
-                rewriter.insertion_point = InsertPoint.before(inner)
-                rewriter.name_hint = None
+                rewriter.start(inner)
                 pattern.match_and_rewrite(inner, rewriter)
         for fn in funcs:
             fn.update_function_type()
-        ops = list(op.walk())
+        ops = walk(op)
         for dead in [o for o in ops if isinstance(o, memref.AllocOp) and not o.memref.uses]:
             dead.detach()  # e.g. a tensor.empty whose every user got a fresh buffer
             dead.erase()

@@ -49,6 +49,7 @@ from wrc.errors import BundleFormatError, WrcError
 from wrc.files import open_regular
 from wrc.ir_binary import decode_module, encode_module, gc_paused
 from wrc.ir_text import parse_module
+from wrc.ir_walk import walk
 from wrc.model_buffer import LazyModelBuffer, ModelBuffer, c_array
 
 MAGIC = b"\x89WRC\r\n\x1a\n"
@@ -121,7 +122,7 @@ def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]
     """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares:
     op results, globals, block arguments, in walk order."""
     size = _Sizes()
-    for op in module.walk():
+    for op in walk(module):
         yield from _op_buffers(op, size)
 
 
@@ -206,7 +207,7 @@ def _check_ops(module: ModuleOp) -> BundleFormatError | None:
     larger than `max_tensor_bytes()` (nothing is allocated here: types only), or None."""
     limit, size = max_tensor_bytes(), _Sizes()
     oversized = None
-    for op in module.walk():
+    for op in walk(module):
         if oversized is None:
             for _, kind, t, nbytes in _op_buffers(op, size):
                 if nbytes > limit:

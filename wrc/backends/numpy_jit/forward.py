@@ -23,6 +23,7 @@ from xdsl.ir import Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.ir import buffer, root
+from wrc.ir_walk import walk
 
 _Reshape = memref.CollapseShapeOp | memref.ExpandShapeOp
 
@@ -195,7 +196,7 @@ def untouched(ops: Sequence[Operation], mem: object) -> bool:
     if mem is None:
         return False
     for op in ops:
-        for inner in op.walk():
+        for inner in walk(op):
             if isinstance(inner, _Reshape | memref.AllocOp | memref.GetGlobalOp | memref.DeallocOp):
                 continue
             if mem not in [root(v) for v in inner.operands if isinstance(v.type, MemRefType)]:

@@ -51,6 +51,7 @@ from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
 from wrc.backends.numpy_jit.unpad import Unpadded, unpad_windows
+from wrc.ir_walk import walk
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class _Planner:
             forwarded |= unpadded.elided
             elided |= unpadded.elided
         pooled: dict[SSAValue, int] = {}
-        for op in self.fn.walk():
+        for op in walk(self.fn):
             if op in forwarded:
                 continue
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
@@ -301,7 +302,7 @@ class _Planner:
         index = {op: i for i, op in enumerate(self.top)}
         uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
         for i, top in enumerate(self.top):
-            for op in top.walk():  # (each op nested in a top-level op counts as that op)
+            for op in walk(top):  # (each op nested in a top-level op counts as that op)
                 if isinstance(op, memref.AllocOp):
                     continue
                 for v in op.operands:
@@ -352,7 +353,7 @@ class _Planner:
         name = copy_into_global(copy)
         if name is None or copy.source is not buf or copy.destination.type != buf.type:
             return None
-        for other in self.fn.walk():
+        for other in walk(self.fn):
             if isinstance(other, memref.GetGlobalOp) and other.name_.string_value() == name and any(
                     use.operation is not copy or use.index != 1 for use in other.memref.uses):
                 return None
