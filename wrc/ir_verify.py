@@ -10,9 +10,10 @@ regions' block counts and entry-argument types and its number of successors, and
 a fresh `VerificationContext` each time: equal signatures give equal outcomes. So they run
 once per signature; everything else runs for every op, as in xDSL and in the same order:
 the structural checks (parents, terminators, erased operands), nested regions first, the op
-definition's traits (they may read the op's context; those that keep `OpTrait.verify`, a no-op, are skipped), and the op's own `verify_`. A property
-or attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
-`get_global`'s symbol) enters the signature as its class. A `linalg.generic`'s own verifier
+definition's traits (they may read the op's context; those that keep `OpTrait.verify`, a
+no-op, are skipped), and the op's own `verify_`. A property or attribute whose constraint
+only checks the value's class (`BaseAttr`: a global's name, a `get_global`'s symbol) enters
+the signature as its class. A `linalg.generic`'s own verifier
 (xDSL 0.74's `LinalgStructuredOperation.verify_`: operand types against the indexing maps,
 iterators and body argument types) reads nothing but its signature either, so a seen generic
 signature skips it too: that is a quarter of a level-3 module's verification.
