@@ -15,7 +15,8 @@ from xdsl.dialects.builtin import (
     MemRefType,
     NoneAttr,
 )
-from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.dialects.linalg import ops as linalg
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr,
     AffineBinaryOpKind,
@@ -35,8 +36,23 @@ def fail(op: Operation, why: str) -> LoweringError:
     return LoweringError(f"numpy backend: {op.name}: {why}")
 
 
+_BUFFERS: dict[int, tuple[Any, tuple[tuple[int, ...], np.dtype[Any]]]] = {}  # id → (type, buffer)
+
+
 def buffer(op: Operation, t: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """(shape, dtype) of a static, identity-layout memref type used by `op`."""
+    """(shape, dtype) of a static, identity-layout memref type used by `op`: derived once per
+    type object (a module shares few among many values; kept while the type is, by id)."""
+    known = _BUFFERS.get(id(t))
+    if known is not None and known[0] is t:
+        return known[1]
+    spec = _buffer(op, t)
+    if len(_BUFFERS) >= 4096:
+        _BUFFERS.clear()
+    _BUFFERS[id(t)] = (t, spec)
+    return spec
+
+
+def _buffer(op: Operation, t: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     if not isinstance(t, MemRefType):
         raise fail(op, f"expected a memref, got {t}")
     shape = tuple(t.get_shape())
@@ -112,6 +128,33 @@ def inline_constant(v: SSAValue) -> np.ndarray | None:
             or not isinstance(g.initial_value, DenseIntOrFPElementsAttr) or (spec := global_spec(g)) is None:
         return None
     return constant_value(g, spec)
+
+
+_SEGMENTS: dict[int, tuple[Attribute, tuple[int, ...]]] = {}  # id → (operand segment sizes, values)
+
+
+def _segments(op: Operation) -> tuple[int, ...]:
+    """The operand segment sizes of a linalg structured op (a generic, a fill): decoded once
+    per attribute object (xDSL's `inputs`/`outputs` decode them at each read, ~4 µs; the
+    planner reads them a dozen times per op). Kept while the attribute is, by id."""
+    attr = op.properties["operandSegmentSizes"]
+    known = _SEGMENTS.get(id(attr))
+    if known is None or known[0] is not attr:
+        if len(_SEGMENTS) >= 4096:
+            _SEGMENTS.clear()
+        known = _SEGMENTS[id(attr)] = (attr, tuple(attr.get_values()))  # type: ignore[attr-defined]
+    return known[1]
+
+
+def inputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
+    """`op.inputs`, read faster."""
+    return op._operands[:_segments(op)[0]]
+
+
+def outputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
+    """`op.outputs`, read faster."""
+    sizes = _segments(op)
+    return op._operands[sizes[0]:sizes[0] + sizes[1]]
 
 
 def root(v: SSAValue) -> object | None:
