@@ -13,7 +13,7 @@ from xdsl.dialects.func import FuncOp
 from xdsl.ir import Operation, SSAValue
 
 from wrc.dialects import ge
-from wrc.ir_walk import walk
+from wrc.ir_read import walk
 
 
 class WeightOnly:

@@ -42,7 +42,7 @@ from xdsl.rewriter import InsertPoint
 from wrc.abi import GATHER_AXIS, GATHER_CALL
 from wrc.dialects import ge
 from wrc.errors import LoweringError
-from wrc.ir_walk import walk
+from wrc.ir_read import walk
 from wrc.passes import _linalg_builders as B
 from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
 from wrc.passes._rewriter import OnePassRewriter

@@ -29,7 +29,7 @@ from xdsl.traits import SymbolOpInterface
 from wrc.abi import variable_name
 from wrc.dialects.ge import ConstOp, ReadVariableOp, VariableOp
 from wrc.errors import ConversionError
-from wrc.ir_walk import walk
+from wrc.ir_read import walk
 
 PASS = "ge-const-to-var"
 

@@ -29,7 +29,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
-from wrc.ir_walk import walk
+from wrc.ir_read import walk
 
 # --------------------------------------------------------------------------- names and keys
 

@@ -18,8 +18,9 @@ from xdsl.dialects.builtin import MemRefType
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
-from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, inputs, linear, outputs, scalar_dtype
+from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, linear, scalar_dtype
 from wrc.backends.numpy_jit.scalar import combiner
+from wrc.ir_read import inputs, outputs
 
 
 @dataclass(frozen=True)

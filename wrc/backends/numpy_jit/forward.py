@@ -22,8 +22,8 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Access, Generic
-from wrc.backends.numpy_jit.ir import buffer, inputs, outputs, root
-from wrc.ir_walk import walk
+from wrc.backends.numpy_jit.ir import buffer, root
+from wrc.ir_read import inputs, outputs, walk
 
 _Reshape = memref.CollapseShapeOp | memref.ExpandShapeOp
 

@@ -15,8 +15,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     NoneAttr,
 )
-from xdsl.dialects.linalg import ops as linalg
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr,
     AffineBinaryOpKind,
@@ -128,33 +127,6 @@ def inline_constant(v: SSAValue) -> np.ndarray | None:
             or not isinstance(g.initial_value, DenseIntOrFPElementsAttr) or (spec := global_spec(g)) is None:
         return None
     return constant_value(g, spec)
-
-
-_SEGMENTS: dict[int, tuple[Attribute, tuple[int, ...]]] = {}  # id → (operand segment sizes, values)
-
-
-def _segments(op: Operation) -> tuple[int, ...]:
-    """The operand segment sizes of a linalg structured op (a generic, a fill): decoded once
-    per attribute object (xDSL's `inputs`/`outputs` decode them at each read, ~4 µs; the
-    planner reads them a dozen times per op). Kept while the attribute is, by id."""
-    attr = op.properties["operandSegmentSizes"]
-    known = _SEGMENTS.get(id(attr))
-    if known is None or known[0] is not attr:
-        if len(_SEGMENTS) >= 4096:
-            _SEGMENTS.clear()
-        known = _SEGMENTS[id(attr)] = (attr, tuple(attr.get_values()))  # type: ignore[attr-defined]
-    return known[1]
-
-
-def inputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
-    """`op.inputs`, read faster."""
-    return op._operands[:_segments(op)[0]]
-
-
-def outputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
-    """`op.outputs`, read faster."""
-    sizes = _segments(op)
-    return op._operands[sizes[0]:sizes[0] + sizes[1]]
 
 
 def root(v: SSAValue) -> object | None:

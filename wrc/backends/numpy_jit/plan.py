@@ -47,11 +47,11 @@ from wrc.backends import native
 from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.forward import forward_copies
-from wrc.backends.numpy_jit.ir import buffer, const_value, fail, inputs, outputs, root
+from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
 from wrc.backends.numpy_jit.unpad import Unpadded, unpad_windows
-from wrc.ir_walk import walk
+from wrc.ir_read import inputs, outputs, walk
 
 
 @dataclass(frozen=True)
