@@ -13,6 +13,7 @@ from xdsl.dialects.func import FuncOp
 from xdsl.ir import Operation, SSAValue
 
 from wrc.dialects import ge
+from wrc.ir_read import walk
 
 
 class WeightOnly:
@@ -58,7 +59,7 @@ class WeightOnly:
 
 
 def writes_variables(fn: FuncOp) -> bool:
-    return any(isinstance(op, ge.AssignOp | ge.AssignIfNonEmptyOp) for op in fn.walk())
+    return any(isinstance(op, ge.AssignOp | ge.AssignIfNonEmptyOp) for op in walk(fn))
 
 
 def is_matmul_transpose(op: Operation) -> bool:

@@ -42,8 +42,10 @@ from xdsl.rewriter import InsertPoint
 from wrc.abi import GATHER_AXIS, GATHER_CALL
 from wrc.dialects import ge
 from wrc.errors import LoweringError
+from wrc.ir_read import walk
 from wrc.passes import _linalg_builders as B
 from wrc.passes._linalg_builders import PARALLEL, REDUCTION, amap, dim, identity
+from wrc.passes._rewriter import OnePassRewriter
 from wrc.passes._weight_only import is_matmul_transpose
 
 NEG_INF = float("-inf")
@@ -713,7 +715,7 @@ class ConvertGeToLinalgPass(ModulePass):
     name = "convert-ge-to-linalg"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        ops = list(op.walk())  # walked once, for the checks and the rewrite
+        ops = walk(op)  # walked once, for the checks and the rewrite
         check_lowerable(ops)
         # No DCE: an unused op is lowered too (a later `dce` may drop it), so that what runs is
         # what the graph said. Each op once, in program order, through the first pattern of
@@ -722,15 +724,12 @@ class ConvertGeToLinalgPass(ModulePass):
         # its worklist and without trying all patterns on every op (a third of the pass on
         # large graphs). A transpose folded into its matmuls is erased by the last one, after
         # it was visited.
-        rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
+        rewriter = OnePassRewriter(InsertPoint.at_end(op.body.block))
         for inner in ops:
             patterns = _patterns_for(type(inner))
             if not patterns:
                 continue
-            rewriter.has_done_action = False
-            rewriter._current_operation = inner
-            rewriter.insertion_point = InsertPoint.before(inner)
-            rewriter.name_hint = None
+            rewriter.start(inner)
             try:
                 for pattern in patterns:
                     pattern.match_and_rewrite(inner, rewriter)

@@ -59,6 +59,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
+from wrc.ir_read import inputs, outputs, walk
+from wrc.passes._rewriter import OnePassRewriter
 
 Mode = Literal["reuse", "fresh", "copy"]
 """How a linalg op gets its output buffer: "reuse", "fresh" (new alloc) or "copy"."""
@@ -102,6 +104,7 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
 # `memref.GetGlobalOp(name, t)`, `memref.CopyOp(src, dst)` and `memref.GlobalOp.get(...)`;
 # the location is given (xDSL looks its default up by an import per op).
 _NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
+_UNIT = UnitAttr()  # (attributes are values: one made once serves every op)
 
 
 def _new_alloc(t: Attribute) -> memref.AllocOp:
@@ -130,7 +133,7 @@ def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: 
                   "sym_visibility": _visibility(visibility)}
     if constant is not None:
         properties["constant"] = constant
-    return memref.GlobalOp.create(properties=properties, attributes={marker: UnitAttr()}, location=UNKNOWN_LOC)
+    return memref.GlobalOp.create(properties=properties, attributes={marker: _UNIT}, location=UNKNOWN_LOC)
 
 
 @functools.cache
@@ -167,7 +170,7 @@ class VariableToGlobal(RewritePattern):
     def match_and_rewrite(self, op: ge.VariableOp, rewriter: PatternRewriter) -> None:
         name = op.sym_name.data
         t = memref_of(op.type, f"ge.variable @{name}")
-        rewriter.replace(op, _new_global(name, t, UnitAttr(), "public", None, VARIABLE_ATTR))
+        rewriter.replace(op, _new_global(name, t, _UNIT, "public", None, VARIABLE_ATTR))
 
 
 def _const_globals(module: ModuleOp, ops: list[Operation]) -> list[memref.GlobalOp]:
@@ -198,8 +201,8 @@ def _const_globals(module: ModuleOp, ops: list[Operation]) -> list[memref.Global
     globals_: list[memref.GlobalOp] = []
     for name, op in consts.items():
         t = memref_of(op.output.type, f'ge.const "{name}"')
-        value = op.value if op.value is not None else UnitAttr()
-        globals_.append(_new_global(name, t, value, "private", UnitAttr(), CONSTANT_ATTR))
+        value = op.value if op.value is not None else _UNIT
+        globals_.append(_new_global(name, t, value, "private", _UNIT, CONSTANT_ATTR))
     return globals_
 
 
@@ -282,7 +285,7 @@ class EmptyToAlloc(RewritePattern):
 
 def _out_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _State) -> list[SSAValue]:
     buffers: list[SSAValue] = []
-    for i, out in enumerate(op.outputs):
+    for i, out in enumerate(outputs(op)):
         mode = state.out_mode.get((op, i), "copy")
         if mode == "fresh":
             out = _alloc(b, out.type)
@@ -300,7 +303,7 @@ def _on_buffers(
     their sizes) and attributes."""
     outs = _out_buffers(b, op, state)
     new = type(op).create(
-        operands=(*op.inputs, *outs), properties=dict(op.properties), attributes=dict(op.attributes),
+        operands=(*inputs(op), *outs), properties=dict(op.properties), attributes=dict(op.attributes),
         regions=[b.move_region_contents_to_new_regions(op.regions[0])], location=UNKNOWN_LOC,
     )
     return new, outs
@@ -386,7 +389,7 @@ def _plan_outputs(ops: list[Operation], state: _State) -> None:
     for op in ops:
         if not isinstance(op, LinalgStructuredOperation) or not op.res:
             continue
-        for i, out in enumerate(op.outputs):
+        for i, out in enumerate(outputs(op)):
             single = out.has_one_use()
             if isinstance(out.owner, tensor.EmptyOp):
                 state.out_mode[(op, i)] = "reuse" if single else "fresh"
@@ -427,7 +430,7 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
             if len(types) != 1:
                 raise LoweringError(f"{what}: assigned to variables of different types {sorted(map(str, types))}")
             arg = block.insert_arg(memref_of(types.pop(), what), len(block.args))
-            entry[OPTIONAL_ATTR] = UnitAttr()
+            entry[OPTIONAL_ATTR] = _UNIT
             flag = state.flags[arg] = block.insert_arg(i1, len(block.args))
             if data.output.name_hint:
                 flag.name_hint = f"{data.output.name_hint}_nonempty"
@@ -469,14 +472,14 @@ class GeBufferizePass(ModulePass):
     name = "ge-bufferize"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        ops = list(op.walk())  # the module's ops before rewriting, walked once for the checks below
+        ops = walk(op)  # the module's ops before rewriting, walked once for the checks below
         _check_lowered(ops)
         state = _State()
         consts = _const_globals(op, ops)
         funcs = [f for f in op.ops if isinstance(f, func.FuncOp) and not f.is_declaration]
         for fn in funcs:
             _make_arguments(fn, state)
-            for inner in fn.walk():
+            for inner in walk(fn):
                 if isinstance(inner, ge.AssignOp | ge.AssignIfNonEmptyOp):
                     state.written.add((fn, inner.variable.string_value()))
         for data in ops:  # e.g. inside a nested builtin.module or an scf.if region
@@ -499,18 +502,15 @@ class GeBufferizePass(ModulePass):
         # Each op once, in program order, so the producers of its operands are rewritten
         # before it: xDSL's greedy worklist driver found nothing more and added ~10 % to the
         # pass on large graphs (an op left unready would be reported by _check_bufferized).
-        rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))  # reset per op, as xDSL's walker does
+        rewriter = OnePassRewriter(InsertPoint.at_end(op.body.block))
         for inner in ops:
             pattern = patterns.get(type(inner))
             if pattern is not None:
-                rewriter.has_done_action = False
-                rewriter._current_operation = inner
-                rewriter.insertion_point = InsertPoint.before(inner)
-                rewriter.name_hint = None
+                rewriter.start(inner)
                 pattern.match_and_rewrite(inner, rewriter)
         for fn in funcs:
             fn.update_function_type()
-        ops = list(op.walk())
+        ops = walk(op)
         for dead in [o for o in ops if isinstance(o, memref.AllocOp) and not o.memref.uses]:
             dead.detach()  # e.g. a tensor.empty whose every user got a fresh buffer
             dead.erase()

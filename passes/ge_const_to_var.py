@@ -29,6 +29,7 @@ from xdsl.traits import SymbolOpInterface
 from wrc.abi import variable_name
 from wrc.dialects.ge import ConstOp, ReadVariableOp, VariableOp
 from wrc.errors import ConversionError
+from wrc.ir_read import walk
 
 PASS = "ge-const-to-var"
 
@@ -68,7 +69,7 @@ def _plan(module: ModuleOp, names: tuple[str, ...]) -> dict[str, _Weight]:
 
     graph = the_graph(module, PASS)
     consts: dict[str, list[ConstOp]] = {}
-    for op in graph.walk():
+    for op in walk(graph):
         if isinstance(op, ConstOp):
             consts.setdefault(op.const_name.data, []).append(op)
 

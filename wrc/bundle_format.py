@@ -48,6 +48,7 @@ from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
 from wrc.files import open_regular
 from wrc.ir_binary import decode_module, encode_module, gc_paused
+from wrc.ir_read import walk
 from wrc.ir_text import parse_module
 from wrc.model_buffer import LazyModelBuffer, ModelBuffer, c_array
 
@@ -121,7 +122,7 @@ def _buffers(module: ModuleOp) -> Iterator[tuple[Operation, str, Attribute, int]
     """(op, "result" | "global" | "argument", type, bytes) of every buffer `module` declares:
     op results, globals, block arguments, in walk order."""
     size = _Sizes()
-    for op in module.walk():
+    for op in walk(module):
         yield from _op_buffers(op, size)
 
 
@@ -134,6 +135,23 @@ class _Sizes(dict[int, int]):
         if known is None:
             known = self[id(t)] = _buffer_bytes(t)
         return known
+
+
+def _fit(op: Operation, fits: set[int], size: _Sizes, limit: int) -> bool:
+    """Every buffer `op` declares is within `limit` bytes (`_op_buffers`' types, read without
+    a generator: this runs for every op; `fits` holds the ids of types known to fit)."""
+    types = [r.type for r in op.results]
+    if isinstance(op, GlobalOp):
+        types.append(op.type)
+    for region in op.regions:
+        for block in region.blocks:
+            types += block.arg_types
+    for t in types:
+        if id(t) not in fits:
+            if size(t) > limit:
+                return False
+            fits.add(id(t))
+    return True
 
 
 def _op_buffers(op: Operation, size: _Sizes) -> Iterator[tuple[Operation, str, Attribute, int]]:
@@ -206,8 +224,10 @@ def _check_ops(module: ModuleOp) -> BundleFormatError | None:
     larger than `max_tensor_bytes()` (nothing is allocated here: types only), or None."""
     limit, size = max_tensor_bytes(), _Sizes()
     oversized = None
-    for op in module.walk():
-        if oversized is None:
+    fits: set[int] = set()  # ids of the types seen within the limit (each stays alive in the module)
+    for op in walk(module):
+        # (types first: only a type not seen before may be oversized; then the buffer at fault)
+        if oversized is None and not _fit(op, fits, size, limit):
             for _, kind, t, nbytes in _op_buffers(op, size):
                 if nbytes > limit:
                     # (a memref.global has no results, regions or arguments: its one buffer is itself)

@@ -10,9 +10,10 @@ regions' block counts and entry-argument types and its number of successors, and
 a fresh `VerificationContext` each time: equal signatures give equal outcomes. So they run
 once per signature; everything else runs for every op, as in xDSL and in the same order:
 the structural checks (parents, terminators, erased operands), nested regions first, the op
-definition's traits (they may read the op's context), and the op's own `verify_`. A property
-or attribute whose constraint only checks the value's class (`BaseAttr`: a global's name, a
-`get_global`'s symbol) enters the signature as its class. A `linalg.generic`'s own verifier
+definition's traits (they may read the op's context; those that keep `OpTrait.verify`, a
+no-op, are skipped), and the op's own `verify_`. A property or attribute whose constraint
+only checks the value's class (`BaseAttr`: a global's name, a `get_global`'s symbol) enters
+the signature as its class. A `linalg.generic`'s own verifier
 (xDSL 0.74's `LinalgStructuredOperation.verify_`: operand types against the indexing maps,
 iterators and body argument types) reads nothing but its signature either, so a seen generic
 signature skips it too: that is a quarter of a level-3 module's verification.
@@ -97,16 +98,31 @@ def _class_only(cls: type[Operation]) -> tuple[frozenset[str], frozenset[str]]:
 def _signature(op: Operation) -> tuple[Any, ...]:
     """All that `op_def.verify(op)` reads of `op` (an op `_irdl_parts` knows), except what
     its traits read."""
-    props, attrs = _class_only(type(op))
-    return (
-        type(op),
-        tuple([v.type for v in op._operands]),  # (the tuples themselves: no view objects)
+    cls = type(op)
+    props, attrs = _class_only(cls)
+    properties, attributes, regions = op.properties, op.attributes, op.regions
+    return (  # (list comprehensions, and no view objects: this runs for every op)
+        cls,
+        tuple([v.type for v in op._operands]),
         tuple([r.type for r in op.results]),
-        tuple((k, type(v) if k in props else v) for k, v in op.properties.items()),
-        tuple((k, type(v) if k in attrs else v) for k, v in op.attributes.items()),
-        tuple((len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in op.regions),
+        tuple([(k, type(v) if k in props else v) for k, v in properties.items()]) if properties else (),
+        tuple([(k, type(v) if k in attrs else v) for k, v in attributes.items()]) if attributes else (),
+        tuple([(len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in regions])
+        if regions else (),
         len(op._successors),
     )
+
+
+def _seen_checks(cls: type[Operation]) -> tuple[tuple[OpTrait, ...], Callable[[Operation], None] | None]:
+    """What `verify_` still checks of an op of `cls` (a class `_irdl_parts` knows) whose
+    signature was seen: its definition's traits whose `verify` checks something, in order
+    (most, as `Pure` or a memory effect, keep `OpTrait.verify`, which does nothing), and its
+    own verifier unless that reads only the signature."""
+    parts = _irdl_parts(cls)
+    assert parts is not None
+    op_def, custom_verify = parts
+    traits = tuple(t for t in op_def.traits if type(t).verify is not OpTrait.verify)
+    return traits, None if custom_verify is None or _signature_only(cls, custom_verify) else custom_verify
 
 
 @functools.cache
@@ -118,6 +134,7 @@ def _has(cls: type[Operation], trait: type[OpTrait]) -> bool:
 class _Verifier:
     def __init__(self) -> None:
         self.seen: set[tuple[Any, ...]] = set()
+        self.seen_checks: dict[type[Operation], tuple[tuple[OpTrait, ...], Callable[[Operation], None] | None]] = {}
 
     def op(self, op: Operation) -> None:
         if type(op).verify is not Operation.verify:
@@ -155,7 +172,6 @@ class _Verifier:
         if parts is None:
             op.verify_()
             return
-        op_def, custom_verify = parts
         try:
             key = _signature(op)
             seen = key in self.seen
@@ -166,9 +182,13 @@ class _Verifier:
             op.verify_()
             self.seen.add(key)
             return
-        for trait in op_def.traits:
+        checks = self.seen_checks.get(type(op))
+        if checks is None:
+            checks = self.seen_checks[type(op)] = _seen_checks(type(op))
+        traits, custom_verify = checks
+        for trait in traits:
             trait.verify(op)
-        if custom_verify is not None and not _signature_only(type(op), custom_verify):
+        if custom_verify is not None:
             custom_verify(op)
 
     @staticmethod

@@ -20,6 +20,7 @@ from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, linear, scalar_dtype
 from wrc.backends.numpy_jit.scalar import combiner
+from wrc.ir_read import inputs, outputs
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Generic:
 
     @functools.cached_property
     def n_in(self) -> int:  # (cached: xDSL's variadic operand accessors are slow, and read often)
-        return len(self.op.inputs)
+        return len(inputs(self.op))
 
     @property
     def out(self) -> Access:
@@ -119,9 +120,9 @@ def analyze(op: linalg.GenericOp) -> Generic:
     per such signature (a model repeats a few dozen of them thousands of times)."""
     if op.res:
         raise fail(op, "tensor results (level 3 needs memref operands)")
-    inputs = op.inputs
-    operands = [*inputs, *op.outputs]
-    n_in = len(inputs)
+    ins = inputs(op)
+    operands = [*ins, *outputs(op)]
+    n_in = len(ins)
     key = (op.indexing_maps, op.iterator_types, tuple(v.type for v in operands), n_in)
     try:
         loops = _LOOPS.get(key)

@@ -23,6 +23,7 @@ from xdsl.ir import Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.ir import buffer, root
+from wrc.ir_read import inputs, outputs, walk
 
 _Reshape = memref.CollapseShapeOp | memref.ExpandShapeOp
 
@@ -74,7 +75,7 @@ def copy_layout(g: Generic) -> list[tuple[int, int, int]] | None:
     loop point, in some order of the loop dims; None if `g` is not such a copy."""
     block = g.op.body.block
     yielded = block.last_op.operands if block.last_op is not None else ()
-    if (g.kind != "parallel" or g.n_in != 1 or len(g.op.outputs) != 1 or len(list(block.ops)) != 1
+    if (g.kind != "parallel" or g.n_in != 1 or len(outputs(g.op)) != 1 or len(list(block.ops)) != 1
             or list(yielded) != [block.args[0]] or g.accesses[0].dtype != g.out.dtype
             or g.accesses[0].shape is None or g.out.offset != 0):
         return None
@@ -120,11 +121,11 @@ def forward_copies(top: Sequence[Operation], analysis: Callable[[linalg.GenericO
             continue
         g = analyses.get(op) or analysis(op)
         dense = copy_layout(g)
-        out = op.outputs[0]
+        out = outputs(op)[0]
         if dense is None or not isinstance(out.owner, memref.AllocOp) or out not in span or op in keep or out in keep:
             continue
         # (the source as the copy reads it: through an earlier copy's source, if forwarded)
-        src = g.accesses[0].value if op in analyses else _base(op.inputs[0])
+        src = g.accesses[0].value if op in analyses else _base(inputs(op)[0])
         if src.owner in elided or not isinstance(src.type, MemRefType) or src in keep:
             continue
         plan = copy_readers(op, out, index)
@@ -181,7 +182,7 @@ def copy_readers(copy: linalg.GenericOp, out: SSAValue, index: Mapping[Operation
             elif fill and isinstance(user, linalg.FillOp) and v is out and filled is None \
                     and -1 < index.get(user, -1) < index[copy]:
                 filled = user
-            elif (isinstance(user, linalg.GenericOp) and user.library_call is None and use.index < len(user.inputs)
+            elif (isinstance(user, linalg.GenericOp) and user.library_call is None and use.index < len(inputs(user))
                   and index.get(user, -1) > index[copy]):
                 found.setdefault(user, []).append(use.index)
             else:
@@ -195,12 +196,12 @@ def untouched(ops: Sequence[Operation], mem: object) -> bool:
     if mem is None:
         return False
     for op in ops:
-        for inner in op.walk():
+        for inner in walk(op):
             if isinstance(inner, _Reshape | memref.AllocOp | memref.GetGlobalOp | memref.DeallocOp):
                 continue
             if mem not in [root(v) for v in inner.operands if isinstance(v.type, MemRefType)]:
                 continue
-            if isinstance(inner, linalg.GenericOp) and all(root(v) != mem for v in inner.outputs):
+            if isinstance(inner, linalg.GenericOp) and all(root(v) != mem for v in outputs(inner)):
                 continue
             return False
     return True

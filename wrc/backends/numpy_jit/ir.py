@@ -35,8 +35,23 @@ def fail(op: Operation, why: str) -> LoweringError:
     return LoweringError(f"numpy backend: {op.name}: {why}")
 
 
+_BUFFERS: dict[int, tuple[Any, tuple[tuple[int, ...], np.dtype[Any]]]] = {}  # id → (type, buffer)
+
+
 def buffer(op: Operation, t: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """(shape, dtype) of a static, identity-layout memref type used by `op`."""
+    """(shape, dtype) of a static, identity-layout memref type used by `op`: derived once per
+    type object (a module shares few among many values; kept while the type is, by id)."""
+    known = _BUFFERS.get(id(t))
+    if known is not None and known[0] is t:
+        return known[1]
+    spec = _buffer(op, t)
+    if len(_BUFFERS) >= 4096:
+        _BUFFERS.clear()
+    _BUFFERS[id(t)] = (t, spec)
+    return spec
+
+
+def _buffer(op: Operation, t: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     if not isinstance(t, MemRefType):
         raise fail(op, f"expected a memref, got {t}")
     shape = tuple(t.get_shape())

@@ -51,6 +51,7 @@ from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
 from wrc.backends.numpy_jit.unpad import Unpadded, unpad_windows
+from wrc.ir_read import inputs, outputs, walk
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class _Planner:
             forwarded |= unpadded.elided
             elided |= unpadded.elided
         pooled: dict[SSAValue, int] = {}
-        for op in self.fn.walk():
+        for op in walk(self.fn):
             if op in forwarded:
                 continue
             if isinstance(op, linalg.GenericOp):  # after its fill: whether it is fresh is known
@@ -176,8 +177,8 @@ class _Planner:
                         pooled[array] = max(pooled.get(array, elements(array)), elements(buf))
                     continue
                 fill = self.first_user(op, buf)
-                if (isinstance(fill, linalg.FillOp) and fill.outputs[0] is buf
-                        and const_value(fill.inputs[0]) == 0 and self.overwriter(fill) is None):
+                if (isinstance(fill, linalg.FillOp) and outputs(fill)[0] is buf
+                        and const_value(inputs(fill)[0]) == 0 and self.overwriter(fill) is None):
                     zeroed.add(buf)
                     elided.add(fill)
                 if buf in self.span:
@@ -244,13 +245,13 @@ class _Planner:
     def overwriter(self, fill: linalg.FillOp) -> linalg.GenericOp | None:
         """The generic right after `fill` that makes it useless, if any: it overwrites the
         whole buffer, or reduces into it with the fill value as the combiner's identity."""
-        out = fill.outputs[0]
+        out = outputs(fill)[0]
         nxt = self.next_writer(fill, out)
-        value = const_value(fill.inputs[0])
+        value = const_value(inputs(fill)[0])
         if not isinstance(nxt, linalg.GenericOp) or value is None:
             return None
         g = self.analysis(nxt)
-        ok = g.fill_ok and not any(root(a) == root(out) for a in nxt.inputs)
+        ok = g.fill_ok and not any(root(a) == root(out) for a in inputs(nxt))
         if g.kind != "parallel" and g.combiner is not None:
             ok = ok and value == identity(g.combiner, g.out.dtype)
         return nxt if ok else None
@@ -277,7 +278,7 @@ class _Planner:
             if mem_root not in mem:
                 op = op.next_op
                 continue
-            if isinstance(op, linalg.GenericOp) and len(op.outputs) == 1 and op.outputs[0] is out:
+            if isinstance(op, linalg.GenericOp) and len(outputs(op)) == 1 and outputs(op)[0] is out:
                 return op
             return None
         return None
@@ -301,7 +302,7 @@ class _Planner:
         index = {op: i for i, op in enumerate(self.top)}
         uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
         for i, top in enumerate(self.top):
-            for op in top.walk():  # (each op nested in a top-level op counts as that op)
+            for op in walk(top):  # (each op nested in a top-level op counts as that op)
                 if isinstance(op, memref.AllocOp):
                     continue
                 for v in op.operands:
@@ -320,9 +321,9 @@ class _Planner:
         index = {op: i for i, op in enumerate(self.top)}
         for i, op in enumerate(self.top):
             if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
-                    or len(op.inputs) != 1 or len(op.outputs) != 1:
+                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
                 continue
-            x, y = op.inputs[0], op.outputs[0]
+            x, y = inputs(op)[0], outputs(op)[0]
             if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
                 continue
             if index[x.owner] > index[y.owner] or self.span[x][1] != i or self.span[y][0] != i \
@@ -352,7 +353,7 @@ class _Planner:
         name = copy_into_global(copy)
         if name is None or copy.source is not buf or copy.destination.type != buf.type:
             return None
-        for other in self.fn.walk():
+        for other in walk(self.fn):
             if isinstance(other, memref.GetGlobalOp) and other.name_.string_value() == name and any(
                     use.operation is not copy or use.index != 1 for use in other.memref.uses):
                 return None
@@ -390,7 +391,7 @@ class _Planner:
         return max(short, key=lambda f: f[0])[1] if short else None
 
     def in_place(self, op: Operation, old: SSAValue, new: SSAValue) -> bool:
-        if not isinstance(op, linalg.GenericOp) or len(op.outputs) != 1 or op.outputs[0] is not new:
+        if not isinstance(op, linalg.GenericOp) or len(outputs(op)) != 1 or outputs(op)[0] is not new:
             return False
         g = self.analysis(op)
         reads = [a for a in g.accesses[:g.n_in] if a.shape is not None and root(a.value) == old]
@@ -406,7 +407,7 @@ def elements(buf: SSAValue) -> int:
 
 
 def check_fill(op: linalg.FillOp) -> None:
-    if len(op.inputs) != 1 or len(op.outputs) != 1 or op.res:
+    if len(inputs(op)) != 1 or len(outputs(op)) != 1 or op.res:
         raise fail(op, "expected one scalar input and one memref output")
-    buffer(op, op.outputs[0].type)
+    buffer(op, outputs(op)[0].type)
 
