@@ -1,6 +1,6 @@
 /* The register machine's loop (elementwise.c), included once per element type with
- *   T: the element type, RUN: the function's name, EXP, TANH, ERF, LOG, SQRT, ABS, FMAX, FMIN,
- *   POW: its math functions.
+ *   T: the element type, RUN: the function's name, EXP, TANH, ERF, SIGMOID, LOG, SQRT, ABS, FMAX,
+ *   FMIN, POW: its math functions.
  *
  * The loop space is walked in blocks: per row (an index of every dim but the innermost),
  * blocks of up to BLOCK elements of the row; or, where rows are short (at most BLOCK / 2),
@@ -193,6 +193,7 @@ static void RUN(const prog_t *p) {
             case OP_TANH: MAP1(TANH(X)); break;
             case OP_ERF: MAP1(ERF(X)); break;
             case OP_ABS: MAP1(ABS(X)); break;
+            case OP_SIGMOID: MAP1(SIGMOID(X)); break;
             case OP_ADD: MAP2(X + Y); break;
             case OP_SUB: MAP2(X - Y); break;
             case OP_MUL: MAP2(X * Y); break;
