@@ -123,3 +123,44 @@ def test_squeeze_excite_gate_is_a_member_broadcast_over_planes(plane: tuple[int,
     assert len(group.members) == (6 if hard else 3)
     if hard:  # IEEE adds, products and clips: the machine is NumPy's to the bit
         np.testing.assert_array_equal(got[0], run(g, [s, x], JitOptions(native=False))[0])
+
+
+@needs_native
+@pytest.mark.parametrize("width", [1, 3, 16, 128, 300])
+@pytest.mark.parametrize("channels", [5, 40])
+def test_machine_per_row_registers(channels: int, width: int) -> None:
+    # Over [2, C, W], two per-channel operands (stride 0 along the row): with rows of up to 128
+    # several to a block they are per-row registers (one value a row), else uniform ones. Ops
+    # on per-row and uniform operands, a comparison and a select of them, a product with a
+    # full operand (the per-row value spread), a per-row value stored along its row, and the
+    # row sum of a per-row value; against NumPy in float64.
+    c, w = channels, width
+    x = RNG.standard_normal((2, c, w)).astype(np.float32)
+    b, b2 = RNG.standard_normal(c).astype(np.float32), RNG.standard_normal(c).astype(np.float32)
+    s = np.array(0.75, np.float32)
+    full, chan = (c * w, w, 1), (0, 1, 0)
+    words = [0, 3, 2, c, w, 6]
+    for written, strides in [(0, full), (0, chan), (0, chan), (0, (0, 0, 0)), (1, full), (1, full)]:
+        words += [written, 0, *strides]
+    code = [(0, 0, 0), (0, 1, 1), (0, 2, 2), (0, 3, 3),  # x, b, b2, s
+            (12, 4, 1, 3),  # b * s
+            (10, 5, 1, 2),  # b + b2
+            (SIGMOID, 6, 4),  # sigmoid(b * s)
+            (19, 7, 4, 5, 2),  # b * s > b + b2
+            (20, 8, 7, 6, 3),  # where(b * s > b + b2, sigmoid(b * s), s)
+            (12, 9, 0, 8),  # x * that
+            (1, 4, 9), (1, 5, 8)]
+    words += [10, len(code)]
+    for ins in code:
+        words += [*ins, *[0] * (5 - len(ins))]
+    out, out2 = np.empty_like(x), np.empty_like(x)
+    MODULE.run(fuse_mod.program_array(tuple(words)), x, b, b2, s, out, out2)
+    b64, b264 = b.astype(np.float64)[:, None], b2.astype(np.float64)[:, None]
+    gate = np.where(b64 * 0.75 > b64 + b264, 1 / (1 + np.exp(-b64 * 0.75)), 0.75)
+    np.testing.assert_allclose(out, x * gate, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out2, np.broadcast_to(gate, x.shape), rtol=1e-6)
+    # the row sum of a per-channel value, then that sum times x: w * b along each row
+    words = [0, 3, 2, c, w, 3, 0, 0, *full, 0, 0, *chan, 1, 0, *full, 3, 6,
+             0, 1, 1, 0, 0, 21, 2, 1, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 0, 1, 2, 0, 0, 0]
+    MODULE.run(fuse_mod.program_array(tuple(words)), x, b, out)
+    np.testing.assert_allclose(out, x * (w * b64), rtol=1e-5)

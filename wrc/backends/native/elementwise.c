@@ -48,6 +48,8 @@ typedef struct {
   int64_t op, d, a, b, c;
 } instr_t;
 
+enum { FULL, UNIFORM, PER_ROW }; /* what a register holds (elementwise_run.h): a block's values, one, one a row */
+
 typedef struct {
   int dtype, ndim, nops, nregs, ninstrs;
   Py_ssize_t ext[MAX_DIMS];
