@@ -164,3 +164,20 @@ def test_machine_per_row_registers(channels: int, width: int) -> None:
              0, 1, 1, 0, 0, 21, 2, 1, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 0, 1, 2, 0, 0, 0]
     MODULE.run(fuse_mod.program_array(tuple(words)), x, b, out)
     np.testing.assert_allclose(out, x * (w * b64), rtol=1e-5)
+
+
+@needs_native
+def test_one_op_with_a_constant_over_a_small_space_is_a_call_of_the_machine() -> None:
+    # a squeeze-excite's ReLU and a pool's mean (x / 16) over the channels: machine calls, to
+    # the bit NumPy's; the same ReLU over a large space stays NumPy's
+    x = RNG.standard_normal((1, 24, 1, 1)).astype(np.float32)
+    for name, make, want in (("relu", lambda g, t: g.relu(t), np.maximum(x, 0)),
+                             ("mean", lambda g, t: g.div(t, g.const("n", np.float32(16))), x / np.float32(16))):
+        g = Graph(name)
+        g.output(make(g, g.data("x", x.shape)))
+        got = check(g, [x], [want.astype(np.float64)], interp=False)
+        np.testing.assert_array_equal(got[0], want)
+        assert len(groups(g)) == 1
+    g = Graph("big")
+    g.output(g.relu(g.data("x", (1, 8, 64, 64))))
+    assert groups(g) == []

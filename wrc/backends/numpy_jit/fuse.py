@@ -106,9 +106,11 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
                 end, fused = 1, None
             # One generic whose body is one op stays a NumPy call (as cheap as the machine's),
             # unless an operand broadcasts over a small space (a per-channel bias or gate:
-            # NumPy's broadcasting costs ~1 µs more a call than the machine's uniform registers).
-            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1
-                                      or _small_broadcast(analyses[run[0][1]])):
+            # NumPy's broadcasting costs ~1 µs more a call than the machine's uniform
+            # registers; a constant, as a pool's mean `/ (H * W)` or a ReLU: ~0.2 µs more).
+            first = run[0][1]
+            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in first.body.block.ops) > 1
+                                      or _small_broadcast(analyses[first], first)):
                 groups.append(fused)
             del run[:end]
 
@@ -135,12 +137,14 @@ NumPy's iterator ~1 µs more than the machine's call; from some 10^4 elements on
 even or NumPy's loops faster (a bias add on 256 x 768: 50 against 61 µs)."""
 
 
-def _small_broadcast(g: Generic) -> bool:
-    """Some input of `g` is an array read at a stride of 0 along a dim of extent > 1, in a loop
-    space of at most SMALL_BROADCAST elements."""
-    return math.prod(g.extents) <= SMALL_BROADCAST and any(
+def _small_broadcast(g: Generic, op: linalg.GenericOp) -> bool:
+    """Some input of `g` (its generic `op`) is an array read at a stride of 0 along a dim of
+    extent > 1, or a float constant, in a loop space of at most SMALL_BROADCAST elements."""
+    return math.prod(g.extents) <= SMALL_BROADCAST and (any(
         a.shape is not None and any(e > 1 and a.strides[k] == 0 for k, e in enumerate(g.extents))
-        for a in g.accesses[:g.n_in])
+        for a in g.accesses[:g.n_in]) or any(
+        isinstance(v.owner, Operation) and _float(v.owner) is not None
+        for o in op.body.block.ops if o.name in OPCODES for v in o.operands))
 
 
 def _space(g: Generic) -> tuple[int, ...]:
