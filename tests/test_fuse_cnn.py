@@ -39,22 +39,25 @@ def _opcode_words(program: tuple[int, ...]) -> list[int]:
 
 
 @needs_native
-def test_machine_sigmoid_and_exp_within_ulps_over_a_dense_sweep() -> None:
-    # float32 sigmoid (e^-|x| never overflows) and exp against float64 NumPy, 440k points:
-    # within 2.5 and 1.5 ulp where the result is a normal float, within one subnormal step
-    # below; inf, -inf and NaN as the formula gives them
+def test_machine_sigmoid_exp_tanh_within_ulps_over_a_dense_sweep() -> None:
+    # float32 sigmoid and tanh (from e^-|x| and e^-2|x|: never overflow) and exp against
+    # float64 NumPy, 440k points: within 2.5, 1.5 and 2 ulp where the result is a normal
+    # float, within one subnormal step below; inf, -inf and NaN as the formula gives them
     x = np.concatenate([np.linspace(-120, 100, 400_001), np.geomspace(1e-30, 30, 20_000),
                         -np.geomspace(1e-30, 30, 20_000)]).astype(np.float32)
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore"):
-        for code, want, bound in ((SIGMOID, 1 / (1 + np.exp(-x64)), 2.5), (4, np.exp(x64), 1.5)):
+        for code, want, bound in ((SIGMOID, 1 / (1 + np.exp(-x64)), 2.5), (4, np.exp(x64), 1.5),
+                                  (7, np.tanh(x64), 2.0)):
             got = _one_op(code, x)
             normal = (np.abs(want) >= TINY) & (want < np.finfo(np.float32).max)
             assert _ulps(got[normal], want[normal]).max() < bound, code
-            assert np.abs(got[~normal & (want < 1)] - want[~normal & (want < 1)]).max() <= 2.0 ** -149, code
+            low = ~normal & (np.abs(want) < 1)
+            assert not low.any() or np.abs(got[low] - want[low]).max() <= 2.0 ** -149, code
     special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 104.0, -104.0], np.float32)
     np.testing.assert_array_equal(_one_op(SIGMOID, special),
                                   np.array([1, 0, np.nan, 0.5, 0.5, 1, 6.8e-46], np.float32))
+    np.testing.assert_array_equal(_one_op(7, special), np.array([1, -1, np.nan, 0, 0, 1, -1], np.float32))
     x64 = RNG.standard_normal(1000) * 30
     np.testing.assert_allclose(_one_op(SIGMOID, x64), 1 / (1 + np.exp(-x64)), rtol=1e-15)
 

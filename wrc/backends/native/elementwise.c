@@ -114,17 +114,21 @@ static inline float exp32(float x) {
   return x != x ? x : y;
 }
 
-/* 1 / (1 + e^-x) from e = e^-|x| <= 1 (it never overflows): 1 / (1 + e) for x >= 0, e / (1 + e)
- * below, where small values keep their relative accuracy (2 ulp). e = y 2^k, k in [-150, 0]:
- * y 2^(k + 100) is normal (k + 100 added to y's exponent bits), and times 2^-100 it is
+/* e^a for a <= 0 (not NaN), subnormal results included, with no overflow to guard: y 2^k for
+ * k in [-150, 0] is y 2^(k + 100) (normal: k + 100 added to y's exponent bits) times 2^-100,
  * rounded once, as by two factors. */
-static inline float sigmoid32(float x) {
-  float a = -fabsf(x);
+static inline float exp32_nonpositive(float a) {
   int32_t k;
   union { float f; int32_t i; } e = {exp32_reduced(a > -104.0f ? a : -104.0f, &k)};
   e.i += (k + 100) * (1 << 23);
-  e.f *= 7.88860905e-31f; /* 2^-100 */
-  float s = (x >= 0.0f ? 1.0f : e.f) / (1.0f + e.f);
+  return e.f * 7.88860905e-31f; /* 2^-100 */
+}
+
+/* 1 / (1 + e^-x) from e = e^-|x| <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) below, where small
+ * values keep their relative accuracy (2 ulp). */
+static inline float sigmoid32(float x) {
+  float e = exp32_nonpositive(-fabsf(x));
+  float s = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
   return x != x ? x : s;
 }
 
@@ -141,9 +145,10 @@ static inline float tanh32(float x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   float small = p * z * x + x;
-  float big = 1.0f - 2.0f / (exp32(2.0f * a) + 1.0f);
+  float e = exp32_nonpositive(-2.0f * a); /* (1 - e) / (1 + e), e = e^-2|x| <= 0.29 here */
+  float big = (1.0f - e) / (1.0f + e);
   big = x < 0 ? -big : big;
-  return a < 0.625f ? small : big;
+  return a < 0.625f || x != x ? small : big;
 }
 
 static int cmp(double a, double b, int pred) {
