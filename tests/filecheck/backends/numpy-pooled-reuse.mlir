@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{pool-min-bytes=0}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{pool-min-bytes=0 native=false}' | filecheck %s
 // RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s --check-prefix=SMALL
 
 // Buffers of different shapes share a dead temporary's array (best fit): %a's array is

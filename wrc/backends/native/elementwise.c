@@ -40,12 +40,15 @@ enum {
   OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_FMAX, OP_FMIN, OP_POW,
   OP_CMP, OP_SELECT,
   OP_SUM, OP_MAX_OF, OP_PASS,
+  OP_SIGMOID, /* 1 / (1 + exp(-x)): fuse.py recognises the chain */
   N_OPCODES
 };
 
 typedef struct {
   int64_t op, d, a, b, c;
 } instr_t;
+
+enum { FULL, UNIFORM, PER_ROW }; /* what a register holds (elementwise_run.h): a block's values, one, one a row */
 
 typedef struct {
   int dtype, ndim, nops, nregs, ninstrs;
@@ -83,9 +86,14 @@ static inline float pow2i(int n) { /* 2^n for n in [-126, 127] */
   return u.f;
 }
 
-static inline float exp32(float x) {
-  float c = x != x ? 0.0f : (x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x));
-  float n = floorf(c * 1.44269504088896341f + 0.5f);
+/* e^c = 2^k e^r, k = round(c / ln 2) (adding 1.5 * 2^23 rounds: the sum's low bits are k),
+ * e^r by Cephes' polynomial on |r| <= ln 2 / 2; for c in [-104, 89], not NaN. */
+static inline float exp32_reduced(float c, int32_t *k) {
+  const float magic = 12582912.0f;
+  float t = c * 1.44269504088896341f + magic;
+  float n = t - magic;
+  union { float f; int32_t i; } bits = {t};
+  *k = bits.i - 0x4B400000;
   float r = c - n * 0.693359375f + n * 2.12194440e-4f;
   float y = 1.9875691500e-4f;
   y = y * r + 1.3981999507e-3f;
@@ -93,10 +101,40 @@ static inline float exp32(float x) {
   y = y * r + 4.1665795894e-2f;
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  int k = (int)n, k1 = k / 2; /* two factors: 2^k may be subnormal or overflow */
+  return y * r * r + r + 1.0f;
+}
+
+static inline float exp32(float x) {
+  float c = x > -104.0f ? x : -104.0f; /* (NaN: -104, its result replaced below) */
+  c = c < 89.0f ? c : 89.0f;
+  int32_t k;
+  float y = exp32_reduced(c, &k);
+  int32_t k1 = k >> 1; /* 2^k as two factors: the result may be subnormal or overflow */
   y = y * pow2i(k1) * pow2i(k - k1);
   return x != x ? x : y;
+}
+
+/* e^a for a <= 0 (not NaN), subnormal results included, with no overflow to guard: y 2^k for
+ * k in [-150, 0] is y 2^(k + 100) (normal: k + 100 added to y's exponent bits) times 2^-100,
+ * rounded once, as by two factors. */
+static inline float exp32_nonpositive(float a) {
+  int32_t k;
+  union { float f; int32_t i; } e = {exp32_reduced(a > -104.0f ? a : -104.0f, &k)};
+  e.i += (k + 100) * (1 << 23);
+  return e.f * 7.88860905e-31f; /* 2^-100 */
+}
+
+/* 1 / (1 + e^-x) from e = e^-|x| <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) below, where small
+ * values keep their relative accuracy (2 ulp). */
+static inline float sigmoid32(float x) {
+  float e = exp32_nonpositive(-fabsf(x));
+  float s = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+  return x != x ? x : s;
+}
+
+static inline double sigmoid64(double x) {
+  double e = exp(-fabs(x));
+  return (x >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
 
 static inline float tanh32(float x) {
@@ -107,9 +145,10 @@ static inline float tanh32(float x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   float small = p * z * x + x;
-  float big = 1.0f - 2.0f / (exp32(2.0f * a) + 1.0f);
+  float e = exp32_nonpositive(-2.0f * a); /* (1 - e) / (1 + e), e = e^-2|x| <= 0.29 here */
+  float big = (1.0f - e) / (1.0f + e);
   big = x < 0 ? -big : big;
-  return a < 0.625f ? small : big;
+  return a < 0.625f || x != x ? small : big;
 }
 
 static int cmp(double a, double b, int pred) {
@@ -140,6 +179,7 @@ static int cmp(double a, double b, int pred) {
 #define EXP exp32
 #define TANH tanh32
 #define ERF erf32
+#define SIGMOID sigmoid32
 #define LOG logf
 #define SQRT sqrtf
 #define ABS fabsf
@@ -152,6 +192,7 @@ static int cmp(double a, double b, int pred) {
 #undef EXP
 #undef TANH
 #undef ERF
+#undef SIGMOID
 #undef LOG
 #undef SQRT
 #undef ABS
@@ -163,6 +204,7 @@ static int cmp(double a, double b, int pred) {
 #define EXP exp
 #define TANH tanh
 #define ERF erf
+#define SIGMOID sigmoid64
 #define LOG log
 #define SQRT sqrt
 #define ABS fabs

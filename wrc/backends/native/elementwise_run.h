@@ -1,6 +1,6 @@
 /* The register machine's loop (elementwise.c), included once per element type with
- *   T: the element type, RUN: the function's name, EXP, TANH, ERF, LOG, SQRT, ABS, FMAX, FMIN,
- *   POW: its math functions.
+ *   T: the element type, RUN: the function's name, EXP, TANH, ERF, SIGMOID, LOG, SQRT, ABS, FMAX,
+ *   FMIN, POW: its math functions.
  *
  * The loop space is walked in blocks: per row (an index of every dim but the innermost),
  * blocks of up to BLOCK elements of the row; or, where rows are short (at most BLOCK / 2),
@@ -14,7 +14,12 @@
  * constant, an operand read at a stride of 0 along the block (a bias along a row, a scalar),
  * a row's sum or maximum, and whatever is computed from uniform registers only. An op reads a
  * uniform operand as a scalar (`x[j] + b`, a loop the compiler vectorizes), and an op on
- * uniform operands only runs once a block: no per-element gather of a broadcast operand. */
+ * uniform operands only runs once a block: no per-element gather of a broadcast operand.
+ * In a block of several rows, a register is **per row** when it holds one value for each row
+ * (element b: row b's): an operand read at a stride of 0 along the rows only (a per-channel
+ * bias or gate over short planes), a row's sum or maximum, and what is computed from per-row
+ * and uniform registers only (LayerNorm's `sqrt(var / n + eps)` over rows of 16: 16 values,
+ * not 256). An op with a full operand spreads a per-row one along its rows first. */
 
 static void RUN(const prog_t *p) {
   typedef T elem;
@@ -74,16 +79,15 @@ static void RUN(const prog_t *p) {
               } else if (flat) {
                 reg[d] = mem;
                 uni[d] = 0;
+              } else if (s == 0) { /* several rows, one value each */
+                for (Py_ssize_t b = 0; b < k; b++) r[b] = mem[b * s2];
+                reg[d] = r;
+                uni[d] = PER_ROW;
               } else {
                 for (Py_ssize_t b = 0; b < k; b++) {
                   const elem *src = mem + b * s2;
                   elem *dst = r + b * w;
-                  if (s == 0) {
-                    elem v = src[0];
-                    for (int j = 0; j < w; j++) dst[j] = v;
-                  } else {
-                    for (int j = 0; j < w; j++) dst[j] = src[j * s];
-                  }
+                  for (int j = 0; j < w; j++) dst[j] = src[j * s];
                 }
                 reg[d] = r;
                 uni[d] = 0;
@@ -91,25 +95,39 @@ static void RUN(const prog_t *p) {
               continue;
             }
             const elem *v = reg[in->a];
-            if (flat && uni[in->a]) {
+            int u = uni[in->a];
+            if (flat && u == UNIFORM) {
               elem c = v[0];
               for (int j = 0; j < len; j++) mem[j] = c;
-            } else if (flat) {
+            } else if (flat && u == FULL) {
               if (mem != v) memmove(mem, v, (size_t)len * sizeof(elem));
             } else {
               for (Py_ssize_t b = 0; b < k; b++)
-                for (int j = 0; j < w; j++) mem[b * s2 + j * s] = uni[in->a] ? v[0] : v[b * w + j];
+                for (int j = 0; j < w; j++) mem[b * s2 + j * s] = u == UNIFORM ? v[0] : (u == PER_ROW ? v[b] : v[b * w + j]);
             }
             continue;
           }
           const elem *x = reg[in->a];
           int ux = uni[in->a];
+          /* a uniform or per-row register v spread over the block's elements into dst */
+#define SPREAD(dst, v, u)                                                                      \
+  do {                                                                                         \
+    if ((u) == UNIFORM) {                                                                      \
+      elem c_ = (v)[0];                                                                        \
+      for (int j_ = 0; j_ < len; j_++) (dst)[j_] = c_;                                         \
+    } else {                                                                                   \
+      for (Py_ssize_t b_ = 0; b_ < k; b_++) {                                                  \
+        elem c_ = (v)[b_];                                                                     \
+        for (int j_ = 0; j_ < w; j_++) (dst)[b_ * w + j_] = c_;                                \
+      }                                                                                        \
+    }                                                                                          \
+  } while (0)
           if (op == OP_SUM || op == OP_MAX_OF) {
             if (ux) { /* a uniform value summed as its block of copies (the same rounding) */
-              for (int j = 0; j < len; j++) wide[0][j] = x[0];
+              SPREAD(wide[0], x, ux);
               x = wide[0];
             }
-            if (k > 1) { /* short rows, one block: each row's value along its row */
+            if (k > 1) { /* short rows, one block: each row's value, per row */
               for (Py_ssize_t b = 0; b < k; b++) {
                 const elem *xb = x + b * w;
                 elem t = op == OP_SUM ? 0 : -INFINITY;
@@ -123,10 +141,10 @@ static void RUN(const prog_t *p) {
                 } else {
                   for (int j = 0; j < w; j++) t = (xb[j] > t || xb[j] != xb[j]) ? xb[j] : t;
                 }
-                for (int j = 0; j < w; j++) r[b * w + j] = t;
+                r[b] = t; /* (row b's elements are read: b <= b * w) */
               }
               reg[d] = r;
-              uni[d] = 0;
+              uni[d] = PER_ROW;
               continue;
             }
             if (op == OP_SUM) { /* eight partial sums: the loop vectorizes */
@@ -147,11 +165,12 @@ static void RUN(const prog_t *p) {
           /* element j of x, y: X, Y; the op's value E over them, uniform if they all are */
 #define MAP1(E)                                                                                \
   do {                                                                                         \
-    if (ux) {                                                                                  \
+    if (ux == UNIFORM) {                                                                       \
       elem X = x[0];                                                                           \
       r[0] = (E);                                                                              \
     } else {                                                                                   \
-      for (int j = 0; j < len; j++) {                                                          \
+      int m = ux == PER_ROW ? (int)k : len;                                                    \
+      for (int j = 0; j < m; j++) {                                                            \
         elem X = x[j];                                                                         \
         r[j] = (E);                                                                            \
       }                                                                                        \
@@ -162,6 +181,24 @@ static void RUN(const prog_t *p) {
   do {                                                                                         \
     const elem *y = reg[in->b];                                                                \
     int uy = uni[in->b];                                                                       \
+    if (ux != FULL && uy != FULL && (ux == PER_ROW || uy == PER_ROW)) { /* per row */          \
+      for (Py_ssize_t j = 0; j < k; j++) {                                                     \
+        elem X = x[ux == PER_ROW ? j : 0], Y = y[uy == PER_ROW ? j : 0];                       \
+        r[j] = (E);                                                                            \
+      }                                                                                        \
+      uni[d] = PER_ROW;                                                                        \
+      break;                                                                                   \
+    }                                                                                          \
+    if (ux == PER_ROW) {                                                                       \
+      SPREAD(wide[0], x, ux);                                                                  \
+      x = wide[0];                                                                             \
+      ux = FULL;                                                                               \
+    }                                                                                          \
+    if (uy == PER_ROW) {                                                                       \
+      SPREAD(wide[1], y, uy);                                                                  \
+      y = wide[1];                                                                             \
+      uy = FULL;                                                                               \
+    }                                                                                          \
     if (ux && uy) {                                                                            \
       elem X = x[0], Y = y[0];                                                                 \
       r[0] = (E);                                                                              \
@@ -193,6 +230,7 @@ static void RUN(const prog_t *p) {
             case OP_TANH: MAP1(TANH(X)); break;
             case OP_ERF: MAP1(ERF(X)); break;
             case OP_ABS: MAP1(ABS(X)); break;
+            case OP_SIGMOID: MAP1(SIGMOID(X)); break;
             case OP_ADD: MAP2(X + Y); break;
             case OP_SUB: MAP2(X - Y); break;
             case OP_MUL: MAP2(X * Y); break;
@@ -210,24 +248,30 @@ static void RUN(const prog_t *p) {
             case OP_SELECT: {
               const elem *y = reg[in->b], *z = reg[in->c];
               int uy = uni[in->b], uz = uni[in->c];
-              if (ux && uy && uz) {
+              if (ux == UNIFORM && uy == UNIFORM && uz == UNIFORM) {
                 r[0] = x[0] != 0 ? y[0] : z[0];
+                uni[d] = UNIFORM;
+              } else if (ux != FULL && uy != FULL && uz != FULL) { /* per row */
+                for (Py_ssize_t j = 0; j < k; j++)
+                  r[j] = x[ux == PER_ROW ? j : 0] != 0 ? y[uy == PER_ROW ? j : 0] : z[uz == PER_ROW ? j : 0];
+                uni[d] = PER_ROW;
               } else {
                 const elem *src[3] = {x, y, z};
                 int u[3] = {ux, uy, uz};
                 for (int t = 0; t < 3; t++)
                   if (u[t]) {
-                    for (int j = 0; j < len; j++) wide[t][j] = src[t][0];
+                    SPREAD(wide[t], src[t], u[t]);
                     src[t] = wide[t];
                   }
                 for (int j = 0; j < len; j++) r[j] = src[0][j] != 0 ? src[1][j] : src[2][j];
+                uni[d] = FULL;
               }
-              uni[d] = (unsigned char)(ux && uy && uz);
               break;
             }
           }
 #undef MAP1
 #undef MAP2
+#undef SPREAD
           reg[d] = r;
         }
       }

@@ -12,8 +12,9 @@ A group is a run of top-level generics with only ops that write nothing between 
 every operand is defined and none has changed). Its loop space is its members' dims of
 extent > 1, in order. A member is
 
-* an `Elementwise` generic over that space, or over all of it but the innermost dim (a
-  row's value, as `sum / n` or `sqrt(var + eps)`: computed once per row, never stored);
+* an `Elementwise` generic over that space, or over its leading dims only (a row's value,
+  as `sum / n` or `sqrt(var + eps)`; a channel's, as a squeeze-excite gate over [N, C] before
+  it scales [N, C, H, W]: broadcast along the dims it lacks, never stored);
 * a fresh `Reduce` over the innermost dim with `addf` or `maximumf` (LayerNorm's means,
   softmax's maximum and sum), whose result is read in the group only: the machine runs the
   row in **passes**, each ending at the reductions it needs, the row's value then a
@@ -57,8 +58,10 @@ OPCODES: dict[str, int] = {
 REDUCTIONS = {"add": 21, "maximum": 22}
 """Combiners of the row reductions the machine runs (a whole row into one value)."""
 PASS = 23
+SIGMOID = 24
+"""`1 / (1 + exp(-x))`, the machine's instruction for the chain of four (`_sigmoids`)."""
 SOURCES = {LOAD: 0, STORE: 1, CONST: 0, **{c: 1 for c in range(3, 10)}, **{c: 2 for c in range(10, 20)},
-           20: 3, 21: 1, 22: 1}
+           20: 3, 21: 1, 22: 1, SIGMOID: 1}
 """Registers each opcode reads (from field `a` on; a store's is `a`)."""
 
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
@@ -103,9 +106,11 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
                 end, fused = 1, None
             # One generic whose body is one op stays a NumPy call (as cheap as the machine's),
             # unless an operand broadcasts over a small space (a per-channel bias or gate:
-            # NumPy's broadcasting costs ~1 µs more a call than the machine's uniform registers).
-            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in run[0][1].body.block.ops) > 1
-                                      or _small_broadcast(analyses[run[0][1]])):
+            # NumPy's broadcasting costs ~1 µs more a call than the machine's uniform
+            # registers; a constant, as a pool's mean `/ (H * W)` or a ReLU: ~0.2 µs more).
+            first = run[0][1]
+            if fused is not None and (end > 1 or sum(o.name in OPCODES for o in first.body.block.ops) > 1
+                                      or _small_broadcast(analyses[first], first)):
                 groups.append(fused)
             del run[:end]
 
@@ -132,12 +137,14 @@ NumPy's iterator ~1 µs more than the machine's call; from some 10^4 elements on
 even or NumPy's loops faster (a bias add on 256 x 768: 50 against 61 µs)."""
 
 
-def _small_broadcast(g: Generic) -> bool:
-    """Some input of `g` is an array read at a stride of 0 along a dim of extent > 1, in a loop
-    space of at most SMALL_BROADCAST elements."""
-    return math.prod(g.extents) <= SMALL_BROADCAST and any(
+def _small_broadcast(g: Generic, op: linalg.GenericOp) -> bool:
+    """Some input of `g` (its generic `op`) is an array read at a stride of 0 along a dim of
+    extent > 1, or a float constant, in a loop space of at most SMALL_BROADCAST elements."""
+    return math.prod(g.extents) <= SMALL_BROADCAST and (any(
         a.shape is not None and any(e > 1 and a.strides[k] == 0 for k, e in enumerate(g.extents))
-        for a in g.accesses[:g.n_in])
+        for a in g.accesses[:g.n_in]) or any(
+        isinstance(v.owner, Operation) and _float(v.owner) is not None
+        for o in op.body.block.ops if o.name in OPCODES for v in o.operands))
 
 
 def _space(g: Generic) -> tuple[int, ...]:
@@ -149,12 +156,13 @@ def _dims(g: Generic) -> list[int]:
 
 
 def _group_space(gs: Sequence[Generic]) -> tuple[int, ...] | None:
-    """The members' common loop space: the longest; each member's is it or it without its
-    innermost dim (and a reduction's innermost dim is its reduced one). None if none."""
+    """The members' common loop space: the longest; each member's is it or, for an
+    elementwise one, its leading dims (and a reduction's innermost dim is its reduced one).
+    None if none."""
     space = max((_space(g) for g in gs), key=len)
     for g in gs:
         s = _space(g)
-        if s != space and (g.kind != "parallel" or not space or s != space[:-1]):
+        if s != space and (g.kind != "parallel" or not space or s != space[:len(s)]):
             return None
         if g.kind == "reduce" and (not s or g.reduction != (_dims(g)[-1],)):
             return None
@@ -263,11 +271,10 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
 
     for op, g in zip(run, gs, strict=True):
         block, dims = op.body.block, _dims(g)
-        row = _space(g) != space  # a row value: the innermost dim broadcast
+        row = _space(g) != space  # a row's (or channel's) value: the trailing dims broadcast
 
-        def strides_of(acc: Access, dims: list[int] = dims, row: bool = row) -> tuple[int, ...]:
-            s = tuple(acc.strides[k] for k in dims)
-            return s + (0,) if row else s
+        def strides_of(acc: Access, dims: list[int] = dims) -> tuple[int, ...]:
+            return tuple(acc.strides[k] for k in dims) + (0,) * (n - len(dims))
 
         keys = []
         for acc in g.accesses:
@@ -334,7 +341,7 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
     if not targets and live is not None:
         return None  # nothing read after it
     extents, strides = _coalesce(space, [s for _, _, s in layout], keep_inner=any(g.kind == "reduce" for g in gs))
-    code = _passes(code, targets)
+    code = _passes(_sigmoids(code, targets), targets)
     # Constants and reductions are set before a pass and read in each of its blocks: their
     # registers are theirs throughout.
     regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
@@ -384,6 +391,40 @@ def _passes(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
         body = [list(by_reg[r]) for r in sorted(need, key=order.__getitem__)]
         out += body + [list(t) for t in targets] + [[PASS, 0, 0, 0, 0]]
     return out[:-1]
+
+
+def _sigmoids(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
+    """The program with each `1 / (1 + exp(-x))` (Sigmoid's lowering: negf, exp, addf and divf
+    by the constant 1, in one member or across several) as one SIGMOID instruction, where the
+    three values between are read by the chain only: the machine's sigmoid computes e^-|x|
+    once, with no overflow and no second pass over the block for each step."""
+    by_reg = {ins[1]: ins for ins in code if ins[0] != STORE}
+    uses: dict[int, int] = {}
+    for ins in [*code, *stores]:
+        for r in _sources(ins):
+            uses[r] = uses.get(r, 0) + 1
+    ones = {ins[1] for ins in code if ins[0] == CONST and ins[2] == _bits(1.0)}
+
+    def only(r: int, op: int) -> list[int] | None:
+        ins = by_reg.get(r)
+        return ins if ins is not None and ins[0] == op and uses.get(r) == 1 else None
+
+    dropped: set[int] = set()
+    out = []
+    for ins in code:
+        if ins[0] == OPCODES["arith.divf"] and ins[2] in ones:
+            add = only(ins[3], OPCODES["arith.addf"])
+            one_plus = add is not None and (add[2] in ones) != (add[3] in ones)
+            exp = only(add[3] if add[2] in ones else add[2], OPCODES["math.exp"]) if add and one_plus else None
+            neg = only(exp[2], OPCODES["arith.negf"]) if exp else None
+            if add and exp and neg:
+                dropped |= {id(add), id(exp), id(neg)}
+                uses[ins[2]] -= 1
+                uses[add[2] if add[2] in ones else add[3]] -= 1
+                out.append([SIGMOID, ins[1], neg[2], 0, 0])
+                continue
+        out.append(ins)
+    return [ins for ins in out if id(ins) not in dropped and not (ins[0] == CONST and uses.get(ins[1]) == 0)]
 
 
 def _kept_across_passes(code: list[list[int]]) -> list[list[int]]:
