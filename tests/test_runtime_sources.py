@@ -13,7 +13,7 @@ from test_hoist import REFRESHABLE, X, build, graph, reference, weights
 
 import wrc
 import wrc.runtime
-from wrc.bundle_format import StoredWeights, bundle_bytes, write_bundle
+from wrc.bundle_format import Container, StoredWeights, bundle_bytes, write_bundle
 from wrc.errors import RuntimeStateError
 from wrc.runtime import Bundle, _InFile, load_bundle, prefault_budget
 
@@ -33,6 +33,15 @@ def path(tmp_path):
     p = tmp_path / "m.wrcb"
     write_bundle(p, build())
     return p
+
+
+def spy_reads(monkeypatch) -> list[list[str]]:
+    """The names of each read of stored weights from now on (one list per read)."""
+    reads: list[list[str]] = []
+    real = Container.read_weights
+    monkeypatch.setattr(Container, "read_weights", lambda self, names=None: reads.append(sorted(names or ()))
+                        or real(self, names))
+    return reads
 
 
 def loaded(path, backend: str = "numpy") -> Bundle:
@@ -75,14 +84,16 @@ def test_interp_and_numpy_agree_after_a_partial_update(path) -> None:
 
 def test_each_derive_reads_only_its_own_sources_from_the_file(path, monkeypatch) -> None:
     b = loaded(path)
-    reads = []
-    real = StoredWeights.read
-    monkeypatch.setattr(StoredWeights, "read", lambda self, names: reads.append(sorted(names)) or real(self, names))
+    reads = spy_reads(monkeypatch)
+    opened = []
+    real = StoredWeights.reader
+    monkeypatch.setattr(StoredWeights, "reader", lambda self: opened.append(1) or real(self))
     b.update({"lora_b": weights(3)["lora_b"]})  # only W' reads lora_b: w, lora_a, gamma, var from the file
     assert reads == [sorted(b._in_file[f"{n}_var"].const for n in ("w", "lora_a", "gamma", "var"))]
     reads.clear()
     b.update({"var": weights(3)["var"]})  # both derive functions: one read each, never all at once
     assert len(reads) == 2 and all(len(r) < len(REFRESHABLE) for r in reads), reads
+    assert len(opened) == 2  # the file opened (and its header checked) once per update
 
 
 def test_rollback_and_init_after_partial_updates_are_bit_identical(path) -> None:
@@ -159,8 +170,16 @@ def test_init_maps_ahead_no_more_than_the_budget_of_what_it_holds(path, monkeypa
 def test_a_second_init_reads_nothing_from_the_file(path, monkeypatch) -> None:
     b = loaded(path)
     y = b.infer({"x": X})[0].tobytes()
-    reads = []
-    real = StoredWeights.read
-    monkeypatch.setattr(StoredWeights, "read", lambda self, names: reads.append(sorted(names)) or real(self, names))
+    reads = spy_reads(monkeypatch)
     b.init()  # the sources are the same `_InFile` values: their derived values stay as they are
     assert reads == [] and b.infer({"x": X})[0].tobytes() == y
+
+
+def test_sources_can_be_kept(path, monkeypatch) -> None:
+    monkeypatch.setattr(wrc.runtime, "DROP_SOURCES", False)
+    b = loaded(path)
+    assert not any(type(a) is _InFile for a in b._snapshot.values())
+    reads = spy_reads(monkeypatch)
+    b.update({"gamma": weights(1)["gamma"]})
+    assert b.infer({"x": X})[0].tobytes() == fresh_output({**weights(0), "gamma": weights(1)["gamma"]})
+    assert reads == []  # nothing read from the file

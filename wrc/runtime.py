@@ -22,7 +22,8 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,10 +147,16 @@ def prefault_budget(weight_bytes: int, held_bytes: int) -> int:
     return max(0, min(PREFAULT_BYTES, int(ratio * weight_bytes) + slack - PREFAULT_RESERVE - held_bytes))
 
 
+DROP_SOURCES = True
+"""Whether a bundle loaded from a file drops the stored values only derive functions read once
+derived from (`_InFile`); False (set before loading) keeps them in memory: an update of some
+of their co-sources (e.g. BatchNorm parameters only) and `weights()` then read no file."""
+
+
 class _InFile:
     """The value of a variable that is its stored initial value, not held in memory: a
     snapshot holds this in its place once the derive functions (its only readers) have run,
-    and it is read again from the bundle file when something reads it (`_read_stored`)."""
+    and it is read again from the bundle file when something reads it (`_sources`)."""
 
     __slots__ = ("const",)
 
@@ -258,11 +265,11 @@ class Bundle:
         self._adoptable = upd is not None and self._arrays.host and plain_copies(upd)
         # Variables whose stored initial value only derive functions read (the sources of
         # BatchNorm folded into convolution weights): once derived from, a snapshot holds
-        # `_InFile` for them, and their memory goes (see _derive, _read_stored).
+        # `_InFile` for them, and their memory goes (see _derive, _sources).
         read = {v for f in self._graphs.values() for v in f.reads} | {d.variable for d in self._deltas.values()}
         sources = {v for d in self._derives for v in d.reads}
         self._in_file = ({v: _InFile(c) for v, c in self._releasable.items() if v in sources and v not in read}
-                         if self._stored is not None else {})
+                         if self._stored is not None and DROP_SOURCES else {})
 
     # ------------------------------------------------------------------ introspection
 
@@ -821,7 +828,8 @@ class Bundle:
                 if keep_old and w.var in snap:
                     old = snap[w.var]
                     if type(old) is _InFile:
-                        old = self._read_stored([w.var], info.name)[w.var]
+                        with self._sources(info.name) as read:
+                            old = read([w.var])[w.var]
                     self._arrays.copy_into(buf, old)
             if will and w.full:
                 certain.add(w.var)
@@ -844,16 +852,18 @@ class Bundle:
         due = [d for d in self._derives
                if (not d.reads.isdisjoint(changed) or (loading and not d.reads)) and d.reads <= state.keys()]
         last = {v: d for d in due for v in d.reads if v in self._in_file}  # a source's last reader
-        for d in due:
-            out = {w.var: self._buffer(w.var) for w in d.writes}
-            self._compiled.run(d.name, self._globals(d, state, out), [])
-            for arr in out.values():
-                self._frozen(arr)
-            state.update(out)
-            made.update(out)
-            for v in d.reads:
-                if last.get(v) is d:
-                    self._let_go(state, v)
+        with self._sources("derived values") as read:
+            for d in due:
+                stored = [v for v in d.reads if type(state[v]) is _InFile]  # read for this function only
+                out = {w.var: self._buffer(w.var) for w in d.writes}
+                self._compiled.run(d.name, self._globals(d, state, {**(read(stored) if stored else {}), **out}), [])
+                for arr in out.values():
+                    self._frozen(arr)
+                state.update(out)
+                made.update(out)
+                for v in d.reads:
+                    if last.get(v) is d:
+                        self._let_go(state, v)
         return made
 
     def _let_go(self, state: dict[str, Any], var: str) -> None:
@@ -870,18 +880,29 @@ class Bundle:
         self.model.weights.pop(const, None)  # type: ignore[attr-defined]
         self._constant_ids.discard(id(value))
 
-    def _read_stored(self, variables: Iterable[str], what: str) -> dict[str, np.ndarray]:
-        """The values of these `_InFile` variables, read again from the bundle file (checked
-        as `_restore_initial` reads); `RuntimeStateError` if it changed since the load."""
-        consts = {self._in_file[v].const: v for v in variables}
-        assert self._stored is not None  # only a bundle read from a file holds `_InFile`
-        try:
-            values = self._stored.read(set(consts))
-        except BundleFormatError as e:
-            raise RuntimeStateError(f"{what}: the initial values of {', '.join(sorted(consts.values()))} "
-                                    f"were dropped from memory once derived from and must be read again "
-                                    f"from the bundle file, which failed: {e}. Load the bundle again.") from None
-        return {consts[c]: self._frozen(c_array(raw, self._specs[c][1]).view()) for c, raw in values.items()}
+    @contextmanager
+    def _sources(self, what: str) -> Iterator[Callable[[Iterable[str]], dict[str, np.ndarray]]]:
+        """A reader of the values of `_InFile` variables from the bundle file (checked as
+        `_restore_initial` reads; `RuntimeStateError` if it changed since the load), which
+        opens it and checks its header once, when first called."""
+        with ExitStack() as stack:
+            opened: list[Callable[[Iterable[str]], dict[str, np.ndarray]]] = []
+
+            def read(variables: Iterable[str]) -> dict[str, np.ndarray]:
+                consts = {self._in_file[v].const: v for v in variables}
+                assert self._stored is not None  # only a bundle read from a file holds `_InFile`
+                try:
+                    if not opened:
+                        opened.append(stack.enter_context(self._stored.reader()))
+                    values = opened[0](consts)
+                except BundleFormatError as e:
+                    raise RuntimeStateError(f"{what}: the initial values of {', '.join(sorted(consts.values()))} "
+                                            f"were dropped from memory once derived from and must be read "
+                                            f"again from the bundle file, which failed: {e}. Load the bundle "
+                                            f"again.") from None
+                return {consts[c]: self._frozen(c_array(raw, self._specs[c][1]).view()) for c, raw in values.items()}
+
+            yield read
 
     def _buffer(self, var: str) -> np.ndarray:
         """A writable array for a new value of `var`: the one it replaced last time when
@@ -913,10 +934,7 @@ class Bundle:
             raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {', '.join(missing)}; {hint}")
         g = {c: self._constants[c] for c in info.constants}
         g.update({v: snap[v] for v in info.reads})
-        stored = [v for v in info.reads if type(g[v]) is _InFile]
-        if stored:  # (a derive function's sources: read one function at a time)
-            g.update(self._read_stored(stored, info.name))
-        g.update(fresh)
+        g.update(fresh)  # (with a derive function's `_InFile` sources, read: see _derive)
         return g
 
     # ------------------------------------------------------------------ adapters (wrc/adapters.py)
@@ -1037,9 +1055,12 @@ class Bundle:
         backend (no copy), host copies on a device backend; weights never set are absent.
         """
         snap = self._snapshot
-        stored = self._read_stored([w.variable for w in self._weights if type(snap.get(w.variable)) is _InFile],
-                                   "weights()") if self._in_file else {}
-        return {w.name: self._arrays.to_host(stored.get(w.variable, snap[w.variable]))
+        stored = [w.variable for w in self._weights if type(snap.get(w.variable)) is _InFile]
+        values: dict[str, np.ndarray] = {}
+        if stored:
+            with self._sources("weights()") as read:
+                values = read(stored)
+        return {w.name: self._arrays.to_host(values.get(w.variable, snap[w.variable]))
                 for w in self._weights if w.variable in snap}
 
     def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:
