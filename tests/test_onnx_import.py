@@ -126,6 +126,23 @@ def test_upgrade_converts_the_whole_model_when_stubs_do_not_do(monkeypatch, how)
     assert g.weights["w"].tobytes() == numpy_helper.to_array(m.graph.initializer[0]).tobytes()
 
 
+def test_import_holds_one_copy_of_each_initializer():
+    """The importer's array of an initializer (its own, read from the model) becomes the graph's
+    weight itself: the Python-side peak of an import is about one copy of the weights."""
+    import tracemalloc
+
+    w = rand(512, 1024)  # 2 MiB
+    m = make([node("MatMul", ["x", "w"])], [("x", F, [1, 512])], [Y], {"w": w})
+    tracemalloc.start()
+    try:
+        g = import_onnx(m)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert g.weights["w"].tobytes() == w.tobytes()
+    assert w.nbytes <= peak < 1.5 * w.nbytes, peak
+
+
 def test_opset_errors_name_the_node():
     nodes = [node("Relu", ["x"], ["h"]), helper.make_node("BatchNormalization", ["h", "s", "b", "m", "v"], ["y"],
                                                          name="bn1", spatial=0)]

@@ -251,7 +251,9 @@ class _Importer:
         if name not in self.consts:
             weight = v.name is not None and is_weight_value(v.array)  # only initializers have a name
             inline = not weight and _inlinable(v.array)
-            self.consts[name] = self.graph.const(name, v.array, dtype=v.array.dtype, inline=inline)
+            # An initializer's array was read for the import alone: the graph keeps it, no copy.
+            self.consts[name] = self.graph.const(name, v.array, dtype=v.array.dtype, inline=inline,
+                                                 copy=v.name is None)
             if weight:
                 self.graph.initializer_weights.append(name)
         return self.consts[name]
