@@ -1,6 +1,7 @@
 """The model zoo (docs/zoo.md) against onnxruntime: load, infer, update, first calls, memory.
 
-    .venv/bin/python bench/zoo.py [--quick] [--models resnet18-torchscript,light_resnet50]
+    .venv/bin/python bench/zoo.py [--quick] [--memory] [--models resnet18-torchscript,light_resnet50]
+    .venv/bin/python bench/zoo.py --build light_resnet50,vit-b-stack     # peak RSS of building only
     .venv/bin/python bench/run.py --only zoo [--quick]       # the same rows in run.py's table
 
 The models are tests/zoo/*.onnx and onnx's `light` CNNs, loaded as tests/test_zoo.py loads
@@ -11,9 +12,13 @@ them (seeded inputs; the light CNNs' weights drawn by role). Per model, one BLAS
   same model file; steady `infer` vs `session.run`; a full `update` (every weight) vs
   `np.copyto` of the same bytes into touched arrays;
 * in fresh subprocesses (a first call is first only there; median of 3 processes): load, `init()`, first and
-  steady infer, first, second and steady update (of the current values, so the child holds
-  no second copy of the weights), peak RSS growth (VmHWM over the RSS before loading) after
-  each step, × the bundle's stored weight bytes; and the same for onnxruntime's session.
+  steady infer, first, second and steady update (of the values loaded, which the child reads
+  before it measures: the caller's arrays, not the bundle's), peak RSS growth (VmHWM over the
+  RSS before loading) after each step, × the bundle's stored weight bytes; the same for
+  onnxruntime's session; and the peak RSS growth of building the bundle from the ONNX file
+  (read, import, compile, save) in another.
+
+`--memory` runs only the fresh processes (no in-process timing); `--build` only the builds.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ QUICK = ["resnet18-torchscript", "mobilenet_v3-dynamo", "convnext-torchscript", 
          "bert-sdpa_mask-torchscript", "gpt2-sdpa_mask-dynamo", "whisper_encoder-sdpa-torchscript",
          "light_squeezenet", "light_resnet50"]
 
-# Issue 12's targets: peak RSS after load + init + infer, after updates (× weights + bytes).
+# Issue 12's targets: peak RSS after load + init + infer, after updates (× weights + bytes);
+# and of building.
 RSS_INFER, RSS_UPDATE, RSS_SLACK = 1.3, 2.3, 100e6
+RSS_BUILD, RSS_BUILD_SLACK = 2.0, 200e6
 
 _CHILD = child.PRELUDE + """
 import json, sys, time
@@ -54,6 +61,7 @@ if mode == "wrc":
 else:
     import onnxruntime as ort
 feeds = dict(np.load(feeds_path))
+new = dict(np.load(sys.argv[5])) if mode == "wrc" else {}  # the update's weights: the caller's, before the load
 out, box = {}, {}
 base = status("VmRSS")
 reset_peak()
@@ -71,8 +79,8 @@ out["first infer"] = ms(run)
 out["steady infer"] = float(np.median([ms(run) for _ in range(steady)]))
 out["rss infer"] = status("VmHWM") - base
 if mode == "wrc":
-    def update():  # the current values, as views: the caller holds no copy of the weights
-        b.update(b.weights())
+    def update():  # the values loaded (weights() would read what the bundle let go from the file)
+        b.update(new)
     out["first update"] = ms(update)
     out["rss first update"] = status("VmHWM") - base
     times = [ms(update) for _ in range(max(4, steady))]
@@ -83,14 +91,67 @@ print(json.dumps(out))
 """
 
 
-def _child(mode: str, model: Path, feeds: Path, steady: int, repeats: int = 3) -> dict[str, float]:
+# Building from the ONNX file: the model read, imported, compiled and saved (peak RSS growth).
+_BUILD_CHILD = child.PRELUDE + """
+import json, sys
+import numpy as np
+import onnx
+import wrc
+from wrc.onnx import import_onnx, weight_names
+from wrc.workflow import compile_graph
+onnx_path, feeds_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+shapes = {k: v.shape for k, v in np.load(feeds_path).items()}
+base = status("VmRSS")
+reset_peak()
+graph = import_onnx(onnx.load(onnx_path), shapes)
+names = weight_names(graph)
+with wrc.BuildSession():
+    wrc.bundle_save_model(out, compile_graph(graph, names))
+print(json.dumps({"rss build": status("VmHWM") - base}))
+"""
+
+_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _child(mode: str, model: Path, feeds: Path, steady: int, weights: Path | None = None,
+           repeats: int = 3) -> dict[str, float]:
     """The median of each figure over `repeats` fresh processes (one sample of a first call
     is often a scheduling hiccup on a loaded machine)."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, mode, str(model), str(feeds), str(steady)],
-                                      env=env, check=True, capture_output=True, text=True).stdout)
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, mode, str(model), str(feeds), str(steady),
+                                       str(weights)], env=_ENV, check=True, capture_output=True, text=True).stdout)
             for _ in range(repeats)]
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+
+
+def _built(onnx_path: Path, feeds: Path, out: Path) -> float:
+    """Peak RSS growth of building a zoo model from its ONNX file (`_BUILD_CHILD`), in bytes."""
+    return json.loads(subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(onnx_path), str(feeds), str(out)],
+                                     env=_ENV, check=True, capture_output=True, text=True).stdout)["rss build"]
+
+
+def build_rss(case: str, tmp: Path) -> dict[str, float]:
+    """Peak RSS growth of building `case` in a fresh process, and its stored weight bytes;
+    `vit-b-stack`: bench/models.py's ViT-B stack built with `wrc.Graph` (`run._BUILD_CHILD`)."""
+    from test_zoo import load_case
+
+    from wrc.bundle_format import read_bundle
+
+    path = tmp / f"{case}.wrcb"
+    if case == "vit-b-stack":
+        r = json.loads(subprocess.run([sys.executable, "-c", run._BUILD_CHILD, str(Path(__file__).resolve().parent),
+                                       "12", str(path)], env=_ENV, check=True, capture_output=True, text=True).stdout)
+    else:
+        model, feeds = load_case(case)
+        onnx_path, feeds_path = tmp / f"{case}.onnx", tmp / f"{case}.npz"
+        onnx_path.write_bytes(model.SerializeToString())
+        np.savez(feeds_path, **feeds)
+        del model
+        r = {"rss build": _built(onnx_path, feeds_path, path),
+             "weight bytes": sum(int(a.nbytes) for a in read_bundle(str(path)).weights.values())}
+        onnx_path.unlink()
+        feeds_path.unlink()
+    path.unlink()
+    return r
 
 
 def _calls(f: Callable[[], object], budget_s: float = 0.05) -> int:
@@ -134,9 +195,9 @@ def _in_process(case: str, model: Any, feeds: dict[str, np.ndarray], names: list
     return r
 
 
-def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]]
-                ) -> dict[str, Any]:
-    """Every figure of one model (ms, bytes)."""
+def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]],
+                memory: bool = False) -> dict[str, Any]:
+    """Every figure of one model (ms, bytes); `memory`: the fresh processes' only."""
     from test_zoo import load_case
 
     import wrc
@@ -158,17 +219,25 @@ def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., di
     del graph, mb
     gc.collect()
 
-    r.update(_in_process(case, model, feeds, names, path, onnx_path, 3 if quick else 5, interleaved))
-    gc.collect()
-    steady = 5 if r["infer"]["wrc"][0] > 200 else 20
-    r["wrc child"] = _child("wrc", path, feeds_path, steady)
+    if not memory:
+        r.update(_in_process(case, model, feeds, names, path, onnx_path, 3 if quick else 5, interleaved))
+        gc.collect()
+    steady = 5 if memory or r["infer"]["wrc"][0] > 200 else 20
+    weights_path = tmp / f"{case}-weights.npz"  # the values loaded, for the children's updates
+    b = wrc.load_bundle(path)
+    b.init()
+    np.savez(weights_path, **b.weights())
+    del b
+    r["wrc child"] = _child("wrc", path, feeds_path, steady, weights_path)
     r["ort child"] = _child("ort", onnx_path, feeds_path, steady)
-    path.unlink()
+    r["rss build"] = _built(onnx_path, feeds_path, tmp / f"{case}-built.wrcb")
+    for p in (path, weights_path, tmp / f"{case}-built.wrcb"):
+        p.unlink()
     return r
 
 
 def bench_zoo(quick: bool, record: Callable[..., None], interleaved: Callable[..., Any],
-              cases: list[str] | None = None) -> list[dict[str, Any]]:
+              cases: list[str] | None = None, memory: bool = False) -> list[dict[str, Any]]:
     """Every model's figures, each also `record`ed as bench/run.py's rows."""
     from threadpoolctl import threadpool_limits
 
@@ -178,12 +247,14 @@ def bench_zoo(quick: bool, record: Callable[..., None], interleaved: Callable[..
     results = []
     with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
         for case in cases or (QUICK if quick else CASES):
-            r = bench_model(case, Path(tmp), quick, interleaved)
+            r = bench_model(case, Path(tmp), quick, interleaved, memory)
             results.append(r)
-            for what in ("load", "infer", "update"):
+            for what in ("load", "infer", "update") if not memory else ():
                 for who, (med, mn) in r[what].items():
                     record("zoo", case, f"{what}: {who}", med, mn)
             wb = r["weight bytes"]
+            record("zoo", case, "peak RSS growth of building", r["rss build"] / 1e6, unit="MB",
+                   ratio_to_weights=r["rss build"] / wb)
             for who in ("wrc", "ort"):
                 for what, v in r[f"{who} child"].items():
                     if what.startswith("rss"):
@@ -210,13 +281,19 @@ def markdown(results: list[dict[str, Any]]) -> str:
     first = ["| model | wrc load ms | init ms | first / steady infer (×) | first / second / steady update "
              "(first ×) | ort: session ms, first / steady run (×) |", "|---|---|---|---|---|---|"]
     rss = ["| model | weights MB | load + init + infer | target | after the first update | after more "
-           "updates | target | ort session + run |", "|---|---|---|---|---|---|---|---|"]
+           "updates | target | ort session + run | building | target |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         wb, w, o = r["weight bytes"], r["wrc child"], r["ort child"]
+        mb = f"{wb / 1e6:.2f}" if wb < 1e7 else f"{wb / 1e6:.0f}"
+        rss.append(f"| {r['case']} | {mb} | {_mb(w['rss infer'], wb)} | {(RSS_INFER * wb + RSS_SLACK) / 1e6:.0f} MB "
+                   f"| {_mb(w['rss first update'], wb)} | {_mb(w['rss updates'], wb)} | "
+                   f"{(RSS_UPDATE * wb + RSS_SLACK) / 1e6:.0f} MB | {_mb(o['rss infer'], wb)} | "
+                   f"{_mb(r['rss build'], wb)} | {(RSS_BUILD * wb + RSS_BUILD_SLACK) / 1e6:.0f} MB |")
+        if "infer" not in r:  # (--memory)
+            continue
         li, lo = r["load"]["wrc"][0], r["load"]["ort"][0]
         (im, imin), (om, omin) = r["infer"]["wrc"], r["infer"]["ort"]
         um, cm = r["update"]["wrc"][0], r["update"]["np.copyto"][0]
-        mb = f"{wb / 1e6:.2f}" if wb < 1e7 else f"{wb / 1e6:.0f}"
         speed.append(f"| {r['case']} | {mb} | {li:.1f} / {lo:.1f} ({_ratio(li, lo)}) | {im:.3g} / {om:.3g} "
                      f"({_ratio(im, om)}) | {_ratio(imin, omin)} | {um:.3g} / {cm:.3g} ({_ratio(um, cm)}) |")
         first.append(f"| {r['case']} | {w['load']:.0f} | {w['init']:.1f} | {w['first infer']:.3g} / "
@@ -224,11 +301,22 @@ def markdown(results: list[dict[str, Any]]) -> str:
                      f"{w['first update']:.3g} / {w['second update']:.3g} / {w['steady update']:.3g} "
                      f"({_ratio(w['first update'], w['steady update'])}) | {o['load']:.0f}, "
                      f"{o['first infer']:.3g} / {o['steady infer']:.3g} ({_ratio(o['first infer'], o['steady infer'])}) |")
+    tables = (speed, first, rss) if len(speed) > 2 else (rss,)
+    return "\n".join(["\n".join(t) for t in tables]).replace("\n| model", "\n\n| model")
 
-        rss.append(f"| {r['case']} | {mb} | {_mb(w['rss infer'], wb)} | {(RSS_INFER * wb + RSS_SLACK) / 1e6:.0f} MB "
-                   f"| {_mb(w['rss first update'], wb)} | {_mb(w['rss updates'], wb)} | "
-                   f"{(RSS_UPDATE * wb + RSS_SLACK) / 1e6:.0f} MB | {_mb(o['rss infer'], wb)} |")
-    return "\n".join(["\n".join(t) for t in (speed, first, rss)]).replace("\n| model", "\n\n| model")
+
+def build_table(cases: list[str]) -> str:
+    """Peak RSS growth of building each model (`--build`), against the target."""
+    sys.path.insert(0, str(TESTS))
+    rows = ["| model | weights MB | building | target |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            r = build_rss(case, Path(tmp))
+            wb = r["weight bytes"]
+            rows.append(f"| {case} | {wb / 1e6:.1f} | {_mb(r['rss build'], wb)} | "
+                        f"{(RSS_BUILD * wb + RSS_BUILD_SLACK) / 1e6:.0f} MB |")
+            print(f"# zoo: {case} built", file=sys.stderr, flush=True)
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -236,8 +324,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}; 3 rounds")
     ap.add_argument("--models", help="comma-separated cases (tests/test_zoo.py's names)")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--memory", action="store_true", help="only the fresh processes' figures and peak RSS")
+    ap.add_argument("--build", help="only the peak RSS of building these models, comma-separated "
+                    "(zoo cases, or vit-b-stack: bench/models.py's ViT-B stack)")
     args = ap.parse_args()
-    results = bench_zoo(args.quick, run.record, run.interleaved, args.models.split(",") if args.models else None)
+    if args.build:
+        print(build_table(args.build.split(",")))
+        return
+    results = bench_zoo(args.quick, run.record, run.interleaved, args.models.split(",") if args.models else None,
+                        args.memory)
     if args.json:
         args.json.write_text(json.dumps({"command": sys.argv, "blas": run.blas(), "results": results}, indent=1))
     print(markdown(results))

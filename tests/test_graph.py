@@ -162,3 +162,32 @@ def test_from_mlir_uses_the_safe_parser():
     g = wrc.Graph("g")
     g.output(g.relu(g.data('é漢"x', (2,))))
     assert wrc.Graph.from_mlir(g.to_mlir()).inputs[0][0] == 'é漢"x'
+
+
+def test_const_copies_unless_told_not_to():
+    g = wrc.Graph("c")
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    g.const("copied", a)
+    g.const("kept", a, copy=False)
+    g.const("converted", a, dtype=np.float64, copy=False)  # another dtype: a copy all the same
+    g.const("strided", a.T, copy=False)  # not C-contiguous: a contiguous copy
+    assert not np.shares_memory(g.weights["copied"], a) and g.weights["kept"] is a
+    assert g.weights["converted"].dtype == np.float64 and not np.shares_memory(g.weights["converted"], a)
+    assert g.weights["strided"].flags.c_contiguous and np.array_equal(g.weights["strided"], a.T)
+    a[0, 0] = 7
+    assert g.weights["copied"][0, 0] == 0 and g.weights["kept"][0, 0] == 7
+
+
+def test_is_weight_value_refuses_fills_and_non_finite_values():
+    from wrc.graph import FILL_MAGNITUDE, is_weight_value
+
+    ok = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
+    assert is_weight_value(ok) and is_weight_value(ok.astype(np.float16)) and is_weight_value(ok.T)
+    for bad in (FILL_MAGNITUDE, -FILL_MAGNITUDE, -np.inf, np.inf, np.nan):
+        a = ok.copy()
+        a[1, 2] = bad
+        assert not is_weight_value(a), bad
+    f16 = ok.astype(np.float16)
+    f16[0, 0] = np.inf
+    assert not is_weight_value(f16)
+    assert not is_weight_value(np.ones(4, np.int64)) and not is_weight_value(np.ones(1, np.float32))

@@ -83,6 +83,66 @@ def test_old_opset_forms_are_upgraded():
     assert weight_names(g) == ["w", "w3"]
 
 
+def large_old_opset_model() -> onnx.ModelProto:
+    """Opset 10, a weight of 2 x 1024 elements (passed to the converter as a stub) and a Clip
+    whose attributes become small initializers (made by the converter itself)."""
+    nodes = [node("Add", ["x", "w"], ["a"]), node("Clip", ["a"], ["y"], min=-0.5, max=0.8)]
+    return make(nodes, [("x", F, [2, 1024])], [Y], {"w": rand(2, 1024)}, opset=10)
+
+
+def test_upgrade_gives_the_converter_no_weight_bytes(monkeypatch):
+    from onnx import version_converter
+
+    m = large_old_opset_model()
+    seen = []
+    real = version_converter.convert_version
+    monkeypatch.setattr(version_converter, "convert_version",
+                        lambda model, opset: seen.append(model.ByteSize()) or real(model, opset))
+    g = check_model(m, {"x": rand(2, 1024)})
+    assert len(seen) == 1 and seen[0] < 1024 and m.ByteSize() > 8192  # the 8 KiB weight left out
+    assert g.weights["w"].tobytes() == numpy_helper.to_array(m.graph.initializer[0]).tobytes()
+
+
+@pytest.mark.parametrize("how", ["fails", "changes the stub"])
+def test_upgrade_converts_the_whole_model_when_stubs_do_not_do(monkeypatch, how):
+    from onnx import version_converter
+
+    m = large_old_opset_model()
+    seen = []
+    real = version_converter.convert_version
+
+    def convert(model, opset):
+        seen.append(model.ByteSize())
+        if len(seen) == 1 and how == "fails":
+            raise RuntimeError("an adapter that reads a weight")
+        out = real(model, opset)
+        if len(seen) == 1:  # an adapter that rewrote the stubbed weight
+            out.graph.initializer[0].float_data.extend(np.zeros(2048, np.float32))
+        return out
+
+    monkeypatch.setattr(version_converter, "convert_version", convert)
+    g = check_model(m, {"x": rand(2, 1024)})
+    assert len(seen) == 2 and seen[1] == m.ByteSize()  # then the whole model
+    assert g.weights["w"].tobytes() == numpy_helper.to_array(m.graph.initializer[0]).tobytes()
+
+
+def test_import_holds_one_copy_of_each_initializer():
+    """The importer's array of an initializer (its own, read from the model) becomes the graph's
+    weight itself: the Python-side peak of an import is about one copy of the weights."""
+    import tracemalloc
+
+    w = rand(512, 1024)  # 2 MiB
+    m = make([node("MatMul", ["x", "w"])], [("x", F, [1, 512])], [Y], {"w": w})
+    tracemalloc.start()
+    try:
+        g = import_onnx(m)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert g.weights["w"].tobytes() == w.tobytes()
+    assert w.nbytes <= peak < 1.5 * w.nbytes, peak
+
+
 def test_opset_errors_name_the_node():
     nodes = [node("Relu", ["x"], ["h"]), helper.make_node("BatchNormalization", ["h", "s", "b", "m", "v"], ["y"],
                                                          name="bn1", spatial=0)]

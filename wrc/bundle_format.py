@@ -23,7 +23,7 @@ import re
 import stat
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -894,7 +894,13 @@ class StoredWeights:
     def read(self, names: Iterable[str]) -> dict[str, np.ndarray]:
         """The named weights, read again into private arrays (no mmap) and checked against
         the digests of the header seen at load: the bytes loaded then, or `BundleFormatError`."""
+        with self.reader() as read:
+            return read(names)
+
+    @contextmanager
+    def reader(self) -> Iterator[Callable[[Iterable[str]], dict[str, np.ndarray]]]:
+        """`read` for several calls on the file opened, and its header checked, once."""
         with open_bundle(self.path) as c:
             if c.header_sha256 != self.header_sha256:
                 raise _fail(f"{self.path!r} changed since it was loaded (its header differs)")
-            return c.read_weights(names)
+            yield c.read_weights

@@ -46,7 +46,9 @@ def is_weight_value(array: np.ndarray) -> bool:
         return False
     if float(np.finfo(array.dtype).max) < FILL_MAGNITUDE:  # float16: only inf is that large
         return bool(np.isfinite(array).all())
-    return bool(np.all(np.abs(array) < FILL_MAGNITUDE))
+    # Two reductions, no temporary (an |x| array as large as VGG's 411 MB fc6 weight was the
+    # peak of importing it); a NaN fails both comparisons, as it fails |x| < FILL_MAGNITUDE.
+    return bool(array.max() < FILL_MAGNITUDE) and bool(array.min() > -FILL_MAGNITUDE)
 
 
 def _tensor_type(shape: Sequence[DimLike], dtype: np.dtype | str | type) -> TensorType:
@@ -272,13 +274,16 @@ class Graph:
         return self._insert(ge.DataOp(name, index, _tensor_type(shape, dtype)))
 
     def const(self, name: str, value: np.ndarray | float | Sequence, dtype: np.dtype | str | None = None,
-              inline: bool = False) -> Tensor:
-        """A named constant (GE `Const`); its bytes go to `weights[name]` unless `inline`."""
+              inline: bool = False, copy: bool = True) -> Tensor:
+        """A named constant (GE `Const`); its bytes go to `weights[name]` unless `inline`.
+        `copy=False`: a C-contiguous array of `dtype` is kept as it is (the caller must not
+        change it; the ONNX importer hands over the arrays it read), not copied."""
         _check_name("constant", name)
         existing = self._const_index().get(name)
         if existing is not None and existing.parent is self.func.body.block:
             raise GraphError(f"graph {self.name!r} already has a constant named {name!r}")
-        array = np.array(value, dtype=dtype, order="C")  # a copy: later edits of `value` don't leak in
+        # A copy by default: later edits of `value` don't leak in.
+        array = np.array(value, dtype=dtype, order="C", copy=None if not copy and isinstance(value, np.ndarray) else True)
         if array.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
             array = array.astype(np.float32)  # Python floats default to float32, like GE
         type = _tensor_type(array.shape, array.dtype)

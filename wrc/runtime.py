@@ -22,7 +22,8 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,41 @@ def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
 
 
 PREFAULT_BYTES = 64 << 20
-"""How much memory `init()` maps ahead for the first update's buffers (docs/performance.md)."""
+"""The most memory `init()` maps ahead for the first update's buffers (docs/performance.md)."""
+
+MEMORY_TARGET = (1.3, 100_000_000)
+"""Issue 12's bound on a process's RSS growth after load + init + infer: 1.3 × the weights'
+bytes + 100 MB. `init()` maps ahead only what fits under it (`prefault_budget`)."""
+
+PREFAULT_RESERVE = 60_000_000
+"""Of the target's fixed 100 MB, what `prefault_budget` leaves for the IR, the generated code
+and an infer's temporaries (25 MB on the zoo's CNNs loaded from the load cache, 50 MB without)."""
+
+
+def prefault_budget(weight_bytes: int, held_bytes: int) -> int:
+    """How many bytes `init()` maps ahead for a bundle of `weight_bytes` stored weights that
+    holds `held_bytes` of arrays after it (variables, derived values, constants): what the
+    memory target leaves after those and `PREFAULT_RESERVE`, at most `PREFAULT_BYTES`."""
+    ratio, slack = MEMORY_TARGET
+    return max(0, min(PREFAULT_BYTES, int(ratio * weight_bytes) + slack - PREFAULT_RESERVE - held_bytes))
+
+
+DROP_SOURCES = True
+"""Whether a bundle loaded from a file drops the stored values only derive functions read once
+derived from (`_InFile`); False (set before loading) keeps them in memory: an update of some
+of their co-sources (e.g. BatchNorm parameters only) and `weights()` then read no file."""
+
+
+class _InFile:
+    """The value of a variable that is its stored initial value, not held in memory: a
+    snapshot holds this in its place once the derive functions (its only readers) have run,
+    and it is read again from the bundle file when something reads it (`_sources`)."""
+
+    __slots__ = ("const",)
+
+    def __init__(self, const: str) -> None:
+        self.const = const  # the constant the init graph copies into the variable
+
 
 OUTPUTS = ("numpy", "device")
 """`output=` of `infer`/`run`: host NumPy arrays, or the backend's own (the same for `numpy`)."""
@@ -145,6 +180,8 @@ class Bundle:
     that file by an `init()` after an update: once an update has replaced a stored initial
     value, the bundle drops it (from `model.weights` too) and recycles its memory as the next
     update's buffer, so that updates alternate between two arrays per weight, not three.
+    A stored initial value that only derive functions read goes as soon as they have run
+    (`_InFile`): the bundle holds the derived values, not also their sources.
     """
 
     def __init__(self, model: ModelBuffer, backend: str = "numpy", *, analysis: Analysis | None = None,
@@ -171,6 +208,7 @@ class Bundle:
         self._pack_table = {w.name: (w.variable, w.dtype.str, w.shape, w.dtype) for w in self._weights
                             if 0 not in w.shape}
         self._shared = dict(analysis.shared)
+        self._weight_bytes = sum(int(a.nbytes) for a in model.weights.values())  # (see prefault_budget)
         self._warm = False  # an infer has run once (see _warm_up)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
@@ -225,6 +263,13 @@ class Bundle:
         self._delta_zeros: dict[str, Any] = {}  # the delta graph's inputs for weights left as they are
         # stage(copy=False): adopting arrays is what the update graph would do (host memory only).
         self._adoptable = upd is not None and self._arrays.host and plain_copies(upd)
+        # Variables whose stored initial value only derive functions read (the sources of
+        # BatchNorm folded into convolution weights): once derived from, a snapshot holds
+        # `_InFile` for them, and their memory goes (see _derive, _sources).
+        read = {v for f in self._graphs.values() for v in f.reads} | {d.variable for d in self._deltas.values()}
+        sources = {v for d in self._derives for v in d.reads}
+        self._in_file = ({v: _InFile(c) for v, c in self._releasable.items() if v in sources and v not in read}
+                         if self._stored is not None and DROP_SOURCES else {})
 
     # ------------------------------------------------------------------ introspection
 
@@ -574,14 +619,18 @@ class Bundle:
         shared = self._shared.get(info.name)
         if shared is not None:  # init: the constants' arrays become the variables' values
             self._restore_initial()
-            fresh: dict[str, np.ndarray] = {v: self._constants[c] for v, c in shared.items()}
+            fresh: dict[str, Any] = {v: self._constants[c] if c in self._constants else self._in_file[v]
+                                     for v, c in shared.items()}
             new = {**snap, **fresh}
             outs: list[np.ndarray] = []
         else:
             outs, fresh, new = self._write(info, call, snap)
         adapter = self._rebase(snap.adapter, fresh, new)
-        fresh.update(self._derive(new, fresh.keys() & new.keys()))
-        return outs, Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh))
+        # (A value that is the live one, e.g. a source `_InFile` at a second init: nothing to redo.)
+        written, due = list(fresh), [v for v in fresh if v in new and new[v] is not snap.get(v)]
+        del fresh  # (`new` holds its arrays, and _derive may let sources in it go)
+        changed = dict.fromkeys([*written, *self._derive(new, due)])
+        return outs, Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(changed))
 
     def _rebase(self, adapter: AdapterState | None, fresh: dict[str, Any], new: dict[str, Any]) -> AdapterState | None:
         """The live `adapter` with the new values in `fresh` as the bases of the weights it
@@ -664,6 +713,8 @@ class Bundle:
         _buffer) once nothing else holds them."""
         for var in names:
             arr = old.get(var)
+            if type(arr) is _InFile:
+                continue
             recycled = (r := self._recycled.get(var)) is not None and r() is arr
             if (arr is not None and new.get(var) is not arr
                     and (recycled or (arr.base is None and id(arr) not in self._constant_ids))):
@@ -707,10 +758,11 @@ class Bundle:
         """Read the released initial values again from the bundle file, after dropping the
         spare buffers of their variables (so that restoring never holds three arrays)."""
         missing = {var: const for var, const in self._releasable.items() if const not in self._constants}
-        if not missing:
-            return
         for var in missing:
             self._spare.pop(var, None)
+        missing = {var: const for var, const in missing.items() if var not in self._in_file}  # read when derived
+        if not missing:
+            return
         assert self._stored is not None  # only a bundle read from a file releases them
         try:
             values = self._stored.read(set(missing.values()))
@@ -725,13 +777,13 @@ class Bundle:
             self._constant_ids.add(id(value))
 
     def _prefault(self) -> None:
-        """Map the spare buffers of the first update ahead, up to `PREFAULT_BYTES` in all
-        (the memory target after `init()`): it then writes into touched pages."""
+        """Map the spare buffers of the first update ahead, as much as `prefault_budget`
+        allows (the memory target after `init()`): it then writes into touched pages."""
         upd = self._graphs.get(UPDATE_GRAPH)
         if upd is None or not self._arrays.host or not getattr(self._compiled, "warm_up", True):
             return
-        budget = PREFAULT_BYTES
         with self._write_lock:
+            budget = prefault_budget(self._weight_bytes, self._held_bytes())
             for var in dict.fromkeys([w.var for w in upd.writes] + list(self._derived)):
                 shape, dtype = self._specs[var]
                 nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -741,6 +793,20 @@ class Bundle:
                 buf.fill(0)  # touched: np.zeros would map untouched zero pages
                 self._spare[var] = buf
                 budget -= nbytes
+
+    def _held_bytes(self) -> int:
+        """The bytes of the host arrays this bundle holds: its versions' values, constants and
+        spare buffers (each memory block once, however many views of it there are)."""
+        blocks: dict[int, int] = {}
+        tables = [self._snapshot, self._constants, self._spare]
+        tables += [p.snapshot for p in (self._versions.previous, self._versions.staged) if p is not None]
+        for table in tables:
+            for a in table.values():
+                while isinstance(a, np.ndarray) and isinstance(a.base, np.ndarray):
+                    a = a.base
+                if isinstance(a, np.ndarray):
+                    blocks[id(a)] = a.nbytes
+        return sum(blocks.values())
 
     def _write(self, info: FunctionPlan, call: _Call, snap: dict[str, np.ndarray]
                ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -760,7 +826,11 @@ class Bundle:
                 keep_old = not (will and w.full) or w.var in info.reads
                 fresh[w.var] = buf = self._buffer(w.var)
                 if keep_old and w.var in snap:
-                    self._arrays.copy_into(buf, snap[w.var])
+                    old = snap[w.var]
+                    if type(old) is _InFile:
+                        with self._sources(info.name) as read:
+                            old = read([w.var])[w.var]
+                    self._arrays.copy_into(buf, old)
             if will and w.full:
                 certain.add(w.var)
         globals_.update(fresh)
@@ -778,17 +848,61 @@ class Bundle:
         those of constants alone run when `loading`."""
         changed = set(changed)
         made: dict[str, np.ndarray] = {}
-        for d in self._derives:
-            due = not d.reads.isdisjoint(changed) or (loading and not d.reads)
-            if not due or not d.reads <= state.keys():
-                continue
-            out = {w.var: self._buffer(w.var) for w in d.writes}
-            self._compiled.run(d.name, self._globals(d, state, out), [])
-            for arr in out.values():
-                self._frozen(arr)
-            state.update(out)
-            made.update(out)
+        # (A derive function reads no derived variable: which are due is known up front.)
+        due = [d for d in self._derives
+               if (not d.reads.isdisjoint(changed) or (loading and not d.reads)) and d.reads <= state.keys()]
+        last = {v: d for d in due for v in d.reads if v in self._in_file}  # a source's last reader
+        with self._sources("derived values") as read:
+            for d in due:
+                stored = [v for v in d.reads if type(state[v]) is _InFile]  # read for this function only
+                out = {w.var: self._buffer(w.var) for w in d.writes}
+                self._compiled.run(d.name, self._globals(d, state, {**(read(stored) if stored else {}), **out}), [])
+                for arr in out.values():
+                    self._frozen(arr)
+                state.update(out)
+                made.update(out)
+                for v in d.reads:
+                    if last.get(v) is d:
+                        self._let_go(state, v)
         return made
+
+    def _let_go(self, state: dict[str, Any], var: str) -> None:
+        """Hold `var` in `state` as `_InFile` when its value there is its stored initial value
+        (the constant read from the file), and drop that constant: nothing but derive
+        functions reads it, and they have run. Derived one function at a time, the sources
+        of a bundle are never all held beside all their derived values."""
+        const = self._in_file[var].const
+        value = self._constants.get(const)
+        if value is None or state.get(var) is not value:
+            return
+        state[var] = self._in_file[var]
+        del self._constants[const]
+        self.model.weights.pop(const, None)  # type: ignore[attr-defined]
+        self._constant_ids.discard(id(value))
+
+    @contextmanager
+    def _sources(self, what: str) -> Iterator[Callable[[Iterable[str]], dict[str, np.ndarray]]]:
+        """A reader of the values of `_InFile` variables from the bundle file (checked as
+        `_restore_initial` reads; `RuntimeStateError` if it changed since the load), which
+        opens it and checks its header once, when first called."""
+        with ExitStack() as stack:
+            opened: list[Callable[[Iterable[str]], dict[str, np.ndarray]]] = []
+
+            def read(variables: Iterable[str]) -> dict[str, np.ndarray]:
+                consts = {self._in_file[v].const: v for v in variables}
+                assert self._stored is not None  # only a bundle read from a file holds `_InFile`
+                try:
+                    if not opened:
+                        opened.append(stack.enter_context(self._stored.reader()))
+                    values = opened[0](consts)
+                except BundleFormatError as e:
+                    raise RuntimeStateError(f"{what}: the initial values of {', '.join(sorted(consts.values()))} "
+                                            f"were dropped from memory once derived from and must be read "
+                                            f"again from the bundle file, which failed: {e}. Load the bundle "
+                                            f"again.") from None
+                return {consts[c]: self._frozen(c_array(raw, self._specs[c][1]).view()) for c, raw in values.items()}
+
+            yield read
 
     def _buffer(self, var: str) -> np.ndarray:
         """A writable array for a new value of `var`: the one it replaced last time when
@@ -820,7 +934,7 @@ class Bundle:
             raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {', '.join(missing)}; {hint}")
         g = {c: self._constants[c] for c in info.constants}
         g.update({v: snap[v] for v in info.reads})
-        g.update(fresh)
+        g.update(fresh)  # (with a derive function's `_InFile` sources, read: see _derive)
         return g
 
     # ------------------------------------------------------------------ adapters (wrc/adapters.py)
@@ -941,7 +1055,13 @@ class Bundle:
         backend (no copy), host copies on a device backend; weights never set are absent.
         """
         snap = self._snapshot
-        return {w.name: self._arrays.to_host(snap[w.variable]) for w in self._weights if w.variable in snap}
+        stored = [w.variable for w in self._weights if type(snap.get(w.variable)) is _InFile]
+        values: dict[str, np.ndarray] = {}
+        if stored:
+            with self._sources("weights()") as read:
+                values = read(stored)
+        return {w.name: self._arrays.to_host(values.get(w.variable, snap[w.variable]))
+                for w in self._weights if w.variable in snap}
 
     def update_from_file(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """`update` with the weights of a `.safetensors` or `.npz` file (same atomic checks)."""
