@@ -93,6 +93,30 @@ def test_matches_interpreter_on_a_tiny_shape() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_an_output_that_is_not_fresh_is_added_to() -> None:
+    """The convolution's output filled with 1.5 instead of 0 (the fill is kept): the GEMM's
+    product is added to it."""
+    from xdsl.dialects import arith
+    from xdsl.dialects.builtin import FloatAttr
+    from xdsl.dialects.linalg import ops as linalg
+    from xdsl.rewriter import InsertPoint, Rewriter
+
+    x = RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = Graph("main")
+    g.output(g.conv2d(g.data("x", x.shape, "float32"), g.const("w", w), (1, 1), (1, 1, 1, 1)))
+    module = pipeline.apply(g.module.clone(), pipeline.LOWER_TO_BUFFERS)
+    conv = next(op for op in module.walk() if isinstance(op, linalg.GenericOp) and len(op.inputs) >= 2)
+    fill = next(op for op in module.walk() if isinstance(op, linalg.FillOp) and op.outputs[0] is conv.outputs[0])
+    value = arith.ConstantOp(FloatAttr(1.5, fill.inputs[0].type))
+    Rewriter.insert_op(value, InsertPoint.before(fill))
+    fill.operands[0] = value.result
+    nat = get_backend(NATIVE).compile(module)
+    assert calls_pack(nat) and "np.add(" in nat.source("main")
+    np.testing.assert_allclose(nat.run("main", dict(g.weights), [x])[0], conv_ref(x, w, (1, 1), (1, 1, 1, 1)) + 1.5,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_onnx_conv_with_bias_and_relu_matches_onnxruntime() -> None:
     """Two padded convolutions, the first's bias and ReLU a fused tail on the GEMM's output
     as it is; against onnxruntime."""

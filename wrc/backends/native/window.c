@@ -1,7 +1,8 @@
 /* Window kernels of the NumPy JIT (`kernels.NativeWindow`): a depthwise convolution, one
  * filter per channel, as one pass over the output with the window's products in registers
  * (NumPy makes one pass over the input per window point, or copies every window), and max
- * and sum pools.
+ * and sum pools; and (`kernels.PackedGemm`, `pack` below) the im2col of every other
+ * convolution, whose GEMM BLAS then runs.
  *
  *   out[i0, i1, i2, i3, j] (+)= comb over r, p, q of
  *       x[i0, i1, i2, i3, j, r, p, q] (* w[i0, i1, i2, i3, j, r, p, q])
