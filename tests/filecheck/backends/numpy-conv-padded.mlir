@@ -1,6 +1,7 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
 
-// A padded convolution: the padded input is allocated zero-filled (np.zeros, no fill) and
+// The NumPy form (native kernels off; with them: numpy-native-im2col.mlir). A padded
+// convolution: the padded input is allocated zero-filled (np.zeros, no fill) and
 // the input copied into its interior (a slice of it); the convolution is one GEMM of the filter
 // matrix and the im2col copy of the padded input, written straight into the output. The
 // filters and the output are their buffers reshaped (no strided views).

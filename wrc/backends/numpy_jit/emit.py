@@ -28,6 +28,7 @@ from wrc.backends.numpy_jit.kernels import (
     Gather,
     Kernel,
     NativeWindow,
+    PackedGemm,
     Reduce,
     ShiftedGemm,
     WindowReduce,
@@ -56,6 +57,7 @@ class FuncEmitter:
         self.occupant: dict[SSAValue, SSAValue] = {}  # a pooled array's first alloc → its last buffer
         self.in_range: dict[tuple[SSAValue, str], str] = {}  # a constant's indices → its range test's flag
         self.constants: set[str] | None = None  # the module's constant globals (see indices_in_range)
+        self.pack_sizes: dict[str, int] | None = None  # the largest PackedGemm buffer per dtype (packed_buffer)
 
     def emit(self) -> str:
         block = self.fn.body.block
@@ -770,6 +772,64 @@ class FuncEmitter:
             self.src.emit(ind, f"{c(module.pool)}({x}, {o}, {c(plan.op)}, {c(tuple(params))})")
         else:
             self.src.emit(ind, f"{c(module.conv)}({x}, {self.name(w_acc.value)}, {o}, {c(tuple(params))})")
+
+    @kernel.register
+    def _(self, plan: PackedGemm, op: linalg.GenericOp, ind: int) -> None:
+        """`window.pack` of the image into its [batch,] matrix (`packed_buffer`), with the
+        params of `window.conv` (no weights; the output the buffer, C-contiguous over the
+        slots), then the plan's one `np.matmul`, written into the output as the GEMM's."""
+        g = self.plan.analyses[op]
+        gemm, ext, c, pad = plan.gemm, g.extents, self.src.const, plan.pad
+        module = native.load("window")
+        assert module is not None  # the plan chose it: it was built
+        dims = (None,) * (8 - len(plan.dims)) + plan.dims
+        size = [1 if d is None else ext[d] for d in dims]
+
+        def slots(steps: Sequence[int]) -> list[int]:
+            return [0 if d is None else steps[d] for d in dims]
+
+        x_acc = g.accesses[plan.x]
+        params = [0, *size]
+        params += [pad.offset, *slots(pad.strides)] if pad else [x_acc.offset, *slots(x_acc.strides)]
+        params += [0] * 9 + [0, *c_strides(tuple(size))]
+        if pad:
+            params += [pad.rows, pad.cols, pad.row0, pad.col0, *slots(pad.rsteps), *slots(pad.csteps)]
+        shape = plan.shape(ext)
+        buf = self.packed_buffer(shape, x_acc.dtype, ind)
+        x = self.name(pad.source if pad else x_acc.value)
+        self.src.emit(ind, f"{c(module.pack)}({x}, {buf}, {c(tuple(params))})")
+        other = gemm.y if plan.x == gemm.x else gemm.x
+        grp = [gemm.batch] if gemm.batch else []
+        groups = [*grp, gemm.k, gemm.n] if other == gemm.y else [*grp, gemm.m, gemm.k]
+        mat = matrix(groups, g.accesses[other].strides, ext)
+        assert mat is not None  # (packed_gemm: only the image is copied)
+        w = self.view(g.accesses[other], ext, ind, shape=mat[0], strides=mat[1])
+        a, b = (buf, w) if plan.x == gemm.x else (w, buf)
+        omat = matrix([*grp, gemm.m, gemm.n], g.out.strides, ext)
+        assert omat is not None
+        o = self.view(g.out, ext, ind, shape=omat[0], strides=omat[1])
+        if op in self.plan.fresh:
+            self.src.emit(ind, f"np.matmul({a}, {b}, out={o})")
+        else:
+            self.src.emit(ind, f"np.add({o}, np.matmul({a}, {b}), out={o})")
+
+    def packed_buffer(self, shape: tuple[int, ...], dtype: np.dtype, ind: int) -> str:
+        """A buffer for a `PackedGemm`'s packed image: a view of the start of one flat array
+        per call and element type, as large as the function's largest (made at the first
+        one; each shape's view made once), so a model's im2col buffers cost one allocation
+        and its page faults, not one per convolution."""
+        if self.pack_sizes is None:
+            self.pack_sizes = {}
+            for k_op, k in self.plan.kernels.items():
+                if isinstance(k, PackedGemm):
+                    g = self.plan.analyses[k_op]
+                    name = g.accesses[k.x].dtype.name
+                    self.pack_sizes[name] = max(self.pack_sizes.get(name, 0), math.prod(k.shape(g.extents)))
+        c = self.src.const
+        flat = self.made_once(("packed", dtype.name), f"np.empty({c((self.pack_sizes[dtype.name],))}, {c(dtype)})", ind)
+        n = math.prod(shape)
+        view = flat if n == self.pack_sizes[dtype.name] else f"{flat}[:{c(n)}]"
+        return self.made_once(("packed", dtype.name, shape), f"{view}.reshape({c(shape)})", ind)
 
     @kernel.register
     def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:

@@ -6,15 +6,15 @@ Each kernel is a value the plan holds and `emit.FuncEmitter` has one emitter for
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import gather_axis
-from wrc.backends.numpy_jit.gemm import Gemm, plan_gemm
+from wrc.backends.numpy_jit.gemm import Gemm, matrix, plan_gemm
 from wrc.backends.numpy_jit.ir import root
 
 
@@ -146,6 +146,36 @@ double the one-time build of window.c, ~4 s of CPU, for models that hardly exist
 
 
 @dataclass(frozen=True)
+class PackedGemm:
+    """A convolution's GEMM (`gemm`) whose image operand `x` is not a matrix BLAS takes (its
+    im2col): packed by one call of the compiled `window.pack` into a C-contiguous buffer in
+    the GEMM's group order (`dims`: its loop dims, outer first), then the one `np.matmul`
+    of the plan. NumPy's `ascontiguousarray` of the 5-d window view walks runs of one
+    output row (16 elements on a 16x16 plane) through its generic strided loop; the C loop
+    copies them (memcpy) and writes a padded image's border as zeros (`pad`: the unpadded
+    image read in place, `unpad.py`; `op` "conv": the padding it reads as nothing is 0)."""
+
+    gemm: Gemm
+    x: int
+    dims: tuple[int, ...]
+    op: str = "conv"
+    pad: PaddedImage | None = None
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """The packed operand's dim groups: [batch,] M, K or [batch,] K, N."""
+        g = self.gemm
+        return [*([g.batch] if g.batch else []), *((g.m, g.k) if self.x == g.x else (g.k, g.n))]
+
+    def shape(self, extents: Sequence[int]) -> tuple[int, ...]:
+        """The packed buffer's shape: the [batch,] matrix BLAS takes."""
+        return tuple(math.prod(extents[d] for d in gr) for gr in self.groups())
+
+
+PACK_DTYPES = ("float32", "float64")
+"""Element types `window.pack` copies (4- and 8-byte items)."""
+
+
+@dataclass(frozen=True)
 class Fused:
     """A chain of elementwise generics (and row reductions between them) run as one call of
     the native register machine (`fuse.py`, `wrc/backends/native/elementwise.c`), at the
@@ -158,7 +188,7 @@ class Fused:
     members: tuple[linalg.GenericOp, ...] = field(compare=False)
 
 
-Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | Gather | Fused
+Kernel = Elementwise | Reduce | Gemm | WindowReduce | ShiftedGemm | NativeWindow | PackedGemm | Gather | Fused
 
 
 def wide_rows(g: Generic) -> tuple[int, int, int] | None:
@@ -273,6 +303,37 @@ def _slots(g: Generic, par: list[int], x: Access) -> tuple[int | None, ...]:
     return (*[None] * (5 - len(par)), *par, *[None] * (3 - len(window)), *window)
 
 
+def packed_gemm(g: Generic, gemm: Gemm) -> PackedGemm | None:
+    """`PackedGemm` for a convolution's GEMM plan (a windowed generic, or a strided 1x1
+    convolution's subsample) that copies exactly one input (its image) and takes the other
+    input and the output as matrix views, in at most 8 dims; the image made the right side
+    where the others stay matrices (the plan may have put it left to avoid short rows in
+    NumPy's copy, which the C loop copies as blocks: `window.pack`)."""
+    if gemm.cost <= 0 or g.out.dtype.name not in PACK_DTYPES:
+        return None
+    grp = [gemm.batch] if gemm.batch else []
+    sides = {gemm.x: [*grp, gemm.m, gemm.k], gemm.y: [*grp, gemm.k, gemm.n]}
+    copied = [i for i, groups in sides.items() if matrix(groups, g.accesses[i].strides, g.extents) is None]
+    if len(copied) != 1 or matrix([*grp, gemm.m, gemm.n], g.out.strides, g.extents) is None:
+        return None
+    (i,) = copied
+    if i == gemm.x:  # the image as the right side: rows of output columns packed, the output as it is
+        swapped = replace(gemm, x=gemm.y, y=gemm.x, m=gemm.n, n=gemm.m)
+        if matrix([*grp, swapped.m, swapped.k], g.accesses[swapped.x].strides, g.extents) is not None \
+                and matrix([*grp, swapped.m, swapped.n], g.out.strides, g.extents) is not None:
+            gemm = swapped
+            sides = {gemm.x: [*grp, gemm.m, gemm.k], gemm.y: [*grp, gemm.k, gemm.n]}
+    dims = tuple(d for gr in sides[i] for d in gr)
+    acc = g.accesses[i]
+    if len(dims) > 8 or acc.dtype != g.out.dtype or not acc.shape or any(acc.strides[d] < 0 for d in dims):
+        return None
+    # A convolution: windows, or (1x1, strided) every s-th column of the image's rows
+    # (not a transposed head of attention, whose innermost step spans whole rows).
+    if not g.windowed and not 2 <= acc.strides[dims[-1]] < acc.shape[-1]:
+        return None
+    return PackedGemm(gemm, i, dims)
+
+
 NATIVE_POOLS = {"arith.maximumf": "max", "arith.addf": "sum"}
 """Pool combiners `window.pool` runs (NaN-propagating max, as `np.maximum`)."""
 
@@ -330,6 +391,8 @@ def choose_kernel(op: linalg.GenericOp, analysis: Generic | None, windows: bool 
                     and (shifted := shifted_gemm(analysis, conv_rows)) is not None:
                 return shifted
         if gemm is not None and not (rows and (not gemm.m or not gemm.n) and gemm.cost > 0):
+            if gemm.cost > 0 and (packed := packed_gemm(analysis, gemm)) is not None and native():
+                return packed
             return gemm  # else e.g. a dim summed in one operand only: multiply, then reduce
     if window:
         sep = separable(analysis)

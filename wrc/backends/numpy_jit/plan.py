@@ -48,7 +48,7 @@ from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Generic, analyze
 from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
-from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, choose_kernel
+from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, PackedGemm, choose_kernel
 from wrc.backends.numpy_jit.scalar import identity
 from wrc.backends.numpy_jit.unpad import Unpadded, unpad_windows
 from wrc.ir_read import inputs, outputs, walk
@@ -197,9 +197,11 @@ class _Planner:
     def unpad(self, skip: frozenset[Operation]) -> Unpadded:
         """Padded images the window kernels read in place (`unpad.py`); the sources' spans
         extended to their last reader."""
-        def kernel_of(op: linalg.GenericOp, g: Generic) -> NativeWindow | None:
-            k = choose_kernel(op, g, native=self.native)
-            return k if isinstance(k, NativeWindow) else None
+        def kernel_of(op: linalg.GenericOp, g: Generic) -> NativeWindow | PackedGemm | None:
+            # (fresh: as a convolution's output is; a ShiftedGemm, which reads the padded
+            # buffer, is then seen here as the main pass will choose it)
+            k = choose_kernel(op, g, fresh=True, native=self.native)
+            return k if isinstance(k, NativeWindow | PackedGemm) else None
 
         keep = {*self.copies_out, *skip, *(v for y, (x, _) in self.parts.items() for v in (x, y))}
         found = unpad_windows(self.top, self.analysis, kernel_of, self.span, keep)

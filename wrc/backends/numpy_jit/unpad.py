@@ -1,7 +1,7 @@
 """Padded copies read in place: the lowering pads an image for a convolution or a pool by
 filling a new buffer `P` with a constant and copying the image `S` into a box of it
 (`P[..., t + h, l + w] = S[..., h, w]`). Where every reader of `P` is a compiled window
-kernel (`kernels.NativeWindow`) for which the fill is its combiner's identity (0 for a sum,
+kernel (`kernels.NativeWindow`, or the im2col of `kernels.PackedGemm`) for which the fill is its combiner's identity (0 for a sum,
 -inf for a max), the kernel reads `S` itself, a tap outside it reading the fill
 (`kernels.PaddedImage`): `P`'s alloc, fill, copy and reshapes are dropped, and the memory
 plan keeps `S`'s array alive until the last reader (its span is extended; nothing may write
@@ -22,12 +22,13 @@ from xdsl.ir import Operation, SSAValue
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.forward import copy_layout, copy_readers, untouched
 from wrc.backends.numpy_jit.ir import c_strides, const_value, root
-from wrc.backends.numpy_jit.kernels import NativeWindow, PaddedImage
+from wrc.backends.numpy_jit.kernels import NativeWindow, PackedGemm, PaddedImage
 
 _Reshape = memref.CollapseShapeOp | memref.ExpandShapeOp
 
 FILLS = {"conv": 0.0, "sum": 0.0, "max": -math.inf}
-"""The padding each kind of `NativeWindow` reads as nothing (its combiner's identity)."""
+"""The padding each kind of `NativeWindow` (and `PackedGemm`: "conv") reads as nothing (its
+combiner's identity)."""
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,20 @@ class Unpadded:
     long)."""
 
     elided: frozenset[Operation]
-    kernels: Mapping[linalg.GenericOp, NativeWindow]
+    kernels: Mapping[linalg.GenericOp, NativeWindow | PackedGemm]
     last_read: Mapping[SSAValue, int]
 
 
 def unpad_windows(top: Sequence[Operation], analysis: Callable[[linalg.GenericOp], Generic],
-                  kernel_of: Callable[[linalg.GenericOp, Generic], NativeWindow | None],
+                  kernel_of: Callable[[linalg.GenericOp, Generic], NativeWindow | PackedGemm | None],
                   span: Mapping[SSAValue, tuple[int, int, Operation]],
                   keep: Set[Operation | SSAValue] = frozenset()) -> Unpadded:
     """Plan which padded copies of the function's top level their window-kernel readers
-    make useless (see the module's docstring); `kernel_of`: a generic's `NativeWindow`, if
-    it gets one. Ops and buffers in `keep` are left alone."""
+    make useless (see the module's docstring); `kernel_of`: a generic's `NativeWindow` (or
+    `PackedGemm`), if it gets one. Ops and buffers in `keep` are left alone."""
     index = {op: i for i, op in enumerate(top)}
     elided: set[Operation] = set()
-    kernels: dict[linalg.GenericOp, NativeWindow] = {}
+    kernels: dict[linalg.GenericOp, NativeWindow | PackedGemm] = {}
     last_read: dict[SSAValue, int] = {}
     for i, op in enumerate(top):
         if not isinstance(op, linalg.GenericOp) or op.library_call is not None or op in keep:
@@ -67,7 +68,7 @@ def unpad_windows(top: Sequence[Operation], analysis: Callable[[linalg.GenericOp
         if users is None:
             continue
         fill, reshapes, readers = users
-        found: dict[linalg.GenericOp, NativeWindow] = {}
+        found: dict[linalg.GenericOp, NativeWindow | PackedGemm] = {}
         for reader, operands in readers.items():
             r = analysis(reader)
             k = kernel_of(reader, r)
