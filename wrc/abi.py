@@ -29,7 +29,6 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
-from wrc.ir_read import walk
 
 # --------------------------------------------------------------------------- names and keys
 
@@ -350,7 +349,7 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> Functio
     writes: list[Write] = []
     constants: set[str] = set()
     targets: dict[int, str] = {}
-    for op in walk(fn):
+    for op in fn.walk():
         if isinstance(op, func.CallOp):
             raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
         if not isinstance(op, memref.GetGlobalOp):

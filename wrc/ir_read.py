@@ -41,11 +41,14 @@ def walk(op: Operation) -> list[Operation]:
 _SEGMENTS: dict[int, tuple[Attribute, tuple[int, ...]]] = {}  # id → (operand segment sizes, values)
 
 
-def _segments(op: Operation) -> tuple[int, ...]:
+def _segments(op: Operation) -> tuple[int, ...] | None:
     """The operand segment sizes of a linalg structured op, decoded once per attribute object
     (xDSL's `inputs` and `outputs` decode them at each read, ~4 µs; the JIT's planner reads
-    them a dozen times per op). Kept while the attribute is, by id."""
-    attr = op.properties["operandSegmentSizes"]
+    them a dozen times per op). Kept while the attribute is, by id. None for an op sized
+    otherwise (`linalg.transpose`: same-size variadic operands)."""
+    attr = op.properties.get("operandSegmentSizes")
+    if attr is None:
+        return None
     known = _SEGMENTS.get(id(attr))
     if known is None or known[0] is not attr:
         if len(_SEGMENTS) >= 4096:
@@ -56,10 +59,11 @@ def _segments(op: Operation) -> tuple[int, ...]:
 
 def inputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
     """`op.inputs`."""
-    return op._operands[:_segments(op)[0]]
+    sizes = _segments(op)
+    return op.inputs if sizes is None else op._operands[:sizes[0]]
 
 
 def outputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
     """`op.outputs`."""
     sizes = _segments(op)
-    return op._operands[sizes[0]:sizes[0] + sizes[1]]
+    return op.outputs if sizes is None else op._operands[sizes[0]:sizes[0] + sizes[1]]
