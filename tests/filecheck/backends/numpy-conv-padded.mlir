@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
 
 // A padded convolution: the padded input is allocated zero-filled (np.zeros, no fill) and
 // the input copied into its interior (a slice of it); the convolution is one GEMM of the filter
