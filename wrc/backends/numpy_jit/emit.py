@@ -58,6 +58,10 @@ class FuncEmitter:
         # the arrays returned, which stay allocated per call (the caller keeps them).
         self.phase: dict[str, str] = {}
         self.once_made: dict[str, str] = {}  # an expression made once → its name
+        # Names of arrays known C-contiguous (new arrays, globals, their reshapes and parts):
+        # only their reshapes are sure to be views, so only those are made once (a reshape
+        # that copies must be made when the copy is read).
+        self.contiguous: set[str] = set()
         self.returned: set[SSAValue] = self.returned_arrays() if hoist else set()
         # Top-level names bound once to the same array (a reused temporary's), and reshaped
         # views made at the top level, by (array, shape): a view is made once per function.
@@ -136,6 +140,7 @@ class FuncEmitter:
         else here (in a branch: an optional update input's variable is a global only when
         its flag is set; `graph` then reads `G` too)."""
         name, expr = self.define(v), f"G[{self.src.const(global_name)}]"
+        self.contiguous.add(name)  # (globals are C-contiguous: the backend contract)
         if self.src.once is None or ind != 1:
             self.src.emit(ind, f"{name} = {expr}")
         else:
@@ -179,6 +184,7 @@ class FuncEmitter:
             strides = tuple(s * dtype.itemsize for s in c_strides(shape))
             self.names[buf] = self.let(ind, f"_nd({c(shape)}, {c(dtype)}, {self.name(base)}, "
                                             f"{c(offset * dtype.itemsize)}, {c(strides)})", self.name(base))
+            self.contiguous.add(self.names[buf])
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             first = self.plan.reuse[buf]
             array = self.name(first)
@@ -190,6 +196,8 @@ class FuncEmitter:
                 self.names[buf] = view
             else:
                 self.names[buf] = self.let(ind, view, self.flat.get(first, array))
+                if first in self.plan.pooled or array in self.contiguous:  # a pooled view, or an alias
+                    self.contiguous.add(self.names[buf])
             self.occupant[first] = buf
             if ind == 1:
                 self.same_array[self.names[buf]] = self.same_array.get(array, array)
@@ -199,6 +207,7 @@ class FuncEmitter:
             if buf in self.plan.pooled:  # a flat array, as large as the largest buffer it holds
                 self.flat[buf] = self.allocate(ind, buf, (self.plan.pooled[buf],), dtype, zeroed)
                 self.names[buf] = self.let(ind, self.pooled_view(buf, buf), self.flat[buf])
+                self.contiguous.add(self.names[buf])
                 self.occupant[buf] = buf
             else:
                 self.names[buf] = self.allocate(ind, buf, shape, dtype, zeroed)
@@ -208,6 +217,7 @@ class FuncEmitter:
         one filled with zeros again here, as the last call left it) when hoisting, at the top
         level, and not returned; else allocated here."""
         c, v = self.src.const, self.src.var()
+        self.contiguous.add(v)
         expr = f"np.{'zeros' if zeroed else 'empty'}({c(shape)}, {c(dtype)})"
         if self.src.once is None or ind != 1 or buf in self.returned:
             self.src.emit(ind, f"{v} = {expr}")
@@ -297,14 +307,18 @@ class FuncEmitter:
         """A name for `array` reshaped to `shape`: the view made earlier at the top level,
         else a new one."""
         key = ("reshape", self.same_array.get(array, array), tuple(shape))
-        return self.made_once(key, f"{array}.reshape({self.src.const(tuple(shape))})", ind, array)
+        bases = (array,) if array in self.contiguous else (array, "")  # ("": made per call)
+        v = self.made_once(key, f"{array}.reshape({self.src.const(tuple(shape))})", ind, *bases)
+        if array in self.contiguous:
+            self.contiguous.add(v)
+        return v
 
-    def made_once(self, key: tuple[object, ...], expr: str, ind: int, base: str) -> str:
-        """A name for the view `expr` of `base` (what `key` says it is): the one made earlier
+    def made_once(self, key: tuple[object, ...], expr: str, ind: int, *bases: str) -> str:
+        """A name for the view `expr` of `bases` (what `key` says it is): the one made earlier
         at the top level, else a new one (`let`), kept for later if made at the top level."""
         if key in self.made:
             return self.made[key]
-        v = self.let(ind, expr, base)
+        v = self.let(ind, expr, *bases)
         if ind == 1:
             self.made[key] = v
         return v
