@@ -89,22 +89,24 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
     each top-level statement of `var_infer_graph` timed on its own (this thread's CPU time)
     over `calls` calls, its minimum kept (the timer's own ~0.2 µs counted in)."""
     compiled = bundle._compiled
-    fn, nargs = compiled._fns["var_infer_graph"]
+    made = compiled._fns["var_infer_graph"]
     lines = compiled.source("var_infer_graph").splitlines()
-    keys, out = [], [lines[0]]
-    for line in lines[1:]:
+    keys, out, in_graph = [], [], False
+    for line in lines:
         body = line.lstrip()
         ind = line[:len(line) - len(body)]
-        if len(ind) == 4 and not body.endswith(":") and not body.startswith(("return", "_bad_arg")):
+        in_graph = in_graph or line.startswith("def graph(")  # (not bind's and scratch's, made once)
+        if (in_graph and len(ind) == 4 and not body.endswith(":")
+                and not body.startswith(("return", "_bad_arg")) and not body.endswith(("= W", "= S"))):
             m = IM2COL.fullmatch(body)
             for stmt in ([f"_col = {m[2]}", f"np.matmul({m[1]}, _col, out={m[3]})"] if m else [body]):
                 out += [f"{ind}_t = _pc()", ind + stmt, f"{ind}_T[{len(keys)}] = min(_T[{len(keys)}], _pc() - _t)"]
                 keys.append(kind(stmt))
         else:
             out.append(line)
-    ns = dict(fn.__globals__, _pc=time.thread_time, _T=[float("inf")] * len(keys))
+    ns = dict(made.graph.__globals__, _pc=time.thread_time, _T=[float("inf")] * len(keys))
     exec(compile("\n".join(out), "<profiled>", "exec"), ns)
-    compiled._fns["var_infer_graph"] = (ns["graph"], nargs)
+    compiled._fns["var_infer_graph"] = made._replace(graph=ns["graph"])
     try:
         with threadpool_limits(1):
             bundle.infer(feeds)
@@ -112,7 +114,7 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
             for _ in range(calls):
                 bundle.infer(feeds)
     finally:
-        compiled._fns["var_infer_graph"] = (fn, nargs)
+        compiled._fns["var_infer_graph"] = made
     by: dict[str, float] = {}
     for k, t in zip(keys, ns["_T"], strict=True):
         by[k] = by.get(k, 0.0) + 1e3 * t

@@ -141,13 +141,13 @@ def spy_runs(b: Bundle) -> list[str]:
         return real(name, *args)
 
     compiled.run = run  # type: ignore[method-assign]
-    real_caller = getattr(compiled, "caller", None)
-    if real_caller is not None:  # the fast path of read-only graphs (Bundle._read)
-        def caller(name: str) -> object:
-            call = real_caller(name)
-            return lambda *args: calls.append(name) or call(*args)
+    real_reader = getattr(compiled, "reader", None)
+    if real_reader is not None:  # the fast path of read-only graphs (Bundle._read)
+        def reader(name: str) -> object:
+            bind, call = real_reader(name)
+            return bind, lambda *args: calls.append(name) or call(*args)
 
-        compiled.caller = caller  # type: ignore[method-assign]
+        compiled.reader = reader  # type: ignore[method-assign]
     return calls
 
 

@@ -139,7 +139,9 @@ def test_floating_point_errors_stay_quiet_and_errstate_is_restored(two_inputs: w
         y = b.infer({"a": A, "b": B})[0]
         assert np.isinf(y).any() and np.isnan(y).any()
     assert np.geterr() == before
-    del b._reader_globals[2]["w_var"]  # noqa: SLF001 - the generated code then misses a global
+    snap, info, globals_, _ = b._reader_globals  # noqa: SLF001 - the generated code then misses a global,
+    del globals_["w_var"]
+    b._reader_globals = (snap, info, globals_, None)  # noqa: SLF001 - when it binds them again
     with pytest.raises(InputError, match="needs global 'w_var'"):
         b.infer({"a": A, "b": B})
     assert np.geterr() == before
@@ -172,3 +174,33 @@ def test_with_version_reports_the_version_whose_weights_computed_the_outputs() -
     failures = race(write, read_once, readers=3)
     assert not failures, failures[:3]
     assert len(seen) == 40 and all(e.is_set() for e in seen.values())
+
+
+def test_the_weights_are_bound_once_per_version(two_inputs: wrc.ModelBuffer) -> None:
+    """The fast path binds what the generated code reads of its globals (`reader`'s `bind`:
+    the weights' arrays and views) once per live version: again after a commit or a
+    rollback, not after a stage, and every result is the live version's."""
+    b = load_bundle(two_inputs)
+    b.init()
+    binds: list[str] = []
+    real = b._compiled.reader  # noqa: SLF001 - counting the binds
+
+    def reader(name: str):  # type: ignore[no-untyped-def]
+        bind, call = real(name)
+        return (lambda g: binds.append(name) or bind(g)), call
+
+    b._compiled.reader = reader  # noqa: SLF001
+    for _ in range(3):
+        np.testing.assert_allclose(b.infer([A, B])[0], want(A, B), rtol=1e-6)
+    assert binds == ["var_infer_graph"]
+    w2 = -2 * W
+    v = b.stage({"w": w2, "s": np.array(w2.sum(), F32)})
+    np.testing.assert_allclose(b.infer([A, B])[0], want(A, B), rtol=1e-6)  # staged: not live
+    assert len(binds) == 1
+    b.commit(v)
+    for _ in range(2):
+        np.testing.assert_allclose(b.infer([A, B])[0], want(A, B, w2, float(w2.sum())), rtol=1e-6)
+    assert len(binds) == 2
+    b.rollback()
+    np.testing.assert_allclose(b.infer([A, B])[0], want(A, B), rtol=1e-6)
+    assert len(binds) == 3

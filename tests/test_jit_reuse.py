@@ -69,6 +69,9 @@ def test_reuse_is_bit_identical_and_matches_interpreter(make):
     got, ref = on.infer(inputs), off.infer(inputs)
     for a, b in zip(got, ref, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+    # Hoisted (arenas, views made once: the default) or every statement per call: the same.
+    for a, b in zip(got, bundles(graph, True, "numpy{hoist=false}").infer(inputs), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
     if make is not cnn:  # the interpreter takes minutes on the convolutions
         for a, b in zip(got, bundles(graph, True, "interp").infer(inputs), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -80,11 +83,15 @@ def test_reuse_is_bit_identical_and_matches_interpreter(make):
     assert not any(np.shares_memory(a, b) for i, a in enumerate(got) for b in got[i + 1:])
 
 
-def test_reused_buffers_are_per_call_under_threads():
-    graph, inputs = attention()
+@pytest.mark.parametrize("make", [attention, cnn])
+def test_reused_buffers_are_per_call_under_threads(make):
+    """Concurrent calls on one bundle each take an arena of their own (`reader`'s pool):
+    each thread's results are its inputs', and no two results share memory."""
+    graph, inputs = make()
     b = bundles(graph, True)
-    xs = [rand(4, 8) for _ in range(8)]
+    xs = [rand(*inputs["x"].shape) for _ in range(8)]
     expected = [b.infer({"x": x})[0] for x in xs]
+    assert not any(np.shares_memory(a, c) for i, a in enumerate(expected) for c in expected[i + 1:])
     errors: list[object] = []
 
     def worker(i: int) -> None:
@@ -132,6 +139,7 @@ def test_pooled_arrays_are_bit_identical_and_bound_the_peak():
     assert got.base is None and not np.shares_memory(got, on.infer(inputs)[0])  # a result of its own
 
     def peak(b: wrc.Bundle) -> int:
+        """Of a fresh bundle's first `infer`, which makes the arena later calls reuse."""
         tracemalloc.start()
         try:
             b.infer(inputs)
@@ -142,8 +150,8 @@ def test_pooled_arrays_are_bit_identical_and_bound_the_peak():
     # Without reuse every layer's buffer lives to the end: 7 arrays of 64 x (48..144) floats;
     # pooled, two flat arrays (the layer being computed and the one it reads) and the result.
     widest = 64 * 144 * 4
-    assert peak(off) > 5 * widest
-    assert peak(on) < 3.2 * widest
+    assert peak(bundles(graph, False)) > 5 * widest
+    assert peak(bundles(graph, True, pool_all=True)) < 3.2 * widest
 
 
 def dense_block() -> tuple[wrc.Graph, dict[str, np.ndarray]]:

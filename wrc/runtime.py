@@ -73,22 +73,29 @@ class _Call:
     flags: dict[int, bool]  # optional input index → non-empty
 
 
+def _same(globals_: Mapping[str, Any]) -> Mapping[str, Any]:
+    return globals_
+
+
 class _Reader:
     """The checks and the call of a read-only graph without optional inputs, made once.
 
     Inputs that pass its checks as they are (C-contiguous NumPy arrays with the graph's
     input names, shapes and dtypes: the common case) go straight to the generated code,
     without building a message or a copy; anything else takes the checked path
-    (`Bundle._bind_named`), which accepts or rejects it exactly as before.
+    (`Bundle._bind_named`), which accepts or rejects it exactly as before. What the code
+    reads of its globals is bound once per snapshot (`bind`: for the NumPy JIT, the weights'
+    arrays and views, `NumpyCompiledModule.reader`) and kept with the snapshot's globals.
     """
 
-    __slots__ = ("info", "checks", "call")
+    __slots__ = ("info", "checks", "bind", "call")
 
-    def __init__(self, info: FunctionPlan | None, call: Callable[[Mapping[str, Any], Sequence[Any]], list[Any]]
-                 ) -> None:
+    def __init__(self, info: FunctionPlan | None, call: Callable[[Any, Sequence[Any]], list[Any]],
+                 bind: Callable[[Mapping[str, Any]], Any] = _same) -> None:
         self.info = info
         self.checks = None if info is None else tuple((x.name, x.shape, x.dtype) for x in info.inputs)
-        self.call = call  # (globals, arguments) -> outputs
+        self.bind = bind  # globals -> what `call` takes of them
+        self.call = call  # (bound globals, arguments) -> outputs
 
     def args(self, inputs: Any) -> Sequence[Any] | None:
         """The arguments of a call with `inputs`, or None: the checked path decides."""
@@ -230,10 +237,11 @@ class Bundle:
         self._slabs: list[np.ndarray] = []  # copies of packed weight sets (see _copy_pack)
         # Views of released initial values kept as buffers (see _release_initial).
         self._recycled: dict[str, weakref.ref[np.ndarray]] = {}
-        # The last reader's globals, for its snapshot: (snapshot, graph info, globals).
-        # Rebuilt when either changes; a stale entry only costs a rebuild (and, until then,
-        # the reuse of the old arrays in _buffer), never a wrong read.
-        self._reader_globals: tuple[dict[str, Any], FunctionPlan, dict[str, Any]] | None = None
+        # The last reader's globals, for its snapshot: (snapshot, graph info, globals, what its
+        # fast path bound of them or None: `_Reader.bind`). Rebuilt when either changes; a
+        # stale entry only costs a rebuild (and, until then, the reuse of the old arrays in
+        # _buffer), never a wrong read.
+        self._reader_globals: tuple[dict[str, Any], FunctionPlan, dict[str, Any], Any] | None = None
         self._readers: dict[str, _Reader] = {}  # the fast paths of read-only graphs (see _read)
         if compiled is None:
             with paused_gc():
@@ -504,7 +512,18 @@ class Bundle:
         args = reader.args(inputs)
         if args is None:
             return None
-        return reader.call(self._reading(reader.info, snap), args)
+        cached = self._reader_globals
+        if cached is None or cached[0] is not snap or cached[1] is not reader.info or cached[3] is None:
+            cached = self._bound(reader, snap)
+        return reader.call(cached[3], args)
+
+    def _bound(self, reader: _Reader, snap: Snapshot) -> tuple[dict[str, Any], FunctionPlan, dict[str, Any], Any]:
+        """The cache of `_reader_globals` for `reader` on `snap`, its globals bound: every
+        array a call reads is `snap`'s, whichever version is live by then."""
+        assert reader.info is not None
+        globals_ = self._reading(reader.info, snap)
+        cached = self._reader_globals = (snap, reader.info, globals_, reader.bind(globals_))
+        return cached
 
     def _new_reader(self, graph: str) -> _Reader:
         info = self._graphs.get(graph)
@@ -514,9 +533,12 @@ class Bundle:
             self._readers[graph] = _NO_READER
             return _NO_READER
         compiled = self._compiled
-        call = getattr(compiled, "caller", None)
-        reader = self._readers[graph] = _Reader(info, call(info.name) if call is not None else
-                                                (lambda g, args: compiled.run(info.name, g, args)))
+        make = getattr(compiled, "reader", None)
+        if make is not None:
+            bind, call = make(info.name)
+            reader = self._readers[graph] = _Reader(info, call, bind)
+        else:
+            reader = self._readers[graph] = _Reader(info, lambda g, args: compiled.run(info.name, g, args))
         return reader
 
     def _outputs(self, outs: list[Any], output: str) -> list[Any]:
@@ -607,7 +629,7 @@ class Bundle:
         """The globals of a read-only graph on `snap`, made once per snapshot (and graph)."""
         cached = self._reader_globals
         if cached is None or cached[0] is not snap or cached[1] is not info:
-            cached = self._reader_globals = (snap, info, self._globals(info, snap, {}))
+            cached = self._reader_globals = (snap, info, self._globals(info, snap, {}), None)
         return cached[2]
 
     def _prepare(self, info: FunctionPlan, call: _Call) -> tuple[list[np.ndarray], Prepared]:

@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false pool-min-bytes=0}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false pool-min-bytes=0 hoist=false}' | filecheck %s
 
 // A concatenation copies its inputs into a buffer with a spare leading cell, then copies
 // that out (the lowering's form): the copy out is dropped, the result *is* the buffer's

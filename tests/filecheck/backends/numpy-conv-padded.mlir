@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
 
 // The NumPy form (native kernels off; with them: numpy-native-im2col.mlir). A padded
 // convolution: the padded input is allocated zero-filled (np.zeros, no fill) and

@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
 
 // Fewer NumPy calls and temporaries: a chain of reshapes is one reshape of its source, and
 // a reshaped view of an array is made once (the row sums reuse the row maxima's view); erf

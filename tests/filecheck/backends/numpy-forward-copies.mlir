@@ -1,5 +1,5 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{forward-copies=false}' | filecheck %s --check-prefix=OFF
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{forward-copies=false hoist=false}' | filecheck %s --check-prefix=OFF
 
 // Attention's head transposes (numpy_jit/forward.py): a transposing copy that only GEMMs
 // and elementwise generics read is not made; the batched GEMM reads its source through

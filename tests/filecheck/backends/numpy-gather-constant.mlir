@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
 
 // A gather whose indices are a constant with its value in the IR (torchvision's
 // q, k, v = proj[0], proj[1], proj[2]) is checked when the code is generated: indices all in

@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
 
 // Gathers by the indices of a constant (they cannot change while the function runs) test
 // their range once: the first computes the test into a flag, the next reads it. Indices

@@ -1,5 +1,5 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false reuse-buffers=false}' | filecheck %s --check-prefix=NOREUSE
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false reuse-buffers=false hoist=false}' | filecheck %s --check-prefix=NOREUSE
 
 // matmul → +bias → relu: the zero fill before the multiply-accumulate is elided (the GEMM
 // writes with out=), and the add and the relu run in place in the GEMM's buffer (the

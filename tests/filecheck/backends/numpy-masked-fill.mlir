@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
 
 // sdpa's masked softmax ends in `where(isnan(p), 0, p)`: `isnan` of one value is
 // `np.isnan` with `out=` (not `isnan(p) | isnan(p)` into a temporary, then a copy), and the

@@ -1,6 +1,6 @@
 // REQUIRES: native
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s --check-prefix=NUMPY
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s --check-prefix=NUMPY
 
 // Max and sum pools where compiled kernels can be built (kernels.NativeWindow, op "max" /
 // "sum"): one call of window.pool on the unpadded image and the output, instead of a

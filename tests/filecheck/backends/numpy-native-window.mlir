@@ -1,6 +1,6 @@
 // REQUIRES: native
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s --check-prefix=NUMPY
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s --check-prefix=NUMPY
 
 // A depthwise convolution where compiled kernels can be built (kernels.NativeWindow): one call
 // of window.conv on the image, the filters and the output buffers as they are, with each

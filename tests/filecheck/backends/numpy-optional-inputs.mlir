@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
 
 // An optional update input (`ge.optional`, followed by its i1 flag) is checked only when
 // its flag is set: a partial update costs nothing per weight left out.

@@ -1,5 +1,5 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{pool-min-bytes=0 native=false}' | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s --check-prefix=SMALL
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{pool-min-bytes=0 native=false hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s --check-prefix=SMALL
 
 // Buffers of different shapes share a dead temporary's array (best fit): %a's array is
 // free once %b has read it, so %c (fewer elements) takes it; the array is then a flat one

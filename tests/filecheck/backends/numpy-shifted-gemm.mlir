@@ -1,4 +1,4 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
 
 // A stride-1 convolution with few filters for its channels (C = 16 >= 4 F, F = 4) on a large
 // image (48 + 2 padding columns: 47 * 50 + 48 = 2398 elements per channel plane): no im2col

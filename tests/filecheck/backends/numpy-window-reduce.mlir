@@ -1,5 +1,5 @@
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{window-kernels=false native=false}' | filecheck %s --check-prefix=BEFORE
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{window-kernels=false native=false hoist=false}' | filecheck %s --check-prefix=BEFORE
 
 // Reductions over small sliding windows run as one ufunc per window point over views of the
 // input shifted to that point, combined into the output in place: no strided .reduce over

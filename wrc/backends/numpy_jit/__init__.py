@@ -15,10 +15,14 @@ steps, each in its own module:
    convolutions), `np.take` for a gather — and where every buffer lives: global sinks,
    reuse of dead temporaries, zero-filled allocations, fills made useless by the next write.
 3. **Emission** (`emit.py`): one emitter per op kind and per kernel, looking those decisions
-   up in the plan. `memref.alloc` → `np.empty`/`np.zeros` (per call: no buffer is shared
-   between calls or threads) or a planned array; `memref.get_global` → a lookup in the
-   caller's `globals_`; `memref.copy` → `np.copyto`; `collapse_shape`/`expand_shape` →
-   `reshape` views; `scf.if` → `if`; arith/math ops → the tables of `scalar.py`.
+   up in the plan. `memref.alloc` → `np.empty`/`np.zeros` or a planned array;
+   `memref.get_global` → a lookup in the caller's `globals_`; `memref.copy` → `np.copyto`;
+   `collapse_shape`/`expand_shape` → `reshape` views; `scf.if` → `if`; arith/math ops → the
+   tables of `scalar.py`. With `hoist` (the default) the lookups and their views go into
+   `bind(G)`, run once per set of globals (`reader`: once per weight version), and the
+   temporaries and their views into `scratch()`, an arena reused by one call at a time
+   (never shared by two threads; results are allocated per call): `graph(bind(G),
+   scratch(), *args)` runs the function.
 
 `np` in the generated code is the `ArrayModule.xp` the module was compiled for
 (`wrc/backends/arrays.py`): NumPy here, CuPy for a GPU backend; views come from
@@ -34,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import CodeType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from xdsl.dialects import func
@@ -80,7 +84,7 @@ def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
 def _generate(op: func.FuncOp, arrays: ArrayModule, options: JitOptions) -> Source:
     if not op.body.blocks:
         raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
-    emitter = FuncEmitter(op, plan_function(op, options), arrays)
+    emitter = FuncEmitter(op, plan_function(op, options), arrays, options.hoist)
     emitter.emit()
     return emitter.src
 
@@ -117,8 +121,26 @@ class StoredFunction(Protocol):
     def load(self) -> GeneratedFunction: ...
 
 
-class _Functions(dict[str, tuple[_Fn, int]]):
-    """Name → (Python function, arity), each made (its constants decoded, its code object
+class _Made(NamedTuple):
+    """One function made: `graph(bind(G), scratch(), *args)` runs it (`Source`: a function
+    generated without hoisting is `graph(G, *args)`, wrapped so)."""
+
+    graph: _Fn
+    bind: Callable[[Mapping[str, Any]], Any]  # the globals → what graph reads of them
+    scratch: Callable[[], tuple[Any, ...]]  # an arena: temporaries and their views
+    arity: int
+
+
+def _unhoisted(graph: _Fn) -> _Fn:
+    return lambda G, S, *args: graph(G, *args)
+
+
+def _same(globals_: Mapping[str, Any]) -> Mapping[str, Any]:
+    return globals_
+
+
+class _Functions(dict[str, _Made]):
+    """Name → the function made (`_Made`), each made (its constants decoded, its code object
     run) when first looked up: a bundle from the load cache pays only for the functions it
     runs. Two threads may both make one: the same function, either kept."""
 
@@ -128,11 +150,15 @@ class _Functions(dict[str, tuple[_Fn, int]]):
         self.stored = {f.name: f for f in functions}
         self.generate = generate  # from the IR, for a stored function that fails to decode
 
-    def __missing__(self, name: str) -> tuple[_Fn, int]:
+    def __missing__(self, name: str) -> _Made:
         f = self.generated(name)
         namespace = dict(f.namespace)
         exec(f.code, namespace)
-        made = self[name] = (namespace["graph"], f.arity)
+        if "bind" in namespace:
+            made = _Made(namespace["graph"], namespace["bind"], namespace["scratch"], f.arity)
+        else:
+            made = _Made(_unhoisted(namespace["graph"]), _same, tuple, f.arity)
+        self[name] = made
         return made
 
     def generated(self, name: str) -> GeneratedFunction:
@@ -144,6 +170,10 @@ class _Functions(dict[str, tuple[_Fn, int]]):
             f = self.generate(name)
         self.stored[name] = f
         return f
+
+
+def _missing(graph_name: str, e: KeyError) -> InputError:
+    return InputError(f"graph {graph_name!r} needs global {e.args[0]!r}")
 
 
 class NumpyCompiledModule:
@@ -191,11 +221,6 @@ class NumpyCompiledModule:
         check_call(graph_name, self._arity.get(graph_name), args)
         return self._call_of(graph_name)(globals_, args)
 
-    def caller(self, graph_name: str) -> Caller:
-        """`run` of one graph without its checks of the name and argument count (for callers
-        that made them once): `call(globals_, args)`, with floating-point errors ignored."""
-        return self._call_of(graph_name)
-
     def _call_of(self, graph_name: str) -> Caller:
         call = self._callers.get(graph_name)
         if call is None:  # (two threads may both make it: the same function)
@@ -203,32 +228,69 @@ class NumpyCompiledModule:
         return call
 
     def _caller(self, graph_name: str) -> Caller:
+        """Binds the globals and makes an arena at every call (none is kept: a graph run
+        once, as init or an update, keeps no memory between calls)."""
         fns = self._fns
         fns[graph_name]  # noqa: B018 - made now; each call looks it up (a profiler may swap it)
+
+        def run(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
+            f = fns[graph_name]
+            try:
+                return f.graph(f.bind(globals_), f.scratch(), *args)
+            except KeyError as e:
+                raise _missing(graph_name, e) from None
+        return self._quiet(run)
+
+    def reader(self, graph_name: str
+               ) -> tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any, Sequence[Any]], list[np.ndarray]]]:
+        """(bind, call) of a graph run many times on the same globals (a read-only graph):
+        `bind(globals_)` looks up and views the globals (to be kept while they stay the same:
+        one weight version); `call(bound, args)` runs the graph on them, on an arena of
+        temporaries made once and reused: taken from this graph's pool for the call and put
+        back after it, so concurrent calls never share one. Results are never an arena's
+        (`emit.py` allocates returned arrays per call)."""
+        fns = self._fns
+        fns[graph_name]  # noqa: B018 - made now; each call looks it up (a profiler may swap it)
+        pool: list[tuple[Any, ...]] = []
+
+        def run(bound: Any, args: Sequence[Any]) -> list[np.ndarray]:
+            f = fns[graph_name]
+            try:
+                scratch = pool.pop()
+            except IndexError:
+                scratch = f.scratch()
+            outs = f.graph(bound, scratch, *args)
+            pool.append(scratch)  # (not after an exception: that arena is dropped)
+            return outs
+        return self._binder(graph_name), self._quiet(run)
+
+    def _binder(self, graph_name: str) -> Callable[[Mapping[str, Any]], Any]:
+        fns = self._fns
+
+        def bind(globals_: Mapping[str, Any]) -> Any:
+            try:
+                return fns[graph_name].bind(globals_)
+            except KeyError as e:
+                raise _missing(graph_name, e) from None
+        return bind
+
+    def _quiet(self, run: Callable[[Any, Sequence[Any]], list[np.ndarray]]) -> Callable[[Any, Sequence[Any]], list[np.ndarray]]:
+        """`run` with floating-point errors ignored."""
         quiet = _QUIET if self.arrays.errstate is NUMPY.errstate else None
-
-        def missing(e: KeyError) -> InputError:
-            return InputError(f"graph {graph_name!r} needs global {e.args[0]!r}")
-
         if quiet is None:
             errstate = self.arrays.errstate
 
-            def call(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
+            def call(first: Any, args: Sequence[Any]) -> list[np.ndarray]:
                 with errstate():
-                    try:
-                        return fns[graph_name][0](globals_, *args)
-                    except KeyError as e:
-                        raise missing(e) from None
+                    return run(first, args)
             return call
 
         var, ignore = quiet
 
-        def call_quiet(globals_: Mapping[str, np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
+        def call_quiet(first: Any, args: Sequence[Any]) -> list[np.ndarray]:
             token = var.set(ignore)
             try:
-                return fns[graph_name][0](globals_, *args)
-            except KeyError as e:
-                raise missing(e) from None
+                return run(first, args)
             finally:
                 var.reset(token)
         return call_quiet

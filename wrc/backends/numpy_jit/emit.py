@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import singledispatchmethod
@@ -39,16 +40,30 @@ from wrc.backends.numpy_jit.scalar import is_ufunc, scalar_expr
 from wrc.backends.numpy_jit.source import Source
 from wrc.errors import LoweringError
 
+_NAME = re.compile(r"[a-z]\d+")  # a generated name
+_CONST = re.compile(r"k\d+")  # a constant's
+
 
 class FuncEmitter:
-    """Writes the source of `def graph(G, a0, a1, ...)` for one `func.func`."""
+    """Writes the source of `def graph(G, a0, a1, ...)` for one `func.func` (hoisting:
+    `bind(G)`, `scratch()` and `def graph(W, S, a0, a1, ...)`, `Source`)."""
 
-    def __init__(self, fn: func.FuncOp, plan: MemoryPlan, arrays: ArrayModule) -> None:
+    def __init__(self, fn: func.FuncOp, plan: MemoryPlan, arrays: ArrayModule, hoist: bool = False) -> None:
         self.fn = fn
         self.plan = plan
         self.arrays = arrays
-        self.src = Source(arrays)
+        self.src = Source(arrays, once=hoist)
         self.names: dict[SSAValue, str] = {}
+        # Hoisting (`JitOptions.hoist`): the names made once, in `bind` ("bind": the globals'
+        # arrays and their views) or `scratch` ("scratch": temporaries and their views), and
+        # the arrays returned, which stay allocated per call (the caller keeps them).
+        self.phase: dict[str, str] = {}
+        self.once_made: dict[str, str] = {}  # an expression made once → its name
+        # Names of arrays known C-contiguous (new arrays, globals, their reshapes and parts):
+        # only their reshapes are sure to be views, so only those are made once (a reshape
+        # that copies must be made when the copy is read).
+        self.contiguous: set[str] = set()
+        self.returned: set[SSAValue] = self.returned_arrays() if hoist else set()
         # Top-level names bound once to the same array (a reused temporary's), and reshaped
         # views made at the top level, by (array, shape): a view is made once per function.
         self.same_array: dict[str, str] = {}
@@ -65,7 +80,7 @@ class FuncEmitter:
         for arg in block.args:
             params.append(self.src.var("a"))
             self.names[arg] = params[-1]
-        self.src.emit(0, f"def graph(G{''.join(', ' + p for p in params)}):")
+        self.src.emit(0, f"def graph({'W, S' if self.src.once is not None else 'G'}{''.join(', ' + p for p in params)}):")
         c = self.src.const
         flags = optional_flags(self.fn)
         for arg in block.args:
@@ -105,12 +120,57 @@ class FuncEmitter:
         self.names[v] = self.src.var()
         return self.names[v]
 
+    def let(self, ind: int, expr: str, *bases: str, name: str | None = None) -> str:
+        """A new name (or `name`) for `expr`, a view of the arrays named `bases` (or a fact
+        of them): made once with them when they are all made once in one function (`phase`)
+        and this is the top level (the same expression there: the same name), else here."""
+        phases = {self.phase.get(b) for b in bases}
+        phase = phases.pop() if ind == 1 and len(phases) == 1 else None
+        if phase is None:
+            v = name or self.src.var()
+            self.src.emit(ind, f"{v} = {expr}")
+            return v
+        v = self.once_made.get(expr)
+        if v is None:
+            v = self.once_made[expr] = name or self.src.var()
+            self.src.hoist(phase, v, expr)
+            self.phase[v] = phase
+        return v
+
+    def global_array(self, v: SSAValue, global_name: str, ind: int) -> None:
+        """`v` is the array of a global: looked up in `bind` when hoisting at the top level,
+        else here (in a branch: an optional update input's variable is a global only when
+        its flag is set; `graph` then reads `G` too)."""
+        name, expr = self.define(v), f"G[{self.src.const(global_name)}]"
+        self.contiguous.add(name)  # (globals are C-contiguous: the backend contract)
+        if self.src.once is None or ind != 1:
+            self.src.emit(ind, f"{name} = {expr}")
+        else:
+            self.src.hoist("bind", name, expr)
+            self.phase[name] = "bind"
+
+    def returned_arrays(self) -> set[SSAValue]:
+        """The arrays (their first allocs) that the function's results are, or are views or
+        parts of: allocated at every call, not once per arena."""
+        ret = self.fn.body.block.last_op
+        out: set[SSAValue] = set()
+        for v in ret.operands if isinstance(ret, func.ReturnOp) else ():
+            r = root(v)
+            while isinstance(r, SSAValue) and r not in out:
+                r = self.plan.reuse.get(r, r)
+                out.add(r)
+                r = self.plan.parts[r][0] if r in self.plan.parts else None
+        return out
+
     # -- function-level ops
 
     @singledispatchmethod
     def op(self, op: Operation, ind: int) -> None:
         """A scalar arith/math op outside any generic."""
         expr = scalar_expr(op, [self.name(v) for v in op.operands], None, self.src, self.arrays)
+        if self.src.once is not None and len(op.results) == 1 and _CONST.fullmatch(expr):
+            self.names[op.results[0]] = expr  # a constant: its name
+            return
         for r in op.results:
             self.names[r] = self.src.var()
         self.src.emit(ind, f"{', '.join(self.names[r] for r in op.results)} = {expr}")
@@ -119,13 +179,14 @@ class FuncEmitter:
     def _(self, op: memref.AllocOp, ind: int) -> None:
         buf, c = op.memref, self.src.const
         if buf in self.plan.sinks:  # computed straight into the global it is finally copied to
-            self.src.emit(ind, f"{self.define(buf)} = G[{c(self.plan.sinks[buf])}]")
+            self.global_array(buf, self.plan.sinks[buf], ind)
         elif buf in self.plan.parts:  # the contiguous part of a dead temporary it was copied from
             base, offset = self.plan.parts[buf]
             shape, dtype = buffer(op, buf.type)
             strides = tuple(s * dtype.itemsize for s in c_strides(shape))
-            self.src.emit(ind, f"{self.define(buf)} = _nd({c(shape)}, {c(dtype)}, {self.name(base)}, "
-                               f"{c(offset * dtype.itemsize)}, {c(strides)})")
+            self.names[buf] = self.let(ind, f"_nd({c(shape)}, {c(dtype)}, {self.name(base)}, "
+                                            f"{c(offset * dtype.itemsize)}, {c(strides)})", self.name(base))
+            self.contiguous.add(self.names[buf])
         elif buf in self.plan.reuse:  # a dead temporary's array: no allocation, no page faults
             first = self.plan.reuse[buf]
             array = self.name(first)
@@ -133,20 +194,41 @@ class FuncEmitter:
             if first in self.plan.pooled:  # the last buffer's view if it has this shape
                 prev = self.occupant[first]
                 view = self.name(prev) if prev.type == buf.type else self.pooled_view(first, buf)
-            self.src.emit(ind, f"{self.define(buf)} = {view}")
+            if self.src.once is not None and _NAME.fullmatch(view):  # the same array: the same name
+                self.names[buf] = view
+            else:
+                self.names[buf] = self.let(ind, view, self.flat.get(first, array))
+                if first in self.plan.pooled or array in self.contiguous:  # a pooled view, or an alias
+                    self.contiguous.add(self.names[buf])
             self.occupant[first] = buf
             if ind == 1:
                 self.same_array[self.names[buf]] = self.same_array.get(array, array)
         else:
             shape, dtype = buffer(op, buf.type)
-            fn = "zeros" if buf in self.plan.zeroed else "empty"
+            zeroed = buf in self.plan.zeroed
             if buf in self.plan.pooled:  # a flat array, as large as the largest buffer it holds
-                self.flat[buf] = self.src.var()
-                self.src.emit(ind, f"{self.flat[buf]} = np.{fn}({c((self.plan.pooled[buf],))}, {c(dtype)})")
-                self.src.emit(ind, f"{self.define(buf)} = {self.pooled_view(buf, buf)}")
+                self.flat[buf] = self.allocate(ind, buf, (self.plan.pooled[buf],), dtype, zeroed)
+                self.names[buf] = self.let(ind, self.pooled_view(buf, buf), self.flat[buf])
+                self.contiguous.add(self.names[buf])
                 self.occupant[buf] = buf
             else:
-                self.src.emit(ind, f"{self.define(buf)} = np.{fn}({c(shape)}, {c(dtype)})")
+                self.names[buf] = self.allocate(ind, buf, shape, dtype, zeroed)
+
+    def allocate(self, ind: int, buf: SSAValue, shape: tuple[int, ...], dtype: np.dtype, zeroed: bool) -> str:
+        """A name for a new array for `buf`: allocated once per arena (in `scratch`; a zeroed
+        one filled with zeros again here, as the last call left it) when hoisting, at the top
+        level, and not returned; else allocated here."""
+        c, v = self.src.const, self.src.var()
+        self.contiguous.add(v)
+        expr = f"np.{'zeros' if zeroed else 'empty'}({c(shape)}, {c(dtype)})"
+        if self.src.once is None or ind != 1 or buf in self.returned:
+            self.src.emit(ind, f"{v} = {expr}")
+            return v
+        self.src.hoist("scratch", v, expr)
+        self.phase[v] = "scratch"
+        if zeroed:
+            self.src.emit(ind, f"{v}.fill({c(0)})")
+        return v
 
     def pooled_view(self, first: SSAValue, buf: SSAValue) -> str:
         """`buf` as a view of the start of the pooled flat array of `first`."""
@@ -162,7 +244,7 @@ class FuncEmitter:
     @op.register
     def _(self, op: memref.GetGlobalOp, ind: int) -> None:
         buffer(op, op.memref.type)
-        self.src.emit(ind, f"{self.define(op.memref)} = G[{self.src.const(op.name_.string_value())}]")
+        self.global_array(op.memref, op.name_.string_value(), ind)
 
     @op.register
     def _(self, op: memref.CopyOp, ind: int) -> None:
@@ -227,15 +309,18 @@ class FuncEmitter:
         """A name for `array` reshaped to `shape`: the view made earlier at the top level,
         else a new one."""
         key = ("reshape", self.same_array.get(array, array), tuple(shape))
-        return self.made_once(key, f"{array}.reshape({self.src.const(tuple(shape))})", ind)
+        bases = (array,) if array in self.contiguous else (array, "")  # ("": made per call)
+        v = self.made_once(key, f"{array}.reshape({self.src.const(tuple(shape))})", ind, *bases)
+        if array in self.contiguous:
+            self.contiguous.add(v)
+        return v
 
-    def made_once(self, key: tuple[object, ...], expr: str, ind: int) -> str:
-        """A name for the view `expr` (what `key` says it is): the one made earlier at the
-        top level, else a new one, kept for later if made at the top level."""
+    def made_once(self, key: tuple[object, ...], expr: str, ind: int, *bases: str) -> str:
+        """A name for the view `expr` of `bases` (what `key` says it is): the one made earlier
+        at the top level, else a new one (`let`), kept for later if made at the top level."""
         if key in self.made:
             return self.made[key]
-        v = self.src.var()
-        self.src.emit(ind, f"{v} = {expr}")
+        v = self.let(ind, expr, *bases)
         if ind == 1:
             self.made[key] = v
         return v
@@ -273,14 +358,11 @@ class FuncEmitter:
             view = self.reshape(buf, flat[0], ind)
             return self.transposed(view, ind) if flat[1] else view
         box = self.box(acc, shape, strides)
-        v = self.src.var()
         if box is not None:  # a slice of the buffer: cheaper to make than a strided view
-            self.src.emit(ind, f"{v} = {buf}[{c(box)}]")
-            return v
+            return self.let(ind, f"{buf}[{c(box)}]", buf)
         isz = acc.dtype.itemsize
-        self.src.emit(ind, f"{v} = _nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
-                           f"{c(tuple(s * isz for s in strides))})")
-        return v
+        return self.let(ind, f"_nd({c(shape)}, {c(acc.dtype)}, {buf}, {c(acc.offset * isz)}, "
+                             f"{c(tuple(s * isz for s in strides))})", buf)
 
     @staticmethod
     def flat_view(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]
@@ -306,7 +388,7 @@ class FuncEmitter:
 
     def transposed(self, array: str, ind: int) -> str:
         """`array.T`, made once per function at the top level (as `reshape`'s views)."""
-        return self.made_once(("T", array), f"{array}.T", ind)
+        return self.made_once(("T", array), f"{array}.T", ind, array)
 
     @staticmethod
     def box(acc: Access, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[slice, ...] | None:
@@ -403,8 +485,7 @@ class FuncEmitter:
             size = math.prod(g.extents[lead:])
             ones = self.src.const(self.arrays.to_device(np.ones((size, 1), g.out.dtype)))
             rows = tuple(g.extents[:lead])
-            k = self.src.const
-            x, o = f"{expr_v}.reshape({k(rows + (size,))})", f"{outs[0]}.reshape({k(rows + (1,))})"
+            x, o = self.reshape(expr_v, rows + (size,), ind), self.reshape(outs[0], rows + (1,), ind)
             if op in self.plan.fresh:
                 self.src.emit(ind, f"np.matmul({x}, {ones}, out={o})")
             else:
@@ -708,8 +789,8 @@ class FuncEmitter:
         flag = self.in_range.get((idx, size))
         if flag is None and ind == 1:
             i = self.name(idx)
-            flag = self.in_range[idx, size] = self.src.var("r")
-            self.src.emit(ind, f"{flag} = {i}.min() >= -{size} and {i}.max() < {size}")
+            flag = self.in_range[idx, size] = self.let(ind, f"{i}.min() >= -{size} and {i}.max() < {size}", i,
+                                                       name=self.src.var("r"))
         return flag
 
     @kernel.register

@@ -76,6 +76,11 @@ class JitOptions(ArgSpecConvertible):
     """Run a kernel through its compiled C form where it has one and it can be built here
     (`wrc.backends.native`; `WRC_NATIVE=off` turns it off too; off: NumPy forms only)."""
 
+    hoist: bool = True
+    """Make the weights' lookups and views once per set of globals (`bind`) and the
+    temporaries and their views once per arena (`scratch`), out of the per-call function
+    (`emit.py`, docs/internals.md; off: every statement per call, as written in order)."""
+
     pool_min_bytes: int = 128 * 1024
     """A buffer takes a dead array of another shape (a view of a pooled flat array) only from
     this size: below it `np.empty` is served from memory the allocator holds (one call) while
