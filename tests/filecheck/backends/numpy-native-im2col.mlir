@@ -1,5 +1,6 @@
 // REQUIRES: native
-// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{hoist=false}' | filecheck %s
+// RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t numpy | filecheck %s --check-prefix=HOIST
 // RUN: wrc-opt %s -p convert-ge-to-linalg,ge-bufferize -t 'numpy{native=false}' | filecheck %s --check-prefix=NUMPY
 
 // A convolution's im2col where compiled kernels can be built (kernels.PackedGemm): one call of
@@ -51,6 +52,18 @@ builtin.module {
 // CHECK-DAG:   #   [[PARAMS]] = (0, 1, 1, 1, 2, 3, 3, 6, 6, 0, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 648, 648, 648, 324, 108, 36, 6, 1, 6, 6, -1, -1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1)
 // The second: rows and columns 2 apart along the output's, the first window at (0, 0).
 // CHECK-DAG:   #   [[PARAMS2]] = (0, 1, 1, 1, 3, 3, 3, 3, 3, 0, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 243, 243, 243, 81, 27, 9, 3, 1, 6, 6, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 1, 0, 2)
+
+// With hoisting (the default) the flat buffer and its views are made once per arena
+// (`scratch`), and a call only packs into them.
+// HOIST-LABEL: # func @two
+// HOIST:       def scratch():
+// HOIST-NEXT:  = np.empty(
+// HOIST-NEXT:  [[FLAT:v[0-9]+]] = np.empty([[SIZE:k[0-9]+]], {{k[0-9]+}})
+// HOIST-NEXT:  {{v[0-9]+}} = [[FLAT]].reshape(
+// HOIST:       def graph(
+// HOIST-NOT:   np.empty([[SIZE]],
+// HOIST:       return [v
+// HOIST:       #   [[SIZE]] = (648,)
 
 // NUMPY-LABEL: # func @two
 // NUMPY:       np.zeros(

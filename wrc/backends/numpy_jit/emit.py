@@ -218,16 +218,22 @@ class FuncEmitter:
         """A name for a new array for `buf`: allocated once per arena (in `scratch`; a zeroed
         one filled with zeros again here, as the last call left it) when hoisting, at the top
         level, and not returned; else allocated here."""
-        c, v = self.src.const, self.src.var()
-        self.contiguous.add(v)
-        expr = f"np.{'zeros' if zeroed else 'empty'}({c(shape)}, {c(dtype)})"
-        if self.src.once is None or ind != 1 or buf in self.returned:
-            self.src.emit(ind, f"{v} = {expr}")
-            return v
-        self.src.hoist("scratch", v, expr)
-        self.phase[v] = "scratch"
-        if zeroed:
+        c = self.src.const
+        v = self.new_array(ind, f"np.{'zeros' if zeroed else 'empty'}({c(shape)}, {c(dtype)})", buf in self.returned)
+        if zeroed and self.phase.get(v) == "scratch":
             self.src.emit(ind, f"{v}.fill({c(0)})")
+        return v
+
+    def new_array(self, ind: int, expr: str, per_call: bool = False) -> str:
+        """A name for the new array `expr`: made once per arena (in `scratch`) when hoisting,
+        at the top level, and not `per_call` (a result); else made here."""
+        v = self.src.var()
+        self.contiguous.add(v)
+        if self.src.once is None or ind != 1 or per_call:
+            self.src.emit(ind, f"{v} = {expr}")
+        else:
+            self.src.hoist("scratch", v, expr)
+            self.phase[v] = "scratch"
         return v
 
     def pooled_view(self, first: SSAValue, buf: SSAValue) -> str:
@@ -896,7 +902,7 @@ class FuncEmitter:
 
     def packed_buffer(self, shape: tuple[int, ...], dtype: np.dtype, ind: int) -> str:
         """A buffer for a `PackedGemm`'s packed image: a view of the start of one flat array
-        per call and element type, as large as the function's largest (made at the first
+        per arena (per call without hoisting) and element type, as large as the function's largest (made at the first
         one; each shape's view made once), so a model's im2col buffers cost one allocation
         and its page faults, not one per convolution."""
         if self.pack_sizes is None:
@@ -907,10 +913,14 @@ class FuncEmitter:
                     name = g.accesses[k.x].dtype.name
                     self.pack_sizes[name] = max(self.pack_sizes.get(name, 0), math.prod(k.shape(g.extents)))
         c = self.src.const
-        flat = self.made_once(("packed", dtype.name), f"np.empty({c((self.pack_sizes[dtype.name],))}, {c(dtype)})", ind)
+        flat = self.made.get(("packed", dtype.name))
+        if flat is None:  # (once per arena when hoisting, as other temporaries)
+            flat = self.new_array(ind, f"np.empty({c((self.pack_sizes[dtype.name],))}, {c(dtype)})")
+            if ind == 1:
+                self.made[("packed", dtype.name)] = flat
         n = math.prod(shape)
         view = flat if n == self.pack_sizes[dtype.name] else f"{flat}[:{c(n)}]"
-        return self.made_once(("packed", dtype.name, shape), f"{view}.reshape({c(shape)})", ind)
+        return self.made_once(("packed", dtype.name, shape), f"{view}.reshape({c(shape)})", ind, flat)
 
     @kernel.register
     def _(self, plan: ShiftedGemm, op: linalg.GenericOp, ind: int) -> None:
