@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conv_refs import depthwise_ref
 from numpy.lib.stride_tricks import sliding_window_view
 
 from wrc import pipeline
@@ -45,16 +46,6 @@ def avg_pool_ref(x, kernel, strides, pads, include_pad):
     ones = np.ones((1, 1, *x.shape[2:]))
     counts = kernel[0] * kernel[1] if include_pad else windows(ones, kernel, strides, pads, 0).sum(axis=(4, 5))
     return sums / counts
-
-
-def depthwise_ref(x, w, strides, pads, dilations=(1, 1)):
-    """w: (C, 1, KH, KW); one filter per channel."""
-    kh, kw = w.shape[2:]
-    t, left, b, r = pads
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, b), (left, r)))
-    span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
-    win = sliding_window_view(xp, span, axis=(2, 3))[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
-    return np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64))
 
 
 # 2-d windows (separable: over rows, then columns) of strides 2 and 1; 1-d windows (point by

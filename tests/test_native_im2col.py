@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conv_refs import conv_ref
 from numpy.lib.stride_tricks import sliding_window_view
 
 from wrc import pipeline
@@ -15,16 +16,6 @@ from wrc.graph import Graph
 
 RNG = np.random.default_rng(12)
 NATIVE, NUMPY = "numpy", "numpy{native=false}"
-
-
-def conv_ref(x, w, strides, pads, dilations=(1, 1)):
-    """NCHW convolution, one group, in float64; `pads` (top, left, bottom, right)."""
-    kh, kw = w.shape[2:]
-    t, left, b, r = pads
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, b), (left, r)))
-    span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
-    win = sliding_window_view(xp, span, axis=(2, 3))[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
-    return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.float64))
 
 
 def compiled(x_shape, w, strides, pads, dilations=(1, 1), backends=(NATIVE, NUMPY), dtype="float32"):

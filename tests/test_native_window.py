@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conv_refs import depthwise_ref
 from numpy.lib.stride_tricks import sliding_window_view
 
 from wrc import pipeline
@@ -22,12 +23,7 @@ NATIVE, NUMPY = "numpy", "numpy{native=false}"
 
 def conv_ref(x, w, strides, pads, dilations=(1, 1), bias=None):
     """Depthwise: w (C, 1, KH, KW), one filter per channel, in float64."""
-    kh, kw = w.shape[2:]
-    t, left, b, r = pads
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, b), (left, r)))
-    span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
-    win = sliding_window_view(xp, span, axis=(2, 3))[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
-    y = np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64))
+    y = depthwise_ref(x, w, strides, pads, dilations)
     return y if bias is None else y + bias.astype(np.float64)
 
 
