@@ -146,7 +146,7 @@ def test_bundles_from_bytes_keep_their_sources(path) -> None:
 def test_prefault_budget_leaves_the_memory_target_its_reserve() -> None:
     ratio, slack = wrc.runtime.MEMORY_TARGET
     mb = 1_000_000
-    assert prefault_budget(0, 0) == slack - wrc.runtime.PREFAULT_RESERVE  # 40 MB: under the 64 MiB cap
+    assert prefault_budget(0, 0) == slack - wrc.runtime.PREFAULT_RESERVE  # 40 MB: under the cap
     assert prefault_budget(1000 * mb, 0) == wrc.runtime.PREFAULT_BYTES  # the cap
     w = 100 * mb  # ResNet-50's size: held = 1.9 x the weights (sources and folded copies)
     assert prefault_budget(w, 190 * mb) == 0

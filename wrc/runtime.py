@@ -53,6 +53,7 @@ from wrc.errors import (
     WrcError,
 )
 from wrc.model_buffer import ModelBuffer, c_array
+from wrc.pages import populate, populated
 from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
 from wrc.weight_pack import ALIGN, Entry, WeightPack, aligned_empty, span
 
@@ -134,8 +135,9 @@ def _as_array(value: Any, what: str, arrays: ArrayModule) -> Any:
     return value
 
 
-PREFAULT_BYTES = 64 << 20
-"""The most memory `init()` maps ahead for the first update's buffers (docs/performance.md)."""
+PREFAULT_BYTES = 1 << 30
+"""The most memory `init()` maps ahead for the first update's buffers (docs/performance.md);
+on models above ~100 MB of weights the memory target (`prefault_budget`) bounds it first."""
 
 MEMORY_TARGET = (1.3, 100_000_000)
 """Issue 12's bound on a process's RSS growth after load + init + infer: 1.3 × the weights'
@@ -702,6 +704,7 @@ class Bundle:
             if slab.size >= size and sys.getrefcount(slab.base) == 2:  # slab.base, the argument
                 return slab
         slab = aligned_empty(size)
+        populate(slab)  # (wrc/pages.py: its pages mapped in one call, not as the copy reaches them)
         self._slabs = [s for s in self._slabs if sys.getrefcount(s.base) > 2][-1:] + [slab]
         return slab
 
@@ -811,8 +814,7 @@ class Bundle:
                 nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 if var in self._spare or var not in self._snapshot or nbytes > budget:
                     continue
-                buf = np.empty(shape, dtype)
-                buf.fill(0)  # touched: np.zeros would map untouched zero pages
+                buf = populated(shape, dtype, touch=True)
                 self._spare[var] = buf
                 budget -= nbytes
 
@@ -939,6 +941,8 @@ class Bundle:
             self._arrays.thaw(old)
             return old
         spec = self._specs[var]
+        if self._arrays.host:  # its pages mapped in one call (wrc/pages.py)
+            return populated(spec[0], spec[1])
         return self._arrays.empty(spec[0], spec[1])
 
     def _frozen(self, a: Any) -> Any:
