@@ -19,6 +19,10 @@ them (seeded inputs; the light CNNs' weights drawn by role). Per model, one BLAS
   (read, import, compile, save) in another.
 
 `--memory` runs only the fresh processes (no in-process timing); `--build` only the builds.
+`--models vit-b-stack` (in either): bench/models.py's ViT-B stack, its fresh processes only.
+`--idle S`: each child waits S seconds before its first update; `--pages session6`: the
+children map update buffers as before session 7 (wrc/pages.py off, 64 MiB ahead at most);
+`--adopt`: they update with `copy=False`.
 """
 
 from __future__ import annotations
@@ -56,8 +60,12 @@ _CHILD = child.PRELUDE + """
 import json, sys, time
 import numpy as np
 mode, model, feeds_path, steady = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+idle, pages, copy = float(sys.argv[6]), sys.argv[7], sys.argv[8] == "copy"
 if mode == "wrc":
     import wrc
+    if pages == "session6":  # no madvise, 64 MiB mapped ahead at most: as before session 7
+        import wrc.pages, wrc.runtime
+        wrc.pages._madvise, wrc.runtime.PREFAULT_BYTES = False, 64 << 20
 else:
     import onnxruntime as ort
 feeds = dict(np.load(feeds_path))
@@ -80,7 +88,8 @@ out["steady infer"] = float(np.median([ms(run) for _ in range(steady)]))
 out["rss infer"] = status("VmHWM") - base
 if mode == "wrc":
     def update():  # the values loaded (weights() would read what the bundle let go from the file)
-        b.update(new)
+        b.update(new, copy=copy)
+    time.sleep(idle)  # (memory freed meanwhile may go back to a VM's host: docs/performance.md)
     out["first update"] = ms(update)
     out["rss first update"] = status("VmHWM") - base
     times = [ms(update) for _ in range(max(4, steady))]
@@ -113,12 +122,21 @@ print(json.dumps({"rss build": status("VmHWM") - base}))
 _ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+IDLE_S = 0.0
+"""Seconds a child waits between its steady infers and its first update (`--idle`)."""
+PAGES = "now"
+"""How the children map update buffers: "now", or "session6" (`--pages`, for comparison)."""
+COPY = True
+"""Whether the children update with `copy=True` (else they adopt the arrays: `--adopt`)."""
+
+
 def _child(mode: str, model: Path, feeds: Path, steady: int, weights: Path | None = None,
            repeats: int = 3) -> dict[str, float]:
     """The median of each figure over `repeats` fresh processes (one sample of a first call
     is often a scheduling hiccup on a loaded machine)."""
     runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, mode, str(model), str(feeds), str(steady),
-                                       str(weights)], env=_ENV, check=True, capture_output=True, text=True).stdout)
+                                       str(weights), str(IDLE_S), PAGES, "copy" if COPY else "adopt"], env=_ENV, check=True,
+                                      capture_output=True, text=True).stdout)
             for _ in range(repeats)]
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
 
@@ -201,6 +219,9 @@ def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., di
     from test_zoo import load_case
 
     import wrc
+
+    if case == "vit-b-stack":
+        return vit_memory(tmp)
     from wrc.onnx import import_onnx, weight_names
     from wrc.workflow import compile_graph
 
@@ -236,6 +257,27 @@ def bench_model(case: str, tmp: Path, quick: bool, interleaved: Callable[..., di
     return r
 
 
+def vit_memory(tmp: Path) -> dict[str, Any]:
+    """The fresh processes' figures of bench/models.py's ViT-B stack (12 layers, 340 MB, built
+    with `wrc.Graph` as `--build` builds it: no ONNX model, so no onnxruntime figures)."""
+    import wrc
+
+    path, feeds_path, weights_path = tmp / "vit.wrcb", tmp / "vit-feeds.npz", tmp / "vit-weights.npz"
+    r: dict[str, Any] = {"case": "vit-b-stack", "ort child": None}
+    r.update(json.loads(subprocess.run([sys.executable, "-c", run._BUILD_CHILD, str(Path(__file__).resolve().parent),
+                                        "12", str(path)], env=_ENV, check=True, capture_output=True, text=True).stdout))
+    b = wrc.load_bundle(path)
+    b.init()
+    rng = np.random.default_rng(0)
+    np.savez(feeds_path, **{n: rng.standard_normal(s).astype(d) for n, s, d in b.inputs("var_infer_graph")})
+    np.savez(weights_path, **b.weights())
+    del b
+    r["wrc child"] = _child("wrc", path, feeds_path, 5, weights_path)
+    for p in (path, feeds_path, weights_path):
+        p.unlink()
+    return r
+
+
 def bench_zoo(quick: bool, record: Callable[..., None], interleaved: Callable[..., Any],
               cases: list[str] | None = None, memory: bool = False) -> list[dict[str, Any]]:
     """Every model's figures, each also `record`ed as bench/run.py's rows."""
@@ -249,14 +291,14 @@ def bench_zoo(quick: bool, record: Callable[..., None], interleaved: Callable[..
         for case in cases or (QUICK if quick else CASES):
             r = bench_model(case, Path(tmp), quick, interleaved, memory)
             results.append(r)
-            for what in ("load", "infer", "update") if not memory else ():
+            for what in ("load", "infer", "update") if "infer" in r else ():
                 for who, (med, mn) in r[what].items():
                     record("zoo", case, f"{what}: {who}", med, mn)
             wb = r["weight bytes"]
             record("zoo", case, "peak RSS growth of building", r["rss build"] / 1e6, unit="MB",
                    ratio_to_weights=r["rss build"] / wb)
             for who in ("wrc", "ort"):
-                for what, v in r[f"{who} child"].items():
+                for what, v in (r[f"{who} child"] or {}).items():
                     if what.startswith("rss"):
                         record("zoo", case, f"{who}, fresh process: peak RSS growth after {what[4:]}", v / 1e6,
                                unit="MB", ratio_to_weights=v / wb)
@@ -284,24 +326,25 @@ def markdown(results: list[dict[str, Any]]) -> str:
            "updates | target | ort session + run | building | target |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         wb, w, o = r["weight bytes"], r["wrc child"], r["ort child"]
+        o = o or dict.fromkeys(("rss infer", "load", "first infer", "steady infer"), float("nan"))  # (vit-b-stack)
         mb = f"{wb / 1e6:.2f}" if wb < 1e7 else f"{wb / 1e6:.0f}"
         rss.append(f"| {r['case']} | {mb} | {_mb(w['rss infer'], wb)} | {(RSS_INFER * wb + RSS_SLACK) / 1e6:.0f} MB "
                    f"| {_mb(w['rss first update'], wb)} | {_mb(w['rss updates'], wb)} | "
                    f"{(RSS_UPDATE * wb + RSS_SLACK) / 1e6:.0f} MB | {_mb(o['rss infer'], wb)} | "
                    f"{_mb(r['rss build'], wb)} | {(RSS_BUILD * wb + RSS_BUILD_SLACK) / 1e6:.0f} MB |")
-        if "infer" not in r:  # (--memory)
+        first.append(f"| {r['case']} | {w['load']:.0f} | {w['init']:.1f} | {w['first infer']:.3g} / "
+                     f"{w['steady infer']:.3g} ({_ratio(w['first infer'], w['steady infer'])}) | "
+                     f"{w['first update']:.3g} / {w['second update']:.3g} / {w['steady update']:.3g} "
+                     f"({_ratio(w['first update'], w['steady update'])}) | {o['load']:.0f}, "
+                     f"{o['first infer']:.3g} / {o['steady infer']:.3g} ({_ratio(o['first infer'], o['steady infer'])}) |")
+        if "infer" not in r:  # (--memory: the fresh processes' figures only)
             continue
         li, lo = r["load"]["wrc"][0], r["load"]["ort"][0]
         (im, imin), (om, omin) = r["infer"]["wrc"], r["infer"]["ort"]
         um, cm = r["update"]["wrc"][0], r["update"]["np.copyto"][0]
         speed.append(f"| {r['case']} | {mb} | {li:.1f} / {lo:.1f} ({_ratio(li, lo)}) | {im:.3g} / {om:.3g} "
                      f"({_ratio(im, om)}) | {_ratio(imin, omin)} | {um:.3g} / {cm:.3g} ({_ratio(um, cm)}) |")
-        first.append(f"| {r['case']} | {w['load']:.0f} | {w['init']:.1f} | {w['first infer']:.3g} / "
-                     f"{w['steady infer']:.3g} ({_ratio(w['first infer'], w['steady infer'])}) | "
-                     f"{w['first update']:.3g} / {w['second update']:.3g} / {w['steady update']:.3g} "
-                     f"({_ratio(w['first update'], w['steady update'])}) | {o['load']:.0f}, "
-                     f"{o['first infer']:.3g} / {o['steady infer']:.3g} ({_ratio(o['first infer'], o['steady infer'])}) |")
-    tables = (speed, first, rss) if len(speed) > 2 else (rss,)
+    tables = (speed, first, rss) if len(speed) > 2 else (first, rss)
     return "\n".join(["\n".join(t) for t in tables]).replace("\n| model", "\n\n| model")
 
 
@@ -327,7 +370,14 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="only the fresh processes' figures and peak RSS")
     ap.add_argument("--build", help="only the peak RSS of building these models, comma-separated "
                     "(zoo cases, or vit-b-stack: bench/models.py's ViT-B stack)")
+    ap.add_argument("--idle", type=float, default=0.0, help="seconds each child waits before its first "
+                    "update (as a server's first update comes long after init)")
+    ap.add_argument("--pages", choices=["now", "session6"], default="now", help="session6: the children map "
+                    "update buffers as before session 7 (no madvise, 64 MiB ahead at most), for comparison")
+    ap.add_argument("--adopt", action="store_true", help="the children update with copy=False")
     args = ap.parse_args()
+    global IDLE_S, PAGES, COPY
+    IDLE_S, PAGES, COPY = args.idle, args.pages, not args.adopt
     if args.build:
         print(build_table(args.build.split(",")))
         return
