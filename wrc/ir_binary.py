@@ -517,7 +517,11 @@ class _Decoder:
             attributes = {}
             self.pos += 1
         regions = []
-        n_regions = self.count("region")
+        if w[self.pos]:
+            n_regions = self.count("region")
+        else:  # (most ops: no regions)
+            n_regions = 0
+            self.pos += 1
         if n_regions:
             self.depth += 1
             if self.depth > MAX_OP_NESTING:
@@ -564,7 +568,11 @@ class _Decoder:
     def block(self) -> Block:
         values, w = self.values, self.w
         outer = len(values)
-        n = self.count("block argument", 2)
+        if w[self.pos]:
+            n = self.count("block argument", 2)
+        else:
+            n = 0
+            self.pos += 1
         pos = self.pos
         block = Block()
         arg_types = [self.attrs[i] for i in w[pos : pos + 2 * n : 2]]
