@@ -19,6 +19,7 @@ import wrc
 from tests.test_bundle_format import WEIGHTS, assert_same, model
 from wrc import bundle_format as bf
 from wrc import ir_binary as ib
+from wrc import ir_verify
 from wrc.context import make_context
 from wrc.errors import BundleFormatError
 from wrc.tools import wrc_fuzz
@@ -104,6 +105,33 @@ def test_successors_and_values_used_outside_their_block_are_refused() -> None:
     module = builtin.ModuleOp([test.TestOp.create(regions=[Region(Block([inner]))]), outside])
     with pytest.raises(BundleFormatError, match="not defined before it in an enclosing block"):
         ib.encode_module(module)
+
+
+def test_a_value_from_outside_an_isolated_op_is_refused_by_the_decoder() -> None:
+    """The decoder checks IsolatedFromAbove as it decodes (the verifier of a decoded module
+    relies on it: `wrc.ir_verify.verify(decoded=True)`), refusing what xDSL's verifier refuses;
+    values from inside the isolated op, or from outside a non-isolated one, stay fine."""
+    ctx = make_context()
+    ctx.load_dialect(test.Test)
+    outer = test.TestOp.create(result_types=[builtin.i32])
+    inner = test.TestOp.create(operands=[outer.results[0]])
+    hostile = builtin.ModuleOp([outer, builtin.ModuleOp([inner])])
+    with pytest.raises(Exception, match="IsolatedFromAbove"):
+        hostile.verify()
+    with pytest.raises(BundleFormatError, match="an operand of test.op is defined outside its IsolatedFromAbove "
+                                                "parent \\(builtin.module\\)"):
+        ib.decode_module(ib.encode_module(hostile), ctx, CAP)
+    outer, inside = (test.TestOp.create(result_types=[builtin.i32]) for _ in range(2))
+    fine = builtin.ModuleOp([
+        outer,
+        builtin.ModuleOp([inside, test.TestOp.create(operands=[inside.results[0]])]),
+        test.TestOp.create(regions=[Region(Block([test.TestOp.create(operands=[outer.results[0]]),
+                                                  test.TestTermOp.create()]))]),
+    ])
+    fine.verify()
+    back = ib.decode_module(ib.encode_module(fine), ctx, CAP)
+    ir_verify.verify(back, decoded=True)
+    assert str(back) == str(fine)
 
 
 # --------------------------------------------------------------------------- hand-written sections
@@ -249,13 +277,21 @@ def test_nesting_is_bounded() -> None:
 
 
 def _decodes_or_format_error(raw: bytes) -> str:
+    """What decoding and verifying `raw` gives; the cold load's verifier of decoded modules
+    (`ir_verify.verify(decoded=True)`) must refuse exactly what xDSL's verifier refuses."""
     try:
-        decode(raw).verify()
+        module = decode(raw)
     except BundleFormatError as e:
         return str(e).split(" (at byte")[0]
-    except Exception as e:  # a verifier failure: read_bundle reports it as a format error
-        return f"verifier: {type(e).__name__}"
-    return "decoded"
+    outcomes = []
+    for check in (module.verify, lambda: ir_verify.verify(module, decoded=True)):
+        try:
+            check()
+            outcomes.append("decoded")
+        except Exception as e:  # a verifier failure: read_bundle reports it as a format error
+            outcomes.append(f"verifier: {type(e).__name__}")
+    assert outcomes[0] == outcomes[1], outcomes
+    return outcomes[0]
 
 
 def test_every_word_of_a_real_section_tampered() -> None:

@@ -117,15 +117,16 @@ builtin.module {{
 
 
 def test_loading_a_bundle_uses_it(monkeypatch, tmp_path):
-    """The cold load verifies through ir_verify (and a hostile file still fails there)."""
+    """The cold load verifies through ir_verify (and a hostile file still fails there), as a
+    decoded module (binary IR: the decoder checked its structure)."""
     seen = []
     real = ir_verify.verify
-    monkeypatch.setattr(ir_verify, "verify", lambda op: (seen.append(op), real(op))[1])
+    monkeypatch.setattr(ir_verify, "verify", lambda op, **kw: (seen.append(kw), real(op, **kw))[1])
     monkeypatch.setenv("WRC_CACHE_DIR", "off")
     path = tmp_path / "m.wrcb"
     wrc.bundle_format.write_bundle(path, model())
     wrc.bundle_format.read_bundle(path)
-    assert len(seen) == 1
+    assert seen == [{"decoded": True}]
 
 
 GLOBAL = '"memref.global"() <{{sym_name = {name}, sym_visibility = "private", type = memref<2xf32>, initial_value}}> : () -> ()'

@@ -703,7 +703,9 @@ def _parse_ir(raw: bytes, section: _Section, version: int) -> ModuleOp:
         with gc_paused():
             if version == TEXT_IR_VERSION:
                 module = parse_ir(raw.decode("utf-8"))
-            ir_verify.verify(module)  # xDSL's checks, each op signature's IRDL constraints once
+            # xDSL's checks, each op signature's IRDL constraints once, the structure binary
+            # IR's decoder guarantees not checked again
+            ir_verify.verify(module, decoded=version != TEXT_IR_VERSION)
     except Exception as e:  # any xDSL failure on untrusted IR is a format error
         raise _fail(f"IR section (offset {section.offset}) does not parse and verify: "
                     f"{type(e).__name__}: {str(e)[:2000]}") from None

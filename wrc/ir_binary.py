@@ -17,12 +17,15 @@ outside its block cannot even be expressed.
 The decoder trusts nothing: every index is checked against what was decoded before it, every
 count against the words left, nesting against `MAX_OP_NESTING` / `MAX_AFFINE_DEPTH`, op names
 against the context's registered dialects, attribute kinds against `PARAMETRIZED` and the
-data kinds below, and inline constants against an element cap. The caller verifies the module
-afterwards, as after text parsing. Any failure is a `BundleFormatError` naming the byte offset.
+data kinds below, inline constants against an element cap, and operands inside an
+`IsolatedFromAbove` op against the values from outside it. The caller verifies the module
+afterwards (`wrc.ir_verify.verify(decoded=True)`: what the decoder guarantees by
+construction is not checked again). Any failure is a `BundleFormatError` naming the byte offset.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import struct
 import sys
@@ -65,6 +68,9 @@ from xdsl.ir.affine import (
     AffineMap,
     AffineSymExpr,
 )
+from xdsl.ir.core import BlockArgument, OpResult, SSAValues, Use
+from xdsl.irdl import IRDLOperation, OptionalDef
+from xdsl.traits import IsolatedFromAbove
 
 from wrc.errors import BundleFormatError
 
@@ -317,8 +323,13 @@ class _Decoder:
         self.raw: list[bytes] = []
         self.text: dict[int, str] = {}
         self.attrs: list[Attribute] = []
-        self.op_types: dict[int, type[Operation]] = {}
+        self.op_kinds: dict[int, tuple[type[Operation], _Defaults | None]] = {}
+        self.hints: dict[int, str] = {}
         self.values: list[SSAValue] = []  # the stack of values in scope
+        # The IsolatedFromAbove ops being decoded, and the stack height at each one's regions:
+        # an operand below the innermost height would come from outside it.
+        self.isolated: list[type[Operation]] = []
+        self.isolated_floor: list[int] = []
         self.depth = 0
 
     def next(self) -> int:
@@ -428,12 +439,17 @@ class _Decoder:
         return u - (1 << (32 * n)) if u >> (32 * n - 1) else u
 
     def named(self, what: str) -> dict[str, Attribute]:
+        n = self.count(what, 2)
+        pos, w, attrs = self.pos, self.w, self.attrs
         out: dict[str, Attribute] = {}
-        for _ in range(self.count(what, 2)):
-            key = self.string(self.next())
+        for i in range(pos, pos + 2 * n, 2):
+            self.pos = i
+            key = self.string(w[i])
             if key in out:
                 raise _Malformed(f"duplicate {what} {key[:100]!r}")
-            out[key] = self.attrs[self.next()]
+            self.pos = i + 1
+            out[key] = attrs[w[i + 1]]
+        self.pos = pos + 2 * n
         return out
 
     def affine_map(self) -> AffineMap:
@@ -464,52 +480,177 @@ class _Decoder:
         return AffineMap(dims, syms, tuple(e for e, _ in stack))
 
     def op(self) -> Operation:
-        name_index = self.next()
-        op_type = self.op_types.get(name_index)
-        if op_type is None:
-            name = self.string(name_index)
-            op_type = self.ctx.get_optional_op(name)
-            if op_type is None:
-                raise _Malformed(f"op {name[:100]!r} is not in a registered dialect")
-            self.op_types[name_index] = op_type
-        attrs, values = self.attrs, self.values
-        result_types, hints = [], []
-        for _ in range(self.count("result", 2)):
-            result_types.append(attrs[self.next()])
-            hints.append(self.next())
-        operands = [values[self.next()] for _ in range(self.count("operand"))]
-        properties, attributes = self.named("property"), self.named("attribute")
+        # Words are read inline (this runs for every op); `self.pos` is kept at the word
+        # being read wherever a check or an index can fail, for the error's byte offset.
+        w, attrs, values = self.w, self.attrs, self.values
+        pos = self.pos
+        name_index = w[pos]
+        kind = self.op_kinds.get(name_index)
+        if kind is None:
+            kind = self.op_kind(name_index)
+        op_type, defaults = kind
+        self.pos = pos = pos + 1
+        n = w[pos]
+        if 2 * n > len(w) - pos - 1:
+            self.count("result", 2)  # raises, naming the count
+        self.pos = pos = pos + 1
+        result_types = [attrs[i] for i in w[pos : pos + 2 * n : 2]]
+        hints = w[pos + 1 : pos + 2 * n : 2]
+        self.pos = pos = pos + 2 * n
+        n = w[pos]
+        if n > len(w) - pos - 1:
+            self.count("operand")
+        self.pos = pos = pos + 1
+        operands = [values[i] for i in w[pos : pos + n]]
+        if self.isolated_floor and n and min(w[pos : pos + n]) < self.isolated_floor[-1]:
+            raise _Malformed(f"an operand of {op_type.name} is defined outside its IsolatedFromAbove parent "
+                             f"({self.isolated[-1].name})")
+        self.pos = pos = pos + n
+        if w[pos]:
+            properties = self.named("property")
+        else:
+            properties = {}
+            self.pos = pos = pos + 1
+        if w[self.pos]:
+            attributes = self.named("attribute")
+        else:
+            attributes = {}
+            self.pos += 1
         regions = []
-        n_regions = self.count("region")
+        if w[self.pos]:
+            n_regions = self.count("region")
+        else:  # (most ops: no regions)
+            n_regions = 0
+            self.pos += 1
         if n_regions:
             self.depth += 1
             if self.depth > MAX_OP_NESTING:
                 raise _Malformed(f"ops nest more than {MAX_OP_NESTING} deep")
+            isolated = _isolated(op_type)
+            if isolated:  # operands inside may refer to values from here on only
+                self.isolated.append(op_type)
+                self.isolated_floor.append(len(values))
             for _ in range(n_regions):
                 regions.append(Region([self.block() for _ in range(self.count("block", 2))]))
+            if isolated:
+                self.isolated.pop()
+                self.isolated_floor.pop()
             self.depth -= 1
-        op = op_type.create(operands=operands, result_types=result_types, properties=properties,
-                            attributes=attributes, regions=regions, location=UNKNOWN_LOC)
-        for r, hint in zip(op.results, hints, strict=True):
-            if hint:
-                r.name_hint = self.string(hint - 1)
-        values += op.results
+        if defaults is None:
+            op = op_type.create(operands=operands, result_types=result_types, properties=properties,
+                                attributes=attributes, regions=regions, location=UNKNOWN_LOC)
+        else:
+            op = _new_op(op_type, defaults, operands, result_types, properties, attributes, regions)
+        results = op.results
+        if any(hints):
+            for r, hint in zip(results, hints, strict=True):
+                if hint:
+                    r._name = self.hint(hint - 1)
+        values += results
         return op
 
+    def op_kind(self, name_index: int) -> tuple[type[Operation], _Defaults | None]:
+        name = self.string(name_index)
+        op_type = self.ctx.get_optional_op(name)
+        if op_type is None:
+            raise _Malformed(f"op {name[:100]!r} is not in a registered dialect")
+        kind = self.op_kinds[name_index] = (op_type, _defaults(op_type))
+        return kind
+
+    def hint(self, i: int) -> str:
+        """String `i` as a value's name hint, checked (and its `_N` suffix dropped) as xDSL's
+        `name_hint` setter does, once per string."""
+        h = self.hints.get(i)
+        if h is None:
+            h = self.hints[i] = SSAValue.extract_valid_name(self.string(i))
+        return h
+
     def block(self) -> Block:
-        outer = len(self.values)
-        arg_types, hints = [], []
-        for _ in range(self.count("block argument", 2)):
-            arg_types.append(self.attrs[self.next()])
-            hints.append(self.next())
-        block = Block(arg_types=arg_types)
-        for a, hint in zip(block.args, hints, strict=True):
+        values, w = self.values, self.w
+        outer = len(values)
+        if w[self.pos]:
+            n = self.count("block argument", 2)
+        else:
+            n = 0
+            self.pos += 1
+        pos = self.pos
+        block = Block()
+        arg_types = [self.attrs[i] for i in w[pos : pos + 2 * n : 2]]
+        self.pos = pos + 2 * n
+        args = block._args = tuple([BlockArgument(t, block, i, UNKNOWN_LOC) for i, t in enumerate(arg_types)])
+        for a, hint in zip(args, w[pos + 1 : pos + 2 * n : 2], strict=True):
             if hint:
-                a.name_hint = self.string(hint - 1)
-        self.values += block.args
-        block.add_ops([self.op() for _ in range(self.count("op", 2))])
+                a._name = self.hint(hint - 1)
+        values += args
+        prev = None
+        for _ in range(self.count("op", 2)):  # Block.add_op, without its checks: each op is new
+            op = self.op()
+            op.parent = block
+            if prev is None:
+                block._first_op = op
+            else:
+                prev._next_op = op
+                op._prev_op = prev
+            prev = op
+        block._last_op = prev
         del self.values[outer:]
         return block
+
+
+_Defaults = tuple[tuple[tuple[str, Attribute], ...], tuple[tuple[str, Attribute], ...]]
+
+
+@functools.cache
+def _defaults(cls: type[Operation]) -> _Defaults | None:
+    """The default properties and attributes IRDL's `__post_init__` fills in an op of `cls`
+    (those not optional and with a default value, in definition order), or None where
+    `Operation.create` must make the op (a class not made by `irdl_op_definition` alone)."""
+    if (not issubclass(cls, IRDLOperation) or cls.__post_init__ is not IRDLOperation.__post_init__
+            or cls.__new__ is not object.__new__):
+        return None
+    op_def = cls.get_irdl_definition()
+    return (tuple((k, d.default_value) for k, d in op_def.properties.items()
+                  if not isinstance(d, OptionalDef) and d.default_value is not None),
+            tuple((k, d.default_value) for k, d in op_def.attributes.items()
+                  if not isinstance(d, OptionalDef) and d.default_value is not None))
+
+
+@functools.cache
+def _isolated(cls: type[Operation]) -> bool:
+    return cls.has_trait(IsolatedFromAbove)
+
+
+def _new_op(cls: type[Operation], defaults: _Defaults, operands: list[SSAValue], result_types: list[Attribute],
+            properties: dict[str, Attribute], attributes: dict[str, Attribute], regions: list[Region]) -> Operation:
+    """`cls.create(...)` for new operands, regions and dictionaries (xDSL 0.74's
+    `Operation.__init__` and IRDL's `__post_init__`, what they set, without a call per field:
+    the decoder makes ~25,000 ops for a 2,000-op graph)."""
+    op = object.__new__(cls)
+    uses = []
+    for i, v in enumerate(operands):  # IRWithUses.add_use
+        first = v.first_use
+        u = Use(op, i, None, first)
+        if first is not None:
+            first._prev_use = u
+        v.first_use = u
+        uses.append(u)
+    op._operands = SSAValues(operands)
+    op._operand_uses = tuple(uses)
+    op.results = SSAValues([OpResult(t, op, i) for i, t in enumerate(result_types)])
+    for k, v in defaults[0]:
+        if k not in properties:
+            properties[k] = v
+    for k, v in defaults[1]:
+        if k not in attributes:
+            attributes[k] = v
+    op.properties = properties
+    op.attributes = attributes
+    op.location = UNKNOWN_LOC
+    op._successors = op._successor_uses = ()
+    op.regions = tuple(regions)
+    for r in regions:
+        r.parent = op
+    return op
 
 
 def decode_module(raw: bytes, ctx: Context, max_inline_elements: int, offset: int = 0) -> ModuleOp:

@@ -18,6 +18,11 @@ the signature as its class. A `linalg.generic`'s own verifier
 iterators and body argument types) reads nothing but its signature either, so a seen generic
 signature skips it too: that is a quarter of a level-3 module's verification.
 
+A module decoded from binary IR (`verify(decoded=True)`) skips the structural checks its
+decoder guarantees or makes (parents, successors, erased operands, `IsolatedFromAbove`:
+docs/bundle-format.md "What the reader checks"), and its signatures hold types and
+attributes by identity.
+
 An op whose class does not have the shape `irdl_op_definition` gives it (its `verify_`
 generated around the definition and the class's own verifier), whose signature holds an
 unhashable attribute, or which overrides `Operation.verify`, is verified by xDSL itself.
@@ -25,6 +30,7 @@ unhashable attribute, or which overrides `Operation.verify`, is verified by xDSL
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +39,9 @@ from xdsl.dialects.builtin import SymbolNameConstraint
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
 from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.ir import Block, Operation, Region
+from xdsl.ir.core import ErasedSSAValue, OpTraits
 from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
-from xdsl.traits import IsTerminator, NoTerminator, OpTrait
+from xdsl.traits import IsolatedFromAbove, IsTerminator, NoTerminator, OpTrait
 from xdsl.utils.exceptions import VerifyException
 
 from wrc.dialects.ge import ComputeOp
@@ -113,6 +120,38 @@ def _signature(op: Operation) -> tuple[Any, ...]:
     )
 
 
+def _id_signature(op: Operation) -> tuple[Any, ...]:
+    """`_signature` with each type and attribute by identity (a decoded module's attributes
+    are each made once, `wrc.ir_binary`): equal identities are equal values, and an int hashes
+    in no time where a type's hash walks its parameters."""
+    cls = type(op)
+    props, attrs = _class_only(cls)
+    properties, attributes, regions = op.properties, op.attributes, op.regions
+    return (
+        cls,
+        tuple([id(v._type) for v in op._operands]),
+        tuple([id(r._type) for r in op.results]),
+        tuple([(k, type(v) if k in props else id(v)) for k, v in properties.items()]) if properties else (),
+        tuple([(k, type(v) if k in attrs else id(v)) for k, v in attributes.items()]) if attributes else (),
+        tuple([(len(r.blocks), None if r.first_block is None else tuple([id(a._type) for a in r.first_block._args]))
+               for r in regions]) if regions else (),
+        len(op._successors),
+    )
+
+
+@functools.cache
+def _without_isolation(cls: type[Operation]) -> tuple[OpDef, Callable[[Operation], None] | None] | None:
+    """`cls`'s (definition without its `IsolatedFromAbove` trait, own verifier), for a decoded
+    module (its decoder checks that trait: `wrc.ir_binary`), or None if `cls` lacks the trait."""
+    parts = _irdl_parts(cls)
+    assert parts is not None
+    op_def, custom_verify = parts
+    traits = tuple(t for t in op_def.traits if not isinstance(t, IsolatedFromAbove))
+    if len(traits) == len(tuple(op_def.traits)):
+        return None
+    return dataclasses.replace(op_def, traits=OpTraits(lambda: traits)), custom_verify
+
+
 def _seen_checks(cls: type[Operation]) -> tuple[tuple[OpTrait, ...], Callable[[Operation], None] | None]:
     """What `verify_` still checks of an op of `cls` (a class `_irdl_parts` knows) whose
     signature was seen: its definition's traits whose `verify` checks something, in order
@@ -132,7 +171,9 @@ def _has(cls: type[Operation], trait: type[OpTrait]) -> bool:
 
 
 class _Verifier:
-    def __init__(self) -> None:
+    def __init__(self, decoded: bool) -> None:
+        self.decoded = decoded
+        self.signature = _id_signature if decoded else _signature
         self.seen: set[tuple[Any, ...]] = set()
         self.seen_checks: dict[type[Operation], tuple[tuple[OpTrait, ...], Callable[[Operation], None] | None]] = {}
 
@@ -140,7 +181,10 @@ class _Verifier:
         if type(op).verify is not Operation.verify:
             op.verify()
             return
-        self._structure(op)
+        if not self.decoded:
+            self._structure(op)
+        elif op._next_op is None:  # (a decoded op has no successors and no erased operands)
+            self._terminator(op)
         for region in op.regions:
             self.region(region)
         try:
@@ -151,14 +195,16 @@ class _Verifier:
     def region(self, region: Region) -> None:  # Region.verify
         for block in region.blocks:
             self.block(block)
-            if block.parent != region:
+            if not self.decoded and block.parent != region:
                 raise ValueError("Parent pointer of block does not refer to containing region")
 
     def block(self, block: Block) -> None:  # Block.verify
-        for operation in block.ops:
-            if operation.parent != block:
+        operation = block._first_op
+        while operation is not None:
+            if not self.decoded and operation.parent != block:
                 raise ValueError("Parent pointer of operation does not refer to containing region")
             self.op(operation)
+            operation = operation._next_op
         if block.first_op is None and (region := block.parent) is not None and (parent := region.parent) is not None:
             if len(region.blocks) == 1 and not parent.has_trait(NoTerminator):
                 raise VerifyException(
@@ -173,18 +219,27 @@ class _Verifier:
             op.verify_()
             return
         try:
-            key = _signature(op)
+            key = self.signature(op)
             seen = key in self.seen
         except TypeError:  # an unhashable attribute
             op.verify_()
             return
         if not seen:
-            op.verify_()
+            unisolated = _without_isolation(type(op)) if self.decoded else None
+            if unisolated is None:
+                op.verify_()
+            else:  # verify_ without the trait the decoder checked
+                unisolated[0].verify(op)
+                if unisolated[1] is not None:
+                    unisolated[1](op)
             self.seen.add(key)
             return
         checks = self.seen_checks.get(type(op))
         if checks is None:
             checks = self.seen_checks[type(op)] = _seen_checks(type(op))
+            if self.decoded:
+                checks = self.seen_checks[type(op)] = (
+                    tuple(t for t in checks[0] if not isinstance(t, IsolatedFromAbove)), checks[1])
         traits, custom_verify = checks
         for trait in traits:
             trait.verify(op)
@@ -194,8 +249,6 @@ class _Verifier:
     @staticmethod
     def _structure(op: Operation) -> None:
         """The checks of `Operation.verify` before its regions and `verify_`."""
-        from xdsl.ir.core import ErasedSSAValue
-
         for operand in op._operands:
             if isinstance(operand, ErasedSSAValue):
                 raise ValueError("Erased SSA value is used by the operation")
@@ -212,18 +265,32 @@ class _Verifier:
                 if succ.parent != parent_block.parent:
                     raise VerifyException(f"Operation {op.name} is branching to a block of a different region")
         if parent_block is not None and parent_region is not None and parent_block.last_op == op:
-            if len(parent_region.blocks) == 1:
-                if (parent_op := parent_region.parent) is not None and not _has(type(parent_op), NoTerminator):
-                    if not _has(type(op), IsTerminator):
-                        raise VerifyException(
-                            f"Operation {op.name} terminates block in single-block region but is not a terminator"
-                        )
-            elif len(parent_region.blocks) > 1 and not _has(type(op), IsTerminator):
-                raise VerifyException(
-                    f"Operation {op.name} terminates block in multi-block region but is not a terminator"
-                )
+            _Verifier._terminator(op)
+
+    @staticmethod
+    def _terminator(op: Operation) -> None:
+        """The terminator checks of `Operation.verify`, for the last op of a block."""
+        parent_block = op.parent
+        if parent_block is None or (parent_region := parent_block.parent) is None:
+            return
+        if len(parent_region.blocks) == 1:
+            if (parent_op := parent_region.parent) is not None and not _has(type(parent_op), NoTerminator):
+                if not _has(type(op), IsTerminator):
+                    raise VerifyException(
+                        f"Operation {op.name} terminates block in single-block region but is not a terminator"
+                    )
+        elif len(parent_region.blocks) > 1 and not _has(type(op), IsTerminator):
+            raise VerifyException(
+                f"Operation {op.name} terminates block in multi-block region but is not a terminator"
+            )
 
 
-def verify(op: Operation) -> None:
-    """Verify `op` and everything nested in it: the checks and errors of `op.verify()`."""
-    _Verifier().op(op)
+def verify(op: Operation, decoded: bool = False) -> None:
+    """Verify `op` and everything nested in it: the checks and errors of `op.verify()`.
+
+    `decoded`: `op` is a module just made by `wrc.ir_binary.decode_module`, whose decoder
+    guarantees what the structural checks of each op would check (ops and blocks are in their
+    parents, nothing has successors or erased operands, IsolatedFromAbove ops use no value from
+    outside: docs/SECURITY.md, row 1), so those are not checked again; ops then share their
+    attribute objects, so signatures compare them by identity."""
+    _Verifier(decoded).op(op)

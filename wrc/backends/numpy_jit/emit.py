@@ -107,7 +107,7 @@ class FuncEmitter:
                 for r, v in zip(results, op.operands, strict=True):
                     self.src.emit(ind, f"{r} = {self.name(v)}")
             elif op not in self.plan.elided:
-                self.op(op, ind)
+                _OP(type(op))(self, op, ind)  # (self.op(op, ind), see _OP)
         if len(self.src.lines) == start:
             self.src.emit(ind, "pass")
 
@@ -282,7 +282,8 @@ class FuncEmitter:
 
     @op.register
     def _(self, op: linalg.GenericOp, ind: int) -> None:
-        self.kernel(self.plan.kernels[op], op, ind)
+        kernel = self.plan.kernels[op]
+        _KERNEL(type(kernel))(self, kernel, op, ind)  # (self.kernel(kernel, op, ind), see _OP)
 
     @op.register
     def _(self, op: scf.IfOp, ind: int) -> None:
@@ -957,3 +958,10 @@ class FuncEmitter:
         shape = tuple(ext[k] if g.out.uses(k) else 1 for k in range(n))
         self.src.emit(ind, f"np.copyto({self.view(g.out, ext, ind)}, _nd({c(shape)}, {c(g.out.dtype)}, {wide}, "
                            f"{c(0)}, {c(tuple(at.get(k, 0) * isz for k in range(n)))}))")
+
+
+# `self.op(op, ind)` and `self.kernel(...)` where they run for every op: singledispatchmethod's
+# `__get__` makes and wraps a new function at each call in Python 3.11 (~15 % of emission);
+# its dispatcher's `dispatch` finds the same emitter, cached per class.
+_OP = FuncEmitter.__dict__["op"].dispatcher.dispatch
+_KERNEL = FuncEmitter.__dict__["kernel"].dispatcher.dispatch

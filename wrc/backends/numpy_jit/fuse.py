@@ -92,6 +92,7 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
     top-level op i (or lives on: a global, a result)."""
     groups: list[Fused] = []
     run: list[tuple[int, linalg.GenericOp]] = []
+    checked: list[tuple[tuple[linalg.GenericOp, ...], _Loaded | None]] = []  # the last run checked, its `_load`
 
     def close() -> None:
         """The run's longest valid prefix is a group (if worth a call), then the rest."""
@@ -99,7 +100,9 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
             for end in range(len(run), 0, -1):
                 members = [op for _, op in run[:end]]
                 at = run[end - 1][0]
-                fused = _build(members, analyses, array_of, lambda v, at=at: live_after(v, at))
+                loaded = checked[0][1] if checked and checked[0][0] == tuple(members) else \
+                    _load(members, analyses, array_of)
+                fused = _build(members, loaded, lambda v, at=at: live_after(v, at))
                 if fused is not None:
                     break
             else:
@@ -123,10 +126,13 @@ def fuse_groups(top: Sequence[Operation], kernels: Mapping[linalg.GenericOp, obj
         if run and _group_space([analyses[o] for _, o in run] + [analyses[op]]) is None:
             close()
         run.append((i, op))
-        if len(run) > 1 and _build([o for _, o in run], analyses, array_of, None) is None:
-            last = run.pop()  # over the machine's limits (or a hazard): a new run
-            close()
-            run.append(last)
+        if len(run) > 1:
+            members = tuple(o for _, o in run)
+            checked[:] = [(members, _load(members, analyses, array_of))]
+            if _build(members, checked[0][1], None) is None:
+                last = run.pop()  # over the machine's limits (or a hazard): a new run
+                close()
+                run.append(last)
     close()
     return groups
 
@@ -216,13 +222,64 @@ def _float(op: Operation) -> float | None:
     return float(attr.value.data) if isinstance(attr, FloatAttr) else None
 
 
-def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, Generic],
-           array_of: Callable[[SSAValue], tuple[object, int] | None],
+def _build(run: Sequence[linalg.GenericOp], loaded: _Loaded | None,
            live: Callable[[SSAValue], bool] | None) -> Fused | None:
-    """The group's program (`live(buffer)`: whether a value written into it is read after
-    the group; None: as if every stored one were, to check the machine's limits while a
-    run grows), or None when the run is no group (two accesses to an array written, a row
-    value or reduction read after the group) or exceeds the machine's limits."""
+    """The group's program from `loaded = _load(run, ...)` (`live(buffer)`: whether a value
+    written into it is read after the group; None: as if every stored one were, to check the
+    machine's limits while a run grows), or None when the run is no group (two accesses to
+    an array written, a row value or reduction read after the group) or exceeds the
+    machine's limits. A run is loaded once for both (`fuse_groups`)."""
+    if loaded is None:
+        return None
+    gs, space, dtype, operands_, layout_, code, consts, stores, unstored = loaded
+    operands, layout = dict(operands_), list(layout_)  # (stores add operands: `loaded` is kept as it is)
+    n = len(space)
+
+    def operand(acc: Access, strides: tuple[int, ...], write: bool) -> int:
+        k = (acc.value, acc.offset, strides)
+        if k not in operands:
+            operands[k] = len(layout)
+            layout.append((0, acc.offset, strides))
+        i = operands[k]
+        if write:
+            layout[i] = (1, *layout[i][1:])
+        return i
+
+    if live is not None and any(live(v) for v in unstored):
+        return None
+    targets = [[STORE, operand(acc, s, True), r, 0, 0] for acc, s, r in stores.values()
+               if acc.value not in unstored and (live is None or live(acc.value))]
+    if not targets and live is not None:
+        return None  # nothing read after it
+    extents, strides = _coalesce(space, [s for _, _, s in layout], keep_inner=any(g.kind == "reduce" for g in gs))
+    code = _passes(_sigmoids(code, targets), targets)
+    # Constants and reductions are set before a pass and read in each of its blocks: their
+    # registers are theirs throughout.
+    regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
+    if regs is None or len(layout) > MAX_OPERANDS or len(code) > MAX_INSTRS or n > MAX_DIMS:
+        return None
+    if extents[-1] <= BLOCK:
+        code = _kept_across_passes(code)
+    words = [DTYPES[dtype], len(extents), *extents, len(layout)]
+    for (written_, offset, _), s in zip(layout, strides, strict=True):
+        words += [written_, offset, *s]
+    words += [regs, len(code)]
+    for ins in code:
+        words += ins
+    return Fused(tuple(words), tuple(v for v, _, _ in operands), tuple(run))
+
+
+_Loaded = tuple[list[Generic], tuple[int, ...], np.dtype[Any], dict[tuple[SSAValue, int, tuple[int, ...]], int],
+                list[tuple[int, int, tuple[int, ...]]], list[list[int]], dict[float, int],
+                dict[ArrayKey, tuple[Access, tuple[int, ...], int]], set[SSAValue]]
+"""What `_load` finds of a run: its members' analyses, loop space, dtype, operands and their
+layout (loads only), instructions, constants' registers, stores and unstored values."""
+
+
+def _load(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, Generic],
+          array_of: Callable[[SSAValue], tuple[object, int] | None]) -> _Loaded | None:
+    """`_build`'s first part, which does not depend on what is live after the run: the
+    members' instructions, or None when the run is no group whatever is live."""
     gs = [analyses[op] for op in run]
     space = _group_space(gs)
     if space is None:
@@ -334,28 +391,7 @@ def _build(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, 
                 unstored.add(acc.value)
     if any(len(written[a] | accessed[a]) > 1 for a in written):
         return None  # an array written and accessed another way
-    if live is not None and any(live(v) for v in unstored):
-        return None
-    targets = [[STORE, operand(acc, s, True), r, 0, 0] for acc, s, r in stores.values()
-               if acc.value not in unstored and (live is None or live(acc.value))]
-    if not targets and live is not None:
-        return None  # nothing read after it
-    extents, strides = _coalesce(space, [s for _, _, s in layout], keep_inner=any(g.kind == "reduce" for g in gs))
-    code = _passes(_sigmoids(code, targets), targets)
-    # Constants and reductions are set before a pass and read in each of its blocks: their
-    # registers are theirs throughout.
-    regs = _allocate(code, {*consts.values(), *(ins[1] for ins in code if ins[0] in REDUCTIONS.values())})
-    if regs is None or len(layout) > MAX_OPERANDS or len(code) > MAX_INSTRS or n > MAX_DIMS:
-        return None
-    if extents[-1] <= BLOCK:
-        code = _kept_across_passes(code)
-    words = [DTYPES[dtype], len(extents), *extents, len(layout)]
-    for (written_, offset, _), s in zip(layout, strides, strict=True):
-        words += [written_, offset, *s]
-    words += [regs, len(code)]
-    for ins in code:
-        words += ins
-    return Fused(tuple(words), tuple(v for v, _, _ in operands), tuple(run))
+    return gs, space, dtype, operands, layout, code, consts, stores, unstored
 
 
 def _bits(x: float) -> int:

@@ -308,13 +308,20 @@ class _Planner:
         """First and last use (top-level op index, views included) of each top-level alloc."""
         index = {op: i for i, op in enumerate(self.top)}
         uses: dict[SSAValue, list[tuple[int, Operation]]] = {}
+        allocs: dict[int, SSAValue | None] = {}  # id of a value → the alloc it views, or None
         for i, top in enumerate(self.top):
-            for op in walk(top):  # (each op nested in a top-level op counts as that op)
+            # (each op nested in a top-level op counts as that op)
+            for op in walk(top) if top.regions else (top,):
                 if isinstance(op, memref.AllocOp):
                     continue
-                for v in op.operands:
-                    r = root(v) if isinstance(v.type, MemRefType) else None
-                    if isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp):
+                for v in op._operands:
+                    if id(v) in allocs:
+                        r = allocs[id(v)]
+                    else:
+                        r = root(v) if isinstance(v.type, MemRefType) else None
+                        r = allocs[id(v)] = r if isinstance(r, SSAValue) and isinstance(r.owner, memref.AllocOp) \
+                            else None
+                    if r is not None:
                         uses.setdefault(r, []).append((i, top))
         for r, us in uses.items():
             if r.owner in index:
