@@ -10,7 +10,11 @@ bytes); `replicas` replicas on a local Ray with one CPU each at most, copying ea
   (the copies the replicas make, run as parallel as the machine allows);
 * zero-copy: also the publish of a set the caller put (an `ObjectRef`, after `release()`);
 * the same bytes in `many` tensors vs `count` (per-tensor overhead);
-* request latency (p50, p99) and throughput while publishing once a second vs steady state;
+* request latency (p50, p99) and throughput while publishing once a second vs steady state:
+  each second a trainer actor (the training loop, a process of its own as in a real setup)
+  puts the next set into the store and the driver publishes its `ObjectRef`; the driver,
+  whose 4 client threads send the requests, copies no weights (`--publisher driver`: the
+  driver publishes a dict, its own `ray.put` in the serving process, as before session 7);
 * object-store bytes (the store's touched shared memory, a high-water mark over the whole run:
   each fleet's peak includes those before it) and replicas' private RSS, sampled during
   publishes.
@@ -174,12 +178,47 @@ def _publish_times(fleet: Any, sets: list[Any], times: int) -> list[float]:
     return out
 
 
+def _trainer(ray: Any, names: list[str], n: int, pack: bool | str) -> Any:
+    """A training loop's process (an actor) holding one weight set: each `put(i)` changes a
+    value of it and puts it into the store as `Fleet(pack=pack)` would, returning
+    `[ObjectRef]` (in a list: handed on, not fetched), which the driver publishes. (A class
+    made here: Ray sends it by value, bench/ need not be importable in its workers.)"""
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.set = {name: np.full((n // 16, 16), 1.0, np.float32) for name in names}
+
+        def put(self, i: int) -> list[Any]:
+            from wrc.fleet import PACK_BELOW
+            from wrc.weight_pack import parcel
+
+            self.set[names[0]][0, 0] = i  # (a new version: a training step)
+            sent = self.set if pack is False else parcel(self.set, PACK_BELOW if pack == "auto" else 1 << 62)
+            return [ray.put(sent)]
+
+    return ray.remote(num_cpus=0)(Trainer).remote()
+
+
+def _publish_from(fleet: Any, trainer: Any) -> Callable[[int], None]:
+    """A publish of what `trainer` puts: `fleet.release()` first (docs/fleet.md: the store then
+    holds two sets), the trainer's put, `fleet.publish(ObjectRef)`."""
+    import ray
+
+    def publish(i: int) -> None:
+        fleet.release()
+        ref = ray.get(trainer.put.remote(i))[0]
+        fleet.publish(ref)
+
+    return publish
+
+
 def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...] = (True, False),
                 total_mib: int | None = None, counts: tuple[int, ...] | None = None,
-                packs: tuple[bool | str, ...] = ("auto",)) -> None:
+                packs: tuple[bool | str, ...] = ("auto",), publisher: str = "trainer") -> None:
     """`modes`: copy=True (replicas copy each set) and/or copy=False (zero-copy); `counts`:
     the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`); `packs`:
-    `Fleet(pack=...)` settings, each a fleet of its own (False: a dict per publish)."""
+    `Fleet(pack=...)` settings, each a fleet of its own (False: a dict per publish);
+    `publisher`: who puts the sets published at 1 Hz, a `"trainer"` actor or the `"driver"`."""
     import ray
 
     from wrc.fleet import Fleet
@@ -200,7 +239,8 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
         record("fleet", case, "memcpy tensor by tensor (min)", per_tensor * 1e3, per_tensor * 1e3)
         for mode, pack in ((m, p) for m in modes for p in packs):
             # copy: R private sets of 2 arrays + the store's 2-3 sets + the driver's 2 sets + a pack
-            need = (2 * replicas + 6 if mode else 6) * total + replicas * 200 * MIB
+            # (+ the trainer's set)
+            need = (2 * replicas + 7 if mode else 7) * total + replicas * 200 * MIB
             label = f"{case}/{'copy' if mode else 'zero-copy'}{'' if pack == 'auto' else f'/pack={pack}'}"
             if _available() < need:
                 record("fleet", label, "skipped: not enough memory", need / MIB, None, unit="MiB",
@@ -214,16 +254,18 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
                      _system_config={"free_objects_period_milliseconds": 0})
             try:
                 _run_mode(ray, functools.partial(Fleet, pack=pack), record, label, model, sets, mode, replicas, total, bound,
-                          replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0)
+                          replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0,
+                          None if publisher == "driver" else functools.partial(_trainer, ray, names, n, pack))
             finally:
                 ray.shutdown()
 
 
 def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str, model: bytes, sets: list[Any],
               copy: bool, replicas: int, total: int, bound: float, by_tensor: float,
-              x: np.ndarray, seconds: float) -> None:
+              x: np.ndarray, seconds: float, trainer: Callable[[], Any] | None = None) -> None:
     """One fleet of `replicas` in one mode: publishes while serving, memory, and (`seconds`)
-    serving steady vs while publishing once a second."""
+    serving steady vs while publishing once a second (the sets `trainer()`'s actor puts, or
+    None: the driver's `sets`)."""
     from wrc.fleet import _out_of_scope as out_of_scope
 
     # Loaded here first: the replicas (Ray runs them at nice 15) then find it in the load cache
@@ -271,12 +313,18 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
                note=f"{mem.rss / (replicas * total):.2f}x R*weight bytes")
         if not seconds:
             return
+        if trainer is None:
+            def publish(i: int) -> None:
+                fleet.publish(sets[i % 2])
+        else:
+            publish = _publish_from(fleet, trainer())
+            publish(0)  # (the trainer's first put maps its pages of the store)
         steady, rate0 = _serve(fleet, x, seconds, None)
 
         def once_a_second() -> None:
             start = time.perf_counter()
             for i in range(int(seconds)):
-                fleet.publish(sets[i % 2])
+                publish(i)
                 time.sleep(max(0.0, start + i + 1 - time.perf_counter()))
 
         switching, rate1 = _serve(fleet, x, seconds, once_a_second)
@@ -285,7 +333,8 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
             record("fleet", case, f"request p99, {what}", np.percentile(lat, 99) * 1e3, None)
             record("fleet", case, f"throughput, {what}", rate, None, unit="req/s")
         record("fleet", case, "p99 switching / steady", np.percentile(switching, 99) / np.percentile(steady, 99),
-               None, unit="x", note=f"throughput {rate1 / rate0:.2f}x steady")
+               None, unit="x", note=f"throughput {rate1 / rate0:.2f}x steady; sets put by the "
+               f"{'driver' if trainer is None else 'trainer actor'}")
     finally:
         fleet.shutdown()
 
@@ -299,6 +348,8 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
     parser.add_argument("--modes", default="copy,zero", help="copy, zero (zero-copy) or both")
     parser.add_argument("--counts", default=None, help="tensor counts, e.g. 256 (default: 256 and 1024 / 4096)")
     parser.add_argument("--pack", default="auto", help="Fleet(pack=...) settings: auto, true, false or several")
+    parser.add_argument("--publisher", default="trainer", choices=("trainer", "driver"),
+                        help="who puts the sets published at 1 Hz: a trainer actor, or the serving driver")
     args = parser.parse_args()
 
     def show(section: str, case: str, what: str, med: float, mn: float | None = None, unit: str = "ms",
@@ -308,4 +359,4 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
 
     bench_fleet(args.quick, show, tuple(m == "copy" for m in args.modes.split(",")), args.mib,
                 None if args.counts is None else tuple(int(c) for c in args.counts.split(",")),
-                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")))
+                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")), args.publisher)

@@ -22,6 +22,7 @@ from test_hoist import X, build, reference, weights
 from wrc.bundle_format import bundle_bytes
 from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
 from wrc.fleet import Fleet
+from wrc.runtime import load_bundle
 from wrc.weight_files import write_weights
 
 REPLICAS = 3
@@ -29,10 +30,12 @@ REPLICAS = 3
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
+    model = bundle_bytes(build())
+    load_bundle(model)  # compiled once, here: the replicas (at Ray's nice 15) find it in the load cache
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         # num_cpus=0: three replicas (and the registry) fit a 2-CPU Ray.
-        f = Fleet(bundle_bytes(build()), REPLICAS, options={"num_cpus": 0})
+        f = Fleet(model, REPLICAS, options={"num_cpus": 0})
         yield f
         f.shutdown()
     finally:
@@ -102,6 +105,34 @@ def test_rollback_is_bit_identical(fleet: Fleet) -> None:
         assert v0 == v1 == v and np.array_equal(y0, y1)
     with pytest.raises(VersionError, match="no previous fleet version is retained"):
         fleet.rollback()
+
+
+def test_publishing_a_stored_set_takes_three_round_trips(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`publish(ObjectRef)` waits on the replicas' stage, the registry, the replicas' commit,
+    nothing before (staging gives up each replica's retained version); a dict first has the
+    registry let the set retained for rollback go, to make room for its put. Either way the
+    version replaced stays retained for `rollback`, bit for bit."""
+    waits: list[str] = []
+    each, registry = fleet._each, fleet._registry_wait  # noqa: SLF001
+    monkeypatch.setattr(fleet, "_each", lambda method, *args: (waits.append(method), each(method, *args))[1])
+    monkeypatch.setattr(fleet, "_registry_wait", lambda call: (waits.append("registry"), registry(call))[1])
+    before = _each_replica(fleet)
+    ref = ray.put(weights(90))
+    v = _publish(fleet, 90, ref)
+    assert v == fleet.version and waits == ["stage", "registry", "commit"]
+    del ref
+    for y, served in _each_replica(fleet):
+        assert served == v
+        _check(y, served)
+    waits.clear()
+    assert _publish(fleet, 91) == v + 1 and waits == ["registry", "stage", "registry", "commit"]
+    assert fleet.rollback() == v
+    assert _publish(fleet, 92, ray.put(weights(92))) == v + 2
+    assert fleet.rollback() == v
+    monkeypatch.undo()
+    for (y, served), (y0, _) in zip(_each_replica(fleet), before, strict=True):
+        assert served == v and not np.array_equal(y, y0)
+        _check(y, served)
 
 
 def test_a_failed_stage_on_any_replica_aborts_the_publish(fleet: Fleet) -> None:

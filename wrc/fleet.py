@@ -317,8 +317,12 @@ class Fleet:
                 + "; ".join(problems.values()))
 
     def _registry_set(self, committed: Published | None, previous: Published | None) -> None:
+        self._registry_wait(self._registry.set.remote(committed, previous))
+
+    def _registry_wait(self, call: Any) -> None:
+        """Wait (at most `timeout`) for the registry's `set` call `call` (an `ObjectRef`)."""
         try:
-            _ray().get(self._registry.set.remote(committed, previous), timeout=self.timeout)
+            _ray().get(call, timeout=self.timeout)
         except Exception as e:
             raise FleetError(f"the fleet's registry actor did not record the committed version: "
                              f"{type(e).__name__}: {e}") from None
@@ -341,9 +345,12 @@ class Fleet:
             # adopting replicas must let its arrays go before the new set is put.
             version = self._last = self._last + 1
             try:
-                self._release(replicas=not self.copy)
-                ref = given if given is not None else _on(self._copier, self._put, values)
-                del values
+                if given is None:
+                    self._release(replicas=not self.copy)
+                    ref = _on(self._copier, self._put, values)
+                    del values
+                else:  # in the store already: nothing to make room for, and staging gives up
+                    ref, self._previous = given, None  # each replica's retained version (3 round trips)
                 self._all("stage", version, ref)
                 # The registry first: a replica restarting now starts on the new version.
                 old = self._committed
@@ -417,9 +424,10 @@ class Fleet:
         its memory in the store."""
         gone = _out_of_scope(self._previous)
         self._previous = None
-        self._registry_set(self._published(self._committed), None)
-        if replicas:
+        registry = self._registry.set.remote(self._published(self._committed), None)
+        if replicas:  # (meanwhile: one round trip for both)
             self._all("release")
+        self._registry_wait(registry)
         gone.wait(RELEASE_WAIT_S)
 
     @staticmethod

@@ -1109,11 +1109,10 @@ class Bundle:
 
 def _views(buffer: np.ndarray, placed: Placed) -> dict[str, np.ndarray]:
     """Variable → a read-only array of `buffer` at its place."""
-    out = {}
-    for var, (dtype, shape, offset) in placed.items():
-        view = out[var] = np.ndarray(shape, dtype, buffer=buffer, offset=offset)
-        view.flags.writeable = False
-    return out
+    if buffer.flags.writeable:  # (arrays over a read-only buffer are: no flag to set on each)
+        buffer = buffer.view()
+        buffer.flags.writeable = False
+    return {var: np.ndarray(shape, dtype, buffer=buffer, offset=offset) for var, (dtype, shape, offset) in placed.items()}
 
 
 def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: str = "numpy") -> Bundle:

@@ -22,6 +22,7 @@ with no copy; laid out otherwise, its pieces are copied into one.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -199,9 +200,12 @@ class WeightParcel:
                  packed: np.ndarray | None = None) -> None:
         self.pieces, self.plan, self.entries, self.packed = pieces, plan, entries, packed
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled with protocol 5 (Ray), each piece travels out of band, none copied here.
-        return _unparcel, (self.pieces, self.plan, self.entries)
+    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:  # type: ignore[override]
+        # With protocol 5 (Ray), each piece travels out of band as a raw buffer, none copied
+        # here: neither side makes an array of it (Ray's pickling of an array and NumPy's
+        # rebuilding of it cost ~4 µs a piece, measured: docs/performance.md "session 7").
+        pieces = tuple(map(pickle.PickleBuffer, self.pieces)) if protocol >= 5 else self.pieces
+        return _unparcel, (pieces, self.plan, self.entries)
 
 
 def parcel(weights: Mapping[str, np.ndarray], small: int = 0, out: np.ndarray | None = None) -> WeightParcel:
@@ -251,16 +255,21 @@ def parcel(weights: Mapping[str, np.ndarray], small: int = 0, out: np.ndarray | 
     return WeightParcel(tuple(pieces), tuple(plan), tuple(entries), packed)
 
 
-def _unparcel(pieces: Sequence[np.ndarray], plan: Sequence[int], entries: tuple[Entry, ...]) -> WeightPack:
-    """The `WeightPack` a parcel makes: over the pieces' own memory when each lies where the
-    plan says relative to the first (as Ray lays them out in its store: no copy), else over a
-    copy of them laid out so."""
-    size = plan[-1] + pieces[-1].nbytes if pieces else 0
-    base = pieces[0].__array_interface__["data"][0] if pieces else 0
-    if all(p.__array_interface__["data"][0] - base == at for p, at in zip(pieces, plan, strict=True)) and pieces:
+def _unparcel(pieces: Sequence[Any], plan: Sequence[int], entries: tuple[Entry, ...]) -> WeightPack:
+    """The `WeightPack` a parcel makes of its `pieces` (buffers: Ray's, or arrays or bytes
+    pickled otherwise): over the pieces' own memory when each lies where the plan says
+    relative to the first (as Ray lays them out in its store: no copy), else over a copy of
+    them laid out so."""
+    arrays = [np.frombuffer(p, np.uint8) if type(p) is not np.ndarray else p.reshape(-1).view(np.uint8)
+              for p in pieces]
+    if not arrays:
+        return WeightPack(aligned_empty(0), entries)
+    size = plan[-1] + arrays[-1].size
+    base = arrays[0].ctypes.data
+    if all(a.ctypes.data - base == at for a, at in zip(arrays, plan, strict=True)):
         buffer = np.asarray(_Held(base, size, tuple(pieces)))
     else:
         buffer = aligned_empty(size)
-        for p, at in zip(pieces, plan, strict=True):
-            buffer[at:at + p.nbytes] = p.reshape(-1).view(np.uint8)
+        for a, at in zip(arrays, plan, strict=True):
+            buffer[at:at + a.size] = a
     return WeightPack(buffer, entries)
