@@ -308,8 +308,8 @@ def _to_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _State
     `outs` buffers: the buffers replace its `outs` operands and its results, which it drops.
 
     What `replace` with a new op of the same class, properties, attributes and (moved) body
-    would make, without creating that op and erasing this one: the two were ~40 % of this
-    pass on large graphs (docs/performance.md, "compile and save (session 7)")."""
+    would make, without creating that op and erasing this one, half of these rewrites' time
+    on large graphs (docs/performance.md, "compile and save (session 7)")."""
     outs = _out_buffers(b, op, state)
     op.operands = (*inputs(op), *outs)
     for old, new in zip(op.results, outs, strict=True):
