@@ -181,6 +181,16 @@ def _build(op: IRDLOperation, *, operands: Sequence[SSAValue] = (), result_types
                        properties={k: v for k, v in properties.items() if v is not None})
 
 
+def _build_compute(op: IRDLOperation, operands: Sequence[SSAValue], result_type: Attribute) -> None:
+    """IRDL's builder for a compute op of single operands and one result: through `_build`
+    when the operands are values (graphs are built of thousands), else IRDL's own (which
+    also takes an op for its result)."""
+    if all(isinstance(v, SSAValue) for v in operands):
+        _build(op, operands=operands, result_types=(result_type,), properties={})
+    else:
+        IRDLOperation.__init__(op, operands=list(operands), result_types=[result_type])
+
+
 @functools.lru_cache(maxsize=8192)
 def _symbol_ref(name: str) -> SymbolRefAttr:
     """`SymbolRefAttr(name)`, made once per name (attributes are immutable values; a
@@ -455,7 +465,7 @@ class ElementwiseBinaryOp(ComputeOp):
     def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute | None = None):
         if result_type is None:
             result_type = self.infer(self.name, _tensor(self.name, lhs), _tensor(self.name, rhs))
-        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+        _build_compute(self, (lhs, rhs), result_type)
 
     @staticmethod
     def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:
@@ -559,7 +569,7 @@ class ElementwiseUnaryOp(ComputeOp):
     assembly_format = "$input attr-dict `:` type($input)"
 
     def __init__(self, input: SSAValue):
-        super().__init__(operands=[input], result_types=[self.infer(self.name, _tensor(self.name, input))])
+        _build_compute(self, (input,), self.infer(self.name, _tensor(self.name, input)))
 
     @staticmethod
     def infer(op: str, input: TensorType) -> TensorType:
@@ -1036,7 +1046,7 @@ class MatMulOp(ComputeOp):
     def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute | None = None):
         if result_type is None:
             result_type = self.infer(self.name, _tensor(self.name, lhs), _tensor(self.name, rhs))
-        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+        _build_compute(self, (lhs, rhs), result_type)
 
     @staticmethod
     def infer(op: str, lhs: TensorType, rhs: TensorType) -> TensorType:

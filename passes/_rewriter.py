@@ -1,5 +1,5 @@
 """`OnePassRewriter`: the `PatternRewriter` of the passes that visit each op once, in program
-order (`convert-ge-to-linalg`, `ge-bufferize`).
+order (`ge-const-to-var`, `convert-ge-to-linalg`, `ge-bufferize`).
 
 Their drivers register no listener and keep no worklist, so xDSL's bookkeeping around an op's
 replacement and erasure (the list of modified users, the notifications, a placeholder value

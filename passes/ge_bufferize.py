@@ -47,7 +47,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
 from xdsl.dialects.linalg.ops import FillOp, GenericOp
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue, SSAValues
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -83,7 +83,14 @@ def _memref_type(t: TensorType) -> MemRefType | None:
 
 
 def _is_buffer(value: SSAValue) -> bool:
-    return not isinstance(value.type, TensorType | UnrankedTensorType)
+    return not _is_tensor_type(type(value.type))
+
+
+@functools.cache
+def _is_tensor_type(cls: type) -> bool:
+    """Whether values of this type class are tensors (read per operand and value: a cached
+    class test instead of an `isinstance` against the attribute ABCs)."""
+    return issubclass(cls, TensorType | UnrankedTensorType)
 
 
 def _ready(op: Operation) -> bool:
@@ -105,6 +112,7 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
 # the location is given (xDSL looks its default up by an import per op).
 _NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
 _UNIT = UnitAttr()  # (attributes are values: one made once serves every op)
+_NO_ATTRS = DictionaryAttr({})
 
 
 def _new_alloc(t: Attribute) -> memref.AllocOp:
@@ -295,18 +303,21 @@ def _out_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _Stat
     return buffers
 
 
-def _on_buffers(
-    b: PatternRewriter, op: LinalgStructuredOperation, state: _State
-) -> tuple[Operation, list[SSAValue]]:
-    """`op` (a `linalg.generic` or `linalg.fill` on tensors) rebuilt to write its `outs` buffers,
-    and those buffers: no results, the same body (moved), properties (the operand segments keep
-    their sizes) and attributes."""
+def _to_buffers(b: PatternRewriter, op: LinalgStructuredOperation, state: _State) -> None:
+    """`op` (a `linalg.generic` or `linalg.fill` on tensors) made, in place, to write its
+    `outs` buffers: the buffers replace its `outs` operands and its results, which it drops.
+
+    What `replace` with a new op of the same class, properties, attributes and (moved) body
+    would make, without creating that op and erasing this one, half of these rewrites' time
+    on large graphs (docs/performance.md, "compile and save (session 7)")."""
     outs = _out_buffers(b, op, state)
-    new = type(op).create(
-        operands=(*inputs(op), *outs), properties=dict(op.properties), attributes=dict(op.attributes),
-        regions=[b.move_region_contents_to_new_regions(op.regions[0])], location=UNKNOWN_LOC,
-    )
-    return new, outs
+    op.operands = (*inputs(op), *outs)
+    for old, new in zip(op.results, outs, strict=True):
+        old.replace_all_uses_with(new)
+        if not new.name_hint:
+            new.name_hint = old.name_hint
+    op.results = SSAValues()
+    b.has_done_action = True
 
 
 @dataclass
@@ -317,7 +328,7 @@ class GenericOnBuffers(RewritePattern):
     def match_and_rewrite(self, op: GenericOp, rewriter: PatternRewriter) -> None:
         if not op.res or not _ready(op):
             return
-        rewriter.replace(op, *_on_buffers(rewriter, op, self.state))
+        _to_buffers(rewriter, op, self.state)
 
 
 @dataclass
@@ -328,7 +339,7 @@ class FillOnBuffers(RewritePattern):
     def match_and_rewrite(self, op: FillOp, rewriter: PatternRewriter) -> None:
         if not op.res or not _ready(op):
             return
-        rewriter.replace(op, *_on_buffers(rewriter, op, self.state))
+        _to_buffers(rewriter, op, self.state)
 
 
 class CollapseShapeToView(RewritePattern):
@@ -418,6 +429,8 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
         raise LoweringError(
             f"func @{fn.sym_name.data}: ge.data indices {indices} must be 0..{len(datas) - 1}, each once"
         )
+    types: list[Attribute] = []  # of the new arguments, in order
+    optionals: list[bool] = []  # per ge.data: an optional input, with a flag argument after it
     for data in datas:
         what = f'ge.data "{data.data_name.data}"'
         users = [use.operation for use in data.output.uses]
@@ -426,24 +439,39 @@ def _make_arguments(fn: func.FuncOp, state: _State) -> None:
         if assigns:
             if len(assigns) != len(users):
                 raise LoweringError(f"{what}: an input of ge.assign_if_nonempty may be empty and has no other use")
-            types = {ge.lookup_variable(a, a.variable).type for a in assigns}
-            if len(types) != 1:
-                raise LoweringError(f"{what}: assigned to variables of different types {sorted(map(str, types))}")
-            arg = block.insert_arg(memref_of(types.pop(), what), len(block.args))
+            first, *others = (ge.lookup_variable(a, a.variable).type for a in assigns)
+            if any(t != first for t in others):
+                types_ = {first, *others}
+                raise LoweringError(f"{what}: assigned to variables of different types {sorted(map(str, types_))}")
+            types += [memref_of(first, what), i1]
+            optionals.append(True)
             entry[OPTIONAL_ATTR] = _UNIT
-            flag = state.flags[arg] = block.insert_arg(i1, len(block.args))
-            if data.output.name_hint:
-                flag.name_hint = f"{data.output.name_hint}_nonempty"
             attrs += [entry, {}]
         else:
             t = data.output.type
             if not isinstance(t, TensorType):
                 raise LoweringError(f"{what}: unranked input {t} only allowed as an input of ge.assign_if_nonempty")
-            arg = block.insert_arg(memref_of(t, what), len(block.args))
+            types.append(memref_of(t, what))
+            optionals.append(False)
             attrs.append(entry)
-        state.data_args[data] = arg
+    args = iter(_append_args(block, types))
+    for data, optional in zip(datas, optionals, strict=True):
+        arg = state.data_args[data] = next(args)
+        if optional:
+            flag = state.flags[arg] = next(args)
+            if data.output.name_hint:
+                flag.name_hint = f"{data.output.name_hint}_nonempty"
     if any(attrs):
-        fn.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in attrs])
+        fn.arg_attrs = ArrayAttr([DictionaryAttr(a) if a else _NO_ATTRS for a in attrs])
+
+
+def _append_args(block: Block, types: list[Attribute]) -> list[BlockArgument]:
+    """`[block.insert_arg(t, len(block.args)) for t in types]` in one update of the argument
+    tuple, which `insert_arg` rebuilds per argument (quadratic in a graph of thousands of inputs)."""
+    n = len(block.args)
+    new = [BlockArgument(t, block, n + i, UNKNOWN_LOC) for i, t in enumerate(types)]
+    block._args = (*block.args, *new)
+    return new
 
 
 def _check_lowered(ops: list[Operation]) -> None:
@@ -456,12 +484,12 @@ def _check_bufferized(ops: list[Operation]) -> None:
     # Every operand is some op's result or block argument, so these are all the values.
     for op in ops:
         for value in op.results:
-            if isinstance(value.type, TensorType | UnrankedTensorType):
+            if not _is_buffer(value):
                 raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
         for region in op.regions:
             for block in region.blocks:
                 for value in block.args:
-                    if isinstance(value.type, TensorType | UnrankedTensorType):
+                    if not _is_buffer(value):
                         raise LoweringError(f"{op.name}: cannot bufferize a value of type {value.type}")
 
 

@@ -17,12 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import (
-    PatternRewriter,
-    PatternRewriteWalker,
-    RewritePattern,
-    op_type_rewrite_pattern,
-)
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolOpInterface
 
@@ -30,6 +25,7 @@ from wrc.abi import variable_name
 from wrc.dialects.ge import ConstOp, ReadVariableOp, VariableOp
 from wrc.errors import ConversionError
 from wrc.ir_read import walk
+from wrc.passes._rewriter import OnePassRewriter
 
 PASS = "ge-const-to-var"
 
@@ -133,6 +129,10 @@ class GeConstToVarPass(ModulePass):
         graph = the_graph(op, PASS)
         variables = [VariableOp(w.var, w.type, init=c, init_value=w.value) for c, w in plan.items()]
         Rewriter.insert_op(variables, InsertPoint.before(graph))
-        PatternRewriteWalker(ConstToReadVariable(plan), apply_recursively=False).rewrite_region(
-            graph.body
-        )
+        # Each const once, in program order: what xDSL's one-pass `PatternRewriteWalker` did,
+        # without its worklist and listeners (the read_variable made matches nothing).
+        pattern, rewriter = ConstToReadVariable(plan), OnePassRewriter(InsertPoint.at_end(graph.body.block))
+        for inner in walk(graph):
+            if isinstance(inner, ConstOp):
+                rewriter.start(inner)
+                pattern.match_and_rewrite(inner, rewriter)

@@ -3,6 +3,7 @@ docs/performance.md), and the collector's state is always given back."""
 
 import gc
 import threading
+import weakref
 
 from wrc import pipeline
 from wrc.bundle_format import bundle_bytes
@@ -54,6 +55,50 @@ def test_paused_gc_overlapping_threads():
     for t in threads:
         t.join()
     assert gc.isenabled()
+
+
+class _Node:
+    """A reference cycle, as xDSL IR is made of."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _in_generation(obj: object, generation: int) -> bool:
+    return any(o is obj for o in gc.get_objects(generation))
+
+
+def test_a_pause_hands_its_survivors_to_the_oldest_generation():
+    with pipeline.paused_gc():
+        kept = _Node()
+        dropped = weakref.ref(_Node())  # garbage made in the pause
+    assert _in_generation(kept, 2) and not _in_generation(kept, 0)
+    assert dropped() is not None  # its cycle waits for a full collection...
+    gc.collect()
+    assert dropped() is None  # ...which frees it
+    assert _in_generation(kept, 2)
+
+
+def test_promoting_past_the_limit_runs_a_full_collection(monkeypatch):
+    monkeypatch.setattr(pipeline, "PROMOTED_LIMIT", 0)
+    full = gc.get_stats()[-1]["collections"]
+    with pipeline.paused_gc():
+        dropped = weakref.ref(_Node())
+    assert dropped() is None
+    assert gc.get_stats()[-1]["collections"] > full
+
+
+def test_a_frozen_heap_stays_frozen():
+    frozen = _Node()
+    gc.freeze()  # as a server does before forking
+    try:
+        count = gc.get_freeze_count()
+        with pipeline.paused_gc():
+            young = _Node()
+        assert gc.get_freeze_count() == count and not _in_generation(young, 2)
+        assert not any(_in_generation(frozen, g) for g in range(3))
+    finally:
+        gc.unfreeze()
 
 
 def test_build_and_load_pause_the_collector_and_give_it_back(monkeypatch):

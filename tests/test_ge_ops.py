@@ -79,3 +79,18 @@ def test_variable_references_share_one_symbol_user_trait():
     users = {cls.name for cls in ge.GE.operations if cls.has_trait(ge.VariableUser)}
     assert users == {"ge.read_variable", "ge.assign", "ge.assign_if_nonempty"}
     assert issubclass(ge.VariableUser, SymbolUserOpInterface)
+
+
+def test_compute_ops_from_values_or_from_ops_are_the_same():
+    """Built from values (without IRDL's argument normalisation) or from ops (IRDL's builder
+    takes an op for its result): the same operands, result type and printed form."""
+    t = TensorType(f32, [2, 3])
+    block = Block(arg_types=[t, t])
+    x, y = (ge.ReluOp(a) for a in block.args)
+    for kind in (ge.AddOp, ge.MatMulOp):
+        rhs = ge.TransposeOp(y.output, (1, 0)) if kind is ge.MatMulOp else y
+        from_values, from_ops = kind(x.output, rhs.output), kind(x, rhs, kind(x.output, rhs.output).output.type)
+        assert tuple(from_values.operands) == tuple(from_ops.operands) == (x.output, rhs.output)
+        assert from_values.output.type == from_ops.output.type
+        assert str(from_values) == str(from_ops)
+        from_values.verify()

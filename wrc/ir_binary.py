@@ -142,7 +142,7 @@ class _Encoder:
         self.by_value: dict[Attribute, int] = {}
         self.ops: list[int] = []
         self.stack: list[SSAValue] = []  # the values in scope, as the decoder will stack them
-        self.scope: dict[SSAValue, int] = {}  # value -> its position in `stack`
+        self.scope: dict[int, int] = {}  # id(value) -> its position in `stack` (which keeps it alive)
         self.depth = 0
 
     def string(self, s: str | bytes) -> int:
@@ -221,56 +221,68 @@ class _Encoder:
         return [m.num_dims, m.num_symbols, len(m.results), count, *nodes]
 
     def op(self, op: Operation) -> None:
-        if op.successors:
+        # (runs for every op: xDSL's tuples are read directly, values are keyed by id and
+        # empty dictionaries take no lookups: the same words as through the accessors)
+        if op._successors:
             raise _fail(f"cannot encode the IR: {op.name} has successors (the binary IR format "
                         f"holds structured control flow only)")
-        w = self.ops
-        w += [self.string(op.name), len(op.results)]
-        for r in op.results:
-            w += [self.attr(r.type), self._hint(r)]
-        w.append(len(op.operands))
-        for v in op.operands:
-            pos = self.scope.get(v)
+        w, attr, hint = self.ops, self.attr, self._hint
+        results = op.results
+        w += [self.string(op.name), len(results)]
+        for r in results:
+            w += [attr(r.type), hint(r)]
+        operands = op._operands
+        w.append(len(operands))
+        scope = self.scope
+        for v in operands:
+            pos = scope.get(id(v))
             if pos is None:
                 raise _fail(f"cannot encode the IR: an operand of {op.name} is not defined before "
                             f"it in an enclosing block")
             w.append(pos)
-        w += self._named(op.properties)
-        w += self._named(op.attributes)
-        w.append(len(op.regions))
-        self.depth += 1
-        if op.regions and self.depth > MAX_OP_NESTING:
-            raise _fail(f"cannot encode the IR: ops nest more than {MAX_OP_NESTING} deep")
-        for region in op.regions:
-            blocks = list(region.blocks)
-            w.append(len(blocks))
-            for block in blocks:
-                self.block(block)
-        self.depth -= 1
-        for r in op.results:
+        w += self._named(op.properties) if op.properties else _NONE
+        w += self._named(op.attributes) if op.attributes else _NONE
+        regions = op.regions
+        w.append(len(regions))
+        if regions:
+            self.depth += 1
+            if self.depth > MAX_OP_NESTING:
+                raise _fail(f"cannot encode the IR: ops nest more than {MAX_OP_NESTING} deep")
+            for region in regions:
+                blocks = list(region.blocks)
+                w.append(len(blocks))
+                for block in blocks:
+                    self.block(block)
+            self.depth -= 1
+        for r in results:
             self.push(r)
 
     def push(self, v: SSAValue) -> None:
-        self.scope[v] = len(self.stack)
+        self.scope[id(v)] = len(self.stack)
         self.stack.append(v)
 
     def block(self, block: Block) -> None:
         outer = len(self.stack)
         w = self.ops
-        w.append(len(block.args))
-        for a in block.args:
+        args = block._args
+        w.append(len(args))
+        for a in args:
             w += [self.attr(a.type), self._hint(a)]
             self.push(a)
         ops = list(block.ops)
         w.append(len(ops))
         for op in ops:
             self.op(op)
+        scope = self.scope
         for v in self.stack[outer:]:
-            del self.scope[v]
+            del scope[id(v)]
         del self.stack[outer:]
 
     def _hint(self, v: SSAValue) -> int:
         return 0 if v.name_hint is None else 1 + self.string(v.name_hint)
+
+
+_NONE = (0,)  # an empty dictionary's words
 
 
 def _limbs(value: int) -> list[int]:

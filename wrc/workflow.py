@@ -30,6 +30,7 @@ from wrc.dialects import ge
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BuildError
 from wrc.graph import Graph, inline_value, verify_graph_module
+from wrc.ir_read import clone
 from wrc.model_buffer import ModelBuffer, c_array
 
 Options = Mapping[str, str]
@@ -180,14 +181,14 @@ def convert_to_weight_refreshable_graphs(graph: Graph, const_names: Sequence[str
         entries = delta_entries(deltas if deltas is not None else _SESSION.options.get(DELTAS_OPTION),
                                 "convert_to_weight_refreshable_graphs")
         verify_graph_module(graph.module)
-        module = graph.module.clone()
+        module = clone(graph.module)
         pipeline.apply(module, pipeline.conversion_passes(list(const_names), entries))
         variables = [op for op in module.ops if isinstance(op, ge.VariableOp)]
         funcs = module_funcs(module)
 
         def part(name: str) -> Graph:  # `module` is a scratch copy: its functions are moved
             funcs[name].detach()
-            body = [v.clone() for v in variables] + [funcs[name]]
+            body = [clone(v) for v in variables] + [funcs[name]]
             return Graph._of_verified(ModuleOp(body), graph.weights)
 
         return WeightRefreshableGraphs(part(INIT_GRAPH), part(UPDATE_GRAPH), part(INFER_GRAPH),
@@ -230,7 +231,7 @@ def _merged_module(graphs: list[Graph]) -> ModuleOp:
                     f"but {op.type} in graph {g.name!r}"
                 )
             variables.setdefault(name, (op, g.name))
-    body = [op.clone() for op, _ in variables.values()] + [g.func.clone() for g in graphs]
+    body = [clone(op) for op, _ in variables.values()] + [clone(g.func) for g in graphs]
     return ModuleOp(body)
 
 
