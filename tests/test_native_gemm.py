@@ -156,3 +156,11 @@ def test_native_off_keeps_np_matmul(monkeypatch) -> None:
     assert calls_matmul(module) == 0
     np.testing.assert_allclose(module.run("mm", dict(g.weights), [x])[0], x.astype(np.float64) @ w,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_sum_over_every_dim_stays_np_matmul() -> None:
+    # the pool's product with ones over a 1-d value (no leading rows): np.matmul's 1-d form
+    x = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    g = Graph("all")
+    g.output(g.reduce_sum(g.data("x", x.shape), (0, 1, 2), keepdims=True))
+    check(g, [x], x.astype(np.float64).sum(keepdims=True), gemms=0)

@@ -495,8 +495,9 @@ class FuncEmitter:
             ones = self.src.const(self.arrays.to_device(np.ones((size, 1), g.out.dtype)))
             rows = tuple(g.extents[:lead])
             x, o = self.reshape(expr_v, rows + (size,), ind), self.reshape(outs[0], rows + (1,), ind)
-            if op in self.plan.fresh:  # (x and o: reshapes, C-contiguous)
-                self.matmul_into(x, ones, o, (math.prod(rows), size, 1), [None] * 3, g.out.dtype, ind)
+            if op in self.plan.fresh:  # (x and o: reshapes, C-contiguous; 1-d when summing all dims)
+                self.matmul_into(x, ones, o, (math.prod(rows), size, 1) if rows else None, [None] * 3,
+                                 g.out.dtype, ind)
             else:
                 self.src.emit(ind, f"np.add({o}, np.matmul({x}, {ones}), out={o})")
             return
