@@ -941,7 +941,7 @@ SECTIONS = {"infer": bench_infer, "hoist": bench_hoist, "onnx": bench_onnx, "gat
 SECTIONS["steps"] = functools.partial(compile_steps.bench_steps, record=record)
 SECTIONS["zoo-tf"] = lambda quick: zoo_tf.bench(quick, record, interleaved)
 SECTIONS["fleet"] = functools.partial(fleet_bench.bench_fleet, record=record)
-SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, interleaved, record)
+SECTIONS["zoo-infer"] = lambda quick: zoo_infer.bench(quick, record)
 SECTIONS["zoo"] = lambda quick: zoo.bench_zoo(quick, record, interleaved)
 SECTIONS["adapters"] = lambda quick: adapters_bench.bench(quick, record, interleaved)
 SECTIONS["depthwise"] = lambda quick: depthwise.bench(quick, interleaved, record)

@@ -3,8 +3,8 @@ them) against onnxruntime, one thread each, interleaved; and where wrc's time go
 
     .venv/bin/python bench/zoo_infer.py [--quick] [--models cnn|transformer|NAME,...] [--profile]
 
-Wall time (median, min) and the calling thread's CPU time: on a shared machine the second
-is the steadier figure.
+Wall time (median, min) and the calling thread's CPU time of the same calls (`times`): on a
+shared machine the second is the steadier figure.
 
 As a section of bench/run.py: `--only zoo-infer` (every model). `--profile` adds, per model,
 wrc's time by kind of generated statement (`profile`): `matmul` is BLAS, the rest is
@@ -121,24 +121,36 @@ def profile(bundle: Any, feeds: dict[str, np.ndarray], calls: int) -> dict[str, 
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
 
-def cpu_times(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, tuple[float, float]]:
-    """{name: (median ms, min ms)} of the calling thread's CPU time (`time.thread_time`),
-    interleaved as `run.interleaved` does: on a machine shared with other jobs, wall time
-    counts the time slices they take; this thread's CPU time does not (onnxruntime with one
-    intra-op thread runs on the calling thread)."""
-    samples: dict[str, list[float]] = {n: [] for n in fns}
+def times(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """{name: {"wall" | "cpu" | "off": (median ms, min ms)}}, interleaved as `run.interleaved`
+    does, wall time and the calling thread's CPU time (`time.thread_time`) of the *same*
+    calls: onnxruntime with one intra-op thread runs on the calling thread, so the two differ
+    only by the time the thread was off the CPU ("off": wall - CPU per call; on a machine
+    shared with other jobs, the time slices they take). A median of wall times grows faster
+    than the calls' length there: a longer call is more likely to span a preemption (a 1.7x
+    longer call may have a median that includes one where the shorter call's does not), so
+    the wall ratio of two unequal calls reads above their CPU ratio; the CPU figure is the
+    steadier one."""
+    samples: dict[str, list[tuple[float, float]]] = {n: [] for n in fns}
     names = list(fns)
+    for f in fns.values():  # warm-up
+        f()
     for r in range(rounds):
         for n in names[r % len(names):] + names[:r % len(names)]:
             for _ in range(calls):
-                t = time.thread_time()
+                w, t = time.perf_counter(), time.thread_time()
                 fns[n]()
-                samples[n].append(time.thread_time() - t)
-    return {n: (1e3 * float(np.median(s)), 1e3 * min(s)) for n, s in samples.items()}
+                t, w = time.thread_time() - t, time.perf_counter() - w
+                samples[n].append((w, t))
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for n, s in samples.items():
+        a = 1e3 * np.array(s)
+        cols = {"wall": a[:, 0], "cpu": a[:, 1], "off": a[:, 0] - a[:, 1]}
+        out[n] = {k: (float(np.median(v)), float(v.min())) for k, v in cols.items()}
+    return out
 
 
-def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]],
-          record: Callable[..., None], which: str = "all", prof: bool = False) -> None:
+def bench(quick: bool, record: Callable[..., None], which: str = "all", prof: bool = False) -> None:
     """Record wrc vs onnxruntime (median, min ms) and their ratio for each case of `which`."""
     rounds, calls = (3, 3) if quick else (5, 10)
     for case in cases(which):
@@ -149,12 +161,12 @@ def bench(quick: bool, interleaved: Callable[..., dict[str, tuple[float, float]]
             raise SystemExit(f"{case}: wrc differs from onnxruntime (relative error {err:.2e})")
         fns = {"wrc": lambda b=bundle, f=feeds: b.infer(f), "ort": lambda s=sess, f=feeds: s.run(None, f)}
         with threadpool_limits(1):
-            res = interleaved(fns, rounds, calls)
-            cpu = cpu_times(fns, rounds, calls)
-        for what, (med, mn) in res.items():
-            record("zoo-infer", case, what, med, mn)
-        for what, (med, mn) in cpu.items():
-            record("zoo-infer", case, f"{what} (CPU time)", med, mn)
+            got = times(fns, rounds, calls)
+        res, cpu = ({n: got[n][k] for n in fns} for k in ("wall", "cpu"))
+        for what in fns:
+            record("zoo-infer", case, what, *got[what]["wall"])
+            record("zoo-infer", case, f"{what} (CPU time)", *got[what]["cpu"])
+            record("zoo-infer", case, f"{what} off the CPU (wall - CPU)", *got[what]["off"])
         (wm, wn), (om, on) = res["wrc"], res["ort"]
         record("zoo-infer", case, "ratio wrc/ort", wm / om, wn / on, unit="x")
         (wm, wn), (om, on) = cpu["wrc"], cpu["ort"]
@@ -177,7 +189,7 @@ def main() -> None:
     ap.add_argument("--models", default="all", help="cnn, transformer, all, or case names, comma-separated")
     ap.add_argument("--profile", action="store_true", help="also print wrc's time by NumPy function")
     args = ap.parse_args()
-    bench(args.quick, run.interleaved, run.record, args.models, args.profile)
+    bench(args.quick, run.record, args.models, args.profile)
     print(run.table())
     for what in ("ratio wrc/ort", "ratio wrc/ort (CPU time)"):
         ratios = [r["median"] for r in run.ROWS if r["what"] == what]

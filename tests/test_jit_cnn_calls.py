@@ -75,7 +75,9 @@ def test_global_average_pool_is_one_product_with_ones(shape: tuple[int, ...]) ->
     g = Graph("gap")
     g.output(g.global_avg_pool(g.data("x", x.shape)))
     src = check(g, [x], x.astype(np.float64).mean(axis=(2, 3), keepdims=True), 1e-6, interp=x.size < 200)
-    assert ".reduce(" not in src and "np.matmul(" in src
+    # (a small product: the compiled gemm.matmul where it builds, tests/test_native_gemm.py)
+    calls = {getattr(v, "__name__", None) for f in compiled(g).functions for v in f.namespace.values()}
+    assert ".reduce(" not in src and ("np.matmul(" in src or "matmul" in calls)
 
 
 def test_sum_over_three_trailing_dims() -> None:

@@ -7,7 +7,8 @@
 // window.pack reads the unpadded image (no zeroed buffer, no copy into it: unpad.py) and
 // writes the [C*KH*KW, OH*OW] matrix into a view of one flat buffer per call, as large as the
 // function's largest im2col; then the one GEMM of the filters with it, written straight into
-// the output. A second convolution with an im2col of the same shape packs into the same view.
+// the output (a small one: the compiled gemm.matmul, not np.matmul). A second convolution with
+// an im2col of the same shape packs into the same view.
 
 builtin.module {
   func.func @two(%x: tensor<1x2x6x6xf32>) -> tensor<1x3x3x3xf32> {
@@ -29,7 +30,7 @@ builtin.module {
 // CHECK-NEXT:  [[PACK:k[0-9]+]](a0, [[COLS]], [[PARAMS:k[0-9]+]])
 // CHECK-NEXT:  [[WM:v[0-9]+]] = {{v[0-9]+}}.reshape(
 // CHECK-NEXT:  [[OUT:v[0-9]+]] = [[Y]].reshape(
-// CHECK-NEXT:  np.matmul([[WM]], [[COLS]], out=[[OUT]])
+// CHECK-NEXT:  [[MM:k[0-9]+]]([[WM]], [[COLS]], [[OUT]])
 // The second convolution: stride 2, padded at the bottom and right only; a smaller im2col
 // [C*KH*KW, OH*OW] (the image as the GEMM's right side, the output written as it is), a view
 // of the start of the same flat buffer.
@@ -37,7 +38,7 @@ builtin.module {
 // CHECK-NEXT:  [[PACK2:k[0-9]+]]([[Y]], [[COLS2]], [[PARAMS2:k[0-9]+]])
 // CHECK-NEXT:  [[WM2:v[0-9]+]] = {{v[0-9]+}}.reshape(
 // CHECK-NEXT:  [[OUT2:v[0-9]+]] = {{v[0-9]+}}.reshape(
-// CHECK-NEXT:  np.matmul([[WM2]], [[COLS2]], out=[[OUT2]])
+// CHECK-NEXT:  [[MM2:k[0-9]+]]([[WM2]], [[COLS2]], [[OUT2]])
 // CHECK-NOT:   np.copyto(
 // CHECK:       return
 // CHECK-DAG:   #   [[SIZE]] = (648,)
@@ -45,6 +46,8 @@ builtin.module {
 // CHECK-DAG:   #   [[COLSHAPE2]] = (27, 9)
 // CHECK-DAG:   #   [[PACK]] = <function pack>
 // CHECK-DAG:   #   [[PACK2]] = <function pack>
+// CHECK-DAG:   #   [[MM]] = <function matmul>
+// CHECK-DAG:   #   [[MM2]] = <function matmul>
 // Not accumulated; slots (-, -, -, channels 2, window rows 3, columns 3, output rows 6,
 // columns 6); the image's planes 36 apart; no weights; the packed matrix C-contiguous
 // over the slots (the extent-1 slots' strides do not matter); then the 6 x 6 image, the first window at row and column -1, rows 1

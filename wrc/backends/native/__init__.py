@@ -3,14 +3,14 @@
 Some work has no fast NumPy form: a depthwise convolution makes one pass over its input
 per kernel tap (or copies every window), where a C loop keeps the 9 or 25 products in
 registers and runs 4-15x faster. Each `<name>.c` beside this file is a small CPython
-extension module, `_wrc_<name>`, that takes NumPy arrays through the buffer protocol
-(`native.h`: the checks every module shares).
+extension module, `_wrc_<name>`, that takes NumPy arrays through NumPy's C API (the
+buffer protocol for other objects; `native.h`: the checks every module shares).
 
 `load(name)` compiles it once per machine into the user's cache directory (the load
 cache's: `WRC_CACHE_DIR`, else `$XDG_CACHE_HOME/wrc`, else `~/.cache/wrc`; a private
 directory, or a private temporary one, removed at exit, when the cache is off), keyed by the source, the
-compiler and its version, the CPU's flags (the code is built with `-march=native`) and the
-Python ABI, and imports it. It returns None, and the JIT keeps its NumPy forms, when:
+compiler and its version, the CPU's flags (the code is built with `-march=native`), the
+Python ABI and NumPy's version (its headers), and imports it. It returns None, and the JIT keeps its NumPy forms, when:
 
 * `WRC_NATIVE=off` is set (or the JIT option `numpy{native=false}` is given);
 * there is no C compiler or no Python headers (`CC`, else the compiler Python was built
@@ -120,17 +120,20 @@ def build(source: Path, module_name: str, directory: Path) -> ModuleType:
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").is_file():
         raise NativeBuildError(f"no Python headers (Python.h) in {include}")
+    import numpy as np  # (its C API: native.h)
+
+    np_include = np.get_include()
     try:  # the source and the headers beside it
         text = b"\0".join([source.read_bytes(), *(h.read_bytes() for h in sorted(source.parent.glob("*.h")))])
     except OSError as e:
         raise NativeBuildError(f"cannot read {source}: {e}") from None
     flags = (*FLAGS, *(("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()))
     key = hashlib.sha256(b"\0".join(s.encode() for s in (
-        module_name, _compiler_identity(cc), *cc, *flags, _cpu_flags(), sys.version,
+        module_name, _compiler_identity(cc), *cc, *flags, _cpu_flags(), sys.version, np.__version__, np_include,
         sysconfig.get_config_var("EXT_SUFFIX") or "")) + b"\0" + text).hexdigest()[:32]
     target = directory / f"{module_name}-{key}.so"
     if not target.is_file():
-        _compile(cc, flags, include, source, target)
+        _compile(cc, flags, (include, np_include), source, target)
     spec = importlib.util.spec_from_file_location(
         module_name, target, loader=importlib.machinery.ExtensionFileLoader(module_name, str(target)))
     if spec is None or spec.loader is None:
@@ -143,14 +146,14 @@ def build(source: Path, module_name: str, directory: Path) -> ModuleType:
     return module
 
 
-def _compile(cc: tuple[str, ...], flags: tuple[str, ...], include: str, source: Path, target: Path) -> None:
+def _compile(cc: tuple[str, ...], flags: tuple[str, ...], include: tuple[str, ...], source: Path, target: Path) -> None:
     """Build into a temporary file beside `target`, then rename it (concurrent builders of the
     same key each write their own file; the last rename wins, with identical content)."""
     log.info("compiling %s (once per machine and version of wrc)", source.name)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        out = subprocess.run([*cc, *flags, f"-I{include}", f"-I{source.parent}", str(source), "-o", tmp],
+        out = subprocess.run([*cc, *flags, *(f"-I{i}" for i in include), f"-I{source.parent}", str(source), "-o", tmp],
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise NativeBuildError(f"{shlex.join(cc)} failed on {source.name}: "

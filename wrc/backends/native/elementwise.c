@@ -258,12 +258,8 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return NULL;
   }
   Py_buffer bp, bufs[MAX_OPERANDS];
-  if (PyObject_GetBuffer(args[0], &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return NULL;
-  const char *f = bp.format ? bp.format : "B";
-  if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-  if (bp.itemsize != 8 || (strcmp(f, "q") != 0 && strcmp(f, "l") != 0)) {
+  if (wrc_buffer(args[0], &bp, "q", 8, 0, "program") < 0) {
     PyErr_SetString(PyExc_ValueError, "program: expected an int64 array");
-    PyBuffer_Release(&bp);
     return NULL;
   }
   prog_t p;
@@ -321,4 +317,4 @@ static PyMethodDef methods[] = {
      "run(program, *arrays): an elementwise program over the arrays (numpy_jit/fuse.py)"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_wrc_elementwise", NULL, -1, methods};
-PyMODINIT_FUNC PyInit__wrc_elementwise(void) { return PyModule_Create(&def); }
+PyMODINIT_FUNC PyInit__wrc_elementwise(void) { return wrc_import_numpy() < 0 ? NULL : PyModule_Create(&def); }

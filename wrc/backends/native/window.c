@@ -647,4 +647,4 @@ static PyMethodDef methods[] = {
      "the C-contiguous out"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_wrc_window", NULL, -1, methods, NULL, NULL, NULL, NULL};
-PyMODINIT_FUNC PyInit__wrc_window(void) { return PyModule_Create(&def); }
+PyMODINIT_FUNC PyInit__wrc_window(void) { return wrc_import_numpy() < 0 ? NULL : PyModule_Create(&def); }

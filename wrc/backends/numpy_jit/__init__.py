@@ -84,7 +84,7 @@ def compile_functions(module: ModuleOp, arrays: ArrayModule = NUMPY,
 def _generate(op: func.FuncOp, arrays: ArrayModule, options: JitOptions) -> Source:
     if not op.body.blocks:
         raise LoweringError(f"numpy backend: function {op.sym_name.data!r} has no body")
-    emitter = FuncEmitter(op, plan_function(op, options), arrays, options.hoist)
+    emitter = FuncEmitter(op, plan_function(op, options), arrays, options.hoist, options.native)
     emitter.emit()
     return emitter.src
 

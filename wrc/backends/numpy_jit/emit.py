@@ -33,6 +33,7 @@ from wrc.backends.numpy_jit.kernels import (
     Reduce,
     ShiftedGemm,
     WindowReduce,
+    small_gemm,
     span,
 )
 from wrc.backends.numpy_jit.plan import MemoryPlan
@@ -48,9 +49,11 @@ class FuncEmitter:
     """Writes the source of `def graph(G, a0, a1, ...)` for one `func.func` (hoisting:
     `bind(G)`, `scratch()` and `def graph(W, S, a0, a1, ...)`, `Source`)."""
 
-    def __init__(self, fn: func.FuncOp, plan: MemoryPlan, arrays: ArrayModule, hoist: bool = False) -> None:
+    def __init__(self, fn: func.FuncOp, plan: MemoryPlan, arrays: ArrayModule, hoist: bool = False,
+                 native: bool = False) -> None:
         self.fn = fn
         self.plan = plan
+        self.native = native  # compiled kernels allowed (`matmul_into`; the plan's own are in it)
         self.arrays = arrays
         self.src = Source(arrays, once=hoist)
         self.names: dict[SSAValue, str] = {}
@@ -493,8 +496,9 @@ class FuncEmitter:
             ones = self.src.const(self.arrays.to_device(np.ones((size, 1), g.out.dtype)))
             rows = tuple(g.extents[:lead])
             x, o = self.reshape(expr_v, rows + (size,), ind), self.reshape(outs[0], rows + (1,), ind)
-            if op in self.plan.fresh:
-                self.src.emit(ind, f"np.matmul({x}, {ones}, out={o})")
+            if op in self.plan.fresh:  # (x and o: reshapes, C-contiguous; 1-d when summing all dims)
+                self.matmul_into(x, ones, o, (math.prod(rows), size, 1) if rows else None, [None] * 3,
+                                 g.out.dtype, ind)
             else:
                 self.src.emit(ind, f"np.add({o}, np.matmul({x}, {ones}), out={o})")
             return
@@ -821,7 +825,11 @@ class FuncEmitter:
         fresh = op in self.plan.fresh
         if fresh and omat is not None:
             o = self.view(g.out, ext, ind, shape=omat[0], strides=omat[1])
-            self.src.emit(ind, f"np.matmul({a}, {b}, out={o})")
+            x, y = g.accesses[plan.x], g.accesses[plan.y]
+            mkn = None if grp or not x.dtype == y.dtype == g.out.dtype else tuple(
+                math.prod(ext[d] for d in gr) for gr in (plan.m, plan.k, plan.n))
+            mats = [matrix(gr, acc.strides, ext) for acc, gr in ((x, [plan.m, plan.k]), (y, [plan.k, plan.n]))]
+            self.matmul_into(a, b, o, mkn, [*mats, omat], g.out.dtype, ind)
             return
         dims = plan.batch + plan.m + plan.n
         o = self.view(g.out, ext, ind, dims=dims)
@@ -897,9 +905,31 @@ class FuncEmitter:
         assert omat is not None
         o = self.view(g.out, ext, ind, shape=omat[0], strides=omat[1])
         if op in self.plan.fresh:
-            self.src.emit(ind, f"np.matmul({a}, {b}, out={o})")
+            mkn = None if grp else tuple(math.prod(ext[d] for d in gr) for gr in (gemm.m, gemm.k, gemm.n))
+            views = [None, mat] if plan.x == gemm.x else [mat, None]  # (the packed buffer: C-contiguous)
+            self.matmul_into(a, b, o, mkn, [*views, omat], x_acc.dtype, ind)
         else:
             self.src.emit(ind, f"np.add({o}, np.matmul({a}, {b}), out={o})")
+
+    def matmul_into(self, a: str, b: str, o: str, mkn: tuple[int, int, int] | None,
+                    views: Sequence[tuple[tuple[int, ...], tuple[int, ...]] | None], dtype: np.dtype, ind: int) -> None:
+        """`o = a @ b` for a fresh `o`: the compiled `gemm.matmul` for a small float32 GEMM
+        (`kernels.small_gemm`; `mkn` its sizes, None when batched) whose `a` and `o` are
+        C-contiguous matrices and `b` one or one transposed (`views`: each one's shape and
+        element strides, None for an operand that is a contiguous copy), else `np.matmul`."""
+        def contiguous(view: tuple[tuple[int, ...], tuple[int, ...]] | None, order: int = 1) -> bool:
+            if view is None:
+                return True
+            shape, strides = view[0][::order], view[1][::order]
+            return all(n == 1 or st == c for n, st, c in zip(shape, strides, c_strides(shape), strict=True))
+
+        transposed = not contiguous(views[1]) and contiguous(views[1], -1)
+        module = native.load("gemm") if (self.native and dtype == np.float32 and mkn
+                                         and small_gemm(*mkn, transposed)) else None
+        if module is not None and contiguous(views[0]) and contiguous(views[2]) and (transposed or contiguous(views[1])):
+            self.src.emit(ind, f"{self.src.const(module.matmul)}({a}, {b}, {o})")
+        else:
+            self.src.emit(ind, f"np.matmul({a}, {b}, out={o})")
 
     def packed_buffer(self, shape: tuple[int, ...], dtype: np.dtype, ind: int) -> str:
         """A buffer for a `PackedGemm`'s packed image: a view of the start of one flat array

@@ -175,6 +175,30 @@ PACK_DTYPES = ("float32", "float64")
 """Element types `window.pack` copies (4- and 8-byte items)."""
 
 
+SMALL_GEMM = 1 << 18
+"""Products (M·K·N) up to which a float32 GEMM of C-contiguous matrices runs as the compiled
+`gemm.matmul` instead of `np.matmul` (whose own call, ~1.5-2 µs, is most of a GEMM of a few
+thousand products); above, only GEMMs of at most `NARROW_GEMM` columns (a CNN's late layers
+over 4x4 planes: one panel of 16 columns, the left side read once), where its 6 x 16 blocks
+measured 1.4-1.5x faster than OpenBLAS's ([256, 2304] @ [2304, 16]); with more panels the
+left side is read once a panel, and large ones measured up to 1.8x slower ([512, 2048] @
+[2048, 49])."""
+NARROW_GEMM = 16
+SMALL_DOT = 1 << 14
+"""Products up to which a GEMM of fewer than 8 columns, or whose right side is a C-contiguous
+matrix transposed (a squeeze-excite layer's weight), runs as `gemm.matmul`'s dot products
+(and any matrix-vector product of one row up to `SMALL_GEMM`): 16 columns a block would
+mostly compute zeros, and above this the dot products measured slower than BLAS."""
+
+
+def small_gemm(m: int, k: int, n: int, transposed: bool = False) -> bool:
+    """Whether an [m, k] @ [k, n] float32 GEMM runs as `gemm.matmul` (`SMALL_GEMM`,
+    `SMALL_DOT`); `transposed`: the right side is a C-contiguous [n, k] matrix transposed."""
+    if transposed or n < 8:
+        return m * k * n <= SMALL_DOT or (m == 1 and k * n <= SMALL_GEMM)
+    return m * k * n <= SMALL_GEMM or n <= NARROW_GEMM
+
+
 @dataclass(frozen=True)
 class Fused:
     """A chain of elementwise generics (and row reductions between them) run as one call of
