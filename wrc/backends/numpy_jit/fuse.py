@@ -222,6 +222,21 @@ def _float(op: Operation) -> float | None:
     return float(attr.value.data) if isinstance(attr, FloatAttr) else None
 
 
+def _operand(operands: dict[tuple[SSAValue, int, tuple[int, ...]], int],
+             layout: list[tuple[int, int, tuple[int, ...]]], acc: Access, strides: tuple[int, ...],
+             write: bool) -> int:
+    """The index of `acc` read with `strides` among a group's operands, added to `layout`
+    (written, offset, strides) when new and marked written when `write`."""
+    k = (acc.value, acc.offset, strides)
+    if k not in operands:
+        operands[k] = len(layout)
+        layout.append((0, acc.offset, strides))
+    i = operands[k]
+    if write:
+        layout[i] = (1, *layout[i][1:])
+    return i
+
+
 def _build(run: Sequence[linalg.GenericOp], loaded: _Loaded | None,
            live: Callable[[SSAValue], bool] | None) -> Fused | None:
     """The group's program from `loaded = _load(run, ...)` (`live(buffer)`: whether a value
@@ -236,14 +251,7 @@ def _build(run: Sequence[linalg.GenericOp], loaded: _Loaded | None,
     n = len(space)
 
     def operand(acc: Access, strides: tuple[int, ...], write: bool) -> int:
-        k = (acc.value, acc.offset, strides)
-        if k not in operands:
-            operands[k] = len(layout)
-            layout.append((0, acc.offset, strides))
-        i = operands[k]
-        if write:
-            layout[i] = (1, *layout[i][1:])
-        return i
+        return _operand(operands, layout, acc, strides, write)
 
     if live is not None and any(live(v) for v in unstored):
         return None
@@ -302,14 +310,7 @@ def _load(run: Sequence[linalg.GenericOp], analyses: Mapping[linalg.GenericOp, G
     nv = 0
 
     def operand(acc: Access, strides: tuple[int, ...], write: bool) -> int:
-        k = (acc.value, acc.offset, strides)
-        if k not in operands:
-            operands[k] = len(layout)
-            layout.append((0, acc.offset, strides))
-        i = operands[k]
-        if write:
-            layout[i] = (1, *layout[i][1:])
-        return i
+        return _operand(operands, layout, acc, strides, write)
 
     def new() -> int:
         nonlocal nv
