@@ -22,7 +22,15 @@ from wrc.backends.numpy_jit import fuse
 from wrc.backends.numpy_jit.access import Access, Generic
 from wrc.backends.numpy_jit.contract import optional_flags
 from wrc.backends.numpy_jit.gemm import Gemm, matrix
-from wrc.backends.numpy_jit.ir import buffer, c_strides, fail, inline_constant, root, scalar_dtype
+from wrc.backends.numpy_jit.ir import (
+    buffer,
+    c_strides,
+    fail,
+    inline_constant,
+    root,
+    scalar_dtype,
+    walks_c_order,
+)
 from wrc.backends.numpy_jit.kernels import (
     Elementwise,
     Fused,
@@ -387,12 +395,9 @@ class FuncEmitter:
         if acc.offset != 0 or math.prod(shape) != math.prod(acc.shape) or not math.prod(shape):
             return None
 
-        def contiguous(sh: Sequence[int], st: Sequence[int]) -> bool:
-            return all(s == c for d, s, c in zip(sh, st, c_strides(sh), strict=True) if d != 1)
-
-        if contiguous(shape, strides):
+        if walks_c_order(shape, strides):
             return shape, False
-        if len(shape) == 2 and contiguous(shape[::-1], strides[::-1]):
+        if len(shape) == 2 and walks_c_order(shape[::-1], strides[::-1]):
             return shape[::-1], True
         return None
 
@@ -918,10 +923,7 @@ class FuncEmitter:
         C-contiguous matrices and `b` one or one transposed (`views`: each one's shape and
         element strides, None for an operand that is a contiguous copy), else `np.matmul`."""
         def contiguous(view: tuple[tuple[int, ...], tuple[int, ...]] | None, order: int = 1) -> bool:
-            if view is None:
-                return True
-            shape, strides = view[0][::order], view[1][::order]
-            return all(n == 1 or st == c for n, st, c in zip(shape, strides, c_strides(shape), strict=True))
+            return view is None or walks_c_order(view[0][::order], view[1][::order])
 
         transposed = not contiguous(views[1]) and contiguous(views[1], -1)
         module = native.load("gemm") if (self.native and dtype == np.float32 and mkn

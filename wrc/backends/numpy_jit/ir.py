@@ -84,6 +84,11 @@ def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def walks_c_order(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether element `strides` walk an array of `shape` C-contiguously (dims of 1 aside)."""
+    return all(d == 1 or s == c for d, s, c in zip(shape, strides, c_strides(shape), strict=True))
+
+
 def linear(op: Operation, e: AffineExpr, n: int) -> tuple[list[int], int]:
     """`e` as (coefficient per dim, constant); only sums of `dim * const + const`."""
     if isinstance(e, AffineDimExpr):
