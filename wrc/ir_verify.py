@@ -236,10 +236,10 @@ class _Verifier:
             return
         checks = self.seen_checks.get(type(op))
         if checks is None:
-            checks = self.seen_checks[type(op)] = _seen_checks(type(op))
-            if self.decoded:
-                checks = self.seen_checks[type(op)] = (
-                    tuple(t for t in checks[0] if not isinstance(t, IsolatedFromAbove)), checks[1])
+            checks = _seen_checks(type(op))
+            if self.decoded:  # (the decoder checked IsolatedFromAbove)
+                checks = (tuple(t for t in checks[0] if not isinstance(t, IsolatedFromAbove)), checks[1])
+            self.seen_checks[type(op)] = checks
         traits, custom_verify = checks
         for trait in traits:
             trait.verify(op)

@@ -51,7 +51,7 @@ def _libc_madvise() -> Any:
 
 def _whole_pages(a: np.ndarray) -> tuple[int, int]:
     """(address, length) of the whole pages inside `a`'s memory (C-contiguous)."""
-    start = a.__array_interface__["data"][0]  # (`a.ctypes` costs ~0.2 ms: a ctypes object each time)
+    start = a.__array_interface__["data"][0]
     first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
     return first, max(0, (start + a.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE - first)
 
