@@ -53,7 +53,7 @@ from wrc.errors import (
     WrcError,
 )
 from wrc.model_buffer import ModelBuffer, c_array
-from wrc.pages import Ahead, populate, populated
+from wrc.pages import populate, populated
 from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
 from wrc.weight_pack import ALIGN, Entry, WeightPack, aligned_empty, span
 
@@ -838,7 +838,6 @@ class Bundle:
         the new snapshot to publish)."""
         globals_ = self._globals(info, snap, {})  # uninitialized reads fail before any allocation
         fresh: dict[str, np.ndarray] = {}
-        ahead = Ahead()  # new buffers' pages mapped on helper threads during the copies (wrc/pages.py)
         certain: set[str] = set()
         for w in info.writes:
             g = w.guards  # (one guard is the update graph's case: no generator for it)
@@ -849,7 +848,7 @@ class Bundle:
             if w.var not in fresh:
                 # A sure, whole-buffer write needs no old value: no copy of it either.
                 keep_old = not (will and w.full) or w.var in info.reads
-                fresh[w.var] = buf = self._buffer(w.var, ahead)
+                fresh[w.var] = buf = self._buffer(w.var)
                 if keep_old and w.var in snap:
                     old = snap[w.var]
                     if type(old) is _InFile:
@@ -859,8 +858,7 @@ class Bundle:
             if will and w.full:
                 certain.add(w.var)
         globals_.update(fresh)
-        with ahead:
-            outs = self._compiled.run(info.name, globals_, call.args)
+        outs = self._compiled.run(info.name, globals_, call.args)
         new = dict(snap)
         for var, arr in fresh.items():
             if var in certain or var in snap:  # otherwise maybe still unset: stays so
@@ -930,10 +928,9 @@ class Bundle:
 
             yield read
 
-    def _buffer(self, var: str, ahead: Ahead | None = None) -> np.ndarray:
+    def _buffer(self, var: str) -> np.ndarray:
         """A writable array for a new value of `var`: the one it replaced last time when
-        nothing can reach it any more, else a new one (its pages mapped by `ahead`'s helpers
-        when given).
+        nothing can reach it any more, else a new one.
 
         Reusing it saves the page faults of fresh memory, which cost more than the copy into
         it. It is safe when its only references are ours: an `infer` that may still read it
@@ -945,7 +942,7 @@ class Bundle:
             return old
         spec = self._specs[var]
         if self._arrays.host:  # its pages mapped in one call (wrc/pages.py)
-            return populated(spec[0], spec[1]) if ahead is None else ahead.empty(spec[0], spec[1])
+            return populated(spec[0], spec[1])
         return self._arrays.empty(spec[0], spec[1])
 
     def _frozen(self, a: Any) -> Any:
