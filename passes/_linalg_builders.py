@@ -121,6 +121,18 @@ def _segments(*sizes: int) -> DenseArrayBase:
     return DenseArrayBase.from_list(i32, sizes)
 
 
+@functools.lru_cache(maxsize=4096)
+def _maps_attr(maps: tuple[AffineMap, ...]) -> ArrayAttr[AffineMapAttr]:
+    """A generic's `indexing_maps`, made once per tuple of maps (xDSL checks each new attribute's
+    parameters: ~20 µs for a generic's maps)."""
+    return ArrayAttr([AffineMapAttr(m) for m in maps])
+
+
+@functools.lru_cache(maxsize=1024)
+def _iterators_attr(iterators: tuple[IteratorTypeAttr, ...]) -> ArrayAttr[IteratorTypeAttr]:
+    return ArrayAttr(iterators)
+
+
 def _tensor(element_type: Attribute, shape: Sequence[int]) -> TensorType:
     return _tensor_type(element_type, tuple(shape))
 
@@ -137,7 +149,7 @@ def empty(b: Builder, shape: Sequence[int], element_type: Attribute) -> SSAValue
 def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: float) -> SSAValue:
     """`tensor.empty` + `linalg.fill` with a scalar `arith.constant`."""
     init = empty(b, shape, element_type)
-    attr = scalar_attr(value, element_type)
+    attr = _scalar_attr(repr(value), value, element_type)
     cst = b.insert(new_op(arith.ConstantOp, result_types=(element_type,), properties={"value": attr})).result
     body = Block(arg_types=(element_type, element_type))  # FillOp's hidden region: yield the value
     body.add_op(new_op(YieldOp, operands=(body.args[0],)))
@@ -164,8 +176,8 @@ def generic(
     op = new_op(
         GenericOp,
         operands=(*inputs, init), result_types=(init.type,), regions=(region,),
-        properties={"indexing_maps": ArrayAttr([AffineMapAttr(m) for m in maps]),
-                    "iterator_types": ArrayAttr(iterators), "operandSegmentSizes": _segments(len(inputs), 1)},
+        properties={"indexing_maps": _maps_attr(tuple(maps)), "iterator_types": _iterators_attr(tuple(iterators)),
+                    "operandSegmentSizes": _segments(len(inputs), 1)},
     )
     return b.insert(op).results[0]
 
