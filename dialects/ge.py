@@ -57,6 +57,7 @@ from xdsl.traits import Commutative, Pure, SymbolOpInterface, SymbolTable, Symbo
 from xdsl.utils.exceptions import VerifyException
 
 from wrc.errors import ShapeError
+from wrc.ir_read import init_op
 
 Shape = tuple[int, ...]
 """A tensor shape; `DYNAMIC` marks a dimension only known at run time."""
@@ -177,8 +178,7 @@ def _build(op: IRDLOperation, *, operands: Sequence[SSAValue] = (), result_types
     """What IRDL's builder makes of an op of fixed arity without regions (its properties less
     the None ones), without its argument normalisation, half of the cost: a compile builds
     the variable ops below by the thousand (`ge-split-weight-refreshable`: four per weight)."""
-    Operation.__init__(op, operands=operands, result_types=result_types,
-                       properties={k: v for k, v in properties.items() if v is not None})
+    init_op(op, operands, result_types, {k: v for k, v in properties.items() if v is not None})
 
 
 def _build_compute(op: IRDLOperation, operands: Sequence[SSAValue], result_type: Attribute) -> None:

@@ -34,6 +34,8 @@ from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
+from wrc.ir_read import new_op
+
 Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
 """Builds a generic's body from its block arguments (ins, then outs); returns the yielded values."""
 
@@ -105,17 +107,30 @@ def binary(kind: Callable[..., Operation], a: SSAValue, b: SSAValue) -> SSAValue
     return kind(a, b).results[0]
 
 
-# The ops below are made with `Op.create` and the properties their xDSL builders would set
-# (`tensor.EmptyOp((), t)`, `arith.ConstantOp(v)`, `FillOp((cst,), (init,), (t,))`,
-# `GenericOp(...)`): the IRDL builder's argument normalisation was half of the pass's time
-# on large graphs (docs/performance.md, "Issue 12: compile and cold load (session 3)"). The
-# location is given: xDSL looks its default up by an import per op.
+# The ops below are made with `new_op` (`Op.create` in one call) and the properties their
+# xDSL builders would set (`tensor.EmptyOp((), t)`, `arith.ConstantOp(v)`,
+# `FillOp((cst,), (init,), (t,))`, `GenericOp(...)`): the IRDL builder's argument
+# normalisation was half of the pass's time on large graphs (docs/performance.md, "Issue 12:
+# compile and cold load (session 3)"). The location is given: xDSL looks its default up by
+# an import per op.
 
 
 @functools.cache
 def _segments(*sizes: int) -> DenseArrayBase:
     """The `operandSegmentSizes` property of a linalg op with these many ins and outs."""
     return DenseArrayBase.from_list(i32, sizes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _maps_attr(maps: tuple[AffineMap, ...]) -> ArrayAttr[AffineMapAttr]:
+    """A generic's `indexing_maps`, made once per tuple of maps (xDSL checks each new attribute's
+    parameters: ~20 µs for a generic's maps)."""
+    return ArrayAttr([AffineMapAttr(m) for m in maps])
+
+
+@functools.lru_cache(maxsize=1024)
+def _iterators_attr(iterators: tuple[IteratorTypeAttr, ...]) -> ArrayAttr[IteratorTypeAttr]:
+    return ArrayAttr(iterators)
 
 
 def _tensor(element_type: Attribute, shape: Sequence[int]) -> TensorType:
@@ -128,20 +143,18 @@ def _tensor_type(element_type: Attribute, shape: tuple[int, ...]) -> TensorType:
 
 
 def empty(b: Builder, shape: Sequence[int], element_type: Attribute) -> SSAValue:
-    return b.insert(tensor.EmptyOp.create(result_types=(_tensor(element_type, shape),), location=UNKNOWN_LOC)).tensor
+    return b.insert(new_op(tensor.EmptyOp, result_types=(_tensor(element_type, shape),))).tensor
 
 
 def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: float) -> SSAValue:
     """`tensor.empty` + `linalg.fill` with a scalar `arith.constant`."""
     init = empty(b, shape, element_type)
-    attr = scalar_attr(value, element_type)
-    cst = b.insert(arith.ConstantOp.create(result_types=(element_type,), properties={"value": attr},
-                                           location=UNKNOWN_LOC)).result
+    attr = _scalar_attr(repr(value), value, element_type)
+    cst = b.insert(new_op(arith.ConstantOp, result_types=(element_type,), properties={"value": attr})).result
     body = Block(arg_types=(element_type, element_type))  # FillOp's hidden region: yield the value
-    body.add_op(YieldOp.create(operands=(body.args[0],), location=UNKNOWN_LOC))
-    fill = FillOp.create(operands=(cst, init), result_types=(init.type,),
-                         properties={"operandSegmentSizes": _segments(1, 1)}, regions=(Region(body),),
-                         location=UNKNOWN_LOC)
+    body.add_op(new_op(YieldOp, operands=(body.args[0],)))
+    fill = new_op(FillOp, operands=(cst, init), result_types=(init.type,),
+                  properties={"operandSegmentSizes": _segments(1, 1)}, regions=(Region(body),))
     return b.insert(fill).results[0]
 
 
@@ -160,11 +173,11 @@ def generic(
     def region(args: tuple[BlockArgument, ...]) -> None:
         YieldOp.create(operands=body(args), location=UNKNOWN_LOC)  # the implicit builder inserts it
 
-    op = GenericOp.create(
+    op = new_op(
+        GenericOp,
         operands=(*inputs, init), result_types=(init.type,), regions=(region,),
-        properties={"indexing_maps": ArrayAttr([AffineMapAttr(m) for m in maps]),
-                    "iterator_types": ArrayAttr(iterators), "operandSegmentSizes": _segments(len(inputs), 1)},
-        location=UNKNOWN_LOC,
+        properties={"indexing_maps": _maps_attr(tuple(maps)), "iterator_types": _iterators_attr(tuple(iterators)),
+                    "operandSegmentSizes": _segments(len(inputs), 1)},
     )
     return b.insert(op).results[0]
 

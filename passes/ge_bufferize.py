@@ -59,7 +59,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
-from wrc.ir_read import inputs, outputs, walk
+from wrc.ir_read import inputs, new_op, outputs, walk
 from wrc.passes._rewriter import OnePassRewriter
 
 Mode = Literal["reuse", "fresh", "copy"]
@@ -105,9 +105,9 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
     return parent
 
 
-# This pass creates tens of thousands of ops; `Op.create` with their properties as xDSL's
-# builders would set them skips the IRDL builder's argument normalisation, half of the
-# pass's time. The properties are those of `memref.AllocOp((), (), t)`,
+# This pass creates tens of thousands of ops; `new_op` (`Op.create` in one call) with their
+# properties as xDSL's builders would set them skips the IRDL builder's argument
+# normalisation, half of the pass's time. The properties are those of `memref.AllocOp((), (), t)`,
 # `memref.GetGlobalOp(name, t)`, `memref.CopyOp(src, dst)` and `memref.GlobalOp.get(...)`;
 # the location is given (xDSL looks its default up by an import per op).
 _NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
@@ -117,8 +117,7 @@ _NO_ATTRS = DictionaryAttr({})
 
 def _new_alloc(t: Attribute) -> memref.AllocOp:
     assert isinstance(t, MemRefType)
-    return memref.AllocOp.create(result_types=(t,), properties={"operandSegmentSizes": _NO_OPERAND_SEGMENTS},
-                                 location=UNKNOWN_LOC)
+    return new_op(memref.AllocOp, result_types=(t,), properties={"operandSegmentSizes": _NO_OPERAND_SEGMENTS})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -127,11 +126,11 @@ def _symbol(name: str) -> SymbolRefAttr:
 
 
 def _new_get_global(name: str, t: Attribute) -> memref.GetGlobalOp:
-    return memref.GetGlobalOp.create(result_types=(t,), properties={"name": _symbol(name)}, location=UNKNOWN_LOC)
+    return new_op(memref.GetGlobalOp, result_types=(t,), properties={"name": _symbol(name)}, location=UNKNOWN_LOC)
 
 
 def _new_copy(source: SSAValue, target: SSAValue) -> memref.CopyOp:
-    return memref.CopyOp.create(operands=(source, target), location=UNKNOWN_LOC)
+    return new_op(memref.CopyOp, operands=(source, target), location=UNKNOWN_LOC)
 
 
 def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: str,
@@ -141,7 +140,7 @@ def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: 
                   "sym_visibility": _visibility(visibility)}
     if constant is not None:
         properties["constant"] = constant
-    return memref.GlobalOp.create(properties=properties, attributes={marker: _UNIT}, location=UNKNOWN_LOC)
+    return new_op(memref.GlobalOp, properties=properties, attributes={marker: _UNIT}, location=UNKNOWN_LOC)
 
 
 @functools.cache
@@ -273,8 +272,8 @@ class AssignIfNonEmptyToIf(RewritePattern):
         flag = self.state.flags.get(op.value) if isinstance(op.value, BlockArgument) else None
         if flag is not None:
             target = _new_get_global(variable, op.value.type)
-            body = Block([target, _new_copy(op.value, target.memref), scf.YieldOp.create()])
-            rewriter.insert(scf.IfOp.create(operands=(flag,), regions=(Region(body), Region())))  # no else
+            body = Block([target, _new_copy(op.value, target.memref), new_op(scf.YieldOp)])
+            rewriter.insert(new_op(scf.IfOp, operands=(flag,), regions=(Region(body), Region())))  # no else
         else:
             assert isinstance(op.value.type, MemRefType)
             if 0 not in op.value.type.get_shape():

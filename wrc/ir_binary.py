@@ -1,8 +1,9 @@
 """A compact binary encoding of the level-3 IR: the IR section of bundle format version 2.
 
 xDSL's text parser spends tens of microseconds per op (a 2,000-op graph's 25,000 level-3 ops
-took seconds to parse); decoding this format creates each op directly with `Operation.create`,
-as the parser's generic path does, and each distinct attribute once. The encoding is
+took seconds to parse); decoding this format creates each op directly, as the parser's generic
+path does with `Operation.create` (`wrc.ir_read.new_op`: the same op in one call), and each
+distinct attribute once. The encoding is
 specified in docs/bundle-format.md ("The binary IR section"):
 
     magic (8 B) | u32 word count W | u32 blob bytes B | W u32 words | B bytes of strings
@@ -68,11 +69,11 @@ from xdsl.ir.affine import (
     AffineMap,
     AffineSymExpr,
 )
-from xdsl.ir.core import BlockArgument, OpResult, SSAValues, Use
-from xdsl.irdl import IRDLOperation, OptionalDef
+from xdsl.ir.core import BlockArgument
 from xdsl.traits import IsolatedFromAbove
 
 from wrc.errors import BundleFormatError
+from wrc.ir_read import new_op
 
 MAGIC = b"\x89WRC-IR\n"
 _PREFIX = struct.Struct("<8sII")  # magic, word count, blob bytes
@@ -335,7 +336,7 @@ class _Decoder:
         self.raw: list[bytes] = []
         self.text: dict[int, str] = {}
         self.attrs: list[Attribute] = []
-        self.op_kinds: dict[int, tuple[type[Operation], _Defaults | None]] = {}
+        self.op_kinds: dict[int, type[Operation]] = {}
         self.hints: dict[int, str] = {}
         self.values: list[SSAValue] = []  # the stack of values in scope
         # The IsolatedFromAbove ops being decoded, and the stack height at each one's regions:
@@ -497,10 +498,9 @@ class _Decoder:
         w, attrs, values = self.w, self.attrs, self.values
         pos = self.pos
         name_index = w[pos]
-        kind = self.op_kinds.get(name_index)
-        if kind is None:
-            kind = self.op_kind(name_index)
-        op_type, defaults = kind
+        op_type = self.op_kinds.get(name_index)
+        if op_type is None:
+            op_type = self.op_kind(name_index)
         self.pos = pos = pos + 1
         n = w[pos]
         if 2 * n > len(w) - pos - 1:
@@ -548,11 +548,7 @@ class _Decoder:
                 self.isolated.pop()
                 self.isolated_floor.pop()
             self.depth -= 1
-        if defaults is None:
-            op = op_type.create(operands=operands, result_types=result_types, properties=properties,
-                                attributes=attributes, regions=regions, location=UNKNOWN_LOC)
-        else:
-            op = _new_op(op_type, defaults, operands, result_types, properties, attributes, regions)
+        op = new_op(op_type, operands, result_types, properties, attributes, regions)
         results = op.results
         if any(hints):
             for r, hint in zip(results, hints, strict=True):
@@ -561,13 +557,13 @@ class _Decoder:
         values += results
         return op
 
-    def op_kind(self, name_index: int) -> tuple[type[Operation], _Defaults | None]:
+    def op_kind(self, name_index: int) -> type[Operation]:
         name = self.string(name_index)
         op_type = self.ctx.get_optional_op(name)
         if op_type is None:
             raise _Malformed(f"op {name[:100]!r} is not in a registered dialect")
-        kind = self.op_kinds[name_index] = (op_type, _defaults(op_type))
-        return kind
+        self.op_kinds[name_index] = op_type
+        return op_type
 
     def hint(self, i: int) -> str:
         """String `i` as a value's name hint, checked (and its `_N` suffix dropped) as xDSL's
@@ -609,60 +605,9 @@ class _Decoder:
         return block
 
 
-_Defaults = tuple[tuple[tuple[str, Attribute], ...], tuple[tuple[str, Attribute], ...]]
-
-
-@functools.cache
-def _defaults(cls: type[Operation]) -> _Defaults | None:
-    """The default properties and attributes IRDL's `__post_init__` fills in an op of `cls`
-    (those not optional and with a default value, in definition order), or None where
-    `Operation.create` must make the op (a class not made by `irdl_op_definition` alone)."""
-    if (not issubclass(cls, IRDLOperation) or cls.__post_init__ is not IRDLOperation.__post_init__
-            or cls.__new__ is not object.__new__):
-        return None
-    op_def = cls.get_irdl_definition()
-    return (tuple((k, d.default_value) for k, d in op_def.properties.items()
-                  if not isinstance(d, OptionalDef) and d.default_value is not None),
-            tuple((k, d.default_value) for k, d in op_def.attributes.items()
-                  if not isinstance(d, OptionalDef) and d.default_value is not None))
-
-
 @functools.cache
 def _isolated(cls: type[Operation]) -> bool:
     return cls.has_trait(IsolatedFromAbove)
-
-
-def _new_op(cls: type[Operation], defaults: _Defaults, operands: list[SSAValue], result_types: list[Attribute],
-            properties: dict[str, Attribute], attributes: dict[str, Attribute], regions: list[Region]) -> Operation:
-    """`cls.create(...)` for new operands, regions and dictionaries (xDSL 0.74's
-    `Operation.__init__` and IRDL's `__post_init__`, what they set, without a call per field:
-    the decoder makes ~25,000 ops for a 2,000-op graph)."""
-    op = object.__new__(cls)
-    uses = []
-    for i, v in enumerate(operands):  # IRWithUses.add_use
-        first = v.first_use
-        u = Use(op, i, None, first)
-        if first is not None:
-            first._prev_use = u
-        v.first_use = u
-        uses.append(u)
-    op._operands = SSAValues(operands)
-    op._operand_uses = tuple(uses)
-    op.results = SSAValues([OpResult(t, op, i) for i, t in enumerate(result_types)])
-    for k, v in defaults[0]:
-        if k not in properties:
-            properties[k] = v
-    for k, v in defaults[1]:
-        if k not in attributes:
-            attributes[k] = v
-    op.properties = properties
-    op.attributes = attributes
-    op.location = UNKNOWN_LOC
-    op._successors = op._successor_uses = ()
-    op.regions = tuple(regions)
-    for r in regions:
-        r.parent = op
-    return op
 
 
 def decode_module(raw: bytes, ctx: Context, max_inline_elements: int, offset: int = 0) -> ModuleOp:
