@@ -48,18 +48,28 @@ Entry = tuple[str, str, tuple[int, ...], int]
 """(weight name, dtype as `np.dtype.str`, shape, byte offset in the buffer)."""
 
 
+_checked: tuple[tuple[Entry, ...], int] | None = None
+"""The last manifest a `WeightPack` found valid, and the buffer size it needs."""
+
+
 class WeightPack(Mapping[str, np.ndarray]):
     """`buffer` (a 1-D C-contiguous `uint8` array) holding the arrays that `entries` describe."""
 
     __slots__ = ("buffer", "entries", "_index")
 
     def __init__(self, buffer: np.ndarray, entries: tuple[Entry, ...]) -> None:
+        global _checked
         if not (isinstance(buffer, np.ndarray) and buffer.dtype == np.uint8 and buffer.ndim == 1
                 and buffer.flags.c_contiguous):
             raise InputError("WeightPack: the buffer must be a 1-D C-contiguous uint8 array")
         self.buffer, self.entries = buffer, tuple(entries)
-        self._index: dict[str, Entry] = {}
+        self._index: dict[str, Entry] | None = None  # made when first needed (see _table)
+        last = _checked
+        if last is not None and last[0] == self.entries and last[1] <= buffer.size:
+            return  # (the manifest every publish of one trainer sends: checked once, one C `==`)
+        self._index = {}
         itemsize: dict[str, int] = {}  # (a replica unpickles thousands of entries: no np.prod each)
+        end = 0
         for e in self.entries:
             name, dtype, shape, offset = e
             size = itemsize.get(dtype) or itemsize.setdefault(dtype, np.dtype(dtype).itemsize)
@@ -69,23 +79,30 @@ class WeightPack(Mapping[str, np.ndarray]):
                                  f"(offset {offset}, {size} bytes, buffer {buffer.size} bytes, "
                                  f"offsets multiples of {ALIGN})")
             self._index[name] = e
+            end = max(end, offset + size)
+        _checked = self.entries, end
+
+    def _table(self) -> dict[str, Entry]:
+        if self._index is None:
+            self._index = {e[0]: e for e in self.entries}
+        return self._index
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled with protocol 5 (Ray), the buffer travels out of band: one array, no copy.
         return WeightPack, (self.buffer, self.entries)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return _view(self.buffer, self._index[name])
+        return _view(self.buffer, self._table()[name])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
+        return iter(self._table())
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self.entries)
 
     def offset(self, name: str) -> int:
         """Where the array `name` starts in the buffer (bytes)."""
-        return self._index[name][3]
+        return self._table()[name][3]
 
 
 def _view(buffer: np.ndarray, entry: Entry) -> np.ndarray:
