@@ -373,7 +373,7 @@ def test_a_packs_runs_of_one_shape_are_viewed_at_once_and_its_manifest_checked_o
     b = load_bundle(_run_model())
     b.init()
     first = None
-    for seed in range(3):
+    for _ in range(3):
         w = {n: rng.standard_normal((2, 4) if n == "m" else (4,)).astype(np.float32) for n in RUN_NAMES}
         pack = pack_weights(w)
         b.commit(b.stage(pack, copy=copy))

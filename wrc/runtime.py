@@ -419,9 +419,10 @@ class Bundle:
     def _manifest(self, entries: tuple[Entry, ...]) -> tuple[Placed, list[Run]] | None:
         """`_placed` of a pack's manifest, and the runs its views are made in (`_runs`), kept
         for the last manifest: a trainer sends the same one each publish, and one tuple `==`
-        (in C) then stands for the checks and the grouping of thousands of entries."""
+        (in C; `is`, for the tuple `WeightPack` keeps of a manifest it checked before) then
+        stands for the checks and the grouping of thousands of entries."""
         last = self._last_manifest
-        if last is not None and last[0] == entries:
+        if last is not None and (last[0] is entries or last[0] == entries):
             return last[1]
         placed = self._placed(entries)
         if placed is None:

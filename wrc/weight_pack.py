@@ -65,8 +65,11 @@ class WeightPack(Mapping[str, np.ndarray]):
         self.buffer, self.entries = buffer, tuple(entries)
         self._index: dict[str, Entry] | None = None  # made when first needed (see _table)
         last = _checked
-        if last is not None and last[0] == self.entries and last[1] <= buffer.size:
-            return  # (the manifest every publish of one trainer sends: checked once, one C `==`)
+        if last is not None and last[1] <= buffer.size and last[0] == self.entries:
+            # (the manifest every publish of one trainer sends: checked once, one C `==`; the
+            # tuple checked kept, so that a bundle finds its own checks of it by identity)
+            self.entries = last[0]
+            return
         self._index = {}
         itemsize: dict[str, int] = {}  # (a replica unpickles thousands of entries: no np.prod each)
         end = 0
