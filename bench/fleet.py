@@ -214,11 +214,13 @@ def _publish_from(fleet: Any, trainer: Any) -> Callable[[int], None]:
 
 def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...] = (True, False),
                 total_mib: int | None = None, counts: tuple[int, ...] | None = None,
-                packs: tuple[bool | str, ...] = ("auto",), publisher: str = "trainer") -> None:
+                packs: tuple[bool | str, ...] = ("auto",), publisher: str = "trainer",
+                options: dict[str, Any] | None = None) -> None:
     """`modes`: copy=True (replicas copy each set) and/or copy=False (zero-copy); `counts`:
     the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`); `packs`:
     `Fleet(pack=...)` settings, each a fleet of its own (False: a dict per publish);
-    `publisher`: who puts the sets published at 1 Hz, a `"trainer"` actor or the `"driver"`."""
+    `publisher`: who puts the sets published at 1 Hz, a `"trainer"` actor or the `"driver"`;
+    `options`: more `Fleet` keyword arguments (e.g. `pause`, `nice`)."""
     import ray
 
     from wrc.fleet import Fleet
@@ -253,7 +255,7 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
                      object_store_memory=int(3 * total + 256 * MIB),
                      _system_config={"free_objects_period_milliseconds": 0})
             try:
-                _run_mode(ray, functools.partial(Fleet, pack=pack), record, label, model, sets, mode, replicas, total, bound,
+                _run_mode(ray, functools.partial(Fleet, pack=pack, **(options or {})), record, label, model, sets, mode, replicas, total, bound,
                           replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0,
                           None if publisher == "driver" else functools.partial(_trainer, ray, names, n, pack))
             finally:
@@ -350,7 +352,11 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
     parser.add_argument("--pack", default="auto", help="Fleet(pack=...) settings: auto, true, false or several")
     parser.add_argument("--publisher", default="trainer", choices=("trainer", "driver"),
                         help="who puts the sets published at 1 Hz: a trainer actor, or the serving driver")
+    parser.add_argument("--pause", type=float, default=None, help="Fleet(pause=...), seconds")
+    parser.add_argument("--nice", type=int, default=None, help="Fleet(nice=...)")
     args = parser.parse_args()
+    options = {k: v for k, v in (("pause", args.pause),
+                                 ("nice", args.nice)) if v is not None}
 
     def show(section: str, case: str, what: str, med: float, mn: float | None = None, unit: str = "ms",
              **extra: Any) -> None:
@@ -359,4 +365,4 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
 
     bench_fleet(args.quick, show, tuple(m == "copy" for m in args.modes.split(",")), args.mib,
                 None if args.counts is None else tuple(int(c) for c in args.counts.split(",")),
-                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")), args.publisher)
+                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")), args.publisher, options)

@@ -4,12 +4,15 @@ few seconds; a bad checkpoint is caught by its validation loss and rolled back.
     python examples/fleet_training.py [--rounds N] [--every SECONDS] [--replicas R]
 
 Needs Ray (`pip install 'wrc[ray]'`). The model (a small MLP regressor) is compiled once; each
-replica loads the bundle. Each round the trainer runs a few SGD steps and publishes the whole
-weight set (`Fleet.publish`: one `ray.put`, staged on every replica, then committed on all).
-Two client threads send requests all the while; every response says which version computed
-it, and is checked at the end against that version's weights (never a mix). Then a diverged
-checkpoint is published, its validation loss (measured through the fleet) is far off, and
-`Fleet.rollback()` switches every replica back.
+replica loads the bundle. The training loop runs in an actor of its own (docs/fleet.md "Serving
+during a publish"): each round it runs a few SGD steps and puts the whole weight set into the
+object store itself (one `ray.put` of a parcel, in its process, not in the one serving the
+clients), and the driver publishes that `ObjectRef` (`Fleet.publish`: staged on every replica,
+then committed on all; no copy of the weights in the driver). Two client threads send
+requests all the while; every response says which version computed it, and is checked at the
+end against that version's weights (never a mix). Then a diverged checkpoint is published, its
+validation loss (measured through the fleet) is far off, and `Fleet.rollback()` switches every
+replica back.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 import ray
 
 import wrc
-from wrc.fleet import Fleet
+from wrc.bundle_format import bundle_bytes
+from wrc.fleet import PACK_BELOW, Fleet
+from wrc.weight_pack import parcel
 
 IN, HIDDEN = 16, 32
 rng = np.random.default_rng(1)
@@ -47,6 +52,24 @@ def sgd(w: dict[str, np.ndarray], steps: int, lr: float = 0.05) -> float:
         w["w1"] -= lr * g1
         w["w2"] -= lr * g2
     return loss
+
+
+class Trainer:
+    """The training loop, in a process of its own (a Ray actor): it holds the weights, trains
+    them and puts each version into the object store itself."""
+
+    def __init__(self, w: dict[str, np.ndarray]) -> None:
+        self.w = {k: a.copy() for k, a in w.items()}
+
+    def step(self, steps: int) -> tuple[float, list[ray.ObjectRef]]:
+        """Train, then put the weights as `publish` would (a parcel); the reference in a list,
+        so that Ray hands it on instead of fetching the weights."""
+        loss = sgd(self.w, steps)
+        return loss, [ray.put(parcel(self.w, PACK_BELOW))]
+
+    def diverged(self) -> list[ray.ObjectRef]:
+        """A checkpoint from a run that blew up (the trainer's own weights stay as they are)."""
+        return [ray.put(parcel({k: a * 40 for k, a in self.w.items()}, PACK_BELOW))]
 
 
 def main() -> int:
@@ -74,7 +97,9 @@ def run(rounds: int, every: float, replicas: int, copy: bool = True) -> int:
         graphs = wrc.convert_to_weight_refreshable_graphs(g, ["w1", "w2"])
         model = wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
                                         (graphs.var_update_graph, {})])
-    fleet = Fleet(model, replicas, options={"num_cpus": 0}, copy=copy)  # version 0: the weights compiled in
+    data = bundle_bytes(model)
+    wrc.load_bundle(data)  # compiled once, here: each replica finds it in the load cache
+    fleet = Fleet(data, replicas, options={"num_cpus": 0}, copy=copy)  # version 0: the weights compiled in
 
     request = rng.standard_normal((4, IN)).astype(np.float32)
     target = np.sin(request @ TRUE_W)
@@ -96,18 +121,25 @@ def run(rounds: int, every: float, replicas: int, copy: bool = True) -> int:
     clients = [threading.Thread(target=client, name=f"client{i}") for i in range(2)]
     for c in clients:
         c.start()
+    trainer = ray.remote(num_cpus=0)(Trainer).remote(w)
+
+    def publish(ref: ray.ObjectRef) -> int:
+        version = fleet.publish(ref)               # stage + commit: the set is in the store already
+        published[version] = {k: a.copy() for k, a in ray.get(ref).items()}  # (for the check below)
+        return version
+
     try:
         for r in range(1, rounds + 1):
-            loss = sgd(w, steps=40)
-            version = fleet.publish(w)           # the whole set: one ray.put, staged, committed
-            published[version] = {k: a.copy() for k, a in w.items()}
+            fleet.release()                        # the store then holds two sets, not three
+            loss, (ref,) = ray.get(trainer.step.remote(40))
+            version = publish(ref)
+            del ref                                # (the fleet holds it from here on)
             print(f"round {r}: train loss {loss:.4f}, published version {version}, "
                   f"validation loss {validation_loss():.4f}, {len(responses)} requests served so far")
             time.sleep(every)
         good, good_loss = fleet.version, validation_loss()
-        diverged = {k: a * 40 for k, a in w.items()}  # a checkpoint from a run that blew up
-        bad = fleet.publish(diverged)
-        published[bad] = diverged
+        fleet.release()
+        bad = publish(ray.get(trainer.diverged.remote())[0])
         bad_loss = validation_loss()
         print(f"published version {bad}: validation loss {bad_loss:.4f} (was {good_loss:.4f})")
         if bad_loss > 2 * good_loss:

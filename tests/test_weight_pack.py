@@ -341,3 +341,76 @@ def test_a_parcel_is_staged_as_its_pack_bit_identical_to_a_dict(model: ModelBuff
         # copy=True: the bundle's own copy (one slab); copy=False: views of the store's memory
         assert all(np.shares_memory(a, store) is not copy for a in by_parcel.weights().values())
         assert len(_owners(by_parcel.weights())) == 1
+
+
+RUN_NAMES = [*(f"w{i}" for i in range(8)), "m", "w8", "w9"]  # "m": another shape, which ends a run
+
+
+def _run_model() -> ModelBuffer:
+    """x + w0 + ... + w9 + m: many weights of one shape (a run in a pack), one of another."""
+    import wrc
+
+    g = wrc.Graph("runs")
+    y = g.data("x", (2, 4))
+    for name in RUN_NAMES:
+        y = g.add(y, g.const(name, np.zeros((2, 4) if name == "m" else (4,), np.float32)))
+    g.output(y)
+    with wrc.BuildSession():
+        graphs = wrc.convert_to_weight_refreshable_graphs(g, RUN_NAMES)
+        return wrc.bundle_build_model([(graphs.infer_graph, {}), (graphs.var_init_graph, {}),
+                                       (graphs.var_update_graph, {})])
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_packs_runs_of_one_shape_are_viewed_at_once_and_its_manifest_checked_once(copy: bool) -> None:
+    """A bundle views each run of same-shaped arrays of a pack as the rows of one strided
+    array (`_runs`), values bit-identical, read-only and contiguous; the checks and runs of a
+    manifest are kept for the next pack with an equal one; another is checked again."""
+    from wrc.runtime import _runs
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    b = load_bundle(_run_model())
+    b.init()
+    first = None
+    for _ in range(3):
+        w = {n: rng.standard_normal((2, 4) if n == "m" else (4,)).astype(np.float32) for n in RUN_NAMES}
+        pack = pack_weights(w)
+        b.commit(b.stage(pack, copy=copy))
+        want = x
+        for n in RUN_NAMES:
+            want = want + w[n]
+        np.testing.assert_allclose(b.infer({"x": x})[0], want, rtol=1e-6, atol=1e-6)
+        live = b.weights()
+        for n, a in w.items():
+            got = live[n]
+            assert np.array_equal(got, a) and got.shape == a.shape and got.flags.c_contiguous, n
+            assert not got.flags.writeable and np.shares_memory(got, pack.buffer) is not copy, n
+        del live, got
+        manifest = b._last_manifest  # noqa: SLF001
+        assert manifest is not None and manifest[0] == pack.entries
+        if first is None:
+            first = manifest
+        assert manifest is first  # an equal manifest: its checks and runs were kept
+        runs = manifest[1][1]
+        assert [names for names, *_ in runs] == [[f"{n}_var" for n in run] for run in (RUN_NAMES[:8], ["m"], ["w8", "w9"])]
+        assert all(stride == ALIGN for names, *_, stride in runs if len(names) > 1)
+    bad = pack_weights({**w, "w3": np.zeros(5, np.float32)})  # another manifest: checked again
+    with pytest.raises(InputError, match=r"'w3'"):
+        b.stage(bad, copy=copy)
+    assert b._last_manifest is first  # noqa: SLF001
+    # runs break at another dtype, shape, stride, a 0-d array, and keep the order given
+    f4, f8 = np.dtype(np.float32), np.dtype(np.float64)
+    placed = {"a": (f4, (2,), 0), "b": (f4, (2,), 64), "c": (f4, (2,), 128), "d": (f4, (2,), 256),
+              "e": (f8, (2,), 320), "f": (f8, (2,), 384), "g": (f8, (), 448), "h": (f8, (), 512), "i": (f8, (3,), 576)}
+    assert [names for names, *_ in _runs(placed)] == [["a", "b", "c"], ["d"], ["e", "f"], ["g"], ["h"], ["i"]]
+
+
+def test_a_manifest_checked_once_is_still_checked_against_its_buffer() -> None:
+    values = {f"w{i}": np.full(3, i, np.float32) for i in range(5)}
+    pack = pack_weights(values)
+    again = WeightPack(pack.buffer.copy(), tuple(list(e) and e for e in pack.entries))  # the same manifest
+    assert list(again) == list(values) and len(again) == 5 and again.offset("w4") == pack.offset("w4")
+    assert all(np.array_equal(again[k], a) for k, a in values.items())
+    with pytest.raises(InputError, match=r"^WeightPack: weight 'w4' .*outside"):
+        WeightPack(pack.buffer[:pack.offset("w4") + 4].copy(), pack.entries)  # too small for it now

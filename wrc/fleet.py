@@ -134,11 +134,14 @@ class Replica:
     `copy`: weight sets copied into the bundle's buffers, or adopted (zero-copy)."""
 
     def __init__(self, model: bytes, backend: str, registry: Any, copy: bool = True, timeout: float = 120.0,
-                 nice: int = COPY_NICE) -> None:
+                 nice: int = COPY_NICE, pause: float = 0.0) -> None:
         ray = _ray()
         self.bundle = load_bundle(model, backend)
         self.copy = copy
         self._copier = _copier(nice)  # staging, below the requests' priority
+        self._pause = pause  # how long a request waits at most for a stage to finish
+        self._serving = threading.Event()  # cleared while a stage runs (with `pause`)
+        self._serving.set()
         # bundle version → fleet version; only added to (an int pair per version), so that a
         # request finishing on an old snapshot still finds its version.
         self._fleet: dict[int, int] = {}
@@ -161,6 +164,8 @@ class Replica:
         self._staged = self._replaced = None
 
     def infer(self, inputs: Any) -> tuple[list[Any], int]:
+        if self._pause:
+            self._serving.wait(self._pause)
         outputs, version = self.bundle.infer(inputs, with_version=True)
         return outputs, self._fleet[version]
 
@@ -170,7 +175,12 @@ class Replica:
     def stage(self, version: int, weights: Mapping[str, Any]) -> None:
         self._replaced = None  # staging gives up the bundle's previous version
         # copy: into the bundle's buffers, the store's arrays let go; else they are adopted
-        local = _on(self._copier, self.bundle.stage, weights, self.copy)
+        if self._pause:
+            self._serving.clear()
+        try:
+            local = _on(self._copier, self.bundle.stage, weights, self.copy)
+        finally:
+            self._serving.set()
         self._fleet[local] = version
         self._staged = (version, local)
 
@@ -238,7 +248,10 @@ class Fleet:
     for a replica (loading, staging, committing, a request) or the registry. `nice`: how much
     lower the CPU priority of the threads that copy weight sets is (replicas' staging, the
     controller's pack and put), so that requests keep the cores during a publish; 0: the same;
-    None: `COPY_NICE` (10) with `copy=True`, 0 with `copy=False`.
+    None: `COPY_NICE` (10) with `copy=True`, 0 with `copy=False`. `pause`: seconds a request
+    that reaches a replica while it stages waits at most for the stage to finish, so that
+    the stage gets the replica's share of the cores (0: none; docs/fleet.md "Serving during
+    a publish": a faster publish against slower requests meanwhile).
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
@@ -246,7 +259,7 @@ class Fleet:
                  infer_threads: int = 2,
                  options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                  copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto",
-                 nice: int | None = None) -> None:
+                 nice: int | None = None, pause: float = 0.0) -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
@@ -258,7 +271,11 @@ class Fleet:
             nice = COPY_NICE if copy else 0
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise InputError(f"Fleet: nice must be an int from 0 to 19, got {nice!r}")
+        if isinstance(pause, bool) or not isinstance(pause, int | float) or not 0 <= pause <= timeout:
+            raise InputError(f"Fleet: pause must be a number of seconds from 0 to timeout ({timeout:g}), "
+                             f"got {pause!r}")
         self.copy, self.timeout, self.pack, self.nice = bool(copy), float(timeout), pack, nice
+        self.pause = float(pause)
         self._pack_buffer: Any = None  # the last pack's buffer, reused (touched pages)
         self._copier = _copier(nice)  # packs and puts, below the requests' priority
         each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
@@ -276,7 +293,7 @@ class Fleet:
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
         self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
         self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
-            self._model, backend, self._registry, self.copy, self.timeout, nice) for opts in each]
+            self._model, backend, self._registry, self.copy, self.timeout, nice, self.pause) for opts in each]
         self._all("version")  # every replica loaded (their errors surface here)
         self._next = itertools.count()
 

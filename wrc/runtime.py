@@ -216,6 +216,7 @@ class Bundle:
         # A pack's manifest is checked against this (see _placed): name → variable, dtype, shape.
         self._pack_table = {w.name: (w.variable, w.dtype.str, w.shape, w.dtype) for w in self._weights
                             if 0 not in w.shape}
+        self._last_manifest: tuple[tuple[Entry, ...], tuple[Placed, list[Run]]] | None = None  # see _manifest
         self._shared = dict(analysis.shared)
         self._weight_bytes = sum(int(a.nbytes) for a in model.weights.values())  # (see prefault_budget)
         self._warm = False  # an infer has run once (see _warm_up)
@@ -415,6 +416,21 @@ class Bundle:
             placed[t[0]] = (t[3], shape, offset)
         return placed
 
+    def _manifest(self, entries: tuple[Entry, ...]) -> tuple[Placed, list[Run]] | None:
+        """`_placed` of a pack's manifest, and the runs its views are made in (`_runs`), kept
+        for the last manifest: a trainer sends the same one each publish, and one tuple `==`
+        (in C; `is`, for the tuple `WeightPack` keeps of a manifest it checked before) then
+        stands for the checks and the grouping of thousands of entries."""
+        last = self._last_manifest
+        if last is not None and (last[0] is entries or last[0] == entries):
+            return last[1]
+        placed = self._placed(entries)
+        if placed is None:
+            return None
+        found = placed, _runs(placed)
+        self._last_manifest = entries, found
+        return found
+
     def _whole(self, weights: Mapping[str, Any], method: str, copy: bool
                ) -> tuple[dict[str, Any], np.ndarray | None] | None:
         """How `stage`/`update` take `weights` as a whole set (`_adopted`: adopted, or a pack or
@@ -448,11 +464,11 @@ class Bundle:
         """Variable → read-only view of each checked weight, for `copy=False`; with `copy`
         (a `WeightPack`), where each is in the pack (`Placed`), and the pack's buffer."""
         if self._packed(weights):
-            placed = self._placed(weights.entries)
-            if placed is not None and copy:
-                return placed, weights.buffer
-            if placed is not None and weights.buffer.ctypes.data % ALIGN == 0:  # every array aligned
-                return _views(weights.buffer, placed), None
+            manifest = self._manifest(weights.entries)
+            if manifest is not None and copy:
+                return manifest, weights.buffer
+            if manifest is not None and weights.buffer.ctypes.data % ALIGN == 0:  # every array aligned
+                return _views(weights.buffer, *manifest), None
         upd, values = self._checked(weights, method)
         if copy:
             assert isinstance(weights, WeightPack)
@@ -684,16 +700,16 @@ class Bundle:
         fresh.update(self._derive(new, arrays))
         return Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh), adopted=True)
 
-    def _copy_pack(self, src: np.ndarray, placed: Placed) -> dict[str, np.ndarray]:
+    def _copy_pack(self, src: np.ndarray, placed: Placed | tuple[Placed, list[Run]]) -> dict[str, np.ndarray]:
         """A pack's whole buffer (or a span) copied at once (one memcpy: a large copy runs at up
         to twice the speed of many small ones) into a slab of the bundle's own, at the same
         address modulo `ALIGN` (each array as aligned as it was); read-only views of that copy
-        at the places given."""
+        at the places given (with their runs: a pack's `_manifest`)."""
         skew = src.__array_interface__["data"][0] % ALIGN
         slab = self._slab(skew + src.size)
         into = slab[skew:skew + src.size] if skew else slab[:src.size]
         np.copyto(into, src)  # (NumPy lets the GIL go while it copies: infer runs on)
-        return _views(into, placed)
+        return _views(into, *placed) if type(placed) is tuple else _views(into, placed)
 
     def _slab(self, size: int) -> np.ndarray:
         """A writable `uint8` array of `size` bytes for `_copy_pack`: a slab made before that no
@@ -710,16 +726,17 @@ class Bundle:
 
     def _drop_spares(self, names: Iterable[str]) -> None:
         """Let the spare buffers of these weights go: adopting versions copy nothing into them."""
-        for var in names:
-            if var not in self._derived:
-                self._spare.pop(var, None)
+        for var in (self._spare.keys() & names) - self._derived.keys():  # (set operations in C)
+            del self._spare[var]
 
     def _publish(self, prepared: Prepared) -> None:
         """Make a prepared version live; the replaced one is retained for `rollback`."""
         live = self._snapshot
         self._snapshot = prepared.snapshot  # the one publishing assignment
         self._reader_globals = None  # it holds the old arrays (see _buffer)
-        self._spare_replaced(live, prepared.snapshot, prepared.changed)
+        # (an adopting version spares only derived values' buffers: see _drop_spares below)
+        self._spare_replaced(live, prepared.snapshot, self._derived.keys() & prepared.changed
+                             if prepared.adopted else prepared.changed)
         self._versions.previous = Prepared(live, prepared.snapshot, prepared.changed)
         if self._stored is not None:  # (after an init the new version holds them all: a no-op)
             self._release_initial(prepared.snapshot)
@@ -1107,12 +1124,47 @@ class Bundle:
         write_weights(path, values, format)
 
 
-def _views(buffer: np.ndarray, placed: Placed) -> dict[str, np.ndarray]:
-    """Variable → a read-only array of `buffer` at its place."""
+Run = tuple[list[str], np.dtype, tuple[int, ...], int, int]
+"""Variables whose arrays follow one another in a buffer at one stride, of one dtype and
+shape: (variables, dtype, shape, first offset, stride)."""
+
+
+def _runs(placed: Placed) -> list[Run]:
+    """`placed` (in its order) as runs of arrays of one dtype and shape (not 0-d) at one
+    stride (`_views` makes each run's views with one NumPy call)."""
+    runs: list[Run] = []
+    for var, (dtype, shape, offset) in placed.items():
+        if runs:
+            names, dt, sh, first, stride = runs[-1]
+            step = offset - first if len(names) == 1 else stride
+            if dt == dtype and sh == shape and shape and step > 0 and offset == first + len(names) * step:
+                names.append(var)
+                runs[-1] = names, dt, sh, first, step
+                continue
+        runs.append(([var], dtype, shape, offset, 0))
+    return runs
+
+
+def _views(buffer: np.ndarray, placed: Placed, runs: list[Run] | None = None) -> dict[str, np.ndarray]:
+    """Variable → a read-only array of `buffer` at its place; with `placed`'s `runs`, each run
+    of several arrays made as the rows of one strided array (~0.1 µs a view, not ~2)."""
     if buffer.flags.writeable:  # (arrays over a read-only buffer are: no flag to set on each)
         buffer = buffer.view()
         buffer.flags.writeable = False
-    return {var: np.ndarray(shape, dtype, buffer=buffer, offset=offset) for var, (dtype, shape, offset) in placed.items()}
+    if runs is None:
+        return {var: np.ndarray(shape, dtype, buffer=buffer, offset=offset)
+                for var, (dtype, shape, offset) in placed.items()}
+    out: dict[str, np.ndarray] = {}
+    for names, dtype, shape, offset, stride in runs:
+        if len(names) == 1:
+            out[names[0]] = np.ndarray(shape, dtype, buffer=buffer, offset=offset)
+            continue
+        inner = [dtype.itemsize]
+        for d in reversed(shape[1:]):
+            inner.insert(0, inner[0] * d)
+        out.update(zip(names, np.ndarray((len(names), *shape), dtype, buffer=buffer, offset=offset,
+                                         strides=(stride, *inner))))
+    return out
 
 
 def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: str = "numpy") -> Bundle:
