@@ -20,12 +20,15 @@ weight-only parts into derive functions:
 
 A weight the lowering reads as it is — a `ge.read_variable` (or its transpose a matmul reads for
 free) of a variable some graph other than the init graph writes (`var_update_graph`: a
-refreshable weight) — is not scaled: its scaled copy would be a derived value as large as the
-weight, held by every version beside the weight itself (which `weights()`, partial updates and
-rollback need), and written by every update. The scale then stays a multiply of the matmul's or
-convolution's result by a per-channel vector, which the NumPy JIT runs in the same compiled
-call as the bias and activation after it (`numpy_jit/fuse.py`). A constant weight, or a weight
-that is computed anyway (a LoRA-merged one, a cast), still takes the scale.
+refreshable weight) — with at least as many elements as the result is not scaled: its scaled
+copy would be a derived value as large as the weight, held by every version beside the weight
+itself (which `weights()`, partial updates and rollback need), and written by every update. The
+scale then stays a multiply of the matmul's or convolution's result by a per-channel vector,
+which the NumPy JIT runs as one multiply-add in the compiled call of the bias and activation
+after it (`numpy_jit/fuse.py`). Where the result is larger than the weight (a CNN's early
+layers, grouped convolutions) the copy is the cheaper side, in memory too, and it is made as
+before. A constant weight, or a weight that is computed anyway (a LoRA-merged one, a cast),
+still takes the scale.
 
 Each rewrite needs the intermediate value (`add`, `matmul`, `conv2d` result) to have no other
 use, keeps every result type, and only touches functions that write no variable (the infer
@@ -36,6 +39,7 @@ onnxruntime's BatchNorm fusions make as well). "Weight-only" = computed from
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -83,10 +87,12 @@ class _Facts:
         parts = self.split(op.lhs, op.rhs) if self.in_scope(op) else None
         return None if parts is None else parts[:2]
 
-    def is_refreshed_weight(self, w: SSAValue) -> bool:
-        """`w` is a refreshable variable read as it is: scaling it would store a copy."""
+    def keeps_scale(self, w: SSAValue, y: SSAValue) -> bool:
+        """`w` is a refreshable variable read as it is (scaling it would store a copy) with at
+        least as many elements as the result `y` the scale would otherwise multiply."""
         read = w.owner
-        return isinstance(read, ge.ReadVariableOp) and read.variable.string_value() in self.refreshed
+        return isinstance(read, ge.ReadVariableOp) and read.variable.string_value() in self.refreshed \
+            and _elements(w) >= _elements(y)
 
     def split(self, a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue, bool] | None:
         """(activation, weight-only operand, weight was on the left) or None."""
@@ -102,6 +108,11 @@ def _tensor(value: SSAValue) -> TensorType:
     t = value.type
     assert isinstance(t, TensorType)
     return t
+
+
+def _elements(value: SSAValue) -> int:
+    """Elements of a tensor (a dynamic dim counted as 1)."""
+    return math.prod(max(d, 1) for d in _tensor(value).get_shape())
 
 
 def _single_use(value: SSAValue) -> bool:
@@ -173,8 +184,7 @@ class ScaleIntoWeights(RewritePattern):
                 return  # not a per-column scale
             w = producer.rhs
             t = w.owner
-            if self.facts.is_refreshed_weight(t.input if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t)
-                                              else w):
+            if self.facts.keeps_scale(t.input if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) else w, y):
                 return
             if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) and _single_use(w):
                 # W = transpose(V): scale V's rows and keep the transpose, which the matmul
@@ -196,7 +206,7 @@ class ScaleIntoWeights(RewritePattern):
             if padded[0] != 1 or padded[2:] != [1, 1]:
                 return  # not a per-output-channel scale
             w = producer.filter
-            if self.facts.is_refreshed_weight(w):
+            if self.facts.keeps_scale(w, y):
                 return
             scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[1], 1, 1, 1], new), new)
             if scaled.type != w.type:

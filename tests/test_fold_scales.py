@@ -23,6 +23,7 @@ F32 = np.float32
 RNG = np.random.default_rng(42)
 X = RNG.standard_normal((3, 5)).astype(F32)
 XC = RNG.standard_normal((2, 3, 6, 6)).astype(F32)
+XS = RNG.standard_normal((1, 3, 3, 3)).astype(F32)  # an image smaller than a 4x3x3x3 filter
 
 
 def weights(seed: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -71,6 +72,14 @@ CASES: dict[str, Case] = {
         lambda g, c: g.mul(g.add(g.conv2d(g.data("x", (2, 3, 6, 6)), c["w"], pads=(1, 1, 1, 1)), c["b"]), c["k"]),
         lambda w: (conv(XC, w["w"]) + w["b"]) * w["k"],
         XC,
+    ),
+    # The same over an image smaller than the filter: a refreshable filter keeps its scale on
+    # the result (a scaled copy would be larger than what it spares).
+    "conv_small_image": (
+        {"w": (4, 3, 3, 3), "b": (4, 1, 1), "k": (1, 4, 1, 1)},
+        lambda g, c: g.mul(g.add(g.conv2d(g.data("x", (1, 3, 3, 3)), c["w"], pads=(1, 1, 1, 1)), c["b"]), c["k"]),
+        lambda w: (conv(XS, w["w"]) + w["b"]) * w["k"],
+        XS,
     ),
     # A scale that also varies over the image (not per channel): left alone.
     "conv_pixel_scale": (
@@ -125,9 +134,10 @@ def _infer_generics(model: wrc.ModelBuffer) -> int:
 
 
 @pytest.mark.parametrize(("name", "frozen", "saved"), [
-    ("gemm_transB_bn", ("w",), 2), ("sub_shifts", ("w",), 2), ("conv_channel_scale", ("w",), 1),
-    # A refreshable weight keeps its scale on the activations (only the shifts merge).
-    ("gemm_transB_bn", (), 1), ("sub_shifts", (), 1), ("conv_channel_scale", (), 0),
+    ("gemm_transB_bn", ("w",), 2), ("sub_shifts", ("w",), 2), ("conv_small_image", ("w",), 1),
+    # A refreshable weight at least as large as the result keeps the scale on the result (only
+    # the shifts merge); a smaller one takes it.
+    ("gemm_transB_bn", (), 1), ("sub_shifts", (), 1), ("conv_small_image", (), 0), ("conv_channel_scale", (), 1),
     ("row_scale", (), 0), ("conv_pixel_scale", (), 0), ("scale_scale_relu", (), 1)])
 def test_folding_removes_activation_passes_only_where_it_may(name: str, frozen: tuple[str, ...], saved: int) -> None:
     """Ops on activations left in the infer graph, with the passes vs without."""
@@ -140,10 +150,12 @@ def _derived_elements(model: wrc.ModelBuffer) -> list[int]:
             if isinstance(v, memref.GlobalOp) and ".hoisted" in v.sym_name.data]
 
 
-@pytest.mark.parametrize("name", ["gemm_transB_bn", "sub_shifts", "conv_channel_scale"])
+@pytest.mark.parametrize("name", ["gemm_transB_bn", "sub_shifts", "conv_small_image"])
 def test_no_scaled_copy_of_a_refreshable_weight(name: str) -> None:
-    """A refreshable weight is not stored twice (raw and scaled): the derived values are the
-    per-channel vectors only; a constant weight takes the scale (a derived copy of its size)."""
+    """A refreshable weight at least as large as its result is not stored twice (raw and
+    scaled): the derived values are the per-channel vectors only; a constant weight takes the
+    scale (a derived copy of its size), and so does a refreshable one smaller than its result."""
     w = int(np.prod(CASES[name][0]["w"]))
     assert max(_derived_elements(build(name, True))) < w
     assert max(_derived_elements(build(name, True, ("w",)))) == w
+    assert max(_derived_elements(build("conv_channel_scale", True))) == np.prod(CASES["conv_channel_scale"][0]["w"])
