@@ -18,6 +18,18 @@ weight-only parts into derive functions:
 * `mul(mul(y, k1), k2)` → `mul(y, k1 * k2)`: one scale instead of two (where no weight
   takes it: a BatchNorm before its ReLU and convolution, then an affine Mul).
 
+A weight the lowering reads as it is — a `ge.read_variable` (or its transpose a matmul reads for
+free) of a variable some graph other than the init graph writes (`var_update_graph`: a
+refreshable weight) — with at least as many elements as the result is not scaled: its scaled
+copy would be a derived value as large as the weight, held by every version beside the weight
+itself (which `weights()`, partial updates and rollback need), and written by every update. The
+scale then stays a multiply of the matmul's or convolution's result by a per-channel vector,
+which the NumPy JIT runs as one multiply-add in the compiled call of the bias and activation
+after it (`numpy_jit/fuse.py`). Where the result is larger than the weight (a CNN's early
+layers, grouped convolutions) the copy is the cheaper side, in memory too, and it is made as
+before. A constant weight, or a weight that is computed anyway (a LoRA-merged one, a cast),
+still takes the scale.
+
 Each rewrite needs the intermediate value (`add`, `matmul`, `conv2d` result) to have no other
 use, keeps every result type, and only touches functions that write no variable (the infer
 graph). Results differ from the unfolded graph by rounding only (the reassociation that
@@ -27,6 +39,7 @@ onnxruntime's BatchNorm fusions make as well). "Weight-only" = computed from
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -42,7 +55,9 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from wrc.abi import DERIVE_ATTR, INIT_GRAPH
 from wrc.dialects import ge
+from wrc.ir_read import walk
 from wrc.passes._weight_only import WeightOnly, is_matmul_transpose, writes_variables
 
 
@@ -50,6 +65,7 @@ from wrc.passes._weight_only import WeightOnly, is_matmul_transpose, writes_vari
 class _Facts:
     """Memoized per pass run: which values are weight-only, which functions may be rewritten."""
 
+    refreshed: frozenset[str]  # variables written by a graph other than the init graph
     weights: WeightOnly = field(default_factory=WeightOnly)
     writable: dict[Operation, bool] = field(default_factory=dict)
 
@@ -71,6 +87,13 @@ class _Facts:
         parts = self.split(op.lhs, op.rhs) if self.in_scope(op) else None
         return None if parts is None else parts[:2]
 
+    def keeps_scale(self, w: SSAValue, y: SSAValue) -> bool:
+        """`w` is a refreshable variable read as it is (scaling it would store a copy) with at
+        least as many elements as the result `y` the scale would otherwise multiply."""
+        read = w.owner
+        return isinstance(read, ge.ReadVariableOp) and read.variable.string_value() in self.refreshed \
+            and _elements(w) >= _elements(y)
+
     def split(self, a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue, bool] | None:
         """(activation, weight-only operand, weight was on the left) or None."""
         wa, wb = self.is_weight(a), self.is_weight(b)
@@ -85,6 +108,11 @@ def _tensor(value: SSAValue) -> TensorType:
     t = value.type
     assert isinstance(t, TensorType)
     return t
+
+
+def _elements(value: SSAValue) -> int:
+    """Elements of a tensor (a dynamic dim counted as 1)."""
+    return math.prod(max(d, 1) for d in _tensor(value).get_shape())
 
 
 def _single_use(value: SSAValue) -> bool:
@@ -156,6 +184,8 @@ class ScaleIntoWeights(RewritePattern):
                 return  # not a per-column scale
             w = producer.rhs
             t = w.owner
+            if self.facts.keeps_scale(t.input if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) else w, y):
+                return
             if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) and _single_use(w):
                 # W = transpose(V): scale V's rows and keep the transpose, which the matmul
                 # reads for free; only the elementwise product is then a derived weight.
@@ -176,6 +206,8 @@ class ScaleIntoWeights(RewritePattern):
             if padded[0] != 1 or padded[2:] != [1, 1]:
                 return  # not a per-output-channel scale
             w = producer.filter
+            if self.facts.keeps_scale(w, y):
+                return
             scaled = _binary(ge.MulOp, w, _reshaped(k, [padded[1], 1, 1, 1], new), new)
             if scaled.type != w.type:
                 return
@@ -259,6 +291,13 @@ class MergeScales(RewritePattern):
         rewriter.erase(inner)
 
 
+def _refreshed(module: ModuleOp) -> frozenset[str]:
+    """The variables a function other than the init graph and the derive functions assigns."""
+    return frozenset(a.variable.string_value() for f in module.ops
+                     if isinstance(f, FuncOp) and f.sym_name.data != INIT_GRAPH and DERIVE_ATTR not in f.attributes
+                     for a in walk(f) if isinstance(a, ge.AssignOp | ge.AssignIfNonEmptyOp))
+
+
 @dataclass(frozen=True)
 class GeFoldWeightScalesPass(ModulePass):
     """Fold weight-only scales into matmul/conv weights and merge weight-only shifts."""
@@ -266,7 +305,7 @@ class GeFoldWeightScalesPass(ModulePass):
     name = "ge-fold-weight-scales"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        facts = _Facts()
+        facts = _Facts(_refreshed(op))
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [DistributeScale(facts), ScaleIntoWeights(facts), MergeShifts(facts), MergeScales(facts)], dce_enabled=False

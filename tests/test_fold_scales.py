@@ -1,8 +1,9 @@
 """`ge-fold-weight-scales` numerics: every rewrite it makes (and every case it must leave
 alone) gives the results of a NumPy formula, on both backends, with and without the passes.
 
-Each case is a small graph whose weights are all refreshable; the bundle is updated to a
-second weight set so derived values are recomputed, not just computed at init.
+Each case is a small graph whose weights are all refreshable, or all but the matmul's or
+convolution's weight `w` (a constant: the one a scale is folded into); the bundle is updated to
+a second weight set so derived values are recomputed, not just computed at init.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from xdsl.dialects import func as func_dialect
+from xdsl.dialects import memref
 from xdsl.dialects.linalg.ops import GenericOp
 
 import wrc
@@ -21,6 +23,7 @@ F32 = np.float32
 RNG = np.random.default_rng(42)
 X = RNG.standard_normal((3, 5)).astype(F32)
 XC = RNG.standard_normal((2, 3, 6, 6)).astype(F32)
+XS = RNG.standard_normal((1, 3, 3, 3)).astype(F32)  # an image smaller than a 4x3x3x3 filter
 
 
 def weights(seed: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -70,6 +73,14 @@ CASES: dict[str, Case] = {
         lambda w: (conv(XC, w["w"]) + w["b"]) * w["k"],
         XC,
     ),
+    # The same over an image smaller than the filter: a refreshable filter keeps its scale on
+    # the result (a scaled copy would be larger than what it spares).
+    "conv_small_image": (
+        {"w": (4, 3, 3, 3), "b": (4, 1, 1), "k": (1, 4, 1, 1)},
+        lambda g, c: g.mul(g.add(g.conv2d(g.data("x", (1, 3, 3, 3)), c["w"], pads=(1, 1, 1, 1)), c["b"]), c["k"]),
+        lambda w: (conv(XS, w["w"]) + w["b"]) * w["k"],
+        XS,
+    ),
     # A scale that also varies over the image (not per channel): left alone.
     "conv_pixel_scale": (
         {"w": (4, 3, 3, 3), "k": (6, 6)},
@@ -87,14 +98,19 @@ CASES: dict[str, Case] = {
 }
 
 
-def build(name: str, hoist: bool) -> wrc.ModelBuffer:
+def build(name: str, hoist: bool, frozen: tuple[str, ...] = ()) -> wrc.ModelBuffer:
+    """The case's bundle, the weights named in `frozen` left constants."""
     shapes, make, _, _ = CASES[name]
     w0 = weights(0, shapes)
     g = wrc.Graph(name)
     g.output(make(g, {k: g.const(k, v) for k, v in w0.items()}))
     with wrc.BuildSession({"wrc.hoist_weight_only": "true" if hoist else "false"}):
-        parts = wrc.convert_to_weight_refreshable_graphs(g, list(shapes))
+        parts = wrc.convert_to_weight_refreshable_graphs(g, [k for k in shapes if k not in frozen])
         return wrc.bundle_build_model([parts.infer_graph, parts.var_update_graph, parts.var_init_graph])
+
+
+def _frozen_variants(name: str) -> list[tuple[str, ...]]:
+    return [(), ("w",)] if "w" in CASES[name][0] else [()]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "interp"])
@@ -102,11 +118,13 @@ def build(name: str, hoist: bool) -> wrc.ModelBuffer:
 def test_folded_graphs_compute_the_formula(name: str, backend: str) -> None:
     shapes, _, ref, x = CASES[name]
     for hoist in (True, False):
-        b = wrc.load_bundle(build(name, hoist), backend=backend)
-        b.init()
-        np.testing.assert_allclose(b.infer([x])[0], ref(weights(0, shapes)), rtol=1e-5, atol=1e-5)
-        b.update(weights(1, shapes))
-        np.testing.assert_allclose(b.infer([x])[0], ref(weights(1, shapes)), rtol=1e-5, atol=1e-5)
+        for frozen in _frozen_variants(name):
+            b = wrc.load_bundle(build(name, hoist, frozen), backend=backend)
+            b.init()
+            np.testing.assert_allclose(b.infer([x])[0], ref(weights(0, shapes)), rtol=1e-5, atol=1e-5)
+            new = {k: v for k, v in weights(1, shapes).items() if k not in frozen}
+            b.update(new)
+            np.testing.assert_allclose(b.infer([x])[0], ref({**weights(0, shapes), **new}), rtol=1e-5, atol=1e-5)
 
 
 def _infer_generics(model: wrc.ModelBuffer) -> int:
@@ -115,9 +133,29 @@ def _infer_generics(model: wrc.ModelBuffer) -> int:
     return sum(isinstance(op, GenericOp) for op in fn.walk())
 
 
-@pytest.mark.parametrize(("name", "saved"), [("gemm_transB_bn", 2), ("sub_shifts", 2), ("conv_channel_scale", 1),
-                                             ("row_scale", 0), ("conv_pixel_scale", 0),
-                                             ("scale_scale_relu", 1)])
-def test_folding_removes_activation_passes_only_where_it_may(name: str, saved: int) -> None:
+@pytest.mark.parametrize(("name", "frozen", "saved"), [
+    ("gemm_transB_bn", ("w",), 2), ("sub_shifts", ("w",), 2), ("conv_small_image", ("w",), 1),
+    # A refreshable weight at least as large as the result keeps the scale on the result (only
+    # the shifts merge); a smaller one takes it.
+    ("gemm_transB_bn", (), 1), ("sub_shifts", (), 1), ("conv_small_image", (), 0), ("conv_channel_scale", (), 1),
+    ("row_scale", (), 0), ("conv_pixel_scale", (), 0), ("scale_scale_relu", (), 1)])
+def test_folding_removes_activation_passes_only_where_it_may(name: str, frozen: tuple[str, ...], saved: int) -> None:
     """Ops on activations left in the infer graph, with the passes vs without."""
-    assert _infer_generics(build(name, False)) - _infer_generics(build(name, True)) == saved
+    assert _infer_generics(build(name, False, frozen)) - _infer_generics(build(name, True, frozen)) == saved
+
+
+def _derived_elements(model: wrc.ModelBuffer) -> list[int]:
+    """The sizes of the derived variables (`ge-hoist-weight-only`'s) of a bundle."""
+    return [int(np.prod(v.type.get_shape())) for v in model.module.ops
+            if isinstance(v, memref.GlobalOp) and ".hoisted" in v.sym_name.data]
+
+
+@pytest.mark.parametrize("name", ["gemm_transB_bn", "sub_shifts", "conv_small_image"])
+def test_no_scaled_copy_of_a_refreshable_weight(name: str) -> None:
+    """A refreshable weight at least as large as its result is not stored twice (raw and
+    scaled): the derived values are the per-channel vectors only; a constant weight takes the
+    scale (a derived copy of its size), and so does a refreshable one smaller than its result."""
+    w = int(np.prod(CASES[name][0]["w"]))
+    assert max(_derived_elements(build(name, True))) < w
+    assert max(_derived_elements(build(name, True, ("w",)))) == w
+    assert max(_derived_elements(build("conv_channel_scale", True))) == np.prod(CASES["conv_channel_scale"][0]["w"])

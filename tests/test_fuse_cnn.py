@@ -1,5 +1,5 @@
 """The fused-chain machine on CNN tails (fuse.py, wrc/backends/native/elementwise.c): its
-sigmoid instruction, channel values broadcast over planes (squeeze-excite gates), against
+sigmoid and multiply-add instructions, channel values broadcast over planes (squeeze-excite gates), against
 NumPy formulas in float64, `numpy{native=false}` and the interpreter."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from tests.test_fuse import MODULE, check, groups, needs_native, run
 from wrc.backends.numpy_jit import JitOptions
 from wrc.backends.numpy_jit import fuse as fuse_mod
-from wrc.backends.numpy_jit.fuse import SIGMOID
+from wrc.backends.numpy_jit.fuse import MULADD, OPCODES, SIGMOID
 from wrc.graph import Graph
 
 RNG = np.random.default_rng(12)
@@ -184,3 +184,55 @@ def test_one_op_with_a_constant_over_a_small_space_is_a_call_of_the_machine() ->
     g = Graph("big")
     g.output(g.relu(g.data("x", (1, 8, 64, 64))))
     assert groups(g) == []
+
+
+@needs_native
+@pytest.mark.parametrize("plane", [(1, 1), (4, 4), (7, 7), (24, 24)])
+@pytest.mark.parametrize("form", ["scale_shift", "shift_first", "full", "uniform", "used_twice"])
+def test_a_product_only_a_sum_reads_is_one_muladd_rounded_as_numpy(plane: tuple[int, int], form: str) -> None:
+    # A convolution's BatchNorm left on its output (`ge-fold-weight-scales` on a refreshable
+    # weight): relu(x * k + b), k and b per channel, is one MULADD (the product rounded, then
+    # the sum: NumPy's bits, no fused multiply-add) over planes from 1x1 (uniform registers)
+    # and 4x4 (per-row) to 24x24 (rows a block); the sum written the other way round, three
+    # full operands, a scalar scale; a product also stored stays a MULF and an ADDF.
+    c = 16
+    x = (RNG.standard_normal((1, c, *plane)) * 3).astype(np.float32)
+    k, b = (RNG.standard_normal((c, 1, 1)).astype(np.float32) for _ in range(2))
+    g = Graph(form)
+    xs = g.data("x", x.shape)
+    inputs = [x]
+    if form == "full":
+        y, z = (RNG.standard_normal(x.shape).astype(np.float32) for _ in range(2))
+        inputs += [y, z]
+        prod, shift, want = g.mul(xs, g.data("y", y.shape)), g.data("z", z.shape), x * y + z
+    elif form == "uniform":
+        prod, shift, want = g.mul(g.const("k", np.float32(0.3)), xs), g.const("b", b), x * np.float32(0.3) + b
+    else:
+        prod, shift, want = g.mul(xs, g.const("k", k)), g.const("b", b), x * k + b
+    out = g.add(shift, prod) if form == "shift_first" else g.add(prod, shift)
+    g.output(g.relu(out), *([prod] if form == "used_twice" else []))
+    got = check(g, inputs, [np.maximum(want.astype(np.float64), 0)], tol=1e-5, interp=plane == (4, 4))
+    np.testing.assert_array_equal(got[0], np.maximum(want, 0))  # float32 NumPy, step by step
+    np.testing.assert_array_equal(got[0], run(g, inputs, JitOptions(native=False))[0])
+    [group] = groups(g)
+    ops = _opcode_words(group.program)
+    if form == "used_twice":
+        assert MULADD not in ops and OPCODES["arith.mulf"] in ops
+    else:
+        assert ops.count(MULADD) == 1 and OPCODES["arith.mulf"] not in ops and OPCODES["arith.addf"] not in ops
+
+
+@needs_native
+def test_muladd_never_contracts_to_an_fma() -> None:
+    # products whose rounding a fused multiply-add would skip (x * k near -b): the machine's
+    # bits are NumPy's float32 multiply, then add, for every element
+    x = RNG.standard_normal(4096).astype(np.float32)
+    k = np.float32(1.1)
+    b = -(x * k) + RNG.standard_normal(4096).astype(np.float32) * np.float32(1e-6)
+    words = (0, 1, x.size, 4, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1,  # x, k (stride 0), b, out
+             4, 5, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 2, 2, 0, 0,  # registers, loads
+             MULADD, 3, 0, 1, 2, 1, 3, 3, 0, 0)  # x * k + b, stored
+    out = np.empty_like(x)
+    MODULE.run(fuse_mod.program_array(words), x, np.full(1, k), b, out)
+    np.testing.assert_array_equal(out, x * k + b)
+    assert not np.array_equal(out, (x.astype(np.float64) * k + b).astype(np.float32))  # an FMA's bits differ

@@ -274,8 +274,8 @@ class Bundle:
         self._delta_zeros: dict[str, Any] = {}  # the delta graph's inputs for weights left as they are
         # stage(copy=False): adopting arrays is what the update graph would do (host memory only).
         self._adoptable = upd is not None and self._arrays.host and plain_copies(upd)
-        # Variables whose stored initial value only derive functions read (the sources of
-        # BatchNorm folded into convolution weights): once derived from, a snapshot holds
+        # Variables whose stored initial value only derive functions read (a BatchNorm's
+        # statistics, a small filter with its scale folded in): once derived from, a snapshot holds
         # `_InFile` for them, and their memory goes (see _derive, _sources).
         read = {v for f in self._graphs.values() for v in f.reads} | {d.variable for d in self._deltas.values()}
         sources = {v for d in self._derives for v in d.reads}

@@ -41,6 +41,7 @@ enum {
   OP_CMP, OP_SELECT,
   OP_SUM, OP_MAX_OF, OP_PASS,
   OP_SIGMOID, /* 1 / (1 + exp(-x)): fuse.py recognises the chain */
+  OP_MULADD,  /* a * b + c, the product rounded first (fuse.py: a product only a sum reads) */
   N_OPCODES
 };
 
@@ -176,6 +177,7 @@ static int cmp(double a, double b, int pred) {
 /* One function per element type: elementwise_run.h over T with its math functions. */
 #define T float
 #define RUN run_float
+#define MULADD muladd_float
 #define EXP exp32
 #define TANH tanh32
 #define ERF erf32
@@ -189,6 +191,7 @@ static int cmp(double a, double b, int pred) {
 #include "elementwise_run.h"
 #undef T
 #undef RUN
+#undef MULADD
 #undef EXP
 #undef TANH
 #undef ERF
@@ -201,6 +204,7 @@ static int cmp(double a, double b, int pred) {
 #undef POW
 #define T double
 #define RUN run_double
+#define MULADD muladd_double
 #define EXP exp
 #define TANH tanh
 #define ERF erf
@@ -242,8 +246,8 @@ static int parse(const int64_t *w, Py_ssize_t len, prog_t *p) {
     if (in->d < 0 || in->d >= nr) goto bad;
     if (op == OP_LOAD && (in->a < 0 || in->a >= p->nops)) goto bad;
     if (op >= OP_NEG && (in->a < 0 || in->a >= nr)) goto bad;
-    if (op >= OP_ADD && op <= OP_SELECT && (in->b < 0 || in->b >= nr)) goto bad;
-    if (op == OP_SELECT && (in->c < 0 || in->c >= nr)) goto bad;
+    if (((op >= OP_ADD && op <= OP_SELECT) || op == OP_MULADD) && (in->b < 0 || in->b >= nr)) goto bad;
+    if ((op == OP_SELECT || op == OP_MULADD) && (in->c < 0 || in->c >= nr)) goto bad;
   }
   return 0;
 #undef NEXT

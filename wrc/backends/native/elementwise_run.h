@@ -21,6 +21,34 @@
  * and uniform registers only (LayerNorm's `sqrt(var / n + eps)` over rows of 16: 16 values,
  * not 256). An op with a full operand spreads a per-row one along its rows first. */
 
+/* r = x * y + z over a block's len elements, each operand its elements or, where u* is set,
+ * its element 0: the product rounded before the sum (NumPy's multiply, then add: the same
+ * bits), never contracted to a fused multiply-add as the file's fp-contract=fast would (the
+ * function's own option; clang contracts only within an expression). A call per block. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+static void MULADD(T *r, const T *x, int ux, const T *y, int uy, const T *z, int uz, int len) {
+  if (!ux && uy && uz) { /* a per-channel scale and shift: a convolution's BatchNorm */
+    T a = y[0], b = z[0];
+    for (int j = 0; j < len; j++) {
+      T p = x[j] * a;
+      r[j] = p + b;
+    }
+  } else if (!ux && uy && !uz) {
+    T a = y[0];
+    for (int j = 0; j < len; j++) {
+      T p = x[j] * a;
+      r[j] = p + z[j];
+    }
+  } else {
+    for (int j = 0; j < len; j++) {
+      T p = x[ux ? 0 : j] * y[uy ? 0 : j];
+      r[j] = p + z[uz ? 0 : j];
+    }
+  }
+}
+
 static void RUN(const prog_t *p) {
   typedef T elem;
   elem scratch[MAX_REGS][BLOCK];
@@ -243,6 +271,41 @@ static void RUN(const prog_t *p) {
             case OP_CMP: {
               int pred = (int)in->c;
               MAP2((elem)cmp(X, Y, pred));
+              break;
+            }
+            case OP_MULADD: {
+              const elem *src[3] = {x, reg[in->b], reg[in->c]};
+              int u[3] = {ux, uni[in->b], uni[in->c]};
+              if (u[0] != FULL && u[1] != FULL && u[2] != FULL) { /* uniform, or per row */
+                int per_row = u[0] == PER_ROW || u[1] == PER_ROW || u[2] == PER_ROW;
+                MULADD(r, src[0], u[0] == UNIFORM, src[1], u[1] == UNIFORM, src[2], u[2] == UNIFORM,
+                       per_row ? (int)k : 1);
+                uni[d] = per_row ? PER_ROW : UNIFORM;
+              } else {
+                if (u[0] != FULL && u[1] == FULL) { /* x * y commutes: the full one first */
+                  const elem *s_ = src[0];
+                  int u_ = u[0];
+                  src[0] = src[1], src[1] = s_;
+                  u[0] = FULL, u[1] = u_;
+                }
+                if (u[0] == FULL && u[1] != FULL && u[2] != FULL && (u[1] == PER_ROW || u[2] == PER_ROW)) {
+                  /* a per-channel scale and shift over short planes: row by row, not spread;
+                   * the last row first, as r may be a per-row source's register (row b's
+                   * value is read before its elements are written, rows before it are not) */
+                  for (Py_ssize_t b_ = k - 1; b_ >= 0; b_--)
+                    MULADD(r + b_ * w, src[0] + b_ * w, 0, src[1] + (u[1] == PER_ROW ? b_ : 0), 1,
+                           src[2] + (u[2] == PER_ROW ? b_ : 0), 1, w);
+                } else {
+                  for (int t = 0; t < 3; t++)
+                    if (u[t] == PER_ROW) {
+                      SPREAD(wide[t], src[t], u[t]);
+                      src[t] = wide[t];
+                      u[t] = FULL;
+                    }
+                  MULADD(r, src[0], u[0], src[1], u[1], src[2], u[2], len);
+                }
+                uni[d] = FULL;
+              }
               break;
             }
             case OP_SELECT: {
