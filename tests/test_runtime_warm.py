@@ -76,3 +76,16 @@ def test_weight_stripped_bundle_warms_at_its_first_complete_update() -> None:
     b.update({"const_2": W2})
     check(b.infer({"x": X}), W1, W2)
     assert calls.count("var_infer_graph") == 2
+
+
+def test_init_prepares_the_update_graph_so_the_first_update_does_not_make_it(tmp_path) -> None:
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    for _ in range(2):  # a cold load (generated now), then a load cache hit (decoded when made)
+        b = load_bundle(path, backend="numpy")
+        made = b._compiled._fns  # the functions made so far, by name
+        assert "var_update_graph" not in made
+        b.init()
+        assert "var_update_graph" in made and "var_infer_graph" in made
+        b.update({"const_1": -W1})
+        check(b.infer({"x": X}), -W1, W2)

@@ -321,6 +321,9 @@ class Bundle:
         self.run(INIT_GRAPH)
         self._prefault()
         self._warm_up()
+        prepare = getattr(self._compiled, "prepare", None)
+        if prepare is not None and UPDATE_GRAPH in self._graphs:
+            prepare(UPDATE_GRAPH)  # (made at the first update otherwise: part of its cost)
 
     def update(self, weights: Mapping[str, Any], copy: bool = True) -> None:
         """Replace the named weights atomically (keys: the original constant names).

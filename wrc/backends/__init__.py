@@ -12,6 +12,8 @@ outs = compiled.run("var_infer_graph", globals_, args)
 * `run` returns fresh arrays, one per function result.
 * optional `warm_up` (default true): whether `Bundle` runs the infer graph once on zeros
   when its weights are first set, so that the first real call is not the slow one.
+* optional `prepare(graph_name)`: make a function ready to run without running it (`init()`
+  prepares the update graph, so that the first update is not the one that makes it).
 """
 
 from __future__ import annotations

@@ -216,6 +216,11 @@ class NumpyCompiledModule:
             raise InputError(f"the module has no graph {graph_name!r}")
         return self._fns.generated(graph_name).source
 
+    def prepare(self, graph_name: str) -> None:
+        """Make `graph_name`'s function now (decoded from the load cache, its code run): ~10 ms
+        of a first update on ResNet-50 (docs/performance.md, "first update (session 8)")."""
+        self._call_of(graph_name)
+
     def run(self, graph_name: str, globals_: Mapping[str, np.ndarray],
             args: Sequence[np.ndarray | bool]) -> list[np.ndarray]:
         check_call(graph_name, self._arity.get(graph_name), args)
