@@ -155,3 +155,20 @@ def test_updates_stage_and_rollback_are_bit_identical_with_or_without_madvise(tm
     assert b.weights()["const_1"].tobytes() == (W1 * 3).tobytes()
     b.init()
     assert b.infer({"x": X})[0].tobytes() == first.tobytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_resident_counts_the_pages_a_process_touches() -> None:
+    before = pages.resident()
+    a = np.ones(64 << 20, np.uint8)  # 64 MiB written: resident
+    grown = pages.resident() - before
+    assert 60 << 20 <= grown < 80 << 20
+    del a
+
+
+def test_resident_is_none_where_proc_cannot_be_read(monkeypatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    assert pages.resident() is None

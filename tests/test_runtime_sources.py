@@ -13,7 +13,7 @@ from test_hoist import REFRESHABLE, X, build, graph, reference, weights
 
 import wrc
 import wrc.runtime
-from wrc.bundle_format import Container, StoredWeights, bundle_bytes, write_bundle
+from wrc.bundle_format import Container, StoredWeights, bundle_bytes, read_bundle, write_bundle
 from wrc.errors import RuntimeStateError
 from wrc.runtime import Bundle, _InFile, load_bundle, prefault_budget
 
@@ -151,20 +151,48 @@ def test_prefault_budget_leaves_the_memory_target_its_reserve() -> None:
     w = 100 * mb  # ResNet-50's size: held = 1.9 x the weights (sources and folded copies)
     assert prefault_budget(w, 190 * mb) == 0
     assert prefault_budget(w, 120 * mb) == int(ratio * w) + slack - wrc.runtime.PREFAULT_RESERVE - 120 * mb  # 50 MB
+    # Measured growth since the load began replaces what is held and the reserve:
+    assert prefault_budget(w, 190 * mb, grown=150 * mb) == int(ratio * w) + slack - 150 * mb - wrc.runtime.PREFAULT_MARGIN
+    assert prefault_budget(w, 0, grown=300 * mb) == 0
+    assert prefault_budget(1000 * mb, 0, grown=0) == wrc.runtime.PREFAULT_BYTES
 
 
 def test_init_maps_ahead_no_more_than_the_budget_of_what_it_holds(path, monkeypatch) -> None:
     held = []
     real = wrc.runtime.prefault_budget
-    monkeypatch.setattr(wrc.runtime, "prefault_budget", lambda w, h: held.append((w, h)) or real(w, h))
+    monkeypatch.setattr(wrc.runtime, "prefault_budget", lambda w, h, g: held.append((w, h, g)) or real(w, h, g))
     b = loaded(path)
-    (w, h), = held
+    (w, h, g), = held
     assert w == sum(a.nbytes for a in weights(0).values()) + sum(  # every stored weight
         a.nbytes for k, a in build().weights.items() if k not in weights(0))
     assert h == b._held_bytes() - sum(a.nbytes for a in b._spare.values())  # derived values, not the sources
+    assert isinstance(g, int)  # loaded from a file on Linux: the process's growth is measured
+    held.clear()
+    b = Bundle(read_bundle(path))  # not through load_bundle: nothing measured, the reserve kept
+    b.init()
+    assert held[0][2] is None
     monkeypatch.setattr(wrc.runtime, "MEMORY_TARGET", (0.0, wrc.runtime.PREFAULT_RESERVE + h + 1))  # 1 byte
-    b = loaded(path)
+    b = Bundle(read_bundle(path))
+    b.init()
     assert not b._spare
+
+
+def test_init_maps_ahead_what_the_target_leaves_after_the_loads_growth(path, monkeypatch) -> None:
+    sizes = []
+    real = wrc.runtime.prefault_budget
+    monkeypatch.setattr(wrc.runtime, "prefault_budget", lambda w, h, g: sizes.append(real(w, h, g)) or sizes[-1])
+    readings = iter([1000, 1000 + 5_000])  # resident bytes when the load began, then after the warm-up
+    monkeypatch.setattr(wrc.runtime, "resident", lambda: next(readings))
+    b = loaded(path)
+    ratio, slack = wrc.runtime.MEMORY_TARGET
+    out = sum(a.nbytes for a in b.infer({"x": X}))  # an infer's outputs, made anew at each call
+    assert b._output_bytes == out > 0
+    assert sizes == [min(wrc.runtime.PREFAULT_BYTES,
+                         int(ratio * b._weight_bytes) + slack - 5_000 - out - wrc.runtime.PREFAULT_MARGIN)]
+    assert b._spare  # room under the target: the first update's buffers mapped
+    readings = iter([1000, 1000 + int(ratio * b._weight_bytes) + slack])  # the load took all of it
+    b = loaded(path)
+    assert sizes[-1] == 0 and not b._spare
 
 
 def test_a_second_init_reads_nothing_from_the_file(path, monkeypatch) -> None:

@@ -89,3 +89,16 @@ def test_init_prepares_the_update_graph_so_the_first_update_does_not_make_it(tmp
         assert "var_update_graph" in made and "var_infer_graph" in made
         b.update({"const_1": -W1})
         check(b.infer({"x": X}), -W1, W2)
+
+
+def test_the_warm_up_makes_the_arena_the_first_infer_uses() -> None:
+    b = Bundle(model(), backend="numpy")
+    fns = b._compiled._fns  # the generated functions, looked up at each call
+    made = fns["var_infer_graph"]
+    arenas = []
+    fns["var_infer_graph"] = made._replace(scratch=lambda: arenas.append(made.scratch()) or arenas[-1])
+    b.init()
+    assert len(arenas) == 1  # the warm-up's, kept in the infer graph's pool
+    for _ in range(3):
+        check(b.infer({"x": X}), W1, W2)
+    assert len(arenas) == 1  # no call made another (nor paged in new temporaries)

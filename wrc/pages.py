@@ -49,6 +49,15 @@ def _libc_madvise() -> Any:
     return _madvise
 
 
+def resident() -> int | None:
+    """This process's resident memory now, in bytes (`/proc/self/statm`); None where unreadable."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _whole_pages(a: np.ndarray) -> tuple[int, int]:
     """(address, length) of the whole pages inside `a`'s memory (C-contiguous)."""
     start = a.__array_interface__["data"][0]

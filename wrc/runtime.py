@@ -53,7 +53,7 @@ from wrc.errors import (
     WrcError,
 )
 from wrc.model_buffer import ModelBuffer, c_array
-from wrc.pages import populate, populated
+from wrc.pages import populate, populated, resident
 from wrc.versions import Prepared, Snapshot, VersionSlots, adopted, plain_copies
 from wrc.weight_pack import ALIGN, Entry, WeightPack, aligned_empty, span
 
@@ -145,15 +145,25 @@ bytes + 100 MB. `init()` maps ahead only what fits under it (`prefault_budget`).
 
 PREFAULT_RESERVE = 60_000_000
 """Of the target's fixed 100 MB, what `prefault_budget` leaves for the IR, the generated code
-and an infer's temporaries (25 MB on the zoo's CNNs loaded from the load cache, 50 MB without)."""
+and an infer's temporaries when it cannot measure them (25 MB on the zoo's CNNs loaded from
+the load cache, 50 MB without)."""
+
+PREFAULT_MARGIN = 10_000_000
+"""What `prefault_budget` leaves under the target when it knows the process's growth since the
+load began (to which `init()` adds the bytes of an infer's outputs, made anew at each call):
+Python's own and a real call's small allocations."""
 
 
-def prefault_budget(weight_bytes: int, held_bytes: int) -> int:
-    """How many bytes `init()` maps ahead for a bundle of `weight_bytes` stored weights that
-    holds `held_bytes` of arrays after it (variables, derived values, constants): what the
-    memory target leaves after those and `PREFAULT_RESERVE`, at most `PREFAULT_BYTES`."""
+def prefault_budget(weight_bytes: int, held_bytes: int, grown: int | None = None) -> int:
+    """How many bytes `init()` maps ahead for a bundle of `weight_bytes` stored weights, at most
+    `PREFAULT_BYTES`: what the memory target leaves after `grown`, the process's resident
+    memory gained since the bundle's load began (measured after `init()`'s warm-up: the
+    arrays, IR, code and an infer's temporaries), less `PREFAULT_MARGIN`; unmeasured (None),
+    after the `held_bytes` of arrays the bundle holds (variables, derived values, constants)
+    and `PREFAULT_RESERVE`."""
     ratio, slack = MEMORY_TARGET
-    return max(0, min(PREFAULT_BYTES, int(ratio * weight_bytes) + slack - PREFAULT_RESERVE - held_bytes))
+    used = held_bytes + PREFAULT_RESERVE if grown is None else grown + PREFAULT_MARGIN
+    return max(0, min(PREFAULT_BYTES, int(ratio * weight_bytes) + slack - used))
 
 
 DROP_SOURCES = True
@@ -194,10 +204,12 @@ class Bundle:
     """
 
     def __init__(self, model: ModelBuffer, backend: str = "numpy", *, analysis: Analysis | None = None,
-                 compiled: CompiledModule | None = None, stored: StoredWeights | None = None) -> None:
+                 compiled: CompiledModule | None = None, stored: StoredWeights | None = None,
+                 resident: int | None = None) -> None:
         """`analysis` (of a model `read_bundle` checked) and `compiled` (by `backend`) are what
         `load_bundle` got from the load cache or already made; made here when not given.
-        `stored`: where the file's weights can be read again."""
+        `stored`: where the file's weights can be read again; `resident`: the process's
+        resident bytes when the load began (`wrc.pages.resident`, see `prefault_budget`)."""
         from wrc.backends import get_backend
         from wrc.pipeline import paused_gc
 
@@ -219,7 +231,9 @@ class Bundle:
         self._last_manifest: tuple[tuple[Entry, ...], tuple[Placed, list[Run]]] | None = None  # see _manifest
         self._shared = dict(analysis.shared)
         self._weight_bytes = sum(int(a.nbytes) for a in model.weights.values())  # (see prefault_budget)
+        self._resident_at_load = resident
         self._warm = False  # an infer has run once (see _warm_up)
+        self._output_bytes = 0  # an infer's outputs, made anew by each call (see _prefault)
         self._constants: dict[str, np.ndarray] = {}
         initial: dict[str, np.ndarray] = {}
         all_variables = {*p.variables, *p.derived}
@@ -319,8 +333,8 @@ class Bundle:
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
+        self._warm_up()  # (first: its temporaries count in what _prefault measures)
         self._prefault()
-        self._warm_up()
         prepare = getattr(self._compiled, "prepare", None)
         if prepare is not None and UPDATE_GRAPH in self._graphs:
             prepare(UPDATE_GRAPH)  # (made at the first update otherwise: part of its cost)
@@ -773,11 +787,14 @@ class Bundle:
         if self._warm or info is None or info.writes or not getattr(self._compiled, "warm_up", True):
             return
         zeros = {x.name: self._arrays.to_device(np.zeros(x.shape, x.dtype)) for x in info.inputs}
-        try:
-            self._execute(info, self._bind_named(info, zeros))
+        try:  # as `infer` runs it: the arena of temporaries it makes is kept for the first real call
+            outs = self._read(INFER_GRAPH, zeros, self._snapshot)
+            if outs is None:
+                outs = self._execute(info, self._bind_named(info, zeros))
         except RuntimeStateError:  # some weight is still unset: the update that sets it warms
             return
         self._warm = True
+        self._output_bytes = sum(int(getattr(a, "nbytes", 0)) for a in outs)  # (new at every call)
 
     def _release_initial(self, new: Snapshot) -> None:
         """Drop the stored initial values that no variable of `new` holds any more (`init`
@@ -828,7 +845,9 @@ class Bundle:
         if upd is None or not self._arrays.host or not getattr(self._compiled, "warm_up", True):
             return
         with self._write_lock:
-            budget = prefault_budget(self._weight_bytes, self._held_bytes())
+            now = resident() if self._resident_at_load is not None else None
+            budget = prefault_budget(self._weight_bytes, self._held_bytes(),
+                                     None if now is None else now - self._resident_at_load + self._output_bytes)
             for var in dict.fromkeys([w.var for w in upd.writes] + list(self._derived)):
                 shape, dtype = self._specs[var]
                 nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -1184,6 +1203,7 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
     be = get_backend(backend)  # an unknown backend is the caller's mistake, not the file's
     if isinstance(source, ModelBuffer):
         return Bundle(source, backend=backend)
+    base = resident()  # (what the load adds: see prefault_budget)
     module = None
     with paused_gc(), open_bundle(source) as c:  # (collections would walk all of a server's heap)
         stored = (StoredWeights(os.path.abspath(source), c.header_sha256)
@@ -1196,9 +1216,9 @@ def load_bundle(source: str | os.PathLike[str] | bytes | ModelBuffer, backend: s
         try:
             if hit is not None:
                 return Bundle(model, backend, analysis=hit.analysis, compiled=hit.compiled(be, lambda: model.module),
-                              stored=stored)
+                              stored=stored, resident=base)
             analysis = analyse(model)
-            bundle = Bundle(model, backend, analysis=analysis, stored=stored)
+            bundle = Bundle(model, backend, analysis=analysis, stored=stored, resident=base)
         except BundleFormatError:
             raise
         except LoweringError as e:  # a well-formed container whose IR this backend cannot run
