@@ -60,6 +60,14 @@ from wrc.weight_pack import ALIGN, Entry, WeightPack, aligned_empty, span
 Placed = dict[str, tuple[np.dtype, tuple[int, ...], int]]
 """Variable → (dtype, shape, byte offset) of its array in a `WeightPack`'s buffer (or a span)."""
 
+Run = tuple[list[str], np.dtype, tuple[int, ...], int, int]
+"""Variables whose arrays follow one another in a buffer at one stride, of one dtype and
+shape: (variables, dtype, shape, first offset, stride)."""
+
+Layout = tuple[Placed, list[Run] | None]
+"""Where a buffer copied whole holds each variable's array, and the runs its views are made
+in (`_runs`; None: one view at a time)."""
+
 
 @dataclass(frozen=True)
 class VariableInfo:
@@ -228,7 +236,7 @@ class Bundle:
         # A pack's manifest is checked against this (see _placed): name → variable, dtype, shape.
         self._pack_table = {w.name: (w.variable, w.dtype.str, w.shape, w.dtype) for w in self._weights
                             if 0 not in w.shape}
-        self._last_manifest: tuple[tuple[Entry, ...], tuple[Placed, list[Run]]] | None = None  # see _manifest
+        self._last_manifest: tuple[tuple[Entry, ...], Layout] | None = None  # see _manifest
         self._shared = dict(analysis.shared)
         self._weight_bytes = sum(int(a.nbytes) for a in model.weights.values())  # (see prefault_budget)
         self._resident_at_load = resident
@@ -433,7 +441,7 @@ class Bundle:
             placed[t[0]] = (t[3], shape, offset)
         return placed
 
-    def _manifest(self, entries: tuple[Entry, ...]) -> tuple[Placed, list[Run]] | None:
+    def _manifest(self, entries: tuple[Entry, ...]) -> Layout | None:
         """`_placed` of a pack's manifest, and the runs its views are made in (`_runs`), kept
         for the last manifest: a trainer sends the same one each publish, and one tuple `==`
         (in C; `is`, for the tuple `WeightPack` keeps of a manifest it checked before) then
@@ -449,14 +457,14 @@ class Bundle:
         return found
 
     def _whole(self, weights: Mapping[str, Any], method: str, copy: bool
-               ) -> tuple[dict[str, Any], np.ndarray | None] | None:
+               ) -> tuple[dict[str, Any], None] | tuple[Layout, np.ndarray] | None:
         """How `stage`/`update` take `weights` as a whole set (`_adopted`: adopted, or a pack or
         a span copied at once); None when they go weight by weight through the update graph."""
         if copy and not self._packed(weights):
             return self._spanned(weights)
         return self._adopted(weights, method, copy)
 
-    def _spanned(self, weights: Mapping[str, Any]) -> tuple[Placed, np.ndarray] | None:
+    def _spanned(self, weights: Mapping[str, Any]) -> tuple[Layout, np.ndarray] | None:
         """For `copy=True`: a dict of every weight whose arrays lie back to back in one buffer
         (`span`), which pass the checks as a pack's manifest would: where each is in that span,
         and the span, to be copied at once as a pack is. None: copied weight by weight (also a
@@ -469,7 +477,7 @@ class Bundle:
         buffer, offsets = found
         placed = self._placed((name, a.dtype.str, a.shape, offset)
                               for (name, a), offset in zip(weights.items(), offsets, strict=True))
-        return None if placed is None else (placed, buffer)
+        return None if placed is None else ((placed, None), buffer)
 
     def _packed(self, weights: Mapping[str, Any]) -> bool:
         """Whether `weights` is a pack this bundle can copy whole (`copy=True`, see `_copy_pack`)
@@ -477,9 +485,9 @@ class Bundle:
         return type(weights) is WeightPack and self._adoptable
 
     def _adopted(self, weights: Mapping[str, Any], method: str, copy: bool = False
-                 ) -> tuple[dict[str, Any], np.ndarray | None]:
+                 ) -> tuple[dict[str, Any], None] | tuple[Layout, np.ndarray]:
         """Variable → read-only view of each checked weight, for `copy=False`; with `copy`
-        (a `WeightPack`), where each is in the pack (`Placed`), and the pack's buffer."""
+        (a `WeightPack`), where each is in the pack (`Layout`), and the pack's buffer."""
         if self._packed(weights):
             manifest = self._manifest(weights.entries)
             if manifest is not None and copy:
@@ -489,7 +497,7 @@ class Bundle:
         upd, values = self._checked(weights, method)
         if copy:
             assert isinstance(weights, WeightPack)
-            return {w.variable: (a.dtype, a.shape, weights.offset(w.name)) for w, a in values}, weights.buffer
+            return ({w.variable: (a.dtype, a.shape, weights.offset(w.name)) for w, a in values}, None), weights.buffer
         if not self._adoptable:
             why = (f"backend {self.backend!r} keeps its arrays on a device" if not self._arrays.host
                    else f"its {UPDATE_GRAPH!r} computes more than copies of the weights")
@@ -701,14 +709,15 @@ class Bundle:
         new.update(applied)
         return adapter
 
-    def _adopt(self, arrays: dict[str, Any], source: np.ndarray | None = None) -> Prepared:
+    def _adopt(self, arrays: dict[str, Any] | Layout, source: np.ndarray | None = None) -> Prepared:
         """A new version whose weights are `arrays` themselves (adopted, read-only), or with
-        `source` (a pack's buffer, or a span) views of a copy of it at the places `arrays`
-        gives (`_copy_pack`); derived values computed into arrays of its own; unpublished (the
-        caller holds the write lock)."""
+        `source` (a pack's buffer, or a span) views of a copy of it laid out as `arrays` (a
+        `Layout`) says (`_copy_pack`); derived values computed into arrays of its own;
+        unpublished (the caller holds the write lock)."""
         self._release_retained()
         if source is not None:
-            arrays = self._copy_pack(source, arrays)
+            assert type(arrays) is tuple
+            arrays = self._copy_pack(source, *arrays)
         snap = self._snapshot
         self._drop_spares(arrays)
         new = {**snap, **arrays}
@@ -717,16 +726,16 @@ class Bundle:
         fresh.update(self._derive(new, arrays))
         return Prepared(Snapshot(new, self._versions.next(), adapter), snap, tuple(fresh), adopted=True)
 
-    def _copy_pack(self, src: np.ndarray, placed: Placed | tuple[Placed, list[Run]]) -> dict[str, np.ndarray]:
+    def _copy_pack(self, src: np.ndarray, placed: Placed, runs: list[Run] | None) -> dict[str, np.ndarray]:
         """A pack's whole buffer (or a span) copied at once (one memcpy: a large copy runs at up
         to twice the speed of many small ones) into a slab of the bundle's own, at the same
         address modulo `ALIGN` (each array as aligned as it was); read-only views of that copy
-        at the places given (with their runs: a pack's `_manifest`)."""
+        at the places given (in `runs`, where given: a pack's `_manifest`)."""
         skew = src.__array_interface__["data"][0] % ALIGN
         slab = self._slab(skew + src.size)
         into = slab[skew:skew + src.size] if skew else slab[:src.size]
         np.copyto(into, src)  # (NumPy lets the GIL go while it copies: infer runs on)
-        return _views(into, *placed) if type(placed) is tuple else _views(into, placed)
+        return _views(into, placed, runs)
 
     def _slab(self, size: int) -> np.ndarray:
         """A writable `uint8` array of `size` bytes for `_copy_pack`: a slab made before that no
@@ -1144,11 +1153,6 @@ class Bundle:
             raise RuntimeStateError(f"export_weights: weight(s) {', '.join(unset)} were never set "
                                     f"(call init() or update() first)")
         write_weights(path, values, format)
-
-
-Run = tuple[list[str], np.dtype, tuple[int, ...], int, int]
-"""Variables whose arrays follow one another in a buffer at one stride, of one dtype and
-shape: (variables, dtype, shape, first offset, stride)."""
 
 
 def _runs(placed: Placed) -> list[Run]:
