@@ -109,7 +109,7 @@ def _parent_func(op: Operation) -> func.FuncOp | None:
 # properties as xDSL's builders would set them skips the IRDL builder's argument
 # normalisation, half of the pass's time. The properties are those of `memref.AllocOp((), (), t)`,
 # `memref.GetGlobalOp(name, t)`, `memref.CopyOp(src, dst)` and `memref.GlobalOp.get(...)`;
-# the location is given (xDSL looks its default up by an import per op).
+# `new_op` gives the location (xDSL looks its default up by an import per op).
 _NO_OPERAND_SEGMENTS = DenseArrayBase.from_list(i32, (0, 0))
 _UNIT = UnitAttr()  # (attributes are values: one made once serves every op)
 _NO_ATTRS = DictionaryAttr({})
@@ -126,11 +126,11 @@ def _symbol(name: str) -> SymbolRefAttr:
 
 
 def _new_get_global(name: str, t: Attribute) -> memref.GetGlobalOp:
-    return new_op(memref.GetGlobalOp, result_types=(t,), properties={"name": _symbol(name)}, location=UNKNOWN_LOC)
+    return new_op(memref.GetGlobalOp, result_types=(t,), properties={"name": _symbol(name)})
 
 
 def _new_copy(source: SSAValue, target: SSAValue) -> memref.CopyOp:
-    return new_op(memref.CopyOp, operands=(source, target), location=UNKNOWN_LOC)
+    return new_op(memref.CopyOp, operands=(source, target))
 
 
 def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: str,
@@ -140,7 +140,7 @@ def _new_global(name: str, t: MemRefType, initial_value: Attribute, visibility: 
                   "sym_visibility": _visibility(visibility)}
     if constant is not None:
         properties["constant"] = constant
-    return new_op(memref.GlobalOp, properties=properties, attributes={marker: _UNIT}, location=UNKNOWN_LOC)
+    return new_op(memref.GlobalOp, properties=properties, attributes={marker: _UNIT})
 
 
 @functools.cache

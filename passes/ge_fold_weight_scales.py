@@ -184,9 +184,10 @@ class ScaleIntoWeights(RewritePattern):
                 return  # not a per-column scale
             w = producer.rhs
             t = w.owner
-            if self.facts.keeps_scale(t.input if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) else w, y):
+            read_free = isinstance(t, ge.TransposeOp) and is_matmul_transpose(t)  # (W = transpose(V))
+            if self.facts.keeps_scale(t.input if read_free else w, y):
                 return
-            if isinstance(t, ge.TransposeOp) and is_matmul_transpose(t) and _single_use(w):
+            if read_free and _single_use(w):
                 # W = transpose(V): scale V's rows and keep the transpose, which the matmul
                 # reads for free; only the elementwise product is then a derived weight.
                 src = _binary(ge.MulOp, t.input, _reshaped(k, [padded[-1], 1], new), new)

@@ -432,16 +432,23 @@ def _passes(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
     return out[:-1]
 
 
-def _sigmoids(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
-    """The program with each `1 / (1 + exp(-x))` (Sigmoid's lowering: negf, exp, addf and divf
-    by the constant 1, in one member or across several) as one SIGMOID instruction, where the
-    three values between are read by the chain only: the machine's sigmoid computes e^-|x|
-    once, with no overflow and no second pass over the block for each step."""
+def _defs_and_uses(code: list[list[int]], stores: list[list[int]]) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Register → the instruction that writes it, and register → how many instructions read it
+    (the stores included): what `_sigmoids` and `_muladds` ask before they merge instructions."""
     by_reg = {ins[1]: ins for ins in code if ins[0] != STORE}
     uses: dict[int, int] = {}
     for ins in [*code, *stores]:
         for r in _sources(ins):
             uses[r] = uses.get(r, 0) + 1
+    return by_reg, uses
+
+
+def _sigmoids(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
+    """The program with each `1 / (1 + exp(-x))` (Sigmoid's lowering: negf, exp, addf and divf
+    by the constant 1, in one member or across several) as one SIGMOID instruction, where the
+    three values between are read by the chain only: the machine's sigmoid computes e^-|x|
+    once, with no overflow and no second pass over the block for each step."""
+    by_reg, uses = _defs_and_uses(code, stores)
     ones = {ins[1] for ins in code if ins[0] == CONST and ins[2] == _bits(1.0)}
 
     def only(r: int, op: int) -> list[int] | None:
@@ -470,11 +477,7 @@ def _muladds(code: list[list[int]], stores: list[list[int]]) -> list[list[int]]:
     """The program with each sum of a product that nothing else reads (`x * k + b`: a
     convolution's BatchNorm scale and shift left on its output, `ge-fold-weight-scales`) as
     one MULADD instruction: one pass over the block instead of two, the same rounding."""
-    by_reg = {ins[1]: ins for ins in code if ins[0] != STORE}
-    uses: dict[int, int] = {}
-    for ins in [*code, *stores]:
-        for r in _sources(ins):
-            uses[r] = uses.get(r, 0) + 1
+    by_reg, uses = _defs_and_uses(code, stores)
     mul = OPCODES["arith.mulf"]
     dropped: set[int] = set()
     out = []
