@@ -22,7 +22,8 @@ them (seeded inputs; the light CNNs' weights drawn by role). Per model, one BLAS
 `--models vit-b-stack` (in either): bench/models.py's ViT-B stack, its fresh processes only.
 `--idle S`: each child waits S seconds before its first update; `--pages session6`: the
 children map update buffers as before session 7 (wrc/pages.py off, 64 MiB ahead at most);
-`--adopt`: they update with `copy=False`.
+`--adopt`: they update with `copy=False`; `--map-ahead all`: they call `init(map_ahead="all")`
+(the first update's whole buffer set mapped at init, above the memory target on large models).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ _CHILD = child.PRELUDE + """
 import json, sys, time
 import numpy as np
 mode, model, feeds_path, steady = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-idle, pages, copy = float(sys.argv[6]), sys.argv[7], sys.argv[8] == "copy"
+idle, pages, copy, ahead = float(sys.argv[6]), sys.argv[7], sys.argv[8] == "copy", sys.argv[9]
 if mode == "wrc":
     import wrc
     if pages == "session6":  # no madvise, 64 MiB mapped ahead at most: as before session 7
@@ -76,7 +77,7 @@ reset_peak()
 if mode == "wrc":
     out["load"] = ms(lambda: box.setdefault("b", wrc.load_bundle(model)))
     b = box["b"]
-    out["init"] = ms(b.init)
+    out["init"] = ms(lambda: b.init(map_ahead=ahead))
     run = lambda: b.infer(feeds)
 else:
     so = ort.SessionOptions()
@@ -128,6 +129,8 @@ PAGES = "now"
 """How the children map update buffers: "now", or "session6" (`--pages`, for comparison)."""
 COPY = True
 """Whether the children update with `copy=True` (else they adopt the arrays: `--adopt`)."""
+MAP_AHEAD = "target"
+"""The children's `init(map_ahead=...)` (`--map-ahead`)."""
 
 
 def _child(mode: str, model: Path, feeds: Path, steady: int, weights: Path | None = None,
@@ -135,7 +138,7 @@ def _child(mode: str, model: Path, feeds: Path, steady: int, weights: Path | Non
     """The median of each figure over `repeats` fresh processes (one sample of a first call
     is often a scheduling hiccup on a loaded machine)."""
     runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, mode, str(model), str(feeds), str(steady),
-                                       str(weights), str(IDLE_S), PAGES, "copy" if COPY else "adopt"], env=_ENV, check=True,
+                                       str(weights), str(IDLE_S), PAGES, "copy" if COPY else "adopt", MAP_AHEAD], env=_ENV, check=True,
                                       capture_output=True, text=True).stdout)
             for _ in range(repeats)]
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
@@ -375,9 +378,11 @@ def main() -> None:
     ap.add_argument("--pages", choices=["now", "session6"], default="now", help="session6: the children map "
                     "update buffers as before session 7 (no madvise, 64 MiB ahead at most), for comparison")
     ap.add_argument("--adopt", action="store_true", help="the children update with copy=False")
+    ap.add_argument("--map-ahead", choices=["target", "all"], default="target", help="the children's "
+                    "init(map_ahead=...): what the memory target leaves, or the first update's whole buffers")
     args = ap.parse_args()
-    global IDLE_S, PAGES, COPY
-    IDLE_S, PAGES, COPY = args.idle, args.pages, not args.adopt
+    global IDLE_S, PAGES, COPY, MAP_AHEAD
+    IDLE_S, PAGES, COPY, MAP_AHEAD = args.idle, args.pages, not args.adopt, args.map_ahead
     if args.build:
         print(build_table(args.build.split(",")))
         return

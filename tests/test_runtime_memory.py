@@ -149,6 +149,31 @@ def test_init_maps_the_first_updates_buffers_within_its_budget(tmp_path, monkeyp
     assert set(b._spare) == {"const_2_var"}
 
 
+def test_init_map_ahead_chooses_how_much_of_the_first_update_is_mapped(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    monkeypatch.setattr(wrc.runtime, "PREFAULT_BYTES", 0)  # the memory target leaves no room
+    for map_ahead, mapped in [("target", set()), ("all", {"const_1_var", "const_2_var"}), (0, set()),
+                              (W1.nbytes - 1, {"const_2_var"}), (W1.nbytes + 4, {"const_1_var", "const_2_var"})]:
+        b = load_bundle(path)
+        b.init(map_ahead=map_ahead)
+        assert set(b._spare) == mapped, map_ahead
+        b.update({"const_1": W1 * 3})
+        check(b.infer({"x": X}), W1 * 3, W2)
+
+
+@pytest.mark.parametrize("bad", ["some", -1, 1.5, True, None])
+def test_init_rejects_a_bad_map_ahead_before_it_changes_anything(tmp_path, bad) -> None:
+    path = tmp_path / "m.wrcb"
+    write_bundle(path, model())
+    b = load_bundle(path)
+    b.init()
+    b.update({"const_1": W1 * 2})
+    with pytest.raises(wrc.InputError, match="map_ahead"):
+        b.init(map_ahead=bad)
+    check(b.infer({"x": X}), W1 * 2, W2)  # not reset to the initial values
+
+
 def _two_weights(path, n: int = 512) -> None:
     """y = x @ P + x @ Q, P and Q n x n, stored as all ones."""
     g = wrc.Graph("two")

@@ -162,6 +162,22 @@ load began (to which `init()` adds the bytes of an infer's outputs, made anew at
 Python's own and a real call's small allocations."""
 
 
+MAP_AHEAD = ("target", "all")
+"""`init(map_ahead=...)`'s named choices (besides a number of bytes): what the memory target
+leaves (`prefault_budget`), or the first update's whole buffer set."""
+
+
+def _map_ahead_bytes(map_ahead: int | str) -> int | None:
+    """`init()`'s `map_ahead` as a number of bytes, None for "target"; anything else is an
+    `InputError` naming the option."""
+    if isinstance(map_ahead, str) and map_ahead in MAP_AHEAD:
+        return None if map_ahead == "target" else sys.maxsize
+    if isinstance(map_ahead, int | np.integer) and not isinstance(map_ahead, bool) and map_ahead >= 0:
+        return int(map_ahead)
+    raise InputError(f"init(map_ahead=...) takes {' or '.join(map(repr, MAP_AHEAD))} or a number of "
+                     f"bytes >= 0, got {map_ahead!r}")
+
+
 def prefault_budget(weight_bytes: int, held_bytes: int, grown: int | None = None) -> int:
     """How many bytes `init()` maps ahead for a bundle of `weight_bytes` stored weights, at most
     `PREFAULT_BYTES`: what the memory target leaves after `grown`, the process's resident
@@ -334,15 +350,22 @@ class Bundle:
 
     # ------------------------------------------------------------------ running
 
-    def init(self) -> None:
-        """Set every variable to its original value (runs `var_init_graph`)."""
+    def init(self, map_ahead: int | str = "target") -> None:
+        """Set every variable to its original value (runs `var_init_graph`).
+
+        `map_ahead`: how much of the first update's buffers to map now, so that it writes into
+        touched pages: "target" (what the memory target leaves: `prefault_budget`), "all" (the
+        whole set: the memory the first update takes anyway, taken now, so that it is as fast
+        as later ones; above the target on models of more than ~100 MB of weights), or at most that many bytes (0: none).
+        """
+        ahead = _map_ahead_bytes(map_ahead)  # (before anything runs: a bad option changes nothing)
         if INIT_GRAPH not in self._graphs:
             raise RuntimeStateError(
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
                 f"all weights ({', '.join(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
         self._warm_up()  # (first: its temporaries count in what _prefault measures)
-        self._prefault()
+        self._prefault(ahead)
         prepare = getattr(self._compiled, "prepare", None)
         if prepare is not None and UPDATE_GRAPH in self._graphs:
             prepare(UPDATE_GRAPH)  # (made at the first update otherwise: part of its cost)
@@ -847,16 +870,18 @@ class Bundle:
             self._constants[const] = value
             self._constant_ids.add(id(value))
 
-    def _prefault(self) -> None:
-        """Map the spare buffers of the first update ahead, as much as `prefault_budget`
-        allows (the memory target after `init()`): it then writes into touched pages."""
+    def _prefault(self, budget: int | None = None) -> None:
+        """Map the spare buffers of the first update ahead, at most `budget` bytes, or (None)
+        as much as `prefault_budget` allows (the memory target after `init()`): the first
+        update then writes into touched pages."""
         upd = self._graphs.get(UPDATE_GRAPH)
         if upd is None or not self._arrays.host or not getattr(self._compiled, "warm_up", True):
             return
         with self._write_lock:
-            now = resident() if self._resident_at_load is not None else None
-            budget = prefault_budget(self._weight_bytes, self._held_bytes(),
-                                     None if now is None else now - self._resident_at_load + self._output_bytes)
+            if budget is None:
+                now = resident() if self._resident_at_load is not None else None
+                budget = prefault_budget(self._weight_bytes, self._held_bytes(),
+                                         None if now is None else now - self._resident_at_load + self._output_bytes)
             for var in dict.fromkeys([w.var for w in upd.writes] + list(self._derived)):
                 shape, dtype = self._specs[var]
                 nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
