@@ -247,14 +247,16 @@ def test_a_dict_not_in_one_span_or_failing_a_check_is_staged_weight_by_weight(mo
     _same(_state(b), before)
 
 
-def _as_ray_lays_out(sent: WeightParcel) -> tuple[WeightPack, np.ndarray]:
+def _as_ray_lays_out(sent: WeightParcel, gap_before: int = -1) -> tuple[WeightPack, np.ndarray]:
     """`sent` pickled as Ray pickles it (protocol 5, its pieces out of band), the pieces copied
     into one buffer as Ray's store lays out one object (each at the next multiple of ALIGN
-    after the one before, of 8 below 2 KiB), and unpickled from there; and that buffer."""
+    after the one before, of 8 below 2 KiB), and unpickled from there; and that buffer.
+    `gap_before`: the piece of that index (and those after it) laid out ALIGN bytes later."""
     pieces: list[pickle.PickleBuffer] = []
     data = pickle.dumps(sent, protocol=5, buffer_callback=pieces.append)
     at, end = [], 0
-    for p in pieces:
+    for i, p in enumerate(pieces):
+        end += ALIGN if i == gap_before else 0
         end = -(-end // (ALIGN if p.raw().nbytes >= 2048 else 8)) * (ALIGN if p.raw().nbytes >= 2048 else 8)
         at.append(end)
         end += p.raw().nbytes
@@ -326,6 +328,31 @@ def test_a_parcels_pieces_travel_as_raw_buffers_and_empty_or_in_band_it_still_ar
         assert again.entries == got.entries and all(np.array_equal(again[k], a) for k, a in values.items())
     empty = _as_ray_lays_out(parcel({}))[0]
     assert isinstance(empty, WeightPack) and len(empty) == 0
+
+
+def test_a_parcels_layout_is_decoded_once_and_its_pieces_checked_each_time() -> None:
+    """A parcel's plan and manifest travel as one bytes object: the next equal one (a trainer
+    sends the same each publish) arrives as the very manifest tuple decoded before, with the
+    new values; another manifest is decoded anew. Pieces not where the plan says (one laid
+    out later) are still found and copied into a buffer of its own, values bit for bit."""
+    values = {f"t{i}": np.full(SMALL // 4 + i, i, np.float32) for i in range(20)}
+    from wrc import weight_pack
+
+    first, _ = _as_ray_lays_out(parcel(values))
+    decoded = weight_pack._arrived  # noqa: SLF001 - (bytes, plan, manifest) decoded last
+    again, store = _as_ray_lays_out(parcel({k: a + 1 for k, a in values.items()}))
+    assert weight_pack._arrived is decoded  # noqa: SLF001 - not decoded again
+    assert again.entries is first.entries and np.shares_memory(again.buffer, store)
+    assert all(np.array_equal(again[k], a + 1) for k, a in values.items())
+    other = {**values, "t3": np.arange(SMALL, dtype=np.float32)}  # one shape changed
+    got, _ = _as_ray_lays_out(parcel(other))
+    assert weight_pack._arrived is not decoded  # noqa: SLF001
+    assert got.entries is not first.entries and got.entries != first.entries
+    assert all(np.array_equal(got[k], a) and got[k].shape == a.shape for k, a in other.items())
+    for gap in (1, 10, 19):  # misplaced pieces: a copy, laid out as planned
+        moved, store = _as_ray_lays_out(parcel(values), gap_before=gap)
+        assert not np.shares_memory(moved.buffer, store) and moved.entries == first.entries
+        assert all(np.array_equal(moved[k], a) and moved[k].dtype == a.dtype for k, a in values.items())
 
 
 @pytest.mark.parametrize("copy", [True, False])

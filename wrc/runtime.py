@@ -293,6 +293,7 @@ class Bundle:
         for table in (self._constants, self._snapshot):
             for name, value in table.items():
                 table[name] = self._frozen(self._arrays.to_device(value))
+        self._in_file: dict[str, _InFile] = {}  # (set below, once known: none while loading)
         self._derive(self._snapshot, list(initial), loading=True)  # constant folding, inline values
         self._constant_ids = {id(a) for a in self._constants.values()}
         # Initial values read again from the file when released (see _release_initial): the
@@ -948,17 +949,18 @@ class Bundle:
         # (A derive function reads no derived variable: which are due is known up front.)
         due = [d for d in self._derives
                if (not d.reads.isdisjoint(changed) or (loading and not d.reads)) and d.reads <= state.keys()]
-        last = {v: d for d in due for v in d.reads if v in self._in_file}  # a source's last reader
+        in_file = self._in_file  # (none after an update of every source: no pass over thousands of reads)
+        last = {v: d for d in due for v in d.reads if v in in_file} if in_file else {}  # a source's last reader
         with self._sources("derived values") as read:
             for d in due:
-                stored = [v for v in d.reads if type(state[v]) is _InFile]  # read for this function only
+                stored = [v for v in d.reads if type(state[v]) is _InFile] if in_file else None  # read for it only
                 out = {w.var: self._buffer(w.var) for w in d.writes}
                 self._compiled.run(d.name, self._globals(d, state, {**(read(stored) if stored else {}), **out}), [])
                 for arr in out.values():
                     self._frozen(arr)
                 state.update(out)
                 made.update(out)
-                for v in d.reads:
+                for v in d.reads if last else ():
                     if last.get(v) is d:
                         self._let_go(state, v)
         return made
@@ -1025,14 +1027,14 @@ class Bundle:
 
     def _globals(self, info: FunctionPlan, snap: Mapping[str, np.ndarray],
                  fresh: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted({s for v in info.reads if v not in snap
-                          for s in self._derived.get(v, (v,)) if s not in snap})
+        unset = info.reads - snap.keys()  # (set operations in C: a derive may read thousands)
+        missing = sorted({s for v in unset for s in self._derived.get(v, (v,)) if s not in snap})
         if missing:
             hint = ("call init()" if INIT_GRAPH in self._graphs
                     else "this bundle is weight-stripped: call update() with all weights")
             raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {', '.join(missing)}; {hint}")
         g = {c: self._constants[c] for c in info.constants}
-        g.update({v: snap[v] for v in info.reads})
+        g.update(zip(info.reads, map(snap.__getitem__, info.reads)))
         g.update(fresh)  # (with a derive function's `_InFile` sources, read: see _derive)
         return g
 

@@ -66,7 +66,7 @@ class WeightPack(Mapping[str, np.ndarray]):
         self.buffer, self.entries = buffer, tuple(entries)
         self._index: dict[str, Entry] | None = None  # made when first needed (see _table)
         last = _checked
-        if last is not None and last[1] <= buffer.size and last[0] == self.entries:
+        if last is not None and last[1] <= buffer.size and (last[0] is self.entries or last[0] == self.entries):
             # (the manifest every publish of one trainer sends: checked once, one C `==`; the
             # tuple checked kept, so that a bundle finds its own checks of it by identity)
             self.entries = last[0]
@@ -225,8 +225,10 @@ class WeightParcel:
         # With protocol 5 (Ray), each piece travels out of band as a raw buffer, none copied
         # here: neither side makes an array of it (Ray's pickling of an array and NumPy's
         # rebuilding of it cost ~4 µs a piece, measured: docs/performance.md "session 7").
+        # The plan and manifest travel as one pickled bytes object: a replica decodes them only
+        # when they differ from the last it saw (`_layout`; a trainer sends the same each time).
         pieces = tuple(map(pickle.PickleBuffer, self.pieces)) if protocol >= 5 else self.pieces
-        return _unparcel, (pieces, self.plan, self.entries)
+        return _unparcel, (pieces, pickle.dumps((self.plan, self.entries), protocol=4))
 
 
 def parcel(weights: Mapping[str, np.ndarray], small: int = 0, out: np.ndarray | None = None) -> WeightParcel:
@@ -291,35 +293,56 @@ _release_buffer = ctypes.pythonapi.PyBuffer_Release
 _release_buffer.argtypes, _release_buffer.restype = [ctypes.POINTER(_PyBuffer)], None
 
 
-def _extents(pieces: Sequence[Any]) -> list[tuple[int, int]]:
-    """(address, bytes) of each contiguous buffer, read through the buffer protocol itself:
-    ~1 µs a piece where an array of it and its `ctypes.data` take ~3 (a replica reads
+def _extents(pieces: Sequence[Any]) -> tuple[list[int], list[int]]:
+    """The address and the bytes of each contiguous buffer, read through the buffer protocol
+    itself: ~1 µs a piece where an array of it and its `ctypes.data` take ~3 (a replica reads
     thousands per publish). The exporter's `BufferError` for a buffer that is not contiguous."""
     view = _PyBuffer()
     ref = ctypes.byref(view)
-    out = []
+    addresses: list[int] = []
+    sizes: list[int] = []
     for p in pieces:
         _get_buffer(p, ref, 0)  # PyBUF_SIMPLE: contiguous bytes (raises through ctypes.pythonapi)
-        out.append((view.buf or 0, view.len))
+        addresses.append(view.buf or 0)
+        sizes.append(view.len)
         _release_buffer(ref)
-    return out
+    return addresses, sizes
 
 
-def _unparcel(pieces: Sequence[Any], plan: Sequence[int], entries: tuple[Entry, ...]) -> WeightPack:
+_arrived: tuple[bytes, np.ndarray, tuple[Entry, ...]] | None = None
+"""The last parcel layout this process decoded (`_layout`): its bytes, plan and manifest."""
+
+
+def _layout(layout: bytes) -> tuple[np.ndarray, tuple[Entry, ...]]:
+    """A parcel's plan (as an `int64` array) and manifest from their pickled bytes: the last
+    ones decoded again when the bytes are equal (one `memcmp`, where unpickling thousands of
+    entries takes milliseconds), so that the manifest is the very tuple `WeightPack` and a
+    bundle checked before."""
+    global _arrived
+    last = _arrived
+    if last is not None and last[0] == layout:
+        return last[1], last[2]
+    plan, entries = pickle.loads(layout)  # (bytes from the parcel being unpickled: its own data)
+    _arrived = layout, np.array(plan, np.int64), entries
+    return _arrived[1], entries
+
+
+def _unparcel(pieces: Sequence[Any], layout: bytes) -> WeightPack:
     """The `WeightPack` a parcel makes of its `pieces` (buffers: Ray's, or arrays or bytes
-    pickled otherwise): over the pieces' own memory when each lies where the plan says
-    relative to the first (as Ray lays them out in its store: no copy), else over a copy of
-    them laid out so."""
+    pickled otherwise) and its `layout` (pickled plan and manifest, `_layout`): over the
+    pieces' own memory when each lies where the plan says relative to the first (as Ray
+    lays them out in its store: no copy), else over a copy of them laid out so."""
+    plan, entries = _layout(layout)
     if not pieces:
         return WeightPack(aligned_empty(0), entries)
-    extents = _extents(pieces)
-    size = plan[-1] + extents[-1][1]
-    base = extents[0][0]
-    if all(address - base == at for (address, _), at in zip(extents, plan, strict=True)):
+    addresses, sizes = _extents(pieces)
+    size = int(plan[-1]) + sizes[-1]
+    base = addresses[0]
+    if len(addresses) == len(plan) and np.array_equal(np.array(addresses, np.int64) - base, plan):
         buffer = np.asarray(_Held(base, size, tuple(pieces)))
     else:
         buffer = aligned_empty(size)
-        for p, (_, nbytes), at in zip(pieces, extents, plan, strict=True):
+        for p, nbytes, at in zip(pieces, sizes, plan.tolist(), strict=True):
             buffer[at:at + nbytes] = np.frombuffer(p, np.uint8, nbytes) if type(p) is not np.ndarray \
                 else p.reshape(-1).view(np.uint8)
     return WeightPack(buffer, entries)

@@ -29,7 +29,7 @@ builtin.module {
 // CHECK:      np.copyto([[Y]], [[D]]{{\[}}[[KEY:k[0-9]+]]{{\]}})
 // CHECK-NEXT: [[Z:v[0-9]+]] = np.empty(
 // CHECK-NOT:  try:
-// CHECK:      np.take([[D]], [[J]], axis={{k[0-9]+}}, out=[[Z]], mode='wrap')
+// CHECK:      [[D]].take([[J]], axis={{k[0-9]+}}, out=[[Z]], mode='wrap')
 // CHECK-NEXT: [[W:v[0-9]+]] = np.empty(
 // CHECK-NEXT: {{v[0-9]+}} = {{k[0-9]+}}
 // CHECK-NEXT: [[T:v[0-9]+]] = np.where([[K]] < 0,

@@ -764,7 +764,7 @@ class FuncEmitter:
                 key = (slice(None),) * axis + (int(known) % dshape[axis],)
                 e(ind, f"np.copyto({o}, {d}[{c(key)}])")
             else:
-                e(ind, f"np.take({d}, {i}, axis={c(axis)}, out={o}, mode='wrap')")
+                e(ind, f"{d}.take({i}, axis={c(axis)}, out={o}, mode='wrap')")  # (the method: ~0.8 µs, np.take ~2)
             return
         flag = None if known is not None else self.indices_in_range(idx, size, ind)
         if known is not None:
