@@ -35,7 +35,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
@@ -347,18 +347,9 @@ class _Planner:
         in `x`) where `x` and `y` are top-level allocs, `x` allocated first and last used by
         the copy, `y` first used by it and not returned; `y`'s uses then extend `x`'s span."""
         index = {op: i for i, op in enumerate(self.top)}
-        for i, op in enumerate(self.top):
-            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
-                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
-                continue
-            x, y = inputs(op)[0], outputs(op)[0]
-            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
-                continue
+        for i, op, x, y in self.top_copies(index):
             if index[x.owner] > index[y.owner] or self.span[x][1] != i or self.span[y][0] != i \
                     or isinstance(self.top[self.span[y][1]], func.ReturnOp):
-                continue
-            block = op.body.block
-            if len(block.ops) != 1 or block.last_op is None or list(block.last_op.operands) != [block.args[0]]:
                 continue
             g = self.analysis(op)
             src, dst = g.accesses[0], g.out
@@ -372,6 +363,21 @@ class _Planner:
             first, _, user = self.span[x]
             self.span[x] = (first, self.span.pop(y)[1], user)
 
+    def top_copies(self, index: Mapping[Operation, int]) -> Iterator[tuple[int, linalg.GenericOp, SSAValue, SSAValue]]:
+        """(index, op, x, y) of each top-level generic that copies the top-level alloc `x` into
+        the top-level alloc `y` (one input, one output, its body yielding the input), both
+        still in `span` when it is reached."""
+        for i, op in enumerate(self.top):
+            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
+                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
+                continue
+            x, y = inputs(op)[0], outputs(op)[0]
+            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
+                continue
+            block = op.body.block
+            if len(block.ops) == 1 and block.last_op is not None and list(block.last_op.operands) == [block.args[0]]:
+                yield i, op, x, y
+
     def find_concat_parts(self) -> None:
         """`parts` the other way round: each top-level copy generic `y[i + offset] = x[i]`
         (all of `x`, contiguous in `y` with `x`'s own strides) where `x` is a top-level
@@ -382,20 +388,10 @@ class _Planner:
         index = {op: i for i, op in enumerate(self.top)}
         bases = {x for x, _ in self.parts.values()}
         done: dict[SSAValue, dict[int, int]] = {}  # y → {index of a copy elided: its part's offset}
-        for i, op in enumerate(self.top):
-            if not isinstance(op, linalg.GenericOp) or op in self.copies_out or op.library_call is not None \
-                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
-                continue
-            x, y = inputs(op)[0], outputs(op)[0]
-            if x is y or not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span
-                                 for v in (x, y)):
-                continue
-            if self.span[x][1] != i or isinstance(self.top[self.span[y][1]], func.ReturnOp) \
-                    or x in bases or any(
+        for i, op, x, y in self.top_copies(index):
+            if op in self.copies_out or x is y or self.span[x][1] != i \
+                    or isinstance(self.top[self.span[y][1]], func.ReturnOp) or x in bases or any(
                         u != i and u not in done.get(y, ()) for u in self.uses(y, self.span[y][0], i + 1)):
-                continue
-            block = op.body.block
-            if len(block.ops) != 1 or block.last_op is None or list(block.last_op.operands) != [block.args[0]]:
                 continue
             g = self.analysis(op)
             src, dst = g.accesses[0], g.out
