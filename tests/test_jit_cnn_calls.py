@@ -86,3 +86,35 @@ def test_sum_over_three_trailing_dims() -> None:
     g.output(g.reduce_sum(g.data("x", x.shape, np.float64), (1, 2, 3), keepdims=True))
     src = check(g, [x], x.sum(axis=(1, 2, 3), keepdims=True), 1e-12)
     assert ".reduce(" not in src
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_fire_module_computes_into_its_concatenation(n: int) -> None:
+    # SqueezeNet's fire module: the two expand convolutions (GEMM, bias, relu in place) are
+    # computed straight into their halves of the concatenation's buffer (`find_concat_parts`):
+    # no copy in. With two images a half is not contiguous in it: the copies stay.
+    from conv_refs import conv_ref
+
+    x = RNG.standard_normal((n, 6, 7, 7)).astype(np.float32)
+    ws = {k: RNG.standard_normal(s).astype(np.float32) for k, s in
+          (("ws", (3, 6, 1, 1)), ("w1", (4, 3, 1, 1)), ("w3", (5, 3, 3, 3)), ("wo", (2, 9, 1, 1)))}
+    bs = {k: RNG.standard_normal((1, f, 1, 1)).astype(np.float32) for k, f in (("bs", 3), ("b1", 4), ("b3", 5))}
+    g = Graph("fire")
+
+    def conv(h, w, b, pads=(0, 0, 0, 0)):
+        return g.relu(g.add(g.conv2d(h, g.const(w, ws[w]), pads=pads), g.const(b, bs[b])))
+
+    s = conv(g.data("x", x.shape), "ws", "bs")
+    cat = g.concat([conv(s, "w1", "b1"), conv(s, "w3", "b3", (1, 1, 1, 1))], axis=1)
+    g.output(g.conv2d(cat, g.const("wo", ws["wo"])))
+
+    def ref(h, w, b, pads=(0, 0, 0, 0)):
+        return np.maximum(conv_ref(h, ws[w].astype(np.float64), (1, 1), pads) + bs[b], 0)
+
+    r = ref(x.astype(np.float64), "ws", "bs")
+    want = conv_ref(np.concatenate([ref(r, "w1", "b1"), ref(r, "w3", "b3", (1, 1, 1, 1))], axis=1),
+                    ws["wo"].astype(np.float64), (1, 1), (0, 0, 0, 0))
+    src = check(g, [x], want, 1e-4)
+    assert src.count("np.copyto(") == (0 if n == 1 else 2)
+    plain = compiled(g, JitOptions(reuse_buffers=False)).run(g.name, dict(g.weights), [x])[0]
+    assert np.array_equal(compiled(g).run(g.name, dict(g.weights), [x])[0], plain)

@@ -35,6 +35,16 @@ def test_kernel_matches_float64_numpy(m: int, k: int, n: int) -> None:
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("m", [8, 16])
+def test_kernel_over_a_deep_inner_dim(m: int) -> None:
+    # few rows (`kernels.FEW_ROWS`) over hundreds of products per output, three panels and a last one
+    a = RNG.standard_normal((m, 300)).astype(np.float32)
+    b = RNG.standard_normal((300, 70)).astype(np.float32)
+    out = np.full((m, 70), np.nan, np.float32)
+    matmul()(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5, atol=1e-5 * np.sqrt(300))
+
+
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 8, 8), (1, 96, 104), (3, 37, 5), (5, 40, 1), (16, 56, 4)])
 def test_dot_products_of_a_transposed_or_narrow_right_side(m: int, k: int, n: int) -> None:
     # b the transpose of a C-contiguous [n, k] (a squeeze-excite weight), or fewer than 8
@@ -78,7 +88,9 @@ def test_bad_calls_are_refused() -> None:
 
 def test_the_size_rule() -> None:
     assert small_gemm(4, 16, 225) and small_gemm(256, 1152, 16)  # few products; few columns
-    assert not small_gemm(64, 576, 256)  # BLAS's: large, wide
+    assert small_gemm(8, 576, 256) and small_gemm(16, 256, 3136)  # few rows, deep
+    assert not small_gemm(64, 576, 256) and not small_gemm(17, 576, 256)  # BLAS's: large, wide
+    assert not small_gemm(16, 64, 3136) and not small_gemm(2, 512, 512)  # shallow, or one or two rows: BLAS's
     assert small_gemm(16, 56, 4) and small_gemm(1, 576, 144, transposed=True)  # dot products
     assert not small_gemm(1000, 512, 1) and not small_gemm(64, 64, 64, transposed=True)
 
@@ -135,6 +147,7 @@ def test_global_average_pool_is_dot_products() -> None:
     ((1, 6, 9, 9), 1, (0, 0, 0, 0), (1, 1)),    # a 1x1 convolution: [F, C] @ [C, H*W]
     ((1, 4, 8, 8), 3, (1, 1, 1, 1), (1, 1)),    # packed im2col, then the compiled GEMM
     ((2, 3, 11, 9), 3, (0, 1, 2, 1), (2, 1)),   # batch 2 (a batched GEMM: BLAS's)
+    ((1, 32, 18, 18), 3, (1, 1, 1, 1), (1, 1)),  # [5, 288] @ [288, 324]: few rows, deep (FEW_ROWS)
 ])
 def test_convolutions_with_bias_and_relu(shape, kernel, pads, strides) -> None:
     x = RNG.standard_normal(shape).astype(np.float32)

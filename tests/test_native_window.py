@@ -266,8 +266,11 @@ def test_pools_match_onnxruntime_and_the_numpy_form(kind, shape, kernel, strides
         np.testing.assert_allclose(got, pool_ref(x, kind, kernel, strides, pads, include), rtol=1e-5, atol=1e-6)
 
 
-def test_max_pool_propagates_nan_as_the_numpy_form() -> None:
-    (nat, ref), _ = pool_modules("MaxPool", (1, 2, 8, 8), kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 0, 0, 0)])
+def test_max_pool_propagates_nan_as_the_numpy_form(pads) -> None:
+    # (a 3x3 window's three rows inside the image are combined in one pass, `pool_max`:
+    # (3, 4) is in such rows; (0, 0) with pads in rows of the padding, without in such rows)
+    (nat, ref), _ = pool_modules("MaxPool", (1, 2, 8, 8), kernel_shape=(3, 3), strides=(2, 2), pads=pads)
     x = RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)
     x[0, 0, 3, 4] = x[0, 1, 0, 0] = np.nan
     got, want = (m.run("main", {}, [x])[0] for m in (nat, ref))

@@ -211,7 +211,28 @@ static square_fn square_for(Py_ssize_t k, Py_ssize_t s) {
     }                                                                                        \
     for (Py_ssize_t i3 = 0; i3 < e[3]; i3++) {                                               \
       int first = 1, nan = 0;                                                                \
-      for (int exact = 0; exact <= nan; exact++) {                                           \
+      float *od = ob + i3 * os[3];                                                           \
+      const float *r0 = NULL, *r1 = NULL, *r2 = NULL; /* three rows inside: one pass */      \
+      if (kh == 3) {                                                                         \
+        if (!c->padded) {                                                                    \
+          r0 = xb + i3 * v->s3; r1 = r0 + v->sp; r2 = r1 + v->sp;                            \
+        } else {                                                                             \
+          Py_ssize_t y = c->row0 + i3 * c->rstep[3], dy = c->rstep[P];                       \
+          if (y >= 0 && y + 2 * dy < c->rows) {                                              \
+            r0 = xb + y * c->cols + x0; r1 = r0 + dy * c->cols; r2 = r1 + dy * c->cols;      \
+          }                                                                                  \
+        }                                                                                    \
+      }                                                                                      \
+      if (r0) {                                                                              \
+        for (Py_ssize_t t = 0; t < t0; t++) tmp[t] = ID;                                     \
+        for (Py_ssize_t t = t0; t < t1; t++) {                                               \
+          tmp[t] = OP(OP(r0[t], r1[t]), r2[t]);                                              \
+          if (NANS) nan |= (r0[t] != r0[t]) | (r1[t] != r1[t]) | (r2[t] != r2[t]);           \
+        }                                                                                    \
+        for (Py_ssize_t t = t1; t < span; t++) tmp[t] = ID;                                  \
+        first = 0;                                                                           \
+      }                                                                                      \
+      for (int exact = r0 ? 1 : 0; exact <= nan; exact++) {                                  \
         first = 1;                                                                           \
         for (Py_ssize_t p = 0; p < kh; p++) {                                                \
           const float *restrict rp;                                                          \
@@ -249,8 +270,10 @@ static square_fn square_for(Py_ssize_t k, Py_ssize_t s) {
         for (Py_ssize_t q = 1; q < kw; q++)                                                  \
           for (Py_ssize_t j = 0; j < n; j++) acc[j] = EXACT(acc[j], tmp[j * sj + q]);        \
       } else if (sj == 2 && kw == 3) { /* (grouped loads: even/odd columns, vectorised) */   \
+        float *restrict to = !c->accumulate && os[J] == 1 ? od : acc;                        \
         for (Py_ssize_t j = 0; j < n; j++)                                                   \
-          acc[j] = OP(OP(tmp[2 * j], tmp[2 * j + 1]), tmp[2 * j + 2]);                       \
+          to[j] = OP(OP(tmp[2 * j], tmp[2 * j + 1]), tmp[2 * j + 2]);                        \
+        if (to == od) continue;                                                              \
       } else if (sj == 2 && kw == 2) {                                                       \
         for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(tmp[2 * j], tmp[2 * j + 1]);          \
       } else {                                                                               \
@@ -258,7 +281,6 @@ static square_fn square_for(Py_ssize_t k, Py_ssize_t s) {
         for (Py_ssize_t q = 1; q < kw; q++)                                                  \
           for (Py_ssize_t j = 0; j < n; j++) acc[j] = OP(acc[j], tmp[j * sj + q]);           \
       }                                                                                      \
-      float *od = ob + i3 * os[3];                                                           \
       if (c->accumulate)                                                                     \
         for (Py_ssize_t j = 0; j < n; j++) od[j * os[J]] = EXACT(od[j * os[J]], acc[j]);     \
       else if (os[J] == 1)                                                                   \

@@ -189,9 +189,14 @@ class FuncEmitter:
     @op.register
     def _(self, op: memref.AllocOp, ind: int) -> None:
         buf, c = op.memref, self.src.const
+        if buf in self.names:
+            return  # allocated early, for a part of it (`plan.find_concat_parts`)
+        base = self.plan.parts[buf][0] if buf in self.plan.parts else None
+        if base is not None and base not in self.names and isinstance(base.owner, memref.AllocOp):
+            self.op(base.owner, ind)
         if buf in self.plan.sinks:  # computed straight into the global it is finally copied to
             self.global_array(buf, self.plan.sinks[buf], ind)
-        elif buf in self.plan.parts:  # the contiguous part of a dead temporary it was copied from
+        elif buf in self.plan.parts:  # the contiguous part of a dead temporary it was copied from, or into
             base, offset = self.plan.parts[buf]
             shape, dtype = buffer(op, buf.type)
             strides = tuple(s * dtype.itemsize for s in c_strides(shape))

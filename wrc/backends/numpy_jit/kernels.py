@@ -178,12 +178,21 @@ PACK_DTYPES = ("float32", "float64")
 SMALL_GEMM = 1 << 18
 """Products (M·K·N) up to which a float32 GEMM of C-contiguous matrices runs as the compiled
 `gemm.matmul` instead of `np.matmul` (whose own call, ~1.5-2 µs, is most of a GEMM of a few
-thousand products); above, only GEMMs of at most `NARROW_GEMM` columns (a CNN's late layers
-over 4x4 planes: one panel of 16 columns, the left side read once), where its 6 x 16 blocks
+thousand products); above, only GEMMs of few rows (`FEW_ROWS`) or of at most `NARROW_GEMM`
+columns (a CNN's late layers over 4x4 planes: one panel of 16 columns, the left side read once), where its 6 x 16 blocks
 measured 1.4-1.5x faster than OpenBLAS's ([256, 2304] @ [2304, 16]); with more panels the
 left side is read once a panel, and large ones measured up to 1.8x slower ([512, 2048] @
 [2048, 49])."""
 NARROW_GEMM = 16
+FEW_ROWS, DEEP_GEMM = (4, 16), 256
+"""And any GEMM of 4 to 16 rows (`FEW_ROWS`: at most three of its 6-row blocks, each
+16-column panel of the right side read at most three times) over at least `DEEP_GEMM`
+products per output (a narrow CNN's 3x3 convolution): [8, 576] @ [576, 256] 47 -> 30 us,
+[16, 576] @ [576, 3136] 0.68x, [16, 288] @ [288, 1024] 0.76-0.86x, [4, 768] @ [768, 768]
+0.62x OpenBLAS's time; with fewer products per output (k = 3 to 64), more rows ([32, 1152]
+@ [1152, 784] 1.15-1.3x, [64, 147] @ [147, 12544] 1.2x) or one or two ([2, 512] @ [512, 512]
+1.7x, [1, 512] @ [512, 1024] 5x: OpenBLAS's matrix-vector product) OpenBLAS measured faster
+(docs/performance.md, session 9)."""
 SMALL_DOT = 1 << 14
 """Products up to which a GEMM of fewer than 8 columns, or whose right side is a C-contiguous
 matrix transposed (a squeeze-excite layer's weight), runs as `gemm.matmul`'s dot products
@@ -196,7 +205,7 @@ def small_gemm(m: int, k: int, n: int, transposed: bool = False) -> bool:
     `SMALL_DOT`); `transposed`: the right side is a C-contiguous [n, k] matrix transposed."""
     if transposed or n < 8:
         return m * k * n <= SMALL_DOT or (m == 1 and k * n <= SMALL_GEMM)
-    return m * k * n <= SMALL_GEMM or n <= NARROW_GEMM
+    return m * k * n <= SMALL_GEMM or n <= NARROW_GEMM or (FEW_ROWS[0] <= m <= FEW_ROWS[1] and k >= DEEP_GEMM)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@
   out of a temporary that is dead after it (a concatenation's buffer with its spare cell,
   a slice) *is* that part of the temporary's array; the copy is dropped, and the
   temporary's array lives as long as either.
+* **concatenated parts**: a buffer (with the buffers it was computed from in place, as
+  `matmul → +bias → relu`) whose last use is a whole copy into a contiguous part of a
+  buffer the function has not used before (a concatenation's operand) *is* that part:
+  the copy is dropped and the destination's array lives from the first of them on.
 * **zeroed**: a buffer filled with 0 right away is allocated zeroed (calloc'd pages come
   zeroed, cheaper than empty + fill); that fill is elided.
 * **elided fills**: a `linalg.fill` whose buffer the next generic overwrites whole (or
@@ -31,7 +35,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
@@ -45,7 +49,7 @@ from xdsl.utils.arg_spec import ArgSpecConvertible
 from wrc.abi import copy_into_global
 from wrc.backends import native
 from wrc.backends.numpy_jit import fuse
-from wrc.backends.numpy_jit.access import Generic, analyze
+from wrc.backends.numpy_jit.access import Generic, analyze, injective
 from wrc.backends.numpy_jit.forward import forward_copies
 from wrc.backends.numpy_jit.ir import buffer, const_value, fail, root
 from wrc.backends.numpy_jit.kernels import Kernel, NativeWindow, PackedGemm, choose_kernel
@@ -129,6 +133,7 @@ class _Planner:
         self.spans()
         if self.options.reuse_buffers:
             self.find_parts()
+            self.find_concat_parts()
         kernels: dict[linalg.GenericOp, Kernel] = {}
         sinks: dict[SSAValue, str] = {}
         reuse: dict[SSAValue, SSAValue] = {}
@@ -151,6 +156,37 @@ class _Planner:
             forwarded |= unpadded.elided
             elided |= unpadded.elided
         pooled: dict[SSAValue, int] = {}
+        placed: set[memref.AllocOp] = set()
+
+        def place(op: memref.AllocOp) -> None:
+            placed.add(op)
+            if op.dynamic_sizes or op.symbol_operands:
+                raise fail(op, "dynamic sizes")
+            buffer(op, op.memref.type)
+            buf = op.memref
+            base = self.parts.get(buf, (None,))[0]
+            if base is not None and isinstance(base.owner, memref.AllocOp) and base.owner not in placed:
+                place(base.owner)  # a concatenated part, allocated before the concatenation
+            sink = self.global_sink(buf)
+            if sink is not None:
+                sinks[buf], copy = sink
+                elided.add(copy)
+                return
+            array = self.dead_array(buf, occupant, pooled) if self.options.reuse_buffers else None
+            if array is not None:
+                reuse[buf] = array
+                occupant[array] = buf
+                if buf.type != array.type or array in pooled:
+                    pooled[array] = max(pooled.get(array, elements(array)), elements(buf))
+                return
+            fill = self.first_user(op, buf)
+            if (isinstance(fill, linalg.FillOp) and outputs(fill)[0] is buf
+                    and const_value(inputs(fill)[0]) == 0 and self.overwriter(fill) is None):
+                zeroed.add(buf)
+                elided.add(fill)
+            if buf in self.span:
+                occupant[buf] = buf
+
         for op in walk(self.fn):
             if op in forwarded:
                 continue
@@ -164,30 +200,8 @@ class _Planner:
                 if op not in elided and (nxt := self.overwriter(op)) is not None:
                     elided.add(op)
                     fresh.add(nxt)
-            elif isinstance(op, memref.AllocOp):
-                if op.dynamic_sizes or op.symbol_operands:
-                    raise fail(op, "dynamic sizes")
-                buffer(op, op.memref.type)
-                buf = op.memref
-                sink = self.global_sink(buf)
-                if sink is not None:
-                    sinks[buf], copy = sink
-                    elided.add(copy)
-                    continue
-                array = self.dead_array(buf, occupant, pooled) if self.options.reuse_buffers else None
-                if array is not None:
-                    reuse[buf] = array
-                    occupant[array] = buf
-                    if buf.type != array.type or array in pooled:
-                        pooled[array] = max(pooled.get(array, elements(array)), elements(buf))
-                    continue
-                fill = self.first_user(op, buf)
-                if (isinstance(fill, linalg.FillOp) and outputs(fill)[0] is buf
-                        and const_value(inputs(fill)[0]) == 0 and self.overwriter(fill) is None):
-                    zeroed.add(buf)
-                    elided.add(fill)
-                if buf in self.span:
-                    occupant[buf] = buf
+            elif isinstance(op, memref.AllocOp) and op not in placed:
+                place(op)
         if self.options.native:
             self.fuse(kernels, elided, fresh, sinks, reuse)
         return MemoryPlan(
@@ -333,18 +347,9 @@ class _Planner:
         in `x`) where `x` and `y` are top-level allocs, `x` allocated first and last used by
         the copy, `y` first used by it and not returned; `y`'s uses then extend `x`'s span."""
         index = {op: i for i, op in enumerate(self.top)}
-        for i, op in enumerate(self.top):
-            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
-                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
-                continue
-            x, y = inputs(op)[0], outputs(op)[0]
-            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
-                continue
+        for i, op, x, y in self.top_copies(index):
             if index[x.owner] > index[y.owner] or self.span[x][1] != i or self.span[y][0] != i \
                     or isinstance(self.top[self.span[y][1]], func.ReturnOp):
-                continue
-            block = op.body.block
-            if len(block.ops) != 1 or block.last_op is None or list(block.last_op.operands) != [block.args[0]]:
                 continue
             g = self.analysis(op)
             src, dst = g.accesses[0], g.out
@@ -357,6 +362,80 @@ class _Planner:
             self.copies_out.add(op)
             first, _, user = self.span[x]
             self.span[x] = (first, self.span.pop(y)[1], user)
+
+    def top_copies(self, index: Mapping[Operation, int]) -> Iterator[tuple[int, linalg.GenericOp, SSAValue, SSAValue]]:
+        """(index, op, x, y) of each top-level generic that copies the top-level alloc `x` into
+        the top-level alloc `y` (one input, one output, its body yielding the input), both
+        still in `span` when it is reached."""
+        for i, op in enumerate(self.top):
+            if not isinstance(op, linalg.GenericOp) or op.library_call is not None \
+                    or len(inputs(op)) != 1 or len(outputs(op)) != 1:
+                continue
+            x, y = inputs(op)[0], outputs(op)[0]
+            if not all(isinstance(v.owner, memref.AllocOp) and v.owner in index and v in self.span for v in (x, y)):
+                continue
+            block = op.body.block
+            if len(block.ops) == 1 and block.last_op is not None and list(block.last_op.operands) == [block.args[0]]:
+                yield i, op, x, y
+
+    def find_concat_parts(self) -> None:
+        """`parts` the other way round: each top-level copy generic `y[i + offset] = x[i]`
+        (all of `x`, contiguous in `y` with `x`'s own strides) where `x` is a top-level
+        alloc last used by the copy and `y` one not returned and used before only by such
+        copies: `x`, and each buffer `x` was computed from in place (`in_place`: the
+        bias and activation tails after a GEMM), *are* that part of `y`; `y`'s span then
+        starts at the first of them."""
+        index = {op: i for i, op in enumerate(self.top)}
+        bases = {x for x, _ in self.parts.values()}
+        done: dict[SSAValue, dict[int, int]] = {}  # y → {index of a copy elided: its part's offset}
+        for i, op, x, y in self.top_copies(index):
+            if op in self.copies_out or x is y or self.span[x][1] != i \
+                    or isinstance(self.top[self.span[y][1]], func.ReturnOp) or x in bases or any(
+                        u != i and u not in done.get(y, ()) for u in self.uses(y, self.span[y][0], i + 1)):
+                continue
+            g = self.analysis(op)
+            src, dst = g.accesses[0], g.out
+            dims = [k for k in range(len(g.extents)) if g.extents[k] > 1]
+            if g.kind != "parallel" or src.dtype != dst.dtype or src.offset != 0 or any(
+                    src.strides[k] != dst.strides[k] for k in dims) or src.shape is None or \
+                    math.prod(g.extents[k] for k in dims if src.uses(k)) != math.prod(src.shape) or \
+                    not injective([src.strides[k] for k in dims], [g.extents[k] for k in dims]):
+                continue
+            n = math.prod(src.shape)  # (x's elements: the part is [offset, offset + n) of y)
+            if any(o < dst.offset + n and dst.offset < o + elements(inputs(self.top[j])[0])
+                   for j, o in done.get(y, {}).items()):
+                continue
+            if self.global_sink(x) is not None or self.global_sink(y) is not None:
+                continue
+            chain = [x]
+            while (prev := self.in_place_source(chain[-1])) is not None and prev not in bases | set(self.parts):
+                chain.append(prev)
+            for v in chain:
+                self.parts[v] = (y, dst.offset)
+            self.copies_out.add(op)
+            done.setdefault(y, {})[i] = dst.offset
+            first = self.span[chain[-1]][0]
+            for v in chain:
+                del self.span[v]
+            start, last, user = self.span[y]
+            self.span[y] = (min(start, first), last, user)
+
+    def in_place_source(self, buf: SSAValue) -> SSAValue | None:
+        """The top-level alloc of `buf`'s type that the op first using `buf` reads exactly as
+        it writes `buf` and last uses (`in_place`), if any."""
+        first, _, user = self.span[buf]
+        if not isinstance(user, linalg.GenericOp):
+            return None
+        for v in inputs(user):
+            if v is not buf and v.type == buf.type and isinstance(v.owner, memref.AllocOp) and v in self.span \
+                    and self.span[v][1] == first and self.in_place(user, v, buf):
+                return v
+        return None
+
+    def uses(self, buf: SSAValue, lo: int, hi: int) -> list[int]:
+        """Indices in [lo, hi) of the top-level ops that use `buf` (or a view of it)."""
+        return [i for i in range(lo, hi) for top in (self.top[i],)
+                if any(root(v) is buf for o in (walk(top) if top.regions else (top,)) for v in o.operands)]
 
     def global_sink(self, buf: SSAValue) -> tuple[str, memref.CopyOp] | None:
         """(global, copy) when `buf` ends, unconditionally, in a whole-buffer copy into a
