@@ -29,7 +29,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
-from wrc.ir_read import walk
+from wrc.ir_read import ByIdentity, walk
 
 # --------------------------------------------------------------------------- names and keys
 
@@ -101,8 +101,10 @@ def element_dtype(t: Attribute) -> np.dtype | None:
 def memref_spec(t: Attribute) -> Spec | None:
     """(shape, dtype) of a memref type, or None if it is not one with static dims and a
     supported dtype."""
-    if not isinstance(t, MemRefType):
-        return None
+    return _memref_specs(t) if isinstance(t, MemRefType) else None
+
+
+def _memref_spec_of(t: MemRefType) -> Spec | None:
     try:
         return _memref_spec(t)
     except TypeError:  # an unhashable parameter (text IR may hold any attribute)
@@ -115,6 +117,9 @@ def _memref_spec(t: MemRefType) -> Spec | None:
     global's several times)."""
     shape, dtype = tuple(t.get_shape()), element_dtype(t.element_type)
     return None if dtype is None or any(d < 0 for d in shape) else (shape, dtype)
+
+
+_memref_specs = ByIdentity(_memref_spec_of)  # (a module's values share a few type objects: by id, not hash)
 
 
 def global_spec(op: memref.GlobalOp) -> Spec | None:

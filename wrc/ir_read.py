@@ -5,6 +5,7 @@ own accessors (same results):
   regions' blocks), as a list;
 * `inputs(op)` / `outputs(op)`: a linalg structured op's (a generic's, a fill's) `inputs` and
   `outputs`;
+* `ByIdentity(derive)`: `derive(attribute)` memoized by the attribute object;
 * `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass;
 * `new_op(cls, ...)`: `cls.create(...)`, what xDSL's `Operation.__init__` and IRDL's
   `__post_init__` make, without a call per field (compiles and loads make ~80,000 ops for a
@@ -19,8 +20,8 @@ several times each (docs/performance.md, "Issue 12: compile and cold load (sessi
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from xdsl.dialects.builtin import UNKNOWN_LOC, LocationAttr
 from xdsl.dialects.linalg import ops as linalg
@@ -47,23 +48,38 @@ def walk(op: Operation) -> list[Operation]:
     return out
 
 
-_SEGMENTS: dict[int, tuple[Attribute, tuple[int, ...]]] = {}  # id → (operand segment sizes, values)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ByIdentity(Generic[K, V]):
+    """`derive(x)` memoized by `x`'s identity, for attributes (values whose hash walks their
+    parameters, each call): IR shares few such objects among many ops. Each entry keeps `x`
+    alive, so its id is not reused meanwhile; cleared when `limit` entries are held."""
+
+    def __init__(self, derive: Callable[[K], V], limit: int = 4096) -> None:
+        self._derive, self._limit = derive, limit
+        self._known: dict[int, tuple[K, V]] = {}
+
+    def __call__(self, x: K) -> V:
+        known = self._known.get(id(x))
+        if known is None or known[0] is not x:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            known = self._known[id(x)] = (x, self._derive(x))
+        return known[1]
+
+
+_segment_values = ByIdentity(lambda attr: tuple(attr.get_values()))  # type: ignore[attr-defined]
 
 
 def _segments(op: Operation) -> tuple[int, ...] | None:
     """The operand segment sizes of a linalg structured op, decoded once per attribute object
     (xDSL's `inputs` and `outputs` decode them at each read, ~4 µs; the JIT's planner reads
-    them a dozen times per op). Kept while the attribute is, by id. None for an op sized
-    otherwise (`linalg.transpose`: same-size variadic operands)."""
+    them a dozen times per op). None for an op sized otherwise (`linalg.transpose`:
+    same-size variadic operands)."""
     attr = op.properties.get("operandSegmentSizes")
-    if attr is None:
-        return None
-    known = _SEGMENTS.get(id(attr))
-    if known is None or known[0] is not attr:
-        if len(_SEGMENTS) >= 4096:
-            _SEGMENTS.clear()
-        known = _SEGMENTS[id(attr)] = (attr, tuple(attr.get_values()))  # type: ignore[attr-defined]
-    return known[1]
+    return None if attr is None else _segment_values(attr)
 
 
 def inputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
