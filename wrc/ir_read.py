@@ -6,7 +6,8 @@ own accessors (same results):
 * `inputs(op)` / `outputs(op)`: a linalg structured op's (a generic's, a fill's) `inputs` and
   `outputs`;
 * `ByIdentity(derive)`: `derive(attribute)` memoized by the attribute object;
-* `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass;
+* `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass; `clone_body(region)`
+  the same for a self-contained one-block region (a linalg body);
 * `new_op(cls, ...)`: `cls.create(...)`, what xDSL's `Operation.__init__` and IRDL's
   `__post_init__` make, without a call per field (compiles and loads make ~80,000 ops for a
   2,000-op graph: docs/performance.md, "Issue 12: compile and cold load (session 8)").
@@ -219,3 +220,33 @@ def clone(root: OpT) -> OpT:
         for op in made:
             op.drop_all_references()
         return root.clone()
+
+
+def clone_body(region: Region) -> Region | None:
+    """`region.clone()` for a region of one block whose ops have no regions or successors and
+    use only values defined in it (its block's arguments, earlier ops' results): a linalg
+    body. None for any other region."""
+    blocks = region.blocks
+    if len(blocks) != 1:
+        return None
+    block = blocks[0]
+    copy = Block()
+    copy._args = tuple(BlockArgument(a.type, copy, i, a.location) for i, a in enumerate(block._args))
+    mapper: dict[SSAValue, SSAValue] = {}
+    for a, new_arg in zip(block._args, copy._args):
+        mapper[a] = new_arg
+        new_arg.name_hint = a.name_hint
+    ops = []
+    for op in block.ops:
+        operands = [mapper.get(v) for v in op._operands]
+        if op.regions or op._successors or None in operands:
+            for made in ops:
+                made.drop_all_references()
+            return None
+        made = new_op(type(op), operands, [r.type for r in op.results], op.properties, op.attributes, (), op.location)
+        for r, new_r in zip(op.results, made.results):
+            mapper[r] = new_r
+            new_r.name_hint = r.name_hint
+        ops.append(made)
+    copy.add_ops(ops)
+    return Region(copy)
