@@ -12,6 +12,7 @@ some map, and other results are `dim * c + ... + offset` sums.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Sequence
 
 from xdsl.builder import Builder
@@ -34,7 +35,7 @@ from xdsl.dialects.linalg.ops import FillOp, GenericOp, YieldOp
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
-from wrc.ir_read import new_op
+from wrc.ir_read import clone_body, new_op
 
 Body = Callable[[Sequence[BlockArgument]], Sequence[SSAValue]]
 """Builds a generic's body from its block arguments (ins, then outs); returns the yielded values."""
@@ -158,6 +159,61 @@ def filled(b: Builder, shape: Sequence[int], element_type: Attribute, value: flo
     return b.insert(fill).results[0]
 
 
+_BODIES: dict[tuple[object, ...], Region] = {}
+"""Generic bodies built once per (body function, what it captures, block argument types),
+then copied: a body built by xDSL's implicit builder (which swaps `Operation.__post_init__`
+in and out around it) cost 2-3x its copy, and a model repeats a few dozen bodies thousands
+of times (docs/performance.md, "Issue 12: compile and cold load (session 9)")."""
+_BODIES_MAX = 1024
+
+
+def _body_key(body: Body, arg_types: Sequence[Attribute]) -> tuple[object, ...] | None:
+    """What `body(args)` makes depends on, for a plain function whose captured values are
+    classes, functions (by identity), numbers, strings, None or attributes (by value; floats
+    by `repr`: -0.0 and 0.0 are two bodies); None (not kept) for anything else."""
+    code = getattr(body, "__code__", None)
+    if code is None or getattr(body, "__defaults__", None) or getattr(body, "__kwdefaults__", None):
+        return None
+    captured: list[object] = []
+    for cell in getattr(body, "__closure__", None) or ():
+        try:
+            c = cell.cell_contents
+        except ValueError:  # an empty cell
+            return None
+        if isinstance(c, float):
+            captured.append((float, repr(c)))
+        elif c is None or type(c) in (int, bool, str):
+            captured.append((type(c), c))
+        elif isinstance(c, type | types.FunctionType | types.BuiltinFunctionType):
+            captured.append(_Same(c))
+        elif isinstance(c, Attribute) and not isinstance(c, FloatAttr):
+            captured.append((type(c), c))
+        else:
+            return None
+    key = (code, tuple(captured), tuple(arg_types))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable attribute
+        return None
+    return key
+
+
+class _Same:
+    """A captured class or function, compared by identity (a function's closure may hold
+    values that equality would not see)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
 def generic(
     b: Builder,
     inputs: Sequence[SSAValue],
@@ -168,11 +224,19 @@ def generic(
 ) -> SSAValue:
     """One `linalg.generic` on tensors writing `init` (maps: one per input, then the output's)."""
     arg_types = [element_type_of(v) for v in (*inputs, init)]
+    key = _body_key(body, arg_types)
+    template = _BODIES.get(key) if key is not None else None
+    region = clone_body(template) if template is not None else None
+    if region is None:
+        @Builder.implicit_region(arg_types)
+        def region(args: tuple[BlockArgument, ...]) -> None:
+            YieldOp.create(operands=body(args), location=UNKNOWN_LOC)  # the implicit builder inserts it
 
-    @Builder.implicit_region(arg_types)
-    def region(args: tuple[BlockArgument, ...]) -> None:
-        YieldOp.create(operands=body(args), location=UNKNOWN_LOC)  # the implicit builder inserts it
-
+        if key is not None:
+            if len(_BODIES) >= _BODIES_MAX:
+                _BODIES.clear()
+            if (copy := clone_body(region)) is not None:  # (None: not self-contained, built each time)
+                _BODIES[key] = copy
     op = new_op(
         GenericOp,
         operands=(*inputs, init), result_types=(init.type,), regions=(region,),

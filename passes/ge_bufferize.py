@@ -59,7 +59,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
-from wrc.ir_read import inputs, new_op, outputs, walk
+from wrc.ir_read import ByIdentity, inputs, new_op, outputs, walk
 from wrc.passes._rewriter import OnePassRewriter
 
 Mode = Literal["reuse", "fresh", "copy"]
@@ -67,7 +67,7 @@ Mode = Literal["reuse", "fresh", "copy"]
 
 
 def memref_of(t: TensorType, what: str) -> MemRefType:
-    m = _memref_type(t)
+    m = _memref_types(t)
     if m is None:
         raise LoweringError(f"{what}: dynamic dimension in {t} not supported; give the graph inputs static shapes")
     return m
@@ -80,6 +80,9 @@ def _memref_type(t: TensorType) -> MemRefType | None:
     dynamic shape."""
     shape = t.get_shape()
     return None if ge.DYNAMIC in shape else MemRefType(t.element_type, shape)
+
+
+_memref_types = ByIdentity(_memref_type)  # (the same type object is looked up again per use: by id, not hash)
 
 
 def _is_buffer(value: SSAValue) -> bool:

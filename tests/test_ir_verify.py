@@ -217,3 +217,27 @@ def test_a_ge_shape_rule_runs_once_per_signature_of_property_values(perm, fails,
     assert outcome(ir_verify.verify, module) == result
     assert len(calls) == (1 if fails is None else 2)
     assert ir_verify._signature_only(TransposeOp, ComputeOp.verify_)
+
+
+DATA = '%{v} = "ge.data"() <{{name = "{v}", index = {index}}}> : () -> tensor<2xf32>'
+
+
+@pytest.mark.parametrize("second, fails", [
+    ("1 : i64", None),  # another index: the same signature (the class and the i64), and it verifies
+    ("-1 : i64", "the input index must be non-negative"),  # ge.data's own verifier still runs
+    ("1 : i32", "Expected attribute i64 but got i32"),  # another integer type: a new signature, checked
+    ('"one"', "should be of base attribute integer"),  # another class: a new signature, checked
+])
+def test_values_checked_by_their_parameters_enter_signatures_as_those(second, fails, monkeypatch):
+    module = parse(f"""
+builtin.module {{
+  func.func @f() {{
+    {DATA.format(v="x", index="0 : i64")}
+    {DATA.format(v="y", index=second)}
+    func.return
+  }}
+}}""")
+    result = both(module)
+    assert result == "ok" if fails is None else fails in result
+    if fails is None:  # (the module, the function, its return and one for both ge.data)
+        assert count_definition_checks(monkeypatch, module) == 4

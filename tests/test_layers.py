@@ -75,7 +75,8 @@ def test_no_import_circle() -> None:
 
 
 def test_passes_and_the_contract_import_no_bundle_code() -> None:
-    assert imports("wrc.abi") <= {"wrc.dtypes", "wrc.errors"}
+    assert imports("wrc.abi") <= {"wrc.dtypes", "wrc.errors", "wrc.ir_read"}
+    assert imports("wrc.ir_read") == set()
     for name in wrc_modules():
         if name.startswith("wrc.passes"):
             assert not imports(name) & {"wrc.model_buffer", "wrc.bundle_format", "wrc.runtime"}, name

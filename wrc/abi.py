@@ -2,8 +2,8 @@
 
 The passes write these facts; the runtime (`Bundle`), `wrc inspect`, `wrc graph`, the
 backends, weight files and the build workflow read them, and all import them from here. The
-module sits just above `wrc.dtypes` and `wrc.errors` and imports no pass, runtime,
-bundle-file or backend code.
+module sits just above `wrc.dtypes`, `wrc.errors` and `wrc.ir_read` (xDSL reads only) and
+imports no pass, runtime, bundle-file or backend code.
 
 * Names and keys: the three graphs, the `ge.*` attributes, the library calls.
 * Readers of one function: `arguments` (each optional update input is followed by its `i1`
@@ -29,6 +29,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
+from wrc.ir_read import ByIdentity, walk
 
 # --------------------------------------------------------------------------- names and keys
 
@@ -100,8 +101,10 @@ def element_dtype(t: Attribute) -> np.dtype | None:
 def memref_spec(t: Attribute) -> Spec | None:
     """(shape, dtype) of a memref type, or None if it is not one with static dims and a
     supported dtype."""
-    if not isinstance(t, MemRefType):
-        return None
+    return _memref_specs(t) if isinstance(t, MemRefType) else None
+
+
+def _memref_spec_of(t: MemRefType) -> Spec | None:
     try:
         return _memref_spec(t)
     except TypeError:  # an unhashable parameter (text IR may hold any attribute)
@@ -114,6 +117,9 @@ def _memref_spec(t: MemRefType) -> Spec | None:
     global's several times)."""
     shape, dtype = tuple(t.get_shape()), element_dtype(t.element_type)
     return None if dtype is None or any(d < 0 for d in shape) else (shape, dtype)
+
+
+_memref_specs = ByIdentity(_memref_spec_of)  # (a module's values share a few type objects: by id, not hash)
 
 
 def global_spec(op: memref.GlobalOp) -> Spec | None:
@@ -349,11 +355,13 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> Functio
     writes: list[Write] = []
     constants: set[str] = set()
     targets: dict[int, str] = {}
-    for op in fn.walk():
-        if isinstance(op, func.CallOp):
-            raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
-        if not isinstance(op, memref.GetGlobalOp):
+    for op in walk(fn):  # (a list, not xDSL's generators; a class test per op class)
+        kind = _effect_kind(type(op))
+        if kind is None:
             continue
+        if kind is func.CallOp:
+            raise _bad(name, f"calls @{op.callee.root_reference.data}; bundle graphs are flat")
+        assert isinstance(op, memref.GetGlobalOp)
         sym = op.name_.root_reference.data
         g = globals_.get(sym)
         if g is None:
@@ -380,6 +388,13 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> Functio
             reads.add(w.var)  # the part not written keeps the old value
     variables_read = frozenset(r for r in reads if is_variable(globals_[r]))
     return FunctionPlan(name, inputs, variables_read, tuple(writes), tuple(sorted(constants)), targets)
+
+
+@functools.cache
+def _effect_kind(cls: type[Operation]) -> type[Operation] | None:
+    """`func.CallOp` or `memref.GetGlobalOp` for ops of those classes, else None: what
+    `effects` looks for (by class, once: an `isinstance` against xDSL's op ABCs per op)."""
+    return next((k for k in (func.CallOp, memref.GetGlobalOp) if issubclass(cls, k)), None)
 
 
 def _guards(op: Operation, fn: func.FuncOp, flags: Mapping[SSAValue, int]) -> tuple[tuple[int, bool], ...] | None:

@@ -137,21 +137,34 @@ class _Sizes(dict[int, int]):
         return known
 
 
-def _fit(op: Operation, fits: set[int], size: _Sizes, limit: int) -> bool:
+def _fit(op: Operation, is_global: bool, fits: set[int], size: _Sizes, limit: int) -> bool:
     """Every buffer `op` declares is within `limit` bytes (`_op_buffers`' types, read without
-    a generator: this runs for every op; `fits` holds the ids of types known to fit)."""
-    types = [r.type for r in op.results]
-    if isinstance(op, GlobalOp):
-        types.append(op.type)
-    for region in op.regions:
-        for block in region.blocks:
-            types += block.arg_types
-    for t in types:
+    a generator or a list: this runs for every op; `fits` holds the ids of types known to fit)."""
+    for r in op.results:
+        t = r.type
         if id(t) not in fits:
             if size(t) > limit:
                 return False
             fits.add(id(t))
+    if is_global and id(op.type) not in fits:
+        if size(op.type) > limit:
+            return False
+        fits.add(id(op.type))
+    for region in op.regions:
+        for block in region.blocks:
+            for t in block.arg_types:
+                if id(t) not in fits:
+                    if size(t) > limit:
+                        return False
+                    fits.add(id(t))
     return True
+
+
+@functools.cache
+def _kind(cls: type[Operation]) -> tuple[bool, bool]:
+    """(a `memref.global`, a `linalg.generic`) for ops of `cls`: tested once per class, not
+    by an `isinstance` against xDSL's op ABCs per op."""
+    return issubclass(cls, GlobalOp), issubclass(cls, GenericOp)
 
 
 def _op_buffers(op: Operation, size: _Sizes) -> Iterator[tuple[Operation, str, Attribute, int]]:
@@ -225,9 +238,11 @@ def _check_ops(module: ModuleOp) -> BundleFormatError | None:
     limit, size = max_tensor_bytes(), _Sizes()
     oversized = None
     fits: set[int] = set()  # ids of the types seen within the limit (each stays alive in the module)
+    elements: dict[int, Attribute] = {}  # id(operand type) → its element type
     for op in walk(module):
+        is_global, is_generic = _kind(type(op))
         # (types first: only a type not seen before may be oversized; then the buffer at fault)
-        if oversized is None and not _fit(op, fits, size, limit):
+        if oversized is None and not _fit(op, is_global, fits, size, limit):
             for _, kind, t, nbytes in _op_buffers(op, size):
                 if nbytes > limit:
                     # (a memref.global has no results, regions or arguments: its one buffer is itself)
@@ -235,21 +250,29 @@ def _check_ops(module: ModuleOp) -> BundleFormatError | None:
                     oversized = _fail(f"{what} is {t} ({nbytes} bytes), more than the "
                                       f"{limit}-byte limit per buffer (WRC_MAX_TENSOR_BYTES)")
                     break
-        if not isinstance(op, GenericOp):
+        if not is_generic:
             continue
-        elements = [v.type.get_element_type() if isinstance(v.type, ShapedType) else v.type
-                    for v in op.operands]
+        want = [_element(v.type, elements) for v in op.operands]
         blocks = list(op.body.blocks)
         term = blocks[0].last_op if len(blocks) == 1 else None
         takes = list(blocks[0].arg_types) if len(blocks) == 1 else None
         yields = [v.type for v in term.operands] if isinstance(term, YieldOp) else None
-        if takes != elements or yields != elements[len(op.inputs):]:  # types compare as values
+        if takes != want or yields != want[len(op.inputs):]:  # types compare as values
             takes = [str(t) for t in takes] if takes is not None else "not one block"
             yields = [str(t) for t in yields] if yields is not None else "no linalg.yield"
-            want = [str(t) for t in elements]
+            want = [str(t) for t in want]
             raise _fail(f"a linalg.generic's body takes {takes} and yields {yields}, but its "
                         f"operands' element types are {want} (the last {len(op.outputs)} yielded)")
     return oversized
+
+
+def _element(t: Attribute, known: dict[int, Attribute]) -> Attribute:
+    """A shaped type's element type, else the type (`known`: by the type's id; each type
+    stays alive in the module meanwhile)."""
+    e = known.get(id(t))
+    if e is None:
+        e = known[id(t)] = t.get_element_type() if isinstance(t, ShapedType) else t
+    return e
 
 
 def _variables(module: ModuleOp) -> dict[str, dict[str, Any]]:

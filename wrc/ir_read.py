@@ -5,7 +5,9 @@ own accessors (same results):
   regions' blocks), as a list;
 * `inputs(op)` / `outputs(op)`: a linalg structured op's (a generic's, a fill's) `inputs` and
   `outputs`;
-* `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass;
+* `ByIdentity(derive)`: `derive(attribute)` memoized by the attribute object;
+* `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass; `clone_body(region)`
+  the same for a self-contained one-block region (a linalg body);
 * `new_op(cls, ...)`: `cls.create(...)`, what xDSL's `Operation.__init__` and IRDL's
   `__post_init__` make, without a call per field (compiles and loads make ~80,000 ops for a
   2,000-op graph: docs/performance.md, "Issue 12: compile and cold load (session 8)").
@@ -19,8 +21,8 @@ several times each (docs/performance.md, "Issue 12: compile and cold load (sessi
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from xdsl.dialects.builtin import UNKNOWN_LOC, LocationAttr
 from xdsl.dialects.linalg import ops as linalg
@@ -47,23 +49,38 @@ def walk(op: Operation) -> list[Operation]:
     return out
 
 
-_SEGMENTS: dict[int, tuple[Attribute, tuple[int, ...]]] = {}  # id → (operand segment sizes, values)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ByIdentity(Generic[K, V]):
+    """`derive(x)` memoized by `x`'s identity, for attributes (values whose hash walks their
+    parameters, each call): IR shares few such objects among many ops. Each entry keeps `x`
+    alive, so its id is not reused meanwhile; cleared when `limit` entries are held."""
+
+    def __init__(self, derive: Callable[[K], V], limit: int = 4096) -> None:
+        self._derive, self._limit = derive, limit
+        self._known: dict[int, tuple[K, V]] = {}
+
+    def __call__(self, x: K) -> V:
+        known = self._known.get(id(x))
+        if known is None or known[0] is not x:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            known = self._known[id(x)] = (x, self._derive(x))
+        return known[1]
+
+
+_segment_values = ByIdentity(lambda attr: tuple(attr.get_values()))  # type: ignore[attr-defined]
 
 
 def _segments(op: Operation) -> tuple[int, ...] | None:
     """The operand segment sizes of a linalg structured op, decoded once per attribute object
     (xDSL's `inputs` and `outputs` decode them at each read, ~4 µs; the JIT's planner reads
-    them a dozen times per op). Kept while the attribute is, by id. None for an op sized
-    otherwise (`linalg.transpose`: same-size variadic operands)."""
+    them a dozen times per op). None for an op sized otherwise (`linalg.transpose`:
+    same-size variadic operands)."""
     attr = op.properties.get("operandSegmentSizes")
-    if attr is None:
-        return None
-    known = _SEGMENTS.get(id(attr))
-    if known is None or known[0] is not attr:
-        if len(_SEGMENTS) >= 4096:
-            _SEGMENTS.clear()
-        known = _SEGMENTS[id(attr)] = (attr, tuple(attr.get_values()))  # type: ignore[attr-defined]
-    return known[1]
+    return None if attr is None else _segment_values(attr)
 
 
 def inputs(op: linalg.GenericOp | linalg.FillOp) -> Sequence[SSAValue]:
@@ -203,3 +220,33 @@ def clone(root: OpT) -> OpT:
         for op in made:
             op.drop_all_references()
         return root.clone()
+
+
+def clone_body(region: Region) -> Region | None:
+    """`region.clone()` for a region of one block whose ops have no regions or successors and
+    use only values defined in it (its block's arguments, earlier ops' results): a linalg
+    body. None for any other region."""
+    blocks = region.blocks
+    if len(blocks) != 1:
+        return None
+    block = blocks[0]
+    copy = Block()
+    copy._args = tuple(BlockArgument(a.type, copy, i, a.location) for i, a in enumerate(block._args))
+    mapper: dict[SSAValue, SSAValue] = {}
+    for a, new_arg in zip(block._args, copy._args):
+        mapper[a] = new_arg
+        new_arg.name_hint = a.name_hint
+    ops = []
+    for op in block.ops:
+        operands = [mapper.get(v) for v in op._operands]
+        if op.regions or op._successors or None in operands:
+            for made in ops:
+                made.drop_all_references()
+            return None
+        made = new_op(type(op), operands, [r.type for r in op.results], op.properties, op.attributes, (), op.location)
+        for r, new_r in zip(op.results, made.results):
+            mapper[r] = new_r
+            new_r.name_hint = r.name_hint
+        ops.append(made)
+    copy.add_ops(ops)
+    return Region(copy)

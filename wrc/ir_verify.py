@@ -38,9 +38,18 @@ from typing import Any
 from xdsl.dialects.builtin import SymbolNameConstraint
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
 from xdsl.dialects.linalg.ops import GenericOp
-from xdsl.ir import Block, Operation, Region
+from xdsl.ir import Attribute, Block, Operation, Region
 from xdsl.ir.core import ErasedSSAValue, OpTraits
-from xdsl.irdl import AnyOf, AttrConstraint, BaseAttr, IRDLOperation, OpDef
+from xdsl.irdl import (
+    AnyAttr,
+    AnyOf,
+    AttrConstraint,
+    BaseAttr,
+    EqAttrConstraint,
+    IRDLOperation,
+    OpDef,
+    ParamAttrConstraint,
+)
 from xdsl.traits import IsolatedFromAbove, IsTerminator, NoTerminator, OpTrait
 from xdsl.utils.exceptions import VerifyException
 
@@ -102,17 +111,47 @@ def _class_only(cls: type[Operation]) -> tuple[frozenset[str], frozenset[str]]:
             frozenset(n for n, d in op_def.attributes.items() if _checks_class_only(d.constr)))
 
 
+@functools.cache
+def _by_parameters(cls: type[Operation]) -> dict[str, tuple[bool, ...]]:
+    """The properties of `cls` (an op class `_irdl_parts` knows, not `_class_only`) whose
+    constraint reads the value's class and its parameters each by class or by value alone
+    (`IntegerAttr[I64]`: an `IntAttr`, and `i64`): per parameter, whether by value. Signatures
+    hold such a value's class and those parameters (a graph's inputs differ only in their
+    index, and would each be a new signature)."""
+    parts = _irdl_parts(cls)
+    assert parts is not None
+    out: dict[str, tuple[bool, ...]] = {}
+    if _signature_only(cls, parts[1]):
+        return out  # (an own verifier run once per signature may read any property's value)
+    for n, d in parts[0].properties.items():
+        constr = d.constr
+        if type(constr) is ParamAttrConstraint and n not in _class_only(cls)[0] and all(
+                type(c) in (BaseAttr, AnyAttr, EqAttrConstraint) for c in constr.param_constrs):
+            out[n] = tuple(type(c) is EqAttrConstraint for c in constr.param_constrs)
+    return out
+
+
+def _parameters_key(v: Attribute, by_value: tuple[bool, ...]) -> Any:
+    """`v` as `_by_parameters` reads it: its class, and each parameter or its class."""
+    params = getattr(v, "parameters", None)
+    if not isinstance(params, tuple) or len(params) != len(by_value):
+        return v  # (not of the constraint's class: the value itself)
+    return type(v), tuple([p if eq else type(p) for p, eq in zip(params, by_value, strict=True)])
+
+
 def _signature(op: Operation) -> tuple[Any, ...]:
     """All that `op_def.verify(op)` reads of `op` (an op `_irdl_parts` knows), except what
     its traits read."""
     cls = type(op)
     props, attrs = _class_only(cls)
+    keyed = _by_parameters(cls)
     properties, attributes, regions = op.properties, op.attributes, op.regions
     return (  # (list comprehensions, and no view objects: this runs for every op)
         cls,
         tuple([v.type for v in op._operands]),
         tuple([r.type for r in op.results]),
-        tuple([(k, type(v) if k in props else v) for k, v in properties.items()]) if properties else (),
+        tuple([(k, type(v) if k in props else _parameters_key(v, keyed[k]) if k in keyed else v)
+               for k, v in properties.items()]) if properties else (),
         tuple([(k, type(v) if k in attrs else v) for k, v in attributes.items()]) if attributes else (),
         tuple([(len(r.blocks), None if r.first_block is None else r.first_block.arg_types) for r in regions])
         if regions else (),
