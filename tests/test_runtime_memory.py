@@ -101,12 +101,18 @@ def test_init_refuses_a_weight_tampered_with_after_load(tmp_path) -> None:
     check(b.infer({"x": X}), W1 * 2, W2)
 
 
-def test_init_after_an_update_reads_the_released_weights_not_the_ir(tmp_path, monkeypatch) -> None:
+def _updated_once(tmp_path) -> wrc.Bundle:
+    """The bundle of `model()` loaded from a file, initialized, and const_1 updated to W1 * 2."""
     path = tmp_path / "m.wrcb"
     write_bundle(path, model())
     b = load_bundle(path)
     b.init()
     b.update({"const_1": W1 * 2})
+    return b
+
+
+def test_init_after_an_update_reads_the_released_weights_not_the_ir(tmp_path, monkeypatch) -> None:
+    b = _updated_once(tmp_path)
     sections = []
     for name in ("read", "read_array"):
         real = getattr(_Source, name)
@@ -164,11 +170,7 @@ def test_init_map_ahead_chooses_how_much_of_the_first_update_is_mapped(tmp_path,
 
 @pytest.mark.parametrize("bad", ["some", -1, 1.5, True, None])
 def test_init_rejects_a_bad_map_ahead_before_it_changes_anything(tmp_path, bad) -> None:
-    path = tmp_path / "m.wrcb"
-    write_bundle(path, model())
-    b = load_bundle(path)
-    b.init()
-    b.update({"const_1": W1 * 2})
+    b = _updated_once(tmp_path)
     with pytest.raises(wrc.InputError, match="map_ahead"):
         b.init(map_ahead=bad)
     check(b.infer({"x": X}), W1 * 2, W2)  # not reset to the initial values
