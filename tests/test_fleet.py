@@ -571,3 +571,32 @@ def test_pause_holds_a_replicas_requests_while_it_stages(fleet: Fleet) -> None:
     for bad in (-1, True, 121):
         with pytest.raises(InputError, match=r"^Fleet: pause must be a number of seconds from 0 to timeout"):
             Fleet(b"", 1, pause=bad)
+
+
+def test_map_ahead_is_each_replicas_init_option(fleet: Fleet) -> None:
+    """`Fleet(map_ahead=...)` is what each replica's `init()` maps ahead (this small model's
+    default, "target", maps all of its first update's buffers; 0 none); checked before any
+    actor starts."""
+
+    def spare(replica: object) -> list[str]:  # (runs inside a replica)
+        return sorted(replica.bundle._spare)  # type: ignore[attr-defined]
+
+    model = bundle_bytes(build())  # (`fleet`: the module's Ray)
+    b = load_bundle(model)
+    b.init()
+    mapped = sorted(b._spare)  # noqa: SLF001
+    assert mapped
+    for map_ahead, want in [(0, []), ("all", mapped)]:
+        f = Fleet(model, 1, options={"num_cpus": 0}, map_ahead=map_ahead)
+        try:
+            assert ray.get(f.replicas[0].__ray_call__.remote(spare)) == want, map_ahead
+            v = f.publish(weights(70))
+            for y, served in _each_replica(f):
+                assert served == v
+                np.testing.assert_allclose(y, reference(X, weights(70)), rtol=1e-5, atol=1e-5)
+        finally:
+            f.shutdown()
+    for bad in ("some", -1, True):
+        with pytest.raises(InputError, match=rf"^Fleet: map_ahead takes 'target' or 'all' or a number of bytes "
+                                             rf">= 0, got {bad!r}$"):
+            Fleet(b"", 1, map_ahead=bad)

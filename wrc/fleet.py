@@ -35,7 +35,7 @@ from typing import Any
 
 from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionError
 from wrc.model_buffer import ModelBuffer
-from wrc.runtime import load_bundle
+from wrc.runtime import load_bundle, map_ahead_bytes
 from wrc.weight_pack import WeightPack, packable, parcel
 
 INFER_GROUP, CONTROL_GROUP = "infer", "control"
@@ -134,10 +134,11 @@ class Replica:
     `copy`: weight sets copied into the bundle's buffers, or adopted (zero-copy)."""
 
     def __init__(self, model: bytes, backend: str, registry: Any, copy: bool = True, timeout: float = 120.0,
-                 nice: int = COPY_NICE, pause: float = 0.0) -> None:
+                 nice: int = COPY_NICE, pause: float = 0.0, map_ahead: int | str = "target") -> None:
         ray = _ray()
         self.bundle = load_bundle(model, backend)
         self.copy = copy
+        self._map_ahead = map_ahead  # `init()`'s, when the replica serves version 0
         self._copier = _copier(nice)  # staging, below the requests' priority
         self._pause = pause  # how long a request waits at most for a stage to finish
         self._serving = threading.Event()  # cleared while a stage runs (with `pause`)
@@ -157,7 +158,7 @@ class Replica:
     def _apply(self, version: int, weights: Mapping[str, Any] | None) -> None:
         """Serve fleet `version` from `weights` (None: the weights compiled in, version 0)."""
         if weights is None:
-            self.bundle.init()
+            self.bundle.init(map_ahead=self._map_ahead)
         else:
             self.bundle.update(weights, copy=self.copy)
         self._fleet[self.bundle.version] = version
@@ -251,7 +252,10 @@ class Fleet:
     None: `COPY_NICE` (10) with `copy=True`, 0 with `copy=False`. `pause`: seconds a request
     that reaches a replica while it stages waits at most for the stage to finish, so that
     the stage gets the replica's share of the cores (0: none; docs/fleet.md "Serving during
-    a publish": a faster publish against slower requests meanwhile).
+    a publish": a faster publish against slower requests meanwhile). `map_ahead`: each
+    replica's `init(map_ahead=...)` when it serves version 0 (`Bundle.init`; "all": its first
+    copy-mode publish writes into touched pages, for the memory of two weight sets from the
+    start).
     """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | ModelBuffer, replicas: int = 2, *,
@@ -259,7 +263,7 @@ class Fleet:
                  infer_threads: int = 2,
                  options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                  copy: bool = True, timeout: float = 120.0, pack: bool | str = "auto",
-                 nice: int | None = None, pause: float = 0.0) -> None:
+                 nice: int | None = None, pause: float = 0.0, map_ahead: int | str = "target") -> None:
         ray = _ray()
         if not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"Fleet: replicas must be a positive int, got {replicas!r}")
@@ -274,6 +278,7 @@ class Fleet:
         if isinstance(pause, bool) or not isinstance(pause, int | float) or not 0 <= pause <= timeout:
             raise InputError(f"Fleet: pause must be a number of seconds from 0 to timeout ({timeout:g}), "
                              f"got {pause!r}")
+        map_ahead_bytes(map_ahead, "Fleet: map_ahead")  # (checked here: a replica's error names an actor)
         self.copy, self.timeout, self.pack, self.nice = bool(copy), float(timeout), pack, nice
         self.pause = float(pause)
         self._pack_buffer: Any = None  # the last pack's buffer, reused (touched pages)
@@ -293,7 +298,8 @@ class Fleet:
         actor = ray.remote(concurrency_groups={INFER_GROUP: infer_threads, CONTROL_GROUP: 1})(Replica)
         self._model = ray.put(_model_bytes(model))  # kept: a restarting replica loads it again
         self.replicas = [actor.options(**{"max_restarts": -1, "max_task_retries": -1, **opts}).remote(
-            self._model, backend, self._registry, self.copy, self.timeout, nice, self.pause) for opts in each]
+            self._model, backend, self._registry, self.copy, self.timeout, nice, self.pause, map_ahead)
+            for opts in each]
         self._all("version")  # every replica loaded (their errors surface here)
         self._next = itertools.count()
 

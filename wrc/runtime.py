@@ -167,14 +167,14 @@ MAP_AHEAD = ("target", "all")
 leaves (`prefault_budget`), or the first update's whole buffer set."""
 
 
-def _map_ahead_bytes(map_ahead: int | str) -> int | None:
+def map_ahead_bytes(map_ahead: int | str, what: str = "init(map_ahead=...)") -> int | None:
     """`init()`'s `map_ahead` as a number of bytes, None for "target"; anything else is an
-    `InputError` naming the option."""
+    `InputError` naming the option (`what`)."""
     if isinstance(map_ahead, str) and map_ahead in MAP_AHEAD:
         return None if map_ahead == "target" else sys.maxsize
     if isinstance(map_ahead, int | np.integer) and not isinstance(map_ahead, bool) and map_ahead >= 0:
         return int(map_ahead)
-    raise InputError(f"init(map_ahead=...) takes {' or '.join(map(repr, MAP_AHEAD))} or a number of "
+    raise InputError(f"{what} takes {' or '.join(map(repr, MAP_AHEAD))} or a number of "
                      f"bytes >= 0, got {map_ahead!r}")
 
 
@@ -359,7 +359,7 @@ class Bundle:
         whole set: the memory the first update takes anyway, taken now, so that it is as fast
         as later ones; above the target on models of more than ~100 MB of weights), or at most that many bytes (0: none).
         """
-        ahead = _map_ahead_bytes(map_ahead)  # (before anything runs: a bad option changes nothing)
+        ahead = map_ahead_bytes(map_ahead)  # (before anything runs: a bad option changes nothing)
         if INIT_GRAPH not in self._graphs:
             raise RuntimeStateError(
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
