@@ -59,7 +59,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from wrc.abi import CONSTANT_ATTR, NAME_ATTR, OPTIONAL_ATTR, VARIABLE_ATTR
 from wrc.dialects import ge
 from wrc.errors import LoweringError
-from wrc.ir_read import ByIdentity, inputs, new_op, outputs, walk
+from wrc.ir_read import ByIdentity, first_base, inputs, new_op, outputs, walk
 from wrc.passes._rewriter import OnePassRewriter
 
 Mode = Literal["reuse", "fresh", "copy"]
@@ -86,14 +86,10 @@ _memref_types = ByIdentity(_memref_type)  # (the same type object is looked up a
 
 
 def _is_buffer(value: SSAValue) -> bool:
-    return not _is_tensor_type(type(value.type))
+    return first_base(type(value.type), _TENSOR_TYPES) is None  # (read per operand and value)
 
 
-@functools.cache
-def _is_tensor_type(cls: type) -> bool:
-    """Whether values of this type class are tensors (read per operand and value: a cached
-    class test instead of an `isinstance` against the attribute ABCs)."""
-    return issubclass(cls, TensorType | UnrankedTensorType)
+_TENSOR_TYPES = (TensorType, UnrankedTensorType)
 
 
 def _ready(op: Operation) -> bool:

@@ -29,7 +29,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
 from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
-from wrc.ir_read import ByIdentity, walk
+from wrc.ir_read import ByIdentity, first_base, walk
 
 # --------------------------------------------------------------------------- names and keys
 
@@ -356,7 +356,7 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> Functio
     constants: set[str] = set()
     targets: dict[int, str] = {}
     for op in walk(fn):  # (a list, not xDSL's generators; a class test per op class)
-        kind = _effect_kind(type(op))
+        kind = first_base(type(op), _EFFECT_KINDS)
         if kind is None:
             continue
         if kind is func.CallOp:
@@ -390,11 +390,8 @@ def effects(fn: func.FuncOp, globals_: Mapping[str, memref.GlobalOp]) -> Functio
     return FunctionPlan(name, inputs, variables_read, tuple(writes), tuple(sorted(constants)), targets)
 
 
-@functools.cache
-def _effect_kind(cls: type[Operation]) -> type[Operation] | None:
-    """`func.CallOp` or `memref.GetGlobalOp` for ops of those classes, else None: what
-    `effects` looks for (by class, once: an `isinstance` against xDSL's op ABCs per op)."""
-    return next((k for k in (func.CallOp, memref.GetGlobalOp) if issubclass(cls, k)), None)
+_EFFECT_KINDS = (func.CallOp, memref.GetGlobalOp)
+"""The ops `effects` looks for (`first_base`: by class, once)."""
 
 
 def _guards(op: Operation, fn: func.FuncOp, flags: Mapping[SSAValue, int]) -> tuple[tuple[int, bool], ...] | None:

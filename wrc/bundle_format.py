@@ -48,7 +48,7 @@ from wrc.dtypes import SUPPORTED_DTYPES
 from wrc.errors import BundleFormatError, WrcError
 from wrc.files import open_regular
 from wrc.ir_binary import decode_module, encode_module, gc_paused
-from wrc.ir_read import walk
+from wrc.ir_read import first_base, walk
 from wrc.ir_text import parse_module
 from wrc.model_buffer import LazyModelBuffer, ModelBuffer, c_array
 
@@ -139,32 +139,19 @@ class _Sizes(dict[int, int]):
 
 def _fit(op: Operation, is_global: bool, fits: set[int], size: _Sizes, limit: int) -> bool:
     """Every buffer `op` declares is within `limit` bytes (`_op_buffers`' types, read without
-    a generator or a list: this runs for every op; `fits` holds the ids of types known to fit)."""
-    for r in op.results:
-        t = r.type
+    a generator: this runs for every op; `fits` holds the ids of types known to fit)."""
+    types = [r.type for r in op.results]
+    if is_global:
+        types.append(op.type)
+    for region in op.regions:
+        for block in region.blocks:
+            types += block.arg_types
+    for t in types:
         if id(t) not in fits:
             if size(t) > limit:
                 return False
             fits.add(id(t))
-    if is_global and id(op.type) not in fits:
-        if size(op.type) > limit:
-            return False
-        fits.add(id(op.type))
-    for region in op.regions:
-        for block in region.blocks:
-            for t in block.arg_types:
-                if id(t) not in fits:
-                    if size(t) > limit:
-                        return False
-                    fits.add(id(t))
     return True
-
-
-@functools.cache
-def _kind(cls: type[Operation]) -> tuple[bool, bool]:
-    """(a `memref.global`, a `linalg.generic`) for ops of `cls`: tested once per class, not
-    by an `isinstance` against xDSL's op ABCs per op."""
-    return issubclass(cls, GlobalOp), issubclass(cls, GenericOp)
 
 
 def _op_buffers(op: Operation, size: _Sizes) -> Iterator[tuple[Operation, str, Attribute, int]]:
@@ -240,7 +227,8 @@ def _check_ops(module: ModuleOp) -> BundleFormatError | None:
     fits: set[int] = set()  # ids of the types seen within the limit (each stays alive in the module)
     elements: dict[int, Attribute] = {}  # id(operand type) → its element type
     for op in walk(module):
-        is_global, is_generic = _kind(type(op))
+        kind = first_base(type(op), (GlobalOp, GenericOp))
+        is_global, is_generic = kind is GlobalOp, kind is GenericOp
         # (types first: only a type not seen before may be oversized; then the buffer at fault)
         if oversized is None and not _fit(op, is_global, fits, size, limit):
             for _, kind, t, nbytes in _op_buffers(op, size):

@@ -5,6 +5,7 @@ own accessors (same results):
   regions' blocks), as a list;
 * `inputs(op)` / `outputs(op)`: a linalg structured op's (a generic's, a fill's) `inputs` and
   `outputs`;
+* `first_base(cls, bases)`: which of `bases` a class derives from, tested once per class;
 * `ByIdentity(derive)`: `derive(attribute)` memoized by the attribute object;
 * `clone(op)`: `op.clone()` (the same IR, name hints included) in one pass; `clone_body(region)`
   the same for a self-contained one-block region (a linalg body);
@@ -29,6 +30,14 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.core import OpResult, SSAValues, Use
 from xdsl.irdl import IRDLOperation, OptionalDef
+
+
+@functools.cache
+def first_base(cls: type, bases: tuple[type, ...]) -> type | None:
+    """The first of `bases` that `cls` derives from, else None: an op's or a type's kind
+    tested once per class (an `isinstance` against xDSL's ABCs costs that per object, and
+    compiles and loads test every op and value)."""
+    return next((b for b in bases if issubclass(cls, b)), None)
 
 
 def walk(op: Operation) -> list[Operation]:
