@@ -5,6 +5,8 @@ maps the first update's buffers ahead. Uses the hand-written bundle of test_runt
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from readers import race
@@ -171,7 +173,8 @@ def test_init_map_ahead_chooses_how_much_of_the_first_update_is_mapped(tmp_path,
 @pytest.mark.parametrize("bad", ["some", -1, 1.5, True, None])
 def test_init_rejects_a_bad_map_ahead_before_it_changes_anything(tmp_path, bad) -> None:
     b = _updated_once(tmp_path)
-    with pytest.raises(wrc.InputError, match="map_ahead"):
+    with pytest.raises(wrc.InputError, match=rf"^init\(map_ahead=\.\.\.\) takes 'target' or 'all' or a number "
+                                             rf"of bytes >= 0, got {re.escape(repr(bad))}$"):
         b.init(map_ahead=bad)
     check(b.infer({"x": X}), W1 * 2, W2)  # not reset to the initial values
 
