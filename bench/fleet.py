@@ -8,7 +8,10 @@ bytes); `replicas` replicas on a local Ray with one CPU each at most, copying ea
 * publish (stage on every replica + commit) of the whole set while 4 client threads serve,
   vs `replicas` memcpys of the same bytes into touched buffers, divided by min(replicas, cores)
   (the copies the replicas make, run as parallel as the machine allows);
-* zero-copy: also the publish of a set the caller put (an `ObjectRef`, after `release()`);
+* the publish of a set the caller put (an `ObjectRef`, after `release()`: stage + commit, no
+  put) while the clients serve, with the fleet's defaults and, in copy mode, as an urgent
+  publish (`publish(ref, pause=urgent)`: requests reaching a replica wait while it copies);
+  zero-copy: also with no requests;
 * the same bytes in `many` tensors vs `count` (per-tensor overhead);
 * request latency (p50, p99) and throughput while publishing once a second vs steady state:
   each second a trainer actor (the training loop, a process of its own as in a real setup)
@@ -34,6 +37,11 @@ import numpy as np
 import wrc
 
 MIB = 1 << 20
+URGENT = 0.2
+"""`publish(ref, pause=URGENT)`: the urgent publishes measured in copy mode (seconds a request
+reaching a replica waits at most while it copies)."""
+PUBLISHES = 9
+"""Publishes timed while serving, per measurement (the first, which maps pages, apart)."""
 
 
 def _bundle(count: int, total: int) -> tuple[bytes, list[str], int]:
@@ -178,6 +186,20 @@ def _publish_times(fleet: Any, sets: list[Any], times: int) -> list[float]:
     return out
 
 
+def _ref_publish_times(ray: Any, fleet: Any, sets: list[Any], times: int, pause: float | None = None) -> list[float]:
+    """Publishes of sets put beforehand (as a trainer would: `release()`, then the put), timed
+    from `publish(ObjectRef)` to its return: stage + commit."""
+    out = []
+    for i in range(times):
+        fleet.release()
+        ref = ray.put(fleet._packed(sets[i % 2]))  # noqa: SLF001 - as the fleet would put it
+        t = time.perf_counter()
+        fleet.publish(ref, pause=pause)
+        out.append(time.perf_counter() - t)
+        del ref
+    return out
+
+
 def _trainer(ray: Any, names: list[str], n: int, pack: bool | str) -> Any:
     """A training loop's process (an actor) holding one weight set: each `put(i)` changes a
     value of it and puts it into the store as `Fleet(pack=pack)` would, returning
@@ -215,12 +237,13 @@ def _publish_from(fleet: Any, trainer: Any) -> Callable[[int], None]:
 def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...] = (True, False),
                 total_mib: int | None = None, counts: tuple[int, ...] | None = None,
                 packs: tuple[bool | str, ...] = ("auto",), publisher: str = "trainer",
-                options: dict[str, Any] | None = None) -> None:
+                options: dict[str, Any] | None = None, urgent: float = URGENT) -> None:
     """`modes`: copy=True (replicas copy each set) and/or copy=False (zero-copy); `counts`:
     the tensor counts to run (default: 256 and 1,024, or 4,096 without `quick`); `packs`:
     `Fleet(pack=...)` settings, each a fleet of its own (False: a dict per publish);
     `publisher`: who puts the sets published at 1 Hz, a `"trainer"` actor or the `"driver"`;
-    `options`: more `Fleet` keyword arguments (e.g. `pause`, `nice`)."""
+    `options`: more `Fleet` keyword arguments (e.g. `pause`, `nice`); `urgent`: the
+    `publish(pause=...)` of the urgent publishes measured in copy mode."""
     import ray
 
     from wrc.fleet import Fleet
@@ -257,14 +280,15 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
             try:
                 _run_mode(ray, functools.partial(Fleet, pack=pack, **(options or {})), record, label, model, sets, mode, replicas, total, bound,
                           replicas * per_tensor / min(replicas, cores), x, seconds if tensors == count else 0,
-                          None if publisher == "driver" else functools.partial(_trainer, ray, names, n, pack))
+                          None if publisher == "driver" else functools.partial(_trainer, ray, names, n, pack),
+                          urgent)
             finally:
                 ray.shutdown()
 
 
 def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str, model: bytes, sets: list[Any],
               copy: bool, replicas: int, total: int, bound: float, by_tensor: float,
-              x: np.ndarray, seconds: float, trainer: Callable[[], Any] | None = None) -> None:
+              x: np.ndarray, seconds: float, trainer: Callable[[], Any] | None = None, urgent: float = URGENT) -> None:
     """One fleet of `replicas` in one mode: publishes while serving, memory, and (`seconds`)
     serving steady vs while publishing once a second (the sets `trainer()`'s actor puts, or
     None: the driver's `sets`)."""
@@ -292,23 +316,27 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
                unit="MiB", note=f"{loaded / (replicas * total):.2f}x R*weight bytes")
         publish: list[float] = []
         with _Sampler(pids) as mem:
-            _serve(fleet, x, 0.5, lambda: publish.extend(_publish_times(fleet, sets, 5)))
+            _serve(fleet, x, 0.5, lambda: publish.extend(_publish_times(fleet, sets, PUBLISHES)))
         record("fleet", case, "first publish (maps the store's pages for a second set)", publish[0] * 1e3, None)
-        publish = publish[1:]
-        med, mn = float(np.median(publish)), min(publish)
-        record("fleet", case, f"publish to {replicas} replicas while serving", med * 1e3, mn * 1e3,
-               note=f"min: {mn / bound:.2f}x R*memcpy/min(R,cores), {mn / by_tensor:.2f}x tensor by tensor")
-        if not copy:  # a set the caller put (after release(): the store keeps two sets)
-            refs: list[float] = []
-            for i in range(4):
-                fleet.release()
-                ref = ray.put(fleet._packed(sets[i % 2]))  # noqa: SLF001 - as the fleet would put it
-                t = time.perf_counter()
-                fleet.publish(ref)
-                refs.append(time.perf_counter() - t)
-                del ref
-            record("fleet", case, "publish of an ObjectRef (set already in the store)",
-                   float(np.median(refs)) * 1e3, min(refs) * 1e3)
+
+        def publishes(what: str, times: list[float]) -> None:
+            med, mn = float(np.median(times)), min(times)
+            record("fleet", case, what, med * 1e3, mn * 1e3,
+                   note=f"{mn / bound:.2f}x / {med / bound:.2f}x R*memcpy/min(R,cores) (min / median), "
+                        f"{mn / by_tensor:.2f}x tensor by tensor")
+
+        publishes(f"publish to {replicas} replicas while serving", publish[1:])
+        # Sets the caller put (after release(): the store keeps two sets): stage + commit.
+        refs: list[float] = []
+        _serve(fleet, x, 0.5, lambda: refs.extend(_ref_publish_times(ray, fleet, sets, PUBLISHES - 1)))
+        publishes("publish of an ObjectRef while serving", refs)
+        if copy:
+            refs = []
+            _serve(fleet, x, 0.5, lambda: refs.extend(_ref_publish_times(ray, fleet, sets, PUBLISHES - 1, urgent)))
+            publishes(f"publish(ObjectRef, pause={urgent:g}) while serving", refs)
+        else:
+            refs = _ref_publish_times(ray, fleet, sets, PUBLISHES - 1)
+            record("fleet", case, "publish of an ObjectRef, no requests", float(np.median(refs)) * 1e3, min(refs) * 1e3)
         record("fleet", case, "object store (shared memory) peak", mem.store / MIB, None, unit="MiB",
                note=f"{mem.store / total:.2f}x weight bytes")
         record("fleet", case, f"private RSS of {replicas} replicas, peak", mem.rss / MIB, None, unit="MiB",
@@ -354,6 +382,8 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
                         help="who puts the sets published at 1 Hz: a trainer actor, or the serving driver")
     parser.add_argument("--pause", type=float, default=None, help="Fleet(pause=...), seconds")
     parser.add_argument("--nice", type=int, default=None, help="Fleet(nice=...)")
+    parser.add_argument("--urgent", type=float, default=URGENT,
+                        help=f"publish(pause=...) of the urgent publishes measured in copy mode (default {URGENT})")
     args = parser.parse_args()
     options = {k: v for k, v in (("pause", args.pause),
                                  ("nice", args.nice)) if v is not None}
@@ -365,4 +395,5 @@ if __name__ == "__main__":  # one mode or size on its own: python bench/fleet.py
 
     bench_fleet(args.quick, show, tuple(m == "copy" for m in args.modes.split(",")), args.mib,
                 None if args.counts is None else tuple(int(c) for c in args.counts.split(",")),
-                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")), args.publisher, options)
+                tuple({"true": True, "false": False}.get(p, p) for p in args.pack.split(",")), args.publisher, options,
+                args.urgent)

@@ -80,8 +80,7 @@ def test_weight_signature_check_lists_every_problem() -> None:
         sig.check({"w": W.astype(np.float64), "b": B[:2], "c": B, "x": [1.0], 3: B})
     assert str(e.value) == (
         "update() changed nothing: weight 'w': expected dtype float32, got float64; "
-        "weight 'b': expected shape [3], got [2]; unknown weight 'c' (weights: w, b); "
-        "unknown weight 'x' (weights: w, b); unknown weight 3 (weights: w, b)")
+        "weight 'b': expected shape [3], got [2]; unknown weights 'c', 'x', 3 (weights: w, b)")
     with pytest.raises(InputError, match="weight 'w' must be a numpy array, got list"):
         sig.check({"w": [[0.0] * 3] * 4})
 

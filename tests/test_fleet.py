@@ -514,15 +514,16 @@ def test_what_a_publish_packs() -> None:
 
 
 def test_pause_holds_a_replicas_requests_while_it_stages(fleet: Fleet) -> None:
-    """`Fleet(pause=s)`: a request that reaches a replica while it stages waits until the
-    stage is done, at most `s` seconds (then it runs beside it); by default (0) it runs at once.
-    (The functions run inside a replica: nested, so that Ray sends them by value.)"""
+    """`Fleet(pause=s)`, or `publish(..., pause=s)` for one publish: a request that reaches a
+    replica while it stages waits until the stage is done, at most `s` seconds (then it runs
+    beside it); by default (0) it runs at once. (The functions run inside a replica: nested,
+    so that Ray sends them by value.)"""
 
-    def slow_stage(replica: object, pause: float, sleep: float) -> None:  # (runs inside a replica)
+    def slow_stage(replica: object, default: float, sleep: float) -> None:  # (runs inside a replica)
         import threading
         import time
 
-        replica._pause = pause  # type: ignore[attr-defined]  # as Fleet(pause=...) sets it
+        replica._pause = default  # type: ignore[attr-defined]  # as Fleet(pause=...) sets it
         bundle = replica.bundle  # type: ignore[attr-defined]
         stage, infer = bundle.stage, bundle.infer
         log = replica.log = {"staging": threading.Event()}  # type: ignore[attr-defined]
@@ -544,33 +545,43 @@ def test_pause_holds_a_replicas_requests_while_it_stages(fleet: Fleet) -> None:
     def staging(replica: object) -> bool:
         return replica.log["staging"].wait(30)  # type: ignore[attr-defined]
 
-    def stage_log(replica: object) -> tuple[float, float]:
+    def stage_log(replica: object) -> tuple[float, float, float]:
         del replica.bundle.stage, replica.bundle.infer  # type: ignore[attr-defined]
         replica._pause = 0.0  # type: ignore[attr-defined]
-        return replica.log["ran"], replica.log["done"]  # type: ignore[attr-defined]
+        return replica.log["ran"], replica.log["done"], replica._hold  # type: ignore[attr-defined]
 
     assert fleet.pause == 0.0
     replica = fleet.replicas[1]
-    for pause, sleep in ((0.0, 1.0), (30.0, 1.0), (0.3, 2.0)):
-        ray.get(replica.__ray_call__.remote(slow_stage, pause, sleep))
-        seed = 80 + int(pause * 10)
-        publishing = threading.Thread(target=_publish, args=(fleet, seed))
+    # (the fleet's pause, this publish's, the stage's duration): the pause that holds is the
+    # publish's where given, else the fleet's
+    for default, pause, sleep in ((0.0, None, 1.0), (30.0, None, 1.0), (0.0, 30.0, 1.0), (30.0, 0.3, 2.0),
+                                  (30.0, 0.0, 1.0)):
+        ray.get(replica.__ray_call__.remote(slow_stage, default, sleep))
+        seed = 80 + len(seed_of)
+        publishing = threading.Thread(target=lambda s=seed, p=pause: seed_of.update({fleet.publish(weights(s), pause=p): s}))
         publishing.start()
         assert ray.get(replica.__ray_call__.remote(staging))
         sent = time.monotonic()
         (y,), served = ray.get(replica.infer.options(concurrency_group="infer").remote({"x": X}))
         waited = time.monotonic() - sent
         publishing.join()
-        ran, done = ray.get(replica.__ray_call__.remote(stage_log))
+        ran, done, hold = ray.get(replica.__ray_call__.remote(stage_log))
         _check(y, served)
-        if pause == 30.0:
-            assert ran >= done, "the request ran before the stage was done"
+        assert hold == 0.0  # nothing held once the stage is done
+        held = default if pause is None else pause
+        if held == 30.0:
+            assert ran >= done, (default, pause, "the request ran before the stage was done")
         else:
-            assert ran < done, (pause, "the request waited for the whole stage")
-            assert waited >= pause, (pause, waited)
+            assert ran < done, (default, pause, "the request waited for the whole stage")
+            assert waited >= held, (default, pause, waited)
     for bad in (-1, True, 121):
         with pytest.raises(InputError, match=r"^Fleet: pause must be a number of seconds from 0 to timeout"):
             Fleet(b"", 1, pause=bad)
+        live = fleet.version
+        with pytest.raises(InputError, match=rf"^publish: pause must be a number of seconds from 0 to timeout "
+                                             rf"\(120\), got {bad!r}$"):
+            fleet.publish(weights(1), pause=bad)
+        assert fleet.version == live and {v for _, v in _each_replica(fleet)} == {live}  # nothing staged
 
 
 def test_map_ahead_is_each_replicas_init_option(fleet: Fleet) -> None:

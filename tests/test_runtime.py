@@ -242,7 +242,11 @@ def test_update_is_validated_atomically(backend: str) -> None:
         ({"const_1": -W1, "const_2": np.array(1.0, np.float64)}, "expected dtype float32, got float64"),
         ({"const_1": -W1, "const_2": np.ones((1,), F32)}, "expected shape [], got [1]"),
         ({"const_1": -W1, "nope": W2}, "unknown weight 'nope' (weights: const_1, const_2)"),
-        ({"const_1": -W1, "const_1_var": W1}, "unknown weight 'const_1_var'"),
+        ({"const_1": -W1, "const_1_var": W1},
+         "unknown weight 'const_1_var' (did you mean 'const_1'? weights: const_1, const_2)"),
+        ({"model.const_1": W1, "model.const_2": W2, "x": W1},  # (a checkpoint's prefix)
+         "unknown weights 'model.const_1', 'model.const_2', 'x' (did you mean 'const_1' for 'model.const_1', "
+         "'const_2' for 'model.const_2'? weights: const_1, const_2)"),
         ({"const_1": -W1, "const_2": 1.0}, "must be a numpy array, got float"),
         ({"const_1": W1.astype(np.float64)}, "weight 'const_1': expected dtype float32"),
         ({"const_1": W1.T}, "expected shape [4, 3], got [3, 4]"),

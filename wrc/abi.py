@@ -28,7 +28,7 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp, StringAttr, UnitAttr, i1
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from wrc.dtypes import to_numpy_dtype
-from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError
+from wrc.errors import BundleFormatError, InputError, UnsupportedDtypeError, unknown_names
 from wrc.ir_read import ByIdentity, first_base, walk
 
 # --------------------------------------------------------------------------- names and keys
@@ -457,11 +457,11 @@ class WeightSignature:
         `InputError`), wrong dtype or shape; a "keep" is an empty array of the weight's dtype
         and shape [0] (or the weight's own shape, when that is empty). Any problem raises one
         `InputError` naming all."""
-        problems, out = [], []
+        problems, out, unknown = [], [], []
         for key, value in values.items():
             w = self.weights.get(key) if isinstance(key, str) else None
             if w is None:
-                problems.append(f"unknown weight {key!r} (weights: {', '.join(self.weights)})")
+                unknown.append(key)
                 continue
             if w.input.takes(value):
                 out.append((w, value))
@@ -481,6 +481,8 @@ class WeightSignature:
             if problem:
                 problems.append(problem)
             out.append((w, arr))
+        if unknown:
+            problems.append(unknown_names("weight", unknown, self.weights))
         if problems:
             raise InputError("update() changed nothing: " + "; ".join(problems))
         return out

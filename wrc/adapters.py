@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wrc.abi import DELTA_GRAPH, DELTA_INPUTS, FunctionPlan, Input, Plan, WeightSignature
-from wrc.errors import BundleFormatError, InputError
+from wrc.errors import BundleFormatError, InputError, listed
 
 FACTOR_KEYS = {"dense": ("delta",), "lora": ("A", "B", "scale")}
 """The keys of one weight's entry in `Bundle.apply_adapter`, per kind of delta (`scale` may
@@ -110,7 +110,7 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
     for name, entry in factors.items():
         d = deltas.get(name) if isinstance(name, str) else None
         if d is None:
-            problems.append(f"{name!r} is not an adapted weight (adapted: {', '.join(deltas)})")
+            problems.append(f"{name!r} is not an adapted weight (adapted: {listed(deltas)})")
             continue
         keys = FACTOR_KEYS[d.kind]
         if not isinstance(entry, Mapping) or not set(entry) <= set(keys) or not set(keys) - {"scale"} <= set(entry):
@@ -176,7 +176,7 @@ def peft_adapter(path: str | os.PathLike[str], deltas: Mapping[str, DeltaWeight]
             continue
         name = _weight_for(m, deltas, weights)
         if name is None:
-            problems.append(f"module {m!r} is no adapted weight (adapted: {', '.join(deltas)}); "
+            problems.append(f"module {m!r} is no adapted weight (adapted: {listed(deltas)}); "
                             "map it with weights={module: weight}")
             continue
         r = a.shape[0] if a.ndim else 0

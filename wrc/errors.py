@@ -6,9 +6,47 @@ they had: `wrc.graph.GraphError`, `wrc.onnx.OnnxImportError`, ...).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Collection, Iterable, Sequence
 
 from xdsl.utils.exceptions import PassFailedException, VerifyException
+
+LISTED = 8
+"""How many names a message lists before it says how many more there are (a model may have
+thousands of weights: a message stays readable)."""
+
+
+def listed(names: Iterable[object], limit: int = LISTED) -> str:
+    """`names` joined with ", " for a message (each as `str`): the first `limit` of them, then
+    how many more."""
+    names = [str(n) for n in names]
+    more = len(names) - limit
+    return ", ".join(names if more <= 0 else [*names[:limit], f"... ({more:,} more)"])
+
+
+def unknown_names(kind: str, given: Sequence[object], known: Collection[str]) -> str:
+    """`unknown <kind> 'a'` (or `unknown <kind>s 'a', 'b'`) for a message: the names given
+    that are not among `known`, the closest known name to each of the first few where one is
+    close (a typo, a prefix a checkpoint adds), and the known ones (`listed`)."""
+    close = {g: m for g in given[:LISTED] if isinstance(g, str) if (m := _closest(g, known))}
+    hint = "" if not close else f"did you mean {next(iter(close.values()))!r}? " if len(given) == 1 else \
+        f"did you mean {listed(f'{m!r} for {g!r}' for g, m in close.items())}? "
+    return (f"unknown {kind}{'s' if len(given) > 1 else ''} {listed(map(repr, given))} "
+            f"({hint}{kind}s: {listed(known)})")
+
+
+def _closest(name: str, known: Collection[str]) -> str | None:
+    """The known name `name` most likely meant: the same with a dotted prefix added or taken
+    away (a checkpoint's `model.`, DDP's `module.`), else the closest spelling, if close."""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        if (tail := ".".join(parts[i:])) in known:
+            return tail
+    dotted = [k for k in known if k.endswith("." + name)]
+    if dotted:
+        return min(dotted, key=len)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 class WrcError(Exception):

@@ -73,6 +73,13 @@ with only the `ray.put` to copy, a lower priority made publishes longer and serv
 (measured: docs/performance.md "issue 14, session 5")."""
 
 
+def _pause_seconds(pause: Any, timeout: float, what: str) -> float:
+    """`pause` (seconds from 0 to `timeout`) as a float; `InputError` naming `what` otherwise."""
+    if isinstance(pause, bool) or not isinstance(pause, int | float) or not 0 <= pause <= timeout:
+        raise InputError(f"{what}: pause must be a number of seconds from 0 to timeout ({timeout:g}), got {pause!r}")
+    return float(pause)
+
+
 def _lower_priority(nice: int) -> None:
     """Lower the calling thread's CPU priority by `nice` (Linux: `nice` is per thread;
     elsewhere, or where refused, it stays as it is: there a thread id may be another
@@ -140,7 +147,8 @@ class Replica:
         self.copy = copy
         self._map_ahead = map_ahead  # `init()`'s, when the replica serves version 0
         self._copier = _copier(nice)  # staging, below the requests' priority
-        self._pause = pause  # how long a request waits at most for a stage to finish
+        self._pause = pause  # how long a request waits at most for a stage to finish (the default)
+        self._hold = 0.0  # that of the stage running now (0: none, or it holds no request)
         self._serving = threading.Event()  # cleared while a stage runs (with `pause`)
         self._serving.set()
         # bundle version → fleet version; only added to (an int pair per version), so that a
@@ -165,22 +173,28 @@ class Replica:
         self._staged = self._replaced = None
 
     def infer(self, inputs: Any) -> tuple[list[Any], int]:
-        if self._pause:
-            self._serving.wait(self._pause)
+        hold = self._hold
+        if hold:
+            self._serving.wait(hold)
         outputs, version = self.bundle.infer(inputs, with_version=True)
         return outputs, self._fleet[version]
 
     def version(self) -> int:
         return self._fleet[self.bundle.version]
 
-    def stage(self, version: int, weights: Mapping[str, Any]) -> None:
+    def stage(self, version: int, weights: Mapping[str, Any], pause: float | None = None) -> None:
+        """Stage fleet `version`; requests arriving meanwhile wait for it at most `pause` seconds
+        (None: the replica's `pause`)."""
         self._replaced = None  # staging gives up the bundle's previous version
         # copy: into the bundle's buffers, the store's arrays let go; else they are adopted
-        if self._pause:
+        hold = self._pause if pause is None else pause
+        if hold:
             self._serving.clear()
+            self._hold = hold
         try:
             local = _on(self._copier, self.bundle.stage, weights, self.copy)
         finally:
+            self._hold = 0.0
             self._serving.set()
         self._fleet[local] = version
         self._staged = (version, local)
@@ -275,12 +289,10 @@ class Fleet:
             nice = COPY_NICE if copy else 0
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise InputError(f"Fleet: nice must be an int from 0 to 19, got {nice!r}")
-        if isinstance(pause, bool) or not isinstance(pause, int | float) or not 0 <= pause <= timeout:
-            raise InputError(f"Fleet: pause must be a number of seconds from 0 to timeout ({timeout:g}), "
-                             f"got {pause!r}")
+        pause = _pause_seconds(pause, timeout, "Fleet")
         map_ahead_bytes(map_ahead, "Fleet: map_ahead")  # (checked here: a replica's error names an actor)
         self.copy, self.timeout, self.pack, self.nice = bool(copy), float(timeout), pack, nice
-        self.pause = float(pause)
+        self.pause = pause
         self._pack_buffer: Any = None  # the last pack's buffer, reused (touched pages)
         self._copier = _copier(nice)  # packs and puts, below the requests' priority
         each = [options or {}] * replicas if options is None or isinstance(options, Mapping) else list(options)
@@ -350,16 +362,23 @@ class Fleet:
             raise FleetError(f"the fleet's registry actor did not record the committed version: "
                              f"{type(e).__name__}: {e}") from None
 
-    def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str] | Any) -> int:
+    def publish(self, weights: Mapping[str, Any] | str | os.PathLike[str] | Any, *,
+                pause: float | None = None) -> int:
         """Stage a weight set (a dict, a `WeightPack`, a `.safetensors`/`.npz` file, or the
         `ObjectRef` of a dict or pack already in the object store) on every replica, then
         commit it on all; returns its fleet version. One `ray.put` for the whole set (none for
-        an `ObjectRef`), packed first as `pack` says (`_packed`).
+        an `ObjectRef`), packed first as `pack` says (`_packed`). `pause`: this publish's
+        `Fleet(pause=...)` (None: the fleet's), e.g. a few tenths of a second for an urgent
+        set (a fix, a rollback target) that should take the cores from requests for as long as
+        it copies, where the fleet's own stays 0 for the routine ones (docs/fleet.md "Serving
+        during a publish").
 
         A failure while staging on any replica (`FleetError` naming each) commits nothing:
         every replica keeps serving the version it served.
         """
         ray = _ray()
+        if pause is not None:
+            pause = _pause_seconds(pause, self.timeout, "publish")
         given = weights if isinstance(weights, ray.ObjectRef) else None
         values = _weight_set(weights) if given is None else None
         with self._lock:
@@ -374,7 +393,7 @@ class Fleet:
                     del values
                 else:  # in the store already: nothing to make room for, and staging gives up
                     ref, self._previous = given, None  # each replica's retained version (3 round trips)
-                self._all("stage", version, ref)
+                self._all("stage", version, ref, pause)
                 # The registry first: a replica restarting now starts on the new version.
                 old = self._committed
                 self._registry_set(self._published((version, ref)), self._published(old))

@@ -51,6 +51,7 @@ from wrc.errors import (
     RuntimeStateError,
     UnrunnableBundleError,
     WrcError,
+    listed,
 )
 from wrc.model_buffer import ModelBuffer, c_array
 from wrc.pages import populate, populated, resident
@@ -363,7 +364,7 @@ class Bundle:
         if INIT_GRAPH not in self._graphs:
             raise RuntimeStateError(
                 f"this bundle has no {INIT_GRAPH!r}: it is weight-stripped; call update() with "
-                f"all weights ({', '.join(self._weights.weights)}) before infer()")
+                f"all weights ({listed(self._weights.weights)}) before infer()")
         self.run(INIT_GRAPH)
         self._warm_up()  # (first: its temporaries count in what _prefault measures)
         self._prefault(ahead)
@@ -862,7 +863,7 @@ class Bundle:
         try:
             values = self._stored.read(set(missing.values()))
         except BundleFormatError as e:
-            raise RuntimeStateError(f"{INIT_GRAPH}: the initial values of {', '.join(sorted(missing))} "
+            raise RuntimeStateError(f"{INIT_GRAPH}: the initial values of {listed(sorted(missing))} "
                                     f"were dropped after an update and must be read again from "
                                     f"the bundle file, which failed: {e}. Load the bundle again.") from None
         for const, raw in values.items():
@@ -995,7 +996,7 @@ class Bundle:
                         opened.append(stack.enter_context(self._stored.reader()))
                     values = opened[0](consts)
                 except BundleFormatError as e:
-                    raise RuntimeStateError(f"{what}: the initial values of {', '.join(sorted(consts.values()))} "
+                    raise RuntimeStateError(f"{what}: the initial values of {listed(sorted(consts.values()))} "
                                             f"were dropped from memory once derived from and must be read "
                                             f"again from the bundle file, which failed: {e}. Load the bundle "
                                             f"again.") from None
@@ -1032,7 +1033,7 @@ class Bundle:
         if missing:
             hint = ("call init()" if INIT_GRAPH in self._graphs
                     else "this bundle is weight-stripped: call update() with all weights")
-            raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {', '.join(missing)}; {hint}")
+            raise RuntimeStateError(f"{info.name}: uninitialized variable(s) {listed(missing)}; {hint}")
         g = {c: self._constants[c] for c in info.constants}
         g.update(zip(info.reads, map(snap.__getitem__, info.reads)))
         g.update(fresh)  # (with a derive function's `_InFile` sources, read: see _derive)
@@ -1107,7 +1108,7 @@ class Bundle:
             covered = [self._deltas[w].variable for w in adapter.factors] if adapter is not None else []
             unset = [w for w in (adapter.factors if adapter is not None else ()) if self._deltas[w].variable not in bases]
             if unset:
-                raise RuntimeStateError(f"apply_adapter(): weight(s) {', '.join(unset)} have no base value "
+                raise RuntimeStateError(f"apply_adapter(): weight(s) {listed(unset)} have no base value "
                                         "yet: call init() or update() with them first")
             self._release_retained()
             new = {**snap, **bases}
@@ -1177,7 +1178,7 @@ class Bundle:
         values = self.weights()
         unset = [k for k in self._weights.weights if k not in values]
         if unset:
-            raise RuntimeStateError(f"export_weights: weight(s) {', '.join(unset)} were never set "
+            raise RuntimeStateError(f"export_weights: weight(s) {listed(unset)} were never set "
                                     f"(call init() or update() first)")
         write_weights(path, values, format)
 

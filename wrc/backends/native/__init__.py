@@ -18,6 +18,9 @@ Python ABI and NumPy's version (its headers), and imports it. It returns None, a
   compiler's message);
 * the platform is not POSIX.
 
+Besides the JIT's kernels, `buffers.c` reads where many buffers lie in one call, for
+`wrc.weight_pack` (its fallback: ctypes).
+
 Nothing a bundle holds is compiled or loaded here: the sources are wrc's own files.
 """
 
