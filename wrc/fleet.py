@@ -37,6 +37,7 @@ from wrc.errors import BackendUnavailableError, FleetError, InputError, VersionE
 from wrc.model_buffer import ModelBuffer
 from wrc.runtime import load_bundle, map_ahead_bytes
 from wrc.weight_pack import WeightPack, packable, parcel
+from wrc.weight_pack import prepare as prepare_parcels
 
 INFER_GROUP, CONTROL_GROUP = "infer", "control"
 """The replicas' concurrency groups: requests, and publish / rollback calls."""
@@ -144,6 +145,7 @@ class Replica:
                  nice: int = COPY_NICE, pause: float = 0.0, map_ahead: int | str = "target") -> None:
         ray = _ray()
         self.bundle = load_bundle(model, backend)
+        prepare_parcels()  # (its compiled helper built before any request, not in the first publish)
         self.copy = copy
         self._map_ahead = map_ahead  # `init()`'s, when the replica serves version 0
         self._copier = _copier(nice)  # staging, below the requests' priority
