@@ -630,12 +630,36 @@ class LowerSlice(RewritePattern):
         rewriter.replace(op, [], [y])
 
 
+def _constant_rows(indices: SSAValue, size: int) -> tuple[int, int] | None:
+    """`(start, step)` when `indices` is an inline constant, one index or a vector of them, each
+    in [-size, size), that reads `start + step * i` (negative ones counted from the end; step
+    0 or more, and not a bare `i` over fewer than `size` rows: linalg would take the data's size
+    as that loop's range); else None."""
+    const = indices.owner
+    if not isinstance(const, ge.ConstOp) or const.value is None or len(B.shape_of(indices)) > 1:
+        return None
+    rows = [int(v) for v in const.value.get_values()]
+    if not rows or not all(-size <= r < size for r in rows):
+        return None
+    rows = [r % size for r in rows]
+    step = rows[1] - rows[0] if len(rows) > 1 else 0
+    if step < 0 or any(b - a != step for a, b in zip(rows, rows[1:])) \
+            or ((rows[0], step) == (0, 1) and len(rows) != size):
+        return None
+    return rows[0], step
+
+
 class LowerGather(RewritePattern):
     """A one-hot reduction: `y[pre, i, post] = sum_k (idx[i] == k ? data[pre, k, post] : 0)`.
 
     Affine maps cannot read at a data-dependent index, so the gathered axis becomes a
     reduction loop `k` compared (via `linalg.index`) with the index; negative indices are
     shifted by the axis size first. Loops: (pre..., i..., post..., k).
+
+    Indices that are a constant row or rows `start + step * i` in range (`_constant_rows`: a
+    ViT's class token `x[:, 0]`, torchvision's `proj[0]`, a weight's row read by every
+    request) are a copy generic reading `data[pre, start + step * i, post]` instead, as a slice
+    is: a strided view for the backends, fused with what reads it, hoisted with the weight.
     """
 
     @op_type_rewrite_pattern
@@ -644,6 +668,15 @@ class LowerGather(RewritePattern):
         dshape, ishape = B.shape_of(op.data), B.shape_of(op.indices)
         axis = op.axis.value.data % len(dshape)
         n_idx, rank = len(ishape), out.get_num_dims()
+        rows = _constant_rows(op.indices, dshape[axis])
+        if rows is not None:
+            start, step = rows
+            read = (dim(axis) * step if n_idx else B.const_expr(0)) + B.const_expr(start)
+            data_map = amap(rank, [read if j == axis else dim(j if j < axis else j + n_idx - 1)
+                                   for j in range(len(dshape))])
+            y = B.elementwise(rewriter, [op.data], out.get_shape(), out.element_type, lambda a: [a[0]], [data_map])
+            rewriter.replace(op, [], [y])
+            return
         k = dim(rank)
         data_map = amap(rank + 1, [k if j == axis else dim(j if j < axis else j + n_idx - 1) for j in range(len(dshape))])
         idx_map = amap(rank + 1, [dim(axis + j) for j in range(n_idx)])

@@ -914,6 +914,44 @@ def test_gather_is_np_take_in_the_jit_with_the_one_hot_semantics() -> None:
         np.testing.assert_array_equal(y, np.take(data, in_range, 0), err_msg=backend)
 
 
+@pytest.mark.parametrize(("rows", "axis", "strided"), [
+    (2, 1, True), (-1, 0, True), ([3], 1, True), ([1, 3, 5], 1, True), ([-4, -3], 0, True), ([-5, -4], 0, False), ([2, 2, 2], 1, True),
+    ([0, 1, 2, 3, 4, 5], 1, True), ([0, 1], 1, False), ([3, 1], 1, False), ([0, 2, 3], 1, False), (6, 1, False),
+    ([1, -7], 1, False), (np.zeros((1, 2), np.int64), 0, False)])
+def test_a_gather_by_constant_rows_is_a_strided_read(rows: object, axis: int, strided: bool) -> None:
+    """Constant indices reading rows `start + step * i` in range (negative ones from the end)
+    are lowered as a copy of a strided view, as a slice (no `wrc_gather`); others (no such
+    progression, a prefix of the rows, out of range: zeros) keep the gather. Both backends
+    against NumPy's take (zeros where out of range)."""
+    data = rand(5, 6, 2)
+    idx = np.asarray(rows, np.int64)
+    norm = np.where(idx < 0, idx + data.shape[axis], idx)
+    ok = (norm >= 0) & (norm < data.shape[axis])
+    picked = np.take(data, np.where(ok, norm, 0), axis)
+    mask = ok.reshape((1,) * axis + ok.shape + (1,) * (data.ndim - axis - 1))
+    expected = np.where(mask, picked, 0).astype(np.float32)
+    out = f"tensor<{'x'.join(map(str, expected.shape))}xf32>" if expected.ndim else "tensor<f32>"
+    dense = np.array2string(idx, separator=", ") if idx.ndim else str(int(idx))
+    itype = f"tensor<{'x'.join(map(str, idx.shape))}xi64>" if idx.ndim else "tensor<i64>"
+    text = f"""
+    builtin.module {{
+      func.func @g() -> {out} {{
+        %d = ge.const "d" : tensor<5x6x2xf32>
+        %i = ge.const "i" = dense<{dense}> : {itype}
+        %y = ge.gather %d, %i {{axis = {axis} : i64}} : (tensor<5x6x2xf32>, {itype}) -> {out}
+        func.return %y : {out}
+      }}
+    }}"""
+    from wrc import pipeline
+
+    module = pipeline.apply(parse(text), pipeline.LOWER_TO_BUFFERS)
+    assert ("wrc_gather" not in str(module)) is strided
+    for backend in HOST_BACKENDS:
+        (y,) = get_backend(backend).compile(module).run("g", {"d": data, "i": idx}, [])
+        assert y.shape == expected.shape and y.dtype == np.float32
+        np.testing.assert_array_equal(y, expected, err_msg=backend)
+
+
 def test_a_gather_call_that_does_not_fit_its_operands_is_a_lowering_error() -> None:
     from xdsl.dialects.builtin import IntegerAttr, i64
     from xdsl.dialects.linalg.ops import GenericOp

@@ -33,6 +33,15 @@
 // CHECK:         arith.select
 // CHECK-NEXT:    arith.addf
 
+// gather by constant rows `start + step * i` in range: a copy generic reading them, as a slice
+// (one index: the gathered dim is gone; a negative index counted from the end); rows that are
+// no such progression, or a bare `d1` over fewer rows than the data has, keep the one-hot form.
+// CHECK-LABEL: func.func @gather_constant_rows()
+// CHECK:       %y = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0, 2)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+// CHECK:       %z = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, ((d1 * 3) + 1))>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
+// CHECK:       %w = linalg.generic {{.*}} library_call = "wrc_gather"
+// CHECK:       %v = linalg.generic {{.*}} library_call = "wrc_gather"
+
 // CHECK-LABEL: func.func @cast_where_erf()
 // CHECK:       arith.fptosi {{.*}} : f32 to i32
 // CHECK:       math.erf
@@ -61,6 +70,18 @@ builtin.module {
     %i = ge.data "i" index 1 : tensor<2x3xi64>
     %z = ge.gather %d, %i {axis = 0 : i64} : (tensor<10x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
     func.return %z : tensor<2x3x4xf32>
+  }
+  func.func @gather_constant_rows() -> (tensor<3xf32>, tensor<3x2xf32>, tensor<3x2xf32>, tensor<3x2xf32>) {
+    %d = ge.data "d" index 0 : tensor<3x5xf32>
+    %i = ge.const "i" = dense<-3> : tensor<i64>
+    %j = ge.const "j" = dense<[1, 4]> : tensor<2xi64>
+    %k = ge.const "k" = dense<[4, 1]> : tensor<2xi64>
+    %m = ge.const "m" = dense<[0, 1]> : tensor<2xi64>
+    %y = ge.gather %d, %i {axis = 1 : i64} : (tensor<3x5xf32>, tensor<i64>) -> tensor<3xf32>
+    %z = ge.gather %d, %j {axis = 1 : i64} : (tensor<3x5xf32>, tensor<2xi64>) -> tensor<3x2xf32>
+    %w = ge.gather %d, %k {axis = 1 : i64} : (tensor<3x5xf32>, tensor<2xi64>) -> tensor<3x2xf32>
+    %v = ge.gather %d, %m {axis = 1 : i64} : (tensor<3x5xf32>, tensor<2xi64>) -> tensor<3x2xf32>
+    func.return %y, %z, %w, %v : tensor<3xf32>, tensor<3x2xf32>, tensor<3x2xf32>, tensor<3x2xf32>
   }
   func.func @cast_where_erf() -> (tensor<3xi32>, tensor<3xf32>) {
     %x = ge.data "x" index 0 : tensor<3xf32>
