@@ -273,6 +273,22 @@ def test_another_wrc_misses(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(entries(cache)) == 2
 
 
+def test_the_key_covers_the_dialects_and_the_passes_wherever_they_lie(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to a lowering pass changes what a bundle compiles to: its source is in the
+    key as wrc's own are, also in a source checkout, where `passes/` and `dialects/` lie
+    beside `wrc/` (pyproject's package-dir), not in it."""
+    import wrc.dialects
+    import wrc.passes
+    from wrc.passes import convert_ge_to_linalg
+
+    read: list[Path] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or real(self))
+    load_cache._sources_hash()
+    assert Path(convert_ge_to_linalg.__file__) in read and Path(wrc.dialects.__file__) in read
+    assert Path(wrc.passes.__file__) in read and Path(load_cache.__file__) in read
+
+
 def test_marshal_reads_only_entries_wrc_wrote(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The only `marshal.loads` of a load reads an entry file of the cache folder, whole:
     never bytes of the bundle."""

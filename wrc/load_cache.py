@@ -121,14 +121,17 @@ def _entries_dir(create: bool) -> Path | None:
 # --------------------------------------------------------------------------- the key
 
 
-def _sources_hash() -> str:
-    """SHA-256 over the source files of wrc (code generator, analysis, dialects)."""
-    import wrc
-    import wrc.dialects
+SOURCE_PACKAGES = ("wrc", "wrc.dialects", "wrc.passes")
+"""The packages whose sources `_sources_hash` covers."""
 
+
+def _sources_hash() -> str:
+    """SHA-256 over the source files of wrc (code generator, analysis, dialects, the passes
+    that lower a graph: each package where it lies, inside `wrc/` or, in a source checkout,
+    beside it)."""
     h = hashlib.sha256()
-    for package in (wrc, wrc.dialects):
-        root = Path(package.__file__).parent
+    for name in SOURCE_PACKAGES:
+        root = Path(importlib.import_module(name).__file__ or "").parent
         for path in sorted(p for pattern in ("*.py", "*.c") for p in root.rglob(pattern)):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
