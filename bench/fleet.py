@@ -194,7 +194,10 @@ def _ref_publish_times(ray: Any, fleet: Any, sets: list[Any], times: int, pause:
         fleet.release()
         ref = ray.put(fleet._packed(sets[i % 2]))  # noqa: SLF001 - as the fleet would put it
         t = time.perf_counter()
-        fleet.publish(ref) if pause is None else fleet.publish(ref, pause=pause)
+        if pause is None:  # (no `pause` argument: this bench also runs on trees before it)
+            fleet.publish(ref)
+        else:
+            fleet.publish(ref, pause=pause)
         out.append(time.perf_counter() - t)
         del ref
     return out

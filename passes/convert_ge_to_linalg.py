@@ -148,13 +148,18 @@ _SMALL_POWERS: dict[float, Callable[[SSAValue], SSAValue]] = {
 (`np.power`) costs ~25x `x * x * x` (within 1-2 ulp of pow; sqrt and 1/x are exact)."""
 
 
+def _inline_values(v: SSAValue) -> Sequence[int | float] | None:
+    """The values of `v` when it is an inline constant (`ge.const ... = dense<...>`), else None
+    (a weight-table constant's bytes are not in the IR)."""
+    const = v.owner
+    return const.value.get_values() if isinstance(const, ge.ConstOp) and const.value is not None else None
+
+
 def _splat_exponent(v: SSAValue) -> float | None:
     """The exponent when `v` is an inline constant with one value everywhere, else None."""
-    const = v.owner
-    if not isinstance(const, ge.ConstOp) or const.value is None:
-        return None  # a weight-table constant's bytes are not in the IR
-    values = {float(x) for x in const.value.get_values()}
-    return values.pop() if len(values) == 1 else None
+    values = _inline_values(v)
+    splat = set() if values is None else {float(x) for x in values}
+    return splat.pop() if len(splat) == 1 else None
 
 
 class LowerSmallConstantPow(RewritePattern):
@@ -635,10 +640,10 @@ def _constant_rows(indices: SSAValue, size: int) -> tuple[int, int] | None:
     in [-size, size), that reads `start + step * i` (negative ones counted from the end; step
     0 or more, and not a bare `i` over fewer than `size` rows: linalg would take the data's size
     as that loop's range); else None."""
-    const = indices.owner
-    if not isinstance(const, ge.ConstOp) or const.value is None or len(B.shape_of(indices)) > 1:
+    values = _inline_values(indices)
+    if values is None or len(B.shape_of(indices)) > 1:
         return None
-    rows = [int(v) for v in const.value.get_values()]
+    rows = [int(v) for v in values]
     if not rows or not all(-size <= r < size for r in rows):
         return None
     rows = [r % size for r in rows]

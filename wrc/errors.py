@@ -29,8 +29,12 @@ def unknown_names(kind: str, given: Sequence[object], known: Collection[str]) ->
     that are not among `known`, the closest known name to each of the first few where one is
     close (a typo, a prefix a checkpoint adds), and the known ones (`listed`)."""
     close = {g: m for g in given[:LISTED] if isinstance(g, str) if (m := _closest(g, known))}
-    hint = "" if not close else f"did you mean {next(iter(close.values()))!r}? " if len(given) == 1 else \
-        f"did you mean {listed(f'{m!r} for {g!r}' for g, m in close.items())}? "
+    if not close:
+        hint = ""
+    elif len(given) == 1:
+        hint = f"did you mean {close[given[0]]!r}? "
+    else:
+        hint = f"did you mean {listed(f'{m!r} for {g!r}' for g, m in close.items())}? "
     return (f"unknown {kind}{'s' if len(given) > 1 else ''} {listed(map(repr, given))} "
             f"({hint}{kind}s: {listed(known)})")
 
