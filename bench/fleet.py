@@ -17,7 +17,10 @@ bytes); `replicas` replicas on a local Ray with one CPU each at most, copying ea
   each second a trainer actor (the training loop, a process of its own as in a real setup)
   puts the next set into the store and the driver publishes its `ObjectRef`; the driver,
   whose 4 client threads send the requests, copies no weights (`--publisher driver`: the
-  driver publishes a dict, its own `ray.put` in the serving process, as before session 7);
+  driver publishes a dict, its own `ray.put` in the serving process, as before session 7).
+  Beside them, the same puts once a second with no publish: what making 1 GiB a second on
+  the serving cores costs, whoever then uses it. The three states alternate in windows
+  (`ROUNDS` of each), so that the shared VM's drift falls on all alike;
 * object-store bytes (the store's touched shared memory, a high-water mark over the whole run:
   each fleet's peak includes those before it) and replicas' private RSS, sampled during
   publishes.
@@ -42,6 +45,8 @@ URGENT = 0.2
 reaching a replica waits at most while it copies)."""
 PUBLISHES = 9
 """Publishes timed while serving, per measurement (the first, which maps pages, apart)."""
+ROUNDS = 4
+"""Windows of each state measured at 1 Hz (steady, puts alone, publishes), alternating."""
 
 
 def _bundle(count: int, total: int) -> tuple[bytes, list[str], int]:
@@ -253,7 +258,7 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
 
     total = (total_mib or (256 if quick else 1024)) * MIB
     replicas, count, many = 4, 256, (1024 if quick else 4096)
-    seconds = 4.0 if quick else 10.0
+    seconds = 8.0 if quick else 20.0  # per state (steady, switching), in ROUNDS windows each
     cores = os.cpu_count() or 1
     x = np.zeros((1, 16), np.float32)
     copy = _memcpy(total, 5)
@@ -349,25 +354,57 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
         if trainer is None:
             def publish(i: int) -> None:
                 fleet.publish(sets[i % 2])
+
+            def put(i: int) -> None:
+                ray.put(fleet._packed(sets[i % 2]))  # noqa: SLF001 - as publish puts it (dropped at once)
         else:
-            publish = _publish_from(fleet, trainer())
+            actor = trainer()
+            publish = _publish_from(fleet, actor)
             publish(0)  # (the trainer's first put maps its pages of the store)
-        steady, rate0 = _serve(fleet, x, seconds, None)
 
-        def once_a_second() -> None:
-            start = time.perf_counter()
-            for i in range(int(seconds)):
-                publish(i)
-                time.sleep(max(0.0, start + i + 1 - time.perf_counter()))
+            def put(i: int) -> None:
+                ray.get(actor.put.remote(i))  # (the ObjectRef in the list dropped at once)
 
-        switching, rate1 = _serve(fleet, x, seconds, once_a_second)
-        for what, lat, rate in (("steady", steady, rate0), ("publish at 1 Hz", switching, rate1)):
-            record("fleet", case, f"request p50, {what}", np.percentile(lat, 50) * 1e3, None)
-            record("fleet", case, f"request p99, {what}", np.percentile(lat, 99) * 1e3, None)
-            record("fleet", case, f"throughput, {what}", rate, None, unit="req/s")
-        record("fleet", case, "p99 switching / steady", np.percentile(switching, 99) / np.percentile(steady, 99),
-               None, unit="x", note=f"throughput {rate1 / rate0:.2f}x steady; sets put by the "
-               f"{'driver' if trainer is None else 'trainer actor'}")
+        # The states alternate (ROUNDS windows of each, `seconds` in all per state), so that a
+        # drift of the shared VM's speed falls on all alike: steady; the puts alone once a
+        # second (what making 1 GiB a second on these cores costs serving, whatever then uses
+        # it: the part of the switching cost that is not the fleet's); whole publishes.
+        window = seconds / ROUNDS
+
+        def once_a_second(fn: Callable[[int], None]) -> Callable[[], None]:
+            def run() -> None:
+                start = time.perf_counter()
+                for i in range(int(window)):
+                    fn(i)
+                    time.sleep(max(0.0, start + i + 1 - time.perf_counter()))
+            return run
+
+        states = {"steady": None, "puts alone at 1 Hz": once_a_second(put), "publish at 1 Hz": once_a_second(publish)}
+        runs: dict[str, list[tuple[list[float], float]]] = {k: [] for k in states}
+        for _ in range(ROUNDS):
+            for what, during in states.items():
+                runs[what].append(_serve(fleet, x, window, during))
+        p99 = {k: float(np.percentile([t for lat, _ in v for t in lat], 99)) for k, v in runs.items()}
+        rate = {k: float(np.mean([r for _, r in v])) for k, v in runs.items()}
+        for what, v in runs.items():
+            record("fleet", case, f"request p50, {what}", np.percentile([t for lat, _ in v for t in lat], 50) * 1e3, None)
+            record("fleet", case, f"request p99, {what}", p99[what] * 1e3, None)
+            record("fleet", case, f"throughput, {what}", rate[what], None, unit="req/s")
+
+        def by_window(what: str) -> str:
+            pairs = [(np.percentile(w[0], 99) / np.percentile(s[0], 99), w[1] / s[1])
+                     for s, w in zip(runs["steady"], runs[what], strict=True)]
+            return (f"window by window: p99 {', '.join(f'{a:.2f}x' for a, _ in pairs)}, "
+                    f"throughput {', '.join(f'{b:.2f}' for _, b in pairs)}")
+
+        who = "driver" if trainer is None else "trainer actor"
+        for what in ("puts alone at 1 Hz", "publish at 1 Hz"):
+            record("fleet", case, f"p99 {what} / steady", p99[what] / p99["steady"], None, unit="x",
+                   note=f"throughput {rate[what] / rate['steady']:.2f}x steady ({ROUNDS} windows of {window:g} s "
+                        f"each, alternating; {by_window(what)}); sets put by the {who}")
+        record("fleet", case, "p99 publish / puts alone at 1 Hz", p99["publish at 1 Hz"] / p99["puts alone at 1 Hz"],
+               None, unit="x", note=f"throughput {rate['publish at 1 Hz'] / rate['puts alone at 1 Hz']:.2f}x: "
+                                    "the fleet's own part of the switching cost")
     finally:
         fleet.shutdown()
 

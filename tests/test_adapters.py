@@ -299,7 +299,11 @@ def test_bad_adapters_change_nothing(model: ModelBuffer) -> None:
     b.apply_adapter(adapter(1), "X")
     before = (b.version, b.adapter, _weights(b))
     good = adapter(2)
-    for bad, message in [({"u": {"delta": np.zeros((MID, OUT), np.float32)}}, "'u' is not an adapted weight"),
+    for bad, message in [({"u": {"delta": np.zeros((MID, OUT), np.float32)}},
+                          r"^apply_adapter\(\) changed nothing: unknown adapted weight 'u' \(adapted weights: w, v, c\)$"),
+                         ({**good, "model.w": good["w"], 7: {}},
+                          r"^apply_adapter\(\) changed nothing: unknown adapted weights 'model.w', 7 \(did you mean "
+                          r"'w' for 'model.w'\? adapted weights: w, v, c\)$"),
                          ({**good, "w": {**good["w"], "A": np.zeros((2, MID), np.float32)}},
                           r"weight 'w': A: expected shape \[2, 8\], got \[2, 6\] \(rank 2"),
                          ({**good, "v": {"A": good["v"]["A"]}}, "weight 'v' \\(lora rank 3\\) takes"),

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wrc.abi import DELTA_GRAPH, DELTA_INPUTS, FunctionPlan, Input, Plan, WeightSignature
-from wrc.errors import BundleFormatError, InputError, listed
+from wrc.errors import BundleFormatError, InputError, listed, unknown_names
 
 FACTOR_KEYS = {"dense": ("delta",), "lora": ("A", "B", "scale")}
 """The keys of one weight's entry in `Bundle.apply_adapter`, per kind of delta (`scale` may
@@ -105,12 +105,12 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
     if not isinstance(factors, Mapping):
         raise InputError(f"apply_adapter() takes a mapping from weight name to its factors, got "
                          f"{type(factors).__name__}")
-    problems: list[str] = []
+    unknown = [name for name in factors if not (isinstance(name, str) and name in deltas)]
+    problems = [unknown_names("adapted weight", unknown, deltas)] if unknown else []
     out: dict[str, dict[str, Any]] = {}
     for name, entry in factors.items():
         d = deltas.get(name) if isinstance(name, str) else None
         if d is None:
-            problems.append(f"{name!r} is not an adapted weight (adapted: {listed(deltas)})")
             continue
         keys = FACTOR_KEYS[d.kind]
         if not isinstance(entry, Mapping) or not set(entry) <= set(keys) or not set(keys) - {"scale"} <= set(entry):
