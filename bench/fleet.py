@@ -258,7 +258,7 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
 
     total = (total_mib or (256 if quick else 1024)) * MIB
     replicas, count, many = 4, 256, (1024 if quick else 4096)
-    seconds = 8.0 if quick else 20.0  # per state (steady, switching), in ROUNDS windows each
+    seconds = 8.0 if quick else 20.0  # per state at 1 Hz (steady, puts alone, publishes), in ROUNDS windows
     cores = os.cpu_count() or 1
     x = np.zeros((1, 16), np.float32)
     copy = _memcpy(total, 5)
@@ -297,9 +297,9 @@ def bench_fleet(quick: bool, record: Callable[..., None], modes: tuple[bool, ...
 def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str, model: bytes, sets: list[Any],
               copy: bool, replicas: int, total: int, bound: float, by_tensor: float,
               x: np.ndarray, seconds: float, trainer: Callable[[], Any] | None = None, urgent: float = URGENT) -> None:
-    """One fleet of `replicas` in one mode: publishes while serving, memory, and (`seconds`)
-    serving steady vs while publishing once a second (the sets `trainer()`'s actor puts, or
-    None: the driver's `sets`)."""
+    """One fleet of `replicas` in one mode: publishes while serving, memory, and (`seconds`
+    per state) serving steady, beside the puts alone once a second, and while publishing once
+    a second (the sets `trainer()`'s actor puts, or None: the driver's `sets`)."""
     from wrc.fleet import _out_of_scope as out_of_scope
 
     # Loaded here first: the replicas (Ray runs them at nice 15) then find it in the load cache
@@ -384,10 +384,11 @@ def _run_mode(ray: Any, fleet_class: Any, record: Callable[..., None], case: str
         for _ in range(ROUNDS):
             for what, during in states.items():
                 runs[what].append(_serve(fleet, x, window, during))
-        p99 = {k: float(np.percentile([t for lat, _ in v for t in lat], 99)) for k, v in runs.items()}
+        pooled = {k: [t for lat, _ in v for t in lat] for k, v in runs.items()}
+        p99 = {k: float(np.percentile(lat, 99)) for k, lat in pooled.items()}
         rate = {k: float(np.mean([r for _, r in v])) for k, v in runs.items()}
-        for what, v in runs.items():
-            record("fleet", case, f"request p50, {what}", np.percentile([t for lat, _ in v for t in lat], 50) * 1e3, None)
+        for what in runs:
+            record("fleet", case, f"request p50, {what}", np.percentile(pooled[what], 50) * 1e3, None)
             record("fleet", case, f"request p99, {what}", p99[what] * 1e3, None)
             record("fleet", case, f"throughput, {what}", rate[what], None, unit="req/s")
 
