@@ -36,8 +36,8 @@ Sections (docs/performance.md explains each and records a run):
            infer; the encoder LN+GELU block vs onnxruntime vs hand-written NumPy
   fleet    wrc.fleet on Ray (bench/fleet.py): publish of a 1 GiB weight set (256 MiB with
            --quick) to 4 replicas while they serve vs memcpy, copy and zero-copy, 256 vs 4096
-           tensors, request p50/p99 and throughput while publishing at 1 Hz vs steady, object
-           store and RSS
+           tensors, request p50/p99 and throughput while publishing at 1 Hz vs steady and vs
+           the trainer's puts alone (alternating windows), object store and RSS
   zoo      the model zoo (tests/zoo, onnx's light CNNs) vs onnxruntime: load, infer, update,
            first calls and peak RSS in fresh processes (bench/zoo.py; --quick: 9 models)
   adapters rank-8/16/64 LoRA adapters on every projection of the encoder block and a ViT-B
