@@ -304,6 +304,9 @@ def test_bad_adapters_change_nothing(model: ModelBuffer) -> None:
                          ({**good, "model.w": good["w"], 7: {}},
                           r"^apply_adapter\(\) changed nothing: unknown adapted weights 'model.w', 7 \(did you mean "
                           r"'w' for 'model.w'\? adapted weights: w, v, c\)$"),
+                         ({"c": {"delta": good["c"]["delta"].astype(np.float64)}, "u": {}},
+                          r"^apply_adapter\(\) changed nothing: unknown adapted weight 'u' \(adapted weights: w, v, c\); "
+                          r"weight 'c': delta: expected dtype float32"),
                          ({**good, "w": {**good["w"], "A": np.zeros((2, MID), np.float32)}},
                           r"weight 'w': A: expected shape \[2, 8\], got \[2, 6\] \(rank 2"),
                          ({**good, "v": {"A": good["v"]["A"]}}, "weight 'v' \\(lora rank 3\\) takes"),

@@ -105,12 +105,13 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
     if not isinstance(factors, Mapping):
         raise InputError(f"apply_adapter() takes a mapping from weight name to its factors, got "
                          f"{type(factors).__name__}")
-    unknown = [name for name in factors if not (isinstance(name, str) and name in deltas)]
-    problems = [unknown_names("adapted weight", unknown, deltas)] if unknown else []
+    problems: list[str] = []
+    unknown: list[Any] = []
     out: dict[str, dict[str, Any]] = {}
     for name, entry in factors.items():
         d = deltas.get(name) if isinstance(name, str) else None
         if d is None:
+            unknown.append(name)
             continue
         keys = FACTOR_KEYS[d.kind]
         if not isinstance(entry, Mapping) or not set(entry) <= set(keys) or not set(keys) - {"scale"} <= set(entry):
@@ -138,6 +139,8 @@ def check_adapter(factors: Any, deltas: Mapping[str, DeltaWeight],
                 problems.append(problem)
             checked[key] = arr
         out[name] = checked
+    if unknown:  # (first: listed together, as `WeightSignature.check` lists unknown weights)
+        problems.insert(0, unknown_names("adapted weight", unknown, deltas))
     if problems:
         raise InputError("apply_adapter() changed nothing: " + "; ".join(problems))
     return out
